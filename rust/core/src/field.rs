@@ -1,0 +1,239 @@
+// SPDX-License-Identifier: GPL-2.0
+//! VMCS component encodings (Intel SDM vol. 3C 25.11.2, table 25-21; the fields: app. B).
+//!
+//! A 32-bit encoding carries the component's access type, index, type and width, so the
+//! table in [`super::field_table`] needs only names and encodings: everything else is
+//! decoded here.
+
+use super::bits::{extract, test};
+
+/// The width of a VMCS component (encoding bits 14:13).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Width {
+    /// 16-bit.
+    Bits16,
+    /// 64-bit (also accessible as its high 32 bits, see [`Access::High`]).
+    Bits64,
+    /// 32-bit.
+    Bits32,
+    /// Natural width: 64 bits on processors that support Intel 64.
+    Natural,
+}
+
+impl Width {
+    /// Size in bytes on a 64-bit processor.
+    pub const fn bytes(self) -> usize {
+        match self {
+            Width::Bits16 => 2,
+            Width::Bits32 => 4,
+            Width::Bits64 | Width::Natural => 8,
+        }
+    }
+}
+
+/// The type of a VMCS component (encoding bits 11:10).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Control fields.
+    Control,
+    /// VM-exit information fields: read-only unless IA32_VMX_MISC bit 29 is set.
+    ExitInfo,
+    /// Guest-state fields.
+    GuestState,
+    /// Host-state fields.
+    HostState,
+}
+
+/// Access type (encoding bit 0): the whole field or the high 32 bits of a 64-bit field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Full access.
+    Full,
+    /// High 32 bits of a 64-bit field; only valid with [`Width::Bits64`].
+    High,
+}
+
+/// A VMCS component encoding as used by VMREAD and VMWRITE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Field(pub u32);
+
+impl Field {
+    /// Decode an encoding taken from a VMREAD/VMWRITE register operand. Operands are 64 bits
+    /// wide in 64-bit mode; the SDM (25.11.2) makes bits 63:15 (with bit 12) reserved, so an
+    /// operand with any of them set names no field (VMfailValid 12, "unsupported component").
+    pub const fn from_operand(operand: u64) -> Option<Field> {
+        if extract(operand, 63, 15) != 0 || test(operand, 12) {
+            return None;
+        }
+        let field = Field(operand as u32);
+        // Bit 0 = 1 (high access) exists only for 64-bit fields.
+        if matches!(field.access(), Access::High) && !matches!(field.width(), Width::Bits64) {
+            return None;
+        }
+        Some(field)
+    }
+
+    /// The raw encoding.
+    pub const fn encoding(self) -> u32 {
+        self.0
+    }
+
+    /// Access type (bit 0).
+    pub const fn access(self) -> Access {
+        if test(self.0 as u64, 0) {
+            Access::High
+        } else {
+            Access::Full
+        }
+    }
+
+    /// Index (bits 9:1).
+    pub const fn index(self) -> u32 {
+        extract(self.0 as u64, 9, 1) as u32
+    }
+
+    /// Type (bits 11:10).
+    pub const fn kind(self) -> Kind {
+        match extract(self.0 as u64, 11, 10) {
+            0 => Kind::Control,
+            1 => Kind::ExitInfo,
+            2 => Kind::GuestState,
+            _ => Kind::HostState,
+        }
+    }
+
+    /// Width (bits 14:13).
+    pub const fn width(self) -> Width {
+        match extract(self.0 as u64, 14, 13) {
+            0 => Width::Bits16,
+            1 => Width::Bits64,
+            2 => Width::Bits32,
+            _ => Width::Natural,
+        }
+    }
+
+    /// The full-access encoding of this component (clears the access bit).
+    pub const fn full(self) -> Field {
+        Field(self.0 & !1)
+    }
+
+    /// Whether the table knows this component (in either access type).
+    pub fn is_known(self) -> bool {
+        let full = self.full();
+        super::field_table::ALL_FIELDS.iter().any(|&(_, f)| f == full)
+    }
+
+    /// The component's name from the field table, if it has one.
+    pub fn name(self) -> Option<&'static str> {
+        let full = self.full();
+        super::field_table::ALL_FIELDS.iter().find(|&&(_, f)| f == full).map(|&(n, _)| n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::field_table::*;
+    use super::*;
+
+    /// Spot checks against SDM vol. 3D appendix B, one per table (B.1.1 ... B.4.4).
+    #[test]
+    fn sdm_appendix_b_examples() {
+        let cases: &[(Field, u32, Width, Kind)] = &[
+            (VIRTUAL_PROCESSOR_ID, 0x0000, Width::Bits16, Kind::Control), // B.1.1
+            (GUEST_ES_SELECTOR, 0x0800, Width::Bits16, Kind::GuestState), // B.1.2
+            (HOST_ES_SELECTOR, 0x0c00, Width::Bits16, Kind::HostState),   // B.1.3
+            (IO_BITMAP_A, 0x2000, Width::Bits64, Kind::Control),          // B.2.1
+            (GUEST_PHYSICAL_ADDRESS, 0x2400, Width::Bits64, Kind::ExitInfo), // B.2.2
+            (VMCS_LINK_POINTER, 0x2800, Width::Bits64, Kind::GuestState), // B.2.3
+            (HOST_IA32_PAT, 0x2c00, Width::Bits64, Kind::HostState),      // B.2.4
+            (PIN_BASED_VM_EXEC_CONTROL, 0x4000, Width::Bits32, Kind::Control), // B.3.1
+            (VM_INSTRUCTION_ERROR, 0x4400, Width::Bits32, Kind::ExitInfo), // B.3.2
+            (GUEST_ES_LIMIT, 0x4800, Width::Bits32, Kind::GuestState),    // B.3.3
+            (HOST_IA32_SYSENTER_CS, 0x4c00, Width::Bits32, Kind::HostState), // B.3.4
+            (CR0_GUEST_HOST_MASK, 0x6000, Width::Natural, Kind::Control), // B.4.1
+            (EXIT_QUALIFICATION, 0x6400, Width::Natural, Kind::ExitInfo), // B.4.2
+            (GUEST_CR0, 0x6800, Width::Natural, Kind::GuestState),        // B.4.3
+            (HOST_CR0, 0x6c00, Width::Natural, Kind::HostState),          // B.4.4
+            (HOST_RIP, 0x6c16, Width::Natural, Kind::HostState),
+            (VM_EXIT_REASON, 0x4402, Width::Bits32, Kind::ExitInfo),
+            (CPU_BASED_VM_EXEC_CONTROL, 0x4002, Width::Bits32, Kind::Control),
+            (SECONDARY_VM_EXEC_CONTROL, 0x401e, Width::Bits32, Kind::Control),
+            (EPT_POINTER, 0x201a, Width::Bits64, Kind::Control),
+        ];
+        for &(f, enc, w, k) in cases {
+            assert_eq!(f.encoding(), enc, "{:?}", f.name());
+            assert_eq!(f.width(), w, "{:?}", f.name());
+            assert_eq!(f.kind(), k, "{:?}", f.name());
+            assert_eq!(f.access(), Access::Full);
+        }
+        assert_eq!(VM_INSTRUCTION_ERROR.index(), 0);
+        assert_eq!(VM_EXIT_REASON.index(), 1);
+        assert_eq!(HOST_RIP.index(), 11);
+    }
+
+    /// The names in the table agree with what their encodings say (the kernel's naming
+    /// convention: GUEST_/HOST_ prefixes for state, exit information in the 0x04xx/0x24xx/
+    /// 0x44xx/0x64xx ranges).
+    #[test]
+    fn every_table_entry_decodes_consistently() {
+        for &(name, f) in ALL_FIELDS {
+            assert_eq!(f.access(), Access::Full, "{name}: table lists full encodings only");
+            assert_eq!(Field::from_operand(f.encoding() as u64), Some(f), "{name}");
+            match f.kind() {
+                // The SDM lists these two among the guest-state fields (B.2.3, B.3.3).
+                Kind::GuestState => assert!(
+                    name.starts_with("GUEST_")
+                        || name == "VMCS_LINK_POINTER"
+                        || name == "VMX_PREEMPTION_TIMER_VALUE",
+                    "{name}"
+                ),
+                Kind::HostState => assert!(name.starts_with("HOST_"), "{name}"),
+                Kind::Control | Kind::ExitInfo => {
+                    assert!(!name.starts_with("HOST_"), "{name}");
+                }
+            }
+            if f.width() == Width::Bits64 {
+                let high = Field(f.encoding() | 1);
+                assert_eq!(Field::from_operand(high.encoding() as u64), Some(high), "{name}_HIGH");
+                assert_eq!(high.name(), Some(name));
+            }
+        }
+    }
+
+    #[test]
+    fn table_has_no_duplicates() {
+        for (i, &(a, fa)) in ALL_FIELDS.iter().enumerate() {
+            for &(b, fb) in &ALL_FIELDS[i + 1..] {
+                assert_ne!(fa, fb, "{a} and {b} share an encoding");
+                assert_ne!(a, b);
+            }
+        }
+        assert!(ALL_FIELDS.len() > 150, "the whole SDM appendix B, not a sample");
+    }
+
+    #[test]
+    fn invalid_operands() {
+        // Bits 63:15 and 12 are reserved: no such component (VMfailValid 12).
+        assert_eq!(Field::from_operand(1 << 15), None);
+        assert_eq!(Field::from_operand(1 << 32 | 0x6c16), None);
+        assert_eq!(Field::from_operand(0x1000), None);
+        // High access to a non-64-bit field is not an encoding either.
+        assert_eq!(Field::from_operand(0x0801), None, "GUEST_ES_SELECTOR is 16-bit");
+        assert_eq!(Field::from_operand(0x4001), None);
+        assert_eq!(Field::from_operand(0x6c17), None);
+        // High access to a 64-bit field is.
+        assert_eq!(Field::from_operand(0x2001), Some(Field(0x2001)));
+        // A well-formed encoding the table does not know is decodable but unknown.
+        let f = Field::from_operand(0x0c3e).unwrap();
+        assert!(!f.is_known());
+        assert_eq!(f.name(), None);
+    }
+
+    #[test]
+    fn widths_in_bytes() {
+        assert_eq!(GUEST_CS_SELECTOR.width().bytes(), 2);
+        assert_eq!(GUEST_CS_LIMIT.width().bytes(), 4);
+        assert_eq!(EPT_POINTER.width().bytes(), 8);
+        assert_eq!(GUEST_RIP.width().bytes(), 8);
+    }
+}

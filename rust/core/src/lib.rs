@@ -1,0 +1,16 @@
+// SPDX-License-Identifier: GPL-2.0
+//! nvmx's pure VMX logic.
+//!
+//! Everything here is a function of values (MSR contents, CPUID words, VMCS field encodings):
+//! no `kernel::` imports, no `unsafe`, no hardware access. The module compiles these files in
+//! through `rust/vmx_core.rs`; `cargo test` runs them on any machine. Modules refer to one
+//! another through `super::` so that they mean the same thing in both crates.
+#![cfg_attr(not(test), no_std)]
+
+pub mod basic;
+pub mod bits;
+pub mod controls;
+pub mod field;
+pub mod field_table;
+pub mod host;
+pub mod msr;
