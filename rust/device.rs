@@ -1,0 +1,68 @@
+// SPDX-License-Identifier: GPL-2.0
+//! `/dev/nvmx`: the system fd. It speaks the KVM ABI's system ioctls (type 0xAE) and nvmx's
+//! own (type 0xBB); every other command is ENOTTY, as on /dev/kvm.
+
+use kernel::fs::File;
+use kernel::miscdevice::{MiscDevice, MiscDeviceRegistration};
+use kernel::prelude::*;
+use kernel::uaccess::{UserPtr, UserSlice};
+
+use crate::uapi::{self, host_features, NvmxHostStatus};
+use crate::HOST;
+
+/// One open of /dev/nvmx. It holds no state yet: VMs will hang off it.
+pub(crate) struct NvmxFile;
+
+#[vtable]
+impl MiscDevice for NvmxFile {
+    type Ptr = KBox<Self>;
+
+    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<KBox<Self>> {
+        Ok(KBox::new(NvmxFile, GFP_KERNEL)?)
+    }
+
+    fn ioctl(_me: &NvmxFile, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
+        match cmd {
+            // KVM returns EINVAL for a non-zero argument (kvm_dev_ioctl).
+            uapi::KVM_GET_API_VERSION if arg != 0 => Err(EINVAL),
+            uapi::KVM_GET_API_VERSION => Ok(uapi::KVM_API_VERSION),
+            uapi::KVM_CHECK_EXTENSION => Ok(check_extension(arg)),
+            uapi::NVMX_GET_HOST_STATUS => get_host_status(arg),
+            _ => Err(ENOTTY),
+        }
+    }
+}
+
+/// `KVM_CHECK_EXTENSION` on the system fd: 0 for every capability nvmx does not implement.
+/// Nothing beyond the API version is implemented yet, so every answer is 0 (an honest "no"
+/// is what clients such as the KVM selftests rely on to skip what is missing).
+fn check_extension(_cap: usize) -> isize {
+    0
+}
+
+fn get_host_status(arg: usize) -> Result<isize> {
+    let host = HOST.as_ref().ok_or(ENODEV)?;
+    let caps = &host.caps;
+    let mut features = host_features::EPT | host_features::UNRESTRICTED_GUEST;
+    if caps.vpid() {
+        features |= host_features::VPID;
+    }
+    if caps.shadow_vmcs() {
+        features |= host_features::SHADOW_VMCS;
+    }
+    if caps.preemption_timer() {
+        features |= host_features::PREEMPTION_TIMER;
+    }
+    let status = NvmxHostStatus {
+        vmcs_revision: caps.basic.revision_id(),
+        online_cpus: host.online_cpus,
+        vmx_cpus: host.vmx_cpus,
+        features,
+        vmx_basic: caps.basic.0,
+        ept_vpid_cap: caps.ept_vpid.0,
+        reserved: [0; 4],
+    };
+    let user = UserSlice::new(UserPtr::from_addr(arg), core::mem::size_of::<NvmxHostStatus>());
+    user.writer().write(&status)?;
+    Ok(0)
+}

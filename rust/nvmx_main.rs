@@ -1,0 +1,88 @@
+// SPDX-License-Identifier: GPL-2.0
+//! nvmx: a minimal VMX hypervisor with nested virtualization, driven through `/dev/nvmx`,
+//! which speaks a subset of the KVM ABI.
+//!
+//! Load: probe the host (vendor, CPUID.VMX, IA32_FEATURE_CONTROL, the VMX capability MSRs),
+//! allocate a VMXON region per possible CPU, and prove VMX operation on every online CPU with
+//! a VMXON/VMXOFF round trip in an IRQs-off region. Any refusal is one dmesg line and the
+//! errno documented in Documentation/nvmx.rst.
+
+use kernel::miscdevice::{MiscDeviceOptions, MiscDeviceRegistration};
+use kernel::prelude::*;
+use kernel::sync::SetOnce;
+
+mod cpu;
+mod device;
+mod shim;
+mod uapi;
+mod vmx_ops;
+pub mod vmx_core;
+
+use vmx_core::host::{self, HostCaps, HostProbe};
+
+module! {
+    type: Nvmx,
+    name: "nvmx",
+    authors: ["nvmx developers"],
+    description: "Minimal VMX hypervisor with nested virtualization (KVM ABI subset)",
+    license: "GPL",
+}
+
+/// Host facts fixed at load, read by the device.
+pub(crate) struct HostInfo {
+    pub(crate) caps: HostCaps,
+    pub(crate) online_cpus: u32,
+    pub(crate) vmx_cpus: u32,
+}
+
+/// Set once in `init`; lives as long as the module.
+pub(crate) static HOST: SetOnce<HostInfo> = SetOnce::new();
+
+/// The host as the core's load-time checks see it: CPUID and RDMSR on this CPU.
+struct ThisCpu;
+
+impl HostProbe for ThisCpu {
+    fn cpuid(&mut self, leaf: u32, subleaf: u32) -> [u32; 4] {
+        vmx_ops::cpuid(leaf, subleaf)
+    }
+    fn rdmsr(&mut self, index: u32) -> Option<u64> {
+        shim::rdmsr_safe(index)
+    }
+}
+
+#[pin_data(PinnedDrop)]
+struct Nvmx {
+    _vmx: cpu::VmxCpus,
+    #[pin]
+    _misc: MiscDeviceRegistration<device::NvmxFile>,
+}
+
+fn probe_host() -> Result<cpu::VmxCpus> {
+    let caps = host::probe(&mut ThisCpu).map_err(|r| {
+        pr_err!("{r}\n");
+        Error::from_errno(-r.errno())
+    })?;
+    pr_info!("{caps}\n");
+    let vmx = cpu::VmxCpus::bring_up(&caps)?;
+    let online = shim::num_online_cpus();
+    pr_info!("VMX operation verified on {} of {} online CPUs\n", vmx.vmx_cpus, online);
+    HOST.populate(HostInfo { caps, online_cpus: online, vmx_cpus: vmx.vmx_cpus });
+    Ok(vmx)
+}
+
+impl kernel::InPlaceModule for Nvmx {
+    fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
+            _vmx: probe_host()?,
+            _misc <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"nvmx" }),
+        })
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for Nvmx {
+    fn drop(self: Pin<&mut Self>) {
+        // nvmx is in VMX operation only inside IRQs-off regions, so at this point no CPU is.
+        pr_info!("unloaded; no CPU is in VMX operation\n");
+    }
+}

@@ -1,0 +1,19 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The pure VMX core (`rust/core`, also the host-tested `nvmx-core` crate), compiled into
+//! the module. The list mirrors `rust/core/src/lib.rs`; a file missing here fails the build
+//! of any module that refers to it through `super::`.
+
+#[path = "core/src/basic.rs"]
+pub mod basic;
+#[path = "core/src/bits.rs"]
+pub mod bits;
+#[path = "core/src/controls.rs"]
+pub mod controls;
+#[path = "core/src/field.rs"]
+pub mod field;
+#[path = "core/src/field_table.rs"]
+pub mod field_table;
+#[path = "core/src/host.rs"]
+pub mod host;
+#[path = "core/src/msr.rs"]
+pub mod msr;

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# `make check`: everything from a fresh machine to the final `N passed, N failed` line.
+# Set-up and builds are cached under $NVMX_CACHE; results go to build/results.
+set -uo pipefail
+. "$(dirname "$0")/lib.sh"
+res=$NVMX_ROOT/build/results
+mkdir -p "$res"
+t0=$(date +%s)
+step() { log "[$(( $(date +%s) - t0 ))s] $*"; }
+
+set -e
+step "host set-up (packages, bindgen)"; "$NVMX_ROOT/scripts/setup-host.sh"
+step "kernel"; "$NVMX_ROOT/scripts/build-kernel.sh" >/dev/null
+step "bochs"; "$NVMX_ROOT/scripts/build-bochs.sh" >/dev/null
+step "module"; make -s -C "$NVMX_ROOT" module
+step "selftests"; "$NVMX_ROOT/scripts/build-selftests.sh"
+step "test images"; "$NVMX_ROOT/scripts/make-image.sh" check
+set +e
+
+step "cargo test (nvmx-core)"
+(cd "$NVMX_ROOT/rust/core" && cargo test --quiet -- --test-threads=2 --format=pretty) > "$res/cargo-core.txt" 2>&1
+
+step "QEMU TCG, AMD vendor (refusal: not Intel)"
+"$NVMX_ROOT/scripts/run-qemu.sh" tcg-amd tcg-amd "$res/tcg-amd.serial"
+step "QEMU TCG, Intel vendor without VMX (refusal: no VMX)"
+"$NVMX_ROOT/scripts/run-qemu.sh" tcg-intel tcg-intel "$res/tcg-intel.serial"
+step "Bochs, 2 CPUs with VMX"
+"$NVMX_ROOT/scripts/run-bochs.sh" check "$res/bochs-check.serial" "${NVMX_BOCHS_TIMEOUT:-1500}"
+
+machines=(
+    --machine tcg-amd "$res/tcg-amd.serial" nvmx_novmx_test
+    --machine tcg-intel "$res/tcg-intel.serial" nvmx_novmx_test
+    --machine bochs "$res/bochs-check.serial" nvmx_module_test,nvmx_device_test
+)
+if [ -w /dev/kvm ] && grep -qw vmx /proc/cpuinfo; then
+    step "QEMU/KVM with the host's VMX"
+    "$NVMX_ROOT/scripts/run-qemu.sh" kvm check "$res/kvm-check.serial" 600
+    machines+=(--machine qemu-kvm "$res/kvm-check.serial" nvmx_module_test,nvmx_device_test)
+else
+    step "no /dev/kvm with VMX on this host: the QEMU/KVM machine is not run"
+fi
+step "results"
+python3 "$NVMX_ROOT/scripts/summarize.py" --cargo cargo-nvmx-core "$res/cargo-core.txt" "${machines[@]}"

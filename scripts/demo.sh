@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# `make demo`: set everything up, then boot the emulated VMX machine (Bochs, 2 CPUs) and show
+# nvmx loading there: VMXON/VMXOFF on each CPU, the capability summary, the device node, and
+# the refusal while kvm_intel owns VMX.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+"$NVMX_ROOT/scripts/setup-host.sh"
+"$NVMX_ROOT/scripts/build-kernel.sh" >/dev/null
+"$NVMX_ROOT/scripts/build-bochs.sh" >/dev/null
+make -s -C "$NVMX_ROOT" module
+"$NVMX_ROOT/scripts/build-selftests.sh"
+"$NVMX_ROOT/scripts/make-image.sh" demo
+serial=$NVMX_ROOT/build/results/demo.serial
+mkdir -p "$(dirname "$serial")"
+"$NVMX_ROOT/scripts/run-bochs.sh" demo "$serial" 900
+echo
+echo "==================== the emulated machine's console (Bochs, VT-x with EPT) ===================="
+sed -n '/^### nvmx demo/,/^@@NVMX-DONE/p' "$serial" | grep -v '^@@'
+grep -q '^### done' "$serial"

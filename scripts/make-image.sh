@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Build the test machine's initramfs (busybox, nvmx.ko, the kernel's modules, the selftests,
+# vm/init) and one bootable ISO per mode for Bochs. Usage: make-image.sh MODE [MODE...]
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+kdir=$(kernel_dir)
+out=$NVMX_ROOT/build/vm
+root=$out/root
+rm -rf "$root"; mkdir -p "$root"/{bin,dev,proc,sys,tmp,tests,lib/modules/nvmx}
+cp /bin/busybox "$root/bin/busybox"
+install -m 0755 "$NVMX_ROOT/vm/init" "$root/init"
+cp "$NVMX_ROOT/nvmx.ko" "$root/lib/modules/nvmx/"
+make -s -C "$kdir" "${KMAKE_FLAGS[@]}" INSTALL_MOD_PATH="$root" INSTALL_MOD_STRIP=1 \
+    modules_install >/dev/null
+rm -f "$root"/lib/modules/*/build
+cp "$NVMX_ROOT"/build/selftests/* "$root/tests/"
+(cd "$root" && find . | cpio -o -H newc --quiet | gzip -6) > "$out/initrd.gz"
+cp "$kdir/arch/x86/boot/bzImage" "$out/bzImage"
+
+for mode in "$@"; do
+    iso=$out/iso-$mode
+    rm -rf "$iso"; mkdir -p "$iso/isolinux"
+    cp /usr/lib/ISOLINUX/isolinux.bin /usr/lib/syslinux/modules/bios/ldlinux.c32 "$iso/isolinux/"
+    cp "$out/bzImage" "$out/initrd.gz" "$iso/"
+    cat > "$iso/isolinux/isolinux.cfg" <<CFG
+DEFAULT nvmx
+LABEL nvmx
+  KERNEL /bzImage
+  APPEND initrd=/initrd.gz console=ttyS0,115200 quiet loglevel=4 tsc=reliable nvmxtest=$mode nvmxcpus=2
+CFG
+    xorriso -as mkisofs -quiet -o "$out/boot-$mode.iso" -b isolinux/isolinux.bin \
+        -c isolinux/boot.cat -no-emul-boot -boot-load-size 4 -boot-info-table "$iso" 2>/dev/null
+done

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Boot an nvmx test ISO in Bochs 3.0 (VMX with EPT, VPID, VMCS shadowing): 2 CPUs,
+# corei7_skylake_x, serial console to a file, a hard timeout. The Bochs log is kept.
+# Usage: run-bochs.sh MODE SERIAL_OUT [TIMEOUT_SECONDS]
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+mode=$1 serial=$2 limit=${3:-1200}
+bochs=$NVMX_CACHE/bochs-3.0/bin/bochs
+dir=$NVMX_ROOT/build/vm/bochs-$mode
+mkdir -p "$dir"; : > "$serial"
+cat > "$dir/bochsrc" <<RC
+memory: guest=512, host=512
+cpu: model=corei7_skylake_x, count=2, ips=200000000, reset_on_triple_fault=0
+romimage: file=/usr/share/bochs/BIOS-bochs-latest
+vgaromimage: file=/usr/share/bochs/VGABIOS-lgpl-latest
+ata0-master: type=cdrom, path=$NVMX_ROOT/build/vm/boot-$mode.iso, status=inserted
+boot: cdrom
+display_library: nogui
+com1: enabled=1, mode=file, dev=$serial
+log: $dir/bochs.log
+panic: action=fatal
+error: action=report
+info: action=ignore
+debug: action=ignore
+clock: sync=none
+RC
+log "bochs: booting mode '$mode' (2 CPUs, timeout ${limit}s), serial -> $serial"
+rc=0
+timeout --kill-after=10 "$limit" "$bochs" -q -f "$dir/bochsrc" </dev/null >"$dir/bochs.stdout" 2>&1 || rc=$?
+if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+    log "bochs: timed out after ${limit}s (log: $dir/bochs.log)"
+    echo "@@NVMX-ERROR bochs timed out after ${limit}s" >> "$serial"
+fi
+grep -q '@@NVMX-DONE' "$serial" || { log "bochs: the guest did not finish; last lines of $dir/bochs.log:"; tail -n 20 "$dir/bochs.log" >&2 || true; }
+exit 0

@@ -1,0 +1,133 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * /dev/nvmx with the module loaded: the KVM system ioctls and nvmx's host status.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <linux/nvmx.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "kselftest_harness.h"
+
+#define MISC_MAJOR 10
+
+FIXTURE(dev) {
+	int fd;
+};
+
+FIXTURE_SETUP(dev)
+{
+	self->fd = open("/dev/nvmx", O_RDWR | O_CLOEXEC);
+	ASSERT_GE(self->fd, 0) TH_LOG("open /dev/nvmx: %s", strerror(errno));
+}
+
+FIXTURE_TEARDOWN(dev)
+{
+	close(self->fd);
+}
+
+TEST(device_node_is_misc_char_device)
+{
+	struct stat st;
+
+	ASSERT_EQ(0, stat("/dev/nvmx", &st)) TH_LOG("%s", strerror(errno));
+	EXPECT_TRUE(S_ISCHR(st.st_mode));
+	EXPECT_EQ(MISC_MAJOR, major(st.st_rdev));
+}
+
+TEST_F(dev, api_version_is_12)
+{
+	EXPECT_EQ(KVM_API_VERSION, ioctl(self->fd, KVM_GET_API_VERSION, 0));
+	EXPECT_EQ(12, KVM_API_VERSION);
+}
+
+TEST_F(dev, api_version_with_argument_is_einval)
+{
+	/* kvm_dev_ioctl: KVM_GET_API_VERSION takes no argument. */
+	EXPECT_EQ(-1, ioctl(self->fd, KVM_GET_API_VERSION, 1));
+	EXPECT_EQ(EINVAL, errno);
+}
+
+TEST_F(dev, unknown_capability_is_zero)
+{
+	EXPECT_EQ(0, ioctl(self->fd, KVM_CHECK_EXTENSION, 0x7fffffff));
+	EXPECT_EQ(0, ioctl(self->fd, KVM_CHECK_EXTENSION, -1L));
+}
+
+TEST_F(dev, unimplemented_capabilities_are_zero)
+{
+	/* Nothing beyond the API version exists yet; claiming any of these would be a lie. */
+	static const long caps[] = { KVM_CAP_USER_MEMORY, KVM_CAP_IMMEDIATE_EXIT,
+				     KVM_CAP_MAX_VCPUS, KVM_CAP_NESTED_STATE,
+				     KVM_CAP_GET_TSC_KHZ, KVM_CAP_USER_MEMORY2 };
+
+	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++)
+		EXPECT_EQ(0, ioctl(self->fd, KVM_CHECK_EXTENSION, caps[i]))
+			TH_LOG("capability %ld", caps[i]);
+}
+
+TEST_F(dev, unknown_ioctl_is_enotty)
+{
+	EXPECT_EQ(-1, ioctl(self->fd, _IO(KVMIO, 0xff), 0));
+	EXPECT_EQ(ENOTTY, errno);
+	EXPECT_EQ(-1, ioctl(self->fd, _IO('x', 1), 0));
+	EXPECT_EQ(ENOTTY, errno);
+	/* Right number, wrong size encoding: a different command. */
+	EXPECT_EQ(-1, ioctl(self->fd, _IOR(NVMX_IOCTL_TYPE, 0x00, __u32), 0));
+	EXPECT_EQ(ENOTTY, errno);
+}
+
+TEST_F(dev, host_status_bad_pointer_is_efault)
+{
+	EXPECT_EQ(-1, ioctl(self->fd, NVMX_GET_HOST_STATUS, NULL));
+	EXPECT_EQ(EFAULT, errno);
+	EXPECT_EQ(-1, ioctl(self->fd, NVMX_GET_HOST_STATUS, (void *)8));
+	EXPECT_EQ(EFAULT, errno);
+	/* A kernel address is not the caller's memory. */
+	EXPECT_EQ(-1, ioctl(self->fd, NVMX_GET_HOST_STATUS, (void *)0xffffffff81000000UL));
+	EXPECT_EQ(EFAULT, errno);
+}
+
+TEST_F(dev, host_status_reports_vmx_on_every_cpu)
+{
+	struct nvmx_host_status st;
+
+	memset(&st, 0xa5, sizeof(st));
+	ASSERT_EQ(0, ioctl(self->fd, NVMX_GET_HOST_STATUS, &st)) TH_LOG("%s", strerror(errno));
+	EXPECT_EQ(sysconf(_SC_NPROCESSORS_ONLN), st.online_cpus);
+	EXPECT_EQ(st.online_cpus, st.vmx_cpus);
+	EXPECT_EQ(st.vmcs_revision, st.vmx_basic & 0x7fffffff);
+	EXPECT_NE(0, st.vmcs_revision);
+	/* Required at load: EPT and unrestricted guest. */
+	EXPECT_EQ(NVMX_HOST_EPT | NVMX_HOST_UNRESTRICTED_GUEST,
+		  st.features & (NVMX_HOST_EPT | NVMX_HOST_UNRESTRICTED_GUEST));
+	EXPECT_EQ(0, st.features & ~0x1fU);
+	/* EPT 4-level walks (bit 6) and WB (bit 14) were required at load. */
+	EXPECT_EQ((1ULL << 6) | (1ULL << 14), st.ept_vpid_cap & ((1ULL << 6) | (1ULL << 14)));
+	for (int i = 0; i < 4; i++)
+		EXPECT_EQ(0, st.reserved[i]);
+	TH_LOG("revision %#x, %u/%u CPUs, features %#x", st.vmcs_revision, st.vmx_cpus,
+	       st.online_cpus, st.features);
+}
+
+TEST_F(dev, host_status_straddling_unmapped_page_is_efault)
+{
+	/* The struct straddles the end of a mapping: the copy cannot complete, EFAULT. */
+	long page = sysconf(_SC_PAGESIZE);
+	char *map = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct nvmx_host_status *st;
+
+	ASSERT_NE(MAP_FAILED, map);
+	ASSERT_EQ(0, munmap(map + page, page));
+	st = (struct nvmx_host_status *)(map + page - 16);
+	memset(map + page - 16, 0x5a, 16);
+	EXPECT_EQ(-1, ioctl(self->fd, NVMX_GET_HOST_STATUS, st));
+	EXPECT_EQ(EFAULT, errno);
+	munmap(map, page);
+}
+
+TEST_HARNESS_MAIN
