@@ -148,7 +148,7 @@ impl VmxCpus {
                     this.vmx_cpus += 1;
                 }
                 CpuOutcome::Refused(r) => {
-                    pr_err!("cpu{cpu}: {r}\n");
+                    pr_err!("cpu{cpu}: {}\n", format_args!("{r}"));
                     first_error.get_or_insert(Error::from_errno(-r.errno()));
                 }
                 CpuOutcome::VmxonFailed(e) => {

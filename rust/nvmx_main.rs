@@ -59,10 +59,10 @@ struct Nvmx {
 
 fn probe_host() -> Result<cpu::VmxCpus> {
     let caps = host::probe(&mut ThisCpu).map_err(|r| {
-        pr_err!("{r}\n");
+        pr_err!("{}\n", format_args!("{r}"));
         Error::from_errno(-r.errno())
     })?;
-    pr_info!("{caps}\n");
+    pr_info!("{}\n", format_args!("{caps}"));
     let vmx = cpu::VmxCpus::bring_up(&caps)?;
     let online = shim::num_online_cpus();
     pr_info!("VMX operation verified on {} of {} online CPUs\n", vmx.vmx_cpus, online);

@@ -10,6 +10,8 @@
 #include <linux/smp.h>
 #include <asm/msr.h>
 
+#include "shim.h"
+
 void nvmx_on_each_cpu(void (*func)(void *info), void *info)
 {
 	on_each_cpu(func, info, 1);

@@ -13,3 +13,6 @@ for src in "$NVMX_ROOT"/selftests/*_test.c; do
         -I "$NVMX_ROOT/include/uapi" -I "$NVMX_ROOT/selftests" \
         -o "$bin" "$src"
 done
+# The test machine's console helper (see vm/init).
+gcc -static -O2 -Wall -Werror -o "$NVMX_ROOT/build/console_drain" "$NVMX_ROOT/vm/console_drain.c"
+

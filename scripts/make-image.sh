@@ -9,6 +9,7 @@ out=$NVMX_ROOT/build/vm
 root=$out/root
 rm -rf "$root"; mkdir -p "$root"/{bin,dev,proc,sys,tmp,tests,lib/modules/nvmx}
 cp /bin/busybox "$root/bin/busybox"
+cp "$NVMX_ROOT/build/console_drain" "$root/bin/console_drain"
 install -m 0755 "$NVMX_ROOT/vm/init" "$root/init"
 cp "$NVMX_ROOT/nvmx.ko" "$root/lib/modules/nvmx/"
 make -s -C "$kdir" "${KMAKE_FLAGS[@]}" INSTALL_MOD_PATH="$root" INSTALL_MOD_STRIP=1 \

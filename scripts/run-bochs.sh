@@ -12,7 +12,7 @@ cat > "$dir/bochsrc" <<RC
 memory: guest=512, host=512
 cpu: model=corei7_skylake_x, count=2, ips=200000000, reset_on_triple_fault=0
 romimage: file=/usr/share/bochs/BIOS-bochs-latest
-vgaromimage: file=/usr/share/bochs/VGABIOS-lgpl-latest
+vgaromimage: file=/usr/share/vgabios/vgabios.bin
 ata0-master: type=cdrom, path=$NVMX_ROOT/build/vm/boot-$mode.iso, status=inserted
 boot: cdrom
 display_library: nogui

@@ -40,11 +40,14 @@ def machine(tally, name, path, expected):
         return
     print(f"{name}:")
     for line in lines:
-        if line.startswith("@@NVMX-BOOT"):
-            print(f"  {line[2:]}")
+        if "@@NVMX-BOOT" in line:
+            print(f"  {line[line.index('@@NVMX-BOOT') + 2:]}")
     seen, current, failed_in = {}, None, set()
     for line in lines:
         line = line.rstrip("\r")
+        # Firmware escape sequences may share the first console line with a marker.
+        if "@@NVMX-" in line:
+            line = line[line.index("@@NVMX-"):]
         m = re.match(r"^@@NVMX-TAP-BEGIN (\S+)", line)
         if m:
             current = m.group(1)

@@ -65,9 +65,10 @@ TEST_F(dev, unimplemented_capabilities_are_zero)
 				     KVM_CAP_MAX_VCPUS, KVM_CAP_NESTED_STATE,
 				     KVM_CAP_GET_TSC_KHZ, KVM_CAP_USER_MEMORY2 };
 
-	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++)
+	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
 		EXPECT_EQ(0, ioctl(self->fd, KVM_CHECK_EXTENSION, caps[i]))
 			TH_LOG("capability %ld", caps[i]);
+	}
 }
 
 TEST_F(dev, unknown_ioctl_is_enotty)
@@ -108,8 +109,9 @@ TEST_F(dev, host_status_reports_vmx_on_every_cpu)
 	EXPECT_EQ(0, st.features & ~0x1fU);
 	/* EPT 4-level walks (bit 6) and WB (bit 14) were required at load. */
 	EXPECT_EQ((1ULL << 6) | (1ULL << 14), st.ept_vpid_cap & ((1ULL << 6) | (1ULL << 14)));
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < 4; i++) {
 		EXPECT_EQ(0, st.reserved[i]);
+	}
 	TH_LOG("revision %#x, %u/%u CPUs, features %#x", st.vmcs_revision, st.vmx_cpus,
 	       st.online_cpus, st.features);
 }

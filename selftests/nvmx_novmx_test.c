@@ -40,8 +40,9 @@ TEST(refusal_is_repeatable)
 	const char *want_errno = getenv("NVMX_EXPECT_ERRNO");
 
 	ASSERT_NE(NULL, want_errno);
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 3; i++) {
 		EXPECT_EQ(atoi(want_errno), nvmx_load_module(nvmx_module_path(), NULL));
+	}
 }
 
 TEST_HARNESS_MAIN
