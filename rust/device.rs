@@ -8,7 +8,8 @@ use kernel::prelude::*;
 use kernel::uaccess::{UserPtr, UserSlice};
 
 use crate::uapi::{self, host_features, NvmxHostStatus};
-use crate::HOST;
+use crate::vm::{self, Vm};
+use crate::{vcpu, HOST};
 
 /// One open of /dev/nvmx. It holds no state yet: VMs will hang off it.
 pub(crate) struct NvmxFile;
@@ -26,18 +27,15 @@ impl MiscDevice for NvmxFile {
             // KVM returns EINVAL for a non-zero argument (kvm_dev_ioctl).
             uapi::KVM_GET_API_VERSION if arg != 0 => Err(EINVAL),
             uapi::KVM_GET_API_VERSION => Ok(uapi::KVM_API_VERSION),
-            uapi::KVM_CHECK_EXTENSION => Ok(check_extension(arg)),
+            uapi::KVM_CHECK_EXTENSION => Ok(vm::check_extension(arg)),
+            uapi::KVM_CREATE_VM => Vm::create(arg),
+            // Two pages: struct kvm_run and the PIO data page (no coalesced MMIO ring).
+            uapi::KVM_GET_VCPU_MMAP_SIZE if arg != 0 => Err(EINVAL),
+            uapi::KVM_GET_VCPU_MMAP_SIZE => Ok((vcpu::MMAP_PAGES * 4096) as isize),
             uapi::NVMX_GET_HOST_STATUS => get_host_status(arg),
             _ => Err(ENOTTY),
         }
     }
-}
-
-/// `KVM_CHECK_EXTENSION` on the system fd: 0 for every capability nvmx does not implement.
-/// Nothing beyond the API version is implemented yet, so every answer is 0 (an honest "no"
-/// is what clients such as the KVM selftests rely on to skip what is missing).
-fn check_extension(_cap: usize) -> isize {
-    0
 }
 
 fn get_host_status(arg: usize) -> Result<isize> {

@@ -15,6 +15,8 @@ mod cpu;
 mod device;
 mod shim;
 mod uapi;
+mod vcpu;
+mod vm;
 mod vmx_ops;
 pub mod vmx_core;
 

@@ -4,8 +4,10 @@
  * binding (they are static inlines or macros). Each wrapper is one call, no logic: the logic
  * stays in Rust (rust/shim.rs declares these and states their contracts).
  */
+#include <linux/anon_inodes.h>
 #include <linux/cpu.h>
 #include <linux/cpumask.h>
+#include <linux/fs.h>
 #include <linux/mm.h>
 #include <linux/smp.h>
 #include <asm/msr.h>
@@ -20,11 +22,6 @@ void nvmx_on_each_cpu(void (*func)(void *info), void *info)
 unsigned int nvmx_this_cpu(void)
 {
 	return smp_processor_id();
-}
-
-bool nvmx_cpu_online(unsigned int cpu)
-{
-	return cpu_online(cpu);
 }
 
 unsigned int nvmx_num_online_cpus(void)
@@ -50,4 +47,103 @@ u64 nvmx_page_to_phys(struct page *page)
 int nvmx_rdmsr_safe(u32 msr, u64 *val)
 {
 	return rdmsrq_safe(msr, val);
+}
+
+/*
+ * VM and vCPU file descriptors (KVM gives each its own anon-inode fd). The file's private
+ * data is a reference owned by the fd, handed over by Rust (Arc::into_foreign) and given
+ * back in release. .owner pins nvmx while any such fd is open.
+ */
+static long vm_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
+{
+	return nvmx_vm_ioctl(file->private_data, cmd, arg);
+}
+
+static int vm_release(struct inode *inode, struct file *file)
+{
+	nvmx_vm_release(file->private_data);
+	return 0;
+}
+
+static const struct file_operations nvmx_vm_fops = {
+	.owner = THIS_MODULE,
+	.unlocked_ioctl = vm_ioctl,
+	.compat_ioctl = compat_ptr_ioctl,
+	.release = vm_release,
+	.llseek = noop_llseek,
+};
+
+static long vcpu_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
+{
+	return nvmx_vcpu_ioctl(file->private_data, cmd, arg);
+}
+
+static int vcpu_release(struct inode *inode, struct file *file)
+{
+	nvmx_vcpu_release(file->private_data);
+	return 0;
+}
+
+/* The kvm_run mmap: page 0 is struct kvm_run, page 1 the PIO data page. */
+static vm_fault_t vcpu_fault(struct vm_fault *vmf)
+{
+	struct page *page = nvmx_vcpu_mmap_page(vmf->vma->vm_file->private_data, vmf->pgoff);
+
+	if (!page)
+		return VM_FAULT_SIGBUS;
+	get_page(page);
+	vmf->page = page;
+	return 0;
+}
+
+static const struct vm_operations_struct nvmx_vcpu_vm_ops = {
+	.fault = vcpu_fault,
+};
+
+static int vcpu_mmap(struct file *file, struct vm_area_struct *vma)
+{
+	if (vma->vm_pgoff + vma_pages(vma) > NVMX_VCPU_MMAP_PAGES)
+		return -EINVAL;
+	vma->vm_ops = &nvmx_vcpu_vm_ops;
+	return 0;
+}
+
+static const struct file_operations nvmx_vcpu_fops = {
+	.owner = THIS_MODULE,
+	.unlocked_ioctl = vcpu_ioctl,
+	.compat_ioctl = compat_ptr_ioctl,
+	.mmap = vcpu_mmap,
+	.release = vcpu_release,
+	.llseek = noop_llseek,
+};
+
+int nvmx_vm_fd(void *vm)
+{
+	return anon_inode_getfd("nvmx-vm", &nvmx_vm_fops, vm, O_RDWR | O_CLOEXEC);
+}
+
+int nvmx_vcpu_fd(void *vcpu)
+{
+	return anon_inode_getfd("nvmx-vcpu", &nvmx_vcpu_fops, vcpu, O_RDWR | O_CLOEXEC);
+}
+
+/* Guest memory is pinned for the life of its slot (FOLL_LONGTERM: not in movable zones). */
+long nvmx_pin_user_pages(unsigned long start, unsigned long nr, struct page **pages)
+{
+	return pin_user_pages_fast(start, nr, FOLL_WRITE | FOLL_LONGTERM, pages);
+}
+
+void nvmx_unpin_user_pages(struct page **pages, unsigned long nr)
+{
+	unpin_user_pages(pages, nr);
+}
+
+void *nvmx_page_address(struct page *page)
+{
+	return page_address(page);
+}
+
+unsigned long nvmx_task_size_max(void)
+{
+	return TASK_SIZE_MAX;
 }

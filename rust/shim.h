@@ -7,13 +7,29 @@
 
 struct page;
 
+/* Pages of the vCPU mmap: struct kvm_run, PIO data (rust/vcpu.rs MMAP_PAGES). */
+#define NVMX_VCPU_MMAP_PAGES 2
+
 void nvmx_on_each_cpu(void (*func)(void *info), void *info);
 unsigned int nvmx_this_cpu(void);
-bool nvmx_cpu_online(unsigned int cpu);
 unsigned int nvmx_num_online_cpus(void);
 void nvmx_cpus_read_lock(void);
 void nvmx_cpus_read_unlock(void);
 u64 nvmx_page_to_phys(struct page *page);
 int nvmx_rdmsr_safe(u32 msr, u64 *val);
+
+/* Implemented in Rust (rust/vm.rs, rust/vcpu.rs). */
+long nvmx_vm_ioctl(void *vm, unsigned int cmd, unsigned long arg);
+void nvmx_vm_release(void *vm);
+long nvmx_vcpu_ioctl(void *vcpu, unsigned int cmd, unsigned long arg);
+void nvmx_vcpu_release(void *vcpu);
+struct page *nvmx_vcpu_mmap_page(void *vcpu, unsigned long pgoff);
+
+int nvmx_vm_fd(void *vm);
+int nvmx_vcpu_fd(void *vcpu);
+long nvmx_pin_user_pages(unsigned long start, unsigned long nr, struct page **pages);
+void nvmx_unpin_user_pages(struct page **pages, unsigned long nr);
+void *nvmx_page_address(struct page *page);
+unsigned long nvmx_task_size_max(void);
 
 #endif /* NVMX_SHIM_H */

@@ -3,6 +3,8 @@
 
 use core::ffi::c_void;
 
+use kernel::bindings;
+
 mod ffi {
     use core::ffi::c_void;
     use kernel::bindings;
@@ -10,7 +12,6 @@ mod ffi {
     extern "C" {
         pub(super) fn nvmx_on_each_cpu(func: unsafe extern "C" fn(*mut c_void), info: *mut c_void);
         pub(super) fn nvmx_this_cpu() -> u32;
-        pub(super) fn nvmx_cpu_online(cpu: u32) -> bool;
         pub(super) fn nvmx_num_online_cpus() -> u32;
         pub(super) fn nvmx_cpus_read_lock();
         pub(super) fn nvmx_cpus_read_unlock();
@@ -36,12 +37,6 @@ pub(crate) unsafe fn on_each_cpu(func: unsafe extern "C" fn(*mut c_void), info: 
 pub(crate) fn this_cpu() -> u32 {
     // SAFETY: no preconditions; reads a per-CPU variable.
     unsafe { ffi::nvmx_this_cpu() }
-}
-
-/// Whether `cpu` is online.
-pub(crate) fn cpu_online(cpu: u32) -> bool {
-    // SAFETY: `cpu_online` accepts any id; ids >= nr_cpu_ids read as offline.
-    cpu < kernel::cpu::nr_cpu_ids() && unsafe { ffi::nvmx_cpu_online(cpu) }
 }
 
 /// Number of online CPUs.
@@ -81,4 +76,74 @@ pub(crate) fn rdmsr_safe(msr: u32) -> Option<u64> {
     // SAFETY: `val` is a valid u64 to write; rdmsrq_safe handles the #GP of an absent MSR.
     let ret = unsafe { ffi::nvmx_rdmsr_safe(msr, &mut val) };
     (ret == 0).then_some(val)
+}
+
+mod ffi_fd {
+    use core::ffi::c_void;
+    use kernel::bindings;
+
+    extern "C" {
+        pub(super) fn nvmx_vm_fd(vm: *mut c_void) -> i32;
+        pub(super) fn nvmx_vcpu_fd(vcpu: *mut c_void) -> i32;
+        pub(super) fn nvmx_pin_user_pages(start: u64, nr: u64, pages: *mut *mut bindings::page) -> i64;
+        pub(super) fn nvmx_unpin_user_pages(pages: *mut *mut bindings::page, nr: u64);
+        pub(super) fn nvmx_page_address(page: *mut bindings::page) -> *mut c_void;
+        pub(super) fn nvmx_task_size_max() -> u64;
+    }
+}
+
+/// A new VM fd whose private data is `vm` (an `Arc<Vm>` from `into_foreign`); the file owns
+/// that reference from now on. Returns the fd or a negative errno (then nothing was taken).
+pub(crate) fn vm_fd(vm: *mut c_void) -> i32 {
+    // SAFETY: the fops only use `vm` as the Arc it is, and release it once.
+    unsafe { ffi_fd::nvmx_vm_fd(vm) }
+}
+
+/// Like [`vm_fd`], for a vCPU (`Arc<Vcpu>`).
+pub(crate) fn vcpu_fd(vcpu: *mut c_void) -> i32 {
+    // SAFETY: as for `vm_fd`.
+    unsafe { ffi_fd::nvmx_vcpu_fd(vcpu) }
+}
+
+/// `pin_user_pages_fast(start, nr, FOLL_WRITE | FOLL_LONGTERM, pages)`: pages pinned (may be
+/// fewer than `nr`) or a negative errno.
+///
+/// # Safety
+///
+/// `pages` must have room for `nr` pointers.
+pub(crate) unsafe fn pin_user_pages(start: u64, nr: u64, pages: *mut *mut bindings::page) -> i64 {
+    // SAFETY: guaranteed by the caller; `start` is a user address checked by GUP itself.
+    unsafe { ffi_fd::nvmx_pin_user_pages(start, nr, pages) }
+}
+
+/// `unpin_user_pages`.
+///
+/// # Safety
+///
+/// The first `nr` entries of `pages` must be pages this code pinned and has not unpinned.
+pub(crate) unsafe fn unpin_user_pages(pages: *mut *mut bindings::page, nr: u64) {
+    // SAFETY: guaranteed by the caller.
+    unsafe { ffi_fd::nvmx_unpin_user_pages(pages, nr) }
+}
+
+/// Physical address of a page we hold a reference or pin on.
+///
+/// # Safety
+///
+/// `page` must be a valid `struct page`.
+pub(crate) unsafe fn raw_page_phys(page: *mut bindings::page) -> u64 {
+    // SAFETY: guaranteed by the caller.
+    unsafe { ffi::nvmx_page_to_phys(page) }
+}
+
+/// Kernel virtual address of a page in the direct map (x86-64 has no highmem).
+pub(crate) fn page_address(page: &kernel::page::Page) -> *mut u8 {
+    // SAFETY: `page` is a valid page we own.
+    unsafe { ffi_fd::nvmx_page_address(page.as_ptr()) as *mut u8 }
+}
+
+/// `TASK_SIZE_MAX`: the end of the user address space.
+pub(crate) fn task_size_max() -> u64 {
+    // SAFETY: no preconditions.
+    unsafe { ffi_fd::nvmx_task_size_max() }
 }

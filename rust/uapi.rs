@@ -2,8 +2,8 @@
 //! The userspace ABI: the subset of `<linux/kvm.h>` /dev/nvmx speaks, and nvmx's own
 //! `include/uapi/linux/nvmx.h`, mirrored by hand (out-of-tree modules get no uapi bindings).
 
-use kernel::ioctl::{_IO, _IOR};
-use kernel::transmute::AsBytes;
+use kernel::ioctl::{_IO, _IOR, _IOW};
+use kernel::transmute::{AsBytes, FromBytes};
 
 /// `KVMIO`: the KVM ioctl type.
 const KVMIO: u32 = 0xae;
@@ -54,3 +54,196 @@ pub(crate) mod host_features {
 pub(crate) const NVMX_GET_HOST_STATUS: u32 = _IOR::<NvmxHostStatus>(NVMX_IOCTL_TYPE, 0x00);
 
 const _: () = assert!(core::mem::size_of::<NvmxHostStatus>() == 64);
+
+/// `KVM_CREATE_VM`.
+pub(crate) const KVM_CREATE_VM: u32 = _IO(KVMIO, 0x01);
+/// `KVM_GET_VCPU_MMAP_SIZE`.
+pub(crate) const KVM_GET_VCPU_MMAP_SIZE: u32 = _IO(KVMIO, 0x04);
+/// `KVM_CREATE_VCPU`.
+pub(crate) const KVM_CREATE_VCPU: u32 = _IO(KVMIO, 0x41);
+/// `KVM_SET_USER_MEMORY_REGION`.
+pub(crate) const KVM_SET_USER_MEMORY_REGION: u32 = _IOW::<KvmUserspaceMemoryRegion>(KVMIO, 0x46);
+/// `KVM_SET_USER_MEMORY_REGION2`.
+pub(crate) const KVM_SET_USER_MEMORY_REGION2: u32 =
+    _IOW::<KvmUserspaceMemoryRegion2>(KVMIO, 0x49);
+/// `KVM_RUN`.
+pub(crate) const KVM_RUN: u32 = _IO(KVMIO, 0x80);
+/// `KVM_GET_REGS`.
+pub(crate) const KVM_GET_REGS: u32 = _IOR::<KvmRegs>(KVMIO, 0x81);
+/// `KVM_SET_REGS`.
+pub(crate) const KVM_SET_REGS: u32 = _IOW::<KvmRegs>(KVMIO, 0x82);
+/// `KVM_GET_SREGS`.
+pub(crate) const KVM_GET_SREGS: u32 = _IOR::<KvmSregs>(KVMIO, 0x83);
+/// `KVM_SET_SREGS`.
+pub(crate) const KVM_SET_SREGS: u32 = _IOW::<KvmSregs>(KVMIO, 0x84);
+
+/// `KVM_CAP_*` numbers nvmx answers (include/uapi/linux/kvm.h).
+pub(crate) mod cap {
+    /// `KVM_CAP_USER_MEMORY`.
+    pub(crate) const USER_MEMORY: usize = 3;
+    /// `KVM_CAP_NR_VCPUS`.
+    pub(crate) const NR_VCPUS: usize = 9;
+    /// `KVM_CAP_NR_MEMSLOTS`.
+    pub(crate) const NR_MEMSLOTS: usize = 10;
+    /// `KVM_CAP_MAX_VCPUS`.
+    pub(crate) const MAX_VCPUS: usize = 66;
+    /// `KVM_CAP_MAX_VCPU_ID`.
+    pub(crate) const MAX_VCPU_ID: usize = 128;
+    /// `KVM_CAP_USER_MEMORY2`.
+    pub(crate) const USER_MEMORY2: usize = 231;
+}
+
+/// `struct kvm_userspace_memory_region`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KvmUserspaceMemoryRegion {
+    pub(crate) slot: u32,
+    pub(crate) flags: u32,
+    pub(crate) guest_phys_addr: u64,
+    pub(crate) memory_size: u64,
+    pub(crate) userspace_addr: u64,
+}
+
+/// `struct kvm_userspace_memory_region2`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct KvmUserspaceMemoryRegion2 {
+    pub(crate) slot: u32,
+    pub(crate) flags: u32,
+    pub(crate) guest_phys_addr: u64,
+    pub(crate) memory_size: u64,
+    pub(crate) userspace_addr: u64,
+    pub(crate) guest_memfd_offset: u64,
+    pub(crate) guest_memfd: u32,
+    pub(crate) pad1: u32,
+    pub(crate) pad2: [u64; 14],
+}
+
+/// `struct kvm_regs`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub(crate) struct KvmRegs {
+    pub(crate) rax: u64,
+    pub(crate) rbx: u64,
+    pub(crate) rcx: u64,
+    pub(crate) rdx: u64,
+    pub(crate) rsi: u64,
+    pub(crate) rdi: u64,
+    pub(crate) rsp: u64,
+    pub(crate) rbp: u64,
+    pub(crate) r8: u64,
+    pub(crate) r9: u64,
+    pub(crate) r10: u64,
+    pub(crate) r11: u64,
+    pub(crate) r12: u64,
+    pub(crate) r13: u64,
+    pub(crate) r14: u64,
+    pub(crate) r15: u64,
+    pub(crate) rip: u64,
+    pub(crate) rflags: u64,
+}
+
+/// `struct kvm_segment`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub(crate) struct KvmSegment {
+    pub(crate) base: u64,
+    pub(crate) limit: u32,
+    pub(crate) selector: u16,
+    pub(crate) type_: u8,
+    pub(crate) present: u8,
+    pub(crate) dpl: u8,
+    pub(crate) db: u8,
+    pub(crate) s: u8,
+    pub(crate) l: u8,
+    pub(crate) g: u8,
+    pub(crate) avl: u8,
+    pub(crate) unusable: u8,
+    pub(crate) padding: u8,
+}
+
+/// `struct kvm_dtable`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub(crate) struct KvmDtable {
+    pub(crate) base: u64,
+    pub(crate) limit: u16,
+    pub(crate) padding: [u16; 3],
+}
+
+/// `struct kvm_sregs`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub(crate) struct KvmSregs {
+    pub(crate) cs: KvmSegment,
+    pub(crate) ds: KvmSegment,
+    pub(crate) es: KvmSegment,
+    pub(crate) fs: KvmSegment,
+    pub(crate) gs: KvmSegment,
+    pub(crate) ss: KvmSegment,
+    pub(crate) tr: KvmSegment,
+    pub(crate) ldt: KvmSegment,
+    pub(crate) gdt: KvmDtable,
+    pub(crate) idt: KvmDtable,
+    pub(crate) cr0: u64,
+    pub(crate) cr2: u64,
+    pub(crate) cr3: u64,
+    pub(crate) cr4: u64,
+    pub(crate) cr8: u64,
+    pub(crate) efer: u64,
+    pub(crate) apic_base: u64,
+    pub(crate) interrupt_bitmap: [u64; 4],
+}
+
+// The sizes of <linux/kvm.h> on x86-64: a mismatch here is an ABI break.
+const _: () = assert!(core::mem::size_of::<KvmUserspaceMemoryRegion>() == 32);
+const _: () = assert!(core::mem::size_of::<KvmUserspaceMemoryRegion2>() == 160);
+const _: () = assert!(core::mem::size_of::<KvmRegs>() == 144);
+const _: () = assert!(core::mem::size_of::<KvmSegment>() == 24);
+const _: () = assert!(core::mem::size_of::<KvmDtable>() == 16);
+const _: () = assert!(core::mem::size_of::<KvmSregs>() == 312);
+
+// SAFETY (all impls below): `repr(C)` structs of integers (and arrays and structs of
+// integers) without padding — the size assertions above equal the sum of the field sizes —
+// so every byte is initialized (AsBytes) and every bit pattern is valid (FromBytes).
+unsafe impl FromBytes for KvmUserspaceMemoryRegion {}
+// SAFETY: see above.
+unsafe impl FromBytes for KvmUserspaceMemoryRegion2 {}
+// SAFETY: see above.
+unsafe impl FromBytes for KvmRegs {}
+// SAFETY: see above.
+unsafe impl AsBytes for KvmRegs {}
+// SAFETY: see above.
+unsafe impl FromBytes for KvmSregs {}
+// SAFETY: see above.
+unsafe impl AsBytes for KvmSregs {}
+
+/// `struct kvm_run` field offsets used by nvmx (x86-64 layout).
+pub(crate) mod run {
+    /// `__u8 immediate_exit`.
+    pub(crate) const IMMEDIATE_EXIT: usize = 1;
+    /// `__u32 exit_reason`.
+    pub(crate) const EXIT_REASON: usize = 8;
+    /// The exit-specific union.
+    pub(crate) const EXIT_UNION: usize = 32;
+    /// Total size of `struct kvm_run`.
+    pub(crate) const SIZE: usize = 2352;
+}
+
+/// `KVM_EXIT_*` reasons nvmx reports.
+pub(crate) mod exit {
+    /// `KVM_EXIT_IO`.
+    pub(crate) const IO: u32 = 2;
+    /// `KVM_EXIT_HLT`.
+    pub(crate) const HLT: u32 = 5;
+    /// `KVM_EXIT_MMIO`.
+    pub(crate) const MMIO: u32 = 6;
+    /// `KVM_EXIT_SHUTDOWN`.
+    pub(crate) const SHUTDOWN: u32 = 8;
+    /// `KVM_EXIT_FAIL_ENTRY`.
+    pub(crate) const FAIL_ENTRY: u32 = 9;
+    /// `KVM_EXIT_INTR`.
+    pub(crate) const INTR: u32 = 10;
+    /// `KVM_EXIT_INTERNAL_ERROR`.
+    pub(crate) const INTERNAL_ERROR: u32 = 17;
+}

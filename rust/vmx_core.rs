@@ -15,5 +15,7 @@ pub mod field;
 pub mod field_table;
 #[path = "core/src/host.rs"]
 pub mod host;
+#[path = "core/src/memslot.rs"]
+pub mod memslot;
 #[path = "core/src/msr.rs"]
 pub mod msr;

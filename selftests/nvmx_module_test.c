@@ -99,6 +99,25 @@ TEST_F(module, unload_while_device_open_is_ebusy)
 	EXPECT_EQ(0, nvmx_unload_module("nvmx"));
 }
 
+TEST_F(module, unload_while_vm_open_is_ebusy)
+{
+	int sys, vm, vcpu;
+
+	ASSERT_EQ(0, nvmx_load_module(nvmx_module_path(), NULL));
+	sys = open("/dev/nvmx", O_RDWR | O_CLOEXEC);
+	ASSERT_GE(sys, 0);
+	vm = ioctl(sys, _IO(0xAE, 0x01), 0);
+	ASSERT_GE(vm, 0);
+	vcpu = ioctl(vm, _IO(0xAE, 0x41), 0);
+	ASSERT_GE(vcpu, 0);
+	close(sys);
+	close(vm);
+	/* The vCPU fd alone keeps the module (and its VM) alive. */
+	EXPECT_EQ(EWOULDBLOCK, nvmx_unload_module("nvmx"));
+	close(vcpu);
+	EXPECT_EQ(0, nvmx_unload_module("nvmx"));
+}
+
 TEST_F(module, refused_while_kvm_intel_holds_vmx)
 {
 	int cpus = online_cpus();

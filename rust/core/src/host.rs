@@ -20,8 +20,12 @@ pub mod errno {
     pub const EIO: i32 = 5;
     /// Device or resource busy.
     pub const EBUSY: i32 = 16;
+    /// File exists.
+    pub const EEXIST: i32 = 17;
     /// No such device.
     pub const ENODEV: i32 = 19;
+    /// Invalid argument.
+    pub const EINVAL: i32 = 22;
 }
 
 /// Access to the host CPU's identification and MSRs.

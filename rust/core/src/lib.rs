@@ -13,4 +13,5 @@ pub mod controls;
 pub mod field;
 pub mod field_table;
 pub mod host;
+pub mod memslot;
 pub mod msr;

@@ -1,0 +1,234 @@
+// SPDX-License-Identifier: GPL-2.0
+//! A VM: its fd (anon inode, as KVM's), memory slots with pinned pages, and its vCPUs.
+
+use core::ffi::c_void;
+use core::ptr;
+
+use kernel::bindings;
+use kernel::new_mutex;
+use kernel::prelude::*;
+use kernel::sync::{Arc, ArcBorrow, Mutex};
+use kernel::types::ForeignOwnable;
+use kernel::uaccess::{UserPtr, UserSlice};
+
+use crate::shim;
+use crate::uapi::{self, cap, KvmUserspaceMemoryRegion, KvmUserspaceMemoryRegion2};
+use crate::vcpu::Vcpu;
+use crate::vmx_core::memslot::{self, Change, Request, Slot};
+
+/// Most vCPUs one VM may have, and one more than the highest vCPU id.
+pub(crate) const MAX_VCPUS: u32 = 1024;
+
+/// User pages backing one slot, pinned from slot creation until the slot is deleted or the
+/// VM is destroyed, so the guest keeps its memory after the VMM unmaps it and EPT faults
+/// never sleep.
+pub(crate) struct PinnedPages {
+    pages: KVVec<*mut bindings::page>,
+}
+
+// SAFETY: `struct page` pointers name global kernel objects; a pin is a reference count on the
+// page, not tied to the pinning thread, and is dropped from any thread by `unpin_user_pages`.
+unsafe impl Send for PinnedPages {}
+// SAFETY: shared access only reads the pointers.
+unsafe impl Sync for PinnedPages {}
+
+impl PinnedPages {
+    /// Pin `npages` pages of the caller's memory at `uaddr` for writing. EFAULT if any page
+    /// cannot be pinned (nothing stays pinned then).
+    fn pin(uaddr: u64, npages: u64) -> Result<Self> {
+        let n = usize::try_from(npages).map_err(|_| EINVAL)?;
+        let mut pages: KVVec<*mut bindings::page> =
+            KVVec::from_elem(ptr::null_mut(), n, GFP_KERNEL)?;
+        let mut done = 0usize;
+        while done < n {
+            let start = uaddr + (done as u64) * memslot::PAGE_SIZE;
+            // SAFETY: `pages[done..n]` has room for `n - done` page pointers.
+            let got = unsafe {
+                shim::pin_user_pages(start, (n - done) as u64, pages.as_mut_ptr().add(done))
+            };
+            if got <= 0 {
+                // SAFETY: the first `done` entries were pinned by us and are unpinned once.
+                unsafe { shim::unpin_user_pages(pages.as_mut_ptr(), done as u64) };
+                return Err(if got < 0 { Error::from_errno(got as i32) } else { EFAULT });
+            }
+            done += got as usize;
+        }
+        Ok(Self { pages })
+    }
+
+    /// Host-physical address of page `index` of the slot.
+    pub(crate) fn phys(&self, index: usize) -> Option<u64> {
+        // SAFETY: every entry is a page we pinned and still hold.
+        self.pages.get(index).map(|&p| unsafe { shim::raw_page_phys(p) })
+    }
+}
+
+impl Drop for PinnedPages {
+    fn drop(&mut self) {
+        // SAFETY: all entries were pinned in `pin` and are unpinned exactly once here.
+        unsafe { shim::unpin_user_pages(self.pages.as_mut_ptr(), self.pages.len() as u64) };
+    }
+}
+
+/// A slot and its pinned memory.
+pub(crate) struct MemSlot {
+    pub(crate) slot: Slot,
+    pub(crate) pages: PinnedPages,
+}
+
+/// Mutable VM state.
+pub(crate) struct VmState {
+    pub(crate) slots: KVec<MemSlot>,
+    /// Bumped on every slot change, so vCPUs know their EPT is stale.
+    pub(crate) memory_generation: u64,
+    vcpu_ids: KVec<u32>,
+}
+
+/// A VM, shared by its fd and its vCPUs.
+#[pin_data]
+pub(crate) struct Vm {
+    #[pin]
+    pub(crate) state: Mutex<VmState>,
+}
+
+impl Vm {
+    /// `KVM_CREATE_VM`: a new VM and its fd. Only machine type 0 exists.
+    pub(crate) fn create(machine_type: usize) -> Result<isize> {
+        if machine_type != 0 {
+            return Err(EINVAL);
+        }
+        let vm = Arc::pin_init(
+            pin_init!(Vm {
+                state <- new_mutex!(VmState {
+                    slots: KVec::new(),
+                    memory_generation: 0,
+                    vcpu_ids: KVec::new(),
+                }),
+            }),
+            GFP_KERNEL,
+        )?;
+        let raw = vm.into_foreign();
+        let fd = shim::vm_fd(raw);
+        if fd < 0 {
+            // SAFETY: `raw` came from `into_foreign` above and was not handed to a file.
+            drop(unsafe { Arc::<Vm>::from_foreign(raw) });
+            return Err(Error::from_errno(fd));
+        }
+        Ok(fd as isize)
+    }
+
+    fn ioctl(this: ArcBorrow<'_, Vm>, cmd: u32, arg: usize) -> Result<isize> {
+        match cmd {
+            uapi::KVM_CHECK_EXTENSION => Ok(check_extension(arg)),
+            uapi::KVM_SET_USER_MEMORY_REGION => {
+                let r: KvmUserspaceMemoryRegion = read_user(arg)?;
+                // KVM: the v1 ioctl takes no flags beyond dirty logging and read-only.
+                this.set_memory_region(&Request {
+                    slot: r.slot,
+                    flags: r.flags,
+                    gpa: r.guest_phys_addr,
+                    size: r.memory_size,
+                    uaddr: r.userspace_addr,
+                })
+            }
+            uapi::KVM_SET_USER_MEMORY_REGION2 => {
+                let r: KvmUserspaceMemoryRegion2 = read_user(arg)?;
+                this.set_memory_region(&Request {
+                    slot: r.slot,
+                    flags: r.flags,
+                    gpa: r.guest_phys_addr,
+                    size: r.memory_size,
+                    uaddr: r.userspace_addr,
+                })
+            }
+            uapi::KVM_CREATE_VCPU => Vcpu::create(this.into(), arg),
+            _ => Err(ENOTTY),
+        }
+    }
+
+    fn set_memory_region(&self, req: &Request) -> Result<isize> {
+        let user_limit = shim::task_size_max();
+        let mut st = self.state.lock();
+        let current: KVec<Slot> = {
+            let mut v = KVec::with_capacity(st.slots.len(), GFP_KERNEL)?;
+            for s in st.slots.iter() {
+                v.push(s.slot, GFP_KERNEL)?;
+            }
+            v
+        };
+        let change = memslot::plan(&current, req, user_limit).map_err(|e| Error::from_errno(-e))?;
+        match change {
+            Change::Nothing => return Ok(0),
+            Change::Create(slot) => {
+                // Pinning may sleep and fault: fine here, under a sleeping lock.
+                let pages = PinnedPages::pin(slot.uaddr, slot.npages)?;
+                st.slots.push(MemSlot { slot, pages }, GFP_KERNEL)?;
+            }
+            Change::Delete(id) => {
+                if let Some(i) = st.slots.iter().position(|s| s.slot.id == id) {
+                    // Unpinned when dropped.
+                    drop(st.slots.remove(i));
+                }
+            }
+            Change::Move(slot) | Change::FlagsOnly(slot) => {
+                if let Some(s) = st.slots.iter_mut().find(|s| s.slot.id == slot.id) {
+                    s.slot = slot;
+                }
+            }
+        }
+        st.memory_generation += 1;
+        Ok(0)
+    }
+
+    /// Reserve vCPU id `id` (EEXIST if taken, EINVAL beyond the limits).
+    pub(crate) fn reserve_vcpu_id(&self, id: u32) -> Result {
+        let mut st = self.state.lock();
+        if id >= MAX_VCPUS || st.vcpu_ids.len() as u32 >= MAX_VCPUS {
+            return Err(EINVAL);
+        }
+        if st.vcpu_ids.contains(&id) {
+            return Err(EEXIST);
+        }
+        st.vcpu_ids.push(id, GFP_KERNEL)?;
+        Ok(())
+    }
+
+    /// Give a reserved id back (vCPU creation failed after the reservation).
+    pub(crate) fn release_vcpu_id(&self, id: u32) {
+        let mut st = self.state.lock();
+        st.vcpu_ids.retain(|&mut x| x != id);
+    }
+}
+
+/// `KVM_CHECK_EXTENSION`, on the system fd and the VM fd alike: what works, nothing else.
+pub(crate) fn check_extension(capability: usize) -> isize {
+    match capability {
+        cap::USER_MEMORY | cap::USER_MEMORY2 => 1,
+        cap::NR_MEMSLOTS => memslot::USER_MEM_SLOTS as isize,
+        // KVM_CAP_NR_VCPUS is the recommended maximum; nvmx has no other number to offer.
+        cap::NR_VCPUS | cap::MAX_VCPUS | cap::MAX_VCPU_ID => MAX_VCPUS as isize,
+        _ => 0,
+    }
+}
+
+/// Read a `T` from the user pointer `arg` (EFAULT if it cannot be read in full).
+pub(crate) fn read_user<T: kernel::transmute::FromBytes>(arg: usize) -> Result<T> {
+    UserSlice::new(UserPtr::from_addr(arg), core::mem::size_of::<T>()).reader().read::<T>()
+}
+
+#[no_mangle]
+extern "C" fn nvmx_vm_ioctl(vm: *mut c_void, cmd: u32, arg: usize) -> isize {
+    // SAFETY: `vm` is the file's private data: an `Arc<Vm>` from `into_foreign`, alive until
+    // release, which cannot run while an ioctl holds the file.
+    let this = unsafe { <Arc<Vm> as ForeignOwnable>::borrow(vm) };
+    match Vm::ioctl(this, cmd, arg) {
+        Ok(v) => v,
+        Err(e) => e.to_errno() as isize,
+    }
+}
+
+#[no_mangle]
+extern "C" fn nvmx_vm_release(vm: *mut c_void) {
+    // SAFETY: the file's reference, from `into_foreign`, given back exactly once at release.
+    drop(unsafe { <Arc<Vm> as ForeignOwnable>::from_foreign(vm) });
+}

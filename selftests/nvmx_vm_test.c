@@ -1,0 +1,204 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * VMs, memory slots and vCPUs through the KVM ABI on /dev/nvmx: the fds, the errno for each
+ * bad argument (KVM's, from virt/kvm/kvm_main.c), the kvm_run mmap and register state.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "kselftest_harness.h"
+
+#define PAGE 4096UL
+
+static int region(int vm, __u32 slot, __u32 flags, __u64 gpa, __u64 size, void *uaddr)
+{
+	struct kvm_userspace_memory_region2 r = {
+		.slot = slot, .flags = flags, .guest_phys_addr = gpa,
+		.memory_size = size, .userspace_addr = (unsigned long)uaddr,
+	};
+
+	return ioctl(vm, KVM_SET_USER_MEMORY_REGION2, &r) ? errno : 0;
+}
+
+FIXTURE(vm) {
+	int sys, vm;
+	char *mem;
+};
+
+FIXTURE_SETUP(vm)
+{
+	self->sys = open("/dev/nvmx", O_RDWR | O_CLOEXEC);
+	ASSERT_GE(self->sys, 0);
+	self->vm = ioctl(self->sys, KVM_CREATE_VM, 0);
+	ASSERT_GE(self->vm, 0) TH_LOG("KVM_CREATE_VM: %s", strerror(errno));
+	self->mem = mmap(NULL, 16 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, self->mem);
+}
+
+FIXTURE_TEARDOWN(vm)
+{
+	munmap(self->mem, 16 * PAGE);
+	close(self->vm);
+	close(self->sys);
+}
+
+TEST(create_vm_bad_type_is_einval)
+{
+	int sys = open("/dev/nvmx", O_RDWR | O_CLOEXEC);
+
+	ASSERT_GE(sys, 0);
+	EXPECT_EQ(-1, ioctl(sys, KVM_CREATE_VM, 1));
+	EXPECT_EQ(EINVAL, errno);
+	close(sys);
+}
+
+TEST(capabilities_report_what_works)
+{
+	int sys = open("/dev/nvmx", O_RDWR | O_CLOEXEC);
+
+	ASSERT_GE(sys, 0);
+	EXPECT_EQ(1, ioctl(sys, KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY));
+	EXPECT_EQ(1, ioctl(sys, KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY2));
+	EXPECT_EQ(1024, ioctl(sys, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS));
+	EXPECT_EQ(1024, ioctl(sys, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPU_ID));
+	/* Not implemented: dirty logging, read-only slots, guest_memfd, the in-kernel irqchip. */
+	EXPECT_EQ(0, ioctl(sys, KVM_CHECK_EXTENSION, KVM_CAP_READONLY_MEM));
+	EXPECT_EQ(0, ioctl(sys, KVM_CHECK_EXTENSION, KVM_CAP_IRQCHIP));
+	EXPECT_EQ(0, ioctl(sys, KVM_CHECK_EXTENSION, KVM_CAP_GUEST_MEMFD));
+	EXPECT_EQ(2 * PAGE, ioctl(sys, KVM_GET_VCPU_MMAP_SIZE, 0));
+	close(sys);
+}
+
+TEST_F(vm, slot_create_move_delete)
+{
+	EXPECT_EQ(0, region(self->vm, 0, 0, 0x100000, 4 * PAGE, self->mem));
+	EXPECT_EQ(0, region(self->vm, 0, 0, 0x100000, 4 * PAGE, self->mem)) TH_LOG("unchanged");
+	EXPECT_EQ(0, region(self->vm, 0, 0, 0x200000, 4 * PAGE, self->mem)) TH_LOG("move");
+	EXPECT_EQ(0, region(self->vm, 1, 0, 0x100000, 4 * PAGE, self->mem + 4 * PAGE));
+	EXPECT_EQ(0, region(self->vm, 0, 0, 0, 0, NULL)) TH_LOG("delete");
+	EXPECT_EQ(EINVAL, region(self->vm, 0, 0, 0, 0, NULL)) TH_LOG("delete twice");
+}
+
+TEST_F(vm, slot_bad_arguments)
+{
+	EXPECT_EQ(EINVAL, region(self->vm, 0, 0, 0x100001, PAGE, self->mem)) TH_LOG("gpa");
+	EXPECT_EQ(EINVAL, region(self->vm, 0, 0, 0x100000, PAGE + 1, self->mem)) TH_LOG("size");
+	EXPECT_EQ(EINVAL, region(self->vm, 0, 0, 0x100000, PAGE, self->mem + 1)) TH_LOG("uaddr");
+	EXPECT_EQ(EINVAL, region(self->vm, 0, KVM_MEM_READONLY, 0, PAGE, self->mem)) TH_LOG("ro");
+	EXPECT_EQ(EINVAL, region(self->vm, 0, KVM_MEM_LOG_DIRTY_PAGES, 0, PAGE, self->mem));
+	EXPECT_EQ(EINVAL, region(self->vm, 0, 1U << 31, 0, PAGE, self->mem)) TH_LOG("flags");
+	EXPECT_EQ(EINVAL, region(self->vm, 32767, 0, 0, PAGE, self->mem)) TH_LOG("slot id");
+	EXPECT_EQ(EINVAL, region(self->vm, 1 << 16, 0, 0, PAGE, self->mem)) TH_LOG("as_id");
+	EXPECT_EQ(EINVAL, region(self->vm, 0, 0, 0, PAGE, (void *)0xffff888000000000UL)) TH_LOG("kernel");
+	EXPECT_EQ(EINVAL, region(self->vm, 0, 0, ~0xfffUL, 2 * PAGE, self->mem)) TH_LOG("gpa wraps");
+	EXPECT_EQ(EINVAL, region(self->vm, 0, 0, 0, 1UL << 44, self->mem)) TH_LOG("huge");
+	/* Valid arguments but memory that is not there: nothing can be pinned. */
+	EXPECT_EQ(EFAULT, region(self->vm, 0, 0, 0, PAGE, (void *)0x1000)) TH_LOG("unmapped");
+	EXPECT_EQ(-1, ioctl(self->vm, KVM_SET_USER_MEMORY_REGION2, NULL));
+	EXPECT_EQ(EFAULT, errno);
+	/* None of the failures left a slot behind: the whole range is still free. */
+	EXPECT_EQ(0, region(self->vm, 0, 0, 0, 16 * PAGE, self->mem));
+}
+
+TEST_F(vm, slot_overlap_is_eexist)
+{
+	ASSERT_EQ(0, region(self->vm, 0, 0, 0x100000, 4 * PAGE, self->mem));
+	EXPECT_EQ(EEXIST, region(self->vm, 1, 0, 0x101000, PAGE, self->mem + 8 * PAGE));
+	EXPECT_EQ(EEXIST, region(self->vm, 1, 0, 0x0ff000, 2 * PAGE, self->mem + 8 * PAGE));
+	EXPECT_EQ(0, region(self->vm, 1, 0, 0x104000, PAGE, self->mem + 8 * PAGE)) TH_LOG("adjacent");
+	EXPECT_EQ(EINVAL, region(self->vm, 0, 0, 0x100000, 8 * PAGE, self->mem)) TH_LOG("resize");
+}
+
+TEST_F(vm, slot_memory_outlives_munmap)
+{
+	char *m = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	ASSERT_NE(MAP_FAILED, m);
+	memset(m, 0x5a, 2 * PAGE);
+	ASSERT_EQ(0, region(self->vm, 0, 0, 0, 2 * PAGE, m));
+	/* The pages stay pinned by the slot; the VMM's mapping may go. */
+	ASSERT_EQ(0, munmap(m, 2 * PAGE));
+	EXPECT_EQ(0, region(self->vm, 0, 0, 0, 0, NULL));
+}
+
+TEST_F(vm, vcpu_ids)
+{
+	int a = ioctl(self->vm, KVM_CREATE_VCPU, 0);
+	int b;
+
+	ASSERT_GE(a, 0) TH_LOG("%s", strerror(errno));
+	EXPECT_EQ(-1, ioctl(self->vm, KVM_CREATE_VCPU, 0));
+	EXPECT_EQ(EEXIST, errno);
+	EXPECT_EQ(-1, ioctl(self->vm, KVM_CREATE_VCPU, 1024));
+	EXPECT_EQ(EINVAL, errno);
+	b = ioctl(self->vm, KVM_CREATE_VCPU, 1023);
+	EXPECT_GE(b, 0);
+	close(a);
+	close(b);
+}
+
+TEST_F(vm, vcpu_mmap_and_registers)
+{
+	int vcpu = ioctl(self->vm, KVM_CREATE_VCPU, 0);
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	struct kvm_run *run;
+
+	ASSERT_GE(vcpu, 0);
+	run = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
+	ASSERT_NE(MAP_FAILED, run) TH_LOG("%s", strerror(errno));
+	EXPECT_EQ(0, run->exit_reason);
+	run->immediate_exit = 1;
+
+	/* The reset state: real mode at F000:FFF0 (SDM vol. 3A, table 10-1). */
+	ASSERT_EQ(0, ioctl(vcpu, KVM_GET_REGS, &regs));
+	EXPECT_EQ(0xfff0, regs.rip);
+	EXPECT_EQ(0x2, regs.rflags);
+	ASSERT_EQ(0, ioctl(vcpu, KVM_GET_SREGS, &sregs));
+	EXPECT_EQ(0xf000, sregs.cs.selector);
+	EXPECT_EQ(0xffff0000, sregs.cs.base);
+	EXPECT_EQ(0x60000010, sregs.cr0);
+
+	regs.rax = 0x1234;
+	regs.rip = 0x1000;
+	ASSERT_EQ(0, ioctl(vcpu, KVM_SET_REGS, &regs));
+	memset(&regs, 0, sizeof(regs));
+	ASSERT_EQ(0, ioctl(vcpu, KVM_GET_REGS, &regs));
+	EXPECT_EQ(0x1234, regs.rax);
+	EXPECT_EQ(0x1000, regs.rip);
+
+	EXPECT_EQ(-1, ioctl(vcpu, KVM_GET_REGS, NULL));
+	EXPECT_EQ(EFAULT, errno);
+	EXPECT_EQ(-1, ioctl(vcpu, KVM_SET_SREGS, (void *)8));
+	EXPECT_EQ(EFAULT, errno);
+	EXPECT_EQ(-1, ioctl(vcpu, _IO(KVMIO, 0xfe)));
+	EXPECT_EQ(ENOTTY, errno);
+	/* Beyond the two mmap pages there is nothing to map. */
+	EXPECT_EQ(MAP_FAILED, mmap(NULL, PAGE, PROT_READ, MAP_SHARED, vcpu, 2 * PAGE));
+	EXPECT_EQ(EINVAL, errno);
+	EXPECT_EQ(MAP_FAILED, mmap(NULL, 3 * PAGE, PROT_READ, MAP_SHARED, vcpu, 0));
+	EXPECT_EQ(EINVAL, errno);
+	munmap(run, 2 * PAGE);
+	close(vcpu);
+}
+
+TEST(vcpu_outlives_vm_fd)
+{
+	int sys = open("/dev/nvmx", O_RDWR | O_CLOEXEC);
+	int vm = ioctl(sys, KVM_CREATE_VM, 0);
+	int vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
+	struct kvm_regs regs;
+
+	ASSERT_GE(vcpu, 0);
+	close(vm);
+	close(sys);
+	/* The vCPU holds its VM: still usable after the VM fd is gone. */
+	EXPECT_EQ(0, ioctl(vcpu, KVM_GET_REGS, &regs));
+	close(vcpu);
+}
+
+TEST_HARNESS_MAIN
