@@ -167,6 +167,15 @@ impl VmxCpus {
         Ok(this)
     }
 
+    /// Physical addresses of the VMXON regions, by CPU id.
+    pub(crate) fn vmxon_phys(&self) -> Result<KVec<u64>> {
+        let mut v = KVec::with_capacity(self.regions.len(), GFP_KERNEL)?;
+        for r in self.regions.iter() {
+            v.push(r.phys, GFP_KERNEL)?;
+        }
+        Ok(v)
+    }
+
     /// One VMXON/VMXOFF round trip on every online CPU; the outcome per CPU id.
     fn round_trip(&self, caps: &HostCaps) -> Result<KVec<CpuOutcome>> {
         let nr = self.regions.len();

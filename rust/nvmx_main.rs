@@ -13,6 +13,8 @@ use kernel::sync::SetOnce;
 
 mod cpu;
 mod device;
+mod ept;
+mod run;
 mod shim;
 mod uapi;
 mod vcpu;
@@ -20,7 +22,7 @@ mod vm;
 mod vmx_ops;
 pub mod vmx_core;
 
-use vmx_core::host::{self, HostCaps, HostProbe};
+use vmx_core::host::{self, GuestControls, HostCaps, HostProbe};
 
 module! {
     type: Nvmx,
@@ -33,6 +35,11 @@ module! {
 /// Host facts fixed at load, read by the device.
 pub(crate) struct HostInfo {
     pub(crate) caps: HostCaps,
+    /// Controls of every guest VMCS, derived from `caps` at load.
+    pub(crate) controls: GuestControls,
+    /// Physical address of each CPU's VMXON region (owned by the module's `VmxCpus`, which
+    /// outlives every VM: an open VM or vCPU fd holds a module reference).
+    pub(crate) vmxon_phys: KVec<u64>,
     pub(crate) online_cpus: u32,
     pub(crate) vmx_cpus: u32,
 }
@@ -65,10 +72,15 @@ fn probe_host() -> Result<cpu::VmxCpus> {
         Error::from_errno(-r.errno())
     })?;
     pr_info!("{}\n", format_args!("{caps}"));
+    let controls = GuestControls::for_host(&caps).map_err(|r| {
+        pr_err!("{}\n", format_args!("{r}"));
+        Error::from_errno(-r.errno())
+    })?;
     let vmx = cpu::VmxCpus::bring_up(&caps)?;
     let online = shim::num_online_cpus();
     pr_info!("VMX operation verified on {} of {} online CPUs\n", vmx.vmx_cpus, online);
-    HOST.populate(HostInfo { caps, online_cpus: online, vmx_cpus: vmx.vmx_cpus });
+    let vmxon_phys = vmx.vmxon_phys()?;
+    HOST.populate(HostInfo { caps, controls, vmxon_phys, online_cpus: online, vmx_cpus: vmx.vmx_cpus });
     Ok(vmx)
 }
 

@@ -9,8 +9,14 @@
 #include <linux/cpumask.h>
 #include <linux/fs.h>
 #include <linux/mm.h>
+#include <linux/sched.h>
 #include <linux/smp.h>
+#include <asm/cpu_entry_area.h>
+#include <asm/desc.h>
+#include <asm/gsseg.h>
+#include <asm/io.h>
 #include <asm/msr.h>
+#include <asm/segment.h>
 
 #include "shim.h"
 
@@ -146,4 +152,95 @@ void *nvmx_page_address(struct page *page)
 unsigned long nvmx_task_size_max(void)
 {
 	return TASK_SIZE_MAX;
+}
+
+/*
+ * Host state around a VMX region. A VM exit loads the selectors of DS/ES/FS/GS and LDTR
+ * with 0, TR's limit with 0x67 and the GDTR/IDTR limits with 0xffff (SDM 28.5.2); restore
+ * what the current task and CPU had, as KVM does around its runs.
+ */
+void nvmx_host_state_save(struct nvmx_host_state *s)
+{
+	savesegment(ds, s->ds);
+	savesegment(es, s->es);
+	savesegment(fs, s->fs);
+	savesegment(gs, s->gs);
+	asm volatile("sldt %0" : "=r"(s->ldt));
+	rdmsrq(MSR_FS_BASE, s->fs_base);
+	rdmsrq(MSR_GS_BASE, s->gs_base);
+	rdmsrq(MSR_KERNEL_GS_BASE, s->kernel_gs_base);
+	native_store_gdt((struct desc_ptr *)&s->gdt_limit);
+	store_idt((struct desc_ptr *)&s->idt_limit);
+	s->tr_base = (unsigned long)&get_cpu_entry_area(smp_processor_id())->tss.x86_tss;
+}
+
+/*
+ * invalidate_tss_limit() without load_direct_gdt(), which 7.3 exports to KVM only: a task
+ * with an I/O bitmap needs the full TSS limit back now (reload TR through the writable GDT,
+ * as native_load_tr_desc() does); for the others the limit is refreshed lazily when one is
+ * switched to.
+ */
+static void nvmx_invalidate_tss_limit(void)
+{
+	if (unlikely(test_thread_flag(TIF_IO_BITMAP))) {
+		int cpu = smp_processor_id();
+		struct desc_struct *d = get_cpu_gdt_rw(cpu);
+		struct desc_ptr direct = {
+			.address = (unsigned long)d,
+			.size = GDT_SIZE - 1,
+		};
+		tss_desc tss;
+
+		memcpy(&tss, &d[GDT_ENTRY_TSS], sizeof(tss));
+		tss.type = DESC_TSS; /* LTR needs an available TSS; the exit left it busy */
+		write_gdt_entry(d, GDT_ENTRY_TSS, &tss, DESC_TSS);
+		native_load_gdt(&direct);
+		asm volatile("ltr %w0" : : "q"(GDT_ENTRY_TSS * 8));
+		load_fixmap_gdt(cpu);
+		this_cpu_write(__tss_limit_invalid, false);
+	} else {
+		this_cpu_write(__tss_limit_invalid, true);
+	}
+}
+
+void nvmx_host_state_restore(const struct nvmx_host_state *s)
+{
+	native_load_gdt((const struct desc_ptr *)&s->gdt_limit);
+	native_load_idt((const struct desc_ptr *)&s->idt_limit);
+	if (s->ldt)
+		asm volatile("lldt %0" : : "r"(s->ldt));
+	if (s->ds)
+		loadsegment(ds, s->ds);
+	if (s->es)
+		loadsegment(es, s->es);
+	if (s->fs) {
+		loadsegment(fs, s->fs);
+		wrmsrq(MSR_FS_BASE, s->fs_base);
+	}
+	if (s->gs) {
+		load_gs_index(s->gs);
+		wrmsrq(MSR_KERNEL_GS_BASE, s->kernel_gs_base);
+	}
+	nvmx_invalidate_tss_limit();
+}
+
+void *nvmx_phys_to_virt(u64 phys)
+{
+	return phys_to_virt(phys);
+}
+
+/* An NMI that caused a VM exit was consumed by it: hand it to the host's handler. */
+void nvmx_deliver_host_nmi(void)
+{
+	asm volatile("int $2");
+}
+
+bool nvmx_need_resched(void)
+{
+	return need_resched();
+}
+
+void nvmx_cond_resched(void)
+{
+	cond_resched();
 }

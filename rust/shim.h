@@ -18,6 +18,24 @@ void nvmx_cpus_read_unlock(void);
 u64 nvmx_page_to_phys(struct page *page);
 int nvmx_rdmsr_safe(u32 msr, u64 *val);
 
+/* Host state a VM exit clobbers (rust/shim.rs HostState mirrors this layout). */
+struct nvmx_host_state {
+	u16 ds, es, fs, gs, ldt;
+	u16 gdt_limit;		/* followed by gdt_base: the struct desc_ptr layout */
+	u64 gdt_base;
+	u16 pad;
+	u16 idt_limit;
+	u64 idt_base;
+	u64 fs_base, gs_base, kernel_gs_base, tr_base;
+} __packed;
+
+void nvmx_host_state_save(struct nvmx_host_state *s);
+void nvmx_host_state_restore(const struct nvmx_host_state *s);
+void *nvmx_phys_to_virt(u64 phys);
+void nvmx_deliver_host_nmi(void);
+bool nvmx_need_resched(void);
+void nvmx_cond_resched(void);
+
 /* Implemented in Rust (rust/vm.rs, rust/vcpu.rs). */
 long nvmx_vm_ioctl(void *vm, unsigned int cmd, unsigned long arg);
 void nvmx_vm_release(void *vm);

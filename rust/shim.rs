@@ -147,3 +147,77 @@ pub(crate) fn task_size_max() -> u64 {
     // SAFETY: no preconditions.
     unsafe { ffi_fd::nvmx_task_size_max() }
 }
+
+mod ffi_run {
+    extern "C" {
+        pub(super) fn nvmx_host_state_save(s: *mut super::HostState);
+        pub(super) fn nvmx_host_state_restore(s: *const super::HostState);
+        pub(super) fn nvmx_phys_to_virt(phys: u64) -> *mut core::ffi::c_void;
+        pub(super) fn nvmx_deliver_host_nmi();
+        pub(super) fn nvmx_need_resched() -> bool;
+        pub(super) fn nvmx_cond_resched();
+    }
+}
+
+/// Host state a VM exit clobbers; layout of `struct nvmx_host_state` in rust/shim.h.
+#[repr(C, packed)]
+#[derive(Default)]
+pub(crate) struct HostState {
+    pub(crate) ds: u16,
+    pub(crate) es: u16,
+    pub(crate) fs: u16,
+    pub(crate) gs: u16,
+    pub(crate) ldt: u16,
+    pub(crate) gdt_limit: u16,
+    pub(crate) gdt_base: u64,
+    pad: u16,
+    pub(crate) idt_limit: u16,
+    pub(crate) idt_base: u64,
+    pub(crate) fs_base: u64,
+    pub(crate) gs_base: u64,
+    pub(crate) kernel_gs_base: u64,
+    pub(crate) tr_base: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<HostState>() == 64);
+
+impl HostState {
+    /// Save this CPU's and task's segment and descriptor-table state. IRQs must be off
+    /// until [`HostState::restore`].
+    pub(crate) fn save() -> Self {
+        let mut s = HostState::default();
+        // SAFETY: `s` is a valid, writable nvmx_host_state.
+        unsafe { ffi_run::nvmx_host_state_save(&mut s) };
+        s
+    }
+
+    /// Restore what a VM exit clobbered (after VMXOFF, IRQs still off).
+    pub(crate) fn restore(&self) {
+        // SAFETY: `self` was filled by `save` on this CPU in this IRQs-off region.
+        unsafe { ffi_run::nvmx_host_state_restore(self) };
+    }
+}
+
+/// Kernel virtual address of physical `phys` in the direct map.
+pub(crate) fn phys_to_virt(phys: u64) -> *mut u8 {
+    // SAFETY: pure address arithmetic.
+    unsafe { ffi_run::nvmx_phys_to_virt(phys) as *mut u8 }
+}
+
+/// Run the host's NMI handler for an NMI a VM exit consumed (IRQs off, VMX off).
+pub(crate) fn deliver_host_nmi() {
+    // SAFETY: called outside VMX operation with IRQs off, as the NMI entry expects.
+    unsafe { ffi_run::nvmx_deliver_host_nmi() }
+}
+
+/// Whether the scheduler wants this CPU.
+pub(crate) fn need_resched() -> bool {
+    // SAFETY: no preconditions.
+    unsafe { ffi_run::nvmx_need_resched() }
+}
+
+/// `cond_resched()`; process context, IRQs on.
+pub(crate) fn cond_resched() {
+    // SAFETY: called from process context with IRQs enabled.
+    unsafe { ffi_run::nvmx_cond_resched() }
+}

@@ -228,6 +228,8 @@ pub(crate) mod run {
     pub(crate) const EXIT_UNION: usize = 32;
     /// Total size of `struct kvm_run`.
     pub(crate) const SIZE: usize = 2352;
+    // It must fit the first mmap page; PIO data lives in the second.
+    const _: () = assert!(SIZE <= 4096);
 }
 
 /// `KVM_EXIT_*` reasons nvmx reports.
@@ -236,8 +238,6 @@ pub(crate) mod exit {
     pub(crate) const IO: u32 = 2;
     /// `KVM_EXIT_HLT`.
     pub(crate) const HLT: u32 = 5;
-    /// `KVM_EXIT_MMIO`.
-    pub(crate) const MMIO: u32 = 6;
     /// `KVM_EXIT_SHUTDOWN`.
     pub(crate) const SHUTDOWN: u32 = 8;
     /// `KVM_EXIT_FAIL_ENTRY`.

@@ -20,10 +20,22 @@ use crate::vm::{read_user, Vm};
 /// Pages of the vCPU mmap: `struct kvm_run`, then the PIO data page (KVM_PIO_PAGE_OFFSET 1).
 pub(crate) const MMAP_PAGES: usize = 2;
 
-/// The state KVM_GET/SET_REGS and _SREGS see.
+/// An IN exit whose data userspace provides before the next KVM_RUN.
+pub(crate) struct PendingIn {
+    pub(crate) size: u8,
+}
+
+/// The vCPU's architectural state between runs (inside a run the VMCS holds it).
 pub(crate) struct VcpuState {
     pub(crate) regs: KvmRegs,
     pub(crate) sregs: KvmSregs,
+    pub(crate) pat: u64,
+    /// IA32_SYSENTER_CS, _ESP, _EIP.
+    pub(crate) sysenter: [u64; 3],
+    pub(crate) interruptibility: u64,
+    /// An event to inject at the next entry: (interruption information, error code).
+    pub(crate) inject: Option<(u64, u64)>,
+    pub(crate) pending_in: Option<PendingIn>,
 }
 
 impl VcpuState {
@@ -56,7 +68,15 @@ impl VcpuState {
             ..KvmSregs::default()
         };
         let regs = KvmRegs { rip: 0xfff0, rflags: 0x2, ..KvmRegs::default() };
-        Self { regs, sregs }
+        Self {
+            regs,
+            sregs,
+            pat: 0x0007_0406_0007_0406, // the power-up PAT (SDM 13.12.4)
+            sysenter: [0; 3],
+            interruptibility: 0,
+            inject: None,
+            pending_in: None,
+        }
     }
 }
 
@@ -69,6 +89,9 @@ pub(crate) struct Vcpu {
     pub(crate) run_page: Page,
     /// PIO data (`kvm_run.io.data_offset` points here).
     pub(crate) pio_page: Page,
+    /// The VMCS region (VMCLEARed whenever nvmx leaves VMX operation).
+    _vmcs: Page,
+    pub(crate) vmcs_phys: u64,
     #[pin]
     pub(crate) state: Mutex<VcpuState>,
 }
@@ -81,6 +104,12 @@ impl Vcpu {
         let vm2 = vm.clone();
         let made = (|| -> Result<isize> {
             let run_page = Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?;
+            let revision = crate::HOST.as_ref().ok_or(ENODEV)?.caps.basic.revision_id();
+            let vmcs = Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?;
+            let rev = revision.to_le_bytes();
+            // SAFETY: 4 bytes from `rev` into our own, unmapped-elsewhere page.
+            unsafe { vmcs.write_raw(rev.as_ptr(), 0, rev.len())? };
+            let vmcs_phys = shim::page_phys(&vmcs);
             let pio_page = Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?;
             let state = VcpuState::reset(id);
             let vcpu = Arc::pin_init(
@@ -89,6 +118,8 @@ impl Vcpu {
                     id,
                     run_page,
                     pio_page,
+                    _vmcs: vmcs,
+                    vmcs_phys,
                     state <- new_mutex!(state),
                 }),
                 GFP_KERNEL,
@@ -110,6 +141,8 @@ impl Vcpu {
 
     fn ioctl(this: ArcBorrow<'_, Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
         match cmd {
+            uapi::KVM_RUN if arg != 0 => Err(EINVAL),
+            uapi::KVM_RUN => crate::run::run(&this),
             uapi::KVM_GET_REGS => {
                 let regs = this.state.lock().regs;
                 write_user(arg, &regs)

@@ -11,6 +11,7 @@ use kernel::sync::{Arc, ArcBorrow, Mutex};
 use kernel::types::ForeignOwnable;
 use kernel::uaccess::{UserPtr, UserSlice};
 
+use crate::ept::Ept;
 use crate::shim;
 use crate::uapi::{self, cap, KvmUserspaceMemoryRegion, KvmUserspaceMemoryRegion2};
 use crate::vcpu::Vcpu;
@@ -70,10 +71,10 @@ impl Drop for PinnedPages {
     }
 }
 
-/// A slot and its pinned memory.
+/// A slot and its pinned memory (shared with the EPTs that map it).
 pub(crate) struct MemSlot {
     pub(crate) slot: Slot,
-    pub(crate) pages: PinnedPages,
+    pub(crate) pages: Arc<PinnedPages>,
 }
 
 /// Mutable VM state.
@@ -81,6 +82,8 @@ pub(crate) struct VmState {
     pub(crate) slots: KVec<MemSlot>,
     /// Bumped on every slot change, so vCPUs know their EPT is stale.
     pub(crate) memory_generation: u64,
+    /// The EPT for `memory_generation`, built on the first run after a change.
+    ept: Option<(u64, Arc<Ept>)>,
     vcpu_ids: KVec<u32>,
 }
 
@@ -102,6 +105,7 @@ impl Vm {
                 state <- new_mutex!(VmState {
                     slots: KVec::new(),
                     memory_generation: 0,
+                    ept: None,
                     vcpu_ids: KVec::new(),
                 }),
             }),
@@ -161,7 +165,7 @@ impl Vm {
             Change::Nothing => return Ok(0),
             Change::Create(slot) => {
                 // Pinning may sleep and fault: fine here, under a sleeping lock.
-                let pages = PinnedPages::pin(slot.uaddr, slot.npages)?;
+                let pages = Arc::new(PinnedPages::pin(slot.uaddr, slot.npages)?, GFP_KERNEL)?;
                 st.slots.push(MemSlot { slot, pages }, GFP_KERNEL)?;
             }
             Change::Delete(id) => {
@@ -178,6 +182,20 @@ impl Vm {
         }
         st.memory_generation += 1;
         Ok(0)
+    }
+
+    /// The EPT of the current slots, built if they changed since the last one. vCPUs hold
+    /// the returned reference for one IRQs-off region.
+    pub(crate) fn current_ept(&self) -> Result<Arc<Ept>> {
+        let mut st = self.state.lock();
+        if let Some((generation, ept)) = &st.ept {
+            if *generation == st.memory_generation {
+                return Ok(ept.clone());
+            }
+        }
+        let ept = Arc::new(Ept::build(&st.slots)?, GFP_KERNEL)?;
+        st.ept = Some((st.memory_generation, ept.clone()));
+        Ok(ept)
     }
 
     /// Reserve vCPU id `id` (EEXIST if taken, EINVAL beyond the limits).

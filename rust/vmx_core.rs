@@ -9,6 +9,10 @@ pub mod basic;
 pub mod bits;
 #[path = "core/src/controls.rs"]
 pub mod controls;
+#[path = "core/src/ept.rs"]
+pub mod ept;
+#[path = "core/src/exit.rs"]
+pub mod exit;
 #[path = "core/src/field.rs"]
 pub mod field;
 #[path = "core/src/field_table.rs"]
@@ -19,3 +23,5 @@ pub mod host;
 pub mod memslot;
 #[path = "core/src/msr.rs"]
 pub mod msr;
+#[path = "core/src/segment.rs"]
+pub mod segment;

@@ -106,3 +106,136 @@ pub(crate) fn cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
     let r = unsafe { core::arch::x86_64::__cpuid_count(leaf, subleaf) };
     [r.eax, r.ebx, r.ecx, r.edx]
 }
+
+/// VMCLEAR of the VMCS at physical address `phys` (SDM 31.3).
+///
+/// # Safety
+///
+/// In VMX root operation (IRQs-off region); `phys` is a VMCS region nvmx owns.
+pub(crate) unsafe fn vmclear(phys: u64) -> Result<(), VmFail> {
+    let (cf, zf): (u8, u8);
+    // SAFETY: guaranteed by the caller; the operand is a u64 on our stack.
+    unsafe {
+        asm!("vmclear qword ptr [{p}]", "setc {cf}", "setz {zf}",
+             p = in(reg) &phys, cf = out(reg_byte) cf, zf = out(reg_byte) zf, options(nostack))
+    };
+    vm_result(cf, zf)
+}
+
+/// VMPTRLD: make the VMCS at `phys` current (SDM 31.3).
+///
+/// # Safety
+///
+/// In VMX root operation; `phys` is a VMCS region nvmx owns, initialised by VMCLEAR.
+pub(crate) unsafe fn vmptrld(phys: u64) -> Result<(), VmFail> {
+    let (cf, zf): (u8, u8);
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        asm!("vmptrld qword ptr [{p}]", "setc {cf}", "setz {zf}",
+             p = in(reg) &phys, cf = out(reg_byte) cf, zf = out(reg_byte) zf, options(nostack))
+    };
+    vm_result(cf, zf)
+}
+
+/// VMREAD of `field` from the current VMCS; a failing read (no current VMCS, unsupported
+/// field: a bug in nvmx) reads as 0.
+///
+/// # Safety
+///
+/// In VMX root operation with a current VMCS.
+pub(crate) unsafe fn vmread(field: u32) -> u64 {
+    let v: u64;
+    // SAFETY: guaranteed by the caller; VMREAD writes only the output register and flags.
+    unsafe {
+        asm!("vmread {v}, {f}", f = in(reg) field as u64, v = out(reg) v,
+             options(nomem, nostack))
+    };
+    v
+}
+
+/// VMWRITE of `value` into `field` of the current VMCS.
+///
+/// # Safety
+///
+/// In VMX root operation with a current VMCS.
+pub(crate) unsafe fn vmwrite(field: u32, value: u64) -> Result<(), VmFail> {
+    let (cf, zf): (u8, u8);
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        asm!("vmwrite {f}, {v}", "setc {cf}", "setz {zf}", f = in(reg) field as u64,
+             v = in(reg) value, cf = out(reg_byte) cf, zf = out(reg_byte) zf,
+             options(nomem, nostack))
+    };
+    vm_result(cf, zf)
+}
+
+/// INVEPT single-context for `eptp` (SDM 31.3, type 1).
+///
+/// # Safety
+///
+/// In VMX root operation.
+pub(crate) unsafe fn invept_single(eptp: u64) -> Result<(), VmFail> {
+    let desc: [u64; 2] = [eptp, 0];
+    let (cf, zf): (u8, u8);
+    // SAFETY: guaranteed by the caller; the descriptor is 16 bytes on our stack.
+    unsafe {
+        asm!("invept {t}, xmmword ptr [{d}]", "setc {cf}", "setz {zf}", t = in(reg) 1u64,
+             d = in(reg) &desc, cf = out(reg_byte) cf, zf = out(reg_byte) zf, options(nostack))
+    };
+    vm_result(cf, zf)
+}
+
+/// Reads CR3.
+pub(crate) fn read_cr3() -> u64 {
+    let v: u64;
+    // SAFETY: reading CR3 has no side effects.
+    unsafe { asm!("mov {}, cr3", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// Reads an MSR the CPU is known to have (architectural host MSRs).
+pub(crate) fn rdmsr(index: u32) -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: only called for MSRs every VMX-capable x86-64 CPU has.
+    unsafe {
+        asm!("rdmsr", in("ecx") index, out("eax") lo, out("edx") hi,
+             options(nomem, nostack, preserves_flags))
+    };
+    ((hi as u64) << 32) | lo as u64
+}
+
+/// The CS, SS and TR selectors of this CPU.
+pub(crate) fn host_selectors() -> (u16, u16, u16) {
+    let (cs, ss, tr): (u16, u16, u16);
+    // SAFETY: reading segment selectors has no side effects.
+    unsafe {
+        asm!("mov {0:x}, cs", "mov {1:x}, ss", "str {2:x}", out(reg) cs, out(reg) ss,
+             out(reg) tr, options(nomem, nostack, preserves_flags))
+    };
+    (cs, ss, tr)
+}
+
+extern "C" {
+    fn nvmx_vmx_run(gprs: *mut u64, resume: i32) -> i32;
+    /// HOST_RIP: where VM exits land (rust/vmx_asm.S).
+    static nvmx_vmx_exit: u8;
+}
+
+/// Address of the VM-exit landing point, for HOST_RIP.
+pub(crate) fn vmx_exit_rip() -> u64 {
+    core::ptr::addr_of!(nvmx_vmx_exit) as u64
+}
+
+/// Enter the guest (VMLAUNCH, or VMRESUME when `resume`) with `gprs` (x86 register order,
+/// 16 entries). Ok after a VM exit, Err if the instruction failed.
+///
+/// # Safety
+///
+/// IRQs off, VMX root operation, a current VMCS fully set up with this CPU's host state.
+pub(crate) unsafe fn vmx_run(gprs: &mut [u64; 16], resume: bool) -> Result<(), VmFail> {
+    // SAFETY: guaranteed by the caller; `gprs` is valid for the asm's 16 slots.
+    match unsafe { nvmx_vmx_run(gprs.as_mut_ptr(), resume as i32) } {
+        0 => Ok(()),
+        _ => Err(VmFail::Valid),
+    }
+}

@@ -11,7 +11,7 @@ for src in "$NVMX_ROOT"/selftests/*_test.c; do
     gcc -static -O2 -g0 -Wall -Werror -D_GNU_SOURCE \
         -isystem "$kdir/usr/include" -I "$kdir/tools/testing/selftests" \
         -I "$NVMX_ROOT/include/uapi" -I "$NVMX_ROOT/selftests" \
-        -o "$bin" "$src"
+        -o "$bin" "$src" -lpthread
 done
 # The test machine's console helper (see vm/init).
 gcc -static -O2 -Wall -Werror -o "$NVMX_ROOT/build/console_drain" "$NVMX_ROOT/vm/console_drain.c"

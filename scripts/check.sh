@@ -30,12 +30,12 @@ step "Bochs, 2 CPUs with VMX"
 machines=(
     --machine tcg-amd "$res/tcg-amd.serial" nvmx_novmx_test
     --machine tcg-intel "$res/tcg-intel.serial" nvmx_novmx_test
-    --machine bochs "$res/bochs-check.serial" nvmx_module_test,nvmx_device_test,nvmx_vm_test
+    --machine bochs "$res/bochs-check.serial" nvmx_module_test,nvmx_device_test,nvmx_vm_test,nvmx_run_test
 )
 if [ -w /dev/kvm ] && grep -qw vmx /proc/cpuinfo; then
     step "QEMU/KVM with the host's VMX"
     "$NVMX_ROOT/scripts/run-qemu.sh" kvm check "$res/kvm-check.serial" 600
-    machines+=(--machine qemu-kvm "$res/kvm-check.serial" nvmx_module_test,nvmx_device_test,nvmx_vm_test)
+    machines+=(--machine qemu-kvm "$res/kvm-check.serial" nvmx_module_test,nvmx_device_test,nvmx_vm_test,nvmx_run_test)
 else
     step "no /dev/kvm with VMX on this host: the QEMU/KVM machine is not run"
 fi

@@ -262,6 +262,79 @@ pub fn probe(p: &mut dyn HostProbe) -> Result<HostCaps, Refusal> {
     Ok(caps)
 }
 
+/// The VM-execution, exit and entry controls nvmx runs its guests with (L1 guests: the
+/// VMCS01), computed once from the host's capabilities.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct GuestControls {
+    /// Pin-based controls.
+    pub pin: u32,
+    /// Primary processor-based controls.
+    pub primary: u32,
+    /// Secondary processor-based controls.
+    pub secondary: u32,
+    /// VM-exit controls.
+    pub exit: u32,
+    /// VM-entry controls (without IA-32e mode guest, which follows the guest's EFER.LMA).
+    pub entry: u32,
+}
+
+impl GuestControls {
+    /// What nvmx needs to keep the host safe and the guest correct:
+    /// - external interrupts and NMIs exit, so the host keeps its CPU (interrupts are not
+    ///   acknowledged on exit: they stay pending and the host takes them once nvmx has left
+    ///   VMX operation);
+    /// - HLT, all I/O, all MSR accesses (no bitmaps), MWAIT/MONITOR, RDPMC, MOV DR and
+    ///   WBINVD exit;
+    /// - EPT and unrestricted guest; VPID is not used yet (every entry is preceded by
+    ///   INVEPT, see rust/run.rs);
+    /// - EFER and PAT are switched by the CPU on entry and exit.
+    pub fn for_host(caps: &HostCaps) -> Result<Self, Refusal> {
+        use super::controls::{entry, exit, pin};
+        let missing = |_| Refusal::Missing("controls nvmx requires for its guests");
+        Ok(GuestControls {
+            // The preemption timer, where the CPU has it, bounds how long a guest can keep
+            // the CPU even if an interrupt fails to cause an exit (see rust/run.rs).
+            pin: caps
+                .pin
+                .adjust(pin::EXT_INTR_EXITING | pin::NMI_EXITING, pin::PREEMPTION_TIMER)
+                .map_err(missing)?,
+            primary: caps
+                .primary
+                .adjust(
+                    primary::HLT_EXITING
+                        | primary::UNCOND_IO_EXITING
+                        | primary::SECONDARY_CONTROLS
+                        | primary::MWAIT_EXITING
+                        | primary::MONITOR_EXITING
+                        | primary::RDPMC_EXITING
+                        | primary::MOV_DR_EXITING,
+                    0,
+                )
+                .map_err(missing)?,
+            secondary: caps
+                .secondary
+                .adjust(
+                    secondary::ENABLE_EPT | secondary::UNRESTRICTED_GUEST | secondary::WBINVD_EXITING,
+                    0,
+                )
+                .map_err(missing)?,
+            exit: caps
+                .exit
+                .adjust(
+                    exit::HOST_ADDR_SPACE_SIZE
+                        | exit::SAVE_IA32_EFER
+                        | exit::LOAD_IA32_EFER
+                        | exit::SAVE_IA32_PAT
+                        | exit::LOAD_IA32_PAT,
+                    0,
+                )
+                .map_err(missing)?,
+            entry: caps.entry.adjust(entry::LOAD_IA32_EFER | entry::LOAD_IA32_PAT, 0).map_err(missing)?
+                & !entry::IA32E_MODE_GUEST,
+        })
+    }
+}
+
 /// Why one CPU cannot enter VMX operation right now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CpuRefusal {
@@ -535,6 +608,30 @@ mod tests {
         assert_eq!(r.errno(), errno::EBUSY);
         assert!(r.to_string().contains("a hypervisor is already running"));
         assert!(r.to_string().contains("rmmod kvm_intel"));
+    }
+
+    #[test]
+    fn guest_controls_on_skylake() {
+        use super::super::controls::{entry, exit, pin};
+        let caps = probe(&mut FakeHost::skylake()).unwrap();
+        let c = GuestControls::for_host(&caps).unwrap();
+        assert!(caps.pin.is_valid(c.pin) && caps.primary.is_valid(c.primary));
+        assert!(caps.secondary.is_valid(c.secondary) && caps.exit.is_valid(c.exit));
+        assert!(caps.entry.is_valid(c.entry));
+        assert_eq!(c.pin & (pin::EXT_INTR_EXITING | pin::NMI_EXITING), 0x9);
+        assert_ne!(c.pin & pin::PREEMPTION_TIMER, 0, "offered by this CPU");
+        let mut no_timer = caps;
+        no_timer.pin.may_be_one &= !pin::PREEMPTION_TIMER;
+        assert_eq!(GuestControls::for_host(&no_timer).unwrap().pin & pin::PREEMPTION_TIMER, 0);
+        assert_ne!(c.primary & primary::UNCOND_IO_EXITING, 0);
+        assert_eq!(c.primary & primary::USE_MSR_BITMAPS, 0, "every MSR access exits");
+        assert_ne!(c.secondary & secondary::UNRESTRICTED_GUEST, 0);
+        assert_eq!(c.exit & exit::ACK_INTR_ON_EXIT, 0, "the host takes its own interrupts");
+        assert_eq!(c.entry & entry::IA32E_MODE_GUEST, 0);
+        // A CPU that cannot exit on NMIs cannot run nvmx's guests.
+        let mut no_nmi = caps;
+        no_nmi.pin.may_be_one &= !pin::NMI_EXITING;
+        assert!(GuestControls::for_host(&no_nmi).is_err());
     }
 
     #[test]

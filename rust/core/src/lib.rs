@@ -10,8 +10,11 @@
 pub mod basic;
 pub mod bits;
 pub mod controls;
+pub mod ept;
+pub mod exit;
 pub mod field;
 pub mod field_table;
 pub mod host;
 pub mod memslot;
 pub mod msr;
+pub mod segment;

@@ -1,0 +1,69 @@
+// SPDX-License-Identifier: GPL-2.0
+//! EPT paging-structure entries and the EPT pointer (SDM 29.3.2, 29.3.3, 25.6.11).
+
+use super::bits::extract;
+
+/// Read access (bit 0).
+pub const READ: u64 = 1 << 0;
+/// Write access (bit 1).
+pub const WRITE: u64 = 1 << 1;
+/// Execute access (bit 2).
+pub const EXEC: u64 = 1 << 2;
+/// Memory type write-back in a leaf's bits 5:3 (and in the EPTP's bits 2:0).
+pub const MEMTYPE_WB: u64 = 6;
+/// Physical-address bits of an entry (bits 51:12).
+pub const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+
+/// A non-leaf entry pointing at the next table: full access, the leaf decides.
+pub const fn table(next_phys: u64) -> u64 {
+    (next_phys & ADDR_MASK) | READ | WRITE | EXEC
+}
+
+/// A 4 KiB leaf mapping `phys` read/write/execute, write-back (PAT not ignored: the guest's
+/// PAT still combines, as on bare metal).
+pub const fn leaf(phys: u64) -> u64 {
+    (phys & ADDR_MASK) | READ | WRITE | EXEC | (MEMTYPE_WB << 3)
+}
+
+/// The EPT pointer for a 4-level structure rooted at `pml4_phys`: WB, walk length - 1 = 3,
+/// no accessed/dirty flags.
+pub const fn eptp(pml4_phys: u64) -> u64 {
+    (pml4_phys & ADDR_MASK) | MEMTYPE_WB | (3 << 3)
+}
+
+/// The index into the table of `level` (4 = PML4 ... 1 = PT) for guest-physical `gpa`.
+pub const fn index(gpa: u64, level: u32) -> usize {
+    let lo = 12 + 9 * (level - 1);
+    extract(gpa, lo + 8, lo) as usize
+}
+
+/// Whether an entry is present (any access bit).
+pub const fn present(entry: u64) -> bool {
+    entry & (READ | WRITE | EXEC) != 0
+}
+
+/// Highest guest-physical address a 4-level EPT maps (48 bits).
+pub const MAX_GPA: u64 = (1 << 48) - 1;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries() {
+        assert_eq!(table(0x1234_5000), 0x1234_5007);
+        assert_eq!(leaf(0x1234_5000), 0x1234_5037);
+        assert_eq!(leaf(0xfff0_0000_1234_5fff), 0x0000_0000_1234_5037, "only bits 51:12");
+        assert_eq!(eptp(0xabc000), 0xabc01e);
+        assert!(present(leaf(0)) && !present(0));
+    }
+
+    #[test]
+    fn indices() {
+        let gpa = (0x1a5u64 << 39) | (0x0c3 << 30) | (0x1ff << 21) | (0x007 << 12) | 0x123;
+        assert_eq!(index(gpa, 4), 0x1a5);
+        assert_eq!(index(gpa, 3), 0x0c3);
+        assert_eq!(index(gpa, 2), 0x1ff);
+        assert_eq!(index(gpa, 1), 0x007);
+    }
+}

@@ -1,0 +1,219 @@
+// SPDX-License-Identifier: GPL-2.0
+//! VM-exit information: basic exit reasons (SDM vol. 3D, appendix C) and the exit
+//! qualifications nvmx decodes (SDM 28.2.1).
+
+use super::bits::{extract, test};
+
+/// Basic exit reasons (SDM appendix C).
+pub mod reason {
+    /// Exception or NMI.
+    pub const EXCEPTION_NMI: u16 = 0;
+    /// External interrupt.
+    pub const EXTERNAL_INTERRUPT: u16 = 1;
+    /// Triple fault.
+    pub const TRIPLE_FAULT: u16 = 2;
+    /// INIT signal.
+    pub const INIT: u16 = 3;
+    /// CPUID.
+    pub const CPUID: u16 = 10;
+    /// HLT.
+    pub const HLT: u16 = 12;
+    /// INVLPG.
+    pub const INVLPG: u16 = 14;
+    /// RDPMC.
+    pub const RDPMC: u16 = 15;
+    /// RDTSC.
+    pub const RDTSC: u16 = 16;
+    /// VMCALL.
+    pub const VMCALL: u16 = 18;
+    /// VMCLEAR .. VMXON (19..=27) are the VMX instructions.
+    pub const VMCLEAR: u16 = 19;
+    /// VMXON.
+    pub const VMXON: u16 = 27;
+    /// Control-register access.
+    pub const CR_ACCESS: u16 = 28;
+    /// MOV DR.
+    pub const DR_ACCESS: u16 = 29;
+    /// I/O instruction.
+    pub const IO_INSTRUCTION: u16 = 30;
+    /// RDMSR.
+    pub const RDMSR: u16 = 31;
+    /// WRMSR.
+    pub const WRMSR: u16 = 32;
+    /// VM-entry failure due to invalid guest state.
+    pub const INVALID_GUEST_STATE: u16 = 33;
+    /// VM-entry failure due to MSR loading.
+    pub const MSR_LOADING: u16 = 34;
+    /// MWAIT.
+    pub const MWAIT: u16 = 36;
+    /// MONITOR.
+    pub const MONITOR: u16 = 39;
+    /// PAUSE.
+    pub const PAUSE: u16 = 40;
+    /// EPT violation.
+    pub const EPT_VIOLATION: u16 = 48;
+    /// EPT misconfiguration.
+    pub const EPT_MISCONFIG: u16 = 49;
+    /// INVEPT.
+    pub const INVEPT: u16 = 50;
+    /// RDTSCP.
+    pub const RDTSCP: u16 = 51;
+    /// VMX-preemption timer expired.
+    pub const PREEMPTION_TIMER: u16 = 52;
+    /// WBINVD.
+    pub const WBINVD: u16 = 54;
+    /// XSETBV.
+    pub const XSETBV: u16 = 55;
+    /// INVVPID.
+    pub const INVVPID: u16 = 53;
+    /// VMFUNC.
+    pub const VMFUNC: u16 = 59;
+}
+
+/// The exit-reason field (SDM 25.9.1): basic reason in bits 15:0, bit 31 set when VM entry
+/// failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExitReason(pub u32);
+
+impl ExitReason {
+    /// Basic exit reason.
+    pub const fn basic(self) -> u16 {
+        extract(self.0 as u64, 15, 0) as u16
+    }
+    /// Bit 31: VM-entry failure.
+    pub const fn entry_failed(self) -> bool {
+        test(self.0 as u64, 31)
+    }
+    /// Whether the basic reason is one of the VMX instructions that exit unconditionally in
+    /// VMX non-root operation (VMCALL, VMCLEAR..VMXON, INVEPT, INVVPID, VMFUNC).
+    pub const fn is_vmx_instruction(self) -> bool {
+        let b = self.basic();
+        b == reason::VMCALL
+            || (b >= reason::VMCLEAR && b <= reason::VMXON)
+            || b == reason::INVEPT
+            || b == reason::INVVPID
+            || b == reason::VMFUNC
+    }
+}
+
+/// Exit qualification of an I/O instruction (SDM table 28-5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IoQualification(pub u64);
+
+impl IoQualification {
+    /// Access size in bytes (1, 2 or 4).
+    pub const fn size(self) -> u8 {
+        extract(self.0, 2, 0) as u8 + 1
+    }
+    /// IN (true) or OUT.
+    pub const fn is_in(self) -> bool {
+        test(self.0, 3)
+    }
+    /// INS/OUTS.
+    pub const fn is_string(self) -> bool {
+        test(self.0, 4)
+    }
+    /// REP prefixed.
+    pub const fn is_rep(self) -> bool {
+        test(self.0, 5)
+    }
+    /// Port number.
+    pub const fn port(self) -> u16 {
+        extract(self.0, 31, 16) as u16
+    }
+}
+
+/// What a control-register access did (SDM table 28-3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrAccess {
+    /// MOV to CR `cr` from general-purpose register `gpr`.
+    MovTo {
+        /// Control register number.
+        cr: u8,
+        /// Source register (0 = RAX ... 15 = R15).
+        gpr: u8,
+    },
+    /// MOV from CR `cr` to general-purpose register `gpr`.
+    MovFrom {
+        /// Control register number.
+        cr: u8,
+        /// Destination register.
+        gpr: u8,
+    },
+    /// CLTS.
+    Clts,
+    /// LMSW with the given 16-bit source.
+    Lmsw(u16),
+}
+
+impl CrAccess {
+    /// Decode a CR-access exit qualification.
+    pub const fn decode(q: u64) -> CrAccess {
+        let cr = extract(q, 3, 0) as u8;
+        let gpr = extract(q, 11, 8) as u8;
+        match extract(q, 5, 4) {
+            0 => CrAccess::MovTo { cr, gpr },
+            1 => CrAccess::MovFrom { cr, gpr },
+            2 => CrAccess::Clts,
+            _ => CrAccess::Lmsw(extract(q, 31, 16) as u16),
+        }
+    }
+}
+
+/// Merge `size` bytes of `data` into `old` as IN does: 1- and 2-byte INs keep the upper bits
+/// of RAX, a 4-byte IN zero-extends into RAX (SDM vol. 1, 3.4.1.1).
+pub const fn merge_in(old: u64, data: u32, size: u8) -> u64 {
+    match size {
+        1 => (old & !0xff) | (data as u64 & 0xff),
+        2 => (old & !0xffff) | (data as u64 & 0xffff),
+        _ => data as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_reason_fields() {
+        let r = ExitReason(0x8000_0021);
+        assert!(r.entry_failed());
+        assert_eq!(r.basic(), reason::INVALID_GUEST_STATE);
+        assert!(!ExitReason(30).entry_failed());
+        for b in [18u32, 19, 23, 27, 50, 53, 59] {
+            assert!(ExitReason(b).is_vmx_instruction(), "{b}");
+        }
+        for b in [10u32, 12, 28, 30, 48, 52] {
+            assert!(!ExitReason(b).is_vmx_instruction(), "{b}");
+        }
+    }
+
+    #[test]
+    fn io_qualification() {
+        // OUT DX, AL to port 0x1000: size 0 (1 byte), direction 0, port 0x1000.
+        let q = IoQualification(0x1000_0000);
+        assert_eq!((q.size(), q.is_in(), q.port()), (1, false, 0x1000));
+        // IN EAX, 0x60: size 3 (4 bytes), in, immediate operand (bit 6).
+        let q = IoQualification(0x0060_0000 | 1 << 6 | 1 << 3 | 3);
+        assert_eq!((q.size(), q.is_in(), q.port()), (4, true, 0x60));
+        // REP OUTSW to 0x3f8.
+        let q = IoQualification(0x03f8_0000 | 1 << 5 | 1 << 4 | 1);
+        assert!(q.is_string() && q.is_rep() && !q.is_in());
+        assert_eq!(q.size(), 2);
+    }
+
+    #[test]
+    fn cr_access() {
+        assert_eq!(CrAccess::decode(0x0000_0300), CrAccess::MovTo { cr: 0, gpr: 3 });
+        assert_eq!(CrAccess::decode(0x0000_0f14), CrAccess::MovFrom { cr: 4, gpr: 15 });
+        assert_eq!(CrAccess::decode(0x20), CrAccess::Clts);
+        assert_eq!(CrAccess::decode(0x0011_0030), CrAccess::Lmsw(0x11));
+    }
+
+    #[test]
+    fn in_merges_like_hardware() {
+        assert_eq!(merge_in(0x1122_3344_5566_7788, 0xab, 1), 0x1122_3344_5566_77ab);
+        assert_eq!(merge_in(0x1122_3344_5566_7788, 0xabcd, 2), 0x1122_3344_5566_abcd);
+        assert_eq!(merge_in(0x1122_3344_5566_7788, 0xdead_beef, 4), 0xdead_beef);
+    }
+}

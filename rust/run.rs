@@ -1,0 +1,572 @@
+// SPDX-License-Identifier: GPL-2.0
+//! `KVM_RUN`: the run loop.
+//!
+//! Each pass enters an IRQs-off region (design.md §1): CR4.VMXE, VMXON, VMCLEAR + VMPTRLD of
+//! the vCPU's VMCS, the whole VMCS written from the vCPU state, INVEPT, then VMLAUNCH. Exits
+//! nvmx can finish without the host (CPUID, CR0/CR4 writes, MSR accesses) are handled there
+//! and the guest resumed; anything else leaves the region — guest state read back, VMCLEAR,
+//! VMXOFF, host state and CR4 restored — before interrupts are enabled again, either to let
+//! the host run (external interrupt, NMI, reschedule, signal) or to return to userspace.
+
+use kernel::prelude::*;
+
+use crate::shim::{self, HostState};
+use crate::uapi::{exit as kvm_exit, run as kvm_run, KvmRegs, KvmSegment, KvmSregs};
+use crate::vcpu::{PendingIn, Vcpu, VcpuState};
+use crate::vmx_core::controls::{cr0, cr4, entry};
+use crate::vmx_core::exit::{merge_in, reason, CrAccess, ExitReason, IoQualification};
+use crate::vmx_core::field_table as f;
+use crate::vmx_core::host::{self, GuestControls, HostCaps};
+use crate::vmx_core::segment::Attributes;
+use crate::vmx_ops::{self, vmread, VmFail};
+use crate::HOST;
+
+/// EFER.LME / EFER.LMA.
+const EFER_LME: u64 = 1 << 8;
+const EFER_LMA: u64 = 1 << 10;
+/// CR0 bits the guest may not own: NE must stay 1 in VMX operation; CD/NW are kept clear in
+/// hardware (KVM's KVM_VM_CR0_ALWAYS_OFF), the guest sees its own values through the shadow.
+const CR0_CD: u64 = 1 << 30;
+const CR0_NW: u64 = 1 << 29;
+const CR0_OWNED: u64 = cr0::NE | CR0_CD | CR0_NW | cr0::PG;
+const CR4_OWNED: u64 = cr4::VMXE;
+/// KVM_INTERNAL_ERROR_* suberrors.
+const INTERNAL_ERROR_EMULATION: u32 = 1;
+const INTERNAL_ERROR_UNEXPECTED_EXIT_REASON: u32 = 4;
+/// Interruption-information: valid, hardware exception, error code delivered.
+const INTR_INFO_VALID: u64 = 1 << 31;
+const INTR_TYPE_HW_EXCEPTION: u64 = 3 << 8;
+const INTR_TYPE_NMI: u64 = 2 << 8;
+const INTR_DELIVER_CODE: u64 = 1 << 11;
+const GP_VECTOR: u64 = 13;
+/// Budget of one guest stretch in TSC ticks when the VMX-preemption timer is active: the
+/// guest leaves the CPU to the host at least this often, whether or not host interrupts turn
+/// into VM exits (Bochs, for one, does not while the guest runs with RFLAGS.IF=0 after a host
+/// that also had IF=0).
+const PREEMPTION_TSC_BUDGET: u64 = 4_000_000;
+const UD_VECTOR: u64 = 6;
+
+/// Why the region was left.
+enum Leave {
+    /// The host needs the CPU (interrupt, NMI, reschedule): enter again afterwards.
+    Host { nmi: bool },
+    /// Return to userspace with this exit.
+    User(UserExit),
+}
+
+/// An exit to userspace, written into `struct kvm_run`.
+enum UserExit {
+    Io { is_in: bool, size: u8, port: u16, data: u32 },
+    Hlt,
+    Shutdown,
+    FailEntry { reason: u64, cpu: u32 },
+    Internal { suberror: u32, data: [u64; 3], ndata: u32 },
+}
+
+/// The vCPU's general-purpose registers in x86 register-number order (rust/vmx_asm.S).
+fn gprs_from(regs: &KvmRegs) -> [u64; 16] {
+    [
+        regs.rax, regs.rcx, regs.rdx, regs.rbx, regs.rsp, regs.rbp, regs.rsi, regs.rdi,
+        regs.r8, regs.r9, regs.r10, regs.r11, regs.r12, regs.r13, regs.r14, regs.r15,
+    ]
+}
+
+fn gprs_into(g: &[u64; 16], regs: &mut KvmRegs) {
+    [regs.rax, regs.rcx, regs.rdx, regs.rbx] = [g[0], g[1], g[2], g[3]];
+    [regs.rbp, regs.rsi, regs.rdi] = [g[5], g[6], g[7]];
+    [regs.r8, regs.r9, regs.r10, regs.r11] = [g[8], g[9], g[10], g[11]];
+    [regs.r12, regs.r13, regs.r14, regs.r15] = [g[12], g[13], g[14], g[15]];
+}
+
+/// `KVM_RUN` on `vcpu`.
+pub(crate) fn run(vcpu: &Vcpu) -> Result<isize> {
+    let host = HOST.as_ref().ok_or(ENODEV)?;
+    let mut st = vcpu.state.lock();
+    let run = shim::page_address(&vcpu.run_page);
+    let pio = shim::page_address(&vcpu.pio_page);
+
+    // Finish an IN whose data userspace has put into the PIO page.
+    if let Some(PendingIn { size }) = st.pending_in.take() {
+        // SAFETY: the PIO page is ours, mapped for userspace which may write it concurrently:
+        // a torn value is the VMM's own doing and harms only its guest.
+        let data = unsafe { (pio as *const u32).read_volatile() };
+        st.regs.rax = merge_in(st.regs.rax, data, size);
+    }
+
+    loop {
+        // SAFETY: `run` is the kvm_run page; byte reads of userspace-written fields.
+        if unsafe { run.add(kvm_run::IMMEDIATE_EXIT).read_volatile() } != 0 {
+            set_exit_reason(run, kvm_exit::INTR);
+            return Err(EINTR);
+        }
+        if current!().signal_pending() {
+            set_exit_reason(run, kvm_exit::INTR);
+            return Err(EINTR);
+        }
+        let ept = vcpu.vm.current_ept()?;
+        let leave = {
+            let _irqs_off = kernel::interrupt::local_interrupt_disable();
+            region(host, vcpu, &mut st, ept.eptp)
+        };
+        match leave? {
+            Leave::Host { .. } => shim::cond_resched(),
+            Leave::User(exit) => {
+                report(run, pio, &mut st, exit);
+                return Ok(0);
+            }
+        }
+    }
+}
+
+fn set_exit_reason(run: *mut u8, reason: u32) {
+    // SAFETY: `run` is our kvm_run page; the field is in bounds.
+    unsafe { (run.add(kvm_run::EXIT_REASON) as *mut u32).write_volatile(reason) };
+}
+
+/// Fill `struct kvm_run` for an exit to userspace.
+fn report(run: *mut u8, pio: *mut u8, st: &mut VcpuState, exit: UserExit) {
+    // SAFETY (all writes below): in-bounds fields of our kvm_run / PIO pages.
+    let u = unsafe { run.add(kvm_run::EXIT_UNION) };
+    match exit {
+        UserExit::Io { is_in, size, port, data } => {
+            set_exit_reason(run, kvm_exit::IO);
+            // struct { __u8 direction, size; __u16 port; __u32 count; __u64 data_offset; }
+            unsafe {
+                u.write_volatile(if is_in { 0 } else { 1 });
+                u.add(1).write_volatile(size);
+                (u.add(2) as *mut u16).write_volatile(port);
+                (u.add(4) as *mut u32).write_volatile(1);
+                (u.add(8) as *mut u64).write_volatile(4096);
+                if !is_in {
+                    (pio as *mut u32).write_volatile(data);
+                }
+            }
+            if is_in {
+                st.pending_in = Some(PendingIn { size });
+            }
+        }
+        UserExit::Hlt => set_exit_reason(run, kvm_exit::HLT),
+        UserExit::Shutdown => set_exit_reason(run, kvm_exit::SHUTDOWN),
+        UserExit::FailEntry { reason, cpu } => {
+            set_exit_reason(run, kvm_exit::FAIL_ENTRY);
+            unsafe {
+                (u as *mut u64).write_volatile(reason);
+                (u.add(8) as *mut u32).write_volatile(cpu);
+            }
+        }
+        UserExit::Internal { suberror, data, ndata } => {
+            set_exit_reason(run, kvm_exit::INTERNAL_ERROR);
+            unsafe {
+                (u as *mut u32).write_volatile(suberror);
+                (u.add(4) as *mut u32).write_volatile(ndata);
+                for (i, d) in data.iter().enumerate() {
+                    (u.add(8 + 8 * i) as *mut u64).write_volatile(*d);
+                }
+            }
+        }
+    }
+}
+
+/// One IRQs-off region: enter VMX operation, run the guest until something needs the host
+/// or userspace, leave VMX operation. Interrupts must be disabled by the caller.
+fn region(host: &crate::HostInfo, vcpu: &Vcpu, st: &mut VcpuState, eptp: u64) -> Result<Leave> {
+    let cpu = shim::this_cpu();
+    let vmxon = *host.vmxon_phys.get(cpu as usize).ok_or(EIO)?;
+    let cr4_before = vmx_ops::read_cr4();
+    let cr4_vmx = host::cpu_entry_cr4(&host.caps, vmx_ops::read_cr0(), cr4_before).map_err(|r| {
+        pr_err!("cpu{cpu}: {}\n", format_args!("{r}"));
+        Error::from_errno(-r.errno())
+    })?;
+    let hs = HostState::save();
+    // SAFETY: IRQs are off until CR4 is restored below; only VMXE changes.
+    unsafe { vmx_ops::write_cr4(cr4_vmx) };
+    // SAFETY: VMXE set, IRQs off, this CPU's own VMXON region.
+    let result = match unsafe { vmx_ops::vmxon(vmxon) } {
+        Err(e) => {
+            pr_err!("cpu{cpu}: VMXON failed ({e:?})\n");
+            Err(EIO)
+        }
+        Ok(()) => {
+            let r = in_vmx(host, vcpu, st, eptp, &hs, cpu);
+            // SAFETY: VMXON succeeded above in this region; the VMCS was cleared by in_vmx.
+            if let Err(e) = unsafe { vmx_ops::vmxoff() } {
+                pr_err!("cpu{cpu}: VMXOFF failed ({e:?})\n");
+            }
+            r
+        }
+    };
+    hs.restore();
+    // SAFETY: still IRQs off; back to the value the kernel's shadow holds.
+    unsafe { vmx_ops::write_cr4(cr4_before) };
+    if let Ok(Leave::Host { nmi: true }) = result {
+        shim::deliver_host_nmi();
+    }
+    result
+}
+
+/// In VMX root operation: load the VMCS, run, read the guest state back, VMCLEAR.
+fn in_vmx(
+    host: &crate::HostInfo,
+    vcpu: &Vcpu,
+    st: &mut VcpuState,
+    eptp: u64,
+    hs: &HostState,
+    cpu: u32,
+) -> Result<Leave> {
+    // SAFETY (all VMX instructions in this function): VMX root operation with IRQs off; the
+    // VMCS region is this vCPU's, which only this thread (holding the vCPU lock) touches.
+    unsafe {
+        vmx_ops::vmclear(vcpu.vmcs_phys).map_err(|_| EIO)?;
+        vmx_ops::vmptrld(vcpu.vmcs_phys).map_err(|_| EIO)?;
+    }
+    let leave = match write_vmcs(&host.caps, &host.controls, st, eptp, hs) {
+        Err(field) => {
+            pr_err!("VMWRITE of field {field:#x} failed\n");
+            Ok(Leave::User(UserExit::Internal {
+                suberror: INTERNAL_ERROR_EMULATION,
+                data: [field as u64, 0, 0],
+                ndata: 1,
+            }))
+        }
+        Ok(()) => {
+            // SAFETY: current VMCS; INVEPT of this VM's EPTP (new tables may alias old ones).
+            let _ = unsafe { vmx_ops::invept_single(eptp) };
+            Ok(guest_loop(st, cpu))
+        }
+    };
+    read_back(st);
+    // SAFETY: see above.
+    unsafe { vmx_ops::vmclear(vcpu.vmcs_phys).map_err(|_| EIO)? };
+    leave
+}
+
+fn w(field: crate::vmx_core::field::Field, value: u64) -> core::result::Result<(), u32> {
+    // SAFETY: called only from write_vmcs, in VMX operation with the vCPU's VMCS current.
+    unsafe { vmx_ops::vmwrite(field.encoding(), value) }.map_err(|_| field.encoding())
+}
+
+fn r(field: crate::vmx_core::field::Field) -> u64 {
+    // SAFETY: called only with the vCPU's VMCS current.
+    unsafe { vmread(field.encoding()) }
+}
+
+/// Write controls, host state and guest state into the current VMCS.
+fn write_vmcs(
+    caps: &HostCaps,
+    c: &GuestControls,
+    st: &VcpuState,
+    eptp: u64,
+    hs: &HostState,
+) -> core::result::Result<(), u32> {
+    let s = &st.sregs;
+    let lma = s.efer & EFER_LMA != 0;
+    w(f::PIN_BASED_VM_EXEC_CONTROL, c.pin as u64)?;
+    w(f::CPU_BASED_VM_EXEC_CONTROL, c.primary as u64)?;
+    w(f::SECONDARY_VM_EXEC_CONTROL, c.secondary as u64)?;
+    w(f::VM_EXIT_CONTROLS, c.exit as u64)?;
+    w(f::VM_ENTRY_CONTROLS, (c.entry | if lma { entry::IA32E_MODE_GUEST } else { 0 }) as u64)?;
+    for field in [f::EXCEPTION_BITMAP, f::PAGE_FAULT_ERROR_CODE_MASK, f::PAGE_FAULT_ERROR_CODE_MATCH,
+                  f::CR3_TARGET_COUNT, f::VM_EXIT_MSR_STORE_COUNT, f::VM_EXIT_MSR_LOAD_COUNT,
+                  f::VM_ENTRY_MSR_LOAD_COUNT] {
+        w(field, 0)?;
+    }
+    w(f::VM_ENTRY_INTR_INFO_FIELD, st.inject.map_or(0, |(info, _)| info))?;
+    w(f::VM_ENTRY_EXCEPTION_ERROR_CODE, st.inject.map_or(0, |(_, code)| code))?;
+    w(f::EPT_POINTER, eptp)?;
+    w(f::VMCS_LINK_POINTER, u64::MAX)?;
+
+    // Host state: this CPU, this task (SDM 27.2.2/27.2.3: selectors with RPL 0 and TI 0).
+    let (cs, ss, tr) = vmx_ops::host_selectors();
+    w(f::HOST_CR0, vmx_ops::read_cr0())?;
+    w(f::HOST_CR3, vmx_ops::read_cr3())?;
+    w(f::HOST_CR4, vmx_ops::read_cr4())?;
+    w(f::HOST_CS_SELECTOR, cs as u64)?;
+    w(f::HOST_SS_SELECTOR, ss as u64)?;
+    for field in [f::HOST_DS_SELECTOR, f::HOST_ES_SELECTOR, f::HOST_FS_SELECTOR, f::HOST_GS_SELECTOR] {
+        w(field, 0)?;
+    }
+    w(f::HOST_TR_SELECTOR, tr as u64)?;
+    w(f::HOST_FS_BASE, hs.fs_base)?;
+    w(f::HOST_GS_BASE, hs.gs_base)?;
+    w(f::HOST_TR_BASE, hs.tr_base)?;
+    w(f::HOST_GDTR_BASE, hs.gdt_base)?;
+    w(f::HOST_IDTR_BASE, hs.idt_base)?;
+    w(f::HOST_IA32_SYSENTER_CS, vmx_ops::rdmsr(0x174))?;
+    w(f::HOST_IA32_SYSENTER_ESP, vmx_ops::rdmsr(0x175))?;
+    w(f::HOST_IA32_SYSENTER_EIP, vmx_ops::rdmsr(0x176))?;
+    w(f::HOST_IA32_EFER, vmx_ops::rdmsr(0xc000_0080))?;
+    w(f::HOST_IA32_PAT, vmx_ops::rdmsr(0x277))?;
+    w(f::HOST_RIP, vmx_ops::vmx_exit_rip())?;
+
+    // Guest state.
+    let segs: [(&KvmSegment, [crate::vmx_core::field::Field; 4]); 8] = [
+        (&s.es, [f::GUEST_ES_SELECTOR, f::GUEST_ES_BASE, f::GUEST_ES_LIMIT, f::GUEST_ES_AR_BYTES]),
+        (&s.cs, [f::GUEST_CS_SELECTOR, f::GUEST_CS_BASE, f::GUEST_CS_LIMIT, f::GUEST_CS_AR_BYTES]),
+        (&s.ss, [f::GUEST_SS_SELECTOR, f::GUEST_SS_BASE, f::GUEST_SS_LIMIT, f::GUEST_SS_AR_BYTES]),
+        (&s.ds, [f::GUEST_DS_SELECTOR, f::GUEST_DS_BASE, f::GUEST_DS_LIMIT, f::GUEST_DS_AR_BYTES]),
+        (&s.fs, [f::GUEST_FS_SELECTOR, f::GUEST_FS_BASE, f::GUEST_FS_LIMIT, f::GUEST_FS_AR_BYTES]),
+        (&s.gs, [f::GUEST_GS_SELECTOR, f::GUEST_GS_BASE, f::GUEST_GS_LIMIT, f::GUEST_GS_AR_BYTES]),
+        (&s.ldt, [f::GUEST_LDTR_SELECTOR, f::GUEST_LDTR_BASE, f::GUEST_LDTR_LIMIT, f::GUEST_LDTR_AR_BYTES]),
+        (&s.tr, [f::GUEST_TR_SELECTOR, f::GUEST_TR_BASE, f::GUEST_TR_LIMIT, f::GUEST_TR_AR_BYTES]),
+    ];
+    for (seg, [sel, base, limit, ar]) in segs {
+        w(sel, seg.selector as u64)?;
+        w(base, seg.base)?;
+        w(limit, seg.limit as u64)?;
+        w(ar, attributes(seg).to_ar() as u64)?;
+    }
+    w(f::GUEST_GDTR_BASE, s.gdt.base)?;
+    w(f::GUEST_GDTR_LIMIT, s.gdt.limit as u64)?;
+    w(f::GUEST_IDTR_BASE, s.idt.base)?;
+    w(f::GUEST_IDTR_LIMIT, s.idt.limit as u64)?;
+    // Hardware CR0: the guest's, with NE forced and CD/NW cleared (the shadow shows the
+    // guest's own value); unrestricted guest lifts the PE/PG requirement of CR0_FIXED0.
+    let cr0_hw = (s.cr0 | (caps.cr0_fixed.fixed0 & !(cr0::PE | cr0::PG))) & !(CR0_CD | CR0_NW);
+    w(f::GUEST_CR0, cr0_hw)?;
+    w(f::CR0_READ_SHADOW, s.cr0)?;
+    w(f::CR0_GUEST_HOST_MASK, CR0_OWNED)?;
+    w(f::GUEST_CR4, s.cr4 | caps.cr4_fixed.fixed0)?;
+    w(f::CR4_READ_SHADOW, s.cr4)?;
+    w(f::CR4_GUEST_HOST_MASK, CR4_OWNED | caps.cr4_fixed.fixed0)?;
+    w(f::GUEST_CR3, s.cr3)?;
+    w(f::GUEST_DR7, 0x400)?;
+    w(f::GUEST_RSP, st.regs.rsp)?;
+    w(f::GUEST_RIP, st.regs.rip)?;
+    w(f::GUEST_RFLAGS, st.regs.rflags | 0x2)?;
+    w(f::GUEST_IA32_EFER, s.efer)?;
+    w(f::GUEST_IA32_PAT, st.pat)?;
+    w(f::GUEST_IA32_DEBUGCTL, 0)?;
+    w(f::GUEST_SYSENTER_CS, st.sysenter[0])?;
+    w(f::GUEST_SYSENTER_ESP, st.sysenter[1])?;
+    w(f::GUEST_SYSENTER_EIP, st.sysenter[2])?;
+    w(f::GUEST_ACTIVITY_STATE, 0)?;
+    w(f::GUEST_INTERRUPTIBILITY_INFO, st.interruptibility)?;
+    w(f::GUEST_PENDING_DBG_EXCEPTIONS, 0)?;
+    if c.pin & crate::vmx_core::controls::pin::PREEMPTION_TIMER != 0 {
+        w(f::VMX_PREEMPTION_TIMER_VALUE, PREEMPTION_TSC_BUDGET >> caps.misc.preemption_timer_rate())?;
+    }
+    Ok(())
+}
+
+fn attributes(s: &KvmSegment) -> Attributes {
+    Attributes {
+        type_: s.type_,
+        s: s.s,
+        dpl: s.dpl,
+        present: s.present,
+        avl: s.avl,
+        l: s.l,
+        db: s.db,
+        g: s.g,
+        unusable: s.unusable | (s.present == 0) as u8,
+    }
+}
+
+fn segment_from(sel: u64, base: u64, limit: u64, ar: u64) -> KvmSegment {
+    let a = Attributes::from_ar(ar as u32);
+    KvmSegment {
+        base,
+        limit: limit as u32,
+        selector: sel as u16,
+        type_: a.type_,
+        present: a.present,
+        dpl: a.dpl,
+        db: a.db,
+        s: a.s,
+        l: a.l,
+        g: a.g,
+        avl: a.avl,
+        unusable: a.unusable,
+        padding: 0,
+    }
+}
+
+/// Copy the guest state out of the current VMCS into the vCPU state.
+fn read_back(st: &mut VcpuState) {
+    let s: &mut KvmSregs = &mut st.sregs;
+    s.es = segment_from(r(f::GUEST_ES_SELECTOR), r(f::GUEST_ES_BASE), r(f::GUEST_ES_LIMIT), r(f::GUEST_ES_AR_BYTES));
+    s.cs = segment_from(r(f::GUEST_CS_SELECTOR), r(f::GUEST_CS_BASE), r(f::GUEST_CS_LIMIT), r(f::GUEST_CS_AR_BYTES));
+    s.ss = segment_from(r(f::GUEST_SS_SELECTOR), r(f::GUEST_SS_BASE), r(f::GUEST_SS_LIMIT), r(f::GUEST_SS_AR_BYTES));
+    s.ds = segment_from(r(f::GUEST_DS_SELECTOR), r(f::GUEST_DS_BASE), r(f::GUEST_DS_LIMIT), r(f::GUEST_DS_AR_BYTES));
+    s.fs = segment_from(r(f::GUEST_FS_SELECTOR), r(f::GUEST_FS_BASE), r(f::GUEST_FS_LIMIT), r(f::GUEST_FS_AR_BYTES));
+    s.gs = segment_from(r(f::GUEST_GS_SELECTOR), r(f::GUEST_GS_BASE), r(f::GUEST_GS_LIMIT), r(f::GUEST_GS_AR_BYTES));
+    s.ldt = segment_from(r(f::GUEST_LDTR_SELECTOR), r(f::GUEST_LDTR_BASE), r(f::GUEST_LDTR_LIMIT), r(f::GUEST_LDTR_AR_BYTES));
+    s.tr = segment_from(r(f::GUEST_TR_SELECTOR), r(f::GUEST_TR_BASE), r(f::GUEST_TR_LIMIT), r(f::GUEST_TR_AR_BYTES));
+    s.gdt.base = r(f::GUEST_GDTR_BASE);
+    s.gdt.limit = r(f::GUEST_GDTR_LIMIT) as u16;
+    s.idt.base = r(f::GUEST_IDTR_BASE);
+    s.idt.limit = r(f::GUEST_IDTR_LIMIT) as u16;
+    // The guest's view of the owned bits is the read shadow.
+    s.cr0 = (r(f::GUEST_CR0) & !CR0_OWNED) | (r(f::CR0_READ_SHADOW) & CR0_OWNED);
+    let cr4_mask = r(f::CR4_GUEST_HOST_MASK);
+    s.cr4 = (r(f::GUEST_CR4) & !cr4_mask) | (r(f::CR4_READ_SHADOW) & cr4_mask);
+    s.cr3 = r(f::GUEST_CR3);
+    s.efer = r(f::GUEST_IA32_EFER);
+    st.pat = r(f::GUEST_IA32_PAT);
+    st.sysenter = [r(f::GUEST_SYSENTER_CS), r(f::GUEST_SYSENTER_ESP), r(f::GUEST_SYSENTER_EIP)];
+    st.regs.rsp = r(f::GUEST_RSP);
+    st.regs.rip = r(f::GUEST_RIP);
+    st.regs.rflags = r(f::GUEST_RFLAGS);
+    st.interruptibility = r(f::GUEST_INTERRUPTIBILITY_INFO);
+    // VM exits clear the valid bit of the entry interruption field (SDM 28.2.5): a valid one
+    // now was set after the last exit and has not been delivered yet.
+    let info = r(f::VM_ENTRY_INTR_INFO_FIELD);
+    st.inject = (info & INTR_INFO_VALID != 0).then(|| (info, r(f::VM_ENTRY_EXCEPTION_ERROR_CODE)));
+}
+
+/// What a handled exit asks for.
+enum Next {
+    Resume,
+    Leave(Leave),
+}
+
+/// Run the guest until an exit must leave the region.
+fn guest_loop(st: &mut VcpuState, cpu: u32) -> Leave {
+    let mut gprs = gprs_from(&st.regs);
+    let mut launched = false;
+    let leave = loop {
+        // SAFETY: IRQs off, VMX operation, current VMCS fully written by write_vmcs.
+        let ran = unsafe { vmx_ops::vmx_run(&mut gprs, launched) };
+        if let Err(VmFail::Valid | VmFail::Invalid) = ran {
+            let err = r(f::VM_INSTRUCTION_ERROR);
+            break Leave::User(UserExit::Internal {
+                suberror: INTERNAL_ERROR_EMULATION,
+                data: [u64::from(launched), err, 0],
+                ndata: 2,
+            });
+        }
+        launched = true;
+        match handle_exit(&mut gprs, cpu) {
+            Next::Resume => {
+                if shim::need_resched() {
+                    break Leave::Host { nmi: false };
+                }
+            }
+            Next::Leave(l) => break l,
+        }
+    };
+    gprs_into(&gprs, &mut st.regs);
+    leave
+}
+
+fn skip_instruction() {
+    let len = r(f::VM_EXIT_INSTRUCTION_LEN);
+    let _ = w(f::GUEST_RIP, r(f::GUEST_RIP).wrapping_add(len));
+}
+
+fn inject(vector: u64, code: Option<u64>) {
+    let info = INTR_INFO_VALID | INTR_TYPE_HW_EXCEPTION | vector
+        | if code.is_some() { INTR_DELIVER_CODE } else { 0 };
+    let _ = w(f::VM_ENTRY_INTR_INFO_FIELD, info);
+    let _ = w(f::VM_ENTRY_EXCEPTION_ERROR_CODE, code.unwrap_or(0));
+}
+
+fn gpr_index(g: &mut [u64; 16], n: u8) -> &mut u64 {
+    &mut g[(n & 15) as usize]
+}
+
+fn handle_exit(g: &mut [u64; 16], cpu: u32) -> Next {
+    let exit = ExitReason(r(f::VM_EXIT_REASON) as u32);
+    if exit.entry_failed() {
+        return Next::Leave(Leave::User(UserExit::FailEntry { reason: exit.0 as u64, cpu }));
+    }
+    let q = r(f::EXIT_QUALIFICATION);
+    match exit.basic() {
+        reason::EXTERNAL_INTERRUPT => Next::Leave(Leave::Host { nmi: false }),
+        // Always leave: only with interrupts enabled can the host take what is pending
+        // (a timer that wakes a task, a signal's kick); need_resched() and signals change
+        // only then.
+        reason::PREEMPTION_TIMER => Next::Leave(Leave::Host { nmi: false }),
+        reason::EXCEPTION_NMI => {
+            let info = r(f::VM_EXIT_INTR_INFO);
+            if info & (7 << 8) == INTR_TYPE_NMI {
+                Next::Leave(Leave::Host { nmi: true })
+            } else {
+                internal(INTERNAL_ERROR_UNEXPECTED_EXIT_REASON, [exit.0 as u64, info, 0])
+            }
+        }
+        reason::TRIPLE_FAULT => Next::Leave(Leave::User(UserExit::Shutdown)),
+        reason::HLT => {
+            skip_instruction();
+            Next::Leave(Leave::User(UserExit::Hlt))
+        }
+        reason::CPUID => {
+            let leaf = g[0] as u32;
+            let sub = g[1] as u32;
+            let [a, b, mut c, d] = vmx_ops::cpuid(leaf, sub);
+            if leaf == 1 {
+                // No VMX for the guest (nested is not offered yet); it is a guest.
+                c = (c & !(1 << 5)) | (1 << 31);
+            }
+            [g[0], g[3], g[1], g[2]] = [a as u64, b as u64, c as u64, d as u64];
+            skip_instruction();
+            Next::Resume
+        }
+        reason::CR_ACCESS => match CrAccess::decode(q) {
+            CrAccess::MovTo { cr: 0, gpr } => {
+                let v = if gpr == 4 { r(f::GUEST_RSP) } else { *gpr_index(g, gpr) };
+                set_guest_cr0(v);
+                skip_instruction();
+                Next::Resume
+            }
+            CrAccess::MovTo { cr: 4, gpr } => {
+                let v = if gpr == 4 { r(f::GUEST_RSP) } else { *gpr_index(g, gpr) };
+                let _ = w(f::CR4_READ_SHADOW, v);
+                let _ = w(f::GUEST_CR4, v | cr4::VMXE);
+                skip_instruction();
+                Next::Resume
+            }
+            _ => internal(INTERNAL_ERROR_EMULATION, [exit.0 as u64, q, 0]),
+        },
+        reason::IO_INSTRUCTION => {
+            let io = IoQualification(q);
+            if io.is_string() {
+                // INS/OUTS need the guest's segments and paging walked: not emulated yet.
+                return internal(INTERNAL_ERROR_EMULATION, [exit.0 as u64, q, 0]);
+            }
+            skip_instruction();
+            Next::Leave(Leave::User(UserExit::Io {
+                is_in: io.is_in(),
+                size: io.size(),
+                port: io.port(),
+                data: g[0] as u32,
+            }))
+        }
+        reason::RDMSR | reason::WRMSR => {
+            // No MSR is emulated yet: #GP(0), as KVM does for an MSR it does not know.
+            inject(GP_VECTOR, Some(0));
+            Next::Resume
+        }
+        b if exit.is_vmx_instruction() => {
+            // VMX is not exposed to this guest (CPUID.1:ECX.VMX = 0): #UD (SDM 31.3).
+            let _ = b;
+            inject(UD_VECTOR, None);
+            Next::Resume
+        }
+        reason::EPT_VIOLATION | reason::EPT_MISCONFIG => {
+            // Outside every slot: no MMIO emulation yet, tell userspace the GPA.
+            internal(INTERNAL_ERROR_EMULATION, [exit.0 as u64, q, r(f::GUEST_PHYSICAL_ADDRESS)])
+        }
+        _ => internal(INTERNAL_ERROR_UNEXPECTED_EXIT_REASON, [exit.0 as u64, q, 0]),
+    }
+}
+
+fn internal(suberror: u32, data: [u64; 3]) -> Next {
+    Next::Leave(Leave::User(UserExit::Internal { suberror, data, ndata: 3 }))
+}
+
+/// MOV to CR0: the guest owns everything but NE/CD/NW/PG. A PG change with EFER.LME set
+/// switches IA-32e mode (SDM 10.8.5): EFER.LMA and the entry control follow.
+fn set_guest_cr0(v: u64) {
+    let _ = w(f::CR0_READ_SHADOW, v);
+    let _ = w(f::GUEST_CR0, (v | cr0::NE) & !(CR0_CD | CR0_NW));
+    let efer = r(f::GUEST_IA32_EFER);
+    if efer & EFER_LME != 0 {
+        let lma = v & cr0::PG != 0;
+        let new_efer = if lma { efer | EFER_LMA } else { efer & !EFER_LMA };
+        let _ = w(f::GUEST_IA32_EFER, new_efer);
+        let ctl = r(f::VM_ENTRY_CONTROLS);
+        let ctl = if lma { ctl | entry::IA32E_MODE_GUEST as u64 } else { ctl & !(entry::IA32E_MODE_GUEST as u64) };
+        let _ = w(f::VM_ENTRY_CONTROLS, ctl);
+    }
+}
