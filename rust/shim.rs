@@ -7,7 +7,6 @@ use kernel::bindings;
 
 mod ffi {
     use core::ffi::c_void;
-    use kernel::bindings;
 
     extern "C" {
         pub(super) fn nvmx_on_each_cpu(func: unsafe extern "C" fn(*mut c_void), info: *mut c_void);
@@ -15,7 +14,7 @@ mod ffi {
         pub(super) fn nvmx_num_online_cpus() -> u32;
         pub(super) fn nvmx_cpus_read_lock();
         pub(super) fn nvmx_cpus_read_unlock();
-        pub(super) fn nvmx_page_to_phys(page: *mut bindings::page) -> u64;
+        pub(super) fn nvmx_page_to_phys(page: *mut c_void) -> u64;
         pub(super) fn nvmx_rdmsr_safe(msr: u32, val: *mut u64) -> i32;
     }
 }
@@ -67,7 +66,7 @@ impl Drop for CpusReadGuard {
 /// Physical address of a page we own.
 pub(crate) fn page_phys(page: &kernel::page::Page) -> u64 {
     // SAFETY: `page.as_ptr()` is a valid `struct page` for as long as `page` lives.
-    unsafe { ffi::nvmx_page_to_phys(page.as_ptr()) }
+    unsafe { ffi::nvmx_page_to_phys(page.as_ptr().cast()) }
 }
 
 /// RDMSR that returns `None` instead of faulting on an absent MSR.
@@ -80,14 +79,13 @@ pub(crate) fn rdmsr_safe(msr: u32) -> Option<u64> {
 
 mod ffi_fd {
     use core::ffi::c_void;
-    use kernel::bindings;
 
     extern "C" {
         pub(super) fn nvmx_vm_fd(vm: *mut c_void) -> i32;
         pub(super) fn nvmx_vcpu_fd(vcpu: *mut c_void) -> i32;
-        pub(super) fn nvmx_pin_user_pages(start: u64, nr: u64, pages: *mut *mut bindings::page) -> i64;
-        pub(super) fn nvmx_unpin_user_pages(pages: *mut *mut bindings::page, nr: u64);
-        pub(super) fn nvmx_page_address(page: *mut bindings::page) -> *mut c_void;
+        pub(super) fn nvmx_pin_user_pages(start: u64, nr: u64, pages: *mut *mut c_void) -> i64;
+        pub(super) fn nvmx_unpin_user_pages(pages: *mut *mut c_void, nr: u64);
+        pub(super) fn nvmx_page_address(page: *mut c_void) -> *mut c_void;
         pub(super) fn nvmx_task_size_max() -> u64;
     }
 }
@@ -113,7 +111,7 @@ pub(crate) fn vcpu_fd(vcpu: *mut c_void) -> i32 {
 /// `pages` must have room for `nr` pointers.
 pub(crate) unsafe fn pin_user_pages(start: u64, nr: u64, pages: *mut *mut bindings::page) -> i64 {
     // SAFETY: guaranteed by the caller; `start` is a user address checked by GUP itself.
-    unsafe { ffi_fd::nvmx_pin_user_pages(start, nr, pages) }
+    unsafe { ffi_fd::nvmx_pin_user_pages(start, nr, pages.cast()) }
 }
 
 /// `unpin_user_pages`.
@@ -123,7 +121,7 @@ pub(crate) unsafe fn pin_user_pages(start: u64, nr: u64, pages: *mut *mut bindin
 /// The first `nr` entries of `pages` must be pages this code pinned and has not unpinned.
 pub(crate) unsafe fn unpin_user_pages(pages: *mut *mut bindings::page, nr: u64) {
     // SAFETY: guaranteed by the caller.
-    unsafe { ffi_fd::nvmx_unpin_user_pages(pages, nr) }
+    unsafe { ffi_fd::nvmx_unpin_user_pages(pages.cast(), nr) }
 }
 
 /// Physical address of a page we hold a reference or pin on.
@@ -133,13 +131,13 @@ pub(crate) unsafe fn unpin_user_pages(pages: *mut *mut bindings::page, nr: u64) 
 /// `page` must be a valid `struct page`.
 pub(crate) unsafe fn raw_page_phys(page: *mut bindings::page) -> u64 {
     // SAFETY: guaranteed by the caller.
-    unsafe { ffi::nvmx_page_to_phys(page) }
+    unsafe { ffi::nvmx_page_to_phys(page.cast()) }
 }
 
 /// Kernel virtual address of a page in the direct map (x86-64 has no highmem).
 pub(crate) fn page_address(page: &kernel::page::Page) -> *mut u8 {
     // SAFETY: `page` is a valid page we own.
-    unsafe { ffi_fd::nvmx_page_address(page.as_ptr()) as *mut u8 }
+    unsafe { ffi_fd::nvmx_page_address(page.as_ptr().cast()) as *mut u8 }
 }
 
 /// `TASK_SIZE_MAX`: the end of the user address space.

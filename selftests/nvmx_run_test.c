@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <linux/kvm.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -272,6 +273,76 @@ TEST(close_vm_while_vcpu_runs)
 	munmap(g.run, 2 * PAGE);
 	close(g.vcpu);
 	close(g.sys);
+}
+
+struct vcpu_thread {
+	int vcpu, cpu, port, ret, err;
+	struct kvm_run *run;
+	unsigned long long rip;
+};
+
+static void *vcpu_thread(void *arg)
+{
+	struct vcpu_thread *t = arg;
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(t->cpu, &set);
+	t->ret = sched_setaffinity(0, sizeof(set), &set);
+	if (!t->ret)
+		t->ret = ioctl(t->vcpu, KVM_RUN, 0);
+	t->err = errno;
+	t->port = t->run->io.port;
+	return NULL;
+}
+
+TEST(two_vcpus_on_two_cpus)
+{
+	/* vCPU n runs "mov dx, 0x1000 + n; out dx, al; hlt" from its own page. */
+	static const unsigned char code0[] = { 0xba, 0x00, 0x10, 0xee, 0xf4 };
+	static const unsigned char code1[] = { 0xba, 0x01, 0x10, 0xee, 0xf4 };
+	struct vcpu_thread t[2];
+	struct kvm_sregs sregs;
+	struct kvm_regs regs = { .rip = 0x2000, .rflags = 2 };
+	pthread_t th[2];
+	struct guest g;
+
+	ASSERT_LE(2, sysconf(_SC_NPROCESSORS_ONLN));
+	ASSERT_EQ(0, guest_create(&g, code0, sizeof(code0)));
+	memcpy(g.mem + 0x2000, code1, sizeof(code1));
+	t[0] = (struct vcpu_thread){ .vcpu = g.vcpu, .cpu = 0, .run = g.run };
+	t[1] = (struct vcpu_thread){ .vcpu = ioctl(g.vm, KVM_CREATE_VCPU, 1), .cpu = 1 };
+	ASSERT_GE(t[1].vcpu, 0);
+	t[1].run = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, t[1].vcpu, 0);
+	ASSERT_NE(MAP_FAILED, t[1].run);
+	ASSERT_EQ(0, ioctl(t[1].vcpu, KVM_GET_SREGS, &sregs));
+	sregs.cs.selector = 0;
+	sregs.cs.base = 0;
+	ASSERT_EQ(0, ioctl(t[1].vcpu, KVM_SET_SREGS, &sregs));
+	ASSERT_EQ(0, ioctl(t[1].vcpu, KVM_SET_REGS, &regs));
+
+	for (int i = 0; i < 2; i++) {
+		ASSERT_EQ(0, pthread_create(&th[i], NULL, vcpu_thread, &t[i]));
+	}
+	for (int i = 0; i < 2; i++) {
+		pthread_join(th[i], NULL);
+		EXPECT_EQ(0, t[i].ret) TH_LOG("vCPU %d: %s", i, strerror(t[i].err));
+		EXPECT_EQ(KVM_EXIT_IO, t[i].run->exit_reason) TH_LOG("vCPU %d", i);
+		EXPECT_EQ(0x1000 + i, t[i].port) TH_LOG("vCPU %d ran its own code", i);
+	}
+	for (int i = 0; i < 2; i++) {
+		/* Each finishes on the other CPU: vCPUs move freely between runs. */
+		t[i].cpu = !i;
+		ASSERT_EQ(0, pthread_create(&th[i], NULL, vcpu_thread, &t[i]));
+	}
+	for (int i = 0; i < 2; i++) {
+		pthread_join(th[i], NULL);
+		EXPECT_EQ(0, t[i].ret);
+		EXPECT_EQ(KVM_EXIT_HLT, t[i].run->exit_reason) TH_LOG("vCPU %d", i);
+	}
+	munmap(t[1].run, 2 * PAGE);
+	close(t[1].vcpu);
+	guest_destroy(&g);
 }
 
 TEST_HARNESS_MAIN
