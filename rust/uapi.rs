@@ -104,15 +104,12 @@ pub(crate) struct KvmUserspaceMemoryRegion {
     pub(crate) userspace_addr: u64,
 }
 
-/// `struct kvm_userspace_memory_region2`.
+/// `struct kvm_userspace_memory_region2`: `struct kvm_userspace_memory_region` followed by
+/// the guest_memfd fields (KVM's SANITY_CHECK_MEM_REGION_FIELD asserts the shared prefix).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub(crate) struct KvmUserspaceMemoryRegion2 {
-    pub(crate) slot: u32,
-    pub(crate) flags: u32,
-    pub(crate) guest_phys_addr: u64,
-    pub(crate) memory_size: u64,
-    pub(crate) userspace_addr: u64,
+    pub(crate) v1: KvmUserspaceMemoryRegion,
     pub(crate) guest_memfd_offset: u64,
     pub(crate) guest_memfd: u32,
     pub(crate) pad1: u32,

@@ -126,24 +126,13 @@ impl Vm {
             uapi::KVM_CHECK_EXTENSION => Ok(check_extension(arg)),
             uapi::KVM_SET_USER_MEMORY_REGION => {
                 let r: KvmUserspaceMemoryRegion = read_user(arg)?;
-                // KVM: the v1 ioctl takes no flags beyond dirty logging and read-only.
-                this.set_memory_region(&Request {
-                    slot: r.slot,
-                    flags: r.flags,
-                    gpa: r.guest_phys_addr,
-                    size: r.memory_size,
-                    uaddr: r.userspace_addr,
-                })
+                this.set_memory_region(&r.into())
             }
+            // No guest_memfd: the v2 fields beyond v1 only matter with KVM_MEM_GUEST_MEMFD,
+            // which memslot::plan refuses like every other flag.
             uapi::KVM_SET_USER_MEMORY_REGION2 => {
                 let r: KvmUserspaceMemoryRegion2 = read_user(arg)?;
-                this.set_memory_region(&Request {
-                    slot: r.slot,
-                    flags: r.flags,
-                    gpa: r.guest_phys_addr,
-                    size: r.memory_size,
-                    uaddr: r.userspace_addr,
-                })
+                this.set_memory_region(&r.v1.into())
             }
             uapi::KVM_CREATE_VCPU => Vcpu::create(this.into(), arg),
             _ => Err(ENOTTY),
@@ -215,6 +204,18 @@ impl Vm {
     pub(crate) fn release_vcpu_id(&self, id: u32) {
         let mut st = self.state.lock();
         st.vcpu_ids.retain(|&mut x| x != id);
+    }
+}
+
+impl From<KvmUserspaceMemoryRegion> for Request {
+    fn from(r: KvmUserspaceMemoryRegion) -> Self {
+        Request {
+            slot: r.slot,
+            flags: r.flags,
+            gpa: r.guest_phys_addr,
+            size: r.memory_size,
+            uaddr: r.userspace_addr,
+        }
     }
 }
 
