@@ -436,7 +436,7 @@ fn guest_loop(st: &mut VcpuState, cpu: u32) -> Leave {
             });
         }
         launched = true;
-        match handle_exit(&mut gprs, cpu) {
+        match handle_exit(&mut gprs, &mut st.sregs.cr8, cpu) {
             Next::Resume => {
                 if shim::need_resched() {
                     break Leave::Host { nmi: false };
@@ -454,7 +454,11 @@ fn skip_instruction() {
     let _ = w(f::GUEST_RIP, r(f::GUEST_RIP).wrapping_add(len));
 }
 
+/// Inject a hardware exception at the next entry. Real mode pushes no error code, and
+/// VM entry rejects one there (SDM 27.2.1.3), so it is delivered only in protected mode.
 fn inject(vector: u64, code: Option<u64>) {
+    let protected = r(f::GUEST_CR0) & cr0::PE != 0;
+    let code = code.filter(|_| protected);
     let info = INTR_INFO_VALID | INTR_TYPE_HW_EXCEPTION | vector
         | if code.is_some() { INTR_DELIVER_CODE } else { 0 };
     let _ = w(f::VM_ENTRY_INTR_INFO_FIELD, info);
@@ -465,7 +469,7 @@ fn gpr_index(g: &mut [u64; 16], n: u8) -> &mut u64 {
     &mut g[(n & 15) as usize]
 }
 
-fn handle_exit(g: &mut [u64; 16], cpu: u32) -> Next {
+fn handle_exit(g: &mut [u64; 16], cr8: &mut u64, cpu: u32) -> Next {
     let exit = ExitReason(r(f::VM_EXIT_REASON) as u32);
     if exit.entry_failed() {
         return Next::Leave(Leave::User(UserExit::FailEntry { reason: exit.0 as u64, cpu }));
@@ -511,8 +515,29 @@ fn handle_exit(g: &mut [u64; 16], cpu: u32) -> Next {
             }
             CrAccess::MovTo { cr: 4, gpr } => {
                 let v = if gpr == 4 { r(f::GUEST_RSP) } else { *gpr_index(g, gpr) };
+                if v & cr4::VMXE != 0 {
+                    // VMX is not offered (CPUID.1:ECX.VMX = 0): setting VMXE is #GP(0).
+                    inject(GP_VECTOR, Some(0));
+                    return Next::Resume;
+                }
                 let _ = w(f::CR4_READ_SHADOW, v);
                 let _ = w(f::GUEST_CR4, v | cr4::VMXE);
+                skip_instruction();
+                Next::Resume
+            }
+            // CR8 is the guest's own task priority; nothing reads it back but the guest
+            // (there is no virtual local APIC to prioritize yet).
+            CrAccess::MovTo { cr: 8, gpr } => {
+                *cr8 = if gpr == 4 { r(f::GUEST_RSP) } else { *gpr_index(g, gpr) } & 0xf;
+                skip_instruction();
+                Next::Resume
+            }
+            CrAccess::MovFrom { cr: 8, gpr } => {
+                if gpr == 4 {
+                    let _ = w(f::GUEST_RSP, *cr8);
+                } else {
+                    *gpr_index(g, gpr) = *cr8;
+                }
                 skip_instruction();
                 Next::Resume
             }

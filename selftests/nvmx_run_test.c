@@ -275,6 +275,47 @@ TEST(close_vm_while_vcpu_runs)
 	close(g.sys);
 }
 
+/* Point real-mode IVT entry `vector` at a handler that reports the vector on port 0x1000. */
+static void set_reporting_handler(struct guest *g, int vector, unsigned int handler)
+{
+	const unsigned char code[] = { 0xba, 0x00, 0x10, 0xb0, (unsigned char)vector, 0xee, 0xf4 };
+	unsigned short *ivt = (unsigned short *)g->mem;
+
+	memcpy(g->mem + handler, code, sizeof(code));
+	ivt[vector * 2] = handler;	/* offset */
+	ivt[vector * 2 + 1] = 0;	/* segment */
+}
+
+TEST(setting_cr4_vmxe_is_gp)
+{
+	/* mov eax,cr4; or eax,0x2000; mov cr4,eax; hlt */
+	static const unsigned char code[] = { 0x0f, 0x20, 0xe0, 0x66, 0x0d, 0x00, 0x20, 0x00,
+					      0x00, 0x0f, 0x22, 0xe0, 0xf4 };
+	struct guest g;
+
+	ASSERT_EQ(0, guest_create(&g, code, sizeof(code)));
+	set_reporting_handler(&g, 13, 0x3000);
+	ASSERT_EQ(0, ioctl(g.vcpu, KVM_RUN, 0));
+	ASSERT_EXIT(&g, KVM_EXIT_IO);
+	EXPECT_EQ(13, *((unsigned char *)g.run + g.run->io.data_offset)) TH_LOG("#GP delivered");
+	guest_destroy(&g);
+}
+
+TEST(rdmsr_of_an_unknown_msr_is_gp)
+{
+	/* mov ecx,0x12345678; rdmsr; hlt */
+	static const unsigned char code[] = { 0x66, 0xb9, 0x78, 0x56, 0x34, 0x12, 0x0f, 0x32,
+					      0xf4 };
+	struct guest g;
+
+	ASSERT_EQ(0, guest_create(&g, code, sizeof(code)));
+	set_reporting_handler(&g, 13, 0x3000);
+	ASSERT_EQ(0, ioctl(g.vcpu, KVM_RUN, 0));
+	ASSERT_EXIT(&g, KVM_EXIT_IO);
+	EXPECT_EQ(13, *((unsigned char *)g.run + g.run->io.data_offset)) TH_LOG("#GP delivered");
+	guest_destroy(&g);
+}
+
 struct vcpu_thread {
 	int vcpu, cpu, port, ret, err;
 	struct kvm_run *run;

@@ -284,7 +284,8 @@ impl GuestControls {
     ///   acknowledged on exit: they stay pending and the host takes them once nvmx has left
     ///   VMX operation);
     /// - HLT, all I/O, all MSR accesses (no bitmaps), MWAIT/MONITOR, RDPMC, MOV DR and
-    ///   WBINVD exit;
+    ///   WBINVD exit, and so do MOV to/from CR8: without a TPR shadow a guest's CR8 would be
+    ///   the host's local-APIC TPR, and a guest raising it would mask the host's interrupts;
     /// - EPT and unrestricted guest; VPID is not used yet (every entry is preceded by
     ///   INVEPT, see rust/run.rs);
     /// - EFER and PAT are switched by the CPU on entry and exit.
@@ -307,7 +308,9 @@ impl GuestControls {
                         | primary::MWAIT_EXITING
                         | primary::MONITOR_EXITING
                         | primary::RDPMC_EXITING
-                        | primary::MOV_DR_EXITING,
+                        | primary::MOV_DR_EXITING
+                        | primary::CR8_LOAD_EXITING
+                        | primary::CR8_STORE_EXITING,
                     0,
                 )
                 .map_err(missing)?,
@@ -625,6 +628,9 @@ mod tests {
         assert_eq!(GuestControls::for_host(&no_timer).unwrap().pin & pin::PREEMPTION_TIMER, 0);
         assert_ne!(c.primary & primary::UNCOND_IO_EXITING, 0);
         assert_eq!(c.primary & primary::USE_MSR_BITMAPS, 0, "every MSR access exits");
+        let cr8 = primary::CR8_LOAD_EXITING | primary::CR8_STORE_EXITING;
+        assert_eq!(c.primary & cr8, cr8, "the guest never reaches the host's TPR");
+        assert_eq!(c.primary & primary::TPR_SHADOW, 0);
         assert_ne!(c.secondary & secondary::UNRESTRICTED_GUEST, 0);
         assert_eq!(c.exit & exit::ACK_INTR_ON_EXIT, 0, "the host takes its own interrupts");
         assert_eq!(c.entry & entry::IA32E_MODE_GUEST, 0);
