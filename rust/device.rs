@@ -33,9 +33,39 @@ impl MiscDevice for NvmxFile {
             uapi::KVM_GET_VCPU_MMAP_SIZE if arg != 0 => Err(EINVAL),
             uapi::KVM_GET_VCPU_MMAP_SIZE => Ok((vcpu::MMAP_PAGES * 4096) as isize),
             uapi::NVMX_GET_HOST_STATUS => get_host_status(arg),
+            uapi::KVM_GET_SUPPORTED_CPUID => get_supported_cpuid(arg),
             _ => Err(ENOTTY),
         }
     }
+}
+
+/// `KVM_GET_SUPPORTED_CPUID`, with KVM's rules (kvm_dev_ioctl_get_cpuid): `nent` is the
+/// room the caller has; too little is E2BIG (nothing written), else the entries and the real
+/// `nent` are written back.
+fn get_supported_cpuid(arg: usize) -> Result<isize> {
+    let host = HOST.as_ref().ok_or(ENODEV)?;
+    let entries = host.cpuid.entries();
+    let nent: u32 = UserSlice::new(UserPtr::from_addr(arg), 4).reader().read()?;
+    let room = nent.min(uapi::KVM_MAX_CPUID_ENTRIES) as usize;
+    if room < entries.len() {
+        return Err(E2BIG);
+    }
+    let size = 8 + entries.len() * core::mem::size_of::<uapi::KvmCpuidEntry2>();
+    let mut w = UserSlice::new(UserPtr::from_addr(arg), size).writer();
+    w.write(&[entries.len() as u32, 0u32])?;
+    for e in entries {
+        w.write(&uapi::KvmCpuidEntry2 {
+            function: e.function,
+            index: e.index,
+            flags: e.flags,
+            eax: e.eax,
+            ebx: e.ebx,
+            ecx: e.ecx,
+            edx: e.edx,
+            padding: [0; 3],
+        })?;
+    }
+    Ok(0)
 }
 
 fn get_host_status(arg: usize) -> Result<isize> {

@@ -37,6 +37,8 @@ pub(crate) struct HostInfo {
     pub(crate) caps: HostCaps,
     /// Controls of every guest VMCS, derived from `caps` at load.
     pub(crate) controls: GuestControls,
+    /// What guests get from CPUID (`KVM_GET_SUPPORTED_CPUID`), from this CPU's CPUID.
+    pub(crate) cpuid: vmx_core::cpuid::CpuidTable,
     /// Physical address of each CPU's VMXON region (owned by the module's `VmxCpus`, which
     /// outlives every VM: an open VM or vCPU fd holds a module reference).
     pub(crate) vmxon_phys: KVec<u64>,
@@ -80,7 +82,15 @@ fn probe_host() -> Result<cpu::VmxCpus> {
     let online = shim::num_online_cpus();
     pr_info!("VMX operation verified on {} of {} online CPUs\n", vmx.vmx_cpus, online);
     let vmxon_phys = vmx.vmxon_phys()?;
-    HOST.populate(HostInfo { caps, controls, vmxon_phys, online_cpus: online, vmx_cpus: vmx.vmx_cpus });
+    let cpuid = vmx_core::cpuid::supported(&mut |leaf, sub| vmx_ops::cpuid(leaf, sub));
+    HOST.populate(HostInfo {
+        caps,
+        controls,
+        cpuid,
+        vmxon_phys,
+        online_cpus: online,
+        vmx_cpus: vmx.vmx_cpus,
+    });
     Ok(vmx)
 }
 

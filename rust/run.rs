@@ -14,6 +14,7 @@ use crate::shim::{self, HostState};
 use crate::uapi::{exit as kvm_exit, run as kvm_run, KvmRegs, KvmSegment, KvmSregs};
 use crate::vcpu::{PendingIn, Vcpu, VcpuState};
 use crate::vmx_core::controls::{cr0, cr4, entry};
+use crate::vmx_core::cpuid::CpuidTable;
 use crate::vmx_core::exit::{merge_in, reason, CrAccess, ExitReason, IoQualification};
 use crate::vmx_core::field_table as f;
 use crate::vmx_core::host::{self, GuestControls, HostCaps};
@@ -231,7 +232,7 @@ fn in_vmx(
         Ok(()) => {
             // SAFETY: current VMCS; INVEPT of this VM's EPTP (new tables may alias old ones).
             let _ = unsafe { vmx_ops::invept_single(eptp) };
-            Ok(guest_loop(st, cpu))
+            Ok(guest_loop(st, &host.cpuid, cpu))
         }
     };
     read_back(st);
@@ -421,7 +422,7 @@ enum Next {
 }
 
 /// Run the guest until an exit must leave the region.
-fn guest_loop(st: &mut VcpuState, cpu: u32) -> Leave {
+fn guest_loop(st: &mut VcpuState, cpuid: &CpuidTable, cpu: u32) -> Leave {
     let mut gprs = gprs_from(&st.regs);
     let mut launched = false;
     let leave = loop {
@@ -436,7 +437,7 @@ fn guest_loop(st: &mut VcpuState, cpu: u32) -> Leave {
             });
         }
         launched = true;
-        match handle_exit(&mut gprs, &mut st.sregs.cr8, cpu) {
+        match handle_exit(&mut gprs, &mut st.sregs.cr8, cpuid, cpu) {
             Next::Resume => {
                 if shim::need_resched() {
                     break Leave::Host { nmi: false };
@@ -469,7 +470,7 @@ fn gpr_index(g: &mut [u64; 16], n: u8) -> &mut u64 {
     &mut g[(n & 15) as usize]
 }
 
-fn handle_exit(g: &mut [u64; 16], cr8: &mut u64, cpu: u32) -> Next {
+fn handle_exit(g: &mut [u64; 16], cr8: &mut u64, cpuid: &CpuidTable, cpu: u32) -> Next {
     let exit = ExitReason(r(f::VM_EXIT_REASON) as u32);
     if exit.entry_failed() {
         return Next::Leave(Leave::User(UserExit::FailEntry { reason: exit.0 as u64, cpu }));
@@ -495,13 +496,9 @@ fn handle_exit(g: &mut [u64; 16], cr8: &mut u64, cpu: u32) -> Next {
             Next::Leave(Leave::User(UserExit::Hlt))
         }
         reason::CPUID => {
-            let leaf = g[0] as u32;
-            let sub = g[1] as u32;
-            let [a, b, mut c, d] = vmx_ops::cpuid(leaf, sub);
-            if leaf == 1 {
-                // No VMX for the guest (nested is not offered yet); it is a guest.
-                c = (c & !(1 << 5)) | (1 << 31);
-            }
+            // What KVM_GET_SUPPORTED_CPUID reports, nothing more (no VMX: nested is not
+            // offered yet; the hypervisor bit is set).
+            let [a, b, c, d] = cpuid.lookup(g[0] as u32, g[1] as u32);
             [g[0], g[3], g[1], g[2]] = [a as u64, b as u64, c as u64, d as u64];
             skip_instruction();
             Next::Resume

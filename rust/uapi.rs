@@ -2,7 +2,7 @@
 //! The userspace ABI: the subset of `<linux/kvm.h>` /dev/nvmx speaks, and nvmx's own
 //! `include/uapi/linux/nvmx.h`, mirrored by hand (out-of-tree modules get no uapi bindings).
 
-use kernel::ioctl::{_IO, _IOR, _IOW};
+use kernel::ioctl::{_IO, _IOR, _IOW, _IOWR};
 use kernel::transmute::{AsBytes, FromBytes};
 
 /// `KVMIO`: the KVM ioctl type.
@@ -55,6 +55,31 @@ pub(crate) const NVMX_GET_HOST_STATUS: u32 = _IOR::<NvmxHostStatus>(NVMX_IOCTL_T
 
 const _: () = assert!(core::mem::size_of::<NvmxHostStatus>() == 64);
 
+/// `KVM_GET_SUPPORTED_CPUID` (`struct kvm_cpuid2` is an 8-byte header before its entries).
+pub(crate) const KVM_GET_SUPPORTED_CPUID: u32 = _IOWR::<[u32; 2]>(KVMIO, 0x05);
+/// `KVM_MAX_CPUID_ENTRIES`.
+pub(crate) const KVM_MAX_CPUID_ENTRIES: u32 = 256;
+
+/// `struct kvm_cpuid_entry2`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KvmCpuidEntry2 {
+    pub(crate) function: u32,
+    pub(crate) index: u32,
+    pub(crate) flags: u32,
+    pub(crate) eax: u32,
+    pub(crate) ebx: u32,
+    pub(crate) ecx: u32,
+    pub(crate) edx: u32,
+    pub(crate) padding: [u32; 3],
+}
+
+const _: () = assert!(core::mem::size_of::<KvmCpuidEntry2>() == 40);
+// SAFETY: `repr(C)`, ten u32 fields, no padding: every byte initialized, any bits valid.
+unsafe impl AsBytes for KvmCpuidEntry2 {}
+// SAFETY: as above.
+unsafe impl FromBytes for KvmCpuidEntry2 {}
+
 /// `KVM_CREATE_VM`.
 pub(crate) const KVM_CREATE_VM: u32 = _IO(KVMIO, 0x01);
 /// `KVM_GET_VCPU_MMAP_SIZE`.
@@ -87,6 +112,8 @@ pub(crate) mod cap {
     pub(crate) const NR_MEMSLOTS: usize = 10;
     /// `KVM_CAP_MAX_VCPUS`.
     pub(crate) const MAX_VCPUS: usize = 66;
+    /// `KVM_CAP_IMMEDIATE_EXIT`.
+    pub(crate) const IMMEDIATE_EXIT: usize = 136;
     /// `KVM_CAP_MAX_VCPU_ID`.
     pub(crate) const MAX_VCPU_ID: usize = 128;
     /// `KVM_CAP_USER_MEMORY2`.

@@ -222,7 +222,7 @@ impl From<KvmUserspaceMemoryRegion> for Request {
 /// `KVM_CHECK_EXTENSION`, on the system fd and the VM fd alike: what works, nothing else.
 pub(crate) fn check_extension(capability: usize) -> isize {
     match capability {
-        cap::USER_MEMORY | cap::USER_MEMORY2 => 1,
+        cap::USER_MEMORY | cap::USER_MEMORY2 | cap::IMMEDIATE_EXIT => 1,
         cap::NR_MEMSLOTS => memslot::USER_MEM_SLOTS as isize,
         // KVM_CAP_NR_VCPUS is the recommended maximum; nvmx has no other number to offer.
         cap::NR_VCPUS | cap::MAX_VCPUS | cap::MAX_VCPU_ID => MAX_VCPUS as isize,

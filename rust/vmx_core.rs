@@ -9,6 +9,8 @@ pub mod basic;
 pub mod bits;
 #[path = "core/src/controls.rs"]
 pub mod controls;
+#[path = "core/src/cpuid.rs"]
+pub mod cpuid;
 #[path = "core/src/ept.rs"]
 pub mod ept;
 #[path = "core/src/exit.rs"]

@@ -14,6 +14,7 @@ step "kernel"; "$NVMX_ROOT/scripts/build-kernel.sh" >/dev/null
 step "bochs"; "$NVMX_ROOT/scripts/build-bochs.sh" >/dev/null
 step "module"; make -s -C "$NVMX_ROOT" module
 step "selftests"; "$NVMX_ROOT/scripts/build-selftests.sh"
+step "upstream KVM selftests (from the kernel tree)"; "$NVMX_ROOT/scripts/build-upstream-selftests.sh"
 step "test images"; "$NVMX_ROOT/scripts/make-image.sh" check
 set +e
 
@@ -27,10 +28,13 @@ step "QEMU TCG, Intel vendor without VMX (refusal: no VMX)"
 step "Bochs, 2 CPUs with VMX"
 "$NVMX_ROOT/scripts/run-bochs.sh" check "$res/bochs-check.serial" "${NVMX_BOCHS_TIMEOUT:-1500}"
 
+# Each upstream test runs twice in the Bochs boot: against kvm_intel and against nvmx.
+upstream=$(sed -n 's|^[^#].*/||p' "$NVMX_ROOT/selftests/upstream.list" | while read -r t; do
+    printf ',upstream-kvm_intel-%s,upstream-nvmx-%s' "$t" "$t"; done)
 machines=(
     --machine tcg-amd "$res/tcg-amd.serial" nvmx_novmx_test
     --machine tcg-intel "$res/tcg-intel.serial" nvmx_novmx_test
-    --machine bochs "$res/bochs-check.serial" nvmx_module_test,nvmx_device_test,nvmx_vm_test,nvmx_run_test
+    --machine bochs "$res/bochs-check.serial" "nvmx_module_test,nvmx_device_test,nvmx_vm_test,nvmx_run_test$upstream"
 )
 if [ -w /dev/kvm ] && grep -qw vmx /proc/cpuinfo; then
     step "QEMU/KVM with the host's VMX"

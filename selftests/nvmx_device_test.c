@@ -61,7 +61,7 @@ TEST_F(dev, unknown_capability_is_zero)
 TEST_F(dev, unimplemented_capabilities_are_zero)
 {
 	/* Not implemented yet; claiming any of these would be a lie. */
-	static const long caps[] = { KVM_CAP_IMMEDIATE_EXIT, KVM_CAP_NESTED_STATE,
+	static const long caps[] = { KVM_CAP_NESTED_STATE,
 				     KVM_CAP_GET_TSC_KHZ, KVM_CAP_IRQCHIP, KVM_CAP_READONLY_MEM };
 
 	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {

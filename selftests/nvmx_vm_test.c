@@ -63,6 +63,7 @@ TEST(capabilities_report_what_works)
 	ASSERT_GE(sys, 0);
 	EXPECT_EQ(1, ioctl(sys, KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY));
 	EXPECT_EQ(1, ioctl(sys, KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY2));
+	EXPECT_EQ(1, ioctl(sys, KVM_CHECK_EXTENSION, KVM_CAP_IMMEDIATE_EXIT));
 	EXPECT_EQ(1024, ioctl(sys, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS));
 	EXPECT_EQ(1024, ioctl(sys, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPU_ID));
 	/* Not implemented: dirty logging, read-only slots, guest_memfd, the in-kernel irqchip. */
@@ -70,6 +71,43 @@ TEST(capabilities_report_what_works)
 	EXPECT_EQ(0, ioctl(sys, KVM_CHECK_EXTENSION, KVM_CAP_IRQCHIP));
 	EXPECT_EQ(0, ioctl(sys, KVM_CHECK_EXTENSION, KVM_CAP_GUEST_MEMFD));
 	EXPECT_EQ(2 * PAGE, ioctl(sys, KVM_GET_VCPU_MMAP_SIZE, 0));
+	close(sys);
+}
+
+TEST(supported_cpuid)
+{
+	int sys = open("/dev/nvmx", O_RDWR | O_CLOEXEC);
+	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + 100 * sizeof(c->entries[0]));
+	struct kvm_cpuid2 small = { .nent = 0 };
+	int have_ext8 = 0, have_leaf1 = 0;
+
+	ASSERT_GE(sys, 0);
+	ASSERT_NE(NULL, c);
+	EXPECT_EQ(-1, ioctl(sys, KVM_GET_SUPPORTED_CPUID, &small));
+	EXPECT_EQ(E2BIG, errno);
+	EXPECT_EQ(-1, ioctl(sys, KVM_GET_SUPPORTED_CPUID, NULL));
+	EXPECT_EQ(EFAULT, errno);
+	c->nent = 100;
+	ASSERT_EQ(0, ioctl(sys, KVM_GET_SUPPORTED_CPUID, c)) TH_LOG("%s", strerror(errno));
+	EXPECT_LT(0, c->nent);
+	EXPECT_GE(100, c->nent);
+	for (__u32 i = 0; i < c->nent; i++) {
+		struct kvm_cpuid_entry2 *e = &c->entries[i];
+
+		if (e->function == 0x80000008) {
+			have_ext8 = 1;
+			EXPECT_LE(36, e->eax & 0xff) TH_LOG("physical address bits");
+		}
+		if (e->function == 1) {
+			have_leaf1 = 1;
+			EXPECT_EQ(0, e->ecx & (1U << 5)) TH_LOG("no VMX offered yet");
+			EXPECT_NE(0, e->ecx & (1U << 31)) TH_LOG("hypervisor bit");
+			EXPECT_EQ(0, e->ecx & (1U << 26)) TH_LOG("no XSAVE: XCR0 is not switched");
+		}
+	}
+	EXPECT_TRUE(have_ext8) TH_LOG("the selftest library needs leaf 0x80000008");
+	EXPECT_TRUE(have_leaf1);
+	free(c);
 	close(sys);
 }
 

@@ -10,6 +10,7 @@
 pub mod basic;
 pub mod bits;
 pub mod controls;
+pub mod cpuid;
 pub mod ept;
 pub mod exit;
 pub mod field;

@@ -1,0 +1,234 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The CPUID nvmx offers guests (`KVM_GET_SUPPORTED_CPUID`): the host's leaves, reduced to
+//! the features a guest really gets today. It is a whitelist: a feature that needs an MSR
+//! nvmx does not emulate (every guest RDMSR/WRMSR is #GP), XSAVE state switching, a local
+//! APIC, or a VM-execution control nvmx does not enable (RDTSCP, INVPCID) is not offered.
+
+use super::bits::bit;
+
+/// `KVM_CPUID_FLAG_SIGNIFCANT_INDEX`: the entry applies to one subleaf only.
+pub const FLAG_SIGNIFICANT_INDEX: u32 = 1;
+/// Most entries a table holds.
+pub const MAX_ENTRIES: usize = 64;
+
+/// One `struct kvm_cpuid_entry2` (without its padding).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuidEntry {
+    /// Leaf (EAX input).
+    pub function: u32,
+    /// Subleaf (ECX input).
+    pub index: u32,
+    /// `KVM_CPUID_FLAG_*`.
+    pub flags: u32,
+    /// Output EAX.
+    pub eax: u32,
+    /// Output EBX.
+    pub ebx: u32,
+    /// Output ECX.
+    pub ecx: u32,
+    /// Output EDX.
+    pub edx: u32,
+}
+
+/// A fixed-capacity CPUID table.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuidTable {
+    entries: [CpuidEntry; MAX_ENTRIES],
+    len: usize,
+}
+
+impl Default for CpuidTable {
+    fn default() -> Self {
+        Self { entries: [CpuidEntry::default(); MAX_ENTRIES], len: 0 }
+    }
+}
+
+impl CpuidTable {
+    /// The entries.
+    pub fn entries(&self) -> &[CpuidEntry] {
+        &self.entries[..self.len]
+    }
+
+    fn push(&mut self, e: CpuidEntry) {
+        if self.len < MAX_ENTRIES {
+            self.entries[self.len] = e;
+            self.len += 1;
+        }
+    }
+
+    /// What CPUID(`function`, `index`) returns from this table: the matching entry (the
+    /// subleaf counts only for entries flagged as indexed), zeros when there is none.
+    pub fn lookup(&self, function: u32, index: u32) -> [u32; 4] {
+        lookup(self.entries(), function, index)
+    }
+}
+
+/// CPUID lookup in any entry list (the vCPU's, set by `KVM_SET_CPUID2`, or the default).
+pub fn lookup(entries: &[CpuidEntry], function: u32, index: u32) -> [u32; 4] {
+    entries
+        .iter()
+        .find(|e| {
+            e.function == function && (e.flags & FLAG_SIGNIFICANT_INDEX == 0 || e.index == index)
+        })
+        .map_or([0; 4], |e| [e.eax, e.ebx, e.ecx, e.edx])
+}
+
+const fn bits(list: &[u32]) -> u32 {
+    let mut m = 0u32;
+    let mut i = 0;
+    while i < list.len() {
+        m |= bit(list[i]) as u32;
+        i += 1;
+    }
+    m
+}
+
+/// Leaf 1 ECX: SSE3, PCLMULQDQ, SSSE3, CX16, SSE4.1, SSE4.2, MOVBE, POPCNT, AES, RDRAND.
+pub const LEAF1_ECX: u32 = bits(&[0, 1, 9, 13, 19, 20, 22, 23, 25, 30]);
+/// Leaf 1 ECX bit 31: running under a hypervisor.
+pub const LEAF1_ECX_HYPERVISOR: u32 = 1 << 31;
+/// Leaf 1 EDX: FPU, VME, DE, PSE, TSC, MSR, PAE, CX8, PGE, CMOV, PSE-36, CLFSH, MMX, FXSR,
+/// SSE, SSE2.
+pub const LEAF1_EDX: u32 = bits(&[0, 1, 2, 3, 4, 5, 6, 8, 13, 15, 17, 19, 23, 24, 25, 26]);
+/// Leaf 7.0 EBX: FSGSBASE, BMI1, SMEP, BMI2, ERMS, RDSEED, ADX, SMAP, CLFLUSHOPT, SHA.
+pub const LEAF7_EBX: u32 = bits(&[0, 3, 7, 8, 9, 18, 19, 20, 23, 29]);
+/// Leaf 0x80000001 ECX: LAHF/SAHF in 64-bit mode, LZCNT, PREFETCHW.
+pub const EXT1_ECX: u32 = bits(&[0, 5, 8]);
+/// Leaf 0x80000001 EDX: NX, 1 GiB pages, long mode (SYSCALL needs STAR/LSTAR: not offered).
+pub const EXT1_EDX: u32 = bits(&[20, 26, 29]);
+
+/// Build the table from the host's CPUID.
+pub fn supported(host: &mut dyn FnMut(u32, u32) -> [u32; 4]) -> CpuidTable {
+    let mut t = CpuidTable::default();
+    let entry = |function: u32, index: u32, flags: u32, r: [u32; 4]| CpuidEntry {
+        function,
+        index,
+        flags,
+        eax: r[0],
+        ebx: r[1],
+        ecx: r[2],
+        edx: r[3],
+    };
+    let host_max = host(0, 0)[0];
+    // Basic leaves offered: 0, 1, 2, 4 and 7; the maximum basic leaf says 7 (or less).
+    let max = host_max.min(7);
+    let mut l0 = host(0, 0);
+    l0[0] = max;
+    t.push(entry(0, 0, 0, l0));
+    if max >= 1 {
+        let mut l1 = host(1, 0);
+        l1[1] &= 0x00ff_ffff; // initial APIC id: set by the VMM per vCPU
+        l1[2] = (l1[2] & LEAF1_ECX) | LEAF1_ECX_HYPERVISOR;
+        l1[3] &= LEAF1_EDX;
+        t.push(entry(1, 0, 0, l1));
+    }
+    if max >= 2 {
+        t.push(entry(2, 0, 0, host(2, 0)));
+    }
+    if max >= 4 {
+        // Deterministic cache parameters: subleaves until cache type 0 (SDM vol. 2A, CPUID).
+        for index in 0..8 {
+            let r = host(4, index);
+            t.push(entry(4, index, FLAG_SIGNIFICANT_INDEX, r));
+            if r[0] & 0x1f == 0 {
+                break;
+            }
+        }
+    }
+    if max >= 7 {
+        let r = host(7, 0);
+        t.push(entry(7, 0, FLAG_SIGNIFICANT_INDEX, [0, r[1] & LEAF7_EBX, 0, 0]));
+    }
+    let ext_max = host(0x8000_0000, 0)[0].min(0x8000_0008);
+    if ext_max >= 0x8000_0000 {
+        t.push(entry(0x8000_0000, 0, 0, [ext_max, 0, 0, 0]));
+        for function in 0x8000_0001..=ext_max {
+            let mut r = host(function, 0);
+            match function {
+                0x8000_0001 => r = [r[0], 0, r[2] & EXT1_ECX, r[3] & EXT1_EDX],
+                0x8000_0002..=0x8000_0004 | 0x8000_0006 => {}
+                // Invariant TSC: the guest reads the host's TSC, unscaled.
+                0x8000_0007 => r = [0, 0, 0, r[3] & (1 << 8)],
+                // Address sizes (EAX); the rest is AMD-only or topology.
+                0x8000_0008 => r = [r[0] & 0xffff, 0, 0, 0],
+                _ => continue,
+            }
+            t.push(entry(function, 0, 0, r));
+        }
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A host that answers every feature bit set, max basic leaf 0x1f, 4 cache levels.
+    fn all_ones(function: u32, index: u32) -> [u32; 4] {
+        match function {
+            0 => [0x1f, 0x756e_6547, 0x6c65_746e, 0x4965_6e69],
+            4 => [if index < 4 { 0x121 } else { 0 }, 1, 2, 3],
+            0x8000_0000 => [0x8000_0008, 0, 0, 0],
+            0x8000_0008 => [0x3027, u32::MAX, u32::MAX, u32::MAX],
+            _ => [u32::MAX; 4],
+        }
+    }
+
+    #[test]
+    fn whitelist_only() {
+        let t = supported(&mut all_ones);
+        assert_eq!(t.lookup(0, 0)[0], 7, "max basic leaf");
+        assert_eq!(&t.lookup(0, 0)[1..], &[0x756e_6547, 0x6c65_746e, 0x4965_6e69]);
+        let l1 = t.lookup(1, 0);
+        assert_eq!(l1[2], LEAF1_ECX | LEAF1_ECX_HYPERVISOR);
+        assert_eq!(l1[3], LEAF1_EDX);
+        assert_eq!(l1[1] >> 24, 0, "no APIC id");
+        for (what, b) in [("VMX", 5), ("MONITOR", 3), ("x2APIC", 21), ("XSAVE", 26), ("AVX", 28)] {
+            assert_eq!(l1[2] & (1 << b), 0, "{what}");
+        }
+        for (what, b) in [("APIC", 9), ("SEP", 11), ("MTRR", 12), ("MCE", 7), ("PAT", 16)] {
+            assert_eq!(l1[3] & (1 << b), 0, "{what}");
+        }
+        let l7 = t.lookup(7, 0);
+        assert_eq!(l7, [0, LEAF7_EBX, 0, 0]);
+        assert_eq!(l7[1] & (1 << 5), 0, "AVX2");
+        assert_eq!(l7[1] & (1 << 10), 0, "INVPCID");
+        assert_eq!(t.lookup(0xd, 0), [0; 4], "no XSAVE leaf");
+        assert_eq!(t.lookup(0xa, 0), [0; 4], "no PMU leaf");
+        let e1 = t.lookup(0x8000_0001, 0);
+        assert_eq!((e1[2], e1[3]), (EXT1_ECX, EXT1_EDX));
+        assert_eq!(e1[3] & (1 << 27), 0, "RDTSCP");
+        assert_eq!(e1[3] & (1 << 11), 0, "SYSCALL");
+        assert_eq!(t.lookup(0x8000_0008, 0), [0x3027, 0, 0, 0], "48-bit VA, 39-bit PA");
+        assert_eq!(t.lookup(0x8000_0000, 0)[0], 0x8000_0008);
+        assert_eq!(t.lookup(0x8000_0007, 0), [0, 0, 0, 1 << 8]);
+    }
+
+    #[test]
+    fn indexed_leaves() {
+        let t = supported(&mut all_ones);
+        for index in 0..4 {
+            assert_eq!(t.lookup(4, index)[0], 0x121, "cache level {index}");
+        }
+        assert_eq!(t.lookup(4, 4), [0, 1, 2, 3], "the terminating null subleaf");
+        assert_eq!(t.lookup(4, 5), [0; 4]);
+        assert_eq!(t.lookup(7, 1), [0; 4], "leaf 7 offers subleaf 0 only");
+        let e = t.entries().iter().find(|e| e.function == 4).unwrap();
+        assert_eq!(e.flags, FLAG_SIGNIFICANT_INDEX);
+    }
+
+    #[test]
+    fn old_host_with_few_leaves() {
+        let mut small = |f: u32, _i: u32| match f {
+            0 => [2, 0, 0, 0],
+            0x8000_0000 => [0x8000_0001, 0, 0, 0],
+            _ => [u32::MAX; 4],
+        };
+        let t = supported(&mut small);
+        assert_eq!(t.lookup(0, 0)[0], 2);
+        assert_eq!(t.lookup(4, 0), [0; 4]);
+        assert_eq!(t.lookup(0x8000_0000, 0)[0], 0x8000_0001);
+        assert_eq!(t.lookup(0x8000_0008, 0), [0; 4]);
+        assert!(t.entries().len() <= MAX_ENTRIES);
+    }
+}
