@@ -34,6 +34,7 @@ impl MiscDevice for NvmxFile {
             uapi::KVM_GET_VCPU_MMAP_SIZE => Ok((vcpu::MMAP_PAGES * 4096) as isize),
             uapi::NVMX_GET_HOST_STATUS => get_host_status(arg),
             uapi::KVM_GET_SUPPORTED_CPUID => get_supported_cpuid(arg),
+            uapi::KVM_GET_MSR_INDEX_LIST => vcpu::get_msr_index_list(arg),
             _ => Err(ENOTTY),
         }
     }

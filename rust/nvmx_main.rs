@@ -11,6 +11,7 @@ use kernel::miscdevice::{MiscDeviceOptions, MiscDeviceRegistration};
 use kernel::prelude::*;
 use kernel::sync::SetOnce;
 
+mod apic;
 mod cpu;
 mod device;
 mod ept;
@@ -44,6 +45,10 @@ pub(crate) struct HostInfo {
     pub(crate) vmxon_phys: KVec<u64>,
     pub(crate) online_cpus: u32,
     pub(crate) vmx_cpus: u32,
+    /// MXCSR bits FXRSTOR accepts (SDM vol. 1 11.6.6): guest FPU state is checked against it.
+    pub(crate) mxcsr_mask: u32,
+    /// The TSC frequency guests see (`KVM_GET_TSC_KHZ`): the host's, unscaled.
+    pub(crate) tsc_khz: u32,
 }
 
 /// Set once in `init`; lives as long as the module.
@@ -83,7 +88,13 @@ fn probe_host() -> Result<cpu::VmxCpus> {
     pr_info!("VMX operation verified on {} of {} online CPUs\n", vmx.vmx_cpus, online);
     let vmxon_phys = vmx.vmxon_phys()?;
     let cpuid = vmx_core::cpuid::supported(&mut |leaf, sub| vmx_ops::cpuid(leaf, sub));
+    // MXCSR_MASK is bytes 28..32 of an FXSAVE image; 0 there means the default 0xffbf.
+    let mut fx = vmx_ops::FxArea([0; 512]);
+    vmx_ops::fxsave(&mut fx);
+    let mask = u32::from_le_bytes([fx.0[28], fx.0[29], fx.0[30], fx.0[31]]);
     HOST.populate(HostInfo {
+        mxcsr_mask: if mask == 0 { 0xffbf } else { mask },
+        tsc_khz: shim::tsc_khz(),
         caps,
         controls,
         cpuid,

@@ -12,9 +12,12 @@ use kernel::prelude::*;
 
 use crate::shim::{self, HostState};
 use crate::uapi::{exit as kvm_exit, run as kvm_run, KvmRegs, KvmSegment, KvmSregs};
-use crate::vcpu::{PendingIn, Vcpu, VcpuState};
+use crate::vcpu::{PendingIn, Vcpu, VcpuState, SYSCALL_MSRS};
 use crate::vmx_core::controls::{cr0, cr4, entry};
-use crate::vmx_core::cpuid::CpuidTable;
+use crate::vmx_core::cpuid;
+use crate::vmx_core::guest_cr;
+use crate::vmx_core::guest_msr::{self, Msr, WriteContext, Writer};
+use crate::vmx_core::lapic::{reg as lapic_reg, ApicError, Delivery, Destination, WriteEffect};
 use crate::vmx_core::exit::{merge_in, reason, CrAccess, ExitReason, IoQualification};
 use crate::vmx_core::field_table as f;
 use crate::vmx_core::host::{self, GuestControls, HostCaps};
@@ -30,7 +33,10 @@ const EFER_LMA: u64 = 1 << 10;
 const CR0_CD: u64 = 1 << 30;
 const CR0_NW: u64 = 1 << 29;
 const CR0_OWNED: u64 = cr0::NE | CR0_CD | CR0_NW | cr0::PG;
-const CR4_OWNED: u64 = cr4::VMXE;
+/// CR4 bits whose every change exits, whatever the guest's CPUID: VMXE (held by VMX
+/// operation) and the bits with IA-32e-mode rules (PAE, LA57, PCIDE). The bits the guest's
+/// CPUID does not offer are added per vCPU, so that setting one exits and becomes #GP.
+const CR4_OWNED: u64 = cr4::VMXE | cr4::PAE | guest_cr::CR4_LA57 | guest_cr::CR4_PCIDE;
 /// KVM_INTERNAL_ERROR_* suberrors.
 const INTERNAL_ERROR_EMULATION: u32 = 1;
 const INTERNAL_ERROR_UNEXPECTED_EXIT_REASON: u32 = 4;
@@ -46,11 +52,15 @@ const GP_VECTOR: u64 = 13;
 /// that also had IF=0).
 const PREEMPTION_TSC_BUDGET: u64 = 4_000_000;
 const UD_VECTOR: u64 = 6;
+const RFLAGS_IF: u64 = 1 << 9;
 
 /// Why the region was left.
 enum Leave {
     /// The host needs the CPU (interrupt, NMI, reschedule): enter again afterwards.
     Host { nmi: bool },
+    /// The guest halted with nothing to deliver (in-kernel local APIC): sleep until an
+    /// interrupt is posted or the APIC timer is due, then enter again.
+    Halt,
     /// Return to userspace with this exit.
     User(UserExit),
 }
@@ -111,6 +121,16 @@ pub(crate) fn run(vcpu: &Vcpu) -> Result<isize> {
         };
         match leave? {
             Leave::Host { .. } => shim::cond_resched(),
+            Leave::Halt => {
+                let timeout_ms = st.lapic.as_ref().and_then(|a| a.timer_deadline()).map(|d| {
+                    let now = vmx_ops::rdtsc().wrapping_add(st.tsc_offset);
+                    d.saturating_sub(now) / u64::from(host.tsc_khz.max(1)) + 1
+                });
+                if !vcpu.mailbox.wait(timeout_ms) {
+                    set_exit_reason(run, kvm_exit::INTR);
+                    return Err(EINTR);
+                }
+            }
             Leave::User(exit) => {
                 report(run, pio, &mut st, exit);
                 return Ok(0);
@@ -179,6 +199,18 @@ fn region(host: &crate::HostInfo, vcpu: &Vcpu, st: &mut VcpuState, eptp: u64) ->
         Error::from_errno(-r.errno())
     })?;
     let hs = HostState::save();
+    // The guest's FPU and SYSCALL MSRs replace the host's for the region (IRQs are off, so
+    // nothing else in the kernel sees or uses them meanwhile).
+    vmx_ops::fxsave(&mut st.host_fpu);
+    // SAFETY: KVM_SET_FPU checked the guest MXCSR against the CPU's mask; IRQs off.
+    unsafe { vmx_ops::fxrstor(&st.fpu) };
+    let host_msrs = SYSCALL_MSRS.map(|m| vmx_ops::rdmsr(m.index()));
+    for (m, v) in SYSCALL_MSRS.iter().zip(st.syscall_msrs) {
+        // SAFETY: values checked by guest_msr::check_write; the host's are put back below.
+        unsafe { vmx_ops::wrmsr(m.index(), v) };
+    }
+    st.ran = true;
+    vcpu.mailbox.set_running(Some(cpu));
     // SAFETY: IRQs are off until CR4 is restored below; only VMXE changes.
     unsafe { vmx_ops::write_cr4(cr4_vmx) };
     // SAFETY: VMXE set, IRQs off, this CPU's own VMXON region.
@@ -196,6 +228,16 @@ fn region(host: &crate::HostInfo, vcpu: &Vcpu, st: &mut VcpuState, eptp: u64) ->
             r
         }
     };
+    vcpu.mailbox.set_running(None);
+    // SWAPGS in the guest changes KERNEL_GS_BASE without an exit: read all of them back.
+    for (i, m) in SYSCALL_MSRS.iter().enumerate() {
+        st.syscall_msrs[i] = vmx_ops::rdmsr(m.index());
+        // SAFETY: the host's own values, read above.
+        unsafe { vmx_ops::wrmsr(m.index(), host_msrs[i]) };
+    }
+    vmx_ops::fxsave(&mut st.fpu);
+    // SAFETY: the host's own FPU image from the FXSAVE above.
+    unsafe { vmx_ops::fxrstor(&st.host_fpu) };
     hs.restore();
     // SAFETY: still IRQs off; back to the value the kernel's shadow holds.
     unsafe { vmx_ops::write_cr4(cr4_before) };
@@ -232,7 +274,7 @@ fn in_vmx(
         Ok(()) => {
             // SAFETY: current VMCS; INVEPT of this VM's EPTP (new tables may alias old ones).
             let _ = unsafe { vmx_ops::invept_single(eptp) };
-            Ok(guest_loop(st, &host.cpuid, cpu))
+            Ok(guest_loop(vcpu, st, cpu))
         }
     };
     read_back(st);
@@ -328,7 +370,8 @@ fn write_vmcs(
     w(f::CR0_GUEST_HOST_MASK, CR0_OWNED)?;
     w(f::GUEST_CR4, s.cr4 | caps.cr4_fixed.fixed0)?;
     w(f::CR4_READ_SHADOW, s.cr4)?;
-    w(f::CR4_GUEST_HOST_MASK, CR4_OWNED | caps.cr4_fixed.fixed0)?;
+    w(f::CR4_GUEST_HOST_MASK, CR4_OWNED | caps.cr4_fixed.fixed0 | !guest_cr::cr4_allowed(&st.features))?;
+    w(f::TSC_OFFSET, st.tsc_offset)?;
     w(f::GUEST_CR3, s.cr3)?;
     w(f::GUEST_DR7, 0x400)?;
     w(f::GUEST_RSP, st.regs.rsp)?;
@@ -422,10 +465,13 @@ enum Next {
 }
 
 /// Run the guest until an exit must leave the region.
-fn guest_loop(st: &mut VcpuState, cpuid: &CpuidTable, cpu: u32) -> Leave {
+fn guest_loop(vcpu: &Vcpu, st: &mut VcpuState, cpu: u32) -> Leave {
     let mut gprs = gprs_from(&st.regs);
     let mut launched = false;
     let leave = loop {
+        if st.lapic.is_some() {
+            prepare_events(vcpu, st);
+        }
         // SAFETY: IRQs off, VMX operation, current VMCS fully written by write_vmcs.
         let ran = unsafe { vmx_ops::vmx_run(&mut gprs, launched) };
         if let Err(VmFail::Valid | VmFail::Invalid) = ran {
@@ -437,7 +483,8 @@ fn guest_loop(st: &mut VcpuState, cpuid: &CpuidTable, cpu: u32) -> Leave {
             });
         }
         launched = true;
-        match handle_exit(&mut gprs, &mut st.sregs.cr8, cpuid, cpu) {
+        requeue_vectoring_event();
+        match handle_exit(vcpu, &mut gprs, st, cpu) {
             Next::Resume => {
                 if shim::need_resched() {
                     break Leave::Host { nmi: false };
@@ -450,9 +497,16 @@ fn guest_loop(st: &mut VcpuState, cpuid: &CpuidTable, cpu: u32) -> Leave {
     leave
 }
 
+/// Complete the exiting instruction: advance RIP and end any STI / MOV-SS shadow, which
+/// covers only the instruction that just retired (SDM 26.3.1.5; KVM's
+/// skip_emulated_instruction does the same).
 fn skip_instruction() {
     let len = r(f::VM_EXIT_INSTRUCTION_LEN);
     let _ = w(f::GUEST_RIP, r(f::GUEST_RIP).wrapping_add(len));
+    let blocking = r(f::GUEST_INTERRUPTIBILITY_INFO);
+    if blocking & 3 != 0 {
+        let _ = w(f::GUEST_INTERRUPTIBILITY_INFO, blocking & !3);
+    }
 }
 
 /// Inject a hardware exception at the next entry. Real mode pushes no error code, and
@@ -470,7 +524,112 @@ fn gpr_index(g: &mut [u64; 16], n: u8) -> &mut u64 {
     &mut g[(n & 15) as usize]
 }
 
-fn handle_exit(g: &mut [u64; 16], cr8: &mut u64, cpuid: &CpuidTable, cpu: u32) -> Next {
+/// An event whose delivery a VM exit interrupted (IDT-vectoring information, SDM 28.2.4)
+/// is delivered again at the next entry (SDM 29.2.3), as hardware would have.
+fn requeue_vectoring_event() {
+    let info = r(f::IDT_VECTORING_INFO_FIELD);
+    if info & INTR_INFO_VALID == 0 {
+        return;
+    }
+    // Bit 12 (NMI unblocking / undefined here) is not part of the entry format.
+    let _ = w(f::VM_ENTRY_INTR_INFO_FIELD, info & !(1 << 12));
+    let _ = w(f::VM_ENTRY_EXCEPTION_ERROR_CODE, r(f::IDT_VECTORING_ERROR_CODE));
+    let _ = w(f::VM_ENTRY_INSTRUCTION_LEN, r(f::VM_EXIT_INSTRUCTION_LEN));
+}
+
+/// Before an entry with an in-kernel local APIC: merge what other vCPUs posted, run the
+/// APIC timer, and inject the highest deliverable interrupt (or an NMI) if the guest can
+/// take it now — otherwise ask for an interrupt-window exit (SDM 26.7.5).
+fn prepare_events(vcpu: &Vcpu, st: &mut VcpuState) {
+    let (posted, nmi) = vcpu.mailbox.take();
+    st.nmi_pending |= nmi;
+    let now = vmx_ops::rdtsc().wrapping_add(st.tsc_offset);
+    let global_enable = st.sregs.apic_base & crate::vmx_core::guest_msr::apic_base::ENABLE != 0;
+    let Some(apic) = st.lapic.as_mut() else { return };
+    apic.merge_posted(&posted);
+    apic.poll_timer(now);
+    if r(f::VM_ENTRY_INTR_INFO_FIELD) & INTR_INFO_VALID != 0 {
+        return; // an event is already being injected
+    }
+    let blocking = r(f::GUEST_INTERRUPTIBILITY_INFO);
+    let mut primary = r(f::CPU_BASED_VM_EXEC_CONTROL) as u32;
+    // Bits 3 (blocking by NMI), 0-1 (STI, MOV SS).
+    if st.nmi_pending && blocking & 0xb == 0 {
+        st.nmi_pending = false;
+        let _ = w(f::VM_ENTRY_INTR_INFO_FIELD, INTR_INFO_VALID | INTR_TYPE_NMI | 2);
+        return;
+    }
+    let want = if global_enable { apic.deliverable() } else { None };
+    match want {
+        Some(v) if r(f::GUEST_RFLAGS) & RFLAGS_IF != 0 && blocking & 3 == 0 => {
+            apic.acknowledge(v);
+            let _ = w(f::VM_ENTRY_INTR_INFO_FIELD, INTR_INFO_VALID | v as u64);
+            primary &= !crate::vmx_core::controls::primary::INTR_WINDOW_EXITING;
+        }
+        Some(_) => primary |= crate::vmx_core::controls::primary::INTR_WINDOW_EXITING,
+        None => primary &= !crate::vmx_core::controls::primary::INTR_WINDOW_EXITING,
+    }
+    let _ = w(f::CPU_BASED_VM_EXEC_CONTROL, primary as u64);
+    // The guest must leave by the timer's deadline at the latest.
+    if let Some(d) = apic.timer_deadline() {
+        let pin = r(f::PIN_BASED_VM_EXEC_CONTROL) as u32;
+        if pin & crate::vmx_core::controls::pin::PREEMPTION_TIMER != 0 {
+            let rate = HOST.as_ref().map_or(0, |h| h.caps.misc.preemption_timer_rate());
+            let ticks = d.saturating_sub(now).min(PREEMPTION_TSC_BUDGET) >> rate;
+            let _ = w(f::VMX_PREEMPTION_TIMER_VALUE, ticks);
+        }
+    }
+    vcpu.mailbox.mirror(apic);
+}
+
+/// RDMSR/WRMSR of the x2APIC range 0x800..=0x8ff: `Some(result)` if the in-kernel APIC
+/// handles it (Ok: done; Err: #GP), `None` if there is no such register here at all.
+fn x2apic_msr(vcpu: &Vcpu, st: &mut VcpuState, index: u32, write: Option<u64>) -> Option<Result<u64, ApicError>> {
+    let offset = crate::vmx_core::lapic::x2apic_offset(index)?;
+    let tsc_khz = HOST.as_ref().map_or(1, |h| h.tsc_khz as u64);
+    let now = vmx_ops::rdtsc().wrapping_add(st.tsc_offset);
+    let apic = st.lapic.as_mut()?;
+    if !apic.x2apic {
+        return Some(Err(ApicError::Gp));
+    }
+    let effect = match write {
+        None if offset == lapic_reg::ICR => return Some(Ok(apic.icr64())),
+        None => return Some(apic.read(offset, now, tsc_khz).map(u64::from)),
+        Some(v) if offset == lapic_reg::ICR => apic.write_icr64(v),
+        // The other x2APIC registers are 32 bits: the upper half must be zero.
+        Some(v) if v >> 32 != 0 => Err(ApicError::Gp),
+        Some(v) => apic.write(offset, v as u32, now, tsc_khz),
+    };
+    Some(effect.and_then(|e| apply_apic_effect(vcpu, st, e)).map(|()| 0))
+}
+
+/// Carry out what an APIC write asks: self-IPIs here, the rest through the mailboxes.
+fn apply_apic_effect(vcpu: &Vcpu, st: &mut VcpuState, e: WriteEffect) -> Result<(), ApicError> {
+    let WriteEffect::Ipi(ipi) = e else {
+        if let Some(a) = &st.lapic {
+            vcpu.mailbox.mirror(a);
+        }
+        return Ok(());
+    };
+    match ipi.delivery {
+        // INIT and SIPI need the vCPU start-up protocol (MP states), not emulated yet.
+        Delivery::Init | Delivery::Sipi(_) => return Err(ApicError::Unsupported),
+        Delivery::Fixed(v) if ipi.dest == Destination::Myself => {
+            if let Some(a) = st.lapic.as_mut() {
+                if a.enabled() {
+                    a.request(v);
+                }
+            }
+        }
+        _ => {
+            let boxes = vcpu.vm.mailboxes.lock();
+            crate::apic::send(&boxes, &vcpu.mailbox, ipi);
+        }
+    }
+    Ok(())
+}
+
+fn handle_exit(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32) -> Next {
     let exit = ExitReason(r(f::VM_EXIT_REASON) as u32);
     if exit.entry_failed() {
         return Next::Leave(Leave::User(UserExit::FailEntry { reason: exit.0 as u64, cpu }));
@@ -493,12 +652,28 @@ fn handle_exit(g: &mut [u64; 16], cr8: &mut u64, cpuid: &CpuidTable, cpu: u32) -
         reason::TRIPLE_FAULT => Next::Leave(Leave::User(UserExit::Shutdown)),
         reason::HLT => {
             skip_instruction();
-            Next::Leave(Leave::User(UserExit::Hlt))
+            if st.lapic.is_none() {
+                return Next::Leave(Leave::User(UserExit::Hlt));
+            }
+            // In-kernel APIC: HLT waits in the kernel (KVM_MP_STATE_HALTED) for an
+            // interrupt the guest can take (RFLAGS.IF = 1) or an NMI.
+            let (posted, nmi) = vcpu.mailbox.take();
+            st.nmi_pending |= nmi;
+            let now = vmx_ops::rdtsc().wrapping_add(st.tsc_offset);
+            let can_take = r(f::GUEST_RFLAGS) & RFLAGS_IF != 0;
+            if let Some(a) = st.lapic.as_mut() {
+                a.merge_posted(&posted);
+                a.poll_timer(now);
+                if st.nmi_pending || (can_take && a.deliverable().is_some()) {
+                    return Next::Resume;
+                }
+            }
+            Next::Leave(Leave::Halt)
         }
+        reason::INTERRUPT_WINDOW => Next::Resume,
         reason::CPUID => {
-            // What KVM_GET_SUPPORTED_CPUID reports, nothing more (no VMX: nested is not
-            // offered yet; the hypervisor bit is set).
-            let [a, b, c, d] = cpuid.lookup(g[0] as u32, g[1] as u32);
+            // The vCPU's table from KVM_SET_CPUID2, with KVM's out-of-range rule.
+            let [a, b, c, d] = cpuid::guest_cpuid(&st.cpuid, g[0] as u32, g[1] as u32);
             [g[0], g[3], g[1], g[2]] = [a as u64, b as u64, c as u64, d as u64];
             skip_instruction();
             Next::Resume
@@ -506,34 +681,43 @@ fn handle_exit(g: &mut [u64; 16], cr8: &mut u64, cpuid: &CpuidTable, cpu: u32) -
         reason::CR_ACCESS => match CrAccess::decode(q) {
             CrAccess::MovTo { cr: 0, gpr } => {
                 let v = if gpr == 4 { r(f::GUEST_RSP) } else { *gpr_index(g, gpr) };
-                set_guest_cr0(v);
-                skip_instruction();
+                let old = guest_cr0();
+                match guest_cr::mov_to_cr0(old, v, r(f::GUEST_IA32_EFER), guest_cr4()) {
+                    Some(v) => {
+                        set_guest_cr0(v);
+                        skip_instruction();
+                    }
+                    None => inject(GP_VECTOR, Some(0)),
+                }
                 Next::Resume
             }
             CrAccess::MovTo { cr: 4, gpr } => {
                 let v = if gpr == 4 { r(f::GUEST_RSP) } else { *gpr_index(g, gpr) };
-                if v & cr4::VMXE != 0 {
-                    // VMX is not offered (CPUID.1:ECX.VMX = 0): setting VMXE is #GP(0).
-                    inject(GP_VECTOR, Some(0));
-                    return Next::Resume;
+                let long = r(f::GUEST_IA32_EFER) & EFER_LMA != 0;
+                // Bits the guest's CPUID does not offer (VMXE among them while nested is
+                // not offered) are #GP(0).
+                match guest_cr::mov_to_cr4(&st.features, guest_cr4(), v, long, r(f::GUEST_CR3)) {
+                    Some(v) => {
+                        let _ = w(f::CR4_READ_SHADOW, v);
+                        let _ = w(f::GUEST_CR4, v | cr4::VMXE);
+                        skip_instruction();
+                    }
+                    None => inject(GP_VECTOR, Some(0)),
                 }
-                let _ = w(f::CR4_READ_SHADOW, v);
-                let _ = w(f::GUEST_CR4, v | cr4::VMXE);
-                skip_instruction();
                 Next::Resume
             }
             // CR8 is the guest's own task priority; nothing reads it back but the guest
             // (there is no virtual local APIC to prioritize yet).
             CrAccess::MovTo { cr: 8, gpr } => {
-                *cr8 = if gpr == 4 { r(f::GUEST_RSP) } else { *gpr_index(g, gpr) } & 0xf;
+                st.sregs.cr8 = if gpr == 4 { r(f::GUEST_RSP) } else { *gpr_index(g, gpr) } & 0xf;
                 skip_instruction();
                 Next::Resume
             }
             CrAccess::MovFrom { cr: 8, gpr } => {
                 if gpr == 4 {
-                    let _ = w(f::GUEST_RSP, *cr8);
+                    let _ = w(f::GUEST_RSP, st.sregs.cr8);
                 } else {
-                    *gpr_index(g, gpr) = *cr8;
+                    *gpr_index(g, gpr) = st.sregs.cr8;
                 }
                 skip_instruction();
                 Next::Resume
@@ -554,9 +738,55 @@ fn handle_exit(g: &mut [u64; 16], cr8: &mut u64, cpuid: &CpuidTable, cpu: u32) -
                 data: g[0] as u32,
             }))
         }
-        reason::RDMSR | reason::WRMSR => {
-            // No MSR is emulated yet: #GP(0), as KVM does for an MSR it does not know.
-            inject(GP_VECTOR, Some(0));
+        reason::RDMSR | reason::WRMSR if x2apic_msr_index(g[1] as u32) => {
+            let write = (exit.basic() == reason::WRMSR).then(|| (g[0] & 0xffff_ffff) | (g[2] << 32));
+            match x2apic_msr(vcpu, st, g[1] as u32, write) {
+                Some(Ok(v)) => {
+                    if write.is_none() {
+                        [g[0], g[2]] = [v & 0xffff_ffff, v >> 32];
+                    }
+                    skip_instruction();
+                    Next::Resume
+                }
+                Some(Err(ApicError::Unsupported)) => {
+                    internal(INTERNAL_ERROR_EMULATION, [exit.0 as u64, g[1], write.unwrap_or(0)])
+                }
+                Some(Err(ApicError::Gp)) | None => {
+                    inject(GP_VECTOR, Some(0));
+                    Next::Resume
+                }
+            }
+        }
+        reason::RDMSR => {
+            // An MSR nvmx does not have is #GP(0), as KVM does for one it does not know.
+            match Msr::from_index(g[1] as u32) {
+                Some(m) => {
+                    let v = live_msr(st, m);
+                    [g[0], g[2]] = [v & 0xffff_ffff, v >> 32];
+                    skip_instruction();
+                }
+                None => inject(GP_VECTOR, Some(0)),
+            }
+            Next::Resume
+        }
+        reason::WRMSR => {
+            let value = (g[0] & 0xffff_ffff) | (g[2] << 32);
+            let checked = Msr::from_index(g[1] as u32).and_then(|m| {
+                let cx = WriteContext {
+                    features: st.features,
+                    writer: Writer::Guest,
+                    current: live_msr(st, m),
+                    paging: r(f::GUEST_CR0) & cr0::PG != 0,
+                };
+                guest_msr::check_write(m, value, &cx).map(|v| (m, v))
+            });
+            match checked {
+                Some((m, v)) => {
+                    set_live_msr(st, m, v);
+                    skip_instruction();
+                }
+                None => inject(GP_VECTOR, Some(0)),
+            }
             Next::Resume
         }
         b if exit.is_vmx_instruction() => {
@@ -570,6 +800,60 @@ fn handle_exit(g: &mut [u64; 16], cr8: &mut u64, cpuid: &CpuidTable, cpu: u32) -
             internal(INTERNAL_ERROR_EMULATION, [exit.0 as u64, q, r(f::GUEST_PHYSICAL_ADDRESS)])
         }
         _ => internal(INTERNAL_ERROR_UNEXPECTED_EXIT_REASON, [exit.0 as u64, q, 0]),
+    }
+}
+
+fn x2apic_msr_index(index: u32) -> bool {
+    (0x800..=0x8ff).contains(&index)
+}
+
+/// The guest's CR0 and CR4 as it sees them (owned bits from the read shadows).
+fn guest_cr0() -> u64 {
+    (r(f::GUEST_CR0) & !CR0_OWNED) | (r(f::CR0_READ_SHADOW) & CR0_OWNED)
+}
+
+fn guest_cr4() -> u64 {
+    let mask = r(f::CR4_GUEST_HOST_MASK);
+    (r(f::GUEST_CR4) & !mask) | (r(f::CR4_READ_SHADOW) & mask)
+}
+
+/// The VMCS field that holds `msr` while the guest runs, if one does.
+fn msr_field(msr: Msr) -> Option<crate::vmx_core::field::Field> {
+    Some(match msr {
+        Msr::SysenterCs => f::GUEST_SYSENTER_CS,
+        Msr::SysenterEsp => f::GUEST_SYSENTER_ESP,
+        Msr::SysenterEip => f::GUEST_SYSENTER_EIP,
+        Msr::Pat => f::GUEST_IA32_PAT,
+        Msr::Efer => f::GUEST_IA32_EFER,
+        Msr::FsBase => f::GUEST_FS_BASE,
+        Msr::GsBase => f::GUEST_GS_BASE,
+        _ => return None,
+    })
+}
+
+/// An MSR's value inside the region: from the VMCS or the loaded hardware MSR where it
+/// lives during the run, else from the vCPU state.
+fn live_msr(st: &VcpuState, msr: Msr) -> u64 {
+    if let Some(field) = msr_field(msr) {
+        r(field)
+    } else if SYSCALL_MSRS.contains(&msr) {
+        vmx_ops::rdmsr(msr.index())
+    } else {
+        st.msr(msr)
+    }
+}
+
+fn set_live_msr(st: &mut VcpuState, msr: Msr, v: u64) {
+    if let Some(field) = msr_field(msr) {
+        let _ = w(field, v);
+    } else if SYSCALL_MSRS.contains(&msr) {
+        // SAFETY: checked by guest_msr::check_write; the region restores the host's value.
+        unsafe { vmx_ops::wrmsr(msr.index(), v) };
+    } else {
+        st.set_msr(msr, v);
+        if msr == Msr::Tsc {
+            let _ = w(f::TSC_OFFSET, st.tsc_offset);
+        }
     }
 }
 

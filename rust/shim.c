@@ -17,6 +17,7 @@
 #include <asm/io.h>
 #include <asm/msr.h>
 #include <asm/segment.h>
+#include <asm/tsc.h>
 
 #include "shim.h"
 
@@ -243,4 +244,16 @@ bool nvmx_need_resched(void)
 void nvmx_cond_resched(void)
 {
 	cond_resched();
+}
+
+/* The host TSC frequency (a variable, not a binding). Guests read the host's TSC unscaled. */
+unsigned int nvmx_tsc_khz(void)
+{
+	return tsc_khz;
+}
+
+/* Make `cpu` take an interrupt (a guest running there exits); callable with IRQs off. */
+void nvmx_kick_cpu(unsigned int cpu)
+{
+	arch_smp_send_reschedule(cpu);	/* smp_send_reschedule() without its tracepoint */
 }

@@ -154,6 +154,8 @@ mod ffi_run {
         pub(super) fn nvmx_deliver_host_nmi();
         pub(super) fn nvmx_need_resched() -> bool;
         pub(super) fn nvmx_cond_resched();
+        pub(super) fn nvmx_tsc_khz() -> u32;
+        pub(super) fn nvmx_kick_cpu(cpu: u32);
     }
 }
 
@@ -218,4 +220,17 @@ pub(crate) fn need_resched() -> bool {
 pub(crate) fn cond_resched() {
     // SAFETY: called from process context with IRQs enabled.
     unsafe { ffi_run::nvmx_cond_resched() }
+}
+
+/// The host's TSC frequency in kHz (0 if the kernel has not calibrated it).
+pub(crate) fn tsc_khz() -> u32 {
+    // SAFETY: reads a kernel variable set at boot.
+    unsafe { ffi_run::nvmx_tsc_khz() }
+}
+
+/// Send `cpu` a reschedule IPI so that a guest running there exits. IRQs may be off.
+pub(crate) fn kick_cpu(cpu: u32) {
+    // SAFETY: smp_send_reschedule accepts any online CPU from any context; a vCPU's running
+    // CPU is online while it runs there.
+    unsafe { ffi_run::nvmx_kick_cpu(cpu) }
 }

@@ -102,8 +102,90 @@ pub(crate) const KVM_GET_SREGS: u32 = _IOR::<KvmSregs>(KVMIO, 0x83);
 /// `KVM_SET_SREGS`.
 pub(crate) const KVM_SET_SREGS: u32 = _IOW::<KvmSregs>(KVMIO, 0x84);
 
+/// `KVM_GET_MSR_INDEX_LIST` (`struct kvm_msr_list`: a u32 count before the indices).
+pub(crate) const KVM_GET_MSR_INDEX_LIST: u32 = _IOWR::<u32>(KVMIO, 0x02);
+/// `KVM_GET_TSC_KHZ` (VM and vCPU fds).
+pub(crate) const KVM_GET_TSC_KHZ: u32 = _IO(KVMIO, 0xa3);
+/// `KVM_GET_MSRS` (`struct kvm_msrs`: nmsrs, pad, then `struct kvm_msr_entry`s).
+pub(crate) const KVM_GET_MSRS: u32 = _IOWR::<[u32; 2]>(KVMIO, 0x88);
+/// `KVM_SET_MSRS`.
+pub(crate) const KVM_SET_MSRS: u32 = _IOW::<[u32; 2]>(KVMIO, 0x89);
+/// `KVM_GET_FPU`.
+pub(crate) const KVM_GET_FPU: u32 = _IOR::<KvmFpu>(KVMIO, 0x8c);
+/// `KVM_SET_FPU`.
+pub(crate) const KVM_SET_FPU: u32 = _IOW::<KvmFpu>(KVMIO, 0x8d);
+/// `KVM_SET_CPUID2`.
+pub(crate) const KVM_SET_CPUID2: u32 = _IOW::<[u32; 2]>(KVMIO, 0x90);
+/// `KVM_GET_CPUID2`.
+pub(crate) const KVM_GET_CPUID2: u32 = _IOWR::<[u32; 2]>(KVMIO, 0x91);
+/// `KVM_GET_MP_STATE`.
+pub(crate) const KVM_GET_MP_STATE: u32 = _IOR::<u32>(KVMIO, 0x98);
+/// `KVM_SET_MP_STATE`.
+pub(crate) const KVM_SET_MP_STATE: u32 = _IOW::<u32>(KVMIO, 0x99);
+
+/// `KVM_ENABLE_CAP`.
+pub(crate) const KVM_ENABLE_CAP: u32 = _IOW::<KvmEnableCap>(KVMIO, 0xa3);
+
+/// `struct kvm_enable_cap`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct KvmEnableCap {
+    pub(crate) cap: u32,
+    pub(crate) flags: u32,
+    pub(crate) args: [u64; 4],
+    pub(crate) pad: [u8; 64],
+}
+const _: () = assert!(core::mem::size_of::<KvmEnableCap>() == 104);
+// SAFETY: `repr(C)`, integers only, no padding (asserted size = sum of fields).
+unsafe impl FromBytes for KvmEnableCap {}
+
+/// `KVM_MAX_IRQ_ROUTES`: the largest IOAPIC-route count KVM_CAP_SPLIT_IRQCHIP takes.
+pub(crate) const KVM_MAX_IRQ_ROUTES: u64 = 4096;
+
+/// `KVM_MP_STATE_*` (struct kvm_mp_state is one u32).
+pub(crate) mod mp_state {
+    /// `KVM_MP_STATE_RUNNABLE`.
+    pub(crate) const RUNNABLE: u32 = 0;
+}
+
+/// `struct kvm_msr_entry`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KvmMsrEntry {
+    pub(crate) index: u32,
+    pub(crate) reserved: u32,
+    pub(crate) data: u64,
+}
+
+/// `struct kvm_fpu`: the legacy x87/SSE state, as FXSAVE lays it out but reordered.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct KvmFpu {
+    pub(crate) fpr: [[u8; 16]; 8],
+    pub(crate) fcw: u16,
+    pub(crate) fsw: u16,
+    pub(crate) ftwx: u8,
+    pub(crate) pad1: u8,
+    pub(crate) last_opcode: u16,
+    pub(crate) last_ip: u64,
+    pub(crate) last_dp: u64,
+    pub(crate) xmm: [[u8; 16]; 16],
+    pub(crate) mxcsr: u32,
+    pub(crate) pad2: u32,
+}
+
 /// `KVM_CAP_*` numbers nvmx answers (include/uapi/linux/kvm.h).
 pub(crate) mod cap {
+    /// `KVM_CAP_EXT_CPUID`: KVM_GET_SUPPORTED_CPUID and the CPUID2 ioctls.
+    pub(crate) const EXT_CPUID: usize = 7;
+    /// `KVM_CAP_MP_STATE`.
+    pub(crate) const MP_STATE: usize = 14;
+    /// `KVM_CAP_GET_TSC_KHZ`.
+    pub(crate) const GET_TSC_KHZ: usize = 61;
+    /// `KVM_CAP_ENABLE_CAP_VM`: KVM_ENABLE_CAP on the VM fd.
+    pub(crate) const ENABLE_CAP_VM: usize = 98;
+    /// `KVM_CAP_SPLIT_IRQCHIP`: in-kernel local APICs, I/O APIC and PIC in userspace.
+    pub(crate) const SPLIT_IRQCHIP: usize = 121;
     /// `KVM_CAP_USER_MEMORY`.
     pub(crate) const USER_MEMORY: usize = 3;
     /// `KVM_CAP_NR_VCPUS`.
@@ -226,6 +308,8 @@ const _: () = assert!(core::mem::size_of::<KvmRegs>() == 144);
 const _: () = assert!(core::mem::size_of::<KvmSegment>() == 24);
 const _: () = assert!(core::mem::size_of::<KvmDtable>() == 16);
 const _: () = assert!(core::mem::size_of::<KvmSregs>() == 312);
+const _: () = assert!(core::mem::size_of::<KvmMsrEntry>() == 16);
+const _: () = assert!(core::mem::size_of::<KvmFpu>() == 416);
 
 // SAFETY (all impls below): `repr(C)` structs of integers (and arrays and structs of
 // integers) without padding — the size assertions above equal the sum of the field sizes —
@@ -241,6 +325,14 @@ unsafe impl AsBytes for KvmRegs {}
 unsafe impl FromBytes for KvmSregs {}
 // SAFETY: see above.
 unsafe impl AsBytes for KvmSregs {}
+// SAFETY: see above.
+unsafe impl FromBytes for KvmMsrEntry {}
+// SAFETY: see above.
+unsafe impl AsBytes for KvmMsrEntry {}
+// SAFETY: see above.
+unsafe impl FromBytes for KvmFpu {}
+// SAFETY: see above.
+unsafe impl AsBytes for KvmFpu {}
 
 /// `struct kvm_run` field offsets used by nvmx (x86-64 layout).
 pub(crate) mod run {

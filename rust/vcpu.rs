@@ -13,9 +13,16 @@ use kernel::sync::{Arc, ArcBorrow, Mutex};
 use kernel::types::ForeignOwnable;
 use kernel::uaccess::{UserPtr, UserSlice};
 
+use crate::apic::Mailbox;
 use crate::shim;
-use crate::uapi::{self, KvmDtable, KvmRegs, KvmSegment, KvmSregs};
+use crate::uapi::{self, mp_state, KvmCpuidEntry2, KvmDtable, KvmFpu, KvmMsrEntry, KvmRegs, KvmSegment, KvmSregs};
 use crate::vm::{read_user, Vm};
+use crate::vmx_core::cpuid::{self, CpuidEntry, GuestFeatures};
+use crate::vmx_core::guest_cr;
+use crate::vmx_core::guest_msr::{self, apic_base, Msr, WriteContext, Writer};
+use crate::vmx_core::lapic::Lapic;
+use crate::vmx_ops::FxArea;
+use crate::HOST;
 
 /// Pages of the vCPU mmap: `struct kvm_run`, then the PIO data page (KVM_PIO_PAGE_OFFSET 1).
 pub(crate) const MMAP_PAGES: usize = 2;
@@ -36,12 +43,43 @@ pub(crate) struct VcpuState {
     /// An event to inject at the next entry: (interruption information, error code).
     pub(crate) inject: Option<(u64, u64)>,
     pub(crate) pending_in: Option<PendingIn>,
+    /// The guest's CPUID (`KVM_SET_CPUID2`; empty until then, as on KVM) and what it offers.
+    pub(crate) cpuid: KVec<CpuidEntry>,
+    pub(crate) features: GuestFeatures,
+    /// Whether the vCPU has entered the guest once (CPUID is frozen from then on).
+    pub(crate) ran: bool,
+    /// MSRs switched around each guest stretch (rust/run.rs): STAR, LSTAR, CSTAR, FMASK,
+    /// KERNEL_GS_BASE, in [`SYSCALL_MSRS`] order.
+    pub(crate) syscall_msrs: [u64; 5],
+    pub(crate) misc_enable: u64,
+    /// Guest TSC = host TSC + this (the VMCS TSC offset).
+    pub(crate) tsc_offset: u64,
+    /// The guest's x87/SSE state, loaded into the FPU for each guest stretch.
+    pub(crate) fpu: FxArea,
+    /// The host's FPU registers while the guest's are loaded.
+    pub(crate) host_fpu: FxArea,
+    /// The in-kernel local APIC (VMs with `KVM_CAP_SPLIT_IRQCHIP`).
+    pub(crate) lapic: Option<Lapic>,
+    /// An NMI waiting for the guest to be able to take it.
+    pub(crate) nmi_pending: bool,
+}
+
+/// The hardware MSRs nvmx loads with guest values around each guest stretch.
+pub(crate) const SYSCALL_MSRS: [Msr; 5] = [Msr::Star, Msr::Lstar, Msr::Cstar, Msr::Fmask, Msr::KernelGsBase];
+
+/// The FPU after RESET as KVM sets it up: FCW 0x37f (all exceptions masked, 64-bit
+/// precision), MXCSR 0x1f80, every register empty.
+fn fpu_reset() -> FxArea {
+    let mut fx = FxArea([0; 512]);
+    fx.0[0..2].copy_from_slice(&0x37fu16.to_le_bytes());
+    fx.0[24..28].copy_from_slice(&0x1f80u32.to_le_bytes());
+    fx
 }
 
 impl VcpuState {
     /// The architectural state after RESET (SDM vol. 3A table 10-1), as KVM reports it before
     /// the first KVM_SET_*REGS: real mode at F000:FFF0.
-    fn reset(id: u32) -> Self {
+    fn reset(id: u32, lapic: bool) -> Self {
         let data = |selector: u16, base: u64| KvmSegment {
             base,
             limit: 0xffff,
@@ -76,7 +114,88 @@ impl VcpuState {
             interruptibility: 0,
             inject: None,
             pending_in: None,
+            cpuid: KVec::new(),
+            features: GuestFeatures::from_cpuid(&[]),
+            ran: false,
+            syscall_msrs: [0; 5],
+            misc_enable: guest_msr::MISC_ENABLE_RESET,
+            tsc_offset: 0,
+            fpu: fpu_reset(),
+            host_fpu: FxArea([0; 512]),
+            lapic: lapic.then(|| Lapic::new(id)),
+            nmi_pending: false,
         }
+    }
+
+    /// The value of `msr` outside a run (inside one, rust/run.rs reads the VMCS first).
+    pub(crate) fn msr(&self, msr: Msr) -> u64 {
+        match msr {
+            Msr::Tsc => crate::vmx_ops::rdtsc().wrapping_add(self.tsc_offset),
+            Msr::ApicBase => self.sregs.apic_base,
+            Msr::SysenterCs => self.sysenter[0],
+            Msr::SysenterEsp => self.sysenter[1],
+            Msr::SysenterEip => self.sysenter[2],
+            Msr::MiscEnable => self.misc_enable,
+            Msr::Pat => self.pat,
+            Msr::Efer => self.sregs.efer,
+            Msr::FsBase => self.sregs.fs.base,
+            Msr::GsBase => self.sregs.gs.base,
+            m => SYSCALL_MSRS.iter().position(|&s| s == m).map_or(0, |i| self.syscall_msrs[i]),
+        }
+    }
+
+    /// Store a checked value of `msr` outside a run.
+    pub(crate) fn set_msr(&mut self, msr: Msr, v: u64) {
+        match msr {
+            Msr::Tsc => self.tsc_offset = v.wrapping_sub(crate::vmx_ops::rdtsc()),
+            Msr::ApicBase => {
+                let old = self.sregs.apic_base;
+                self.sregs.apic_base = v;
+                if let Some(a) = &mut self.lapic {
+                    // SDM 11.12.5: setting EXTD enters x2APIC mode (logical ID derived from
+                    // the ID); clearing EN leaves it.
+                    if v & apic_base::EXTD != 0 && old & apic_base::EXTD == 0 {
+                        a.enter_x2apic();
+                    } else if v & apic_base::EXTD == 0 {
+                        a.x2apic = false;
+                    }
+                }
+            }
+            Msr::SysenterCs => self.sysenter[0] = v,
+            Msr::SysenterEsp => self.sysenter[1] = v,
+            Msr::SysenterEip => self.sysenter[2] = v,
+            Msr::MiscEnable => self.misc_enable = v,
+            Msr::Pat => self.pat = v,
+            Msr::Efer => self.sregs.efer = v,
+            Msr::FsBase => self.sregs.fs.base = v,
+            Msr::GsBase => self.sregs.gs.base = v,
+            m => {
+                if let Some(i) = SYSCALL_MSRS.iter().position(|&s| s == m) {
+                    self.syscall_msrs[i] = v;
+                }
+            }
+        }
+    }
+
+    /// `KVM_SET_SREGS`: KVM's validity rules (kvm_is_valid_sregs, kvm_apic_set_base), all
+    /// checked before anything changes. A pending interrupt in `interrupt_bitmap` would need
+    /// interrupt injection, which nvmx does not have yet: EINVAL rather than dropping it.
+    fn set_sregs(&mut self, s: &KvmSregs) -> Result {
+        let f = &self.features;
+        if !guest_cr::sregs_valid(f, s.cr0, s.cr4, s.efer, s.cs.l != 0) {
+            return Err(EINVAL);
+        }
+        let cx = WriteContext { features: *f, writer: Writer::Host, current: self.sregs.apic_base, paging: false };
+        if guest_msr::check_write(Msr::ApicBase, s.apic_base, &cx).is_none() {
+            return Err(EINVAL);
+        }
+        if s.interrupt_bitmap.iter().any(|&w| w != 0) {
+            return Err(EINVAL);
+        }
+        let apic_base = s.apic_base;
+        self.sregs = KvmSregs { apic_base: self.sregs.apic_base, ..*s };
+        self.set_msr(Msr::ApicBase, apic_base);
+        Ok(())
     }
 }
 
@@ -92,6 +211,8 @@ pub(crate) struct Vcpu {
     /// The VMCS region (VMCLEARed whenever nvmx leaves VMX operation).
     _vmcs: Page,
     pub(crate) vmcs_phys: u64,
+    /// What other vCPUs post to this one's local APIC.
+    pub(crate) mailbox: Arc<Mailbox>,
     #[pin]
     pub(crate) state: Mutex<VcpuState>,
 }
@@ -111,7 +232,13 @@ impl Vcpu {
             unsafe { vmcs.write_raw(rev.as_ptr(), 0, rev.len())? };
             let vmcs_phys = shim::page_phys(&vmcs);
             let pio_page = Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?;
-            let state = VcpuState::reset(id);
+            let has_lapic = vm2.has_lapic();
+            let state = VcpuState::reset(id, has_lapic);
+            let mailbox = Arc::pin_init(Mailbox::new(id), GFP_KERNEL)?;
+            if let Some(a) = &state.lapic {
+                mailbox.mirror(a);
+                vm2.add_mailbox(mailbox.clone())?;
+            }
             let vcpu = Arc::pin_init(
                 pin_init!(Vcpu {
                     vm: vm2,
@@ -120,6 +247,7 @@ impl Vcpu {
                     pio_page,
                     _vmcs: vmcs,
                     vmcs_phys,
+                    mailbox,
                     state <- new_mutex!(state),
                 }),
                 GFP_KERNEL,
@@ -158,7 +286,30 @@ impl Vcpu {
             }
             uapi::KVM_SET_SREGS => {
                 let sregs: KvmSregs = read_user(arg)?;
-                this.state.lock().sregs = sregs;
+                this.state.lock().set_sregs(&sregs)?;
+                Ok(0)
+            }
+            uapi::KVM_SET_CPUID2 => set_cpuid2(&mut this.state.lock(), arg),
+            uapi::KVM_GET_CPUID2 => get_cpuid2(&this.state.lock(), arg),
+            uapi::KVM_GET_MSRS => msr_io(&mut this.state.lock(), arg, false),
+            uapi::KVM_SET_MSRS => msr_io(&mut this.state.lock(), arg, true),
+            uapi::KVM_GET_TSC_KHZ => tsc_khz(),
+            // INIT/SIPI are not emulated (the APIC refuses them) and HLT waits inside
+            // KVM_RUN: a vCPU is always runnable between runs.
+            uapi::KVM_GET_MP_STATE => write_user(arg, &mp_state::RUNNABLE),
+            uapi::KVM_SET_MP_STATE => match read_user::<u32>(arg)? {
+                mp_state::RUNNABLE => Ok(0),
+                _ => Err(EINVAL),
+            },
+            uapi::KVM_GET_FPU => write_user(arg, &fpu_to_kvm(&this.state.lock().fpu)),
+            uapi::KVM_SET_FPU => {
+                let fpu: KvmFpu = read_user(arg)?;
+                let mask = HOST.as_ref().ok_or(ENODEV)?.mxcsr_mask;
+                // FXRSTOR of a reserved MXCSR bit is #GP: refuse it here, not in the host.
+                if fpu.mxcsr & !mask != 0 {
+                    return Err(EINVAL);
+                }
+                fpu_from_kvm(&mut this.state.lock().fpu, &fpu);
                 Ok(0)
             }
             _ => Err(ENOTTY),
@@ -171,6 +322,169 @@ impl Vcpu {
             1 => self.pio_page.as_ptr(),
             _ => ptr::null_mut(),
         }
+    }
+}
+
+/// `KVM_GET_TSC_KHZ`: the guest's TSC runs at the host's rate; EIO if the host's rate is
+/// unknown (KVM returns -EIO for an unset frequency too).
+pub(crate) fn tsc_khz() -> Result<isize> {
+    match HOST.as_ref().ok_or(ENODEV)?.tsc_khz {
+        0 => Err(EIO),
+        khz => Ok(khz as isize),
+    }
+}
+
+/// `KVM_SET_CPUID2`: more than KVM_MAX_CPUID_ENTRIES is E2BIG; after the first run only the
+/// same table is accepted (EINVAL otherwise), as on KVM.
+fn set_cpuid2(st: &mut VcpuState, arg: usize) -> Result<isize> {
+    let nent: u32 = read_user(arg)?;
+    if nent > uapi::KVM_MAX_CPUID_ENTRIES {
+        return Err(E2BIG);
+    }
+    let esize = core::mem::size_of::<KvmCpuidEntry2>();
+    let mut r = UserSlice::new(UserPtr::from_addr(arg + 8), nent as usize * esize).reader();
+    let mut table = KVec::with_capacity(nent as usize, GFP_KERNEL)?;
+    for _ in 0..nent {
+        let e: KvmCpuidEntry2 = r.read()?;
+        table.push(
+            CpuidEntry {
+                function: e.function,
+                index: e.index,
+                flags: e.flags,
+                eax: e.eax,
+                ebx: e.ebx,
+                ecx: e.ecx,
+                edx: e.edx,
+            },
+            GFP_KERNEL,
+        )?;
+    }
+    if st.ran && !cpuid::same_table(&st.cpuid, &table) {
+        return Err(EINVAL);
+    }
+    st.features = GuestFeatures::from_cpuid(&table);
+    st.cpuid = table;
+    Ok(0)
+}
+
+/// `KVM_GET_CPUID2`: E2BIG (nothing written) if `nent` is too small, else the entries and
+/// the real `nent`.
+fn get_cpuid2(st: &VcpuState, arg: usize) -> Result<isize> {
+    let nent: u32 = read_user(arg)?;
+    if (nent as usize) < st.cpuid.len() {
+        return Err(E2BIG);
+    }
+    let size = 8 + st.cpuid.len() * core::mem::size_of::<KvmCpuidEntry2>();
+    let mut w = UserSlice::new(UserPtr::from_addr(arg), size).writer();
+    w.write(&[st.cpuid.len() as u32, 0u32])?;
+    for e in st.cpuid.iter() {
+        w.write(&KvmCpuidEntry2 {
+            function: e.function,
+            index: e.index,
+            flags: e.flags,
+            eax: e.eax,
+            ebx: e.ebx,
+            ecx: e.ecx,
+            edx: e.edx,
+            padding: [0; 3],
+        })?;
+    }
+    Ok(0)
+}
+
+/// KVM's MAX_IO_MSRS: the most entries one KVM_GET/SET_MSRS takes.
+const MAX_IO_MSRS: u32 = 256;
+
+/// `KVM_GET_MSRS` / `KVM_SET_MSRS`: process entries in order and stop at the first MSR
+/// nvmx does not have or value it refuses; return how many were processed (KVM's __msr_io).
+fn msr_io(st: &mut VcpuState, arg: usize, set: bool) -> Result<isize> {
+    let nmsrs: u32 = read_user(arg)?;
+    if nmsrs >= MAX_IO_MSRS {
+        return Err(E2BIG);
+    }
+    let esize = core::mem::size_of::<KvmMsrEntry>();
+    let user = UserSlice::new(UserPtr::from_addr(arg + 8), nmsrs as usize * esize);
+    let (mut r, mut w) = user.reader_writer();
+    let mut entries = KVec::with_capacity(nmsrs as usize, GFP_KERNEL)?;
+    for _ in 0..nmsrs {
+        entries.push(r.read::<KvmMsrEntry>()?, GFP_KERNEL)?;
+    }
+    let mut done = 0;
+    for e in entries.iter_mut() {
+        let Some(msr) = Msr::from_index(e.index) else { break };
+        if set {
+            let cx = WriteContext { features: st.features, writer: Writer::Host, current: st.msr(msr), paging: false };
+            let Some(v) = guest_msr::check_write(msr, e.data, &cx) else { break };
+            st.set_msr(msr, v);
+        } else {
+            e.data = st.msr(msr);
+        }
+        done += 1;
+    }
+    if !set {
+        for e in entries.iter() {
+            w.write(e)?;
+        }
+    }
+    Ok(done)
+}
+
+/// `KVM_GET_MSR_INDEX_LIST` (system fd): E2BIG with the needed count written back if the
+/// caller's room is too small, as on KVM.
+pub(crate) fn get_msr_index_list(arg: usize) -> Result<isize> {
+    let n: u32 = read_user(arg)?;
+    let count = Msr::ALL.len() as u32;
+    let mut w = UserSlice::new(UserPtr::from_addr(arg), 4 + 4 * Msr::ALL.len()).writer();
+    w.write(&count)?;
+    if n < count {
+        return Err(E2BIG);
+    }
+    for m in Msr::ALL {
+        w.write(&m.index())?;
+    }
+    Ok(0)
+}
+
+fn fpu_to_kvm(fx: &FxArea) -> KvmFpu {
+    let b = &fx.0;
+    let u16_at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]);
+    let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap_or([0; 8]));
+    let mut k = KvmFpu {
+        fpr: [[0; 16]; 8],
+        fcw: u16_at(0),
+        fsw: u16_at(2),
+        ftwx: b[4],
+        pad1: 0,
+        last_opcode: u16_at(6),
+        last_ip: u64_at(8),
+        last_dp: u64_at(16),
+        xmm: [[0; 16]; 16],
+        mxcsr: u32::from_le_bytes([b[24], b[25], b[26], b[27]]),
+        pad2: 0,
+    };
+    for (i, r) in k.fpr.iter_mut().enumerate() {
+        r.copy_from_slice(&b[32 + 16 * i..48 + 16 * i]);
+    }
+    for (i, r) in k.xmm.iter_mut().enumerate() {
+        r.copy_from_slice(&b[160 + 16 * i..176 + 16 * i]);
+    }
+    k
+}
+
+fn fpu_from_kvm(fx: &mut FxArea, k: &KvmFpu) {
+    let b = &mut fx.0;
+    b[0..2].copy_from_slice(&k.fcw.to_le_bytes());
+    b[2..4].copy_from_slice(&k.fsw.to_le_bytes());
+    b[4] = k.ftwx;
+    b[6..8].copy_from_slice(&k.last_opcode.to_le_bytes());
+    b[8..16].copy_from_slice(&k.last_ip.to_le_bytes());
+    b[16..24].copy_from_slice(&k.last_dp.to_le_bytes());
+    b[24..28].copy_from_slice(&k.mxcsr.to_le_bytes());
+    for (i, r) in k.fpr.iter().enumerate() {
+        b[32 + 16 * i..48 + 16 * i].copy_from_slice(r);
+    }
+    for (i, r) in k.xmm.iter().enumerate() {
+        b[160 + 16 * i..176 + 16 * i].copy_from_slice(r);
     }
 }
 

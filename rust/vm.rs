@@ -7,13 +7,15 @@ use core::ptr;
 use kernel::bindings;
 use kernel::new_mutex;
 use kernel::prelude::*;
-use kernel::sync::{Arc, ArcBorrow, Mutex};
+use kernel::new_spinlock;
+use kernel::sync::{Arc, ArcBorrow, Mutex, SpinLock};
 use kernel::types::ForeignOwnable;
 use kernel::uaccess::{UserPtr, UserSlice};
 
+use crate::apic::Mailbox;
 use crate::ept::Ept;
 use crate::shim;
-use crate::uapi::{self, cap, KvmUserspaceMemoryRegion, KvmUserspaceMemoryRegion2};
+use crate::uapi::{self, cap, KvmEnableCap, KvmUserspaceMemoryRegion, KvmUserspaceMemoryRegion2};
 use crate::vcpu::Vcpu;
 use crate::vmx_core::memslot::{self, Change, Request, Slot};
 
@@ -85,6 +87,8 @@ pub(crate) struct VmState {
     /// The EPT for `memory_generation`, built on the first run after a change.
     ept: Option<(u64, Arc<Ept>)>,
     vcpu_ids: KVec<u32>,
+    /// `KVM_CAP_SPLIT_IRQCHIP` was enabled: vCPUs get an in-kernel local APIC.
+    pub(crate) split_irqchip: bool,
 }
 
 /// A VM, shared by its fd and its vCPUs.
@@ -92,6 +96,9 @@ pub(crate) struct VmState {
 pub(crate) struct Vm {
     #[pin]
     pub(crate) state: Mutex<VmState>,
+    /// The vCPUs' APIC mailboxes, for IPIs. A spinlock: senders are in IRQs-off regions.
+    #[pin]
+    pub(crate) mailboxes: SpinLock<KVec<Arc<Mailbox>>>,
 }
 
 impl Vm {
@@ -107,7 +114,9 @@ impl Vm {
                     memory_generation: 0,
                     ept: None,
                     vcpu_ids: KVec::new(),
+                    split_irqchip: false,
                 }),
+                mailboxes <- new_spinlock!(KVec::new()),
             }),
             GFP_KERNEL,
         )?;
@@ -135,8 +144,45 @@ impl Vm {
                 this.set_memory_region(&r.v1.into())
             }
             uapi::KVM_CREATE_VCPU => Vcpu::create(this.into(), arg),
+            uapi::KVM_GET_TSC_KHZ => crate::vcpu::tsc_khz(),
+            uapi::KVM_ENABLE_CAP => {
+                let c: KvmEnableCap = read_user(arg)?;
+                this.enable_cap(&c)
+            }
             _ => Err(ENOTTY),
         }
+    }
+
+    /// `KVM_ENABLE_CAP` on the VM: only `KVM_CAP_SPLIT_IRQCHIP`, with KVM's rules — flags
+    /// must be 0, at most KVM_MAX_IRQ_ROUTES routes, EEXIST if already on, EINVAL once a
+    /// vCPU exists. Every other capability is EINVAL, as KVM says for one it cannot enable.
+    fn enable_cap(&self, c: &KvmEnableCap) -> Result<isize> {
+        if c.flags != 0 || c.cap as usize != cap::SPLIT_IRQCHIP {
+            return Err(EINVAL);
+        }
+        if c.args[0] > uapi::KVM_MAX_IRQ_ROUTES {
+            return Err(EINVAL);
+        }
+        let mut st = self.state.lock();
+        if st.split_irqchip {
+            return Err(EEXIST);
+        }
+        if !st.vcpu_ids.is_empty() {
+            return Err(EINVAL);
+        }
+        st.split_irqchip = true;
+        Ok(0)
+    }
+
+    /// Whether vCPUs of this VM have an in-kernel local APIC.
+    pub(crate) fn has_lapic(&self) -> bool {
+        self.state.lock().split_irqchip
+    }
+
+    /// Register a new vCPU's mailbox for IPIs.
+    pub(crate) fn add_mailbox(&self, m: Arc<Mailbox>) -> Result {
+        self.mailboxes.lock().push(m, GFP_KERNEL)?;
+        Ok(())
     }
 
     fn set_memory_region(&self, req: &Request) -> Result<isize> {
@@ -222,7 +268,8 @@ impl From<KvmUserspaceMemoryRegion> for Request {
 /// `KVM_CHECK_EXTENSION`, on the system fd and the VM fd alike: what works, nothing else.
 pub(crate) fn check_extension(capability: usize) -> isize {
     match capability {
-        cap::USER_MEMORY | cap::USER_MEMORY2 | cap::IMMEDIATE_EXIT => 1,
+        cap::USER_MEMORY | cap::USER_MEMORY2 | cap::IMMEDIATE_EXIT | cap::EXT_CPUID | cap::MP_STATE
+        | cap::GET_TSC_KHZ | cap::ENABLE_CAP_VM | cap::SPLIT_IRQCHIP => 1,
         cap::NR_MEMSLOTS => memslot::USER_MEM_SLOTS as isize,
         // KVM_CAP_NR_VCPUS is the recommended maximum; nvmx has no other number to offer.
         cap::NR_VCPUS | cap::MAX_VCPUS | cap::MAX_VCPU_ID => MAX_VCPUS as isize,

@@ -204,6 +204,50 @@ pub(crate) fn rdmsr(index: u32) -> u64 {
     ((hi as u64) << 32) | lo as u64
 }
 
+/// Writes an MSR the CPU is known to have.
+///
+/// # Safety
+///
+/// `index` is an architectural MSR of every x86-64 VMX CPU, `value` legal for it, and the
+/// caller restores whatever host state the write changes before the kernel can observe it.
+pub(crate) unsafe fn wrmsr(index: u32, value: u64) {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        asm!("wrmsr", in("ecx") index, in("eax") value as u32, in("edx") (value >> 32) as u32,
+             options(nostack, preserves_flags))
+    };
+}
+
+/// Reads the time-stamp counter.
+pub(crate) fn rdtsc() -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: RDTSC has no side effects (CR4.TSD does not apply at CPL 0).
+    unsafe { asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) };
+    ((hi as u64) << 32) | lo as u64
+}
+
+/// A 512-byte FXSAVE area (SDM vol. 1 10.5.1), 16-byte aligned as FXSAVE requires.
+#[repr(C, align(16))]
+#[derive(Clone, Copy)]
+pub(crate) struct FxArea(pub(crate) [u8; 512]);
+
+/// Saves the x87/MMX/SSE state into `area` (FXSAVE64).
+pub(crate) fn fxsave(area: &mut FxArea) {
+    // SAFETY: `area` is 512 writable, 16-byte-aligned bytes; CR4.OSFXSR is set on x86-64.
+    unsafe { asm!("fxsave64 [{}]", in(reg) area.0.as_mut_ptr(), options(nostack, preserves_flags)) };
+}
+
+/// Loads the x87/MMX/SSE state from `area` (FXRSTOR64).
+///
+/// # Safety
+///
+/// `area`'s MXCSR has no bit outside the CPU's MXCSR mask (else #GP), and the caller owns
+/// the FPU registers until it loads back what they held (IRQs off, no kernel FPU use).
+pub(crate) unsafe fn fxrstor(area: &FxArea) {
+    // SAFETY: guaranteed by the caller; `area` is 512 readable, aligned bytes.
+    unsafe { asm!("fxrstor64 [{}]", in(reg) area.0.as_ptr(), options(nostack, preserves_flags)) };
+}
+
 /// The CS, SS and TR selectors of this CPU.
 pub(crate) fn host_selectors() -> (u16, u16, u16) {
     let (cs, ss, tr): (u16, u16, u16);

@@ -5,6 +5,8 @@
  * immediate_exit and a signal interrupting a spinning guest.
  */
 #include <errno.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
 #include <pthread.h>
@@ -26,6 +28,22 @@ struct guest {
 	struct kvm_run *run;
 };
 
+/* Give `vcpu` the CPUID /dev/nvmx supports, as every KVM client does before running. */
+static int set_supported_cpuid(int sys, int vcpu)
+{
+	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + 256 * sizeof(c->entries[0]));
+	int r;
+
+	if (!c)
+		return -1;
+	c->nent = 256;
+	r = ioctl(sys, KVM_GET_SUPPORTED_CPUID, c);
+	if (!r)
+		r = ioctl(vcpu, KVM_SET_CPUID2, c);
+	free(c);
+	return r;
+}
+
 /* A 64 KiB VM with `code` at 0x1000, CS = 0 (base 0), IP = 0x1000, real mode. */
 static int guest_create(struct guest *g, const unsigned char *code, size_t len)
 {
@@ -46,7 +64,7 @@ static int guest_create(struct guest *g, const unsigned char *code, size_t len)
 	if (ioctl(g->vm, KVM_SET_USER_MEMORY_REGION2, &r))
 		return -1;
 	g->vcpu = ioctl(g->vm, KVM_CREATE_VCPU, 0);
-	if (g->vcpu < 0)
+	if (g->vcpu < 0 || set_supported_cpuid(g->sys, g->vcpu))
 		return -1;
 	g->run = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, g->vcpu, 0);
 	if (g->run == MAP_FAILED)
@@ -313,6 +331,200 @@ TEST(rdmsr_of_an_unknown_msr_is_gp)
 	ASSERT_EQ(0, ioctl(g.vcpu, KVM_RUN, 0));
 	ASSERT_EXIT(&g, KVM_EXIT_IO);
 	EXPECT_EQ(13, *((unsigned char *)g.run + g.run->io.data_offset)) TH_LOG("#GP delivered");
+	guest_destroy(&g);
+}
+
+TEST(setting_cr4_osxsave_without_xsave_is_gp)
+{
+	/* mov eax,cr4; or eax,0x40000; mov cr4,eax; hlt — XSAVE is not in the guest's CPUID */
+	static const unsigned char code[] = { 0x0f, 0x20, 0xe0, 0x66, 0x0d, 0x00, 0x00, 0x04,
+					      0x00, 0x0f, 0x22, 0xe0, 0xf4 };
+	struct guest g;
+
+	ASSERT_EQ(0, guest_create(&g, code, sizeof(code)));
+	set_reporting_handler(&g, 13, 0x3000);
+	ASSERT_EQ(0, ioctl(g.vcpu, KVM_RUN, 0));
+	ASSERT_EXIT(&g, KVM_EXIT_IO);
+	EXPECT_EQ(13, *((unsigned char *)g.run + g.run->io.data_offset)) TH_LOG("#GP delivered");
+	guest_destroy(&g);
+}
+
+TEST(cpuid_without_set_cpuid2_is_empty)
+{
+	/* mov eax,0; cpuid; mov eax,ebx; mov dx,0x1000; out dx,eax; hlt */
+	static const unsigned char code[] = { 0x66, 0x31, 0xc0, 0x0f, 0xa2, 0x66, 0x89, 0xd8,
+					      0xba, 0x00, 0x10, 0x66, 0xef, 0xf4 };
+	struct kvm_cpuid2 empty = { .nent = 0 };
+	struct guest g;
+
+	ASSERT_EQ(0, guest_create(&g, code, sizeof(code)));
+	/* As on KVM: a vCPU's CPUID is what its VMM set, nothing when it set nothing. */
+	ASSERT_EQ(0, ioctl(g.vcpu, KVM_SET_CPUID2, &empty));
+	ASSERT_EQ(0, ioctl(g.vcpu, KVM_RUN, 0));
+	ASSERT_EXIT(&g, KVM_EXIT_IO);
+	EXPECT_EQ(0, *(__u32 *)((char *)g.run + g.run->io.data_offset)) TH_LOG("no vendor");
+	guest_destroy(&g);
+}
+
+TEST(set_cpuid2_after_run_only_unchanged)
+{
+	static const unsigned char code[] = { 0xf4 };
+	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + 256 * sizeof(c->entries[0]));
+	struct guest g;
+	__u32 n;
+
+	ASSERT_NE(NULL, c);
+	ASSERT_EQ(0, guest_create(&g, code, sizeof(code)));
+	c->nent = 256;
+	ASSERT_EQ(0, ioctl(g.vcpu, KVM_GET_CPUID2, c));
+	n = c->nent;
+	ASSERT_LT(3, n);
+	c->nent = n - 1;
+	EXPECT_EQ(-1, ioctl(g.vcpu, KVM_GET_CPUID2, c));
+	EXPECT_EQ(E2BIG, errno);
+	EXPECT_EQ(n - 1, c->nent) TH_LOG("nent untouched on failure");
+	c->nent = 257;
+	EXPECT_EQ(-1, ioctl(g.vcpu, KVM_SET_CPUID2, c));
+	EXPECT_EQ(E2BIG, errno);
+	c->nent = n;
+	ASSERT_EQ(0, ioctl(g.vcpu, KVM_RUN, 0));
+	ASSERT_EXIT(&g, KVM_EXIT_HLT);
+	EXPECT_EQ(0, ioctl(g.vcpu, KVM_SET_CPUID2, c)) TH_LOG("the same table after a run");
+	c->entries[1].ecx ^= 1;
+	EXPECT_EQ(-1, ioctl(g.vcpu, KVM_SET_CPUID2, c));
+	EXPECT_EQ(EINVAL, errno) TH_LOG("a changed table after a run");
+	free(c);
+	guest_destroy(&g);
+}
+
+struct msrs {
+	struct kvm_msrs h;
+	struct kvm_msr_entry e[4];
+};
+
+TEST(msrs_shared_by_guest_and_vmm)
+{
+	/*
+	 * mov ecx,0xc0000082; mov eax,0x80001000; mov edx,0xffffffff; wrmsr   (LSTAR)
+	 * mov ecx,0xc0000081; rdmsr; mov dx,0x1000; out dx,eax; hlt            (STAR)
+	 */
+	static const unsigned char code[] = {
+		0x66, 0xb9, 0x82, 0x00, 0x00, 0xc0, 0x66, 0xb8, 0x00, 0x10, 0x00, 0x80,
+		0x66, 0xba, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x30,
+		0x66, 0xb9, 0x81, 0x00, 0x00, 0xc0, 0x0f, 0x32, 0xba, 0x00, 0x10, 0x66, 0xef, 0xf4 };
+	struct msrs m = { .h.nmsrs = 1, .e[0] = { .index = 0xc0000081, .data = 0x0023001000abcdefULL } };
+	struct guest g;
+
+	ASSERT_EQ(0, guest_create(&g, code, sizeof(code)));
+	ASSERT_EQ(1, ioctl(g.vcpu, KVM_SET_MSRS, &m)) TH_LOG("STAR");
+	ASSERT_EQ(0, ioctl(g.vcpu, KVM_RUN, 0));
+	ASSERT_EXIT(&g, KVM_EXIT_IO);
+	EXPECT_EQ(0x00abcdef, *(__u32 *)((char *)g.run + g.run->io.data_offset)) TH_LOG("guest RDMSR");
+
+	m = (struct msrs){ .h.nmsrs = 3, .e = { { .index = 0xc0000082 }, { .index = 0x277 },
+						 { .index = 0x12345678 } } };
+	ASSERT_EQ(2, ioctl(g.vcpu, KVM_GET_MSRS, &m)) TH_LOG("stops at the unknown MSR");
+	EXPECT_EQ(0xffffffff80001000ULL, m.e[0].data) TH_LOG("the guest's WRMSR of LSTAR");
+	EXPECT_EQ(0x0007040600070406ULL, m.e[1].data) TH_LOG("PAT at power-up");
+
+	m = (struct msrs){ .h.nmsrs = 2, .e = { { .index = 0x277, .data = 6 },
+						 { .index = 0xc0000082, .data = 1ULL << 47 } } };
+	EXPECT_EQ(1, ioctl(g.vcpu, KVM_SET_MSRS, &m)) TH_LOG("a non-canonical LSTAR is refused");
+	m.h.nmsrs = 256;
+	EXPECT_EQ(-1, ioctl(g.vcpu, KVM_SET_MSRS, &m));
+	EXPECT_EQ(E2BIG, errno);
+	guest_destroy(&g);
+}
+
+TEST(msr_index_list)
+{
+	struct { __u32 n; __u32 idx[64]; } l = { .n = 1 };
+	int sys = open("/dev/nvmx", O_RDWR), found = 0;
+
+	ASSERT_LE(0, sys);
+	EXPECT_EQ(-1, ioctl(sys, KVM_GET_MSR_INDEX_LIST, &l));
+	EXPECT_EQ(E2BIG, errno);
+	ASSERT_LT(1, l.n) TH_LOG("the count is written back");
+	ASSERT_GE(64, l.n);
+	ASSERT_EQ(0, ioctl(sys, KVM_GET_MSR_INDEX_LIST, &l));
+	for (__u32 i = 0; i < l.n; i++)
+		found += l.idx[i] == 0xc0000080 || l.idx[i] == 0x10;
+	EXPECT_EQ(2, found) TH_LOG("EFER and TSC are listed");
+	close(sys);
+}
+
+TEST(tsc_khz_and_mp_state)
+{
+	static const unsigned char code[] = { 0xf4 };
+	struct kvm_mp_state mp = { .mp_state = KVM_MP_STATE_HALTED };
+	struct guest g;
+
+	ASSERT_EQ(0, guest_create(&g, code, sizeof(code)));
+	EXPECT_LT(0, ioctl(g.vm, KVM_GET_TSC_KHZ, 0));
+	EXPECT_EQ(ioctl(g.vm, KVM_GET_TSC_KHZ, 0), ioctl(g.vcpu, KVM_GET_TSC_KHZ, 0));
+	/* No in-kernel local APIC: only RUNNABLE exists, as on KVM without an irqchip. */
+	EXPECT_EQ(-1, ioctl(g.vcpu, KVM_SET_MP_STATE, &mp));
+	EXPECT_EQ(EINVAL, errno);
+	mp.mp_state = KVM_MP_STATE_RUNNABLE;
+	EXPECT_EQ(0, ioctl(g.vcpu, KVM_SET_MP_STATE, &mp));
+	mp.mp_state = 99;
+	EXPECT_EQ(0, ioctl(g.vcpu, KVM_GET_MP_STATE, &mp));
+	EXPECT_EQ(KVM_MP_STATE_RUNNABLE, mp.mp_state);
+	guest_destroy(&g);
+}
+
+/* KVM_RUN with the VMM's own XMM5 holding `mine`; returns what XMM5 holds after it. */
+static unsigned long long run_keeping_xmm5(int vcpu, unsigned long long mine, long *ret)
+{
+	unsigned long long after;
+	long r;
+
+	asm volatile("movq %[mine], %%xmm5\n\t"
+		     "syscall\n\t"
+		     "movq %%xmm5, %[after]"
+		     : [after] "=r"(after), "=a"(r)
+		     : [mine] "r"(mine), "a"((long)SYS_ioctl), "D"((long)vcpu),
+		       "S"((long)KVM_RUN), "d"(0L)
+		     : "rcx", "r11", "xmm5", "memory");
+	*ret = r;
+	return after;
+}
+
+TEST(fpu_state_is_switched)
+{
+	/* movd eax,xmm5; mov dx,0x1000; out dx,eax; pxor xmm5,xmm5; hlt */
+	static const unsigned char code[] = { 0x66, 0x0f, 0x7e, 0xe8, 0xba, 0x00, 0x10, 0x66, 0xef,
+					      0x66, 0x0f, 0xef, 0xed, 0xf4 };
+	struct kvm_fpu fpu;
+	struct kvm_sregs sregs;
+	struct guest g;
+	long r;
+
+	ASSERT_EQ(0, guest_create(&g, code, sizeof(code)));
+	ASSERT_EQ(0, ioctl(g.vcpu, KVM_GET_SREGS, &sregs));
+	sregs.cr4 |= 1 << 9; /* OSFXSR: SSE in the guest */
+	ASSERT_EQ(0, ioctl(g.vcpu, KVM_SET_SREGS, &sregs));
+	ASSERT_EQ(0, ioctl(g.vcpu, KVM_GET_FPU, &fpu));
+	EXPECT_EQ(0x37f, fpu.fcw);
+	EXPECT_EQ(0x1f80, fpu.mxcsr);
+	memset(fpu.xmm[5], 0, 16);
+	*(__u32 *)fpu.xmm[5] = 0x5eed1234;
+	fpu.mxcsr = 0xffffffff;
+	EXPECT_EQ(-1, ioctl(g.vcpu, KVM_SET_FPU, &fpu)) TH_LOG("reserved MXCSR bits");
+	EXPECT_EQ(EINVAL, errno);
+	fpu.mxcsr = 0x1f80;
+	ASSERT_EQ(0, ioctl(g.vcpu, KVM_SET_FPU, &fpu));
+
+	EXPECT_EQ(0x1122334455667788ULL, run_keeping_xmm5(g.vcpu, 0x1122334455667788ULL, &r));
+	ASSERT_EQ(0, r);
+	ASSERT_EXIT(&g, KVM_EXIT_IO);
+	EXPECT_EQ(0x5eed1234, *(__u32 *)((char *)g.run + g.run->io.data_offset)) TH_LOG("guest XMM5");
+	EXPECT_EQ(0x99aabbccddeeff00ULL, run_keeping_xmm5(g.vcpu, 0x99aabbccddeeff00ULL, &r))
+		TH_LOG("the guest's PXOR did not reach the VMM's XMM5");
+	ASSERT_EQ(0, r);
+	ASSERT_EXIT(&g, KVM_EXIT_HLT);
+	ASSERT_EQ(0, ioctl(g.vcpu, KVM_GET_FPU, &fpu));
+	EXPECT_EQ(0, *(__u32 *)fpu.xmm[5]) TH_LOG("the guest's own XMM5 after PXOR");
 	guest_destroy(&g);
 }
 

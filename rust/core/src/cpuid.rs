@@ -63,7 +63,46 @@ impl CpuidTable {
     }
 }
 
-/// CPUID lookup in any entry list (the vCPU's, set by `KVM_SET_CPUID2`, or the default).
+/// What the guest's CPUID instruction returns from its vCPU's table (`KVM_SET_CPUID2`),
+/// with KVM's rule for leaves the table lacks (arch/x86/kvm/cpuid.c, kvm_cpuid): on an
+/// Intel-vendor table, a leaf beyond the maximum of its class (basic 0, extended
+/// 0x80000000, hypervisor 0x400000xx) returns the highest basic leaf, as Intel CPUs do
+/// (SDM vol. 2A, CPUID: "If a value entered for CPUID.EAX is higher than the maximum input
+/// value for basic or extended function ... the data for the highest basic information leaf
+/// is returned"); a missing leaf inside its class returns zeros.
+pub fn guest_cpuid(entries: &[CpuidEntry], function: u32, index: u32) -> [u32; 4] {
+    let find = |f: u32, i: u32| {
+        entries.iter().find(|e| {
+            e.function == f && (e.flags & FLAG_SIGNIFICANT_INDEX == 0 || e.index == i)
+        })
+    };
+    if let Some(e) = find(function, index) {
+        return [e.eax, e.ebx, e.ecx, e.edx];
+    }
+    let Some(basic) = find(0, 0) else { return [0; 4] };
+    let intel = [basic.ebx, basic.edx, basic.ecx] == [0x756e_6547, 0x4965_6e69, 0x6c65_746e];
+    if !intel {
+        return [0; 4];
+    }
+    let class = match function {
+        0x4000_0000..=0x4fff_ffff => function & 0xffff_ff00,
+        0xc000_0000.. => 0xc000_0000,
+        _ => function & 0x8000_0000,
+    };
+    if find(class, 0).is_some_and(|c| function <= c.eax) {
+        return [0; 4];
+    }
+    find(basic.eax, index).map_or([0; 4], |e| [e.eax, e.ebx, e.ecx, e.edx])
+}
+
+/// Whether two CPUID tables describe the same vCPU (KVM allows `KVM_SET_CPUID2` after the
+/// first run only with an identical table: kvm_cpuid_check_equal). nvmx offers no feature
+/// whose bits change at run time (OSXSAVE, OSPKE), so the comparison is exact.
+pub fn same_table(a: &[CpuidEntry], b: &[CpuidEntry]) -> bool {
+    a == b
+}
+
+/// CPUID lookup in any entry list, exact: the matching entry or zeros.
 pub fn lookup(entries: &[CpuidEntry], function: u32, index: u32) -> [u32; 4] {
     entries
         .iter()
@@ -71,6 +110,68 @@ pub fn lookup(entries: &[CpuidEntry], function: u32, index: u32) -> [u32; 4] {
             e.function == function && (e.flags & FLAG_SIGNIFICANT_INDEX == 0 || e.index == index)
         })
         .map_or([0; 4], |e| [e.eax, e.ebx, e.ecx, e.edx])
+}
+
+/// The guest features, read from a vCPU's CPUID table, that decide which control-register
+/// and MSR values are legal for it (rust/core/src/guest_cr.rs, guest_msr.rs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GuestFeatures {
+    /// CPUID.80000001H:EDX.LM.
+    pub long_mode: bool,
+    /// CPUID.80000001H:EDX.NX.
+    pub nx: bool,
+    /// CPUID.1:ECX.x2APIC.
+    pub x2apic: bool,
+    /// CPUID.1:ECX.VMX.
+    pub vmx: bool,
+    /// CPUID.1:ECX.SMX.
+    pub smx: bool,
+    /// CPUID.1:ECX.PCID.
+    pub pcid: bool,
+    /// CPUID.1:ECX.XSAVE.
+    pub xsave: bool,
+    /// CPUID.(7,0):EBX.FSGSBASE.
+    pub fsgsbase: bool,
+    /// CPUID.(7,0):EBX.SMEP.
+    pub smep: bool,
+    /// CPUID.(7,0):EBX.SMAP.
+    pub smap: bool,
+    /// CPUID.(7,0):ECX.UMIP.
+    pub umip: bool,
+    /// CPUID.(7,0):ECX.PKU.
+    pub pku: bool,
+    /// CPUID.(7,0):ECX.LA57.
+    pub la57: bool,
+    /// CPUID.80000008H:EAX[7:0], the physical-address width (36 without the leaf, SDM).
+    pub maxphyaddr: u8,
+}
+
+impl GuestFeatures {
+    /// Read the features from a CPUID table (exact lookups: a missing leaf has none).
+    pub fn from_cpuid(entries: &[CpuidEntry]) -> Self {
+        let get = |f: u32| lookup(entries, f, 0);
+        let has = |word: u32, b: u32| word & (1 << b) != 0;
+        let [_, _, l1c, _] = get(1);
+        let [_, l7b, l7c, _] = get(7);
+        let [_, _, _, e1d] = get(0x8000_0001);
+        let pa = (get(0x8000_0008)[0] & 0xff) as u8;
+        GuestFeatures {
+            long_mode: has(e1d, 29),
+            nx: has(e1d, 20),
+            x2apic: has(l1c, 21),
+            vmx: has(l1c, 5),
+            smx: has(l1c, 6),
+            pcid: has(l1c, 17),
+            xsave: has(l1c, 26),
+            fsgsbase: has(l7b, 0),
+            smep: has(l7b, 7),
+            smap: has(l7b, 20),
+            umip: has(l7c, 2),
+            pku: has(l7c, 3),
+            la57: has(l7c, 16),
+            maxphyaddr: if pa == 0 { 36 } else { pa.min(52) },
+        }
+    }
 }
 
 const fn bits(list: &[u32]) -> u32 {
@@ -83,19 +184,27 @@ const fn bits(list: &[u32]) -> u32 {
     m
 }
 
-/// Leaf 1 ECX: SSE3, PCLMULQDQ, SSSE3, CX16, SSE4.1, SSE4.2, MOVBE, POPCNT, AES, RDRAND.
-pub const LEAF1_ECX: u32 = bits(&[0, 1, 9, 13, 19, 20, 22, 23, 25, 30]);
+/// Leaf 1 ECX: SSE3, PCLMULQDQ, SSSE3, CX16, SSE4.1, SSE4.2, x2APIC, MOVBE, POPCNT, AES,
+/// RDRAND. (x2APIC, like the APIC bit of EDX, is real only for a VM with an in-kernel local
+/// APIC, `KVM_CAP_SPLIT_IRQCHIP`; a VMM without one clears both, as with KVM.)
+pub const LEAF1_ECX: u32 = bits(&[0, 1, 9, 13, 19, 20, 21, 22, 23, 25, 30]);
 /// Leaf 1 ECX bit 31: running under a hypervisor.
 pub const LEAF1_ECX_HYPERVISOR: u32 = 1 << 31;
-/// Leaf 1 EDX: FPU, VME, DE, PSE, TSC, MSR, PAE, CX8, PGE, CMOV, PSE-36, CLFSH, MMX, FXSR,
-/// SSE, SSE2.
-pub const LEAF1_EDX: u32 = bits(&[0, 1, 2, 3, 4, 5, 6, 8, 13, 15, 17, 19, 23, 24, 25, 26]);
+/// Leaf 1 EDX: FPU, VME, DE, PSE, TSC, MSR, PAE, CX8, APIC, SEP, PGE, CMOV, PAT, PSE-36,
+/// CLFSH, MMX, FXSR, SSE, SSE2 (SYSENTER MSRs and PAT are switched by the VMCS).
+pub const LEAF1_EDX: u32 = bits(&[0, 1, 2, 3, 4, 5, 6, 8, 9, 11, 13, 15, 16, 17, 19, 23, 24, 25, 26]);
 /// Leaf 7.0 EBX: FSGSBASE, BMI1, SMEP, BMI2, ERMS, RDSEED, ADX, SMAP, CLFLUSHOPT, SHA.
 pub const LEAF7_EBX: u32 = bits(&[0, 3, 7, 8, 9, 18, 19, 20, 23, 29]);
 /// Leaf 0x80000001 ECX: LAHF/SAHF in 64-bit mode, LZCNT, PREFETCHW.
 pub const EXT1_ECX: u32 = bits(&[0, 5, 8]);
-/// Leaf 0x80000001 EDX: NX, 1 GiB pages, long mode (SYSCALL needs STAR/LSTAR: not offered).
-pub const EXT1_EDX: u32 = bits(&[20, 26, 29]);
+/// Leaf 0x80000001 EDX: SYSCALL (STAR, LSTAR, CSTAR and FMASK are switched around every
+/// guest stretch), NX, 1 GiB pages, long mode.
+pub const EXT1_EDX: u32 = bits(&[11, 20, 26, 29]);
+/// The hypervisor leaves: 0x40000000 gives the highest one and nvmx's signature (not KVM's:
+/// none of KVM's paravirtual features is implemented), 0x40000001 its features (none).
+pub const HYPERVISOR_BASE: u32 = 0x4000_0000;
+/// "nvmxnvmxnvmx" in EBX, ECX, EDX.
+pub const HYPERVISOR_SIGNATURE: [u32; 3] = [0x786d_766e, 0x786d_766e, 0x786d_766e];
 
 /// Build the table from the host's CPUID.
 pub fn supported(host: &mut dyn FnMut(u32, u32) -> [u32; 4]) -> CpuidTable {
@@ -139,6 +248,9 @@ pub fn supported(host: &mut dyn FnMut(u32, u32) -> [u32; 4]) -> CpuidTable {
         let r = host(7, 0);
         t.push(entry(7, 0, FLAG_SIGNIFICANT_INDEX, [0, r[1] & LEAF7_EBX, 0, 0]));
     }
+    let [s0, s1, s2] = HYPERVISOR_SIGNATURE;
+    t.push(entry(HYPERVISOR_BASE, 0, 0, [HYPERVISOR_BASE + 1, s0, s1, s2]));
+    t.push(entry(HYPERVISOR_BASE + 1, 0, 0, [0; 4]));
     let ext_max = host(0x8000_0000, 0)[0].min(0x8000_0008);
     if ext_max >= 0x8000_0000 {
         t.push(entry(0x8000_0000, 0, 0, [ext_max, 0, 0, 0]));
@@ -183,10 +295,10 @@ mod tests {
         assert_eq!(l1[2], LEAF1_ECX | LEAF1_ECX_HYPERVISOR);
         assert_eq!(l1[3], LEAF1_EDX);
         assert_eq!(l1[1] >> 24, 0, "no APIC id");
-        for (what, b) in [("VMX", 5), ("MONITOR", 3), ("x2APIC", 21), ("XSAVE", 26), ("AVX", 28)] {
+        for (what, b) in [("VMX", 5), ("MONITOR", 3), ("TSC-deadline", 24), ("XSAVE", 26), ("AVX", 28)] {
             assert_eq!(l1[2] & (1 << b), 0, "{what}");
         }
-        for (what, b) in [("APIC", 9), ("SEP", 11), ("MTRR", 12), ("MCE", 7), ("PAT", 16)] {
+        for (what, b) in [("MTRR", 12), ("MCE", 7)] {
             assert_eq!(l1[3] & (1 << b), 0, "{what}");
         }
         let l7 = t.lookup(7, 0);
@@ -198,10 +310,59 @@ mod tests {
         let e1 = t.lookup(0x8000_0001, 0);
         assert_eq!((e1[2], e1[3]), (EXT1_ECX, EXT1_EDX));
         assert_eq!(e1[3] & (1 << 27), 0, "RDTSCP");
-        assert_eq!(e1[3] & (1 << 11), 0, "SYSCALL");
         assert_eq!(t.lookup(0x8000_0008, 0), [0x3027, 0, 0, 0], "48-bit VA, 39-bit PA");
         assert_eq!(t.lookup(0x8000_0000, 0)[0], 0x8000_0008);
         assert_eq!(t.lookup(0x8000_0007, 0), [0, 0, 0, 1 << 8]);
+        assert_ne!(e1[3] & (1 << 11), 0, "SYSCALL: STAR and friends are switched");
+        assert_eq!(t.lookup(0x4000_0000, 0), [0x4000_0001, 0x786d_766e, 0x786d_766e, 0x786d_766e]);
+        assert_eq!(&t.lookup(0x4000_0000, 0)[1..].iter().flat_map(|w| w.to_le_bytes()).collect::<std::vec::Vec<u8>>()[..], b"nvmxnvmxnvmx");
+        assert_eq!(t.lookup(0x4000_0001, 0), [0; 4], "no paravirtual features");
+    }
+
+    #[test]
+    fn guest_cpuid_follows_intel_out_of_range_rule() {
+        let t = supported(&mut all_ones);
+        let e = t.entries();
+        let max_basic = t.lookup(7, 0);
+        assert_eq!(guest_cpuid(e, 1, 0), t.lookup(1, 0));
+        // Inside the basic range but absent: zeros.
+        assert_eq!(guest_cpuid(e, 3, 0), [0; 4]);
+        assert_eq!(guest_cpuid(e, 4, 7), [0; 4], "past the last cache subleaf");
+        // Beyond the basic maximum (7): the highest basic leaf, with the caller's subleaf.
+        assert_eq!(guest_cpuid(e, 0xd, 0), max_basic);
+        assert_eq!(guest_cpuid(e, 0xd, 1), [0; 4], "leaf 7 has subleaf 0 only");
+        // Beyond the extended maximum, and a hypervisor leaf past 0x40000001.
+        assert_eq!(guest_cpuid(e, 0x8000_0009, 0), max_basic);
+        assert_eq!(guest_cpuid(e, 0x4000_0002, 0), max_basic);
+        assert_eq!(guest_cpuid(e, 0x4000_0100, 0), max_basic, "no 0x40000100 class");
+        assert_eq!(guest_cpuid(e, 0xc000_0000, 0), max_basic, "no Centaur class");
+        // An empty table (no KVM_SET_CPUID2 yet) answers zeros, as KVM does.
+        assert_eq!(guest_cpuid(&[], 0, 0), [0; 4]);
+        // A non-Intel vendor gets zeros out of range (KVM's AMD rule).
+        let mut amd = t;
+        amd.entries[0].ebx = 0x6874_7541;
+        assert_eq!(guest_cpuid(amd.entries(), 0xd, 0), [0; 4]);
+    }
+
+    #[test]
+    fn guest_features_from_cpuid() {
+        let f = GuestFeatures::from_cpuid(supported(&mut all_ones).entries());
+        assert!(f.long_mode && f.nx && f.fsgsbase && f.smep && f.smap);
+        assert!(f.x2apic);
+        assert!(!f.vmx && !f.xsave && !f.pcid && !f.pku && !f.la57 && !f.umip);
+        assert_eq!(f.maxphyaddr, 0x27);
+        let none = GuestFeatures::from_cpuid(&[]);
+        assert_eq!(none, GuestFeatures { maxphyaddr: 36, ..GuestFeatures::default() });
+    }
+
+    #[test]
+    fn same_table_is_exact() {
+        let t = supported(&mut all_ones);
+        let mut u = t;
+        assert!(same_table(t.entries(), u.entries()));
+        u.entries[1].ebx ^= 1;
+        assert!(!same_table(t.entries(), u.entries()));
+        assert!(!same_table(t.entries(), &t.entries()[1..]));
     }
 
     #[test]

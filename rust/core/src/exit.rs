@@ -14,6 +14,10 @@ pub mod reason {
     pub const TRIPLE_FAULT: u16 = 2;
     /// INIT signal.
     pub const INIT: u16 = 3;
+    /// Interrupt window (the guest can take an external interrupt now).
+    pub const INTERRUPT_WINDOW: u16 = 7;
+    /// NMI window (the guest can take an NMI now).
+    pub const NMI_WINDOW: u16 = 8;
     /// CPUID.
     pub const CPUID: u16 = 10;
     /// HLT.

@@ -288,7 +288,8 @@ impl GuestControls {
     ///   the host's local-APIC TPR, and a guest raising it would mask the host's interrupts;
     /// - EPT and unrestricted guest; VPID is not used yet (every entry is preceded by
     ///   INVEPT, see rust/run.rs);
-    /// - EFER and PAT are switched by the CPU on entry and exit.
+    /// - EFER and PAT are switched by the CPU on entry and exit;
+    /// - the guest's TSC is the host's plus a per-vCPU offset (writable IA32_TSC).
     pub fn for_host(caps: &HostCaps) -> Result<Self, Refusal> {
         use super::controls::{entry, exit, pin};
         let missing = |_| Refusal::Missing("controls nvmx requires for its guests");
@@ -310,7 +311,8 @@ impl GuestControls {
                         | primary::RDPMC_EXITING
                         | primary::MOV_DR_EXITING
                         | primary::CR8_LOAD_EXITING
-                        | primary::CR8_STORE_EXITING,
+                        | primary::CR8_STORE_EXITING
+                        | primary::USE_TSC_OFFSETTING,
                     0,
                 )
                 .map_err(missing)?,
@@ -627,6 +629,7 @@ mod tests {
         no_timer.pin.may_be_one &= !pin::PREEMPTION_TIMER;
         assert_eq!(GuestControls::for_host(&no_timer).unwrap().pin & pin::PREEMPTION_TIMER, 0);
         assert_ne!(c.primary & primary::UNCOND_IO_EXITING, 0);
+        assert_ne!(c.primary & primary::USE_TSC_OFFSETTING, 0);
         assert_eq!(c.primary & primary::USE_MSR_BITMAPS, 0, "every MSR access exits");
         let cr8 = primary::CR8_LOAD_EXITING | primary::CR8_STORE_EXITING;
         assert_eq!(c.primary & cr8, cr8, "the guest never reaches the host's TPR");

@@ -1,0 +1,146 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The in-kernel local APIC of a vCPU (`KVM_CAP_SPLIT_IRQCHIP`): the register model lives in
+//! the core (rust/core/src/lapic.rs) inside the vCPU state; this file is the part other
+//! vCPUs reach while that state is locked by a running vCPU — its mailbox.
+//!
+//! An IPI is posted, never delivered directly: the sender sets the vector's bit in the
+//! target's mailbox, then makes sure the target notices — a reschedule IPI to the CPU it
+//! runs on (any interrupt makes the guest exit: external-interrupt exiting), or a wake-up
+//! if it waits in HLT. The target merges posted bits into its IRR before every entry. The
+//! waiter checks for posted work under the mailbox lock and senders notify under it, so a
+//! wake-up cannot be lost between the check and the sleep.
+
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
+
+use kernel::prelude::*;
+use kernel::sync::{new_condvar, new_spinlock, Arc, CondVar, CondVarTimeoutResult, SpinLock};
+
+use crate::shim;
+use crate::vmx_core::lapic::{self, Delivery, Destination, Ipi, Lapic};
+
+/// What other vCPUs may post to one vCPU, and how to wake it.
+#[pin_data]
+pub(crate) struct Mailbox {
+    /// The vCPU's APIC ID and the logical-destination state (mirrored from its Lapic
+    /// after each register write, for senders to match destinations without its lock).
+    pub(crate) apic_id: AtomicU32,
+    ldr: AtomicU32,
+    dfr: AtomicU32,
+    x2apic: AtomicBool,
+    enabled: AtomicBool,
+    posted: [AtomicU32; 8],
+    nmi: AtomicBool,
+    /// The CPU the vCPU is in the guest on, or -1.
+    running_cpu: AtomicI32,
+    #[pin]
+    lock: SpinLock<()>,
+    #[pin]
+    wake: CondVar,
+}
+
+impl Mailbox {
+    /// A mailbox for the vCPU with APIC ID `id`.
+    pub(crate) fn new(id: u32) -> impl PinInit<Self> {
+        pin_init!(Mailbox {
+            apic_id: AtomicU32::new(id),
+            ldr: AtomicU32::new(0),
+            dfr: AtomicU32::new(u32::MAX),
+            x2apic: AtomicBool::new(false),
+            enabled: AtomicBool::new(false),
+            posted: [const { AtomicU32::new(0) }; 8],
+            nmi: AtomicBool::new(false),
+            running_cpu: AtomicI32::new(-1),
+            lock <- new_spinlock!(()),
+            wake <- new_condvar!(),
+        })
+    }
+
+    /// Mirror the destination-relevant registers of `apic` (after every write to it).
+    pub(crate) fn mirror(&self, apic: &Lapic) {
+        let (ldr, dfr) = apic.logical_regs();
+        self.apic_id.store(apic.id, Ordering::Relaxed);
+        self.ldr.store(ldr, Ordering::Relaxed);
+        self.dfr.store(dfr, Ordering::Relaxed);
+        self.x2apic.store(apic.x2apic, Ordering::Relaxed);
+        self.enabled.store(apic.enabled(), Ordering::Relaxed);
+    }
+
+    fn matches(&self, dest: Destination, from_self: bool) -> bool {
+        match dest {
+            Destination::Myself => from_self,
+            Destination::All { include_self } => include_self || !from_self,
+            Destination::Physical(id) => self.apic_id.load(Ordering::Relaxed) == id,
+            Destination::Logical(d) => lapic::matches_logical(
+                self.x2apic.load(Ordering::Relaxed),
+                self.ldr.load(Ordering::Relaxed),
+                self.dfr.load(Ordering::Relaxed),
+                d,
+            ),
+        }
+    }
+
+    /// Post `delivery` and make the vCPU notice. Callable with IRQs off.
+    fn post(&self, delivery: Delivery) {
+        match delivery {
+            Delivery::Fixed(v) => {
+                self.posted[v as usize / 32].fetch_or(1 << (v % 32), Ordering::SeqCst);
+            }
+            Delivery::Nmi => self.nmi.store(true, Ordering::SeqCst),
+            // The caller refuses INIT/SIPI before posting (not emulated yet).
+            Delivery::Init | Delivery::Sipi(_) => return,
+        }
+        let cpu = self.running_cpu.load(Ordering::SeqCst);
+        if cpu >= 0 && cpu as u32 != shim::this_cpu() {
+            shim::kick_cpu(cpu as u32);
+        }
+        let _guard = self.lock.lock();
+        self.wake.notify_all();
+    }
+
+    /// Take what was posted: the 256-bit IRR to merge and whether an NMI is pending.
+    pub(crate) fn take(&self) -> ([u32; 8], bool) {
+        let mut bits = [0u32; 8];
+        for (b, p) in bits.iter_mut().zip(&self.posted) {
+            *b = p.swap(0, Ordering::SeqCst);
+        }
+        (bits, self.nmi.swap(false, Ordering::SeqCst))
+    }
+
+    fn has_posted(&self) -> bool {
+        self.nmi.load(Ordering::SeqCst) || self.posted.iter().any(|p| p.load(Ordering::SeqCst) != 0)
+    }
+
+    /// The vCPU enters the guest on `cpu` (IRQs off) / has left it.
+    pub(crate) fn set_running(&self, cpu: Option<u32>) {
+        self.running_cpu.store(cpu.map_or(-1, |c| c as i32), Ordering::SeqCst);
+    }
+
+    /// Sleep (HLT with nothing to deliver) until something is posted, `timeout_ms` passes
+    /// (the APIC timer's deadline; `None`: no timer runs), or a signal arrives. Returns
+    /// false on a signal.
+    pub(crate) fn wait(&self, timeout_ms: Option<u64>) -> bool {
+        let mut guard = self.lock.lock();
+        if self.has_posted() {
+            return true;
+        }
+        let jiffies = match timeout_ms {
+            Some(ms) => kernel::time::msecs_to_jiffies(ms.clamp(1, u32::MAX as u64) as u32),
+            None => kernel::time::Jiffies::MAX,
+        };
+        !matches!(self.wake.wait_interruptible_timeout(&mut guard, jiffies), CondVarTimeoutResult::Signal { .. })
+    }
+}
+
+/// Send `ipi` from the vCPU whose mailbox is `from` to every matching vCPU of the VM
+/// (`all`). Callable with IRQs off.
+pub(crate) fn send(all: &[Arc<Mailbox>], from: &Mailbox, ipi: Ipi) {
+    for m in all {
+        let is_self = core::ptr::eq(&**m, from);
+        // A software-disabled APIC drops fixed interrupts (SDM 11.4.7.2; KVM's
+        // apic_accept_irq); NMIs still arrive.
+        let accepts = !matches!(ipi.delivery, Delivery::Fixed(_)) || m.enabled.load(Ordering::Relaxed);
+        if accepts && m.matches(ipi.dest, is_self) {
+            m.post(ipi.delivery);
+        }
+    }
+}

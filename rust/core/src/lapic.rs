@@ -1,0 +1,667 @@
+// SPDX-License-Identifier: GPL-2.0
+//! A local APIC (Intel SDM vol. 3A ch. 11), the in-kernel one a VM gets with
+//! `KVM_CAP_SPLIT_IRQCHIP` (the I/O APIC and PIC stay in userspace, as with KVM's split
+//! irqchip). Pure: register semantics, interrupt priorities, the timer as arithmetic on the
+//! guest TSC, and IPIs as values for the caller to deliver.
+//!
+//! Registers are addressed by their xAPIC offset (x2APIC MSR 0x800 + n is offset n << 4).
+//! What is not emulated is refused explicitly ([`ApicError::Unsupported`]), never ignored:
+//! SMI, the remote-read ICR, level-triggered delivery (no in-kernel I/O APIC sends any).
+
+/// Register offsets (SDM table 11-1).
+pub mod reg {
+    /// Local APIC ID.
+    pub const ID: u32 = 0x20;
+    /// Version.
+    pub const VERSION: u32 = 0x30;
+    /// Task priority.
+    pub const TPR: u32 = 0x80;
+    /// Arbitration priority (xAPIC only).
+    pub const APR: u32 = 0x90;
+    /// Processor priority.
+    pub const PPR: u32 = 0xa0;
+    /// End of interrupt.
+    pub const EOI: u32 = 0xb0;
+    /// Logical destination.
+    pub const LDR: u32 = 0xd0;
+    /// Destination format (xAPIC only).
+    pub const DFR: u32 = 0xe0;
+    /// Spurious-interrupt vector.
+    pub const SVR: u32 = 0xf0;
+    /// In-service register, 8 x 32 bits.
+    pub const ISR: u32 = 0x100;
+    /// Trigger-mode register.
+    pub const TMR: u32 = 0x180;
+    /// Interrupt-request register.
+    pub const IRR: u32 = 0x200;
+    /// Error status.
+    pub const ESR: u32 = 0x280;
+    /// Interrupt command, low half (x2APIC: the whole 64 bits).
+    pub const ICR: u32 = 0x300;
+    /// Interrupt command, high half (xAPIC only).
+    pub const ICR2: u32 = 0x310;
+    /// LVT timer.
+    pub const LVT_TIMER: u32 = 0x320;
+    /// LVT thermal sensor.
+    pub const LVT_THERMAL: u32 = 0x330;
+    /// LVT performance counter.
+    pub const LVT_PMC: u32 = 0x340;
+    /// LVT LINT0.
+    pub const LVT_LINT0: u32 = 0x350;
+    /// LVT LINT1.
+    pub const LVT_LINT1: u32 = 0x360;
+    /// LVT error.
+    pub const LVT_ERROR: u32 = 0x370;
+    /// Timer initial count.
+    pub const TMICT: u32 = 0x380;
+    /// Timer current count.
+    pub const TMCCT: u32 = 0x390;
+    /// Timer divide configuration.
+    pub const TDCR: u32 = 0x3e0;
+    /// Self IPI (x2APIC only).
+    pub const SELF_IPI: u32 = 0x3f0;
+}
+
+/// Version register: version 0x14 (integrated APIC), 6 LVT entries (no CMCI), as KVM.
+pub const VERSION: u32 = 0x14 | (5 << 16);
+/// LVT mask bit.
+pub const LVT_MASKED: u32 = 1 << 16;
+/// SVR: APIC software enable.
+pub const SVR_ENABLE: u32 = 1 << 8;
+/// Nanoseconds per APIC-timer tick before division: the timer runs at 1 GHz, as KVM's.
+pub const TIMER_NS_PER_TICK: u64 = 1;
+
+const LVT_OFFSETS: [u32; 6] = [
+    reg::LVT_TIMER,
+    reg::LVT_THERMAL,
+    reg::LVT_PMC,
+    reg::LVT_LINT0,
+    reg::LVT_LINT1,
+    reg::LVT_ERROR,
+];
+
+/// Writable bits of each LVT (SDM figure 11-8): vector, delivery mode (not for timer and
+/// error), pin polarity/trigger (LINT only), mask, timer mode (one-shot/periodic; TSC
+/// deadline is not offered).
+const LVT_WRITABLE: [u32; 6] = [0x3_00ff, 0x1_07ff, 0x1_07ff, 0x1_a7ff, 0x1_a7ff, 0x1_00ff];
+
+/// Why an access or a command cannot be carried out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApicError {
+    /// The guest gets #GP (x2APIC: reserved register or bits, read of a write-only
+    /// register, write of a read-only one).
+    Gp,
+    /// Architecturally valid but not emulated by nvmx: the vCPU exits to userspace with
+    /// KVM_EXIT_INTERNAL_ERROR naming the register and value.
+    Unsupported,
+}
+
+/// Interrupt-command delivery modes (ICR bits 10:8).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Fixed vector (lowest priority is delivered as fixed to every target, as KVM does
+    /// when it has no better choice).
+    Fixed(u8),
+    /// NMI.
+    Nmi,
+    /// INIT.
+    Init,
+    /// Start-up IPI with its vector (the start page).
+    Sipi(u8),
+}
+
+/// Which local APICs an IPI goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// Only the sender.
+    Myself,
+    /// All APICs, the sender included (`include_self`) or not.
+    All {
+        /// Whether the sender receives it too.
+        include_self: bool,
+    },
+    /// The APIC whose ID is this (physical mode).
+    Physical(u32),
+    /// The APICs whose logical ID matches (logical mode; see [`Lapic::matches_logical`]).
+    Logical(u32),
+}
+
+/// An interprocessor interrupt for the caller to deliver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ipi {
+    /// What is delivered.
+    pub delivery: Delivery,
+    /// To whom.
+    pub dest: Destination,
+}
+
+/// What a register write asks of the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteEffect {
+    /// Nothing beyond the register.
+    None,
+    /// Send this IPI.
+    Ipi(Ipi),
+}
+
+/// One local APIC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lapic {
+    /// The APIC ID (xAPIC: the 8 bits that the ID register holds in 31:24).
+    pub id: u32,
+    /// x2APIC mode (IA32_APIC_BASE.EXTD).
+    pub x2apic: bool,
+    tpr: u32,
+    ldr: u32,
+    dfr: u32,
+    svr: u32,
+    esr: u32,
+    icr: u64,
+    lvt: [u32; 6],
+    isr: [u32; 8],
+    tmr: [u32; 8],
+    irr: [u32; 8],
+    tmict: u32,
+    tdcr: u32,
+    /// Guest TSC at which the timer fires next, if it runs.
+    timer_deadline: Option<u64>,
+    /// Guest TSC ticks per period (periodic mode) or of the one shot.
+    timer_period: u64,
+}
+
+impl Lapic {
+    /// The APIC after RESET (SDM 11.4.7.1): every LVT masked, SVR 0xff, DFR all ones.
+    pub const fn new(id: u32) -> Self {
+        Lapic {
+            id,
+            x2apic: false,
+            tpr: 0,
+            ldr: 0,
+            dfr: u32::MAX,
+            svr: 0xff,
+            esr: 0,
+            icr: 0,
+            lvt: [LVT_MASKED; 6],
+            isr: [0; 8],
+            tmr: [0; 8],
+            irr: [0; 8],
+            tmict: 0,
+            tdcr: 0,
+            timer_deadline: None,
+            timer_period: 0,
+        }
+    }
+
+    /// Switch to x2APIC mode (SDM 11.12.5: the logical ID becomes derived from the ID).
+    pub fn enter_x2apic(&mut self) {
+        self.x2apic = true;
+        self.ldr = ((self.id >> 4) << 16) | (1 << (self.id & 0xf));
+    }
+
+    /// Whether the APIC is software-enabled (SVR bit 8).
+    pub const fn enabled(&self) -> bool {
+        self.svr & SVR_ENABLE != 0
+    }
+
+    fn highest(bits: &[u32; 8]) -> Option<u8> {
+        (0..8).rev().find(|&i| bits[i] != 0).map(|i| (i as u32 * 32 + 31 - bits[i].leading_zeros()) as u8)
+    }
+
+    fn set(bits: &mut [u32; 8], v: u8) {
+        bits[v as usize / 32] |= 1 << (v % 32);
+    }
+
+    fn clear(bits: &mut [u32; 8], v: u8) {
+        bits[v as usize / 32] &= !(1 << (v % 32));
+    }
+
+    /// Processor priority (SDM 11.8.3.1).
+    pub fn ppr(&self) -> u32 {
+        let isrv = Self::highest(&self.isr).map_or(0, |v| v as u32);
+        if self.tpr & 0xf0 >= isrv & 0xf0 {
+            self.tpr & 0xff
+        } else {
+            isrv & 0xf0
+        }
+    }
+
+    /// Request `vector` (a fixed interrupt arriving). Vectors 0..=15 are illegal: they set
+    /// the "received illegal vector" error instead (SDM 11.5.3).
+    pub fn request(&mut self, vector: u8) {
+        if vector < 16 {
+            self.esr |= 1 << 6;
+            return;
+        }
+        Self::set(&mut self.irr, vector);
+    }
+
+    /// Merge interrupts requested by others (a 256-bit IRR posted while this vCPU ran).
+    pub fn merge_posted(&mut self, posted: &[u32; 8]) {
+        for (r, p) in self.irr.iter_mut().zip(posted) {
+            *r |= *p;
+        }
+    }
+
+    /// The vector the CPU would take now, if any (highest IRR above PPR, SDM 11.8.3).
+    pub fn deliverable(&self) -> Option<u8> {
+        if !self.enabled() {
+            return None;
+        }
+        let v = Self::highest(&self.irr)?;
+        (v as u32 & 0xf0 > self.ppr() & 0xf0).then_some(v)
+    }
+
+    /// The CPU acknowledges `vector` (it is being delivered): IRR to ISR.
+    pub fn acknowledge(&mut self, vector: u8) {
+        Self::clear(&mut self.irr, vector);
+        Self::set(&mut self.isr, vector);
+    }
+
+    /// End of interrupt: the highest in-service vector is done.
+    pub fn eoi(&mut self) {
+        if let Some(v) = Self::highest(&self.isr) {
+            Self::clear(&mut self.isr, v);
+            Self::clear(&mut self.tmr, v);
+        }
+    }
+
+    fn timer_divisor(&self) -> u64 {
+        // TDCR bits 3,1:0: 000 /2, 001 /4, 010 /8, 011 /16, 100 /32, 101 /64, 110 /128,
+        // 111 /1 (SDM figure 11-10).
+        let code = ((self.tdcr >> 1) & 4) | (self.tdcr & 3);
+        if code == 7 { 1 } else { 2 << code }
+    }
+
+    fn timer_periodic(&self) -> bool {
+        self.lvt[0] & (1 << 17) != 0
+    }
+
+    /// Guest TSC ticks for `count` APIC-timer ticks at the current divisor.
+    fn ticks_to_tsc(&self, count: u64, tsc_khz: u64) -> u64 {
+        let ns = count * self.timer_divisor() * TIMER_NS_PER_TICK;
+        ((ns as u128 * tsc_khz as u128) / 1_000_000) as u64
+    }
+
+    /// The guest TSC at which the timer next needs attention.
+    pub const fn timer_deadline(&self) -> Option<u64> {
+        self.timer_deadline
+    }
+
+    /// Fire the timer if its deadline has passed (`now` is the guest TSC): request the LVT
+    /// timer vector unless masked, and re-arm a periodic timer. Returns whether it fired.
+    pub fn poll_timer(&mut self, now: u64) -> bool {
+        match self.timer_deadline {
+            Some(d) if d <= now => {
+                if self.lvt[0] & LVT_MASKED == 0 {
+                    self.request(self.lvt[0] as u8);
+                }
+                self.timer_deadline = if self.timer_periodic() && self.timer_period > 0 {
+                    // Skip periods missed entirely rather than firing a burst.
+                    let missed = (now - d) / self.timer_period;
+                    Some(d + (missed + 1) * self.timer_period)
+                } else {
+                    None
+                };
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn current_count(&self, now: u64, tsc_khz: u64) -> u32 {
+        let Some(d) = self.timer_deadline else { return 0 };
+        if d <= now || self.timer_period == 0 {
+            return 0;
+        }
+        let left_tsc = (d - now) as u128;
+        let per_tick = self.ticks_to_tsc(1, tsc_khz).max(1) as u128;
+        ((left_tsc / per_tick) as u64).min(self.tmict as u64) as u32
+    }
+
+    /// Read register `offset` (xAPIC offsets). `now` and `tsc_khz` serve the current count.
+    pub fn read(&self, offset: u32, now: u64, tsc_khz: u64) -> Result<u32, ApicError> {
+        Ok(match offset {
+            reg::ID => if self.x2apic { self.id } else { self.id << 24 },
+            reg::VERSION => VERSION,
+            reg::TPR => self.tpr,
+            reg::APR if !self.x2apic => 0,
+            reg::PPR => self.ppr(),
+            reg::LDR => self.ldr,
+            reg::DFR if !self.x2apic => self.dfr,
+            reg::SVR => self.svr,
+            o @ 0x100..=0x170 if o % 16 == 0 => self.isr[((o - reg::ISR) / 16) as usize],
+            o @ 0x180..=0x1f0 if o % 16 == 0 => self.tmr[((o - reg::TMR) / 16) as usize],
+            o @ 0x200..=0x270 if o % 16 == 0 => self.irr[((o - reg::IRR) / 16) as usize],
+            reg::ESR => self.esr,
+            reg::ICR => self.icr as u32,
+            reg::ICR2 if !self.x2apic => (self.icr >> 32) as u32,
+            o if LVT_OFFSETS.contains(&o) => self.lvt[lvt_index(o)],
+            reg::TMICT => self.tmict,
+            reg::TMCCT => self.current_count(now, tsc_khz),
+            reg::TDCR => self.tdcr,
+            // EOI and SELF IPI are write-only; in xAPIC mode reads of them return 0.
+            reg::EOI | reg::SELF_IPI if !self.x2apic => 0,
+            _ => return Err(ApicError::Gp),
+        })
+    }
+
+    /// The 64-bit x2APIC ICR (MSR 0x830), for RDMSR.
+    pub const fn icr64(&self) -> u64 {
+        self.icr
+    }
+
+    /// Write register `offset`. x2APIC rules (SDM 11.12.1.2): read-only registers and
+    /// non-zero EOI writes are #GP. Returns what the caller must do (send an IPI).
+    pub fn write(&mut self, offset: u32, value: u32, now: u64, tsc_khz: u64) -> Result<WriteEffect, ApicError> {
+        let x2 = self.x2apic;
+        match offset {
+            reg::ID if !x2 => self.id = value >> 24,
+            reg::TPR => self.tpr = value & 0xff,
+            reg::EOI => {
+                if x2 && value != 0 {
+                    return Err(ApicError::Gp);
+                }
+                self.eoi();
+            }
+            reg::LDR if !x2 => self.ldr = value & 0xff00_0000,
+            reg::DFR if !x2 => self.dfr = value | 0x0fff_ffff,
+            reg::SVR => {
+                self.svr = value & 0x13ff;
+                if !self.enabled() {
+                    // Software disable masks every LVT (SDM 11.4.7.2).
+                    for l in &mut self.lvt {
+                        *l |= LVT_MASKED;
+                    }
+                }
+            }
+            // Writing ESR latches the errors seen since the last write (SDM 11.5.3).
+            reg::ESR => {
+                if x2 && value != 0 {
+                    return Err(ApicError::Gp);
+                }
+                self.esr = 0;
+            }
+            reg::ICR if x2 => return self.send(value as u64 | (self.icr & !0xffff_ffff)),
+            reg::ICR => {
+                let icr = (self.icr & !0xffff_ffff) | value as u64;
+                return self.send(icr);
+            }
+            reg::ICR2 if !x2 => self.icr = (self.icr & 0xffff_ffff) | ((value as u64 & 0xff00_0000) << 32),
+            o if LVT_OFFSETS.contains(&o) => {
+                let i = lvt_index(o);
+                let mut v = value & LVT_WRITABLE[i];
+                if !self.enabled() {
+                    v |= LVT_MASKED;
+                }
+                if i == 0 && v & (1 << 18) != 0 {
+                    // TSC-deadline mode is not offered: the bit is reserved.
+                    v &= !(1 << 18);
+                }
+                self.lvt[i] = v;
+            }
+            reg::TMICT => {
+                self.tmict = value;
+                self.timer_period = self.ticks_to_tsc(value as u64, tsc_khz);
+                self.timer_deadline = (value != 0).then(|| now + self.timer_period);
+            }
+            reg::TDCR => self.tdcr = value & 0xb,
+            reg::SELF_IPI if x2 => {
+                return Ok(WriteEffect::Ipi(Ipi { delivery: Delivery::Fixed(value as u8), dest: Destination::Myself }));
+            }
+            // Read-only in xAPIC mode: writes are ignored (SDM 11.4.1); x2APIC: #GP.
+            reg::VERSION | reg::APR | reg::PPR | reg::TMCCT if !x2 => {}
+            o @ (0x100..=0x270) if !x2 && o % 16 == 0 => {}
+            _ => return Err(ApicError::Gp),
+        }
+        Ok(WriteEffect::None)
+    }
+
+    /// The 64-bit x2APIC ICR write (WRMSR 0x830).
+    pub fn write_icr64(&mut self, value: u64) -> Result<WriteEffect, ApicError> {
+        self.send(value)
+    }
+
+    fn send(&mut self, icr: u64) -> Result<WriteEffect, ApicError> {
+        // Reserved bits: 13 (x2APIC: delivery status is reserved), 16-17, 20-31 (xAPIC 20-55).
+        let reserved = if self.x2apic { 0xfff3_2000u64 | (1 << 12) } else { 0xfff3_0000 };
+        if self.x2apic && icr as u32 & reserved as u32 != 0 {
+            return Err(ApicError::Gp);
+        }
+        self.icr = icr & !(1 << 12); // delivery completes at once
+        let lo = icr as u32;
+        let vector = lo as u8;
+        let mode = (lo >> 8) & 7;
+        let logical = lo & (1 << 11) != 0;
+        let level_assert = lo & (1 << 14) != 0;
+        let level_trigger = lo & (1 << 15) != 0;
+        let shorthand = (lo >> 18) & 3;
+        let delivery = match mode {
+            0 | 1 => Delivery::Fixed(vector),
+            4 => Delivery::Nmi,
+            // INIT level de-assert (a legacy no-op, SDM 11.6.1).
+            5 if level_trigger && !level_assert => return Ok(WriteEffect::None),
+            5 => Delivery::Init,
+            6 => Delivery::Sipi(vector),
+            _ => return Err(ApicError::Unsupported),
+        };
+        let raw_dest = if self.x2apic { (icr >> 32) as u32 } else { (icr >> 56) as u32 };
+        let dest = match shorthand {
+            1 => Destination::Myself,
+            2 => Destination::All { include_self: true },
+            3 => Destination::All { include_self: false },
+            _ if logical => Destination::Logical(raw_dest),
+            // Physical broadcast: 0xff (xAPIC) or 0xffff_ffff (x2APIC).
+            _ if raw_dest == if self.x2apic { u32::MAX } else { 0xff } => {
+                Destination::All { include_self: true }
+            }
+            _ => Destination::Physical(raw_dest),
+        };
+        Ok(WriteEffect::Ipi(Ipi { delivery, dest }))
+    }
+
+    /// Whether this APIC is a target of logical destination `dest`.
+    pub fn matches_logical(&self, dest: u32) -> bool {
+        matches_logical(self.x2apic, self.ldr, self.dfr, dest)
+    }
+
+    /// LDR and DFR, which decide logical-destination matches.
+    pub const fn logical_regs(&self) -> (u32, u32) {
+        (self.ldr, self.dfr)
+    }
+}
+
+/// Whether an APIC with these registers is a target of logical destination `dest` (SDM
+/// 11.6.2.2): x2APIC cluster model; xAPIC flat (DFR model 0xf) or cluster (0x0) model.
+pub fn matches_logical(x2apic: bool, ldr: u32, dfr: u32, dest: u32) -> bool {
+    if x2apic {
+        return dest >> 16 == ldr >> 16 && dest & ldr & 0xffff != 0;
+    }
+    let ldr = ldr >> 24;
+    let d = dest & 0xff;
+    if d == 0xff {
+        return true;
+    }
+    match dfr >> 28 {
+        0xf => d & ldr != 0,
+        _ => d >> 4 == ldr >> 4 && d & ldr & 0xf != 0,
+    }
+}
+
+fn lvt_index(offset: u32) -> usize {
+    LVT_OFFSETS.iter().position(|&o| o == offset).unwrap_or(0)
+}
+
+/// The x2APIC register offset of MSR `index` (0x800..=0x8ff), if it is one.
+pub const fn x2apic_offset(index: u32) -> Option<u32> {
+    if index >= 0x800 && index <= 0x8ff { Some((index - 0x800) << 4) } else { None }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KHZ: u64 = 1_000_000; // 1 GHz TSC: one TSC tick per ns
+
+    fn enabled(id: u32) -> Lapic {
+        let mut a = Lapic::new(id);
+        a.write(reg::SVR, SVR_ENABLE | 0xff, 0, KHZ).unwrap();
+        a
+    }
+
+    #[test]
+    fn reset_values() {
+        let a = Lapic::new(3);
+        assert_eq!(a.read(reg::ID, 0, KHZ), Ok(3 << 24));
+        assert_eq!(a.read(reg::VERSION, 0, KHZ), Ok(0x50014));
+        assert_eq!(a.read(reg::SVR, 0, KHZ), Ok(0xff));
+        assert_eq!(a.read(reg::DFR, 0, KHZ), Ok(u32::MAX));
+        for o in LVT_OFFSETS {
+            assert_eq!(a.read(o, 0, KHZ), Ok(LVT_MASKED));
+        }
+        assert!(!a.enabled());
+    }
+
+    #[test]
+    fn priorities_and_eoi() {
+        let mut a = enabled(0);
+        a.request(0x41);
+        a.request(0x82);
+        assert_eq!(a.deliverable(), Some(0x82), "highest first");
+        a.acknowledge(0x82);
+        assert_eq!(a.ppr(), 0x80);
+        assert_eq!(a.deliverable(), None, "0x41 is below the in-service class");
+        a.request(0x91);
+        assert_eq!(a.deliverable(), Some(0x91), "a higher class preempts");
+        a.acknowledge(0x91);
+        a.eoi();
+        assert_eq!(a.ppr(), 0x80, "EOI retires the highest in-service vector");
+        a.eoi();
+        assert_eq!(a.deliverable(), Some(0x41));
+        a.write(reg::TPR, 0x50, 0, KHZ).unwrap();
+        assert_eq!(a.deliverable(), None, "TPR masks class 4");
+        a.write(reg::TPR, 0x30, 0, KHZ).unwrap();
+        assert_eq!(a.deliverable(), Some(0x41));
+    }
+
+    #[test]
+    fn disabled_apic_delivers_nothing_and_masks_lvts() {
+        let mut a = enabled(0);
+        a.write(reg::LVT_TIMER, 0x30, 0, KHZ).unwrap();
+        assert_eq!(a.read(reg::LVT_TIMER, 0, KHZ), Ok(0x30));
+        a.request(0x40);
+        a.write(reg::SVR, 0xff, 0, KHZ).unwrap();
+        assert_eq!(a.deliverable(), None);
+        assert_eq!(a.read(reg::LVT_TIMER, 0, KHZ), Ok(0x30 | LVT_MASKED));
+        a.write(reg::LVT_TIMER, 0x30, 0, KHZ).unwrap();
+        assert_eq!(a.read(reg::LVT_TIMER, 0, KHZ), Ok(0x30 | LVT_MASKED), "stays masked");
+    }
+
+    #[test]
+    fn illegal_vectors_set_esr() {
+        let mut a = enabled(0);
+        a.request(3);
+        assert_eq!(a.deliverable(), None);
+        assert_eq!(a.read(reg::ESR, 0, KHZ), Ok(1 << 6));
+        a.write(reg::ESR, 0, 0, KHZ).unwrap();
+        assert_eq!(a.read(reg::ESR, 0, KHZ), Ok(0));
+    }
+
+    #[test]
+    fn one_shot_and_periodic_timer() {
+        let mut a = enabled(0);
+        a.write(reg::TDCR, 0xb, 0, KHZ).unwrap(); // divide by 1
+        a.write(reg::LVT_TIMER, 0x40, 0, KHZ).unwrap();
+        a.write(reg::TMICT, 1000, 100, KHZ).unwrap();
+        assert_eq!(a.timer_deadline(), Some(1100));
+        assert_eq!(a.read(reg::TMCCT, 600, KHZ), Ok(500));
+        assert!(!a.poll_timer(1099));
+        assert!(a.poll_timer(1100));
+        assert_eq!(a.deliverable(), Some(0x40));
+        assert_eq!(a.timer_deadline(), None, "one shot");
+        assert_eq!(a.read(reg::TMCCT, 2000, KHZ), Ok(0));
+
+        a.write(reg::LVT_TIMER, 0x2_0041, 0, KHZ).unwrap(); // periodic
+        a.write(reg::TDCR, 0x0, 0, KHZ).unwrap(); // divide by 2
+        a.write(reg::TMICT, 100, 0, KHZ).unwrap();
+        assert_eq!(a.timer_deadline(), Some(200));
+        assert!(a.poll_timer(450));
+        assert_eq!(a.timer_deadline(), Some(600), "missed periods are skipped");
+        a.write(reg::TMICT, 0, 500, KHZ).unwrap();
+        assert_eq!(a.timer_deadline(), None, "a zero count stops it");
+    }
+
+    #[test]
+    fn masked_timer_fires_without_interrupt() {
+        let mut a = enabled(0);
+        a.write(reg::LVT_TIMER, 0x1_0040, 0, KHZ).unwrap();
+        a.write(reg::TMICT, 10, 0, KHZ).unwrap();
+        assert!(a.poll_timer(1000));
+        assert_eq!(a.deliverable(), None);
+    }
+
+    #[test]
+    fn tsc_deadline_mode_is_not_offered() {
+        let mut a = enabled(0);
+        a.write(reg::LVT_TIMER, 0x4_0040, 0, KHZ).unwrap();
+        assert_eq!(a.read(reg::LVT_TIMER, 0, KHZ), Ok(0x40));
+    }
+
+    #[test]
+    fn xapic_icr_commands() {
+        let mut a = enabled(1);
+        a.write(reg::ICR2, 2 << 24, 0, KHZ).unwrap();
+        let e = a.write(reg::ICR, 0x4050, 0, KHZ).unwrap();
+        assert_eq!(e, WriteEffect::Ipi(Ipi { delivery: Delivery::Fixed(0x50), dest: Destination::Physical(2) }));
+        let e = a.write(reg::ICR, 0x4_0060, 0, KHZ).unwrap();
+        assert_eq!(e, WriteEffect::Ipi(Ipi { delivery: Delivery::Fixed(0x60), dest: Destination::Myself }));
+        let e = a.write(reg::ICR, 0xc_0400, 0, KHZ).unwrap();
+        assert_eq!(e, WriteEffect::Ipi(Ipi { delivery: Delivery::Nmi, dest: Destination::All { include_self: false } }));
+        let e = a.write(reg::ICR, 0xc_4500, 0, KHZ).unwrap();
+        assert_eq!(e, WriteEffect::Ipi(Ipi { delivery: Delivery::Init, dest: Destination::All { include_self: false } }));
+        assert_eq!(a.write(reg::ICR, 0x8500, 0, KHZ), Ok(WriteEffect::None), "INIT de-assert");
+        let e = a.write(reg::ICR, 0x0c_0608, 0, KHZ).unwrap();
+        assert_eq!(e, WriteEffect::Ipi(Ipi { delivery: Delivery::Sipi(8), dest: Destination::All { include_self: false } }));
+        assert_eq!(a.write(reg::ICR, 0x200, 0, KHZ), Err(ApicError::Unsupported), "SMI");
+        a.write(reg::ICR2, 0xff << 24, 0, KHZ).unwrap();
+        let e = a.write(reg::ICR, 0x30, 0, KHZ).unwrap();
+        assert_eq!(e, WriteEffect::Ipi(Ipi { delivery: Delivery::Fixed(0x30), dest: Destination::All { include_self: true } }));
+        assert_eq!(a.read(reg::ICR2, 0, KHZ), Ok(0xff << 24));
+    }
+
+    #[test]
+    fn x2apic_rules() {
+        let mut a = enabled(0x12);
+        a.enter_x2apic();
+        assert_eq!(a.read(reg::ID, 0, KHZ), Ok(0x12));
+        assert_eq!(a.read(reg::LDR, 0, KHZ), Ok((1 << 16) | (1 << 2)));
+        assert_eq!(a.read(reg::DFR, 0, KHZ), Err(ApicError::Gp), "no DFR in x2APIC mode");
+        assert_eq!(a.read(reg::EOI, 0, KHZ), Err(ApicError::Gp), "write-only");
+        assert_eq!(a.write(reg::EOI, 1, 0, KHZ), Err(ApicError::Gp), "non-zero EOI");
+        assert_eq!(a.write(reg::EOI, 0, 0, KHZ), Ok(WriteEffect::None));
+        assert_eq!(a.write(reg::ID, 5, 0, KHZ), Err(ApicError::Gp), "read-only ID");
+        assert_eq!(a.write(reg::PPR, 0, 0, KHZ), Err(ApicError::Gp));
+        let e = a.write(reg::SELF_IPI, 0x77, 0, KHZ).unwrap();
+        assert_eq!(e, WriteEffect::Ipi(Ipi { delivery: Delivery::Fixed(0x77), dest: Destination::Myself }));
+        let e = a.write_icr64((7u64 << 32) | 0x45).unwrap();
+        assert_eq!(e, WriteEffect::Ipi(Ipi { delivery: Delivery::Fixed(0x45), dest: Destination::Physical(7) }));
+        assert_eq!(a.icr64(), (7u64 << 32) | 0x45);
+        assert_eq!(a.write_icr64(1 << 20), Err(ApicError::Gp), "reserved ICR bit");
+        assert_eq!(x2apic_offset(0x830), Some(reg::ICR));
+        assert_eq!(x2apic_offset(0x80b), Some(reg::EOI));
+        assert_eq!(x2apic_offset(0x900), None);
+    }
+
+    #[test]
+    fn logical_destinations() {
+        let mut a = enabled(0);
+        a.write(reg::LDR, 0x0400_0000, 0, KHZ).unwrap();
+        assert!(a.matches_logical(0x04) && a.matches_logical(0x0c) && !a.matches_logical(0x03));
+        assert!(a.matches_logical(0xff), "broadcast");
+        a.write(reg::DFR, 0x0fff_ffff, 0, KHZ).unwrap(); // cluster model
+        a.write(reg::LDR, 0x1200_0000, 0, KHZ).unwrap(); // cluster 1, bit 1
+        assert!(a.matches_logical(0x13) && !a.matches_logical(0x23) && !a.matches_logical(0x11));
+        let mut x = enabled(0x21);
+        x.enter_x2apic();
+        assert!(x.matches_logical((2 << 16) | 2) && !x.matches_logical((1 << 16) | 2));
+    }
+}

@@ -1,0 +1,263 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The in-kernel local APIC of KVM_CAP_SPLIT_IRQCHIP on /dev/nvmx, driven by small real-mode
+ * guests through the x2APIC MSRs: enabling the capability (and its errors), a self-IPI
+ * delivered through the guest's IVT, the APIC timer waking a halted vCPU, an IPI from one
+ * vCPU to another halted on the other CPU, and INIT (not emulated) reported to userspace.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "kselftest_harness.h"
+
+#define PAGE 4096UL
+#define MEM (16 * PAGE)
+
+struct vm {
+	int sys, fd;
+	char *mem;
+};
+
+struct cpu {
+	int fd;
+	struct kvm_run *run;
+};
+
+static int vm_create(struct vm *vm, int split)
+{
+	struct kvm_userspace_memory_region2 r = { .memory_size = MEM };
+	struct kvm_enable_cap cap = { .cap = KVM_CAP_SPLIT_IRQCHIP, .args = { 24 } };
+
+	vm->sys = open("/dev/nvmx", O_RDWR | O_CLOEXEC);
+	if (vm->sys < 0)
+		return -1;
+	vm->fd = ioctl(vm->sys, KVM_CREATE_VM, 0);
+	vm->mem = mmap(NULL, MEM, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (vm->fd < 0 || vm->mem == MAP_FAILED)
+		return -1;
+	r.userspace_addr = (unsigned long)vm->mem;
+	if (ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION2, &r))
+		return -1;
+	return split ? ioctl(vm->fd, KVM_ENABLE_CAP, &cap) : 0;
+}
+
+/* vCPU `id` in real mode at CS:IP 0:`ip`, with the supported CPUID (x2APIC included). */
+static int cpu_create(struct vm *vm, struct cpu *c, int id, unsigned int ip)
+{
+	struct kvm_cpuid2 *cpuid = calloc(1, sizeof(*cpuid) + 256 * sizeof(cpuid->entries[0]));
+	struct kvm_regs regs = { .rip = ip, .rflags = 2, .rsp = 0x8000 - 0x400 * id };
+	struct kvm_sregs sregs;
+
+	c->fd = ioctl(vm->fd, KVM_CREATE_VCPU, id);
+	if (c->fd < 0 || !cpuid)
+		return -1;
+	cpuid->nent = 256;
+	if (ioctl(vm->sys, KVM_GET_SUPPORTED_CPUID, cpuid) || ioctl(c->fd, KVM_SET_CPUID2, cpuid))
+		return -1;
+	free(cpuid);
+	c->run = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, c->fd, 0);
+	if (c->run == MAP_FAILED || ioctl(c->fd, KVM_GET_SREGS, &sregs))
+		return -1;
+	sregs.cs.selector = 0;
+	sregs.cs.base = 0;
+	return ioctl(c->fd, KVM_SET_SREGS, &sregs) || ioctl(c->fd, KVM_SET_REGS, &regs);
+}
+
+/*
+ * Guest code fragments (16-bit). wrmsr(msr, lo): mov ecx,msr; mov eax,lo; xor edx,edx; wrmsr
+ */
+#define WRMSR(msr, lo)								\
+	0x66, 0xb9, (msr) & 0xff, ((msr) >> 8) & 0xff, 0, 0,			\
+	0x66, 0xb8, (lo) & 0xff, ((lo) >> 8) & 0xff, ((lo) >> 16) & 0xff, ((lo) >> 24) & 0xff, \
+	0x66, 0x31, 0xd2, 0x0f, 0x30
+/* x2APIC on: IA32_APIC_BASE = 0xfee00000 | EN | EXTD (| BSP for vCPU 0), SVR = 0x1ff. */
+#define X2APIC_ON(bsp)								\
+	WRMSR(0x1b, 0xfee00c00 | ((bsp) << 8)), WRMSR(0x80f, 0x1ff)
+#define STI_HLT 0xfb, 0xf4
+/* An interrupt handler: report `vector` on port 0x1000, EOI, hlt. */
+#define HANDLER(vector) 0xba, 0x00, 0x10, 0xb0, (vector), 0xee, WRMSR(0x80b, 0), 0xf4
+
+static void put(struct vm *vm, unsigned int gpa, const unsigned char *code, size_t len)
+{
+	memcpy(vm->mem + gpa, code, len);
+}
+
+static void set_ivt(struct vm *vm, int vector, unsigned int handler)
+{
+	unsigned short *ivt = (unsigned short *)vm->mem;
+
+	ivt[vector * 2] = handler;
+	ivt[vector * 2 + 1] = 0;
+}
+
+static unsigned char io_byte(struct cpu *c)
+{
+	return *((unsigned char *)c->run + c->run->io.data_offset);
+}
+
+TEST(enable_split_irqchip)
+{
+	struct kvm_enable_cap cap = { .cap = KVM_CAP_SPLIT_IRQCHIP, .args = { 24 } };
+	struct vm vm;
+	struct cpu c;
+
+	ASSERT_EQ(0, vm_create(&vm, 0));
+	cap.flags = 1;
+	EXPECT_EQ(-1, ioctl(vm.fd, KVM_ENABLE_CAP, &cap));
+	EXPECT_EQ(EINVAL, errno) TH_LOG("flags");
+	cap.flags = 0;
+	cap.args[0] = 4097;
+	EXPECT_EQ(-1, ioctl(vm.fd, KVM_ENABLE_CAP, &cap));
+	EXPECT_EQ(EINVAL, errno) TH_LOG("too many routes");
+	cap.args[0] = 24;
+	EXPECT_EQ(0, ioctl(vm.fd, KVM_ENABLE_CAP, &cap));
+	EXPECT_EQ(-1, ioctl(vm.fd, KVM_ENABLE_CAP, &cap));
+	EXPECT_EQ(EEXIST, errno) TH_LOG("twice");
+	cap.cap = KVM_CAP_IRQCHIP;
+	EXPECT_EQ(-1, ioctl(vm.fd, KVM_ENABLE_CAP, &cap));
+	EXPECT_EQ(EINVAL, errno) TH_LOG("a capability nvmx cannot enable");
+	EXPECT_EQ(-1, ioctl(vm.fd, KVM_CREATE_IRQCHIP, 0));
+	EXPECT_EQ(ENOTTY, errno) TH_LOG("no in-kernel I/O APIC and PIC");
+	close(vm.fd);
+
+	ASSERT_EQ(0, vm_create(&vm, 0));
+	ASSERT_EQ(0, cpu_create(&vm, &c, 0, 0x1000));
+	cap.cap = KVM_CAP_SPLIT_IRQCHIP;
+	EXPECT_EQ(-1, ioctl(vm.fd, KVM_ENABLE_CAP, &cap));
+	EXPECT_EQ(EINVAL, errno) TH_LOG("after a vCPU exists");
+}
+
+TEST(x2apic_self_ipi_reaches_the_guest)
+{
+	const unsigned char code[] = { X2APIC_ON(1), WRMSR(0x83f, 0x40), STI_HLT };
+	const unsigned char handler[] = { HANDLER(0x40) };
+	struct vm vm;
+	struct cpu c;
+
+	ASSERT_EQ(0, vm_create(&vm, 1));
+	put(&vm, 0x1000, code, sizeof(code));
+	put(&vm, 0x3000, handler, sizeof(handler));
+	set_ivt(&vm, 0x40, 0x3000);
+	ASSERT_EQ(0, cpu_create(&vm, &c, 0, 0x1000));
+	ASSERT_EQ(0, ioctl(c.fd, KVM_RUN, 0));
+	ASSERT_EQ(KVM_EXIT_IO, c.run->exit_reason) TH_LOG("exit %u", c.run->exit_reason);
+	EXPECT_EQ(0x40, io_byte(&c)) TH_LOG("the self-IPI's vector, through the IVT");
+}
+
+TEST(apic_timer_wakes_a_halted_vcpu)
+{
+	/* LVT timer = vector 0x41 one-shot, divide by 1, initial count 1000000 (1 ms). */
+	const unsigned char code[] = { X2APIC_ON(1), WRMSR(0x832, 0x41), WRMSR(0x83e, 0xb),
+				       WRMSR(0x838, 1000000), STI_HLT };
+	const unsigned char handler[] = { HANDLER(0x41) };
+	struct vm vm;
+	struct cpu c;
+
+	ASSERT_EQ(0, vm_create(&vm, 1));
+	put(&vm, 0x1000, code, sizeof(code));
+	put(&vm, 0x3000, handler, sizeof(handler));
+	set_ivt(&vm, 0x41, 0x3000);
+	ASSERT_EQ(0, cpu_create(&vm, &c, 0, 0x1000));
+	ASSERT_EQ(0, ioctl(c.fd, KVM_RUN, 0));
+	ASSERT_EQ(KVM_EXIT_IO, c.run->exit_reason) TH_LOG("exit %u", c.run->exit_reason);
+	EXPECT_EQ(0x41, io_byte(&c)) TH_LOG("the timer's vector");
+}
+
+struct runner {
+	struct cpu *c;
+	int cpu, ret, err;
+};
+
+static void *run_on(void *arg)
+{
+	struct runner *r = arg;
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(r->cpu, &set);
+	r->ret = sched_setaffinity(0, sizeof(set), &set);
+	if (!r->ret)
+		r->ret = ioctl(r->c->fd, KVM_RUN, 0);
+	r->err = errno;
+	return NULL;
+}
+
+TEST(ipi_wakes_another_vcpu)
+{
+	/* vCPU 1 (APIC ID 1) halts with interrupts on; vCPU 0 sends it vector 0x42. */
+	const unsigned char waiter[] = { X2APIC_ON(0), STI_HLT, 0xeb, 0xfd };
+	const unsigned char sender[] = { X2APIC_ON(1),
+		/* mov ecx,0x830; mov eax,0x42; mov edx,1; wrmsr; mov dx,0x1001; out dx,al */
+		0x66, 0xb9, 0x30, 0x08, 0, 0, 0x66, 0xb8, 0x42, 0, 0, 0,
+		0x66, 0xba, 1, 0, 0, 0, 0x0f, 0x30, 0xba, 0x01, 0x10, 0xee };
+	const unsigned char handler[] = { HANDLER(0x42) };
+	struct runner r[2];
+	struct cpu c[2];
+	pthread_t t[2];
+	struct vm vm;
+
+	ASSERT_LE(2, sysconf(_SC_NPROCESSORS_ONLN));
+	ASSERT_EQ(0, vm_create(&vm, 1));
+	put(&vm, 0x1000, sender, sizeof(sender));
+	put(&vm, 0x2000, waiter, sizeof(waiter));
+	put(&vm, 0x3000, handler, sizeof(handler));
+	set_ivt(&vm, 0x42, 0x3000);
+	ASSERT_EQ(0, cpu_create(&vm, &c[0], 0, 0x1000));
+	ASSERT_EQ(0, cpu_create(&vm, &c[1], 1, 0x2000));
+	r[1] = (struct runner){ .c = &c[1], .cpu = 1 };
+	ASSERT_EQ(0, pthread_create(&t[1], NULL, run_on, &r[1]));
+	usleep(200000); /* let vCPU 1 reach its HLT (the IPI would wait in its IRR anyway) */
+	r[0] = (struct runner){ .c = &c[0], .cpu = 0 };
+	ASSERT_EQ(0, pthread_create(&t[0], NULL, run_on, &r[0]));
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	EXPECT_EQ(0, r[0].ret) TH_LOG("%s", strerror(r[0].err));
+	EXPECT_EQ(0, r[1].ret) TH_LOG("%s", strerror(r[1].err));
+	EXPECT_EQ(KVM_EXIT_IO, c[1].run->exit_reason) TH_LOG("exit %u", c[1].run->exit_reason);
+	EXPECT_EQ(0x42, io_byte(&c[1])) TH_LOG("vCPU 1 took the IPI");
+	EXPECT_EQ(0x1001, c[0].run->io.port) TH_LOG("vCPU 0 finished after sending");
+}
+
+TEST(init_ipi_is_reported_not_dropped)
+{
+	/* ICR: INIT to all excluding self (not emulated) */
+	const unsigned char code[] = { X2APIC_ON(1), WRMSR(0x830, 0xc4500), 0xf4 };
+	struct vm vm;
+	struct cpu c;
+
+	ASSERT_EQ(0, vm_create(&vm, 1));
+	put(&vm, 0x1000, code, sizeof(code));
+	ASSERT_EQ(0, cpu_create(&vm, &c, 0, 0x1000));
+	ASSERT_EQ(0, ioctl(c.fd, KVM_RUN, 0));
+	ASSERT_EQ(KVM_EXIT_INTERNAL_ERROR, c.run->exit_reason);
+	EXPECT_EQ(KVM_INTERNAL_ERROR_EMULATION, c.run->internal.suberror);
+	EXPECT_EQ(0x830, c.run->internal.data[1]) TH_LOG("the MSR");
+	EXPECT_EQ(0xc4500, c.run->internal.data[2]) TH_LOG("the ICR value");
+}
+
+TEST(x2apic_msrs_need_x2apic_mode)
+{
+	/* rdmsr 0x802 (ID) in xAPIC mode: #GP, reported by the handler. */
+	const unsigned char code[] = { 0x66, 0xb9, 0x02, 0x08, 0, 0, 0x0f, 0x32, 0xf4 };
+	const unsigned char gp[] = { 0xba, 0x00, 0x10, 0xb0, 13, 0xee, 0xf4 };
+	struct vm vm;
+	struct cpu c;
+
+	ASSERT_EQ(0, vm_create(&vm, 1));
+	put(&vm, 0x1000, code, sizeof(code));
+	put(&vm, 0x3000, gp, sizeof(gp));
+	set_ivt(&vm, 13, 0x3000);
+	ASSERT_EQ(0, cpu_create(&vm, &c, 0, 0x1000));
+	ASSERT_EQ(0, ioctl(c.fd, KVM_RUN, 0));
+	ASSERT_EQ(KVM_EXIT_IO, c.run->exit_reason);
+	EXPECT_EQ(13, io_byte(&c)) TH_LOG("#GP");
+}
+
+TEST_HARNESS_MAIN
