@@ -10,7 +10,7 @@
 //! waiter checks for posted work under the mailbox lock and senders notify under it, so a
 //! wake-up cannot be lost between the check and the sleep.
 
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 use kernel::prelude::*;
 use kernel::sync::{new_condvar, new_spinlock, Arc, CondVar, CondVarTimeoutResult, SpinLock};
@@ -32,6 +32,8 @@ pub(crate) struct Mailbox {
     nmi: AtomicBool,
     /// The CPU the vCPU is in the guest on, or -1.
     running_cpu: AtomicI32,
+    /// The VM memory generation of the EPT the vCPU runs with.
+    generation: AtomicU64,
     #[pin]
     lock: SpinLock<()>,
     #[pin]
@@ -50,6 +52,7 @@ impl Mailbox {
             posted: [const { AtomicU32::new(0) }; 8],
             nmi: AtomicBool::new(false),
             running_cpu: AtomicI32::new(-1),
+            generation: AtomicU64::new(0),
             lock <- new_spinlock!(()),
             wake <- new_condvar!(),
         })
@@ -110,9 +113,24 @@ impl Mailbox {
         self.nmi.load(Ordering::SeqCst) || self.posted.iter().any(|p| p.load(Ordering::SeqCst) != 0)
     }
 
-    /// The vCPU enters the guest on `cpu` (IRQs off) / has left it.
-    pub(crate) fn set_running(&self, cpu: Option<u32>) {
-        self.running_cpu.store(cpu.map_or(-1, |c| c as i32), Ordering::SeqCst);
+    /// The vCPU enters the guest on `cpu` with the EPT of memory `generation` (IRQs off) /
+    /// has left it (`None`).
+    pub(crate) fn set_running(&self, cpu: Option<(u32, u64)>) {
+        if let Some((_, generation)) = cpu {
+            self.generation.store(generation, Ordering::SeqCst);
+        }
+        self.running_cpu.store(cpu.map_or(-1, |(c, _)| c as i32), Ordering::SeqCst);
+    }
+
+    /// Whether the vCPU is in the guest with an EPT older than `generation`; if so, kick it
+    /// out (it takes the new EPT on its next entry).
+    pub(crate) fn kick_if_stale(&self, generation: u64) -> bool {
+        let cpu = self.running_cpu.load(Ordering::SeqCst);
+        if cpu < 0 || self.generation.load(Ordering::SeqCst) >= generation {
+            return false;
+        }
+        shim::kick_cpu(cpu as u32);
+        true
     }
 
     /// Sleep (HLT with nothing to deliver) until something is posted, `timeout_ms` passes

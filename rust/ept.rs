@@ -75,3 +75,22 @@ impl Ept {
         (shim::phys_to_virt(table_phys) as *mut u64).wrapping_add(index)
     }
 }
+
+/// The host-physical address `gpa` maps to in the EPT whose pointer is `eptp` (an EPT nvmx
+/// built: 4 levels of 4 KiB tables), or `None` if it maps nothing there. Lock-free: the
+/// caller holds a reference to that EPT for as long as it uses the answer.
+pub(crate) fn translate(eptp: u64, gpa: u64) -> Option<u64> {
+    if gpa > ept::MAX_GPA {
+        return None;
+    }
+    let mut table = eptp & ept::ADDR_MASK;
+    for level in (1..=4).rev() {
+        // SAFETY: `table` is a table page of a live EPT (see above), in the direct map.
+        let value = unsafe { Ept::entry(table, ept::index(gpa, level)).read() };
+        if !ept::present(value) {
+            return None;
+        }
+        table = value & ept::ADDR_MASK;
+    }
+    Some(table | (gpa & (PAGE_SIZE - 1)))
+}

@@ -12,13 +12,18 @@ use kernel::prelude::*;
 
 use crate::shim::{self, HostState};
 use crate::uapi::{exit as kvm_exit, run as kvm_run, KvmRegs, KvmSegment, KvmSregs};
-use crate::vcpu::{PendingIn, Vcpu, VcpuState, SYSCALL_MSRS};
+use crate::vcpu::{PendingIn, PendingIns, PendingMmio, Vcpu, VcpuState, SYSCALL_MSRS};
+use crate::vmx_core::insn::{self, CpuMode, Decoded, Gpr};
+use crate::vmx_core::paging::{self, GuestPhys, PagingRegs};
 use crate::vmx_core::controls::{cr0, cr4, entry};
 use crate::vmx_core::cpuid;
 use crate::vmx_core::guest_cr;
 use crate::vmx_core::guest_msr::{self, Msr, WriteContext, Writer};
 use crate::vmx_core::lapic::{reg as lapic_reg, ApicError, Delivery, Destination, WriteEffect};
-use crate::vmx_core::exit::{merge_in, reason, CrAccess, ExitReason, IoQualification};
+use crate::vmx_core::exit::{
+    merge_in, reason, string_io_addr_mask, string_io_batch, string_reg_add, CrAccess, ExitReason,
+    IoQualification,
+};
 use crate::vmx_core::field_table as f;
 use crate::vmx_core::host::{self, GuestControls, HostCaps};
 use crate::vmx_core::segment::Attributes;
@@ -40,6 +45,8 @@ const CR4_OWNED: u64 = cr4::VMXE | cr4::PAE | guest_cr::CR4_LA57 | guest_cr::CR4
 /// KVM_INTERNAL_ERROR_* suberrors.
 const INTERNAL_ERROR_EMULATION: u32 = 1;
 const INTERNAL_ERROR_UNEXPECTED_EXIT_REASON: u32 = 4;
+/// KVM_INTERNAL_ERROR_DELIVERY_EV: an exit during event delivery that nvmx cannot resolve.
+const INTERNAL_ERROR_DELIVERY_EV: u32 = 3;
 /// Interruption-information: valid, hardware exception, error code delivered.
 const INTR_INFO_VALID: u64 = 1 << 31;
 const INTR_TYPE_HW_EXCEPTION: u64 = 3 << 8;
@@ -68,10 +75,13 @@ enum Leave {
 /// An exit to userspace, written into `struct kvm_run`.
 enum UserExit {
     Io { is_in: bool, size: u8, port: u16, data: u32 },
+    /// INS/OUTS: `count` items in the PIO page (OUTS: already copied there).
+    StringIo { is_in: bool, size: u8, port: u16, count: u32 },
+    Mmio { gpa: u64, size: u8, is_write: bool, data: u64 },
     Hlt,
     Shutdown,
     FailEntry { reason: u64, cpu: u32 },
-    Internal { suberror: u32, data: [u64; 3], ndata: u32 },
+    Internal { suberror: u32, data: [u64; 5], ndata: u32 },
 }
 
 /// The vCPU's general-purpose registers in x86 register-number order (rust/vmx_asm.S).
@@ -103,21 +113,36 @@ pub(crate) fn run(vcpu: &Vcpu) -> Result<isize> {
         let data = unsafe { (pio as *const u32).read_volatile() };
         st.regs.rax = merge_in(st.regs.rax, data, size);
     }
+    // Finish an INS batch: as many items as the (possibly changed) RCX still asks for go
+    // from the PIO page to ES:RDI, then RDI and RCX move on; the instruction completes when
+    // RCX reaches 0, else it runs again (and exits again for the next batch).
+    if let Some(ins) = st.pending_ins.take() {
+        let (_, ept) = vcpu.vm.current_ept()?;
+        complete_ins(&mut st, &ins, pio, ept.eptp);
+    }
+    // Finish an MMIO read with the data userspace put into kvm_run.mmio.data.
+    if let Some(PendingMmio { dst, dst_size, size, extend }) = st.pending_mmio.take() {
+        // SAFETY: in-bounds read of our kvm_run page (mmio.data at union offset 8).
+        let data = unsafe { (run.add(kvm_run::EXIT_UNION + 8) as *const u64).read_unaligned() };
+        let reg = gpr_mut(&mut st.regs, dst.num);
+        *reg = insn::load(*reg, dst, dst_size, size, extend, data);
+    }
 
     loop {
         // SAFETY: `run` is the kvm_run page; byte reads of userspace-written fields.
+        // KVM returns EINTR for immediate_exit without touching exit_reason: a client that
+        // completes an I/O this way still sees its last exit (the selftests' ucalls do).
         if unsafe { run.add(kvm_run::IMMEDIATE_EXIT).read_volatile() } != 0 {
-            set_exit_reason(run, kvm_exit::INTR);
             return Err(EINTR);
         }
         if current!().signal_pending() {
             set_exit_reason(run, kvm_exit::INTR);
             return Err(EINTR);
         }
-        let ept = vcpu.vm.current_ept()?;
+        let (generation, ept) = vcpu.vm.current_ept()?;
         let leave = {
             let _irqs_off = kernel::interrupt::local_interrupt_disable();
-            region(host, vcpu, &mut st, ept.eptp)
+            region(host, vcpu, &mut st, ept.eptp, generation)
         };
         match leave? {
             Leave::Host { .. } => shim::cond_resched(),
@@ -166,6 +191,26 @@ fn report(run: *mut u8, pio: *mut u8, st: &mut VcpuState, exit: UserExit) {
                 st.pending_in = Some(PendingIn { size });
             }
         }
+        UserExit::StringIo { is_in, size, port, count } => {
+            set_exit_reason(run, kvm_exit::IO);
+            unsafe {
+                u.write_volatile(if is_in { 0 } else { 1 });
+                u.add(1).write_volatile(size);
+                (u.add(2) as *mut u16).write_volatile(port);
+                (u.add(4) as *mut u32).write_volatile(count);
+                (u.add(8) as *mut u64).write_volatile(4096);
+            }
+        }
+        UserExit::Mmio { gpa, size, is_write, data } => {
+            set_exit_reason(run, kvm_exit::MMIO);
+            // struct { __u64 phys_addr; __u8 data[8]; __u32 len; __u8 is_write; }
+            unsafe {
+                (u as *mut u64).write_volatile(gpa);
+                (u.add(8) as *mut u64).write_unaligned(if is_write { data } else { 0 });
+                (u.add(16) as *mut u32).write_volatile(size as u32);
+                u.add(20).write_volatile(is_write as u8);
+            }
+        }
         UserExit::Hlt => set_exit_reason(run, kvm_exit::HLT),
         UserExit::Shutdown => set_exit_reason(run, kvm_exit::SHUTDOWN),
         UserExit::FailEntry { reason, cpu } => {
@@ -190,7 +235,7 @@ fn report(run: *mut u8, pio: *mut u8, st: &mut VcpuState, exit: UserExit) {
 
 /// One IRQs-off region: enter VMX operation, run the guest until something needs the host
 /// or userspace, leave VMX operation. Interrupts must be disabled by the caller.
-fn region(host: &crate::HostInfo, vcpu: &Vcpu, st: &mut VcpuState, eptp: u64) -> Result<Leave> {
+fn region(host: &crate::HostInfo, vcpu: &Vcpu, st: &mut VcpuState, eptp: u64, generation: u64) -> Result<Leave> {
     let cpu = shim::this_cpu();
     let vmxon = *host.vmxon_phys.get(cpu as usize).ok_or(EIO)?;
     let cr4_before = vmx_ops::read_cr4();
@@ -210,7 +255,7 @@ fn region(host: &crate::HostInfo, vcpu: &Vcpu, st: &mut VcpuState, eptp: u64) ->
         unsafe { vmx_ops::wrmsr(m.index(), v) };
     }
     st.ran = true;
-    vcpu.mailbox.set_running(Some(cpu));
+    vcpu.mailbox.set_running(Some((cpu, generation)));
     // SAFETY: IRQs are off until CR4 is restored below; only VMXE changes.
     unsafe { vmx_ops::write_cr4(cr4_vmx) };
     // SAFETY: VMXE set, IRQs off, this CPU's own VMXON region.
@@ -267,14 +312,14 @@ fn in_vmx(
             pr_err!("VMWRITE of field {field:#x} failed\n");
             Ok(Leave::User(UserExit::Internal {
                 suberror: INTERNAL_ERROR_EMULATION,
-                data: [field as u64, 0, 0],
+                data: [field as u64, 0, 0, 0, 0],
                 ndata: 1,
             }))
         }
         Ok(()) => {
             // SAFETY: current VMCS; INVEPT of this VM's EPTP (new tables may alias old ones).
             let _ = unsafe { vmx_ops::invept_single(eptp) };
-            Ok(guest_loop(vcpu, st, cpu))
+            Ok(guest_loop(vcpu, st, cpu, eptp))
         }
     };
     read_back(st);
@@ -465,7 +510,7 @@ enum Next {
 }
 
 /// Run the guest until an exit must leave the region.
-fn guest_loop(vcpu: &Vcpu, st: &mut VcpuState, cpu: u32) -> Leave {
+fn guest_loop(vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, eptp: u64) -> Leave {
     let mut gprs = gprs_from(&st.regs);
     let mut launched = false;
     let leave = loop {
@@ -478,13 +523,13 @@ fn guest_loop(vcpu: &Vcpu, st: &mut VcpuState, cpu: u32) -> Leave {
             let err = r(f::VM_INSTRUCTION_ERROR);
             break Leave::User(UserExit::Internal {
                 suberror: INTERNAL_ERROR_EMULATION,
-                data: [u64::from(launched), err, 0],
+                data: [u64::from(launched), err, 0, 0, 0],
                 ndata: 2,
             });
         }
         launched = true;
         requeue_vectoring_event();
-        match handle_exit(vcpu, &mut gprs, st, cpu) {
+        match handle_exit(vcpu, &mut gprs, st, cpu, eptp) {
             Next::Resume => {
                 if shim::need_resched() {
                     break Leave::Host { nmi: false };
@@ -629,7 +674,7 @@ fn apply_apic_effect(vcpu: &Vcpu, st: &mut VcpuState, e: WriteEffect) -> Result<
     Ok(())
 }
 
-fn handle_exit(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32) -> Next {
+fn handle_exit(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32, eptp: u64) -> Next {
     let exit = ExitReason(r(f::VM_EXIT_REASON) as u32);
     if exit.entry_failed() {
         return Next::Leave(Leave::User(UserExit::FailEntry { reason: exit.0 as u64, cpu }));
@@ -727,8 +772,7 @@ fn handle_exit(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32) -> 
         reason::IO_INSTRUCTION => {
             let io = IoQualification(q);
             if io.is_string() {
-                // INS/OUTS need the guest's segments and paging walked: not emulated yet.
-                return internal(INTERNAL_ERROR_EMULATION, [exit.0 as u64, q, 0]);
+                return string_io(vcpu, g, st, eptp, io, exit.0 as u64, q);
             }
             skip_instruction();
             Next::Leave(Leave::User(UserExit::Io {
@@ -796,11 +840,293 @@ fn handle_exit(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32) -> 
             Next::Resume
         }
         reason::EPT_VIOLATION | reason::EPT_MISCONFIG => {
-            // Outside every slot: no MMIO emulation yet, tell userspace the GPA.
-            internal(INTERNAL_ERROR_EMULATION, [exit.0 as u64, q, r(f::GUEST_PHYSICAL_ADDRESS)])
+            // Every slot page is mapped, so this is an access outside every slot: MMIO.
+            let gpa = r(f::GUEST_PHYSICAL_ADDRESS);
+            let vectoring = r(f::IDT_VECTORING_INFO_FIELD);
+            if vectoring & INTR_INFO_VALID != 0 {
+                // The guest was delivering an event through MMIO (its IDT, say): nothing to
+                // emulate; KVM reports the same (kvm_prepare_event_vectoring_exit).
+                return Next::Leave(Leave::User(UserExit::Internal {
+                    suberror: INTERNAL_ERROR_DELIVERY_EV,
+                    data: [vectoring, exit.0 as u64, q, gpa, cpu as u64],
+                    ndata: 5,
+                }));
+            }
+            mmio(vcpu, g, st, eptp, gpa, exit.0 as u64, q)
         }
         _ => internal(INTERNAL_ERROR_UNEXPECTED_EXIT_REASON, [exit.0 as u64, q, 0]),
     }
+}
+
+/// Copy between guest linear memory at `linear` and `buf` (`to_guest`: into the guest),
+/// through the guest's paging (`regs`) and the EPT `eptp`. False if a byte is unmapped or
+/// outside every slot (nothing is undone: string I/O to MMIO is not emulated).
+fn copy_guest(regs: &PagingRegs, eptp: u64, linear: u64, buf: &mut [u8], to_guest: bool) -> bool {
+    let mem = EptMemory(eptp);
+    let mut page: Option<(u64, *mut u8)> = None;
+    for (i, b) in buf.iter_mut().enumerate() {
+        let la = linear.wrapping_add(i as u64);
+        let host = match page {
+            Some((lp, host)) if lp == la & !0xfff => host,
+            _ => {
+                let Some(gpa) = paging::translate(regs, &mem, la & !0xfff) else { return false };
+                let Some(hpa) = crate::ept::translate(eptp, gpa & !0xfff) else { return false };
+                let host = shim::phys_to_virt(hpa);
+                page = Some((la & !0xfff, host));
+                host
+            }
+        };
+        // SAFETY: `host` is the direct-map address of a pinned guest page the live EPT maps;
+        // the offset is inside the page.
+        unsafe {
+            let p = host.add((la & 0xfff) as usize);
+            if to_guest { p.write_volatile(*b) } else { *b = p.read_volatile() }
+        }
+    }
+    true
+}
+
+/// The PIO page as a byte slice.
+fn pio_slice<'a>(pio: *mut u8) -> &'a mut [u8] {
+    // SAFETY: the PIO page is 4096 bytes owned by the vCPU; userspace may write it
+    // concurrently, which only changes the data its own guest gets.
+    unsafe { core::slice::from_raw_parts_mut(pio, 4096) }
+}
+
+/// INS/OUTS (SDM vol. 2B): a batch of items (rust/core/src/exit.rs, string_io_batch) goes
+/// through the PIO page. OUTS copies from the guest now; INS is finished by the next
+/// KVM_RUN (complete_ins). REP with RCX = 0 does nothing.
+fn string_io(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, eptp: u64, io: IoQualification, reason_: u64, q: u64) -> Next {
+    // The address size is in the instruction-information field where the CPU reports it
+    // for INS/OUTS (IA32_VMX_BASIC[54]); otherwise it is the code segment's default (an
+    // address-size prefix would go unseen: refuse nothing, but it cannot be honoured).
+    let has_info = HOST.as_ref().is_some_and(|h| h.caps.basic.ins_outs_info());
+    let mask = if has_info {
+        string_io_addr_mask(r(f::VMX_INSTRUCTION_INFO))
+    } else {
+        match cpu_mode() {
+            CpuMode::Bits64 => u64::MAX,
+            CpuMode::Bits32 => 0xffff_ffff,
+            CpuMode::Bits16 => 0xffff,
+        }
+    };
+    let rep = io.is_rep();
+    let count = if rep { g[1] & mask } else { 1 };
+    if count == 0 {
+        skip_instruction();
+        return Next::Resume;
+    }
+    let size = io.size();
+    let df = r(f::GUEST_RFLAGS) & (1 << 10) != 0;
+    let linear = r(f::GUEST_LINEAR_ADDRESS);
+    let n = string_io_batch(count, size, linear, df);
+    let insn_len = r(f::VM_EXIT_INSTRUCTION_LEN);
+    if io.is_in() {
+        st.pending_ins = Some(PendingIns { size, count: n, rep, df, addr_mask: mask, insn_len });
+        // RIP stays on the instruction until the last batch completes.
+        return Next::Leave(Leave::User(UserExit::StringIo { is_in: true, size, port: io.port(), count: n as u32 }));
+    }
+    let regs = PagingRegs { cr0: r(f::GUEST_CR0), cr3: r(f::GUEST_CR3), cr4: r(f::GUEST_CR4), efer: r(f::GUEST_IA32_EFER) };
+    let buf = pio_slice(shim::page_address(&vcpu.pio_page));
+    let step = if df { -(size as i64) } else { size as i64 };
+    for k in 0..n as usize {
+        let la = linear.wrapping_add((k as i64 * step) as u64);
+        let item = &mut buf[k * size as usize..(k + 1) * size as usize];
+        if !copy_guest(&regs, eptp, la, item, false) {
+            return internal(INTERNAL_ERROR_EMULATION, [reason_, q, la]);
+        }
+    }
+    g[6] = string_reg_add(g[6], n as i64 * step, mask); // RSI
+    let done = if rep {
+        g[1] = string_reg_add(g[1], -(n as i64), mask);
+        g[1] & mask == 0
+    } else {
+        true
+    };
+    if done {
+        skip_instruction();
+    }
+    let _ = st;
+    Next::Leave(Leave::User(UserExit::StringIo { is_in: false, size, port: io.port(), count: n as u32 }))
+}
+
+/// The second half of an INS batch (see string_io), outside the region: guest memory is
+/// reached through the vCPU's saved paging registers and the VM's current EPT.
+fn complete_ins(st: &mut VcpuState, ins: &PendingIns, pio: *mut u8, eptp: u64) {
+    let mask = ins.addr_mask;
+    let n = if ins.rep { ins.count.min(st.regs.rcx & mask) } else { 1 };
+    let long = st.sregs.efer & EFER_LMA != 0 && st.sregs.cs.l != 0;
+    let es_base = if long { 0 } else { st.sregs.es.base };
+    let regs = PagingRegs { cr0: st.sregs.cr0, cr3: st.sregs.cr3, cr4: st.sregs.cr4, efer: st.sregs.efer };
+    let buf = pio_slice(pio);
+    let size = ins.size as usize;
+    let step = if ins.df { -(ins.size as i64) } else { ins.size as i64 };
+    for k in 0..n as usize {
+        let rdi = string_reg_add(st.regs.rdi, k as i64 * step, mask);
+        let la = es_base.wrapping_add(rdi);
+        // An unmapped destination ends the batch; the guest sees the items written so far.
+        if !copy_guest(&regs, eptp, la, &mut buf[k * size..(k + 1) * size], true) {
+            return;
+        }
+    }
+    st.regs.rdi = string_reg_add(st.regs.rdi, n as i64 * step, mask);
+    let done = if ins.rep {
+        st.regs.rcx = string_reg_add(st.regs.rcx, -(n as i64), mask);
+        st.regs.rcx & mask == 0
+    } else {
+        true
+    };
+    if done {
+        st.regs.rip = st.regs.rip.wrapping_add(ins.insn_len);
+        st.interruptibility &= !3;
+    }
+}
+
+/// Guest-physical memory as the vCPU's EPT maps it (the EPT stays alive for the region).
+struct EptMemory(u64);
+
+impl GuestPhys for EptMemory {
+    fn read_u64(&self, gpa: u64) -> Option<u64> {
+        let hpa = crate::ept::translate(self.0, gpa & !7)?;
+        // SAFETY: `hpa` is a pinned guest page the live EPT maps, in the direct map; an
+        // aligned 8-byte read inside it.
+        Some(unsafe { (shim::phys_to_virt(hpa) as *const u64).read_volatile() })
+    }
+}
+
+/// The mode of the guest's code segment.
+fn cpu_mode() -> CpuMode {
+    let ar = r(f::GUEST_CS_AR_BYTES);
+    if r(f::GUEST_IA32_EFER) & EFER_LMA != 0 && ar & (1 << 13) != 0 {
+        CpuMode::Bits64
+    } else if ar & (1 << 14) != 0 {
+        CpuMode::Bits32
+    } else {
+        CpuMode::Bits16
+    }
+}
+
+/// Fetch up to 15 bytes of the instruction at CS:RIP through the guest's paging and the EPT;
+/// returns how many could be read (fewer if a page of it is gone).
+fn fetch_instruction(eptp: u64, buf: &mut [u8; 15]) -> usize {
+    let regs = PagingRegs {
+        cr0: r(f::GUEST_CR0),
+        cr3: r(f::GUEST_CR3),
+        cr4: r(f::GUEST_CR4),
+        efer: r(f::GUEST_IA32_EFER),
+    };
+    let mem = EptMemory(eptp);
+    let mode = cpu_mode();
+    let rip = r(f::GUEST_RIP);
+    let linear = if mode == CpuMode::Bits64 { rip } else { (r(f::GUEST_CS_BASE) + rip) & 0xffff_ffff };
+    for (i, b) in buf.iter_mut().enumerate() {
+        let la = linear.wrapping_add(i as u64);
+        let Some(gpa) = paging::translate(&regs, &mem, la) else { return i };
+        let Some(q) = mem.read_u64(gpa) else { return i };
+        *b = (q >> (8 * (gpa & 7))) as u8;
+    }
+    buf.len()
+}
+
+fn read_gpr(g: &[u64; 16], r_: Gpr) -> u64 {
+    if r_.num == 4 && !r_.high_byte { r(f::GUEST_RSP) } else { g[(r_.num & 15) as usize] }
+}
+
+fn write_gpr(g: &mut [u64; 16], r_: Gpr, v: u64) {
+    if r_.num == 4 && !r_.high_byte {
+        let _ = w(f::GUEST_RSP, v);
+    } else {
+        g[(r_.num & 15) as usize] = v;
+    }
+}
+
+/// `struct kvm_regs` field of x86 register number `n`.
+fn gpr_mut(regs: &mut KvmRegs, n: u8) -> &mut u64 {
+    match n & 15 {
+        0 => &mut regs.rax,
+        1 => &mut regs.rcx,
+        2 => &mut regs.rdx,
+        3 => &mut regs.rbx,
+        4 => &mut regs.rsp,
+        5 => &mut regs.rbp,
+        6 => &mut regs.rsi,
+        7 => &mut regs.rdi,
+        8 => &mut regs.r8,
+        9 => &mut regs.r9,
+        10 => &mut regs.r10,
+        11 => &mut regs.r11,
+        12 => &mut regs.r12,
+        13 => &mut regs.r13,
+        14 => &mut regs.r14,
+        _ => &mut regs.r15,
+    }
+}
+
+fn advance_rip(len: u8) {
+    let _ = w(f::GUEST_RIP, r(f::GUEST_RIP).wrapping_add(len as u64));
+    let blocking = r(f::GUEST_INTERRUPTIBILITY_INFO);
+    if blocking & 3 != 0 {
+        let _ = w(f::GUEST_INTERRUPTIBILITY_INFO, blocking & !3);
+    }
+}
+
+/// An access to `gpa`, outside every slot: decode the instruction, then either emulate it
+/// on the in-kernel xAPIC page or hand it to userspace as KVM_EXIT_MMIO. An instruction
+/// nvmx does not decode is KVM_EXIT_INTERNAL_ERROR (emulation) with the exit reason,
+/// qualification, GPA and the first 8 instruction bytes.
+fn mmio(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, eptp: u64, gpa: u64, reason_: u64, q: u64) -> Next {
+    let mut bytes = [0u8; 15];
+    let n = fetch_instruction(eptp, &mut bytes);
+    let decoded = insn::decode(&bytes[..n], cpu_mode());
+    let head = u64::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7]]);
+    let fail = || Next::Leave(Leave::User(UserExit::Internal {
+        suberror: INTERNAL_ERROR_EMULATION,
+        data: [reason_, q, gpa, head, n as u64],
+        ndata: 5,
+    }));
+    let (len, size, write_data) = match decoded {
+        Decoded::Read { len, size, .. } => (len, size, None),
+        Decoded::WriteReg { len, size, src } => (len, size, Some(insn::store(read_gpr(g, src), src, size))),
+        Decoded::WriteImm { len, size, value } => (len, size, Some(value)),
+        Decoded::Unsupported => return fail(),
+    };
+    let apic_page = st.sregs.apic_base & !0xfff;
+    let xapic = st.lapic.as_ref().is_some_and(|a| !a.x2apic)
+        && st.sregs.apic_base & crate::vmx_core::guest_msr::apic_base::ENABLE != 0;
+    if xapic && gpa & !0xfff == apic_page {
+        let offset = (gpa & 0xfff) as u32;
+        if size != 4 || offset % 16 != 0 {
+            return fail();
+        }
+        let tsc_khz = HOST.as_ref().map_or(1, |h| h.tsc_khz as u64);
+        let now = vmx_ops::rdtsc().wrapping_add(st.tsc_offset);
+        let Some(apic) = st.lapic.as_mut() else { return fail() };
+        match (decoded, write_data) {
+            (Decoded::Read { dst, dst_size, extend, .. }, _) => {
+                // Reserved xAPIC registers read as 0.
+                let v = apic.read(offset, now, tsc_khz).unwrap_or(0);
+                let old = read_gpr(g, dst);
+                write_gpr(g, dst, insn::load(old, dst, dst_size, 4, extend, v as u64));
+            }
+            (_, Some(v)) => match apic.write(offset, v as u32, now, tsc_khz) {
+                Ok(effect) => match apply_apic_effect(vcpu, st, effect) {
+                    Ok(()) => {}
+                    Err(_) => return fail(),
+                },
+                // Reserved xAPIC registers ignore writes.
+                Err(ApicError::Gp) => {}
+                Err(ApicError::Unsupported) => return fail(),
+            },
+            _ => return fail(),
+        }
+        advance_rip(len);
+        return Next::Resume;
+    }
+    advance_rip(len);
+    if let Decoded::Read { dst, dst_size, extend, .. } = decoded {
+        st.pending_mmio = Some(PendingMmio { dst, dst_size, size, extend });
+    }
+    Next::Leave(Leave::User(UserExit::Mmio { gpa, size, is_write: write_data.is_some(), data: write_data.unwrap_or(0) }))
 }
 
 fn x2apic_msr_index(index: u32) -> bool {
@@ -858,7 +1184,8 @@ fn set_live_msr(st: &mut VcpuState, msr: Msr, v: u64) {
 }
 
 fn internal(suberror: u32, data: [u64; 3]) -> Next {
-    Next::Leave(Leave::User(UserExit::Internal { suberror, data, ndata: 3 }))
+    let [a, b, c] = data;
+    Next::Leave(Leave::User(UserExit::Internal { suberror, data: [a, b, c, 0, 0], ndata: 3 }))
 }
 
 /// MOV to CR0: the guest owns everything but NE/CD/NW/PG. A PG change with EFER.LME set

@@ -352,6 +352,8 @@ pub(crate) mod run {
 pub(crate) mod exit {
     /// `KVM_EXIT_IO`.
     pub(crate) const IO: u32 = 2;
+    /// `KVM_EXIT_MMIO`.
+    pub(crate) const MMIO: u32 = 6;
     /// `KVM_EXIT_HLT`.
     pub(crate) const HLT: u32 = 5;
     /// `KVM_EXIT_SHUTDOWN`.

@@ -20,6 +20,7 @@ use crate::vm::{read_user, Vm};
 use crate::vmx_core::cpuid::{self, CpuidEntry, GuestFeatures};
 use crate::vmx_core::guest_cr;
 use crate::vmx_core::guest_msr::{self, apic_base, Msr, WriteContext, Writer};
+use crate::vmx_core::insn;
 use crate::vmx_core::lapic::Lapic;
 use crate::vmx_ops::FxArea;
 use crate::HOST;
@@ -30,6 +31,25 @@ pub(crate) const MMAP_PAGES: usize = 2;
 /// An IN exit whose data userspace provides before the next KVM_RUN.
 pub(crate) struct PendingIn {
     pub(crate) size: u8,
+}
+
+/// A (REP) INS batch whose data userspace puts into the PIO page before the next KVM_RUN.
+pub(crate) struct PendingIns {
+    pub(crate) size: u8,
+    pub(crate) count: u64,
+    pub(crate) rep: bool,
+    pub(crate) df: bool,
+    pub(crate) addr_mask: u64,
+    pub(crate) insn_len: u64,
+}
+
+/// An MMIO read whose data userspace provides in `kvm_run.mmio.data` before the next
+/// KVM_RUN: where the value goes.
+pub(crate) struct PendingMmio {
+    pub(crate) dst: insn::Gpr,
+    pub(crate) dst_size: u8,
+    pub(crate) size: u8,
+    pub(crate) extend: insn::Extend,
 }
 
 /// The vCPU's architectural state between runs (inside a run the VMCS holds it).
@@ -43,6 +63,8 @@ pub(crate) struct VcpuState {
     /// An event to inject at the next entry: (interruption information, error code).
     pub(crate) inject: Option<(u64, u64)>,
     pub(crate) pending_in: Option<PendingIn>,
+    pub(crate) pending_mmio: Option<PendingMmio>,
+    pub(crate) pending_ins: Option<PendingIns>,
     /// The guest's CPUID (`KVM_SET_CPUID2`; empty until then, as on KVM) and what it offers.
     pub(crate) cpuid: KVec<CpuidEntry>,
     pub(crate) features: GuestFeatures,
@@ -114,6 +136,8 @@ impl VcpuState {
             interruptibility: 0,
             inject: None,
             pending_in: None,
+            pending_mmio: None,
+            pending_ins: None,
             cpuid: KVec::new(),
             features: GuestFeatures::from_cpuid(&[]),
             ran: false,
@@ -237,8 +261,9 @@ impl Vcpu {
             let mailbox = Arc::pin_init(Mailbox::new(id), GFP_KERNEL)?;
             if let Some(a) = &state.lapic {
                 mailbox.mirror(a);
-                vm2.add_mailbox(mailbox.clone())?;
             }
+            // Every vCPU's mailbox is the VM's way to reach it (IPIs, slot changes).
+            vm2.add_mailbox(mailbox.clone())?;
             let vcpu = Arc::pin_init(
                 pin_init!(Vcpu {
                     vm: vm2,

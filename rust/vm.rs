@@ -216,21 +216,41 @@ impl Vm {
             }
         }
         st.memory_generation += 1;
+        let generation = st.memory_generation;
+        drop(st);
+        self.wait_for_new_memory(generation);
         Ok(0)
+    }
+
+    /// KVM's guarantee on slot changes: once the ioctl returns, no vCPU still runs on the
+    /// old mapping. Kick every vCPU in the guest with an older EPT and wait until each has
+    /// left (it rebuilds its EPT on the next entry). Leaving takes at most one guest
+    /// stretch (the VMX-preemption timer bounds it), so this terminates.
+    fn wait_for_new_memory(&self, generation: u64) {
+        loop {
+            let stale = {
+                let boxes = self.mailboxes.lock();
+                boxes.iter().fold(false, |any, m| m.kick_if_stale(generation) | any)
+            };
+            if !stale {
+                return;
+            }
+            kernel::time::delay::fsleep(kernel::time::Delta::from_micros(20));
+        }
     }
 
     /// The EPT of the current slots, built if they changed since the last one. vCPUs hold
     /// the returned reference for one IRQs-off region.
-    pub(crate) fn current_ept(&self) -> Result<Arc<Ept>> {
+    pub(crate) fn current_ept(&self) -> Result<(u64, Arc<Ept>)> {
         let mut st = self.state.lock();
         if let Some((generation, ept)) = &st.ept {
             if *generation == st.memory_generation {
-                return Ok(ept.clone());
+                return Ok((*generation, ept.clone()));
             }
         }
         let ept = Arc::new(Ept::build(&st.slots)?, GFP_KERNEL)?;
         st.ept = Some((st.memory_generation, ept.clone()));
-        Ok(ept)
+        Ok((st.memory_generation, ept))
     }
 
     /// Reserve vCPU id `id` (EEXIST if taken, EINVAL beyond the limits).

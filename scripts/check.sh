@@ -29,17 +29,17 @@ step "Bochs, 2 CPUs with VMX"
 "$NVMX_ROOT/scripts/run-bochs.sh" check "$res/bochs-check.serial" "${NVMX_BOCHS_TIMEOUT:-1500}"
 
 # Each upstream test runs twice in the Bochs boot: against kvm_intel and against nvmx.
-upstream=$(sed -n 's|^[^#].*/||p' "$NVMX_ROOT/selftests/upstream.list" | while read -r t; do
+upstream=$(grep -v -e '^#' -e '^$' "$NVMX_ROOT/selftests/upstream.list" | sed 's|.*/||' | while read -r t; do
     printf ',upstream-kvm_intel-%s,upstream-nvmx-%s' "$t" "$t"; done)
 machines=(
     --machine tcg-amd "$res/tcg-amd.serial" nvmx_novmx_test
     --machine tcg-intel "$res/tcg-intel.serial" nvmx_novmx_test
-    --machine bochs "$res/bochs-check.serial" "nvmx_module_test,nvmx_device_test,nvmx_vm_test,nvmx_run_test$upstream"
+    --machine bochs "$res/bochs-check.serial" "nvmx_module_test,nvmx_device_test,nvmx_vm_test,nvmx_run_test,nvmx_apic_test$upstream"
 )
 if [ -w /dev/kvm ] && grep -qw vmx /proc/cpuinfo; then
     step "QEMU/KVM with the host's VMX"
     "$NVMX_ROOT/scripts/run-qemu.sh" kvm check "$res/kvm-check.serial" 600
-    machines+=(--machine qemu-kvm "$res/kvm-check.serial" nvmx_module_test,nvmx_device_test,nvmx_vm_test,nvmx_run_test)
+    machines+=(--machine qemu-kvm "$res/kvm-check.serial" nvmx_module_test,nvmx_device_test,nvmx_vm_test,nvmx_run_test,nvmx_apic_test)
 else
     step "no /dev/kvm with VMX on this host: the QEMU/KVM machine is not run"
 fi

@@ -242,6 +242,38 @@ TEST(init_ipi_is_reported_not_dropped)
 	EXPECT_EQ(0xc4500, c.run->internal.data[2]) TH_LOG("the ICR value");
 }
 
+TEST(xapic_mmio_registers_and_self_ipi)
+{
+	/*
+	 * DS.base = 0xfee00000 (the xAPIC page, outside every slot):
+	 * mov eax,[0x30]; mov dx,0x1000; out dx,eax          (VERSION)
+	 * mov dword [0xf0],0x1ff; mov dword [0x300],0x40043  (SVR; ICR: self, vector 0x43)
+	 * sti; hlt
+	 */
+	const unsigned char code[] = { 0x66, 0xa1, 0x30, 0x00, 0xba, 0x00, 0x10, 0x66, 0xef,
+		0x66, 0xc7, 0x06, 0xf0, 0x00, 0xff, 0x01, 0x00, 0x00,
+		0x66, 0xc7, 0x06, 0x00, 0x03, 0x43, 0x00, 0x04, 0x00, STI_HLT };
+	const unsigned char handler[] = { 0xba, 0x00, 0x10, 0xb0, 0x43, 0xee, 0xf4 };
+	struct kvm_sregs sregs;
+	struct vm vm;
+	struct cpu c;
+
+	ASSERT_EQ(0, vm_create(&vm, 1));
+	put(&vm, 0x1000, code, sizeof(code));
+	put(&vm, 0x3000, handler, sizeof(handler));
+	set_ivt(&vm, 0x43, 0x3000);
+	ASSERT_EQ(0, cpu_create(&vm, &c, 0, 0x1000));
+	ASSERT_EQ(0, ioctl(c.fd, KVM_GET_SREGS, &sregs));
+	sregs.ds.base = 0xfee00000;
+	ASSERT_EQ(0, ioctl(c.fd, KVM_SET_SREGS, &sregs));
+	ASSERT_EQ(0, ioctl(c.fd, KVM_RUN, 0));
+	ASSERT_EQ(KVM_EXIT_IO, c.run->exit_reason) TH_LOG("exit %u", c.run->exit_reason);
+	EXPECT_EQ(0x50014, *(__u32 *)((char *)c.run + c.run->io.data_offset)) TH_LOG("VERSION");
+	ASSERT_EQ(0, ioctl(c.fd, KVM_RUN, 0));
+	ASSERT_EQ(KVM_EXIT_IO, c.run->exit_reason) TH_LOG("exit %u", c.run->exit_reason);
+	EXPECT_EQ(0x43, io_byte(&c)) TH_LOG("the self-IPI, sent through the MMIO ICR");
+}
+
 TEST(x2apic_msrs_need_x2apic_mode)
 {
 	/* rdmsr 0x802 (ID) in xAPIC mode: #GP, reported by the handler. */

@@ -196,10 +196,96 @@ TEST(invalid_guest_state_is_fail_entry)
 	guest_destroy(&g);
 }
 
-TEST(access_outside_slots_reports_the_gpa)
+TEST(mmio_write_and_read_outside_slots)
 {
-	/* mov [0], al with DS.base = 0x200000, outside the 64 KiB slot */
-	static const unsigned char code[] = { 0xa2, 0x00, 0x00, 0xf4 };
+	/*
+	 * DS.base = 0x200000, outside the 64 KiB slot:
+	 * mov al,0x5a; mov [0],al; mov bx,[2]; movzx ecx,byte [4]; hlt
+	 */
+	static const unsigned char code[] = { 0xb0, 0x5a, 0xa2, 0x00, 0x00, 0x8b, 0x1e, 0x02, 0x00,
+					      0x66, 0x0f, 0xb6, 0x0e, 0x04, 0x00, 0xf4 };
+	struct guest g;
+	struct kvm_sregs sregs;
+	struct kvm_regs regs;
+
+	ASSERT_EQ(0, guest_create(&g, code, sizeof(code)));
+	ASSERT_EQ(0, ioctl(g.vcpu, KVM_GET_SREGS, &sregs));
+	sregs.ds.base = 0x200000;
+	ASSERT_EQ(0, ioctl(g.vcpu, KVM_SET_SREGS, &sregs));
+	ASSERT_EQ(0, ioctl(g.vcpu, KVM_RUN, 0));
+	ASSERT_EXIT(&g, KVM_EXIT_MMIO);
+	EXPECT_EQ(0x200000, g.run->mmio.phys_addr);
+	EXPECT_EQ(1, g.run->mmio.is_write);
+	EXPECT_EQ(1, g.run->mmio.len);
+	EXPECT_EQ(0x5a, g.run->mmio.data[0]);
+
+	ASSERT_EQ(0, ioctl(g.vcpu, KVM_RUN, 0));
+	ASSERT_EXIT(&g, KVM_EXIT_MMIO);
+	EXPECT_EQ(0x200002, g.run->mmio.phys_addr);
+	EXPECT_EQ(0, g.run->mmio.is_write);
+	EXPECT_EQ(2, g.run->mmio.len);
+	g.run->mmio.data[0] = 0xef;
+	g.run->mmio.data[1] = 0xbe;
+
+	ASSERT_EQ(0, ioctl(g.vcpu, KVM_RUN, 0));
+	ASSERT_EXIT(&g, KVM_EXIT_MMIO);
+	EXPECT_EQ(0x200004, g.run->mmio.phys_addr);
+	EXPECT_EQ(1, g.run->mmio.len);
+	g.run->mmio.data[0] = 0x99;
+
+	ASSERT_EQ(0, ioctl(g.vcpu, KVM_RUN, 0));
+	ASSERT_EXIT(&g, KVM_EXIT_HLT);
+	ASSERT_EQ(0, ioctl(g.vcpu, KVM_GET_REGS, &regs));
+	EXPECT_EQ(0xbeef, regs.rbx & 0xffff) TH_LOG("MOV BX loaded the MMIO data");
+	EXPECT_EQ(0x99, regs.rcx) TH_LOG("MOVZX ECX zero-extended the byte");
+	EXPECT_EQ(CODE_GPA + sizeof(code), regs.rip);
+	guest_destroy(&g);
+}
+
+TEST(rep_outsb_and_rep_insb)
+{
+	/*
+	 * mov si,0x2000; mov cx,3; mov dx,0x1000; cld; rep outsb;
+	 * mov di,0x2100; mov cx,5; rep insb; hlt
+	 */
+	static const unsigned char code[] = { 0xbe, 0x00, 0x20, 0xb9, 0x03, 0x00, 0xba, 0x00, 0x10,
+					      0xfc, 0xf3, 0x6e, 0xbf, 0x00, 0x21, 0xb9, 0x05, 0x00,
+					      0xf3, 0x6c, 0xf4 };
+	struct guest g;
+	struct kvm_regs regs;
+	char *data;
+
+	ASSERT_EQ(0, guest_create(&g, code, sizeof(code)));
+	memcpy(g.mem + 0x2000, "abc", 3);
+	ASSERT_EQ(0, ioctl(g.vcpu, KVM_RUN, 0));
+	ASSERT_EXIT(&g, KVM_EXIT_IO);
+	data = (char *)g.run + g.run->io.data_offset;
+	EXPECT_EQ(KVM_EXIT_IO_OUT, g.run->io.direction);
+	EXPECT_EQ(3, g.run->io.count);
+	EXPECT_EQ(1, g.run->io.size);
+	EXPECT_EQ(0, memcmp(data, "abc", 3));
+
+	ASSERT_EQ(0, ioctl(g.vcpu, KVM_RUN, 0));
+	ASSERT_EXIT(&g, KVM_EXIT_IO);
+	EXPECT_EQ(KVM_EXIT_IO_IN, g.run->io.direction);
+	EXPECT_EQ(5, g.run->io.count);
+	memcpy((char *)g.run + g.run->io.data_offset, "VWXYZ", 5);
+
+	ASSERT_EQ(0, ioctl(g.vcpu, KVM_RUN, 0));
+	ASSERT_EXIT(&g, KVM_EXIT_HLT);
+	EXPECT_EQ(0, memcmp(g.mem + 0x2100, "VWXYZ", 5));
+	ASSERT_EQ(0, ioctl(g.vcpu, KVM_GET_REGS, &regs));
+	EXPECT_EQ(0x2003, regs.rsi);
+	EXPECT_EQ(0x2105, regs.rdi);
+	EXPECT_EQ(0, regs.rcx);
+	EXPECT_EQ(CODE_GPA + sizeof(code), regs.rip);
+	guest_destroy(&g);
+}
+
+TEST(undecodable_mmio_reports_the_gpa)
+{
+	/* DS.base = 0x200000: add [0],al (00 06 00 00) is not emulated */
+	static const unsigned char code[] = { 0x00, 0x06, 0x00, 0x00, 0xf4 };
 	struct guest g;
 	struct kvm_sregs sregs;
 
@@ -212,6 +298,7 @@ TEST(access_outside_slots_reports_the_gpa)
 	EXPECT_EQ(KVM_INTERNAL_ERROR_EMULATION, g.run->internal.suberror);
 	EXPECT_EQ(48, g.run->internal.data[0]) TH_LOG("EPT violation");
 	EXPECT_EQ(0x200000, g.run->internal.data[2]) TH_LOG("the guest-physical address");
+	EXPECT_EQ(0x0600, g.run->internal.data[3] & 0xffff) TH_LOG("the instruction bytes");
 	guest_destroy(&g);
 }
 
@@ -221,10 +308,11 @@ TEST(immediate_exit_is_eintr)
 	struct guest g;
 
 	ASSERT_EQ(0, guest_create(&g, code, sizeof(code)));
+	g.run->exit_reason = 0x1234;
 	g.run->immediate_exit = 1;
 	EXPECT_EQ(-1, ioctl(g.vcpu, KVM_RUN, 0));
 	EXPECT_EQ(EINTR, errno);
-	EXPECT_EQ(KVM_EXIT_INTR, g.run->exit_reason);
+	EXPECT_EQ(0x1234, g.run->exit_reason) TH_LOG("untouched, as on KVM");
 	g.run->immediate_exit = 0;
 	ASSERT_EQ(0, ioctl(g.vcpu, KVM_RUN, 0));
 	ASSERT_EXIT(&g, KVM_EXIT_HLT);

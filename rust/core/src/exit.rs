@@ -127,6 +127,41 @@ impl IoQualification {
     }
 }
 
+/// The address size of an INS/OUTS, from the VM-exit instruction-information field (SDM
+/// table 28-8, bits 9:7): the mask that applies to RCX, RSI and RDI.
+pub const fn string_io_addr_mask(instruction_info: u64) -> u64 {
+    match extract(instruction_info, 9, 7) {
+        0 => 0xffff,
+        1 => 0xffff_ffff,
+        _ => u64::MAX,
+    }
+}
+
+/// How many items of one INS/OUTS exit go to userspace at once: all that REP asks for
+/// (`count`), but no more than the 4 KiB PIO page holds and no more than reach the end
+/// (DF = 0) or the start (DF = 1) of the guest page at `linear`, so one translation serves
+/// the batch — KVM batches the same way. At least one.
+pub const fn string_io_batch(count: u64, size: u8, linear: u64, df: bool) -> u64 {
+    let size = size as u64;
+    let offset = linear & 0xfff;
+    let in_page = if df { (offset / size) + 1 } else { (4096 - offset) / size };
+    let mut n = count;
+    if n > 4096 / size {
+        n = 4096 / size;
+    }
+    if n > in_page {
+        n = in_page;
+    }
+    if n == 0 { 1 } else { n }
+}
+
+/// A string-register update: `reg` moves by `delta` within the address size `mask` (a
+/// 32-bit result zeroes bits 63:32, a 16-bit one keeps them, SDM vol. 1 3.4.1.1).
+pub const fn string_reg_add(reg: u64, delta: i64, mask: u64) -> u64 {
+    let v = reg.wrapping_add(delta as u64) & mask;
+    if mask == 0xffff { (reg & !0xffff) | v } else { v }
+}
+
 /// What a control-register access did (SDM table 28-3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CrAccess {
@@ -203,6 +238,20 @@ mod tests {
         // REP OUTSW to 0x3f8.
         let q = IoQualification(0x03f8_0000 | 1 << 5 | 1 << 4 | 1);
         assert!(q.is_string() && q.is_rep() && !q.is_in());
+        assert_eq!(string_io_addr_mask(0), 0xffff);
+        assert_eq!(string_io_addr_mask(1 << 7), 0xffff_ffff);
+        assert_eq!(string_io_addr_mask(2 << 7), u64::MAX);
+        // Batches stop at the page end (DF=0) or start (DF=1) and at the PIO page.
+        assert_eq!(string_io_batch(8192, 1, 0x1000, false), 4096);
+        assert_eq!(string_io_batch(8192, 1, 0x1ffd, false), 3);
+        assert_eq!(string_io_batch(2, 1, 0x1ffd, false), 2);
+        assert_eq!(string_io_batch(100, 4, 0x1ff0, false), 4);
+        assert_eq!(string_io_batch(100, 4, 0x100c, true), 4, "0x100c, 0x1008, 0x1004, 0x1000");
+        assert_eq!(string_io_batch(100, 4, 0x1ffe, false), 1, "an item crossing the page: alone");
+        assert_eq!(string_io_batch(0, 1, 0, false), 1);
+        assert_eq!(string_reg_add(0xffff_ffff_0000_fffe, 3, 0xffff), 0xffff_ffff_0000_0001);
+        assert_eq!(string_reg_add(0xffff_ffff_ffff_fffe, 3, 0xffff_ffff), 1);
+        assert_eq!(string_reg_add(10, -4, u64::MAX), 6);
         assert_eq!(q.size(), 2);
     }
 

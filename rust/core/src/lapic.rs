@@ -278,8 +278,10 @@ impl Lapic {
 
     /// Guest TSC ticks for `count` APIC-timer ticks at the current divisor.
     fn ticks_to_tsc(&self, count: u64, tsc_khz: u64) -> u64 {
+        // At most 2^32 ticks x 128 x 1 ns = 2^39 ns; times a TSC of up to 2^24 kHz (16 GHz)
+        // this stays below 2^63: no 128-bit arithmetic (the kernel has no u128 division).
         let ns = count * self.timer_divisor() * TIMER_NS_PER_TICK;
-        ((ns as u128 * tsc_khz as u128) / 1_000_000) as u64
+        ns.saturating_mul(tsc_khz) / 1_000_000
     }
 
     /// The guest TSC at which the timer next needs attention.
@@ -313,9 +315,9 @@ impl Lapic {
         if d <= now || self.timer_period == 0 {
             return 0;
         }
-        let left_tsc = (d - now) as u128;
-        let per_tick = self.ticks_to_tsc(1, tsc_khz).max(1) as u128;
-        ((left_tsc / per_tick) as u64).min(self.tmict as u64) as u32
+        let left_tsc = d - now;
+        let per_tick = self.ticks_to_tsc(1, tsc_khz).max(1);
+        (left_tsc / per_tick).min(self.tmict as u64) as u32
     }
 
     /// Read register `offset` (xAPIC offsets). `now` and `tsc_khz` serve the current count.
