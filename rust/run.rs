@@ -60,6 +60,9 @@ const GP_VECTOR: u64 = 13;
 const PREEMPTION_TSC_BUDGET: u64 = 4_000_000;
 const UD_VECTOR: u64 = 6;
 const RFLAGS_IF: u64 = 1 << 9;
+/// IA32_DEBUGCTL, and DR7 as a VM exit leaves it.
+const MSR_IA32_DEBUGCTL: u32 = 0x1d9;
+const DR7_RESET: u64 = 0x400;
 
 /// Why the region was left.
 enum Leave {
@@ -244,6 +247,10 @@ fn region(host: &crate::HostInfo, vcpu: &Vcpu, st: &mut VcpuState, eptp: u64, ge
         Error::from_errno(-r.errno())
     })?;
     let hs = HostState::save();
+    // A VM exit sets DR7 to 0x400 and clears IA32_DEBUGCTL (SDM 28.5.1): the host's hardware
+    // breakpoints (ptrace watchpoints, perf) and branch recording are put back below.
+    let host_dr7 = vmx_ops::read_dr7();
+    let host_debugctl = vmx_ops::rdmsr(MSR_IA32_DEBUGCTL);
     // The guest's FPU and SYSCALL MSRs replace the host's for the region (IRQs are off, so
     // nothing else in the kernel sees or uses them meanwhile).
     vmx_ops::fxsave(&mut st.host_fpu);
@@ -265,7 +272,7 @@ fn region(host: &crate::HostInfo, vcpu: &Vcpu, st: &mut VcpuState, eptp: u64, ge
             Err(EIO)
         }
         Ok(()) => {
-            let r = in_vmx(host, vcpu, st, eptp, &hs, cpu);
+            let r = in_vmx(host, vcpu, st, eptp, generation, &hs, cpu);
             // SAFETY: VMXON succeeded above in this region; the VMCS was cleared by in_vmx.
             if let Err(e) = unsafe { vmx_ops::vmxoff() } {
                 pr_err!("cpu{cpu}: VMXOFF failed ({e:?})\n");
@@ -283,6 +290,14 @@ fn region(host: &crate::HostInfo, vcpu: &Vcpu, st: &mut VcpuState, eptp: u64, ge
     vmx_ops::fxsave(&mut st.fpu);
     // SAFETY: the host's own FPU image from the FXSAVE above.
     unsafe { vmx_ops::fxrstor(&st.host_fpu) };
+    if host_dr7 != DR7_RESET {
+        // SAFETY: the host's own DR7, read above.
+        unsafe { vmx_ops::write_dr7(host_dr7) };
+    }
+    if host_debugctl != 0 {
+        // SAFETY: the host's own IA32_DEBUGCTL, read above.
+        unsafe { vmx_ops::wrmsr(MSR_IA32_DEBUGCTL, host_debugctl) };
+    }
     hs.restore();
     // SAFETY: still IRQs off; back to the value the kernel's shadow holds.
     unsafe { vmx_ops::write_cr4(cr4_before) };
@@ -298,6 +313,7 @@ fn in_vmx(
     vcpu: &Vcpu,
     st: &mut VcpuState,
     eptp: u64,
+    generation: u64,
     hs: &HostState,
     cpu: u32,
 ) -> Result<Leave> {
@@ -307,7 +323,7 @@ fn in_vmx(
         vmx_ops::vmclear(vcpu.vmcs_phys).map_err(|_| EIO)?;
         vmx_ops::vmptrld(vcpu.vmcs_phys).map_err(|_| EIO)?;
     }
-    let leave = match write_vmcs(&host.caps, &host.controls, st, eptp, hs) {
+    let leave = match write_vmcs(&host.caps, &host.controls, st, eptp, hs, vcpu.vpid.0) {
         Err(field) => {
             pr_err!("VMWRITE of field {field:#x} failed\n");
             Ok(Leave::User(UserExit::Internal {
@@ -317,8 +333,19 @@ fn in_vmx(
             }))
         }
         Ok(()) => {
-            // SAFETY: current VMCS; INVEPT of this VM's EPTP (new tables may alias old ones).
-            let _ = unsafe { vmx_ops::invept_single(eptp) };
+            // TLB entries derived from an EPT are tagged with its EPTP (and the VPID): they
+            // can be stale only if this vCPU last ran on another CPU (where its guest may
+            // have invalidated since), or with another EPT or memory generation (an EPT's
+            // tables are freed with it, and a new one may reuse their addresses). Then
+            // INVEPT; otherwise the vCPU keeps its TLB across regions.
+            let now = (cpu, eptp, generation);
+            if st.flushed_for != Some(now) {
+                let single = host.caps.ept_vpid.invept_single_context();
+                // SAFETY: VMX root operation.
+                if unsafe { vmx_ops::invept(eptp, single) }.is_ok() {
+                    st.flushed_for = Some(now);
+                }
+            }
             Ok(guest_loop(vcpu, st, cpu, eptp))
         }
     };
@@ -345,12 +372,17 @@ fn write_vmcs(
     st: &VcpuState,
     eptp: u64,
     hs: &HostState,
+    vpid: u16,
 ) -> core::result::Result<(), u32> {
     let s = &st.sregs;
     let lma = s.efer & EFER_LMA != 0;
     w(f::PIN_BASED_VM_EXEC_CONTROL, c.pin as u64)?;
     w(f::CPU_BASED_VM_EXEC_CONTROL, c.primary as u64)?;
-    w(f::SECONDARY_VM_EXEC_CONTROL, c.secondary as u64)?;
+    let vpid_ctl = if vpid != 0 { crate::vmx_core::controls::secondary::ENABLE_VPID } else { 0 };
+    w(f::SECONDARY_VM_EXEC_CONTROL, (c.secondary | vpid_ctl) as u64)?;
+    if vpid != 0 {
+        w(f::VIRTUAL_PROCESSOR_ID, vpid as u64)?;
+    }
     w(f::VM_EXIT_CONTROLS, c.exit as u64)?;
     w(f::VM_ENTRY_CONTROLS, (c.entry | if lma { entry::IA32E_MODE_GUEST } else { 0 }) as u64)?;
     for field in [f::EXCEPTION_BITMAP, f::PAGE_FAULT_ERROR_CODE_MASK, f::PAGE_FAULT_ERROR_CODE_MATCH,

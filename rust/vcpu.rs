@@ -4,6 +4,7 @@
 
 use core::ffi::c_void;
 use core::ptr;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use kernel::bindings;
 use kernel::page::Page;
@@ -24,6 +25,45 @@ use crate::vmx_core::insn;
 use crate::vmx_core::lapic::Lapic;
 use crate::vmx_ops::FxArea;
 use crate::HOST;
+
+/// VPIDs in use, one bit each (VPID 0 is the host's and never handed out).
+static VPIDS: [AtomicU64; 1024] = [const { AtomicU64::new(0) }; 1024];
+
+/// A vCPU's VPID (SDM 29.1): its guest-linear TLB entries are tagged with it, so they
+/// survive VM exits and need no flush while the vCPU stays on one CPU with one EPT.
+pub(crate) struct Vpid(pub(crate) u16);
+
+impl Vpid {
+    /// A free VPID, or VPID 0 (VPID not used: every entry and exit flushes) when the CPU
+    /// has no VPID or all 65535 are taken.
+    fn alloc(supported: bool) -> Self {
+        if supported {
+            for (w, word) in VPIDS.iter().enumerate() {
+                let mut cur = word.load(Ordering::Relaxed);
+                loop {
+                    let free = !cur & if w == 0 { !1 } else { u64::MAX };
+                    if free == 0 {
+                        break;
+                    }
+                    let bit = free.trailing_zeros();
+                    match word.compare_exchange(cur, cur | (1 << bit), Ordering::AcqRel, Ordering::Relaxed) {
+                        Ok(_) => return Vpid((w * 64 + bit as usize) as u16),
+                        Err(now) => cur = now,
+                    }
+                }
+            }
+        }
+        Vpid(0)
+    }
+}
+
+impl Drop for Vpid {
+    fn drop(&mut self) {
+        if self.0 != 0 {
+            VPIDS[self.0 as usize / 64].fetch_and(!(1 << (self.0 % 64)), Ordering::AcqRel);
+        }
+    }
+}
 
 /// Pages of the vCPU mmap: `struct kvm_run`, then the PIO data page (KVM_PIO_PAGE_OFFSET 1).
 pub(crate) const MMAP_PAGES: usize = 2;
@@ -84,6 +124,9 @@ pub(crate) struct VcpuState {
     pub(crate) lapic: Option<Lapic>,
     /// An NMI waiting for the guest to be able to take it.
     pub(crate) nmi_pending: bool,
+    /// (CPU, EPT pointer, memory generation) of the last INVEPT for this vCPU: while they
+    /// stay the same, no TLB entry the vCPU could use is stale (rust/run.rs).
+    pub(crate) flushed_for: Option<(u32, u64, u64)>,
 }
 
 /// The hardware MSRs nvmx loads with guest values around each guest stretch.
@@ -148,6 +191,7 @@ impl VcpuState {
             host_fpu: FxArea([0; 512]),
             lapic: lapic.then(|| Lapic::new(id)),
             nmi_pending: false,
+            flushed_for: None,
         }
     }
 
@@ -218,6 +262,9 @@ impl VcpuState {
         }
         let apic_base = s.apic_base;
         self.sregs = KvmSregs { apic_base: self.sregs.apic_base, ..*s };
+        // New paging state from outside the guest: its TLB entries (tagged with the VPID,
+        // not with CR3) must go, as KVM_REQ_TLB_FLUSH_GUEST does on KVM.
+        self.flushed_for = None;
         self.set_msr(Msr::ApicBase, apic_base);
         Ok(())
     }
@@ -237,6 +284,7 @@ pub(crate) struct Vcpu {
     pub(crate) vmcs_phys: u64,
     /// What other vCPUs post to this one's local APIC.
     pub(crate) mailbox: Arc<Mailbox>,
+    pub(crate) vpid: Vpid,
     #[pin]
     pub(crate) state: Mutex<VcpuState>,
 }
@@ -273,6 +321,7 @@ impl Vcpu {
                     _vmcs: vmcs,
                     vmcs_phys,
                     mailbox,
+                    vpid: Vpid::alloc(crate::HOST.as_ref().is_some_and(|h| h.caps.vpid())),
                     state <- new_mutex!(state),
                 }),
                 GFP_KERNEL,
@@ -435,6 +484,9 @@ fn msr_io(st: &mut VcpuState, arg: usize, set: bool) -> Result<isize> {
         entries.push(r.read::<KvmMsrEntry>()?, GFP_KERNEL)?;
     }
     let mut done = 0;
+    if set {
+        st.flushed_for = None; // EFER may change paging: as for KVM_SET_SREGS
+    }
     for e in entries.iter_mut() {
         let Some(msr) = Msr::from_index(e.index) else { break };
         if set {

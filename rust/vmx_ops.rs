@@ -169,17 +169,19 @@ pub(crate) unsafe fn vmwrite(field: u32, value: u64) -> Result<(), VmFail> {
     vm_result(cf, zf)
 }
 
-/// INVEPT single-context for `eptp` (SDM 31.3, type 1).
+/// INVEPT (SDM 31.3): single-context for `eptp` (type 1), or all-context (type 2) when
+/// `single` is false.
 ///
 /// # Safety
 ///
 /// In VMX root operation.
-pub(crate) unsafe fn invept_single(eptp: u64) -> Result<(), VmFail> {
+pub(crate) unsafe fn invept(eptp: u64, single: bool) -> Result<(), VmFail> {
     let desc: [u64; 2] = [eptp, 0];
+    let kind: u64 = if single { 1 } else { 2 };
     let (cf, zf): (u8, u8);
     // SAFETY: guaranteed by the caller; the descriptor is 16 bytes on our stack.
     unsafe {
-        asm!("invept {t}, xmmword ptr [{d}]", "setc {cf}", "setz {zf}", t = in(reg) 1u64,
+        asm!("invept {t}, xmmword ptr [{d}]", "setc {cf}", "setz {zf}", t = in(reg) kind,
              d = in(reg) &desc, cf = out(reg_byte) cf, zf = out(reg_byte) zf, options(nostack))
     };
     vm_result(cf, zf)
@@ -216,6 +218,24 @@ pub(crate) unsafe fn wrmsr(index: u32, value: u64) {
         asm!("wrmsr", in("ecx") index, in("eax") value as u32, in("edx") (value >> 32) as u32,
              options(nostack, preserves_flags))
     };
+}
+
+/// Reads DR7.
+pub(crate) fn read_dr7() -> u64 {
+    let v: u64;
+    // SAFETY: reading DR7 at CPL 0 has no side effects.
+    unsafe { asm!("mov {}, dr7", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// Writes DR7.
+///
+/// # Safety
+///
+/// `v` is a value DR7 held before (the host's own breakpoint setup).
+pub(crate) unsafe fn write_dr7(v: u64) {
+    // SAFETY: guaranteed by the caller.
+    unsafe { asm!("mov dr7, {}", in(reg) v, options(nomem, nostack, preserves_flags)) };
 }
 
 /// Reads the time-stamp counter.
