@@ -5,13 +5,15 @@
 #   make check      set-up from nothing + every test (cargo, Bochs with VMX, QEMU TCG)
 #   make demo       set-up from nothing + nvmx loading in an emulated VMX machine
 #   make setup      only the set-up (packages, bindgen, kernel, Bochs)
+#   make upstream-report  every upstream x86/common KVM selftest vs kvm_intel and nvmx
+#                   (hours in Bochs) -> Documentation/upstream-report.rst
 
 ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
 # Debian's rustc 1.96 (has the kernel's Rust sources) and clang-19, as the cached tree uses.
 NVMX_CACHE ?= $(HOME)/.cache/nvmx
 KMAKE ?= LLVM=-19 RUSTC=/usr/bin/rustc BINDGEN=$(NVMX_CACHE)/bin/bindgen
 
-.PHONY: all module setup check demo test-core clean help
+.PHONY: all module setup check demo test-core upstream-report clean help
 
 all: module
 
@@ -33,6 +35,9 @@ check:
 
 demo:
 	$(ROOT)/scripts/demo.sh
+
+upstream-report:
+	$(ROOT)/scripts/upstream-report.sh
 
 test-core:
 	cd $(ROOT)/rust/core && cargo test

@@ -4,17 +4,24 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 kdir=$(kernel_dir)
-out=$NVMX_ROOT/build/upstream
+# NVMX_UPSTREAM_ALL=1: every x86 and common test of the tree (make upstream-report), into
+# build/upstream-all; otherwise the list in selftests/upstream.list, into build/upstream.
+if [ "${NVMX_UPSTREAM_ALL:-0}" = 1 ]; then
+    out=$NVMX_ROOT/build/upstream-all
+    list=$(sed -n 's/^TEST_GEN_PROGS_\(COMMON\|x86\) *+\?= *\([a-z0-9_/]*\)$/\2/p' \
+        "$kdir/tools/testing/selftests/kvm/Makefile.kvm")
+else
+    out=$NVMX_ROOT/build/upstream
+    list=$(grep -v -e '^#' -e '^$' "$NVMX_ROOT/selftests/upstream.list")
+fi
 obj=$NVMX_ROOT/build/upstream-obj
 # Exactly the listed tests: a test dropped from the list must not linger in the image.
 rm -rf "$out"
 mkdir -p "$out" "$obj"
 targets=()
-while read -r t; do
-    case "$t" in ''|'#'*) continue ;; esac
-    targets+=("$obj/$t")
-done < "$NVMX_ROOT/selftests/upstream.list"
+for t in $list; do targets+=("$obj/$t"); done
 [ ${#targets[@]} -gt 0 ] || exit 0
 make -s -C "$kdir/tools/testing/selftests/kvm" OUTPUT="$obj" EXTRA_CFLAGS=-static \
     -j"$(nproc)" "${targets[@]}" >&2
 cp "${targets[@]}" "$out/"
+strip "$out"/*

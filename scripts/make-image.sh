@@ -17,7 +17,7 @@ make -s -C "$kdir" "${KMAKE_FLAGS[@]}" INSTALL_MOD_PATH="$root" INSTALL_MOD_STRI
 rm -f "$root"/lib/modules/*/build
 cp "$NVMX_ROOT"/build/selftests/* "$root/tests/"
 mkdir -p "$root/upstream"
-cp "$NVMX_ROOT"/build/upstream/* "$root/upstream/" 2>/dev/null || true
+cp "${NVMX_UPSTREAM_DIR:-$NVMX_ROOT/build/upstream}"/* "$root/upstream/" 2>/dev/null || true
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -6) > "$out/initrd.gz"
 cp "$kdir/arch/x86/boot/bzImage" "$out/bzImage"
 

@@ -9,7 +9,7 @@ bochs=$NVMX_CACHE/bochs-3.0/bin/bochs
 dir=$NVMX_ROOT/build/vm/bochs-$mode
 mkdir -p "$dir"; : > "$serial"
 cat > "$dir/bochsrc" <<RC
-memory: guest=512, host=512
+memory: guest=${NVMX_BOCHS_MEGS:-512}, host=${NVMX_BOCHS_MEGS:-512}
 cpu: model=corei7_skylake_x, count=2, ips=200000000, reset_on_triple_fault=0
 romimage: file=/usr/share/bochs/BIOS-bochs-latest
 vgaromimage: file=/usr/share/vgabios/vgabios.bin

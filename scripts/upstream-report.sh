@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# `make upstream-report`: build every x86 and common upstream KVM selftest, run them all in one
+# Bochs boot against kvm_intel and nvmx (each with a time limit), and regenerate
+# Documentation/upstream-report.rst from that run. Takes long in emulation: not part of check.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+"$NVMX_ROOT/scripts/setup-host.sh"
+"$NVMX_ROOT/scripts/build-kernel.sh" >/dev/null
+"$NVMX_ROOT/scripts/build-bochs.sh" >/dev/null
+make -s -C "$NVMX_ROOT" module
+"$NVMX_ROOT/scripts/build-selftests.sh"
+NVMX_UPSTREAM_ALL=1 "$NVMX_ROOT/scripts/build-upstream-selftests.sh"
+limit=${NVMX_REPORT_LIMIT:-60}
+NVMX_UPSTREAM_DIR=$NVMX_ROOT/build/upstream-all NVMX_EXTRA_CMDLINE="nvmxlimit=$limit" \
+    "$NVMX_ROOT/scripts/make-image.sh" report
+res=$NVMX_ROOT/build/results; mkdir -p "$res"
+NVMX_BOCHS_MEGS=1536 "$NVMX_ROOT/scripts/run-bochs.sh" report "$res/bochs-report.serial" \
+    "${NVMX_REPORT_TIMEOUT:-14400}"
+python3 "$NVMX_ROOT/scripts/upstream_report.py" "$res/bochs-report.serial" \
+    "$NVMX_ROOT/Documentation/upstream-report.rst" "$(date -u +%Y-%m-%d)" \
+    "Bochs 3.0 corei7_skylake_x on $(uname -m) $(nproc) cores (host: $(. /etc/os-release; echo "$PRETTY_NAME"))"
