@@ -37,3 +37,5 @@ pub mod msr;
 pub mod paging;
 #[path = "core/src/segment.rs"]
 pub mod segment;
+#[path = "core/src/vmx_insn.rs"]
+pub mod vmx_insn;

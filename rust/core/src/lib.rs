@@ -24,3 +24,4 @@ pub mod guest_msr;
 pub mod msr;
 pub mod paging;
 pub mod segment;
+pub mod vmx_insn;
