@@ -55,16 +55,7 @@ fn get_supported_cpuid(arg: usize) -> Result<isize> {
     let mut w = UserSlice::new(UserPtr::from_addr(arg), size).writer();
     w.write(&[entries.len() as u32, 0u32])?;
     for e in entries {
-        w.write(&uapi::KvmCpuidEntry2 {
-            function: e.function,
-            index: e.index,
-            flags: e.flags,
-            eax: e.eax,
-            ebx: e.ebx,
-            ecx: e.ecx,
-            edx: e.edx,
-            padding: [0; 3],
-        })?;
+        w.write(&uapi::KvmCpuidEntry2::from(e))?;
     }
     Ok(0)
 }

@@ -172,38 +172,36 @@ fn set_exit_reason(run: *mut u8, reason: u32) {
     unsafe { (run.add(kvm_run::EXIT_REASON) as *mut u32).write_volatile(reason) };
 }
 
+/// KVM_EXIT_IO: `struct { __u8 direction, size; __u16 port; __u32 count; __u64 data_offset; }`,
+/// the data in the PIO page (offset 4096 of the vCPU mmap).
+fn report_io(run: *mut u8, is_in: bool, size: u8, port: u16, count: u32) {
+    set_exit_reason(run, kvm_exit::IO);
+    // SAFETY: in-bounds fields of the exit union of our kvm_run page.
+    unsafe {
+        let u = run.add(kvm_run::EXIT_UNION);
+        u.write_volatile(if is_in { 0 } else { 1 });
+        u.add(1).write_volatile(size);
+        (u.add(2) as *mut u16).write_volatile(port);
+        (u.add(4) as *mut u32).write_volatile(count);
+        (u.add(8) as *mut u64).write_volatile(4096);
+    }
+}
+
 /// Fill `struct kvm_run` for an exit to userspace.
 fn report(run: *mut u8, pio: *mut u8, st: &mut VcpuState, exit: UserExit) {
     // SAFETY (all writes below): in-bounds fields of our kvm_run / PIO pages.
     let u = unsafe { run.add(kvm_run::EXIT_UNION) };
     match exit {
         UserExit::Io { is_in, size, port, data } => {
-            set_exit_reason(run, kvm_exit::IO);
-            // struct { __u8 direction, size; __u16 port; __u32 count; __u64 data_offset; }
-            unsafe {
-                u.write_volatile(if is_in { 0 } else { 1 });
-                u.add(1).write_volatile(size);
-                (u.add(2) as *mut u16).write_volatile(port);
-                (u.add(4) as *mut u32).write_volatile(1);
-                (u.add(8) as *mut u64).write_volatile(4096);
-                if !is_in {
-                    (pio as *mut u32).write_volatile(data);
-                }
-            }
+            report_io(run, is_in, size, port, 1);
             if is_in {
                 st.pending_in = Some(PendingIn { size });
+            } else {
+                // SAFETY: the first 4 bytes of our PIO page.
+                unsafe { (pio as *mut u32).write_volatile(data) };
             }
         }
-        UserExit::StringIo { is_in, size, port, count } => {
-            set_exit_reason(run, kvm_exit::IO);
-            unsafe {
-                u.write_volatile(if is_in { 0 } else { 1 });
-                u.add(1).write_volatile(size);
-                (u.add(2) as *mut u16).write_volatile(port);
-                (u.add(4) as *mut u32).write_volatile(count);
-                (u.add(8) as *mut u64).write_volatile(4096);
-            }
-        }
+        UserExit::StringIo { is_in, size, port, count } => report_io(run, is_in, size, port, count),
         UserExit::Mmio { gpa, size, is_write, data } => {
             set_exit_reason(run, kvm_exit::MMIO);
             // struct { __u64 phys_addr; __u8 data[8]; __u32 len; __u8 is_write; }
@@ -578,12 +576,7 @@ fn guest_loop(vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, eptp: u64) -> Leave {
 /// covers only the instruction that just retired (SDM 26.3.1.5; KVM's
 /// skip_emulated_instruction does the same).
 fn skip_instruction() {
-    let len = r(f::VM_EXIT_INSTRUCTION_LEN);
-    let _ = w(f::GUEST_RIP, r(f::GUEST_RIP).wrapping_add(len));
-    let blocking = r(f::GUEST_INTERRUPTIBILITY_INFO);
-    if blocking & 3 != 0 {
-        let _ = w(f::GUEST_INTERRUPTIBILITY_INFO, blocking & !3);
-    }
+    advance_rip(r(f::VM_EXIT_INSTRUCTION_LEN));
 }
 
 /// Inject a hardware exception at the next entry. Real mode pushes no error code, and
@@ -1094,8 +1087,9 @@ fn gpr_mut(regs: &mut KvmRegs, n: u8) -> &mut u64 {
     }
 }
 
-fn advance_rip(len: u8) {
-    let _ = w(f::GUEST_RIP, r(f::GUEST_RIP).wrapping_add(len as u64));
+/// Move RIP past an instruction of `len` bytes that nvmx completed (see skip_instruction).
+fn advance_rip(len: u64) {
+    let _ = w(f::GUEST_RIP, r(f::GUEST_RIP).wrapping_add(len));
     let blocking = r(f::GUEST_INTERRUPTIBILITY_INFO);
     if blocking & 3 != 0 {
         let _ = w(f::GUEST_INTERRUPTIBILITY_INFO, blocking & !3);
@@ -1151,10 +1145,10 @@ fn mmio(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, eptp: u64, gpa: u64,
             },
             _ => return fail(),
         }
-        advance_rip(len);
+        advance_rip(len as u64);
         return Next::Resume;
     }
-    advance_rip(len);
+    advance_rip(len as u64);
     if let Decoded::Read { dst, dst_size, extend, .. } = decoded {
         st.pending_mmio = Some(PendingMmio { dst, dst_size, size, extend });
     }

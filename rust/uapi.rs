@@ -75,6 +75,35 @@ pub(crate) struct KvmCpuidEntry2 {
 }
 
 const _: () = assert!(core::mem::size_of::<KvmCpuidEntry2>() == 40);
+
+impl From<&crate::vmx_core::cpuid::CpuidEntry> for KvmCpuidEntry2 {
+    fn from(e: &crate::vmx_core::cpuid::CpuidEntry) -> Self {
+        KvmCpuidEntry2 {
+            function: e.function,
+            index: e.index,
+            flags: e.flags,
+            eax: e.eax,
+            ebx: e.ebx,
+            ecx: e.ecx,
+            edx: e.edx,
+            padding: [0; 3],
+        }
+    }
+}
+
+impl From<KvmCpuidEntry2> for crate::vmx_core::cpuid::CpuidEntry {
+    fn from(e: KvmCpuidEntry2) -> Self {
+        crate::vmx_core::cpuid::CpuidEntry {
+            function: e.function,
+            index: e.index,
+            flags: e.flags,
+            eax: e.eax,
+            ebx: e.ebx,
+            ecx: e.ecx,
+            edx: e.edx,
+        }
+    }
+}
 // SAFETY: `repr(C)`, ten u32 fields, no padding: every byte initialized, any bits valid.
 unsafe impl AsBytes for KvmCpuidEntry2 {}
 // SAFETY: as above.

@@ -419,19 +419,7 @@ fn set_cpuid2(st: &mut VcpuState, arg: usize) -> Result<isize> {
     let mut r = UserSlice::new(UserPtr::from_addr(arg + 8), nent as usize * esize).reader();
     let mut table = KVec::with_capacity(nent as usize, GFP_KERNEL)?;
     for _ in 0..nent {
-        let e: KvmCpuidEntry2 = r.read()?;
-        table.push(
-            CpuidEntry {
-                function: e.function,
-                index: e.index,
-                flags: e.flags,
-                eax: e.eax,
-                ebx: e.ebx,
-                ecx: e.ecx,
-                edx: e.edx,
-            },
-            GFP_KERNEL,
-        )?;
+        table.push(CpuidEntry::from(r.read::<KvmCpuidEntry2>()?), GFP_KERNEL)?;
     }
     if st.ran && !cpuid::same_table(&st.cpuid, &table) {
         return Err(EINVAL);
@@ -452,16 +440,7 @@ fn get_cpuid2(st: &VcpuState, arg: usize) -> Result<isize> {
     let mut w = UserSlice::new(UserPtr::from_addr(arg), size).writer();
     w.write(&[st.cpuid.len() as u32, 0u32])?;
     for e in st.cpuid.iter() {
-        w.write(&KvmCpuidEntry2 {
-            function: e.function,
-            index: e.index,
-            flags: e.flags,
-            eax: e.eax,
-            ebx: e.ebx,
-            ecx: e.ecx,
-            edx: e.edx,
-            padding: [0; 3],
-        })?;
+        w.write(&KvmCpuidEntry2::from(e))?;
     }
     Ok(0)
 }
