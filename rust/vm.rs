@@ -89,6 +89,8 @@ pub(crate) struct VmState {
     vcpu_ids: KVec<u32>,
     /// `KVM_CAP_SPLIT_IRQCHIP` was enabled: vCPUs get an in-kernel local APIC.
     pub(crate) split_irqchip: bool,
+    /// `KVM_CAP_MAX_VCPU_ID` as enabled (0: not set, MAX_VCPUS applies).
+    max_vcpu_ids: u32,
 }
 
 /// A VM, shared by its fd and its vCPUs.
@@ -115,6 +117,7 @@ impl Vm {
                     ept: None,
                     vcpu_ids: KVec::new(),
                     split_irqchip: false,
+                    max_vcpu_ids: 0,
                 }),
                 mailboxes <- new_spinlock!(KVec::new()),
             }),
@@ -153,11 +156,25 @@ impl Vm {
         }
     }
 
-    /// `KVM_ENABLE_CAP` on the VM: only `KVM_CAP_SPLIT_IRQCHIP`, with KVM's rules — flags
-    /// must be 0, at most KVM_MAX_IRQ_ROUTES routes, EEXIST if already on, EINVAL once a
-    /// vCPU exists. Every other capability is EINVAL, as KVM says for one it cannot enable.
+    /// `KVM_ENABLE_CAP` on the VM, with KVM's rules: `KVM_CAP_SPLIT_IRQCHIP` (flags 0, at
+    /// most KVM_MAX_IRQ_ROUTES routes, EEXIST if already on, EINVAL once a vCPU exists) and
+    /// `KVM_CAP_MAX_VCPU_ID` (at most the reported maximum, settable once: the same value
+    /// again is accepted). Every other capability is EINVAL, as KVM says for one it cannot
+    /// enable.
     fn enable_cap(&self, c: &KvmEnableCap) -> Result<isize> {
-        if c.flags != 0 || c.cap as usize != cap::SPLIT_IRQCHIP {
+        if c.flags != 0 {
+            return Err(EINVAL);
+        }
+        if c.cap as usize == cap::MAX_VCPU_ID {
+            let n = u32::try_from(c.args[0]).map_err(|_| EINVAL)?;
+            let mut st = self.state.lock();
+            if n > MAX_VCPUS || (st.max_vcpu_ids != 0 && st.max_vcpu_ids != n) {
+                return Err(EINVAL);
+            }
+            st.max_vcpu_ids = n;
+            return Ok(0);
+        }
+        if c.cap as usize != cap::SPLIT_IRQCHIP {
             return Err(EINVAL);
         }
         if c.args[0] > uapi::KVM_MAX_IRQ_ROUTES {
@@ -256,7 +273,8 @@ impl Vm {
     /// Reserve vCPU id `id` (EEXIST if taken, EINVAL beyond the limits).
     pub(crate) fn reserve_vcpu_id(&self, id: u32) -> Result {
         let mut st = self.state.lock();
-        if id >= MAX_VCPUS || st.vcpu_ids.len() as u32 >= MAX_VCPUS {
+        let max_id = if st.max_vcpu_ids != 0 { st.max_vcpu_ids } else { MAX_VCPUS };
+        if id >= max_id || st.vcpu_ids.len() as u32 >= MAX_VCPUS {
             return Err(EINVAL);
         }
         if st.vcpu_ids.contains(&id) {

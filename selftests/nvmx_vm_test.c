@@ -179,6 +179,26 @@ TEST_F(vm, vcpu_ids)
 	close(b);
 }
 
+TEST_F(vm, max_vcpu_id_cap)
+{
+	struct kvm_enable_cap cap = { .cap = KVM_CAP_MAX_VCPU_ID, .args = { 1025 } };
+	int fd;
+
+	EXPECT_EQ(-1, ioctl(self->vm, KVM_ENABLE_CAP, &cap)) TH_LOG("beyond KVM_CAP_MAX_VCPU_ID");
+	EXPECT_EQ(EINVAL, errno);
+	cap.args[0] = 2;
+	ASSERT_EQ(0, ioctl(self->vm, KVM_ENABLE_CAP, &cap));
+	EXPECT_EQ(0, ioctl(self->vm, KVM_ENABLE_CAP, &cap)) TH_LOG("the same value again");
+	cap.args[0] = 3;
+	EXPECT_EQ(-1, ioctl(self->vm, KVM_ENABLE_CAP, &cap)) TH_LOG("a second, different value");
+	EXPECT_EQ(EINVAL, errno);
+	EXPECT_EQ(-1, ioctl(self->vm, KVM_CREATE_VCPU, 2));
+	EXPECT_EQ(EINVAL, errno) TH_LOG("an id at the new limit");
+	fd = ioctl(self->vm, KVM_CREATE_VCPU, 1);
+	EXPECT_LE(0, fd);
+	close(fd);
+}
+
 TEST_F(vm, vcpu_mmap_and_registers)
 {
 	int vcpu = ioctl(self->vm, KVM_CREATE_VCPU, 0);
