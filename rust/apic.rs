@@ -30,6 +30,9 @@ pub(crate) struct Mailbox {
     enabled: AtomicBool,
     posted: [AtomicU32; 8],
     nmi: AtomicBool,
+    /// An INIT arrived; a SIPI's vector + 1 (0: none).
+    init: AtomicBool,
+    sipi: AtomicU32,
     /// The CPU the vCPU is in the guest on, or -1.
     running_cpu: AtomicI32,
     /// The VM memory generation of the EPT the vCPU runs with.
@@ -51,6 +54,8 @@ impl Mailbox {
             enabled: AtomicBool::new(false),
             posted: [const { AtomicU32::new(0) }; 8],
             nmi: AtomicBool::new(false),
+            init: AtomicBool::new(false),
+            sipi: AtomicU32::new(0),
             running_cpu: AtomicI32::new(-1),
             generation: AtomicU64::new(0),
             lock <- new_spinlock!(()),
@@ -89,8 +94,8 @@ impl Mailbox {
                 self.posted[v as usize / 32].fetch_or(1 << (v % 32), Ordering::SeqCst);
             }
             Delivery::Nmi => self.nmi.store(true, Ordering::SeqCst),
-            // The caller refuses INIT/SIPI before posting (not emulated yet).
-            Delivery::Init | Delivery::Sipi(_) => return,
+            Delivery::Init => self.init.store(true, Ordering::SeqCst),
+            Delivery::Sipi(v) => self.sipi.store(v as u32 + 1, Ordering::SeqCst),
         }
         let cpu = self.running_cpu.load(Ordering::SeqCst);
         if cpu >= 0 && cpu as u32 != shim::this_cpu() {
@@ -109,8 +114,23 @@ impl Mailbox {
         (bits, self.nmi.swap(false, Ordering::SeqCst))
     }
 
+    /// Take a pending INIT and SIPI (its vector).
+    pub(crate) fn take_init_sipi(&self) -> (bool, Option<u8>) {
+        let init = self.init.swap(false, Ordering::SeqCst);
+        let sipi = self.sipi.swap(0, Ordering::SeqCst);
+        (init, sipi.checked_sub(1).map(|v| v as u8))
+    }
+
+    /// Whether an INIT is waiting (a running vCPU must leave the guest to take it).
+    pub(crate) fn init_pending(&self) -> bool {
+        self.init.load(Ordering::SeqCst)
+    }
+
     fn has_posted(&self) -> bool {
-        self.nmi.load(Ordering::SeqCst) || self.posted.iter().any(|p| p.load(Ordering::SeqCst) != 0)
+        self.nmi.load(Ordering::SeqCst)
+            || self.init.load(Ordering::SeqCst)
+            || self.sipi.load(Ordering::SeqCst) != 0
+            || self.posted.iter().any(|p| p.load(Ordering::SeqCst) != 0)
     }
 
     /// The vCPU enters the guest on `cpu` with the EPT of memory `generation` (IRQs off) /
@@ -133,7 +153,7 @@ impl Mailbox {
         true
     }
 
-    /// Sleep (HLT with nothing to deliver) until something is posted, `timeout_ms` passes
+    /// Sleep (HLT with nothing to deliver, or waiting for INIT/SIPI) until something is posted, `timeout_ms` passes
     /// (the APIC timer's deadline; `None`: no timer runs), or a signal arrives. Returns
     /// false on a signal.
     pub(crate) fn wait(&self, timeout_ms: Option<u64>) -> bool {

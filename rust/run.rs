@@ -11,7 +11,7 @@
 use kernel::prelude::*;
 
 use crate::shim::{self, HostState};
-use crate::uapi::{exit as kvm_exit, run as kvm_run, KvmRegs, KvmSegment, KvmSregs};
+use crate::uapi::{exit as kvm_exit, mp_state, run as kvm_run, KvmRegs, KvmSegment, KvmSregs};
 use crate::vcpu::{PendingIn, PendingIns, PendingMmio, Vcpu, VcpuState, SYSCALL_MSRS};
 use crate::vmx_core::insn::{self, CpuMode, Decoded, Gpr};
 use crate::vmx_core::paging::{self, GuestPhys, PagingRegs};
@@ -142,6 +142,10 @@ pub(crate) fn run(vcpu: &Vcpu) -> Result<isize> {
             set_exit_reason(run, kvm_exit::INTR);
             return Err(EINTR);
         }
+        if st.lapic.is_some() && !wait_until_runnable(host, vcpu, &mut st) {
+            set_exit_reason(run, kvm_exit::INTR);
+            return Err(EINTR);
+        }
         let (generation, ept) = vcpu.vm.current_ept()?;
         let leave = {
             let _irqs_off = kernel::interrupt::local_interrupt_disable();
@@ -149,20 +153,51 @@ pub(crate) fn run(vcpu: &Vcpu) -> Result<isize> {
         };
         match leave? {
             Leave::Host { .. } => shim::cond_resched(),
-            Leave::Halt => {
-                let timeout_ms = st.lapic.as_ref().and_then(|a| a.timer_deadline()).map(|d| {
-                    let now = vmx_ops::rdtsc().wrapping_add(st.tsc_offset);
-                    d.saturating_sub(now) / u64::from(host.tsc_khz.max(1)) + 1
-                });
-                if !vcpu.mailbox.wait(timeout_ms) {
-                    set_exit_reason(run, kvm_exit::INTR);
-                    return Err(EINTR);
-                }
-            }
+            // mp_state says HALTED or that an INIT arrived: wait_until_runnable takes over.
+            Leave::Halt => {}
             Leave::User(exit) => {
                 report(run, pio, &mut st, exit);
                 return Ok(0);
             }
+        }
+    }
+}
+
+/// With an in-kernel local APIC: take INIT and SIPI, then sleep while the vCPU cannot run —
+/// halted with nothing it can take (RFLAGS.IF = 1 and a deliverable interrupt, or an NMI),
+/// or an application processor waiting for INIT/SIPI. The APIC timer bounds the sleep.
+/// False if a signal ended it (KVM_RUN fails with EINTR; the state stays, so the next
+/// KVM_RUN goes on waiting, as KVM's does).
+fn wait_until_runnable(host: &crate::HostInfo, vcpu: &Vcpu, st: &mut VcpuState) -> bool {
+    loop {
+        let (init, sipi) = vcpu.mailbox.take_init_sipi();
+        if init {
+            st.init(vcpu.id);
+        }
+        if let Some(v) = sipi {
+            st.sipi(v);
+        }
+        let now = vmx_ops::rdtsc().wrapping_add(st.tsc_offset);
+        if st.mp_state == mp_state::HALTED {
+            let (posted, nmi) = vcpu.mailbox.take();
+            st.nmi_pending |= nmi;
+            let can_take = st.regs.rflags & RFLAGS_IF != 0;
+            if let Some(a) = st.lapic.as_mut() {
+                a.merge_posted(&posted);
+                a.poll_timer(now);
+                if st.nmi_pending || (can_take && a.deliverable().is_some()) {
+                    st.mp_state = mp_state::RUNNABLE;
+                }
+            }
+        }
+        if st.mp_state == mp_state::RUNNABLE {
+            return true;
+        }
+        let timeout_ms = st.lapic.as_ref().and_then(|a| a.timer_deadline()).map(|d| {
+            d.saturating_sub(now) / u64::from(host.tsc_khz.max(1)) + 1
+        });
+        if !vcpu.mailbox.wait(timeout_ms) {
+            return false;
         }
     }
 }
@@ -545,6 +580,10 @@ fn guest_loop(vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, eptp: u64) -> Leave {
     let mut launched = false;
     let leave = loop {
         if st.lapic.is_some() {
+            // An INIT resets the vCPU: leave, so that the run loop applies it to the state.
+            if vcpu.mailbox.init_pending() {
+                break Leave::Halt;
+            }
             prepare_events(vcpu, st);
         }
         // SAFETY: IRQs off, VMX operation, current VMCS fully written by write_vmcs.
@@ -682,8 +721,6 @@ fn apply_apic_effect(vcpu: &Vcpu, st: &mut VcpuState, e: WriteEffect) -> Result<
         return Ok(());
     };
     match ipi.delivery {
-        // INIT and SIPI need the vCPU start-up protocol (MP states), not emulated yet.
-        Delivery::Init | Delivery::Sipi(_) => return Err(ApicError::Unsupported),
         Delivery::Fixed(v) if ipi.dest == Destination::Myself => {
             if let Some(a) = st.lapic.as_mut() {
                 if a.enabled() {
@@ -738,6 +775,7 @@ fn handle_exit(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32, ept
                     return Next::Resume;
                 }
             }
+            st.mp_state = mp_state::HALTED;
             Next::Leave(Leave::Halt)
         }
         reason::INTERRUPT_WINDOW => Next::Resume,

@@ -175,6 +175,12 @@ pub(crate) const KVM_MAX_IRQ_ROUTES: u64 = 4096;
 pub(crate) mod mp_state {
     /// `KVM_MP_STATE_RUNNABLE`.
     pub(crate) const RUNNABLE: u32 = 0;
+    /// `KVM_MP_STATE_UNINITIALIZED`: an application processor waiting for INIT.
+    pub(crate) const UNINITIALIZED: u32 = 1;
+    /// `KVM_MP_STATE_INIT_RECEIVED`: waiting for a SIPI.
+    pub(crate) const INIT_RECEIVED: u32 = 2;
+    /// `KVM_MP_STATE_HALTED`: HLT, waiting for an interrupt.
+    pub(crate) const HALTED: u32 = 3;
 }
 
 /// `struct kvm_msr_entry`.

@@ -124,6 +124,9 @@ pub(crate) struct VcpuState {
     pub(crate) lapic: Option<Lapic>,
     /// An NMI waiting for the guest to be able to take it.
     pub(crate) nmi_pending: bool,
+    /// `KVM_MP_STATE_*`: runnable, halted (in-kernel HLT), or an application processor
+    /// waiting for INIT / SIPI. Only RUNNABLE exists without the in-kernel local APIC.
+    pub(crate) mp_state: u32,
     /// (CPU, EPT pointer, memory generation) of the last INVEPT for this vCPU: while they
     /// stay the same, no TLB entry the vCPU could use is stale (rust/run.rs).
     pub(crate) flushed_for: Option<(u32, u64, u64)>,
@@ -191,8 +194,47 @@ impl VcpuState {
             host_fpu: FxArea([0; 512]),
             lapic: lapic.then(|| Lapic::new(id)),
             nmi_pending: false,
+            // With an in-kernel APIC, application processors wait for INIT/SIPI (KVM).
+            mp_state: if lapic && id != 0 { mp_state::UNINITIALIZED } else { mp_state::RUNNABLE },
             flushed_for: None,
         }
+    }
+
+    /// INIT (SDM 10.1, table 10-1 "INIT" column, as KVM's kvm_vcpu_reset(init_event)):
+    /// registers as after RESET but the APIC base and the MSRs kept; the local APIC reset
+    /// keeping its ID and x2APIC mode; an application processor then waits for a SIPI.
+    pub(crate) fn init(&mut self, id: u32) {
+        let fresh = VcpuState::reset(id, self.lapic.is_some());
+        let apic_base = self.sregs.apic_base;
+        self.regs = fresh.regs;
+        self.sregs = KvmSregs { apic_base, ..fresh.sregs };
+        self.interruptibility = 0;
+        self.inject = None;
+        self.pending_in = None;
+        self.pending_mmio = None;
+        self.pending_ins = None;
+        self.nmi_pending = false;
+        self.flushed_for = None;
+        if let Some(a) = &mut self.lapic {
+            let x2 = a.x2apic;
+            *a = Lapic::new(a.id);
+            if x2 {
+                a.enter_x2apic();
+            }
+        }
+        self.mp_state = if apic_base & apic_base::BSP != 0 { mp_state::RUNNABLE } else { mp_state::INIT_RECEIVED };
+    }
+
+    /// A start-up IPI: only a vCPU waiting after INIT starts, in real mode at
+    /// `vector`:0000 (CS = vector << 8, base vector << 12; SDM 10.4.4).
+    pub(crate) fn sipi(&mut self, vector: u8) {
+        if self.mp_state != mp_state::INIT_RECEIVED {
+            return;
+        }
+        self.sregs.cs.selector = (vector as u16) << 8;
+        self.sregs.cs.base = (vector as u64) << 12;
+        self.regs.rip = 0;
+        self.mp_state = mp_state::RUNNABLE;
     }
 
     /// The value of `msr` outside a run (inside one, rust/run.rs reads the VMCS first).
@@ -368,13 +410,21 @@ impl Vcpu {
             uapi::KVM_GET_MSRS => msr_io(&mut this.state.lock(), arg, false),
             uapi::KVM_SET_MSRS => msr_io(&mut this.state.lock(), arg, true),
             uapi::KVM_GET_TSC_KHZ => tsc_khz(),
-            // INIT/SIPI are not emulated (the APIC refuses them) and HLT waits inside
-            // KVM_RUN: a vCPU is always runnable between runs.
-            uapi::KVM_GET_MP_STATE => write_user(arg, &mp_state::RUNNABLE),
-            uapi::KVM_SET_MP_STATE => match read_user::<u32>(arg)? {
-                mp_state::RUNNABLE => Ok(0),
-                _ => Err(EINVAL),
-            },
+            uapi::KVM_GET_MP_STATE => write_user(arg, &this.state.lock().mp_state),
+            // Without an in-kernel APIC only RUNNABLE exists (KVM: no INIT/SIPI, HLT exits to
+            // userspace). With one: RUNNABLE, UNINITIALIZED, INIT_RECEIVED, HALTED.
+            uapi::KVM_SET_MP_STATE => {
+                let m: u32 = read_user(arg)?;
+                let mut st = this.state.lock();
+                match m {
+                    mp_state::RUNNABLE => {}
+                    mp_state::UNINITIALIZED | mp_state::INIT_RECEIVED | mp_state::HALTED
+                        if st.lapic.is_some() => {}
+                    _ => return Err(EINVAL),
+                }
+                st.mp_state = m;
+                Ok(0)
+            }
             uapi::KVM_GET_FPU => write_user(arg, &fpu_to_kvm(&this.state.lock().fpu)),
             uapi::KVM_SET_FPU => {
                 let fpu: KvmFpu = read_user(arg)?;

@@ -3,7 +3,8 @@
  * The in-kernel local APIC of KVM_CAP_SPLIT_IRQCHIP on /dev/nvmx, driven by small real-mode
  * guests through the x2APIC MSRs: enabling the capability (and its errors), a self-IPI
  * delivered through the guest's IVT, the APIC timer waking a halted vCPU, an IPI from one
- * vCPU to another halted on the other CPU, and INIT (not emulated) reported to userspace.
+ * vCPU to another halted on the other CPU, INIT/SIPI starting an application processor, a
+ * signal not waking a halted vCPU, and SMI (not emulated) reported to userspace.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -12,7 +13,9 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "kselftest_harness.h"
@@ -53,6 +56,7 @@ static int cpu_create(struct vm *vm, struct cpu *c, int id, unsigned int ip)
 {
 	struct kvm_cpuid2 *cpuid = calloc(1, sizeof(*cpuid) + 256 * sizeof(cpuid->entries[0]));
 	struct kvm_regs regs = { .rip = ip, .rflags = 2, .rsp = 0x8000 - 0x400 * id };
+	struct kvm_mp_state runnable = { .mp_state = KVM_MP_STATE_RUNNABLE };
 	struct kvm_sregs sregs;
 
 	c->fd = ioctl(vm->fd, KVM_CREATE_VCPU, id);
@@ -67,6 +71,10 @@ static int cpu_create(struct vm *vm, struct cpu *c, int id, unsigned int ip)
 		return -1;
 	sregs.cs.selector = 0;
 	sregs.cs.base = 0;
+	/* Application processors start waiting for INIT/SIPI; start them directly (as the
+	 * KVM selftest library does) unless `ip` is 0. */
+	if (ip && ioctl(c->fd, KVM_SET_MP_STATE, &runnable))
+		return -1;
 	return ioctl(c->fd, KVM_SET_SREGS, &sregs) || ioctl(c->fd, KVM_SET_REGS, &regs);
 }
 
@@ -95,6 +103,11 @@ static void set_ivt(struct vm *vm, int vector, unsigned int handler)
 
 	ivt[vector * 2] = handler;
 	ivt[vector * 2 + 1] = 0;
+}
+
+static void on_alarm(int sig)
+{
+	(void)sig;
 }
 
 static unsigned char io_byte(struct cpu *c)
@@ -225,10 +238,56 @@ TEST(ipi_wakes_another_vcpu)
 	EXPECT_EQ(0x1001, c[0].run->io.port) TH_LOG("vCPU 0 finished after sending");
 }
 
-TEST(init_ipi_is_reported_not_dropped)
+TEST(init_sipi_starts_an_application_processor)
 {
-	/* ICR: INIT to all excluding self (not emulated) */
-	const unsigned char code[] = { X2APIC_ON(1), WRMSR(0x830, 0xc4500), 0xf4 };
+	/*
+	 * vCPU 0 (the BSP) sends INIT, then SIPI vector 2, to APIC ID 1 through the x2APIC ICR
+	 * (mov ecx,0x830; mov eax,low; mov edx,1; wrmsr), then OUT 0x1001. vCPU 1 waits in
+	 * KVM_RUN (UNINITIALIZED) until the SIPI starts it at 0200:0000 = 0x2000: OUT 0x1002.
+	 */
+	const unsigned char bsp[] = { X2APIC_ON(1),
+		0x66, 0xb9, 0x30, 0x08, 0, 0, 0x66, 0xb8, 0x00, 0x45, 0, 0,
+		0x66, 0xba, 1, 0, 0, 0, 0x0f, 0x30,
+		0x66, 0xb9, 0x30, 0x08, 0, 0, 0x66, 0xb8, 0x02, 0x46, 0, 0,
+		0x66, 0xba, 1, 0, 0, 0, 0x0f, 0x30,
+		0xba, 0x01, 0x10, 0xee };
+	const unsigned char ap[] = { 0xba, 0x02, 0x10, 0xee };
+	struct kvm_mp_state mp;
+	struct runner r[2];
+	struct cpu c[2];
+	pthread_t t[2];
+	struct vm vm;
+
+	ASSERT_LE(2, sysconf(_SC_NPROCESSORS_ONLN));
+	ASSERT_EQ(0, vm_create(&vm, 1));
+	put(&vm, 0x1000, bsp, sizeof(bsp));
+	put(&vm, 0x2000, ap, sizeof(ap));
+	ASSERT_EQ(0, cpu_create(&vm, &c[0], 0, 0x1000));
+	ASSERT_EQ(0, cpu_create(&vm, &c[1], 1, 0));
+	ASSERT_EQ(0, ioctl(c[1].fd, KVM_GET_MP_STATE, &mp));
+	EXPECT_EQ(KVM_MP_STATE_UNINITIALIZED, mp.mp_state) TH_LOG("an AP waits for INIT/SIPI");
+	ASSERT_EQ(0, ioctl(c[0].fd, KVM_GET_MP_STATE, &mp));
+	EXPECT_EQ(KVM_MP_STATE_RUNNABLE, mp.mp_state) TH_LOG("the BSP runs");
+	r[1] = (struct runner){ .c = &c[1], .cpu = 1 };
+	ASSERT_EQ(0, pthread_create(&t[1], NULL, run_on, &r[1]));
+	usleep(100000);
+	r[0] = (struct runner){ .c = &c[0], .cpu = 0 };
+	ASSERT_EQ(0, pthread_create(&t[0], NULL, run_on, &r[0]));
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	EXPECT_EQ(0, r[0].ret) TH_LOG("%s", strerror(r[0].err));
+	EXPECT_EQ(0x1001, c[0].run->io.port);
+	EXPECT_EQ(0, r[1].ret) TH_LOG("%s", strerror(r[1].err));
+	EXPECT_EQ(KVM_EXIT_IO, c[1].run->exit_reason);
+	EXPECT_EQ(0x1002, c[1].run->io.port) TH_LOG("the AP ran from the SIPI vector's page");
+	ASSERT_EQ(0, ioctl(c[1].fd, KVM_GET_MP_STATE, &mp));
+	EXPECT_EQ(KVM_MP_STATE_RUNNABLE, mp.mp_state);
+}
+
+TEST(smi_ipi_is_reported_not_dropped)
+{
+	/* ICR: SMI (delivery mode 2) to self: not emulated */
+	const unsigned char code[] = { X2APIC_ON(1), WRMSR(0x830, 0x40200), 0xf4 };
 	struct vm vm;
 	struct cpu c;
 
@@ -239,7 +298,33 @@ TEST(init_ipi_is_reported_not_dropped)
 	ASSERT_EQ(KVM_EXIT_INTERNAL_ERROR, c.run->exit_reason);
 	EXPECT_EQ(KVM_INTERNAL_ERROR_EMULATION, c.run->internal.suberror);
 	EXPECT_EQ(0x830, c.run->internal.data[1]) TH_LOG("the MSR");
-	EXPECT_EQ(0xc4500, c.run->internal.data[2]) TH_LOG("the ICR value");
+	EXPECT_EQ(0x40200, c.run->internal.data[2]) TH_LOG("the ICR value");
+}
+
+TEST(halt_survives_a_signal)
+{
+	/* sti; hlt with nothing pending: a signal ends KVM_RUN (EINTR), the vCPU stays halted */
+	const unsigned char code[] = { X2APIC_ON(1), STI_HLT, 0xba, 0x00, 0x10, 0xee };
+	struct sigaction sa = { .sa_handler = on_alarm };
+	struct itimerval it = { .it_value = { .tv_usec = 100000 } };
+	struct kvm_mp_state mp;
+	struct vm vm;
+	struct cpu c;
+
+	ASSERT_EQ(0, vm_create(&vm, 1));
+	put(&vm, 0x1000, code, sizeof(code));
+	ASSERT_EQ(0, cpu_create(&vm, &c, 0, 0x1000));
+	ASSERT_EQ(0, sigaction(SIGALRM, &sa, NULL));
+	ASSERT_EQ(0, setitimer(ITIMER_REAL, &it, NULL));
+	EXPECT_EQ(-1, ioctl(c.fd, KVM_RUN, 0));
+	EXPECT_EQ(EINTR, errno);
+	ASSERT_EQ(0, ioctl(c.fd, KVM_GET_MP_STATE, &mp));
+	EXPECT_EQ(KVM_MP_STATE_HALTED, mp.mp_state) TH_LOG("no spurious wake-up from HLT");
+	/* Making it runnable from userspace lets it go on after the HLT. */
+	mp.mp_state = KVM_MP_STATE_RUNNABLE;
+	ASSERT_EQ(0, ioctl(c.fd, KVM_SET_MP_STATE, &mp));
+	ASSERT_EQ(0, ioctl(c.fd, KVM_RUN, 0));
+	EXPECT_EQ(KVM_EXIT_IO, c.run->exit_reason);
 }
 
 TEST(xapic_mmio_registers_and_self_ipi)
