@@ -1,44 +1,87 @@
 // SPDX-License-Identifier: GPL-2.0
-//! A VM's EPT: a 4-level write-back structure mapping every page of every slot, built in
-//! process context (allocations may sleep) whenever the slots change. An `Ept` keeps the
-//! pinned pages it maps alive, so a slot deleted while a vCPU still runs on the old EPT
-//! cannot hand the guest freed memory.
+//! A VM's EPT: a 4-level write-back structure mapping every page of every slot, changed in
+//! process context (allocations may sleep) when slots change.
 
 use kernel::page::Page;
 use kernel::prelude::*;
-use kernel::sync::Arc;
 
 use crate::shim;
-use crate::vm::{MemSlot, PinnedPages};
+use crate::vm::PinnedPages;
 use crate::vmx_core::ept;
-use crate::vmx_core::memslot::PAGE_SIZE;
+use crate::vmx_core::memslot::{Slot, PAGE_SIZE};
 
-/// A built EPT.
+/// A VM's EPT, for the VM's whole life. Slots are mapped into it and unmapped from it in
+/// place, under the VM's lock: adding a slot costs its own pages, not a rebuild of all of
+/// them. Tables are only freed with the VM, so an EPT pointer never names freed memory while
+/// the VM lives. Removing a mapping is followed by a new memory generation: vCPUs running
+/// on the old one are kicked out and flush (INVEPT) before they enter again (rust/vm.rs).
 pub(crate) struct Ept {
-    /// Every table, freed with the EPT; the first is the PML4.
-    _tables: KVec<Page>,
-    /// The memory the leaves point at.
-    _memory: KVec<Arc<PinnedPages>>,
+    /// Every table; the first is the PML4.
+    tables: KVec<Page>,
     /// The EPT pointer for the VMCS.
     pub(crate) eptp: u64,
 }
 
 impl Ept {
-    /// Map every page of `slots`.
-    pub(crate) fn build(slots: &[MemSlot]) -> Result<Self> {
+    /// An empty EPT (nothing mapped: every access is an EPT violation).
+    pub(crate) fn new() -> Result<Self> {
         let mut tables = KVec::new();
         tables.push(Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?, GFP_KERNEL)?;
         let root = shim::page_phys(&tables[0]);
-        let mut memory = KVec::with_capacity(slots.len(), GFP_KERNEL)?;
-        for s in slots {
-            for i in 0..s.slot.npages {
-                let gpa = (s.slot.base_gfn + i) * PAGE_SIZE;
-                let phys = s.pages.phys(i as usize).ok_or(EINVAL)?;
-                Self::map(&mut tables, root, gpa, phys)?;
+        Ok(Self { tables, eptp: ept::eptp(root) })
+    }
+
+    fn root(&self) -> u64 {
+        self.eptp & ept::ADDR_MASK
+    }
+
+    /// Map every page of `slot` to its pinned memory. On failure (no memory for a table)
+    /// the pages mapped so far are unmapped again.
+    pub(crate) fn map_slot(&mut self, slot: &Slot, pages: &PinnedPages) -> Result {
+        let root = self.root();
+        for i in 0..slot.npages {
+            let gpa = (slot.base_gfn + i) * PAGE_SIZE;
+            let mapped = pages
+                .phys(i as usize)
+                .ok_or(EINVAL)
+                .and_then(|phys| Self::map(&mut self.tables, root, gpa, phys));
+            if let Err(e) = mapped {
+                self.unmap_range(slot.base_gfn, i);
+                return Err(e);
             }
-            memory.push(s.pages.clone(), GFP_KERNEL)?;
         }
-        Ok(Self { _tables: tables, _memory: memory, eptp: ept::eptp(root) })
+        Ok(())
+    }
+
+    /// Unmap every page of `slot`.
+    pub(crate) fn unmap_slot(&mut self, slot: &Slot) {
+        self.unmap_range(slot.base_gfn, slot.npages);
+    }
+
+    fn unmap_range(&mut self, base_gfn: u64, npages: u64) {
+        for i in 0..npages {
+            if let Some(leaf) = self.leaf((base_gfn + i) * PAGE_SIZE) {
+                // SAFETY: `leaf` points into a table page of this EPT.
+                unsafe { leaf.write_volatile(0) };
+            }
+        }
+    }
+
+    /// The leaf entry for `gpa`, if its tables exist.
+    fn leaf(&self, gpa: u64) -> Option<*mut u64> {
+        if gpa > ept::MAX_GPA {
+            return None;
+        }
+        let mut table = self.root();
+        for level in (2..=4).rev() {
+            // SAFETY: a table page of this EPT.
+            let value = unsafe { Self::entry(table, ept::index(gpa, level)).read() };
+            if !ept::present(value) {
+                return None;
+            }
+            table = value & ept::ADDR_MASK;
+        }
+        Some(Self::entry(table, ept::index(gpa, 1)))
     }
 
     /// Map one 4 KiB page, allocating the tables on the way.

@@ -120,8 +120,7 @@ pub(crate) fn run(vcpu: &Vcpu) -> Result<isize> {
     // from the PIO page to ES:RDI, then RDI and RCX move on; the instruction completes when
     // RCX reaches 0, else it runs again (and exits again for the next batch).
     if let Some(ins) = st.pending_ins.take() {
-        let (_, ept) = vcpu.vm.current_ept()?;
-        complete_ins(&mut st, &ins, pio, ept.eptp);
+        vcpu.vm.with_memory(|eptp| complete_ins(&mut st, &ins, pio, eptp));
     }
     // Finish an MMIO read with the data userspace put into kvm_run.mmio.data.
     if let Some(PendingMmio { dst, dst_size, size, extend }) = st.pending_mmio.take() {
@@ -146,10 +145,10 @@ pub(crate) fn run(vcpu: &Vcpu) -> Result<isize> {
             set_exit_reason(run, kvm_exit::INTR);
             return Err(EINTR);
         }
-        let (generation, ept) = vcpu.vm.current_ept()?;
+        let (generation, eptp) = vcpu.vm.current_ept();
         let leave = {
             let _irqs_off = kernel::interrupt::local_interrupt_disable();
-            region(host, vcpu, &mut st, ept.eptp, generation)
+            region(host, vcpu, &mut st, eptp, generation)
         };
         match leave? {
             Leave::Host { .. } => shim::cond_resched(),
@@ -303,6 +302,17 @@ fn region(host: &crate::HostInfo, vcpu: &Vcpu, st: &mut VcpuState, eptp: u64, ge
         Err(e) => {
             pr_err!("cpu{cpu}: VMXON failed ({e:?})\n");
             Err(EIO)
+        }
+        // A slot change between current_ept() and set_running() above saw this vCPU not
+        // running and did not wait for it: go round again with the new generation (the
+        // generation is bumped before the slot side looks at running vCPUs, so one of the
+        // two always sees the other).
+        Ok(()) if vcpu.vm.memory_generation.load(core::sync::atomic::Ordering::SeqCst) != generation => {
+            // SAFETY: VMXON succeeded above; no VMCS was loaded.
+            if let Err(e) = unsafe { vmx_ops::vmxoff() } {
+                pr_err!("cpu{cpu}: VMXOFF failed ({e:?})\n");
+            }
+            Ok(Leave::Host { nmi: false })
         }
         Ok(()) => {
             let r = in_vmx(host, vcpu, st, eptp, generation, &hs, cpu);

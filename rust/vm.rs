@@ -8,6 +8,8 @@ use kernel::bindings;
 use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::new_spinlock;
+use core::sync::atomic::{AtomicU64, Ordering};
+
 use kernel::sync::{Arc, ArcBorrow, Mutex, SpinLock};
 use kernel::types::ForeignOwnable;
 use kernel::uaccess::{UserPtr, UserSlice};
@@ -82,10 +84,8 @@ pub(crate) struct MemSlot {
 /// Mutable VM state.
 pub(crate) struct VmState {
     pub(crate) slots: KVec<MemSlot>,
-    /// Bumped on every slot change, so vCPUs know their EPT is stale.
-    pub(crate) memory_generation: u64,
-    /// The EPT for `memory_generation`, built on the first run after a change.
-    ept: Option<(u64, Arc<Ept>)>,
+    /// The VM's EPT, changed in place with the slots.
+    ept: Ept,
     vcpu_ids: KVec<u32>,
     /// `KVM_CAP_SPLIT_IRQCHIP` was enabled: vCPUs get an in-kernel local APIC.
     pub(crate) split_irqchip: bool,
@@ -98,6 +98,9 @@ pub(crate) struct VmState {
 pub(crate) struct Vm {
     #[pin]
     pub(crate) state: Mutex<VmState>,
+    /// Bumped on every slot change (under `state`'s lock): vCPUs compare it with the one
+    /// they entered with, and flush their TLB (INVEPT) when it changed.
+    pub(crate) memory_generation: AtomicU64,
     /// The vCPUs' APIC mailboxes, for IPIs. A spinlock: senders are in IRQs-off regions.
     #[pin]
     pub(crate) mailboxes: SpinLock<KVec<Arc<Mailbox>>>,
@@ -109,12 +112,13 @@ impl Vm {
         if machine_type != 0 {
             return Err(EINVAL);
         }
+        let ept = Ept::new()?;
         let vm = Arc::pin_init(
             pin_init!(Vm {
+                memory_generation: AtomicU64::new(0),
                 state <- new_mutex!(VmState {
                     slots: KVec::new(),
-                    memory_generation: 0,
-                    ept: None,
+                    ept,
                     vcpu_ids: KVec::new(),
                     split_irqchip: false,
                     max_vcpu_ids: 0,
@@ -213,29 +217,50 @@ impl Vm {
             v
         };
         let change = memslot::plan(&current, req, user_limit).map_err(|e| Error::from_errno(-e))?;
+        // Memory that no vCPU may use any more: unpinned only once none can (see below).
+        let mut retired = None;
         match change {
-            Change::Nothing => return Ok(0),
             Change::Create(slot) => {
                 // Pinning may sleep and fault: fine here, under a sleeping lock.
                 let pages = Arc::new(PinnedPages::pin(slot.uaddr, slot.npages)?, GFP_KERNEL)?;
+                st.slots.reserve(1, GFP_KERNEL)?;
+                st.ept.map_slot(&slot, &pages)?;
                 st.slots.push(MemSlot { slot, pages }, GFP_KERNEL)?;
+                // Not-present to present needs no flush (no TLB caches an absent entry).
+                return Ok(0);
             }
             Change::Delete(id) => {
                 if let Some(i) = st.slots.iter().position(|s| s.slot.id == id) {
-                    // Unpinned when dropped.
-                    drop(st.slots.remove(i));
+                    let old = st.slots.remove(i).map_err(|_| EINVAL)?;
+                    st.ept.unmap_slot(&old.slot);
+                    retired = Some(old);
                 }
             }
-            Change::Move(slot) | Change::FlagsOnly(slot) => {
+            Change::Move(slot) => {
+                if let Some(i) = st.slots.iter().position(|s| s.slot.id == slot.id) {
+                    let VmState { slots, ept, .. } = &mut *st;
+                    let old = slots[i].slot;
+                    ept.unmap_slot(&old);
+                    if let Err(e) = ept.map_slot(&slot, &slots[i].pages) {
+                        // Keep the slot where it was (its tables exist: this cannot fail).
+                        let _ = ept.map_slot(&old, &slots[i].pages);
+                        return Err(e);
+                    }
+                    slots[i].slot = slot;
+                }
+            }
+            Change::FlagsOnly(slot) => {
                 if let Some(s) = st.slots.iter_mut().find(|s| s.slot.id == slot.id) {
                     s.slot = slot;
                 }
+                return Ok(0);
             }
+            Change::Nothing => return Ok(0),
         }
-        st.memory_generation += 1;
-        let generation = st.memory_generation;
+        let generation = self.memory_generation.fetch_add(1, Ordering::SeqCst) + 1;
         drop(st);
         self.wait_for_new_memory(generation);
+        drop(retired);
         Ok(0)
     }
 
@@ -256,18 +281,19 @@ impl Vm {
         }
     }
 
-    /// The EPT of the current slots, built if they changed since the last one. vCPUs hold
-    /// the returned reference for one IRQs-off region.
-    pub(crate) fn current_ept(&self) -> Result<(u64, Arc<Ept>)> {
-        let mut st = self.state.lock();
-        if let Some((generation, ept)) = &st.ept {
-            if *generation == st.memory_generation {
-                return Ok((*generation, ept.clone()));
-            }
-        }
-        let ept = Arc::new(Ept::build(&st.slots)?, GFP_KERNEL)?;
-        st.ept = Some((st.memory_generation, ept.clone()));
-        Ok((st.memory_generation, ept))
+    /// The memory generation and the EPT pointer a vCPU enters with. The EPT lives as long
+    /// as the VM (the vCPU holds the VM); the generation tells the vCPU when to flush, and
+    /// whether it raced with a slot change (rust/run.rs re-checks it once it is running).
+    pub(crate) fn current_ept(&self) -> (u64, u64) {
+        let st = self.state.lock();
+        (self.memory_generation.load(Ordering::SeqCst), st.ept.eptp)
+    }
+
+    /// Run `f` with the EPT pointer while no slot can change (guest-memory copies outside
+    /// the IRQs-off region, such as completing INS).
+    pub(crate) fn with_memory<R>(&self, f: impl FnOnce(u64) -> R) -> R {
+        let st = self.state.lock();
+        f(st.ept.eptp)
     }
 
     /// Reserve vCPU id `id` (EEXIST if taken, EINVAL beyond the limits).
