@@ -152,6 +152,23 @@ pub(crate) const KVM_GET_MP_STATE: u32 = _IOR::<u32>(KVMIO, 0x98);
 /// `KVM_SET_MP_STATE`.
 pub(crate) const KVM_SET_MP_STATE: u32 = _IOW::<u32>(KVMIO, 0x99);
 
+/// `struct kvm_device_attr`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct KvmDeviceAttr {
+    pub(crate) flags: u32,
+    pub(crate) group: u32,
+    pub(crate) attr: u64,
+    pub(crate) addr: u64,
+}
+const _: () = assert!(core::mem::size_of::<KvmDeviceAttr>() == 24);
+// SAFETY: `repr(C)`, integers only, no padding (asserted size = sum of fields).
+unsafe impl FromBytes for KvmDeviceAttr {}
+/// `KVM_GET_DEVICE_ATTR`.
+pub(crate) const KVM_GET_DEVICE_ATTR: u32 = _IOW::<KvmDeviceAttr>(KVMIO, 0xe2);
+/// `KVM_HAS_DEVICE_ATTR`.
+pub(crate) const KVM_HAS_DEVICE_ATTR: u32 = _IOW::<KvmDeviceAttr>(KVMIO, 0xe3);
+
 /// `KVM_ENABLE_CAP`.
 pub(crate) const KVM_ENABLE_CAP: u32 = _IOW::<KvmEnableCap>(KVMIO, 0xa3);
 

@@ -114,6 +114,7 @@ pub(crate) struct VcpuState {
     /// KERNEL_GS_BASE, in [`SYSCALL_MSRS`] order.
     pub(crate) syscall_msrs: [u64; 5],
     pub(crate) misc_enable: u64,
+    pub(crate) hwcr: u64,
     /// Guest TSC = host TSC + this (the VMCS TSC offset).
     pub(crate) tsc_offset: u64,
     /// The guest's x87/SSE state, loaded into the FPU for each guest stretch.
@@ -189,6 +190,7 @@ impl VcpuState {
             ran: false,
             syscall_msrs: [0; 5],
             misc_enable: guest_msr::MISC_ENABLE_RESET,
+            hwcr: 0,
             tsc_offset: 0,
             fpu: fpu_reset(),
             host_fpu: FxArea([0; 512]),
@@ -246,6 +248,7 @@ impl VcpuState {
             Msr::SysenterEsp => self.sysenter[1],
             Msr::SysenterEip => self.sysenter[2],
             Msr::MiscEnable => self.misc_enable,
+            Msr::Hwcr => self.hwcr,
             Msr::Pat => self.pat,
             Msr::Efer => self.sregs.efer,
             Msr::FsBase => self.sregs.fs.base,
@@ -275,6 +278,7 @@ impl VcpuState {
             Msr::SysenterEsp => self.sysenter[1] = v,
             Msr::SysenterEip => self.sysenter[2] = v,
             Msr::MiscEnable => self.misc_enable = v,
+            Msr::Hwcr => self.hwcr = v,
             Msr::Pat => self.pat = v,
             Msr::Efer => self.sregs.efer = v,
             Msr::FsBase => self.sregs.fs.base = v,

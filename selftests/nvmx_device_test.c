@@ -83,6 +83,20 @@ TEST_F(dev, implemented_capabilities_are_one)
 	}
 }
 
+TEST_F(dev, system_attributes_are_enxio)
+{
+	__u64 mask = 0;
+	struct kvm_device_attr attr = { .group = 0, .attr = KVM_X86_XCOMP_GUEST_SUPP,
+					.addr = (unsigned long)&mask };
+
+	EXPECT_EQ(-1, ioctl(self->fd, KVM_HAS_DEVICE_ATTR, &attr));
+	EXPECT_EQ(ENXIO, errno) TH_LOG("no dynamic XSAVE features to offer");
+	EXPECT_EQ(-1, ioctl(self->fd, KVM_GET_DEVICE_ATTR, &attr));
+	EXPECT_EQ(ENXIO, errno);
+	EXPECT_EQ(-1, ioctl(self->fd, KVM_GET_DEVICE_ATTR, NULL));
+	EXPECT_EQ(EFAULT, errno);
+}
+
 TEST_F(dev, unknown_ioctl_is_enotty)
 {
 	EXPECT_EQ(-1, ioctl(self->fd, _IO(KVMIO, 0xff), 0));

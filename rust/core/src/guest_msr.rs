@@ -44,11 +44,14 @@ pub enum Msr {
     GsBase,
     /// IA32_KERNEL_GS_BASE (0xc000_0102).
     KernelGsBase,
+    /// MSR_K7_HWCR (0xc001_0015): AMD's hardware configuration register, which KVM
+    /// emulates on every vendor because Linux guests read it; storage only.
+    Hwcr,
 }
 
 impl Msr {
     /// Every MSR, in `KVM_GET_MSR_INDEX_LIST` order.
-    pub const ALL: [Msr; 15] = [
+    pub const ALL: [Msr; 16] = [
         Msr::Tsc,
         Msr::ApicBase,
         Msr::SysenterCs,
@@ -64,6 +67,7 @@ impl Msr {
         Msr::FsBase,
         Msr::GsBase,
         Msr::KernelGsBase,
+        Msr::Hwcr,
     ];
 
     /// The architectural index.
@@ -84,6 +88,7 @@ impl Msr {
             Msr::FsBase => 0xc000_0100,
             Msr::GsBase => 0xc000_0101,
             Msr::KernelGsBase => 0xc000_0102,
+            Msr::Hwcr => 0xc001_0015,
         }
     }
 
@@ -198,6 +203,12 @@ pub fn check_write(msr: Msr, value: u64, cx: &WriteContext) -> Option<u64> {
         Msr::Star => Some(value),
         Msr::Fmask => (value >> 32 == 0).then_some(value),
         Msr::SysenterCs => Some(value & 0xffff_ffff),
+        // KVM's rule: flush-filter disable (6), IGNNE emulation (8) and TLB cache disable (3)
+        // are ignored; McStatusWrEn (18) and TscFreqSel (24) are kept; anything else fails.
+        Msr::Hwcr => {
+            let v = value & !((1 << 3) | (1 << 6) | (1 << 8));
+            (v & !((1 << 18) | (1 << 24)) == 0).then_some(v)
+        }
         Msr::MiscEnable => {
             // Read-only bits may be written with their current value only.
             ((value ^ cx.current) & !MISC_ENABLE_WRITABLE == 0).then_some(value)
@@ -315,6 +326,19 @@ mod tests {
         }
         assert_eq!(check_write(Msr::Fmask, 1 << 32, &guest(0, false)), None);
         assert_eq!(check_write(Msr::SysenterCs, u64::MAX, &guest(0, false)), Some(0xffff_ffff));
+    }
+
+    #[test]
+    fn hwcr_as_kvm() {
+        for bit in 0..64 {
+            let v = 1u64 << bit;
+            let want = match bit {
+                3 | 6 | 8 => Some(0),
+                18 | 24 => Some(v),
+                _ => None,
+            };
+            assert_eq!(check_write(Msr::Hwcr, v, &guest(0, false)), want, "bit {bit}");
+        }
     }
 
     #[test]
