@@ -8,7 +8,9 @@ use kernel::prelude::*;
 use crate::shim;
 use crate::vm::PinnedPages;
 use crate::vmx_core::ept;
-use crate::vmx_core::memslot::{Slot, PAGE_SIZE};
+use crate::vmx_core::memslot::{Slot, MEM_LOG_DIRTY_PAGES, PAGE_SIZE};
+
+use core::sync::atomic::{AtomicU64, Ordering};
 
 /// A VM's EPT, for the VM's whole life. Slots are mapped into it and unmapped from it in
 /// place, under the VM's lock: adding a slot costs its own pages, not a rebuild of all of
@@ -35,22 +37,63 @@ impl Ept {
         self.eptp & ept::ADDR_MASK
     }
 
-    /// Map every page of `slot` to its pinned memory. On failure (no memory for a table)
-    /// the pages mapped so far are unmapped again.
+    /// Map every page of `slot` to its pinned memory (write-protected for dirty logging if
+    /// the slot logs). On failure (no memory for a table) the pages mapped so far are
+    /// unmapped again.
     pub(crate) fn map_slot(&mut self, slot: &Slot, pages: &PinnedPages) -> Result {
         let root = self.root();
+        let logged = slot.flags & MEM_LOG_DIRTY_PAGES != 0;
         for i in 0..slot.npages {
             let gpa = (slot.base_gfn + i) * PAGE_SIZE;
             let mapped = pages
                 .phys(i as usize)
                 .ok_or(EINVAL)
-                .and_then(|phys| Self::map(&mut self.tables, root, gpa, phys));
+                .and_then(|phys| Self::map(&mut self.tables, root, gpa, phys, logged));
             if let Err(e) = mapped {
                 self.unmap_range(slot.base_gfn, i);
                 return Err(e);
             }
         }
         Ok(())
+    }
+
+    /// Start (`on`) or stop dirty logging on `slot`'s pages: write-protect them and mark them
+    /// logged, or make them writable again. Starting needs a TLB flush afterwards (cached
+    /// translations still allow writes); the caller bumps the memory generation.
+    pub(crate) fn set_logging(&mut self, slot: &Slot, on: bool) {
+        for i in 0..slot.npages {
+            if let Some(leaf) = self.leaf((slot.base_gfn + i) * PAGE_SIZE) {
+                // SAFETY: a leaf of this EPT; vCPUs update leaves only atomically.
+                let e = unsafe { AtomicU64::from_ptr(leaf) };
+                if on {
+                    e.fetch_and(!ept::WRITE, Ordering::SeqCst);
+                    e.fetch_or(ept::LOGGED, Ordering::SeqCst);
+                } else {
+                    e.fetch_or(ept::WRITE, Ordering::SeqCst);
+                    e.fetch_and(!ept::LOGGED, Ordering::SeqCst);
+                }
+            }
+        }
+    }
+
+    /// KVM_GET_DIRTY_LOG's harvest: set the bit of every page of `slot` written since the
+    /// last harvest and write-protect it again. True if any was dirty: then the caller must
+    /// flush TLBs (new memory generation) before the bitmap goes to userspace, so that every
+    /// later write faults again (a write through a stale entry before the flush lands in a
+    /// page reported dirty now, which userspace reads only afterwards).
+    pub(crate) fn harvest_dirty(&self, slot: &Slot, bitmap: &mut [u64]) -> bool {
+        let mut any = false;
+        for i in 0..slot.npages {
+            if let Some(leaf) = self.leaf((slot.base_gfn + i) * PAGE_SIZE) {
+                // SAFETY: as in set_logging.
+                let old = unsafe { AtomicU64::from_ptr(leaf) }.fetch_and(!ept::WRITE, Ordering::SeqCst);
+                if old & ept::WRITE != 0 {
+                    bitmap[(i / 64) as usize] |= 1 << (i % 64);
+                    any = true;
+                }
+            }
+        }
+        any
     }
 
     /// Unmap every page of `slot`.
@@ -85,7 +128,7 @@ impl Ept {
     }
 
     /// Map one 4 KiB page, allocating the tables on the way.
-    fn map(tables: &mut KVec<Page>, root: u64, gpa: u64, phys: u64) -> Result {
+    fn map(tables: &mut KVec<Page>, root: u64, gpa: u64, phys: u64, logged: bool) -> Result {
         if gpa > ept::MAX_GPA {
             return Err(EINVAL);
         }
@@ -107,7 +150,7 @@ impl Ept {
         }
         let leaf = Self::entry(table, ept::index(gpa, 1));
         // SAFETY: as above.
-        unsafe { leaf.write(ept::leaf(phys)) };
+        unsafe { leaf.write(if logged { ept::leaf_logged(phys) } else { ept::leaf(phys) }) };
         Ok(())
     }
 
@@ -136,4 +179,34 @@ pub(crate) fn translate(eptp: u64, gpa: u64) -> Option<u64> {
         table = value & ept::ADDR_MASK;
     }
     Some(table | (gpa & (PAGE_SIZE - 1)))
+}
+
+/// A write EPT violation at `gpa` in the EPT `eptp`: if the page is dirty-logged and
+/// write-protected, make it writable (it is now dirty) and return true — the guest just
+/// retries the write (the violation invalidated the cached translation, SDM 29.4.3.1).
+/// Also used when nvmx itself writes guest memory (INS), so those writes are logged too.
+/// Lock-free and callable with IRQs off; the EPT outlives the caller's use of it.
+pub(crate) fn log_write(eptp: u64, gpa: u64) -> bool {
+    if gpa > ept::MAX_GPA {
+        return false;
+    }
+    let mut table = eptp & ept::ADDR_MASK;
+    for level in (2..=4).rev() {
+        // SAFETY: a table page of a live EPT.
+        let value = unsafe { Ept::entry(table, ept::index(gpa, level)).read_volatile() };
+        if !ept::present(value) {
+            return false;
+        }
+        table = value & ept::ADDR_MASK;
+    }
+    // SAFETY: a leaf of a live EPT, updated atomically by everyone.
+    let e = unsafe { AtomicU64::from_ptr(Ept::entry(table, ept::index(gpa, 1))) };
+    let mut cur = e.load(Ordering::SeqCst);
+    loop {
+        let Some(new) = ept::log_write(cur) else { return cur & ept::LOGGED != 0 && cur & ept::WRITE != 0 };
+        match e.compare_exchange(cur, new, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) => return true,
+            Err(now) => cur = now,
+        }
+    }
 }

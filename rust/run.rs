@@ -60,6 +60,8 @@ const GP_VECTOR: u64 = 13;
 const PREEMPTION_TSC_BUDGET: u64 = 4_000_000;
 const UD_VECTOR: u64 = 6;
 const RFLAGS_IF: u64 = 1 << 9;
+/// EPT-violation exit qualification bit 1: the access was a data write (SDM table 28-7).
+const EPT_VIOLATION_WRITE: u64 = 1 << 1;
 /// IA32_DEBUGCTL, and DR7 as a VM exit leaves it.
 const MSR_IA32_DEBUGCTL: u32 = 0x1d9;
 const DR7_RESET: u64 = 0x400;
@@ -913,8 +915,12 @@ fn handle_exit(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32, ept
             Next::Resume
         }
         reason::EPT_VIOLATION | reason::EPT_MISCONFIG => {
-            // Every slot page is mapped, so this is an access outside every slot: MMIO.
             let gpa = r(f::GUEST_PHYSICAL_ADDRESS);
+            // A first write to a dirty-logged page: now dirty and writable; retry.
+            if q & EPT_VIOLATION_WRITE != 0 && crate::ept::log_write(eptp, gpa) {
+                return Next::Resume;
+            }
+            // Every other slot page is mapped: this is an access outside every slot, MMIO.
             let vectoring = r(f::IDT_VECTORING_INFO_FIELD);
             if vectoring & INTR_INFO_VALID != 0 {
                 // The guest was delivering an event through MMIO (its IDT, say): nothing to
@@ -944,6 +950,10 @@ fn copy_guest(regs: &PagingRegs, eptp: u64, linear: u64, buf: &mut [u8], to_gues
             _ => {
                 let Some(gpa) = paging::translate(regs, &mem, la & !0xfff) else { return false };
                 let Some(hpa) = crate::ept::translate(eptp, gpa & !0xfff) else { return false };
+                if to_guest {
+                    // nvmx writes the page for the guest: dirty-logged like a guest write.
+                    crate::ept::log_write(eptp, gpa & !0xfff);
+                }
                 let host = shim::phys_to_virt(hpa);
                 page = Some((la & !0xfff, host));
                 host

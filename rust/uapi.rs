@@ -169,6 +169,20 @@ pub(crate) const KVM_GET_DEVICE_ATTR: u32 = _IOW::<KvmDeviceAttr>(KVMIO, 0xe2);
 /// `KVM_HAS_DEVICE_ATTR`.
 pub(crate) const KVM_HAS_DEVICE_ATTR: u32 = _IOW::<KvmDeviceAttr>(KVMIO, 0xe3);
 
+/// `struct kvm_dirty_log`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct KvmDirtyLog {
+    pub(crate) slot: u32,
+    pub(crate) padding1: u32,
+    pub(crate) dirty_bitmap: u64,
+}
+const _: () = assert!(core::mem::size_of::<KvmDirtyLog>() == 16);
+// SAFETY: `repr(C)`, integers only, no padding (asserted size = sum of fields).
+unsafe impl FromBytes for KvmDirtyLog {}
+/// `KVM_GET_DIRTY_LOG`.
+pub(crate) const KVM_GET_DIRTY_LOG: u32 = _IOW::<KvmDirtyLog>(KVMIO, 0x42);
+
 /// `KVM_ENABLE_CAP`.
 pub(crate) const KVM_ENABLE_CAP: u32 = _IOW::<KvmEnableCap>(KVMIO, 0xa3);
 

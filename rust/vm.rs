@@ -152,6 +152,10 @@ impl Vm {
             }
             uapi::KVM_CREATE_VCPU => Vcpu::create(this.into(), arg),
             uapi::KVM_GET_TSC_KHZ => crate::vcpu::tsc_khz(),
+            uapi::KVM_GET_DIRTY_LOG => {
+                let d: uapi::KvmDirtyLog = read_user(arg)?;
+                this.get_dirty_log(&d)
+            }
             uapi::KVM_ENABLE_CAP => {
                 let c: KvmEnableCap = read_user(arg)?;
                 this.enable_cap(&c)
@@ -250,10 +254,19 @@ impl Vm {
                 }
             }
             Change::FlagsOnly(slot) => {
-                if let Some(s) = st.slots.iter_mut().find(|s| s.slot.id == slot.id) {
-                    s.slot = slot;
+                let Some(i) = st.slots.iter().position(|s| s.slot.id == slot.id) else { return Ok(0) };
+                let was = st.slots[i].slot.flags & memslot::MEM_LOG_DIRTY_PAGES != 0;
+                let on = slot.flags & memslot::MEM_LOG_DIRTY_PAGES != 0;
+                st.slots[i].slot = slot;
+                if was == on {
+                    return Ok(0);
                 }
-                return Ok(0);
+                st.ept.set_logging(&slot, on);
+                if !on {
+                    // Giving write access back needs no flush.
+                    return Ok(0);
+                }
+                // Starting to log: translations cached with write access must go.
             }
             Change::Nothing => return Ok(0),
         }
@@ -261,6 +274,31 @@ impl Vm {
         drop(st);
         self.wait_for_new_memory(generation);
         drop(retired);
+        Ok(0)
+    }
+
+    /// `KVM_GET_DIRTY_LOG`: the pages of slot `d.slot` written since the last call (or since
+    /// logging started), one bit per page in a bitmap of whole u64s; they are
+    /// write-protected again. ENOENT for a slot that does not exist or does not log, as KVM.
+    fn get_dirty_log(&self, d: &uapi::KvmDirtyLog) -> Result<isize> {
+        let (as_id, id) = (d.slot >> 16, d.slot & 0xffff);
+        let st = self.state.lock();
+        let s = st.slots.iter().find(|s| as_id == 0 && u32::from(s.slot.id) == id).ok_or(ENOENT)?;
+        if s.slot.flags & memslot::MEM_LOG_DIRTY_PAGES == 0 {
+            return Err(ENOENT);
+        }
+        let words = s.slot.npages.div_ceil(64) as usize;
+        let mut bitmap = KVec::from_elem(0u64, words, GFP_KERNEL)?;
+        let any = st.ept.harvest_dirty(&s.slot, &mut bitmap);
+        let generation = if any { Some(self.memory_generation.fetch_add(1, Ordering::SeqCst) + 1) } else { None };
+        drop(st);
+        if let Some(g) = generation {
+            self.wait_for_new_memory(g);
+        }
+        let mut w = UserSlice::new(UserPtr::from_addr(d.dirty_bitmap as usize), words * 8).writer();
+        for word in bitmap.iter() {
+            w.write(word)?;
+        }
         Ok(0)
     }
 

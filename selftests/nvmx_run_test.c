@@ -282,6 +282,47 @@ TEST(rep_outsb_and_rep_insb)
 	guest_destroy(&g);
 }
 
+TEST(dirty_log)
+{
+	/* mov byte [0x3000],1; mov byte [0x5000],2; OUT 0x1000; mov byte [0x5000],3; hlt */
+	static const unsigned char code[] = { 0xc6, 0x06, 0x00, 0x30, 0x01, 0xc6, 0x06, 0x00, 0x50,
+					      0x02, 0xba, 0x00, 0x10, 0xee, 0xc6, 0x06, 0x00, 0x50,
+					      0x03, 0xf4 };
+	struct kvm_userspace_memory_region2 r = { .flags = KVM_MEM_LOG_DIRTY_PAGES,
+						  .memory_size = 16 * PAGE };
+	__u64 bitmap = ~0ULL;
+	struct kvm_dirty_log log = { .slot = 0, .dirty_bitmap = &bitmap };
+	struct guest g;
+
+	ASSERT_EQ(0, guest_create(&g, code, sizeof(code)));
+	EXPECT_EQ(-1, ioctl(g.vm, KVM_GET_DIRTY_LOG, &log));
+	EXPECT_EQ(ENOENT, errno) TH_LOG("the slot does not log yet");
+	r.userspace_addr = (unsigned long)g.mem;
+	ASSERT_EQ(0, ioctl(g.vm, KVM_SET_USER_MEMORY_REGION2, &r)) TH_LOG("%s", strerror(errno));
+	ASSERT_EQ(0, ioctl(g.vm, KVM_GET_DIRTY_LOG, &log));
+	EXPECT_EQ(0, bitmap) TH_LOG("nothing written since logging started");
+
+	ASSERT_EQ(0, ioctl(g.vcpu, KVM_RUN, 0));
+	ASSERT_EXIT(&g, KVM_EXIT_IO);
+	ASSERT_EQ(0, ioctl(g.vm, KVM_GET_DIRTY_LOG, &log));
+	EXPECT_EQ((1ULL << 3) | (1ULL << 5), bitmap) TH_LOG("pages 3 and 5, not the code page");
+	EXPECT_EQ(2, g.mem[0x5000]);
+	ASSERT_EQ(0, ioctl(g.vm, KVM_GET_DIRTY_LOG, &log));
+	EXPECT_EQ(0, bitmap) TH_LOG("harvested: clean again");
+
+	ASSERT_EQ(0, ioctl(g.vcpu, KVM_RUN, 0));
+	ASSERT_EXIT(&g, KVM_EXIT_HLT);
+	ASSERT_EQ(0, ioctl(g.vm, KVM_GET_DIRTY_LOG, &log));
+	EXPECT_EQ(1ULL << 5, bitmap) TH_LOG("the write after the harvest was caught");
+	EXPECT_EQ(3, g.mem[0x5000]);
+
+	r.flags = 0;
+	ASSERT_EQ(0, ioctl(g.vm, KVM_SET_USER_MEMORY_REGION2, &r));
+	EXPECT_EQ(-1, ioctl(g.vm, KVM_GET_DIRTY_LOG, &log));
+	EXPECT_EQ(ENOENT, errno) TH_LOG("logging stopped");
+	guest_destroy(&g);
+}
+
 TEST(undecodable_mmio_reports_the_gpa)
 {
 	/* DS.base = 0x200000: add [0],al (00 06 00 00) is not emulated */

@@ -127,7 +127,6 @@ TEST_F(vm, slot_bad_arguments)
 	EXPECT_EQ(EINVAL, region(self->vm, 0, 0, 0x100000, PAGE + 1, self->mem)) TH_LOG("size");
 	EXPECT_EQ(EINVAL, region(self->vm, 0, 0, 0x100000, PAGE, self->mem + 1)) TH_LOG("uaddr");
 	EXPECT_EQ(EINVAL, region(self->vm, 0, KVM_MEM_READONLY, 0, PAGE, self->mem)) TH_LOG("ro");
-	EXPECT_EQ(EINVAL, region(self->vm, 0, KVM_MEM_LOG_DIRTY_PAGES, 0, PAGE, self->mem));
 	EXPECT_EQ(EINVAL, region(self->vm, 0, 1U << 31, 0, PAGE, self->mem)) TH_LOG("flags");
 	EXPECT_EQ(EINVAL, region(self->vm, 32767, 0, 0, PAGE, self->mem)) TH_LOG("slot id");
 	EXPECT_EQ(EINVAL, region(self->vm, 1 << 16, 0, 0, PAGE, self->mem)) TH_LOG("as_id");

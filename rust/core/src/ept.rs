@@ -25,6 +25,28 @@ pub const fn leaf(phys: u64) -> u64 {
     (phys & ADDR_MASK) | READ | WRITE | EXEC | (MEMTYPE_WB << 3)
 }
 
+/// Software bit (EPT entries ignore bits 62:52 of a leaf, SDM table 29-6): the page belongs
+/// to a slot with dirty logging. Such a leaf is mapped without WRITE until the guest writes
+/// it: that write's EPT violation gives WRITE back, and a leaf with LOGGED and WRITE is a
+/// page dirtied since the last KVM_GET_DIRTY_LOG.
+pub const LOGGED: u64 = 1 << 58;
+
+/// A 4 KiB leaf for a dirty-logged page: read and execute, write-protected until written.
+pub const fn leaf_logged(phys: u64) -> u64 {
+    (leaf(phys) & !WRITE) | LOGGED
+}
+
+/// What a write EPT violation on `entry` means for dirty logging: `Some(new entry)` if the
+/// page is dirty-logged and write-protected (give WRITE back: the page is now dirty),
+/// `None` if the violation is not a logging one (not present: MMIO).
+pub const fn log_write(entry: u64) -> Option<u64> {
+    if entry & LOGGED != 0 && entry & READ != 0 && entry & WRITE == 0 {
+        Some(entry | WRITE)
+    } else {
+        None
+    }
+}
+
 /// The EPT pointer for a 4-level structure rooted at `pml4_phys`: WB, walk length - 1 = 3,
 /// no accessed/dirty flags.
 pub const fn eptp(pml4_phys: u64) -> u64 {
@@ -56,6 +78,17 @@ mod tests {
         assert_eq!(leaf(0xfff0_0000_1234_5fff), 0x0000_0000_1234_5037, "only bits 51:12");
         assert_eq!(eptp(0xabc000), 0xabc01e);
         assert!(present(leaf(0)) && !present(0));
+    }
+
+    #[test]
+    fn dirty_logging_leaves() {
+        let l = leaf_logged(0x5000);
+        assert_eq!(l & (READ | WRITE | EXEC), READ | EXEC, "write-protected");
+        assert_eq!(l & ADDR_MASK, 0x5000, "the software bit is outside the address");
+        assert_eq!(log_write(l), Some(l | WRITE), "the first write makes it writable and dirty");
+        assert_eq!(log_write(l | WRITE), None, "already writable: not a logging violation");
+        assert_eq!(log_write(leaf(0x5000) & !WRITE), None, "not logged");
+        assert_eq!(log_write(0), None, "not present: MMIO");
     }
 
     #[test]

@@ -16,9 +16,9 @@ pub const MEM_LOG_DIRTY_PAGES: u32 = 1 << 0;
 pub const MEM_READONLY: u32 = 1 << 1;
 /// `KVM_MEM_GUEST_MEMFD`.
 pub const MEM_GUEST_MEMFD: u32 = 1 << 2;
-/// Flags nvmx accepts: none yet (no dirty logging, no read-only slots, no guest_memfd), and
-/// `KVM_CHECK_EXTENSION` says so.
-pub const SUPPORTED_FLAGS: u32 = 0;
+/// Flags nvmx accepts: dirty logging (no read-only slots, no guest_memfd yet, and
+/// `KVM_CHECK_EXTENSION` says so).
+pub const SUPPORTED_FLAGS: u32 = MEM_LOG_DIRTY_PAGES;
 
 /// A slot as userspace asks for it (`struct kvm_userspace_memory_region2`'s used fields).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,7 +175,7 @@ mod tests {
 
     #[test]
     fn bad_flags_are_einval() {
-        for flags in [MEM_LOG_DIRTY_PAGES, MEM_READONLY, MEM_GUEST_MEMFD, 1 << 3, u32::MAX] {
+        for flags in [MEM_READONLY, MEM_GUEST_MEMFD, 1 << 3, u32::MAX] {
             let r = Request { flags, ..req(0, 0, 0x1000, 0x1000) };
             assert_eq!(plan(&[], &r, LIMIT), Err(EINVAL), "flags {flags:#x}");
         }
