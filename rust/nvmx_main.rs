@@ -49,6 +49,8 @@ pub(crate) struct HostInfo {
     pub(crate) mxcsr_mask: u32,
     /// The TSC frequency guests see (`KVM_GET_TSC_KHZ`): the host's, unscaled.
     pub(crate) tsc_khz: u32,
+    /// IA32_DEBUGCTL can be read (every VMX CPU has it; some emulators do not).
+    pub(crate) has_debugctl: bool,
 }
 
 /// Set once in `init`; lives as long as the module.
@@ -95,6 +97,7 @@ fn probe_host() -> Result<cpu::VmxCpus> {
     HOST.populate(HostInfo {
         mxcsr_mask: if mask == 0 { 0xffbf } else { mask },
         tsc_khz: shim::tsc_khz(),
+        has_debugctl: shim::rdmsr_safe(0x1d9).is_some(),
         caps,
         controls,
         cpuid,

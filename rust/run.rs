@@ -284,7 +284,7 @@ fn region(host: &crate::HostInfo, vcpu: &Vcpu, st: &mut VcpuState, eptp: u64, ge
     // A VM exit sets DR7 to 0x400 and clears IA32_DEBUGCTL (SDM 28.5.1): the host's hardware
     // breakpoints (ptrace watchpoints, perf) and branch recording are put back below.
     let host_dr7 = vmx_ops::read_dr7();
-    let host_debugctl = vmx_ops::rdmsr(MSR_IA32_DEBUGCTL);
+    let host_debugctl = if host.has_debugctl { vmx_ops::rdmsr(MSR_IA32_DEBUGCTL) } else { 0 };
     // The guest's FPU and SYSCALL MSRs replace the host's for the region (IRQs are off, so
     // nothing else in the kernel sees or uses them meanwhile).
     vmx_ops::fxsave(&mut st.host_fpu);
@@ -391,7 +391,7 @@ fn in_vmx(
                     st.flushed_for = Some(now);
                 }
             }
-            Ok(guest_loop(vcpu, st, cpu, eptp))
+            Ok(guest_loop(vcpu, st, cpu, eptp, generation))
         }
     };
     read_back(st);
@@ -587,9 +587,14 @@ enum Next {
 }
 
 /// Run the guest until an exit must leave the region.
-fn guest_loop(vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, eptp: u64) -> Leave {
+fn guest_loop(vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, eptp: u64, generation: u64) -> Leave {
     let mut gprs = gprs_from(&st.regs);
     let mut launched = false;
+    let start = vmx_ops::rdtsc();
+    let timer = HOST.as_ref().and_then(|h| {
+        (h.controls.pin & crate::vmx_core::controls::pin::PREEMPTION_TIMER != 0)
+            .then(|| h.caps.misc.preemption_timer_rate())
+    });
     let leave = loop {
         if st.lapic.is_some() {
             // An INIT resets the vCPU: leave, so that the run loop applies it to the state.
@@ -597,6 +602,21 @@ fn guest_loop(vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, eptp: u64) -> Leave {
                 break Leave::Halt;
             }
             prepare_events(vcpu, st);
+        }
+        // The whole region, not each guest stretch, gets the budget: a guest whose exits
+        // nvmx handles in the kernel (and that restarts the timer at every entry) must
+        // still give the CPU back, and a slot change waiting for it must see it leave
+        // (Bochs does not turn the kick's IPI into an exit while the guest has IF = 0).
+        let used = vmx_ops::rdtsc().wrapping_sub(start);
+        if launched && used >= PREEMPTION_TSC_BUDGET {
+            break Leave::Host { nmi: false };
+        }
+        if let Some(rate) = timer {
+            let mut ticks = PREEMPTION_TSC_BUDGET - used;
+            if let Some(d) = st.lapic.as_ref().and_then(|a| a.timer_deadline()) {
+                ticks = ticks.min(d.saturating_sub(vmx_ops::rdtsc().wrapping_add(st.tsc_offset)));
+            }
+            let _ = w(f::VMX_PREEMPTION_TIMER_VALUE, ticks >> rate);
         }
         // SAFETY: IRQs off, VMX operation, current VMCS fully written by write_vmcs.
         let ran = unsafe { vmx_ops::vmx_run(&mut gprs, launched) };
@@ -612,7 +632,11 @@ fn guest_loop(vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, eptp: u64) -> Leave {
         requeue_vectoring_event();
         match handle_exit(vcpu, &mut gprs, st, cpu, eptp) {
             Next::Resume => {
-                if shim::need_resched() {
+                // Leave for the scheduler, or because the VM's memory changed (the slot
+                // ioctl waits for every vCPU on the old generation to leave).
+                if shim::need_resched()
+                    || vcpu.vm.memory_generation.load(core::sync::atomic::Ordering::Relaxed) != generation
+                {
                     break Leave::Host { nmi: false };
                 }
             }
@@ -691,15 +715,6 @@ fn prepare_events(vcpu: &Vcpu, st: &mut VcpuState) {
         None => primary &= !crate::vmx_core::controls::primary::INTR_WINDOW_EXITING,
     }
     let _ = w(f::CPU_BASED_VM_EXEC_CONTROL, primary as u64);
-    // The guest must leave by the timer's deadline at the latest.
-    if let Some(d) = apic.timer_deadline() {
-        let pin = r(f::PIN_BASED_VM_EXEC_CONTROL) as u32;
-        if pin & crate::vmx_core::controls::pin::PREEMPTION_TIMER != 0 {
-            let rate = HOST.as_ref().map_or(0, |h| h.caps.misc.preemption_timer_rate());
-            let ticks = d.saturating_sub(now).min(PREEMPTION_TSC_BUDGET) >> rate;
-            let _ = w(f::VMX_PREEMPTION_TIMER_VALUE, ticks);
-        }
-    }
     vcpu.mailbox.mirror(apic);
 }
 
