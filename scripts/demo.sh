@@ -4,11 +4,7 @@
 # the refusal while kvm_intel owns VMX.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-"$NVMX_ROOT/scripts/setup-host.sh"
-"$NVMX_ROOT/scripts/build-kernel.sh" >/dev/null
-"$NVMX_ROOT/scripts/build-bochs.sh" >/dev/null
-make -s -C "$NVMX_ROOT" module
-"$NVMX_ROOT/scripts/build-selftests.sh"
+build_all
 "$NVMX_ROOT/scripts/make-image.sh" demo
 serial=$NVMX_ROOT/build/results/demo.serial
 mkdir -p "$(dirname "$serial")"

@@ -16,3 +16,13 @@ kernel_key() {
 kernel_dir() { echo "$NVMX_CACHE/$(kernel_key)/linux"; }
 
 log() { printf '==> %s\n' "$*" >&2; }
+
+# Everything the test machines need, built or taken from the cache: host packages and bindgen,
+# the kernel, Bochs, nvmx.ko and the selftests.
+build_all() {
+    "$NVMX_ROOT/scripts/setup-host.sh"
+    "$NVMX_ROOT/scripts/build-kernel.sh" >/dev/null
+    "$NVMX_ROOT/scripts/build-bochs.sh" >/dev/null
+    make -s -C "$NVMX_ROOT" module
+    "$NVMX_ROOT/scripts/build-selftests.sh"
+}

@@ -30,7 +30,7 @@ for mode in "$@"; do
 DEFAULT nvmx
 LABEL nvmx
   KERNEL /bzImage
-  APPEND initrd=/initrd.gz console=ttyS0,115200 quiet loglevel=4 tsc=reliable nvmxtest=$mode nvmxcpus=2 ${NVMX_EXTRA_CMDLINE:-}
+  APPEND initrd=/initrd.gz console=ttyS0,115200 quiet loglevel=4 tsc=reliable clearcpuid=aperfmperf nvmxtest=$mode nvmxcpus=2 ${NVMX_EXTRA_CMDLINE:-}
 CFG
     xorriso -as mkisofs -quiet -o "$out/boot-$mode.iso" -b isolinux/isolinux.bin \
         -c isolinux/boot.cat -no-emul-boot -boot-load-size 4 -boot-info-table "$iso" 2>/dev/null

@@ -4,13 +4,9 @@
 # Documentation/upstream-report.rst from that run. Takes long in emulation: not part of check.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-"$NVMX_ROOT/scripts/setup-host.sh"
-"$NVMX_ROOT/scripts/build-kernel.sh" >/dev/null
-"$NVMX_ROOT/scripts/build-bochs.sh" >/dev/null
-make -s -C "$NVMX_ROOT" module
-"$NVMX_ROOT/scripts/build-selftests.sh"
+build_all
 NVMX_UPSTREAM_ALL=1 "$NVMX_ROOT/scripts/build-upstream-selftests.sh"
-limit=${NVMX_REPORT_LIMIT:-30}
+limit=${NVMX_REPORT_LIMIT:-20}
 NVMX_UPSTREAM_DIR=$NVMX_ROOT/build/upstream-all NVMX_EXTRA_CMDLINE="nvmxlimit=$limit" \
     "$NVMX_ROOT/scripts/make-image.sh" report-kvm_intel report-nvmx
 res=$NVMX_ROOT/build/results; mkdir -p "$res"
@@ -23,4 +19,5 @@ wait
 cat "$res/bochs-report-kvm_intel.serial" "$res/bochs-report-nvmx.serial" > "$res/bochs-report.serial"
 python3 "$NVMX_ROOT/scripts/upstream_report.py" "$res/bochs-report.serial" \
     "$NVMX_ROOT/Documentation/upstream-report.rst" "$(date -u +%Y-%m-%d)" \
-    "Bochs 3.0 corei7_skylake_x on $(uname -m) $(nproc) cores (host: $(. /etc/os-release; echo "$PRETTY_NAME"))"
+    "Bochs 3.0 corei7_skylake_x on $(uname -m) $(nproc) cores (host: $(. /etc/os-release; echo "$PRETTY_NAME")), $limit s per test" \
+    "$NVMX_ROOT/build/upstream-all"
