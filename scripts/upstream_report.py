@@ -36,10 +36,14 @@ def main(serial, out, date, machine, tests_dir=None):
         if m:
             body = []
             continue
-        m = re.match(r"@@REPORT (\S+) (\S+) rc=(\d+)", line)
+        m = re.match(r"@@REPORT (\S+) (\S+) rc=(\w+)", line)
         if m:
-            col, test, rc = m.group(1), m.group(2), int(m.group(3))
-            rows.setdefault(test, {})[col] = outcome(rc, body)
+            col, test, rc = m.group(1), m.group(2), m.group(3)
+            if rc == "hang":
+                res = ("hang", "not run: hangs the test machine (see the issue notes)")
+            else:
+                res = outcome(int(rc), body)
+            rows.setdefault(test, {})[col] = res
             cols.add(col)
             continue
         if line.startswith("# "):
@@ -47,7 +51,7 @@ def main(serial, out, date, machine, tests_dir=None):
     if not cols:
         sys.exit(f"{serial}: no @@REPORT lines: the run did not happen")
     order = [c for c in ("kvm_intel", "nvmx") if c in cols]
-    cell = lambda r: r[0] if not r[1] else f"{r[0]}: {r[1]}"
+    cell = lambda r: r[1] if r[0] == "hang" else (r[0] if not r[1] else f"{r[0]}: {r[1]}")
     clean = lambda s: s.replace("|", "/").replace("`", "'")[:110]
     w = [max(len("test"), *(len(t) for t in rows))] + [8] * len(order)
     table = []
@@ -72,8 +76,9 @@ def main(serial, out, date, machine, tests_dir=None):
     ]
     for c in order:
         n = {k: sum(1 for t in rows if rows[t].get(c, ("not run",))[0] == k)
-             for k in ("pass", "skip", "fail", "timeout", "not run")}
+             for k in ("pass", "skip", "fail", "timeout", "not run", "hang")}
         lines.append(f"* {c}: {n['pass']} pass, {n['skip']} skip, {n['fail']} fail, {n['timeout']} timeout"
+                     + (f", {n['hang']} known to hang (not run)" if n["hang"] else "")
                      + (f", {n['not run']} not reached in this run" if n["not run"] else ""))
     lines += ["", sep, fmt(["test"] + order), sep] + [fmt(r) for r in table] + [sep, ""]
     open(out, "w").write("\n".join(lines))
