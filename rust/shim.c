@@ -10,6 +10,7 @@
 #include <linux/fs.h>
 #include <linux/mm.h>
 #include <linux/sched.h>
+#include <linux/sched/mm.h>
 #include <linux/smp.h>
 #include <asm/cpu_entry_area.h>
 #include <asm/desc.h>
@@ -143,6 +144,28 @@ long nvmx_pin_user_pages(unsigned long start, unsigned long nr, struct page **pa
 void nvmx_unpin_user_pages(struct page **pages, unsigned long nr)
 {
 	unpin_user_pages(pages, nr);
+}
+
+/*
+ * Long-term pinned guest memory counts against the VMM's RLIMIT_MEMLOCK, as VFIO's does
+ * (unless it has CAP_IPC_LOCK). Charge the current mm and keep a reference to it for the
+ * uncharge, which may run from another task (the last fd closed elsewhere).
+ */
+void *nvmx_charge_locked(unsigned long pages, int *err)
+{
+	struct mm_struct *mm = current->mm;
+
+	*err = account_locked_vm(mm, pages, true);
+	if (*err)
+		return NULL;
+	mmgrab(mm);
+	return mm;
+}
+
+void nvmx_uncharge_locked(void *mm, unsigned long pages)
+{
+	account_locked_vm(mm, pages, false);
+	mmdrop(mm);
 }
 
 void *nvmx_page_address(struct page *page)

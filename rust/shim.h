@@ -49,6 +49,8 @@ int nvmx_vm_fd(void *vm);
 int nvmx_vcpu_fd(void *vcpu);
 long nvmx_pin_user_pages(unsigned long start, unsigned long nr, struct page **pages);
 void nvmx_unpin_user_pages(struct page **pages, unsigned long nr);
+void *nvmx_charge_locked(unsigned long pages, int *err);
+void nvmx_uncharge_locked(void *mm, unsigned long pages);
 void *nvmx_page_address(struct page *page);
 unsigned long nvmx_task_size_max(void);
 

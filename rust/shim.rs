@@ -85,6 +85,8 @@ mod ffi_fd {
         pub(super) fn nvmx_vcpu_fd(vcpu: *mut c_void) -> i32;
         pub(super) fn nvmx_pin_user_pages(start: u64, nr: u64, pages: *mut *mut c_void) -> i64;
         pub(super) fn nvmx_unpin_user_pages(pages: *mut *mut c_void, nr: u64);
+        pub(super) fn nvmx_charge_locked(pages: u64, err: *mut i32) -> *mut c_void;
+        pub(super) fn nvmx_uncharge_locked(mm: *mut c_void, pages: u64);
         pub(super) fn nvmx_page_address(page: *mut c_void) -> *mut c_void;
         pub(super) fn nvmx_task_size_max() -> u64;
     }
@@ -233,4 +235,35 @@ pub(crate) fn kick_cpu(cpu: u32) {
     // SAFETY: smp_send_reschedule accepts any online CPU from any context; a vCPU's running
     // CPU is online while it runs there.
     unsafe { ffi_run::nvmx_kick_cpu(cpu) }
+}
+
+/// `pages` pages charged to the current task's RLIMIT_MEMLOCK, released on drop.
+pub(crate) struct LockedCharge {
+    mm: *mut c_void,
+    pages: u64,
+}
+
+// SAFETY: the charge holds a reference to an mm (mmgrab), usable from any task.
+unsafe impl Send for LockedCharge {}
+// SAFETY: shared access reads nothing.
+unsafe impl Sync for LockedCharge {}
+
+impl LockedCharge {
+    /// Charge `pages` to the current mm: ENOMEM over RLIMIT_MEMLOCK (without CAP_IPC_LOCK).
+    pub(crate) fn new(pages: u64) -> kernel::error::Result<Self> {
+        let mut err = 0i32;
+        // SAFETY: process context with a user mm (an ioctl of the VMM).
+        let mm = unsafe { ffi_fd::nvmx_charge_locked(pages, &mut err) };
+        if mm.is_null() {
+            return Err(kernel::error::Error::from_errno(err));
+        }
+        Ok(Self { mm, pages })
+    }
+}
+
+impl Drop for LockedCharge {
+    fn drop(&mut self) {
+        // SAFETY: `mm` and `pages` are exactly what `new` charged and grabbed.
+        unsafe { ffi_fd::nvmx_uncharge_locked(self.mm, self.pages) };
+    }
 }

@@ -29,6 +29,8 @@ pub(crate) const MAX_VCPUS: u32 = 1024;
 /// never sleep.
 pub(crate) struct PinnedPages {
     pages: KVVec<*mut bindings::page>,
+    /// The VMM's RLIMIT_MEMLOCK charge for them (dropped after the unpin).
+    _charge: shim::LockedCharge,
 }
 
 // SAFETY: `struct page` pointers name global kernel objects; a pin is a reference count on the
@@ -38,10 +40,12 @@ unsafe impl Send for PinnedPages {}
 unsafe impl Sync for PinnedPages {}
 
 impl PinnedPages {
-    /// Pin `npages` pages of the caller's memory at `uaddr` for writing. EFAULT if any page
-    /// cannot be pinned (nothing stays pinned then).
+    /// Pin `npages` pages of the caller's memory at `uaddr` for writing, charged to its
+    /// RLIMIT_MEMLOCK. ENOMEM over the limit; EFAULT if any page cannot be pinned (nothing
+    /// stays pinned or charged then).
     fn pin(uaddr: u64, npages: u64) -> Result<Self> {
         let n = usize::try_from(npages).map_err(|_| EINVAL)?;
+        let charge = shim::LockedCharge::new(npages)?;
         let mut pages: KVVec<*mut bindings::page> =
             KVVec::from_elem(ptr::null_mut(), n, GFP_KERNEL)?;
         let mut done = 0usize;
@@ -58,7 +62,7 @@ impl PinnedPages {
             }
             done += got as usize;
         }
-        Ok(Self { pages })
+        Ok(Self { pages, _charge: charge })
     }
 
     /// Host-physical address of page `index` of the slot.

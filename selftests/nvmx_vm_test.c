@@ -7,6 +7,9 @@
 #include <fcntl.h>
 #include <linux/kvm.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <linux/capability.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -241,6 +244,59 @@ TEST_F(vm, vcpu_mmap_and_registers)
 	EXPECT_EQ(EINVAL, errno);
 	munmap(run, 2 * PAGE);
 	close(vcpu);
+}
+
+/* Drop CAP_IPC_LOCK from this process's effective set (raw capset: no libcap in the VM). */
+static int drop_ipc_lock(void)
+{
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct d[2];
+
+	if (syscall(SYS_capget, &h, d))
+		return -1;
+	d[CAP_IPC_LOCK / 32].effective &= ~(1U << (CAP_IPC_LOCK % 32));
+	return syscall(SYS_capset, &h, d);
+}
+
+TEST(pinned_memory_counts_against_rlimit_memlock)
+{
+	struct rlimit lim = { .rlim_cur = 16 * PAGE, .rlim_max = 16 * PAGE };
+	struct kvm_userspace_memory_region2 r = { .memory_size = 64 * PAGE };
+	int sys, vm;
+	char *mem;
+
+	ASSERT_EQ(0, drop_ipc_lock());
+	ASSERT_EQ(0, setrlimit(RLIMIT_MEMLOCK, &lim));
+	sys = open("/dev/nvmx", O_RDWR);
+	ASSERT_LE(0, sys);
+	vm = ioctl(sys, KVM_CREATE_VM, 0);
+	ASSERT_LE(0, vm);
+	mem = mmap(NULL, 64 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, mem);
+	r.userspace_addr = (unsigned long)mem;
+	EXPECT_EQ(-1, ioctl(vm, KVM_SET_USER_MEMORY_REGION2, &r)) TH_LOG("64 pages over a 16-page limit");
+	EXPECT_EQ(ENOMEM, errno);
+	r.memory_size = 8 * PAGE;
+	EXPECT_EQ(0, ioctl(vm, KVM_SET_USER_MEMORY_REGION2, &r)) TH_LOG("8 pages fit");
+	r.slot = 1;
+	r.guest_phys_addr = 0x100000;
+	r.userspace_addr += 8 * PAGE;
+	EXPECT_EQ(0, ioctl(vm, KVM_SET_USER_MEMORY_REGION2, &r)) TH_LOG("16 in all fit");
+	r.slot = 2;
+	r.guest_phys_addr = 0x200000;
+	r.userspace_addr += 8 * PAGE;
+	EXPECT_EQ(-1, ioctl(vm, KVM_SET_USER_MEMORY_REGION2, &r)) TH_LOG("24 do not");
+	EXPECT_EQ(ENOMEM, errno);
+	r.slot = 0;
+	r.memory_size = 0;
+	r.guest_phys_addr = 0;
+	EXPECT_EQ(0, ioctl(vm, KVM_SET_USER_MEMORY_REGION2, &r)) TH_LOG("deleting slot 0 uncharges");
+	r.slot = 2;
+	r.memory_size = 8 * PAGE;
+	r.guest_phys_addr = 0x200000;
+	EXPECT_EQ(0, ioctl(vm, KVM_SET_USER_MEMORY_REGION2, &r)) TH_LOG("so 8 more fit again");
+	close(vm);
+	close(sys);
 }
 
 TEST(vcpu_outlives_vm_fd)
