@@ -133,6 +133,10 @@ pub(crate) const KVM_SET_SREGS: u32 = _IOW::<KvmSregs>(KVMIO, 0x84);
 
 /// `KVM_GET_MSR_INDEX_LIST` (`struct kvm_msr_list`: a u32 count before the indices).
 pub(crate) const KVM_GET_MSR_INDEX_LIST: u32 = _IOWR::<u32>(KVMIO, 0x02);
+/// `KVM_SET_NR_MMU_PAGES`.
+pub(crate) const KVM_SET_NR_MMU_PAGES: u32 = _IO(KVMIO, 0x44);
+/// `KVM_MIN_ALLOC_MMU_PAGES`.
+pub(crate) const KVM_MIN_ALLOC_MMU_PAGES: usize = 64;
 /// `KVM_GET_TSC_KHZ` (VM and vCPU fds).
 pub(crate) const KVM_GET_TSC_KHZ: u32 = _IO(KVMIO, 0xa3);
 /// `KVM_GET_MSRS` (`struct kvm_msrs`: nmsrs, pad, then `struct kvm_msr_entry`s).

@@ -156,6 +156,10 @@ impl Vm {
             }
             uapi::KVM_CREATE_VCPU => Vcpu::create(this.into(), arg),
             uapi::KVM_GET_TSC_KHZ => crate::vcpu::tsc_khz(),
+            // The size of KVM's shadow-MMU page cache. nvmx has no shadow MMU (its EPT has
+            // the tables it needs), so the value changes nothing; KVM's bounds still apply.
+            uapi::KVM_SET_NR_MMU_PAGES if arg < uapi::KVM_MIN_ALLOC_MMU_PAGES => Err(EINVAL),
+            uapi::KVM_SET_NR_MMU_PAGES => Ok(0),
             uapi::KVM_GET_DIRTY_LOG => {
                 let d: uapi::KvmDirtyLog = read_user(arg)?;
                 this.get_dirty_log(&d)

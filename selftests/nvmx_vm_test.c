@@ -181,6 +181,16 @@ TEST_F(vm, vcpu_ids)
 	close(b);
 }
 
+TEST_F(vm, nr_mmu_pages)
+{
+	/* No shadow MMU: accepted within KVM's bounds, changes nothing. */
+	EXPECT_EQ(-1, ioctl(self->vm, KVM_SET_NR_MMU_PAGES, 63));
+	EXPECT_EQ(EINVAL, errno);
+	EXPECT_EQ(0, ioctl(self->vm, KVM_SET_NR_MMU_PAGES, 64));
+	EXPECT_EQ(-1, ioctl(self->vm, KVM_GET_NR_MMU_PAGES, 0)) TH_LOG("deprecated, gone from KVM");
+	EXPECT_EQ(ENOTTY, errno);
+}
+
 TEST_F(vm, max_vcpu_id_cap)
 {
 	struct kvm_enable_cap cap = { .cap = KVM_CAP_MAX_VCPU_ID, .args = { 1025 } };

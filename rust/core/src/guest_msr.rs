@@ -110,9 +110,10 @@ pub mod efer {
     pub const NXE: u64 = 1 << 11;
 }
 
-/// IA32_MISC_ENABLE as a guest sees it after RESET: fast strings (bit 0) and the
-/// "BTS/PEBS unavailable" bits 11 and 12, which are true here (no debug store is offered).
-pub const MISC_ENABLE_RESET: u64 = bit(0) | bit(11) | bit(12);
+/// IA32_MISC_ENABLE as a guest sees it after RESET, KVM's value: the "BTS/PEBS unavailable"
+/// bits 11 and 12, which are true here (no debug store is offered); fast strings (bit 0) off
+/// until the guest's firmware or OS turns it on.
+pub const MISC_ENABLE_RESET: u64 = bit(11) | bit(12);
 /// IA32_MISC_ENABLE bits a write may change: only fast strings. The rest of what real CPUs
 /// have there (thermal control, MONITOR enable, limit CPUID maxval, XD disable) is either
 /// not offered or would change the CPUID nvmx reports.
@@ -344,7 +345,9 @@ mod tests {
     #[test]
     fn misc_enable_only_fast_strings() {
         let cur = MISC_ENABLE_RESET;
-        assert_eq!(check_write(Msr::MiscEnable, cur & !1, &guest(cur, false)), Some(cur & !1));
+        assert_eq!(cur, 0x1800, "KVM's reset value");
+        assert_eq!(check_write(Msr::MiscEnable, cur | 1, &guest(cur, false)), Some(cur | 1), "fast strings on");
+        assert_eq!(check_write(Msr::MiscEnable, 1, &guest(cur, false)), None, "BTS/PEBS unavailable are read-only");
         assert_eq!(check_write(Msr::MiscEnable, cur | (1 << 18), &guest(cur, false)), None, "MONITOR");
         assert_eq!(check_write(Msr::MiscEnable, cur | (1 << 22), &guest(cur, false)), None, "limit CPUID");
     }
