@@ -1275,8 +1275,8 @@ fn set_live_msr(st: &mut VcpuState, msr: Msr, v: u64) {
         // SAFETY: checked by guest_msr::check_write; the region restores the host's value.
         unsafe { vmx_ops::wrmsr(msr.index(), v) };
     } else {
-        st.set_msr(msr, v);
-        if msr == Msr::Tsc {
+        st.set_msr_by(msr, v, Writer::Guest);
+        if let Msr::Tsc | Msr::TscAdjust = msr {
             let _ = w(f::TSC_OFFSET, st.tsc_offset);
         }
     }

@@ -117,6 +117,8 @@ pub(crate) struct VcpuState {
     pub(crate) hwcr: u64,
     /// Guest TSC = host TSC + this (the VMCS TSC offset).
     pub(crate) tsc_offset: u64,
+    /// IA32_TSC_ADJUST.
+    pub(crate) tsc_adjust: u64,
     /// The guest's x87/SSE state, loaded into the FPU for each guest stretch.
     pub(crate) fpu: FxArea,
     /// The host's FPU registers while the guest's are loaded.
@@ -192,6 +194,7 @@ impl VcpuState {
             misc_enable: guest_msr::MISC_ENABLE_RESET,
             hwcr: 0,
             tsc_offset: 0,
+            tsc_adjust: 0,
             fpu: fpu_reset(),
             host_fpu: FxArea([0; 512]),
             lapic: lapic.then(|| Lapic::new(id)),
@@ -243,6 +246,7 @@ impl VcpuState {
     pub(crate) fn msr(&self, msr: Msr) -> u64 {
         match msr {
             Msr::Tsc => crate::vmx_ops::rdtsc().wrapping_add(self.tsc_offset),
+            Msr::TscAdjust => self.tsc_adjust,
             Msr::ApicBase => self.sregs.apic_base,
             Msr::SysenterCs => self.sysenter[0],
             Msr::SysenterEsp => self.sysenter[1],
@@ -257,10 +261,22 @@ impl VcpuState {
         }
     }
 
-    /// Store a checked value of `msr` outside a run.
+    /// Store a checked value of `msr` written by `writer` (the TSC and TSC_ADJUST move
+    /// together for the guest's writes, guest_msr::tsc_write).
+    pub(crate) fn set_msr_by(&mut self, msr: Msr, v: u64, writer: Writer) {
+        if let Msr::Tsc | Msr::TscAdjust = msr {
+            let host = crate::vmx_ops::rdtsc();
+            (self.tsc_offset, self.tsc_adjust) =
+                guest_msr::tsc_write(msr, writer, self.tsc_offset, self.tsc_adjust, host, v);
+        } else {
+            self.set_msr(msr, v);
+        }
+    }
+
+    /// Store a checked value of `msr` outside a run (the VMM's view for the TSC).
     pub(crate) fn set_msr(&mut self, msr: Msr, v: u64) {
         match msr {
-            Msr::Tsc => self.tsc_offset = v.wrapping_sub(crate::vmx_ops::rdtsc()),
+            Msr::Tsc | Msr::TscAdjust => self.set_msr_by(msr, v, Writer::Host),
             Msr::ApicBase => {
                 let old = self.sregs.apic_base;
                 self.sregs.apic_base = v;
@@ -351,7 +367,8 @@ impl Vcpu {
             let vmcs_phys = shim::page_phys(&vmcs);
             let pio_page = Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?;
             let has_lapic = vm2.has_lapic();
-            let state = VcpuState::reset(id, has_lapic);
+            let mut state = VcpuState::reset(id, has_lapic);
+            state.tsc_offset = 0u64.wrapping_sub(vm2.tsc_origin);
             let mailbox = Arc::pin_init(Mailbox::new(id), GFP_KERNEL)?;
             if let Some(a) = &state.lapic {
                 mailbox.mirror(a);

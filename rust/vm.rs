@@ -105,6 +105,9 @@ pub(crate) struct Vm {
     /// Bumped on every slot change (under `state`'s lock): vCPUs compare it with the one
     /// they entered with, and flush their TLB (INVEPT) when it changed.
     pub(crate) memory_generation: AtomicU64,
+    /// The host TSC when the VM was created: every vCPU's TSC starts counting from 0 there,
+    /// so the vCPUs of a VM are in sync (KVM synchronizes its vCPUs' TSCs likewise).
+    pub(crate) tsc_origin: u64,
     /// The vCPUs' APIC mailboxes, for IPIs. A spinlock: senders are in IRQs-off regions.
     #[pin]
     pub(crate) mailboxes: SpinLock<KVec<Arc<Mailbox>>>,
@@ -120,6 +123,7 @@ impl Vm {
         let vm = Arc::pin_init(
             pin_init!(Vm {
                 memory_generation: AtomicU64::new(0),
+                tsc_origin: crate::vmx_ops::rdtsc(),
                 state <- new_mutex!(VmState {
                     slots: KVec::new(),
                     ept,

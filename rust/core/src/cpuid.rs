@@ -193,8 +193,9 @@ pub const LEAF1_ECX_HYPERVISOR: u32 = 1 << 31;
 /// Leaf 1 EDX: FPU, VME, DE, PSE, TSC, MSR, PAE, CX8, APIC, SEP, PGE, CMOV, PAT, PSE-36,
 /// CLFSH, MMX, FXSR, SSE, SSE2 (SYSENTER MSRs and PAT are switched by the VMCS).
 pub const LEAF1_EDX: u32 = bits(&[0, 1, 2, 3, 4, 5, 6, 8, 9, 11, 13, 15, 16, 17, 19, 23, 24, 25, 26]);
-/// Leaf 7.0 EBX: FSGSBASE, BMI1, SMEP, BMI2, ERMS, RDSEED, ADX, SMAP, CLFLUSHOPT, SHA.
-pub const LEAF7_EBX: u32 = bits(&[0, 3, 7, 8, 9, 18, 19, 20, 23, 29]);
+/// Leaf 7.0 EBX: FSGSBASE, TSC_ADJUST (emulated), BMI1, SMEP, BMI2, ERMS, RDSEED, ADX, SMAP,
+/// CLFLUSHOPT, SHA.
+pub const LEAF7_EBX: u32 = bits(&[0, 1, 3, 7, 8, 9, 18, 19, 20, 23, 29]);
 /// Leaf 0x80000001 ECX: LAHF/SAHF in 64-bit mode, LZCNT, PREFETCHW.
 pub const EXT1_ECX: u32 = bits(&[0, 5, 8]);
 /// Leaf 0x80000001 EDX: SYSCALL (STAR, LSTAR, CSTAR and FMASK are switched around every

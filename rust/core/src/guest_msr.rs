@@ -16,6 +16,8 @@ use super::cpuid::GuestFeatures;
 pub enum Msr {
     /// IA32_TIME_STAMP_COUNTER (0x10): the host TSC plus the vCPU's offset.
     Tsc,
+    /// IA32_TSC_ADJUST (0x3b): what guest writes of the TSC added (SDM 17.17.3).
+    TscAdjust,
     /// IA32_APIC_BASE (0x1b).
     ApicBase,
     /// IA32_SYSENTER_CS (0x174).
@@ -51,8 +53,9 @@ pub enum Msr {
 
 impl Msr {
     /// Every MSR, in `KVM_GET_MSR_INDEX_LIST` order.
-    pub const ALL: [Msr; 16] = [
+    pub const ALL: [Msr; 17] = [
         Msr::Tsc,
+        Msr::TscAdjust,
         Msr::ApicBase,
         Msr::SysenterCs,
         Msr::SysenterEsp,
@@ -74,6 +77,7 @@ impl Msr {
     pub const fn index(self) -> u32 {
         match self {
             Msr::Tsc => 0x10,
+            Msr::TscAdjust => 0x3b,
             Msr::ApicBase => 0x1b,
             Msr::SysenterCs => 0x174,
             Msr::SysenterEsp => 0x175,
@@ -171,7 +175,7 @@ pub const fn pat_valid(v: u64) -> bool {
 pub fn check_write(msr: Msr, value: u64, cx: &WriteContext) -> Option<u64> {
     let host = cx.writer == Writer::Host;
     match msr {
-        Msr::Tsc => Some(value),
+        Msr::Tsc | Msr::TscAdjust => Some(value),
         Msr::Efer => {
             let f = &cx.features;
             // SCE is always allowed, as on KVM (efer_reserved_bits): CPUID's SYSCALL bit only
@@ -366,5 +370,48 @@ mod tests {
         assert_eq!(check_write(Msr::ApicBase, 0xfee0_0000 | apic_base::EXTD, &x2), None, "EXTD without EN");
         assert_eq!(check_write(Msr::ApicBase, 0xfee0_0000 | apic_base::ENABLE, &x2), None, "x2APIC -> xAPIC");
         assert_eq!(check_write(Msr::ApicBase, 0xfee0_0000, &x2), Some(0xfee0_0000), "x2APIC -> disabled");
+    }
+}
+
+/// The TSC bookkeeping of a write (SDM 17.17.3, KVM's rules): `(new offset, new adjust)`
+/// from the current offset, adjust, host TSC `host_tsc` and the written value. A guest write
+/// of the TSC moves TSC_ADJUST by the same amount; a guest write of TSC_ADJUST moves the
+/// TSC; the VMM's write of the TSC sets it without touching TSC_ADJUST (a restore), and its
+/// write of TSC_ADJUST sets that alone.
+pub fn tsc_write(msr: Msr, writer: Writer, offset: u64, adjust: u64, host_tsc: u64, value: u64) -> (u64, u64) {
+    let tsc = host_tsc.wrapping_add(offset);
+    match (msr, writer) {
+        (Msr::Tsc, Writer::Guest) => {
+            let delta = value.wrapping_sub(tsc);
+            (offset.wrapping_add(delta), adjust.wrapping_add(delta))
+        }
+        (Msr::Tsc, Writer::Host) => (value.wrapping_sub(host_tsc), adjust),
+        (Msr::TscAdjust, Writer::Guest) => (offset.wrapping_add(value.wrapping_sub(adjust)), value),
+        (_, _) => (offset, value),
+    }
+}
+
+#[cfg(test)]
+mod tsc_tests {
+    use super::*;
+
+    #[test]
+    fn tsc_and_adjust_move_together_as_the_sdm_says() {
+        let host = 1_000_000;
+        // Guest writes the TSC: both move.
+        let (o, a) = tsc_write(Msr::Tsc, Writer::Guest, 0u64.wrapping_sub(host), 0, host, 4000);
+        assert_eq!((host.wrapping_add(o), a), (4000, 4000));
+        // Guest writes TSC_ADJUST: the TSC follows.
+        let (o, a) = tsc_write(Msr::TscAdjust, Writer::Guest, o, a, host, 8000);
+        assert_eq!((host.wrapping_add(o), a), (8000, 8000));
+        // The VMM sets the TSC: TSC_ADJUST stays.
+        let (o, a) = tsc_write(Msr::Tsc, Writer::Host, o, a, host, 64_000);
+        assert_eq!((host.wrapping_add(o), a), (64_000, 8000));
+        // The guest writes TSC_ADJUST again: the VMM's offset survives.
+        let (o, a) = tsc_write(Msr::TscAdjust, Writer::Guest, o, a, host, 12_000);
+        assert_eq!((host.wrapping_add(o), a), (68_000, 12_000));
+        // The VMM writes TSC_ADJUST: only it changes.
+        let (o2, a2) = tsc_write(Msr::TscAdjust, Writer::Host, o, a, host, 5);
+        assert_eq!((o2, a2), (o, 5));
     }
 }
