@@ -112,19 +112,7 @@ impl Ept {
 
     /// The leaf entry for `gpa`, if its tables exist.
     fn leaf(&self, gpa: u64) -> Option<*mut u64> {
-        if gpa > ept::MAX_GPA {
-            return None;
-        }
-        let mut table = self.root();
-        for level in (2..=4).rev() {
-            // SAFETY: a table page of this EPT.
-            let value = unsafe { Self::entry(table, ept::index(gpa, level)).read() };
-            if !ept::present(value) {
-                return None;
-            }
-            table = value & ept::ADDR_MASK;
-        }
-        Some(Self::entry(table, ept::index(gpa, 1)))
+        leaf_entry(self.eptp, gpa)
     }
 
     /// Map one 4 KiB page, allocating the tables on the way.
@@ -166,19 +154,27 @@ impl Ept {
 /// built: 4 levels of 4 KiB tables), or `None` if it maps nothing there. Lock-free: the
 /// caller holds a reference to that EPT for as long as it uses the answer.
 pub(crate) fn translate(eptp: u64, gpa: u64) -> Option<u64> {
+    // SAFETY: a leaf of a live EPT (see above).
+    let value = unsafe { leaf_entry(eptp, gpa)?.read_volatile() };
+    ept::present(value).then(|| (value & ept::ADDR_MASK) | (gpa & (PAGE_SIZE - 1)))
+}
+
+/// The leaf entry for `gpa` in the EPT `eptp`, if the tables down to it exist (the leaf
+/// itself may be empty). Tables of an nvmx EPT live as long as its VM.
+fn leaf_entry(eptp: u64, gpa: u64) -> Option<*mut u64> {
     if gpa > ept::MAX_GPA {
         return None;
     }
     let mut table = eptp & ept::ADDR_MASK;
-    for level in (1..=4).rev() {
-        // SAFETY: `table` is a table page of a live EPT (see above), in the direct map.
-        let value = unsafe { Ept::entry(table, ept::index(gpa, level)).read() };
+    for level in (2..=4).rev() {
+        // SAFETY: a table page of a live EPT, in the direct map.
+        let value = unsafe { Ept::entry(table, ept::index(gpa, level)).read_volatile() };
         if !ept::present(value) {
             return None;
         }
         table = value & ept::ADDR_MASK;
     }
-    Some(table | (gpa & (PAGE_SIZE - 1)))
+    Some(Ept::entry(table, ept::index(gpa, 1)))
 }
 
 /// A write EPT violation at `gpa` in the EPT `eptp`: if the page is dirty-logged and
@@ -187,20 +183,9 @@ pub(crate) fn translate(eptp: u64, gpa: u64) -> Option<u64> {
 /// Also used when nvmx itself writes guest memory (INS), so those writes are logged too.
 /// Lock-free and callable with IRQs off; the EPT outlives the caller's use of it.
 pub(crate) fn log_write(eptp: u64, gpa: u64) -> bool {
-    if gpa > ept::MAX_GPA {
-        return false;
-    }
-    let mut table = eptp & ept::ADDR_MASK;
-    for level in (2..=4).rev() {
-        // SAFETY: a table page of a live EPT.
-        let value = unsafe { Ept::entry(table, ept::index(gpa, level)).read_volatile() };
-        if !ept::present(value) {
-            return false;
-        }
-        table = value & ept::ADDR_MASK;
-    }
+    let Some(leaf) = leaf_entry(eptp, gpa) else { return false };
     // SAFETY: a leaf of a live EPT, updated atomically by everyone.
-    let e = unsafe { AtomicU64::from_ptr(Ept::entry(table, ept::index(gpa, 1))) };
+    let e = unsafe { AtomicU64::from_ptr(leaf) };
     let mut cur = e.load(Ordering::SeqCst);
     loop {
         let Some(new) = ept::log_write(cur) else { return cur & ept::LOGGED != 0 && cur & ept::WRITE != 0 };

@@ -393,6 +393,27 @@ pub fn cpu_entry_cr4(caps: &HostCaps, cr0_now: u64, cr4_now: u64) -> Result<u64,
     Ok(cr4_vmx)
 }
 
+/// A Skylake-like host's VMX MSRs (values read off a Core i7-7800X), for tests here and in
+/// other modules.
+#[cfg(test)]
+pub(crate) fn skylake_msrs() -> std::collections::HashMap<u32, u64> {
+    std::collections::HashMap::from([
+        (msr::IA32_FEATURE_CONTROL, 0x5),
+        (msr::IA32_VMX_BASIC, 0x00da_0400_0000_0004),
+        (msr::IA32_VMX_TRUE_PINBASED_CTLS, 0x0000_007f_0000_0016),
+        (msr::IA32_VMX_TRUE_PROCBASED_CTLS, 0xfff9_fffe_0401_e172),
+        (msr::IA32_VMX_TRUE_EXIT_CTLS, 0x01ff_ffff_0003_6dfb),
+        (msr::IA32_VMX_TRUE_ENTRY_CTLS, 0x0003_ffff_0000_11fb),
+        (msr::IA32_VMX_MISC, 0x0000_0000_7004_c1e7),
+        (msr::IA32_VMX_CR0_FIXED0, 0x8000_0021),
+        (msr::IA32_VMX_CR0_FIXED1, 0xffff_ffff),
+        (msr::IA32_VMX_CR4_FIXED0, 0x2000),
+        (msr::IA32_VMX_CR4_FIXED1, 0x3727ff),
+        (msr::IA32_VMX_PROCBASED_CTLS2, 0x0053_7fff_0000_0000),
+        (msr::IA32_VMX_EPT_VPID_CAP, 0x0000_0f01_0673_4141),
+    ])
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::controls::cr0;
@@ -416,21 +437,7 @@ mod tests {
         /// A Skylake-like host with everything nvmx needs.
         fn skylake() -> Self {
             let cpuid = HashMap::from([(0, INTEL), (1, [0x50654, 0, 1 << 5, 0])]);
-            let msrs = HashMap::from([
-                (msr::IA32_FEATURE_CONTROL, 0x5),
-                (msr::IA32_VMX_BASIC, 0x00da_0400_0000_0004),
-                (msr::IA32_VMX_TRUE_PINBASED_CTLS, 0x0000_007f_0000_0016),
-                (msr::IA32_VMX_TRUE_PROCBASED_CTLS, 0xfff9_fffe_0401_e172),
-                (msr::IA32_VMX_TRUE_EXIT_CTLS, 0x01ff_ffff_0003_6dfb),
-                (msr::IA32_VMX_TRUE_ENTRY_CTLS, 0x0003_ffff_0000_11fb),
-                (msr::IA32_VMX_MISC, 0x0000_0000_7004_c1e7),
-                (msr::IA32_VMX_CR0_FIXED0, 0x8000_0021),
-                (msr::IA32_VMX_CR0_FIXED1, 0xffff_ffff),
-                (msr::IA32_VMX_CR4_FIXED0, 0x2000),
-                (msr::IA32_VMX_CR4_FIXED1, 0x3727ff),
-                (msr::IA32_VMX_PROCBASED_CTLS2, 0x0053_7fff_0000_0000),
-                (msr::IA32_VMX_EPT_VPID_CAP, 0x0000_0f01_0673_4141),
-            ]);
+            let msrs = skylake_msrs();
             FakeHost { cpuid, msrs, faulted: std::vec::Vec::new() }
         }
         fn without(mut self, index: u32) -> Self {
