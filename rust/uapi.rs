@@ -187,6 +187,13 @@ unsafe impl FromBytes for KvmDirtyLog {}
 /// `KVM_GET_DIRTY_LOG`.
 pub(crate) const KVM_GET_DIRTY_LOG: u32 = _IOW::<KvmDirtyLog>(KVMIO, 0x42);
 
+/// `struct kvm_lapic_state`: the APIC register page (KVM_APIC_REG_SIZE = 0x400).
+pub(crate) type KvmLapicState = [u32; 256];
+/// `KVM_GET_LAPIC`.
+pub(crate) const KVM_GET_LAPIC: u32 = _IOR::<[u8; 1024]>(KVMIO, 0x8e);
+/// `KVM_SET_LAPIC`.
+pub(crate) const KVM_SET_LAPIC: u32 = _IOW::<[u8; 1024]>(KVMIO, 0x8f);
+
 /// `KVM_ENABLE_CAP`.
 pub(crate) const KVM_ENABLE_CAP: u32 = _IOW::<KvmEnableCap>(KVMIO, 0xa3);
 

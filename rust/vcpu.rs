@@ -446,6 +446,24 @@ impl Vcpu {
                 st.mp_state = m;
                 Ok(0)
             }
+            // The in-kernel local APIC's registers (EINVAL without one, as KVM).
+            uapi::KVM_GET_LAPIC => {
+                let st = this.state.lock();
+                let a = st.lapic.as_ref().ok_or(EINVAL)?;
+                let khz = HOST.as_ref().map_or(1, |h| h.tsc_khz as u64);
+                let regs = a.state(crate::vmx_ops::rdtsc().wrapping_add(st.tsc_offset), khz);
+                write_user(arg, &regs)
+            }
+            uapi::KVM_SET_LAPIC => {
+                let regs: uapi::KvmLapicState = read_user(arg)?;
+                let mut st = this.state.lock();
+                let now = crate::vmx_ops::rdtsc().wrapping_add(st.tsc_offset);
+                let khz = HOST.as_ref().map_or(1, |h| h.tsc_khz as u64);
+                let a = st.lapic.as_mut().ok_or(EINVAL)?;
+                a.set_state(&regs, now, khz);
+                this.mailbox.mirror(a);
+                Ok(0)
+            }
             uapi::KVM_GET_FPU => write_user(arg, &fpu_to_kvm(&this.state.lock().fpu)),
             uapi::KVM_SET_FPU => {
                 let fpu: KvmFpu = read_user(arg)?;

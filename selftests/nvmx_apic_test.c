@@ -359,6 +359,35 @@ TEST(xapic_mmio_registers_and_self_ipi)
 	EXPECT_EQ(0x43, io_byte(&c)) TH_LOG("the self-IPI, sent through the MMIO ICR");
 }
 
+TEST(get_set_lapic)
+{
+	struct kvm_lapic_state st;
+	struct vm vm, novm;
+	struct cpu c, d;
+
+	ASSERT_EQ(0, vm_create(&vm, 1));
+	ASSERT_EQ(0, cpu_create(&vm, &c, 0, 0x1000));
+	ASSERT_EQ(0, ioctl(c.fd, KVM_GET_LAPIC, &st));
+	EXPECT_EQ(0x50014, *(__u32 *)(st.regs + 0x30)) TH_LOG("VERSION");
+	EXPECT_EQ(0xff, *(__u32 *)(st.regs + 0xf0)) TH_LOG("SVR after RESET");
+	*(__u32 *)(st.regs + 0x20) = 5 << 24;	/* ID */
+	*(__u32 *)(st.regs + 0x80) = 0x30;	/* TPR */
+	*(__u32 *)(st.regs + 0xf0) = 0x1ff;	/* SVR: enabled */
+	ASSERT_EQ(0, ioctl(c.fd, KVM_SET_LAPIC, &st));
+	memset(&st, 0, sizeof(st));
+	ASSERT_EQ(0, ioctl(c.fd, KVM_GET_LAPIC, &st));
+	EXPECT_EQ(5 << 24, *(__u32 *)(st.regs + 0x20));
+	EXPECT_EQ(0x30, *(__u32 *)(st.regs + 0x80));
+	EXPECT_EQ(0x1ff, *(__u32 *)(st.regs + 0xf0));
+	EXPECT_EQ(-1, ioctl(c.fd, KVM_GET_LAPIC, NULL));
+	EXPECT_EQ(EFAULT, errno);
+
+	ASSERT_EQ(0, vm_create(&novm, 0));
+	ASSERT_EQ(0, cpu_create(&novm, &d, 0, 0x1000));
+	EXPECT_EQ(-1, ioctl(d.fd, KVM_GET_LAPIC, &st)) TH_LOG("no in-kernel APIC");
+	EXPECT_EQ(EINVAL, errno);
+}
+
 TEST(x2apic_msrs_need_x2apic_mode)
 {
 	/* rdmsr 0x802 (ID) in xAPIC mode: #GP, reported by the handler. */

@@ -466,6 +466,72 @@ impl Lapic {
         matches_logical(self.x2apic, self.ldr, self.dfr, dest)
     }
 
+    /// `KVM_GET_LAPIC`: the register page as KVM's `struct kvm_lapic_state` has it — each
+    /// register as a u32 at its xAPIC offset (index = offset / 4). The ID is in xAPIC format
+    /// (bits 31:24) in both modes, as KVM reports it without KVM_CAP_X2APIC_API.
+    pub fn state(&self, now: u64, tsc_khz: u64) -> [u32; 256] {
+        let mut r = [0u32; 256];
+        let mut put = |off: u32, v: u32| r[(off / 4) as usize] = v;
+        put(reg::ID, self.id << 24);
+        put(reg::VERSION, VERSION);
+        put(reg::TPR, self.tpr);
+        put(reg::PPR, self.ppr());
+        put(reg::LDR, self.ldr);
+        put(reg::DFR, self.dfr);
+        put(reg::SVR, self.svr);
+        for i in 0..8u32 {
+            put(reg::ISR + 16 * i, self.isr[i as usize]);
+            put(reg::TMR + 16 * i, self.tmr[i as usize]);
+            put(reg::IRR + 16 * i, self.irr[i as usize]);
+        }
+        put(reg::ESR, self.esr);
+        put(reg::ICR, self.icr as u32);
+        put(reg::ICR2, (self.icr >> 32) as u32);
+        for (i, off) in LVT_OFFSETS.iter().enumerate() {
+            put(*off, self.lvt[i]);
+        }
+        put(reg::TMICT, self.tmict);
+        put(reg::TMCCT, self.current_count(now, tsc_khz));
+        put(reg::TDCR, self.tdcr);
+        r
+    }
+
+    /// `KVM_SET_LAPIC`: load a register page (the inverse of [`Lapic::state`]). Writable
+    /// registers keep their write masks; read-only ones (version, PPR, current count) are
+    /// ignored; in x2APIC mode the ID and LDR stay derived from the vCPU, as on KVM. The
+    /// timer restarts from the initial count.
+    pub fn set_state(&mut self, r: &[u32; 256], now: u64, tsc_khz: u64) {
+        let get = |off: u32| r[(off / 4) as usize];
+        if !self.x2apic {
+            self.id = get(reg::ID) >> 24;
+            self.ldr = get(reg::LDR) & 0xff00_0000;
+            self.dfr = get(reg::DFR) | 0x0fff_ffff;
+        }
+        self.tpr = get(reg::TPR) & 0xff;
+        self.svr = get(reg::SVR) & 0x13ff;
+        for i in 0..8u32 {
+            self.isr[i as usize] = get(reg::ISR + 16 * i);
+            self.tmr[i as usize] = get(reg::TMR + 16 * i);
+            self.irr[i as usize] = get(reg::IRR + 16 * i);
+        }
+        self.esr = get(reg::ESR);
+        self.icr = ((get(reg::ICR2) as u64) << 32) | get(reg::ICR) as u64;
+        for (i, off) in LVT_OFFSETS.iter().enumerate() {
+            let mut v = get(*off) & LVT_WRITABLE[i];
+            if !self.enabled() {
+                v |= LVT_MASKED;
+            }
+            if i == 0 {
+                v &= !(1 << 18);
+            }
+            self.lvt[i] = v;
+        }
+        self.tdcr = get(reg::TDCR) & 0xb;
+        self.tmict = get(reg::TMICT);
+        self.timer_period = self.ticks_to_tsc(self.tmict as u64, tsc_khz);
+        self.timer_deadline = (self.tmict != 0).then(|| now + self.timer_period);
+    }
+
     /// LDR and DFR, which decide logical-destination matches.
     pub const fn logical_regs(&self) -> (u32, u32) {
         (self.ldr, self.dfr)
@@ -651,6 +717,36 @@ mod tests {
         assert_eq!(x2apic_offset(0x830), Some(reg::ICR));
         assert_eq!(x2apic_offset(0x80b), Some(reg::EOI));
         assert_eq!(x2apic_offset(0x900), None);
+    }
+
+    #[test]
+    fn state_round_trip() {
+        let mut a = enabled(3);
+        a.write(reg::TPR, 0x20, 0, KHZ).unwrap();
+        a.write(reg::LDR, 0x0800_0000, 0, KHZ).unwrap();
+        a.write(reg::LVT_TIMER, 0x2_0045, 0, KHZ).unwrap();
+        a.write(reg::TDCR, 0xb, 0, KHZ).unwrap();
+        a.write(reg::TMICT, 500, 0, KHZ).unwrap();
+        a.request(0x61);
+        let st = a.state(100, KHZ);
+        assert_eq!(st[(reg::ID / 4) as usize], 3 << 24);
+        assert_eq!(st[(reg::VERSION / 4) as usize], VERSION);
+        assert_eq!(st[(reg::TMCCT / 4) as usize], 400, "current count at t=100");
+        assert_eq!(st[((reg::IRR + 0x30) / 4) as usize], 1 << 1, "vector 0x61");
+        let mut b = Lapic::new(9);
+        b.set_state(&st, 100, KHZ);
+        assert_eq!(b.id, 3, "xAPIC ID restored");
+        assert_eq!(b.state(100, KHZ)[..(reg::TMCCT / 4) as usize], st[..(reg::TMCCT / 4) as usize]);
+        assert_eq!(b.deliverable(), Some(0x61));
+        assert_eq!(b.timer_deadline(), Some(600), "the timer restarts from the initial count");
+        // x2APIC mode: the ID and LDR stay derived.
+        let mut x = enabled(5);
+        x.enter_x2apic();
+        let ldr = x.logical_regs().0;
+        let mut st2 = st;
+        st2[(reg::ID / 4) as usize] = 7 << 24;
+        x.set_state(&st2, 0, KHZ);
+        assert_eq!((x.id, x.logical_regs().0), (5, ldr));
     }
 
     #[test]
