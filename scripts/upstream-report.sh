@@ -8,8 +8,10 @@ build_all
 NVMX_UPSTREAM_ALL=1 "$NVMX_ROOT/scripts/build-upstream-selftests.sh"
 limit=${NVMX_REPORT_LIMIT:-20}
 # Tests that hang a column's machine (open bugs, named in the issue notes) are listed, not run:
-# memslot_perf_test on nvmx; hwcr_msr_test and hyperv_clock on kvm_intel in Bochs.
-hang=${NVMX_REPORT_HANG:-nvmx:memslot_perf_test,kvm_intel:hwcr_msr_test,kvm_intel:hyperv_clock}
+# memslot_perf_test on nvmx. On kvm_intel under Bochs every test after hardware_disable_test
+# hung (hwcr_msr_test, hyperv_clock, hyperv_cpuid): hardware_disable_test, which crashes,
+# most likely leaves kvm_intel wedged, so it is the one listed (not yet confirmed by a run).
+hang=${NVMX_REPORT_HANG:-nvmx:memslot_perf_test,kvm_intel:hardware_disable_test}
 NVMX_UPSTREAM_DIR=$NVMX_ROOT/build/upstream-all NVMX_EXTRA_CMDLINE="nvmxlimit=$limit nvmxhang=$hang" \
     "$NVMX_ROOT/scripts/make-image.sh" report-kvm_intel report-nvmx
 res=$NVMX_ROOT/build/results; mkdir -p "$res"
