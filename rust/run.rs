@@ -179,17 +179,8 @@ fn wait_until_runnable(host: &crate::HostInfo, vcpu: &Vcpu, st: &mut VcpuState) 
             st.sipi(v);
         }
         let now = vmx_ops::rdtsc().wrapping_add(st.tsc_offset);
-        if st.mp_state == mp_state::HALTED {
-            let (posted, nmi) = vcpu.mailbox.take();
-            st.nmi_pending |= nmi;
-            let can_take = st.regs.rflags & RFLAGS_IF != 0;
-            if let Some(a) = st.lapic.as_mut() {
-                a.merge_posted(&posted);
-                a.poll_timer(now);
-                if st.nmi_pending || (can_take && a.deliverable().is_some()) {
-                    st.mp_state = mp_state::RUNNABLE;
-                }
-            }
+        if st.mp_state == mp_state::HALTED && collect_events(vcpu, st, now, st.regs.rflags & RFLAGS_IF != 0) {
+            st.mp_state = mp_state::RUNNABLE;
         }
         if st.mp_state == mp_state::RUNNABLE {
             return true;
@@ -665,8 +656,18 @@ fn inject(vector: u64, code: Option<u64>) {
     let _ = w(f::VM_ENTRY_EXCEPTION_ERROR_CODE, code.unwrap_or(0));
 }
 
-fn gpr_index(g: &mut [u64; 16], n: u8) -> &mut u64 {
-    &mut g[(n & 15) as usize]
+/// Guest general-purpose register `n` (x86 number) in the guest loop: RSP lives in the
+/// VMCS, the others in `g`.
+fn read_reg(g: &[u64; 16], n: u8) -> u64 {
+    if n & 15 == 4 { r(f::GUEST_RSP) } else { g[(n & 15) as usize] }
+}
+
+fn write_reg(g: &mut [u64; 16], n: u8, v: u64) {
+    if n & 15 == 4 {
+        let _ = w(f::GUEST_RSP, v);
+    } else {
+        g[(n & 15) as usize] = v;
+    }
 }
 
 /// An event whose delivery a VM exit interrupted (IDT-vectoring information, SDM 28.2.4)
@@ -682,17 +683,26 @@ fn requeue_vectoring_event() {
     let _ = w(f::VM_ENTRY_INSTRUCTION_LEN, r(f::VM_EXIT_INSTRUCTION_LEN));
 }
 
+/// Take what other vCPUs posted (IRR bits, an NMI) into the local APIC and run its timer at
+/// guest TSC `now`; then whether the vCPU has an event it can take: an NMI, or — when its
+/// RFLAGS.IF is set (`if_set`) — a deliverable interrupt. What wakes it from HLT.
+fn collect_events(vcpu: &Vcpu, st: &mut VcpuState, now: u64, if_set: bool) -> bool {
+    let (posted, nmi) = vcpu.mailbox.take();
+    st.nmi_pending |= nmi;
+    let Some(apic) = st.lapic.as_mut() else { return st.nmi_pending };
+    apic.merge_posted(&posted);
+    apic.poll_timer(now);
+    st.nmi_pending || (if_set && apic.deliverable().is_some())
+}
+
 /// Before an entry with an in-kernel local APIC: merge what other vCPUs posted, run the
 /// APIC timer, and inject the highest deliverable interrupt (or an NMI) if the guest can
 /// take it now — otherwise ask for an interrupt-window exit (SDM 26.7.5).
 fn prepare_events(vcpu: &Vcpu, st: &mut VcpuState) {
-    let (posted, nmi) = vcpu.mailbox.take();
-    st.nmi_pending |= nmi;
     let now = vmx_ops::rdtsc().wrapping_add(st.tsc_offset);
+    collect_events(vcpu, st, now, false);
     let global_enable = st.sregs.apic_base & crate::vmx_core::guest_msr::apic_base::ENABLE != 0;
     let Some(apic) = st.lapic.as_mut() else { return };
-    apic.merge_posted(&posted);
-    apic.poll_timer(now);
     if r(f::VM_ENTRY_INTR_INFO_FIELD) & INTR_INFO_VALID != 0 {
         return; // an event is already being injected
     }
@@ -791,16 +801,9 @@ fn handle_exit(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32, ept
             }
             // In-kernel APIC: HLT waits in the kernel (KVM_MP_STATE_HALTED) for an
             // interrupt the guest can take (RFLAGS.IF = 1) or an NMI.
-            let (posted, nmi) = vcpu.mailbox.take();
-            st.nmi_pending |= nmi;
             let now = vmx_ops::rdtsc().wrapping_add(st.tsc_offset);
-            let can_take = r(f::GUEST_RFLAGS) & RFLAGS_IF != 0;
-            if let Some(a) = st.lapic.as_mut() {
-                a.merge_posted(&posted);
-                a.poll_timer(now);
-                if st.nmi_pending || (can_take && a.deliverable().is_some()) {
-                    return Next::Resume;
-                }
+            if collect_events(vcpu, st, now, r(f::GUEST_RFLAGS) & RFLAGS_IF != 0) {
+                return Next::Resume;
             }
             st.mp_state = mp_state::HALTED;
             Next::Leave(Leave::Halt)
@@ -815,7 +818,7 @@ fn handle_exit(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32, ept
         }
         reason::CR_ACCESS => match CrAccess::decode(q) {
             CrAccess::MovTo { cr: 0, gpr } => {
-                let v = if gpr == 4 { r(f::GUEST_RSP) } else { *gpr_index(g, gpr) };
+                let v = read_reg(g, gpr);
                 let old = guest_cr0();
                 match guest_cr::mov_to_cr0(old, v, r(f::GUEST_IA32_EFER), guest_cr4()) {
                     Some(v) => {
@@ -827,7 +830,7 @@ fn handle_exit(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32, ept
                 Next::Resume
             }
             CrAccess::MovTo { cr: 4, gpr } => {
-                let v = if gpr == 4 { r(f::GUEST_RSP) } else { *gpr_index(g, gpr) };
+                let v = read_reg(g, gpr);
                 let long = r(f::GUEST_IA32_EFER) & EFER_LMA != 0;
                 // Bits the guest's CPUID does not offer (VMXE among them while nested is
                 // not offered) are #GP(0).
@@ -844,16 +847,12 @@ fn handle_exit(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32, ept
             // CR8 is the guest's own task priority; nothing reads it back but the guest
             // (there is no virtual local APIC to prioritize yet).
             CrAccess::MovTo { cr: 8, gpr } => {
-                st.sregs.cr8 = if gpr == 4 { r(f::GUEST_RSP) } else { *gpr_index(g, gpr) } & 0xf;
+                st.sregs.cr8 = read_reg(g, gpr) & 0xf;
                 skip_instruction();
                 Next::Resume
             }
             CrAccess::MovFrom { cr: 8, gpr } => {
-                if gpr == 4 {
-                    let _ = w(f::GUEST_RSP, st.sregs.cr8);
-                } else {
-                    *gpr_index(g, gpr) = st.sregs.cr8;
-                }
+                write_reg(g, gpr, st.sregs.cr8);
                 skip_instruction();
                 Next::Resume
             }
@@ -872,7 +871,7 @@ fn handle_exit(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32, ept
                 data: g[0] as u32,
             }))
         }
-        reason::RDMSR | reason::WRMSR if x2apic_msr_index(g[1] as u32) => {
+        reason::RDMSR | reason::WRMSR if crate::vmx_core::lapic::x2apic_offset(g[1] as u32).is_some() => {
             let write = (exit.basic() == reason::WRMSR).then(|| (g[0] & 0xffff_ffff) | (g[2] << 32));
             match x2apic_msr(vcpu, st, g[1] as u32, write) {
                 Some(Ok(v)) => {
@@ -1127,14 +1126,14 @@ fn fetch_instruction(eptp: u64, buf: &mut [u8; 15]) -> usize {
 }
 
 fn read_gpr(g: &[u64; 16], r_: Gpr) -> u64 {
-    if r_.num == 4 && !r_.high_byte { r(f::GUEST_RSP) } else { g[(r_.num & 15) as usize] }
+    if r_.high_byte { g[(r_.num & 15) as usize] } else { read_reg(g, r_.num) }
 }
 
 fn write_gpr(g: &mut [u64; 16], r_: Gpr, v: u64) {
-    if r_.num == 4 && !r_.high_byte {
-        let _ = w(f::GUEST_RSP, v);
-    } else {
+    if r_.high_byte {
         g[(r_.num & 15) as usize] = v;
+    } else {
+        write_reg(g, r_.num, v);
     }
 }
 
@@ -1228,9 +1227,6 @@ fn mmio(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, eptp: u64, gpa: u64,
     Next::Leave(Leave::User(UserExit::Mmio { gpa, size, is_write: write_data.is_some(), data: write_data.unwrap_or(0) }))
 }
 
-fn x2apic_msr_index(index: u32) -> bool {
-    (0x800..=0x8ff).contains(&index)
-}
 
 /// The guest's CR0 and CR4 as it sees them (owned bits from the read shadows).
 fn guest_cr0() -> u64 {
