@@ -128,7 +128,7 @@ pub(crate) fn run(vcpu: &Vcpu) -> Result<isize> {
     if let Some(PendingMmio { dst, dst_size, size, extend }) = st.pending_mmio.take() {
         // SAFETY: in-bounds read of our kvm_run page (mmio.data at union offset 8).
         let data = unsafe { (run.add(kvm_run::EXIT_UNION + 8) as *const u64).read_unaligned() };
-        let reg = gpr_mut(&mut st.regs, dst.num);
+        let reg = gpr_mut(&mut st.regs, dst.reg());
         *reg = insn::load(*reg, dst, dst_size, size, extend, data);
     }
 
@@ -1125,16 +1125,14 @@ fn fetch_instruction(eptp: u64, buf: &mut [u8; 15]) -> usize {
     buf.len()
 }
 
+/// The whole register holding operand `r_` (for AH..BH: RAX..RBX; insn::load/store pick
+/// the byte).
 fn read_gpr(g: &[u64; 16], r_: Gpr) -> u64 {
-    if r_.high_byte { g[(r_.num & 15) as usize] } else { read_reg(g, r_.num) }
+    read_reg(g, r_.reg())
 }
 
 fn write_gpr(g: &mut [u64; 16], r_: Gpr, v: u64) {
-    if r_.high_byte {
-        g[(r_.num & 15) as usize] = v;
-    } else {
-        write_reg(g, r_.num, v);
-    }
+    write_reg(g, r_.reg(), v);
 }
 
 /// `struct kvm_regs` field of x86 register number `n`.

@@ -200,10 +200,13 @@ TEST(mmio_write_and_read_outside_slots)
 {
 	/*
 	 * DS.base = 0x200000, outside the 64 KiB slot:
-	 * mov al,0x5a; mov [0],al; mov bx,[2]; movzx ecx,byte [4]; hlt
+	 * mov al,0x5a; mov [0],al; mov bx,[2]; movzx ecx,byte [4];
+	 * mov ch,0x77; mov [6],ch; mov dh,[8]; hlt   (CH/DH: bits 15:8 of RCX/RDX)
 	 */
 	static const unsigned char code[] = { 0xb0, 0x5a, 0xa2, 0x00, 0x00, 0x8b, 0x1e, 0x02, 0x00,
-					      0x66, 0x0f, 0xb6, 0x0e, 0x04, 0x00, 0xf4 };
+					      0x66, 0x0f, 0xb6, 0x0e, 0x04, 0x00,
+					      0xb5, 0x77, 0x88, 0x2e, 0x06, 0x00,
+					      0x8a, 0x36, 0x08, 0x00, 0xf4 };
 	struct guest g;
 	struct kvm_sregs sregs;
 	struct kvm_regs regs;
@@ -234,10 +237,24 @@ TEST(mmio_write_and_read_outside_slots)
 	g.run->mmio.data[0] = 0x99;
 
 	ASSERT_EQ(0, ioctl(g.vcpu, KVM_RUN, 0));
+	ASSERT_EXIT(&g, KVM_EXIT_MMIO);
+	EXPECT_EQ(0x200006, g.run->mmio.phys_addr);
+	EXPECT_EQ(1, g.run->mmio.is_write);
+	EXPECT_EQ(0x77, g.run->mmio.data[0]) TH_LOG("CH is bits 15:8 of RCX");
+
+	ASSERT_EQ(0, ioctl(g.vcpu, KVM_RUN, 0));
+	ASSERT_EXIT(&g, KVM_EXIT_MMIO);
+	EXPECT_EQ(0x200008, g.run->mmio.phys_addr);
+	EXPECT_EQ(0, g.run->mmio.is_write);
+	g.run->mmio.data[0] = 0x42;
+
+	ASSERT_EQ(0, ioctl(g.vcpu, KVM_RUN, 0));
 	ASSERT_EXIT(&g, KVM_EXIT_HLT);
 	ASSERT_EQ(0, ioctl(g.vcpu, KVM_GET_REGS, &regs));
 	EXPECT_EQ(0xbeef, regs.rbx & 0xffff) TH_LOG("MOV BX loaded the MMIO data");
-	EXPECT_EQ(0x99, regs.rcx) TH_LOG("MOVZX ECX zero-extended the byte");
+	EXPECT_EQ(0x7799, regs.rcx) TH_LOG("MOVZX ECX zero-extended the byte; MOV CH set 15:8");
+	EXPECT_EQ(0x42, (regs.rdx >> 8) & 0xff) TH_LOG("MOV DH landed in bits 15:8 of RDX");
+	EXPECT_EQ(0, regs.rsi) TH_LOG("not in RSI (register number 6)");
 	EXPECT_EQ(CODE_GPA + sizeof(code), regs.rip);
 	guest_destroy(&g);
 }

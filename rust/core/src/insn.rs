@@ -28,6 +28,14 @@ pub struct Gpr {
     pub high_byte: bool,
 }
 
+impl Gpr {
+    /// The register that holds the operand: AH, CH, DH and BH are bits 15:8 of RAX, RCX,
+    /// RDX and RBX (numbers 0-3), the others are their own number.
+    pub const fn reg(self) -> u8 {
+        if self.high_byte { self.num - 4 } else { self.num }
+    }
+}
+
 /// How a value read from memory lands in the destination register.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Extend {
@@ -322,6 +330,18 @@ mod tests {
         assert_eq!(decode(&[0xc7, 0x08, 1, 2, 3, 4], CpuMode::Bits64), Decoded::Unsupported, "C7 /1");
         assert_eq!(decode(&[0x8b, 0x04], CpuMode::Bits64), Decoded::Unsupported, "truncated");
         assert_eq!(decode(&[], CpuMode::Bits64), Decoded::Unsupported);
+    }
+
+    #[test]
+    fn high_byte_registers_live_in_the_legacy_four() {
+        for (num, reg) in [(4, 0), (5, 1), (6, 2), (7, 3)] {
+            assert_eq!(Gpr { num, high_byte: true }.reg(), reg, "AH..BH");
+            assert_eq!(Gpr { num, high_byte: false }.reg(), num, "SPL..DIL / SP..DI");
+        }
+        // mov [bx], ch (88 2f): CH is bits 15:8 of RCX.
+        let Decoded::WriteReg { src, .. } = decode(&[0x88, 0x2f], CpuMode::Bits16) else { panic!() };
+        assert_eq!(src.reg(), 1);
+        assert_eq!(store(0x1234, src, 1), 0x12);
     }
 
     #[test]
