@@ -79,10 +79,11 @@ impl Drop for PinnedPages {
     }
 }
 
-/// A slot and its pinned memory (shared with the EPTs that map it).
+/// A slot and its pinned memory (unpinned when the slot is dropped: after every vCPU has left
+/// the memory generation that mapped it, see Vm::set_memory_region).
 pub(crate) struct MemSlot {
     pub(crate) slot: Slot,
-    pub(crate) pages: Arc<PinnedPages>,
+    pub(crate) pages: PinnedPages,
 }
 
 /// Mutable VM state.
@@ -238,7 +239,7 @@ impl Vm {
         match change {
             Change::Create(slot) => {
                 // Pinning may sleep and fault: fine here, under a sleeping lock.
-                let pages = Arc::new(PinnedPages::pin(slot.uaddr, slot.npages)?, GFP_KERNEL)?;
+                let pages = PinnedPages::pin(slot.uaddr, slot.npages)?;
                 st.slots.reserve(1, GFP_KERNEL)?;
                 st.ept.map_slot(&slot, &pages)?;
                 st.slots.push(MemSlot { slot, pages }, GFP_KERNEL)?;
