@@ -35,9 +35,13 @@ pub mod guest_msr;
 pub mod msr;
 #[path = "core/src/nested_caps.rs"]
 pub mod nested_caps;
+#[path = "core/src/nested_entry.rs"]
+pub mod nested_entry;
 #[path = "core/src/paging.rs"]
 pub mod paging;
 #[path = "core/src/segment.rs"]
 pub mod segment;
+#[path = "core/src/vmcs12.rs"]
+pub mod vmcs12;
 #[path = "core/src/vmx_insn.rs"]
 pub mod vmx_insn;

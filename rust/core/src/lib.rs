@@ -23,6 +23,8 @@ pub mod guest_cr;
 pub mod guest_msr;
 pub mod msr;
 pub mod nested_caps;
+pub mod nested_entry;
 pub mod paging;
 pub mod segment;
+pub mod vmcs12;
 pub mod vmx_insn;

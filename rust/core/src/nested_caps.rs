@@ -49,11 +49,9 @@ const PRIMARY_OFFERED: u32 = primary::INTR_WINDOW_EXITING
     | primary::MONITOR_EXITING
     | primary::PAUSE_EXITING
     | primary::SECONDARY_CONTROLS;
-const SECONDARY_OFFERED: u32 = secondary::ENABLE_EPT
-    | secondary::DESC_TABLE_EXITING
-    | secondary::ENABLE_VPID
-    | secondary::WBINVD_EXITING
-    | secondary::UNRESTRICTED_GUEST;
+/// EPT (and unrestricted guest, which needs it) are not offered until nested EPT exists:
+/// L2 runs on L1's guest-physical space directly (VMCS02 uses L0's EPT).
+const SECONDARY_OFFERED: u32 = secondary::DESC_TABLE_EXITING | secondary::ENABLE_VPID | secondary::WBINVD_EXITING;
 const EXIT_OFFERED: u32 = exit::SAVE_DEBUG_CONTROLS
     | exit::HOST_ADDR_SPACE_SIZE
     | exit::ACK_INTR_ON_EXIT
@@ -64,11 +62,10 @@ const EXIT_OFFERED: u32 = exit::SAVE_DEBUG_CONTROLS
 const ENTRY_OFFERED: u32 =
     entry::LOAD_DEBUG_CONTROLS | entry::IA32E_MODE_GUEST | entry::LOAD_IA32_PAT | entry::LOAD_IA32_EFER;
 
-/// IA32_VMX_EPT_VPID_CAP bits offered: 4-level walks (6), WB (14), INVEPT (20), single- and
-/// all-context INVEPT (25, 26), INVVPID (32) with individual-address, single-context,
-/// all-context and single-context-retaining-globals types (40-43).
-const EPT_VPID_OFFERED: u64 = (1 << 6) | (1 << 14) | (1 << 20) | (1 << 25) | (1 << 26)
-    | (1 << 32) | (0xf << 40);
+/// IA32_VMX_EPT_VPID_CAP bits offered: INVVPID (32) with individual-address, single-context,
+/// all-context and single-context-retaining-globals types (40-43). No EPT bits: EPT is not
+/// offered until nested EPT exists.
+const EPT_VPID_OFFERED: u64 = (1 << 32) | (0xf << 40);
 
 /// IA32_VMX_BASIC: 4 KiB regions (bits 44:32), write-back (53:50 = 6), INS/OUTS exit
 /// information (54), TRUE controls (55).
@@ -77,9 +74,10 @@ const BASIC: u64 = VMCS12_REVISION as u64 | (4096 << 32) | (6 << 50) | (1 << 54)
 /// feature bits); the rest must stay as offered.
 const BASIC_FEATURES: u64 = (1 << 49) | (1 << 54) | (1 << 55);
 
-/// IA32_VMX_MISC offered: EFER.LMA stored on exit (5), HLT activity state (6), and nothing
-/// else — no preemption timer, no CR3-target values, MSR lists of up to 512 (bits 27:25 = 0).
-const MISC: u64 = (1 << 5) | (1 << 6);
+/// IA32_VMX_MISC offered: EFER.LMA stored on exit (5), and nothing else — no activity state
+/// but active, no preemption timer, no CR3-target values, MSR lists of up to 512 (bits
+/// 27:25 = 0).
+const MISC: u64 = 1 << 5;
 /// IA32_VMX_MISC bits a VMM may clear (KVM's feature bits: 5, 8:6, 14, 15, 28, 29, 30).
 const MISC_FEATURES: u64 = (1 << 5) | (7 << 6) | (1 << 14) | (1 << 15) | (1 << 28) | (1 << 29) | (1 << 30);
 
@@ -255,11 +253,11 @@ mod tests {
         ));
         assert!(c.exit.allows(exit::SAVE_DEBUG_CONTROLS | exit::ACK_INTR_ON_EXIT | exit::HOST_ADDR_SPACE_SIZE));
         assert!(c.entry.allows(entry::LOAD_DEBUG_CONTROLS | entry::IA32E_MODE_GUEST));
-        assert!(c.secondary.allows(secondary::ENABLE_EPT | secondary::ENABLE_VPID | secondary::UNRESTRICTED_GUEST));
-        let ev = c.ept_vpid;
-        for b in [6, 14, 20, 26] {
-            assert_ne!(ev & (1 << b), 0, "EPT bit {b}");
-        }
+        assert!(c.secondary.allows(secondary::ENABLE_VPID));
+        // No nested EPT yet: neither EPT nor unrestricted guest (which needs it) is offered.
+        assert!(!c.secondary.allows(secondary::ENABLE_EPT) && !c.secondary.allows(secondary::UNRESTRICTED_GUEST));
+        assert_eq!(c.ept_vpid & 0xffff_ffff, 0);
+        assert_ne!(c.ept_vpid & (1 << 32), 0, "INVVPID");
         assert_eq!(c.read(msr::IA32_VMX_BASIC).unwrap() as u32, VMCS12_REVISION);
         assert_eq!(c.read(msr::IA32_VMX_BASIC).unwrap() >> 55 & 1, 1, "TRUE controls");
         assert_eq!(c.read(msr::IA32_VMX_CR4_FIXED0), Some(cr4::VMXE));
@@ -309,7 +307,7 @@ mod tests {
         assert_eq!(c.restore(&offered, msr::IA32_VMX_BASIC, offered.basic ^ 1), Err(()));
         assert_eq!(c.restore(&offered, msr::IA32_VMX_BASIC, offered.basic | (1 << 49)), Err(()), "dual-monitor");
         // MISC: features may be cleared.
-        assert_eq!(c.restore(&offered, msr::IA32_VMX_MISC, offered.misc & !(1 << 6)), Ok(()));
+        assert_eq!(c.restore(&offered, msr::IA32_VMX_MISC, offered.misc & !(1 << 5)), Ok(()));
         assert_eq!(c.restore(&offered, msr::IA32_VMX_MISC, offered.misc | (1 << 29)), Err(()));
         // Fixed0: may require more, not less.
         assert_eq!(c.restore(&offered, msr::IA32_VMX_CR0_FIXED0, 0x8000_0021 | 2), Ok(()));
@@ -317,7 +315,7 @@ mod tests {
         assert_eq!(c.restore(&offered, msr::IA32_VMX_CR4_FIXED1, 0), Err(()), "fixed1 is read-only");
         assert_eq!(c.restore(&offered, msr::IA32_VMX_PROCBASED_CTLS, 0), Err(()), "legacy is derived");
         // EPT/VPID and VMFUNC: subsets only. VMCS_ENUM: anything.
-        assert_eq!(c.restore(&offered, msr::IA32_VMX_EPT_VPID_CAP, offered.ept_vpid & !(1 << 26)), Ok(()));
+        assert_eq!(c.restore(&offered, msr::IA32_VMX_EPT_VPID_CAP, offered.ept_vpid & !(1 << 41)), Ok(()));
         assert_eq!(c.restore(&offered, msr::IA32_VMX_EPT_VPID_CAP, offered.ept_vpid | (1 << 21)), Err(()));
         assert_eq!(c.restore(&offered, msr::IA32_VMX_VMFUNC, 1), Err(()));
         assert_eq!(c.restore(&offered, msr::IA32_VMX_VMCS_ENUM, u64::MAX), Ok(()));

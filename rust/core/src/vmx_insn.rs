@@ -355,6 +355,83 @@ pub const fn valid_address(addr: u64, maxphyaddr: u8) -> bool {
     addr & 0xfff == 0 && (maxphyaddr >= 64 || addr >> maxphyaddr == 0)
 }
 
+
+/// The VM-exit instruction-information field of a VMX instruction's exit (SDM 28.2.5,
+/// tables 28-13 to 28-15): where its operands are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InsnInfo(pub u32);
+
+/// A memory or register operand of a VMX instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// General-purpose register (x86 number).
+    Reg(u8),
+    /// Linear address (segment base applied, truncated to the address size).
+    Mem(u64),
+}
+
+impl InsnInfo {
+    /// Bits 1:0: scaling of the index register.
+    pub const fn scaling(self) -> u32 {
+        self.0 & 3
+    }
+    /// Bits 9:7: address size (0: 16-bit, 1: 32-bit, 2: 64-bit).
+    pub const fn address_size(self) -> u32 {
+        (self.0 >> 7) & 7
+    }
+    /// Bit 10 (VMREAD/VMWRITE only): the r/m operand is a register.
+    pub const fn is_register(self) -> bool {
+        self.0 & (1 << 10) != 0
+    }
+    /// Bits 6:3 (VMREAD/VMWRITE): the register of a register r/m operand.
+    pub const fn reg1(self) -> u8 {
+        ((self.0 >> 3) & 15) as u8
+    }
+    /// Bits 17:15: segment register (0 ES, 1 CS, 2 SS, 3 DS, 4 FS, 5 GS).
+    pub const fn segment(self) -> u8 {
+        ((self.0 >> 15) & 7) as u8
+    }
+    /// Bits 21:18 with bit 22 (invalid): the index register.
+    pub const fn index(self) -> Option<u8> {
+        if self.0 & (1 << 22) != 0 { None } else { Some(((self.0 >> 18) & 15) as u8) }
+    }
+    /// Bits 26:23 with bit 27 (invalid): the base register.
+    pub const fn base(self) -> Option<u8> {
+        if self.0 & (1 << 27) != 0 { None } else { Some(((self.0 >> 23) & 15) as u8) }
+    }
+    /// Bits 31:28: the second register operand (VMREAD/VMWRITE: the field encoding;
+    /// INVEPT/INVVPID: the type).
+    pub const fn reg2(self) -> u8 {
+        ((self.0 >> 28) & 15) as u8
+    }
+
+    /// The r/m operand: a register, or the linear address of a memory operand from base,
+    /// scaled index and the displacement (the exit qualification, SDM 28.2.1), wrapped to
+    /// the address size, plus the segment base `seg_base` (the caller passes 0 for ES, CS,
+    /// SS and DS in 64-bit mode, where their bases are ignored); outside 64-bit mode the
+    /// linear address is 32 bits. Segment-limit checks are not made (an L1 running VMX
+    /// instructions outside 64-bit mode is not supported by nvmx's offer of IA-32e hosts).
+    pub fn operand(self, displacement: u64, gpr: impl Fn(u8) -> u64, seg_base: u64, bits64: bool) -> Place {
+        if self.is_register() {
+            return Place::Reg(self.reg1());
+        }
+        let mut ea = displacement;
+        if let Some(b) = self.base() {
+            ea = ea.wrapping_add(gpr(b));
+        }
+        if let Some(i) = self.index() {
+            ea = ea.wrapping_add(gpr(i) << self.scaling());
+        }
+        ea &= match self.address_size() {
+            0 => 0xffff,
+            1 => 0xffff_ffff,
+            _ => u64::MAX,
+        };
+        let linear = seg_base.wrapping_add(ea);
+        Place::Mem(if bits64 { linear } else { linear & 0xffff_ffff })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -529,5 +606,24 @@ mod tests {
         for (e, n) in table {
             assert_eq!(e as u32, n, "{e:?}");
         }
+    }
+
+    #[test]
+    fn instruction_information_operands() {
+        let gpr = |r: u8| [0x1000u64, 0, 0, 0, 0x7000, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0][r as usize];
+        // vmptrld 0x10(%rsp): base RSP (4), no index, 64-bit address, segment SS.
+        let info = InsnInfo((2 << 7) | (2 << 15) | (1 << 22) | (4 << 23));
+        assert_eq!(info.operand(0x10, gpr, 0, true), Place::Mem(0x7010));
+        // vmread %rax, %rbx-style register form: bit 10, reg1 = 3 (RBX), reg2 = 0 (RAX).
+        let info = InsnInfo((1 << 10) | (3 << 3));
+        assert_eq!(info.operand(0, gpr, 0, true), Place::Reg(3));
+        assert_eq!(info.reg2(), 0);
+        // (%rax,%rbp,8) with a negative displacement, in 32-bit address size with FS base.
+        let info = InsnInfo(3 | (1 << 7) | (4 << 15) | (5 << 18));
+        assert_eq!(info.index(), Some(5));
+        assert_eq!(info.base(), Some(0));
+        assert_eq!(info.operand((-8i64) as u64, gpr, 0x10_0000_0000, true), Place::Mem(0x10_0000_0000 + 0x1000 + 0x100 - 8));
+        // Outside 64-bit mode the linear address wraps at 4 GiB.
+        assert_eq!(InsnInfo((1 << 7) | (1 << 22) | (1 << 27)).operand(0xffff_fff0, gpr, 0x20, false), Place::Mem(0x10));
     }
 }

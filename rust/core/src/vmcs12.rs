@@ -1,0 +1,173 @@
+// SPDX-License-Identifier: GPL-2.0
+//! VMCS12: the VMCS an L1 hypervisor sees (nested VMX, issue 5).
+//!
+//! The SDM leaves the format of a VMCS region to the implementation (25.2): only the
+//! revision identifier (bytes 0-3) and the VMX-abort indicator (bytes 4-7) are
+//! architectural, and software must use VMREAD/VMWRITE for the rest. nvmx's layout, behind
+//! its own revision identifier ([`super::nested_caps::VMCS12_REVISION`]):
+//!
+//! | offset | contents |
+//! |---|---|
+//! | 0 | revision identifier (bit 31: shadow-VMCS indicator) |
+//! | 4 | VMX-abort indicator |
+//! | 8 | launch state (0 clear, 1 launched) |
+//! | 16 + 8·i | component `i` of [`ALL_FIELDS`], 64 bits little-endian |
+//!
+//! While a VMCS is current, nvmx keeps it in kernel memory (this struct) and writes it back
+//! to L1's region on VMCLEAR, on VMPTRLD of another VMCS and on VMXOFF, as a CPU may cache
+//! the current VMCS (SDM 25.11.1: software must not touch a current VMCS's region).
+
+use super::field::{Access, Field, Width};
+use super::field_table::ALL_FIELDS;
+
+/// Components VMCS12 holds: every entry of the field table.
+pub const COMPONENTS: usize = ALL_FIELDS.len();
+/// Bytes of the region nvmx uses (header plus components); the region is 4 KiB.
+pub const REGION_BYTES: usize = HEADER + 8 * COMPONENTS;
+const HEADER: usize = 16;
+
+/// The index of `f`'s component (either access type), if VMCS12 has it.
+pub fn component(f: Field) -> Option<usize> {
+    let full = f.full();
+    ALL_FIELDS.iter().position(|&(_, g)| g == full)
+}
+
+/// A VMCS12 in kernel memory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vmcs12 {
+    /// Revision identifier as L1 wrote it into the region.
+    pub revision: u32,
+    /// VMX-abort indicator.
+    pub abort: u32,
+    /// Launch state (SDM 25.1): set by a successful VMLAUNCH, cleared by VMCLEAR.
+    pub launched: bool,
+    values: [u64; COMPONENTS],
+}
+
+impl Default for Vmcs12 {
+    fn default() -> Self {
+        Vmcs12 { revision: 0, abort: 0, launched: false, values: [0; COMPONENTS] }
+    }
+}
+
+impl Vmcs12 {
+    /// The value VMREAD returns for `f` (high access: bits 63:32 of the 64-bit component);
+    /// `None` if VMCS12 has no such component.
+    pub fn read(&self, f: Field) -> Option<u64> {
+        let v = self.values[component(f)?];
+        Some(match (f.access(), f.width()) {
+            (Access::High, _) => v >> 32,
+            (_, Width::Bits16) => v & 0xffff,
+            (_, Width::Bits32) => v & 0xffff_ffff,
+            _ => v,
+        })
+    }
+
+    /// VMWRITE of `v` to `f`: the operand is truncated to the component's width (SDM 32.3
+    /// "VMWRITE": "if the VMCS field is shorter than the operand, the high bits are
+    /// ignored"); a high access writes bits 63:32 only. `None` if there is no such component.
+    pub fn write(&mut self, f: Field, v: u64) -> Option<()> {
+        let i = component(f)?;
+        let old = self.values[i];
+        self.values[i] = match (f.access(), f.width()) {
+            (Access::High, _) => (old & 0xffff_ffff) | (v << 32),
+            (_, Width::Bits16) => v & 0xffff,
+            (_, Width::Bits32) => v & 0xffff_ffff,
+            _ => v,
+        };
+        Some(())
+    }
+
+    /// The full value of a component from the field table (0 for one it does not hold,
+    /// which the table's own constants never are).
+    pub fn get(&self, f: Field) -> u64 {
+        self.read(f.full()).unwrap_or(0)
+    }
+
+    /// Set a component from nvmx's side (exit information, guest state saved at an exit).
+    pub fn set(&mut self, f: Field, v: u64) {
+        let _ = self.write(f.full(), v);
+    }
+
+    /// Read a VMCS12 from its region as L1's memory holds it.
+    pub fn from_region(region: &[u8]) -> Self {
+        let u32_at = |o: usize| region.get(o..o + 4).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        let mut v = Vmcs12 { revision: u32_at(0), abort: u32_at(4), launched: u32_at(8) == 1, ..Vmcs12::default() };
+        for (i, slot) in v.values.iter_mut().enumerate() {
+            let o = HEADER + 8 * i;
+            if let Some(b) = region.get(o..o + 8) {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(b);
+                *slot = u64::from_le_bytes(w);
+            }
+        }
+        v
+    }
+
+    /// Write this VMCS12 into its region (the first [`REGION_BYTES`] bytes).
+    pub fn to_region(&self, region: &mut [u8]) {
+        let mut put = |o: usize, b: &[u8]| {
+            if let Some(d) = region.get_mut(o..o + b.len()) {
+                d.copy_from_slice(b);
+            }
+        };
+        put(0, &self.revision.to_le_bytes());
+        put(4, &self.abort.to_le_bytes());
+        put(8, &(self.launched as u32).to_le_bytes());
+        put(12, &0u32.to_le_bytes());
+        for (i, v) in self.values.iter().enumerate() {
+            put(HEADER + 8 * i, &v.to_le_bytes());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::field_table as f;
+    use super::*;
+
+    #[test]
+    fn fits_in_a_4k_region() {
+        assert!(REGION_BYTES <= 4096);
+    }
+
+    #[test]
+    fn vmwrite_truncates_to_the_component_width() {
+        let mut v = Vmcs12::default();
+        v.write(f::GUEST_CS_SELECTOR, 0x1234_5678_9abc).unwrap();
+        assert_eq!(v.read(f::GUEST_CS_SELECTOR), Some(0x9abc));
+        v.write(f::PIN_BASED_VM_EXEC_CONTROL, 0x7f_0000_0016).unwrap();
+        assert_eq!(v.read(f::PIN_BASED_VM_EXEC_CONTROL), Some(0x16));
+        v.write(f::GUEST_RIP, u64::MAX).unwrap();
+        assert_eq!(v.read(f::GUEST_RIP), Some(u64::MAX));
+    }
+
+    #[test]
+    fn high_access_reads_and_writes_bits_63_32() {
+        let mut v = Vmcs12::default();
+        v.write(f::TSC_OFFSET, 0x1111_2222_3333_4444).unwrap();
+        let high = Field(f::TSC_OFFSET.0 | 1);
+        assert_eq!(v.read(high), Some(0x1111_2222));
+        v.write(high, 0xaaaa_bbbb).unwrap();
+        assert_eq!(v.read(f::TSC_OFFSET), Some(0xaaaa_bbbb_3333_4444));
+    }
+
+    #[test]
+    fn unknown_components_are_refused() {
+        let mut v = Vmcs12::default();
+        assert_eq!(v.read(Field(0x6c3e)), None);
+        assert_eq!(v.write(Field(0x6c3e), 1), None);
+    }
+
+    #[test]
+    fn region_round_trip() {
+        let mut v = Vmcs12 { revision: 0x6e76_6d78, abort: 0, launched: true, ..Vmcs12::default() };
+        v.set(f::GUEST_CR3, 0xabc000);
+        v.set(f::VM_EXIT_REASON, 18);
+        let mut page = [0u8; 4096];
+        v.to_region(&mut page);
+        assert_eq!(&page[0..4], &0x6e76_6d78u32.to_le_bytes());
+        let back = Vmcs12::from_region(&page);
+        assert_eq!(back, v);
+    }
+}
