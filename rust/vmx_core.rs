@@ -37,6 +37,8 @@ pub mod msr;
 pub mod nested_caps;
 #[path = "core/src/nested_entry.rs"]
 pub mod nested_entry;
+#[path = "core/src/nested_exit.rs"]
+pub mod nested_exit;
 #[path = "core/src/paging.rs"]
 pub mod paging;
 #[path = "core/src/segment.rs"]

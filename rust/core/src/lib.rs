@@ -24,6 +24,7 @@ pub mod guest_msr;
 pub mod msr;
 pub mod nested_caps;
 pub mod nested_entry;
+pub mod nested_exit;
 pub mod paging;
 pub mod segment;
 pub mod vmcs12;
