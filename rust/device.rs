@@ -35,6 +35,8 @@ impl MiscDevice for NvmxFile {
             uapi::NVMX_GET_HOST_STATUS => get_host_status(arg),
             uapi::KVM_GET_SUPPORTED_CPUID => get_supported_cpuid(arg),
             uapi::KVM_GET_MSR_INDEX_LIST => vcpu::get_msr_index_list(arg),
+            uapi::KVM_GET_MSR_FEATURE_INDEX_LIST => vcpu::get_msr_feature_index_list(arg),
+            uapi::KVM_GET_MSRS => vcpu::get_feature_msrs(arg),
             // System attributes (KVM_X86_XCOMP_GUEST_SUPP, ...): nvmx has none, so every
             // attribute is ENXIO, KVM's answer for one it does not know; a client then
             // knows the feature behind it (dynamic XSAVE state) is not there.

@@ -15,6 +15,7 @@ mod apic;
 mod cpu;
 mod device;
 mod ept;
+mod nested;
 mod run;
 mod shim;
 mod uapi;
@@ -31,6 +32,12 @@ module! {
     authors: ["nvmx developers"],
     description: "Minimal VMX hypervisor with nested virtualization (KVM ABI subset)",
     license: "GPL",
+    params: {
+        nested: bool {
+            default: true,
+            description: "Offer VMX to guests whose VMM sets CPUID.1:ECX.VMX (nested virtualization)",
+        },
+    },
 }
 
 /// Host facts fixed at load, read by the device.
@@ -51,6 +58,10 @@ pub(crate) struct HostInfo {
     pub(crate) tsc_khz: u32,
     /// IA32_DEBUGCTL can be read (every VMX CPU has it; some emulators do not).
     pub(crate) has_debugctl: bool,
+    /// Nested VMX is offered (the `nested` parameter).
+    pub(crate) nested: bool,
+    /// The IA32_VMX_* MSRs an L1 is offered (every vCPU starts with these).
+    pub(crate) l1_caps: vmx_core::nested_caps::L1VmxCaps,
 }
 
 /// Set once in `init`; lives as long as the module.
@@ -89,7 +100,15 @@ fn probe_host() -> Result<cpu::VmxCpus> {
     let online = shim::num_online_cpus();
     pr_info!("VMX operation verified on {} of {} online CPUs\n", vmx.vmx_cpus, online);
     let vmxon_phys = vmx.vmxon_phys()?;
-    let cpuid = vmx_core::cpuid::supported(&mut |leaf, sub| vmx_ops::cpuid(leaf, sub));
+    let mut cpuid = vmx_core::cpuid::supported(&mut |leaf, sub| vmx_ops::cpuid(leaf, sub));
+    let nested = module_parameters::nested.value();
+    if nested {
+        cpuid.offer_vmx();
+    }
+    // IA32_VMX_VMCS_ENUM: the highest field index of VMCS12's table.
+    let max_index = vmx_core::field_table::ALL_FIELDS.iter().map(|&(_, f)| f.index()).max().unwrap_or(0);
+    let l1_caps = vmx_core::nested_caps::L1VmxCaps::offer(&caps, max_index);
+    pr_info!("nested VMX {}\n", if nested { "offered (nested=1)" } else { "off (nested=0)" });
     // MXCSR_MASK is bytes 28..32 of an FXSAVE image; 0 there means the default 0xffbf.
     let mut fx = vmx_ops::FxArea([0; 512]);
     vmx_ops::fxsave(&mut fx);
@@ -98,6 +117,8 @@ fn probe_host() -> Result<cpu::VmxCpus> {
         mxcsr_mask: if mask == 0 { 0xffbf } else { mask },
         tsc_khz: shim::tsc_khz(),
         has_debugctl: shim::rdmsr_safe(0x1d9).is_some(),
+        nested,
+        l1_caps,
         caps,
         controls,
         cpuid,

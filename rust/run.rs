@@ -28,7 +28,7 @@ use crate::vmx_core::field_table as f;
 use crate::vmx_core::host::{self, GuestControls, HostCaps};
 use crate::vmx_core::segment::Attributes;
 use crate::vmx_ops::{self, vmread, VmFail};
-use crate::HOST;
+use crate::{nested, HOST};
 
 /// EFER.LME / EFER.LMA.
 const EFER_LME: u64 = 1 << 8;
@@ -52,13 +52,13 @@ const INTR_INFO_VALID: u64 = 1 << 31;
 const INTR_TYPE_HW_EXCEPTION: u64 = 3 << 8;
 const INTR_TYPE_NMI: u64 = 2 << 8;
 const INTR_DELIVER_CODE: u64 = 1 << 11;
-const GP_VECTOR: u64 = 13;
+pub(crate) const GP_VECTOR: u64 = 13;
 /// Budget of one guest stretch in TSC ticks when the VMX-preemption timer is active: the
 /// guest leaves the CPU to the host at least this often, whether or not host interrupts turn
 /// into VM exits (Bochs, for one, does not while the guest runs with RFLAGS.IF=0 after a host
 /// that also had IF=0).
 const PREEMPTION_TSC_BUDGET: u64 = 4_000_000;
-const UD_VECTOR: u64 = 6;
+pub(crate) const UD_VECTOR: u64 = 6;
 const RFLAGS_IF: u64 = 1 << 9;
 /// EPT-violation exit qualification bit 1: the access was a data write (SDM table 28-7).
 const EPT_VIOLATION_WRITE: u64 = 1 << 1;
@@ -75,6 +75,9 @@ enum Leave {
     Halt,
     /// Return to userspace with this exit.
     User(UserExit),
+    /// A nested VM entry or exit (`st.nested.switch`): switch between VMCS01 and VMCS02
+    /// (handled inside the region, never seen by the run loop).
+    Nested,
 }
 
 /// An exit to userspace, written into `struct kvm_run`.
@@ -160,6 +163,7 @@ pub(crate) fn run(vcpu: &Vcpu) -> Result<isize> {
                 report(run, pio, &mut st, exit);
                 return Ok(0);
             }
+            Leave::Nested => {}
         }
     }
 }
@@ -286,6 +290,11 @@ fn region(host: &crate::HostInfo, vcpu: &Vcpu, st: &mut VcpuState, eptp: u64, ge
         // SAFETY: values checked by guest_msr::check_write; the host's are put back below.
         unsafe { vmx_ops::wrmsr(m.index(), v) };
     }
+    // CR2 is not in the VMCS: the guest's is loaded for the region and read back after it
+    // (the host's own matters only inside its page-fault handler, which IRQs-off code
+    // touching only pinned and direct-mapped memory never enters).
+    // SAFETY: IRQs off; CR2 is restored to nothing the host relies on.
+    unsafe { vmx_ops::write_cr2(st.sregs.cr2) };
     st.ran = true;
     vcpu.mailbox.set_running(Some((cpu, generation)));
     // SAFETY: IRQs are off until CR4 is restored below; only VMXE changes.
@@ -317,6 +326,7 @@ fn region(host: &crate::HostInfo, vcpu: &Vcpu, st: &mut VcpuState, eptp: u64, ge
         }
     };
     vcpu.mailbox.set_running(None);
+    st.sregs.cr2 = vmx_ops::read_cr2();
     // SWAPGS in the guest changes KERNEL_GS_BASE without an exit: read all of them back.
     for (i, m) in SYSCALL_MSRS.iter().enumerate() {
         st.syscall_msrs[i] = vmx_ops::rdmsr(m.index());
@@ -343,7 +353,9 @@ fn region(host: &crate::HostInfo, vcpu: &Vcpu, st: &mut VcpuState, eptp: u64, ge
     result
 }
 
-/// In VMX root operation: load the VMCS, run, read the guest state back, VMCLEAR.
+/// In VMX root operation: load the VMCS (VMCS01 for L1, VMCS02 while L2 runs), run, read
+/// the guest state back, VMCLEAR. A nested VM entry or exit (rust/nested.rs) switches from
+/// one VMCS to the other without leaving VMX operation.
 fn in_vmx(
     host: &crate::HostInfo,
     vcpu: &Vcpu,
@@ -353,50 +365,73 @@ fn in_vmx(
     hs: &HostState,
     cpu: u32,
 ) -> Result<Leave> {
-    // SAFETY (all VMX instructions in this function): VMX root operation with IRQs off; the
-    // VMCS region is this vCPU's, which only this thread (holding the vCPU lock) touches.
-    unsafe {
-        vmx_ops::vmclear(vcpu.vmcs_phys).map_err(|_| EIO)?;
-        vmx_ops::vmptrld(vcpu.vmcs_phys).map_err(|_| EIO)?;
-    }
-    let leave = match write_vmcs(&host.caps, &host.controls, st, eptp, hs, vcpu.vpid.0) {
-        Err(field) => {
-            pr_err!("VMWRITE of field {field:#x} failed\n");
-            Ok(Leave::User(UserExit::Internal {
-                suberror: INTERNAL_ERROR_EMULATION,
-                data: [field as u64, 0, 0, 0, 0],
-                ndata: 1,
-            }))
+    loop {
+        let l2 = st.nested.guest_mode;
+        let vmcs = if l2 { vcpu.vmcs02_phys } else { vcpu.vmcs_phys };
+        // SAFETY (all VMX instructions in this function): VMX root operation with IRQs off;
+        // the VMCS regions are this vCPU's, which only this thread (holding the vCPU lock)
+        // touches.
+        unsafe {
+            vmx_ops::vmclear(vmcs).map_err(|_| EIO)?;
+            vmx_ops::vmptrld(vmcs).map_err(|_| EIO)?;
         }
-        Ok(()) => {
-            // TLB entries derived from an EPT are tagged with its EPTP (and the VPID): they
-            // can be stale only if this vCPU last ran on another CPU (where its guest may
-            // have invalidated since), or with another EPT or memory generation (an EPT's
-            // tables are freed with it, and a new one may reuse their addresses). Then
-            // INVEPT; otherwise the vCPU keeps its TLB across regions.
-            let now = (cpu, eptp, generation);
-            if st.flushed_for != Some(now) {
-                let single = host.caps.ept_vpid.invept_single_context();
-                // SAFETY: VMX root operation.
-                if unsafe { vmx_ops::invept(eptp, single) }.is_ok() {
-                    st.flushed_for = Some(now);
-                }
+        // VMCS02 is VMCS01's setup for L2's state, with L1's VMCS12 controls merged in; it
+        // has no VPID of its own (rust/nested.rs).
+        let written = write_vmcs(&host.caps, &host.controls, st, eptp, hs, if l2 { 0 } else { vcpu.vpid.0 })
+            .and_then(|()| if l2 { nested::merge_vmcs02(st) } else { Ok(()) });
+        let (prev_cr0, prev_cr4) = (st.sregs.cr0, st.sregs.cr4);
+        let leave = match written {
+            Err(field) => {
+                pr_err!("VMWRITE of field {field:#x} failed\n");
+                Leave::User(UserExit::Internal {
+                    suberror: INTERNAL_ERROR_EMULATION,
+                    data: [field as u64, 0, 0, 0, 0],
+                    ndata: 1,
+                })
             }
-            Ok(guest_loop(vcpu, st, cpu, eptp, generation))
+            Ok(()) => {
+                // TLB entries derived from an EPT are tagged with its EPTP (and the VPID):
+                // they can be stale only if this vCPU last ran on another CPU (where its guest
+                // may have invalidated since), or with another EPT or memory generation (an
+                // EPT's tables are freed with it, and a new one may reuse their addresses), or
+                // after a nested transition changed L1's CR3 without a MOV. Then INVEPT;
+                // otherwise the vCPU keeps its TLB across regions.
+                let now = (cpu, eptp, generation);
+                if st.flushed_for != Some(now) {
+                    let single = host.caps.ept_vpid.invept_single_context();
+                    // SAFETY: VMX root operation.
+                    if unsafe { vmx_ops::invept(eptp, single) }.is_ok() {
+                        st.flushed_for = Some(now);
+                    }
+                }
+                guest_loop(vcpu, st, cpu, eptp, generation)
+            }
+        };
+        read_back(st);
+        if l2 {
+            nested::fix_l2_readback(st, prev_cr0, prev_cr4, CR0_OWNED, l0_cr4_mask(&host.caps, st));
         }
-    };
-    read_back(st);
-    // SAFETY: see above.
-    unsafe { vmx_ops::vmclear(vcpu.vmcs_phys).map_err(|_| EIO)? };
-    leave
+        // SAFETY: see above.
+        unsafe { vmx_ops::vmclear(vmcs).map_err(|_| EIO)? };
+        match leave {
+            Leave::Nested => nested::apply_switch(st),
+            other => return Ok(other),
+        }
+    }
 }
 
-fn w(field: crate::vmx_core::field::Field, value: u64) -> core::result::Result<(), u32> {
+/// The CR4 bits L0 owns for a vCPU: VMXE and the IA-32e-mode bits, the fixed-1 bits of VMX
+/// operation, and what the guest's CPUID does not offer.
+fn l0_cr4_mask(caps: &HostCaps, st: &VcpuState) -> u64 {
+    CR4_OWNED | caps.cr4_fixed.fixed0 | !guest_cr::cr4_allowed(&st.features)
+}
+
+pub(crate) fn w(field: crate::vmx_core::field::Field, value: u64) -> core::result::Result<(), u32> {
     // SAFETY: called only from write_vmcs, in VMX operation with the vCPU's VMCS current.
     unsafe { vmx_ops::vmwrite(field.encoding(), value) }.map_err(|_| field.encoding())
 }
 
-fn r(field: crate::vmx_core::field::Field) -> u64 {
+pub(crate) fn r(field: crate::vmx_core::field::Field) -> u64 {
     // SAFETY: called only with the vCPU's VMCS current.
     unsafe { vmread(field.encoding()) }
 }
@@ -428,6 +463,7 @@ fn write_vmcs(
     }
     w(f::VM_ENTRY_INTR_INFO_FIELD, st.inject.map_or(0, |(info, _)| info))?;
     w(f::VM_ENTRY_EXCEPTION_ERROR_CODE, st.inject.map_or(0, |(_, code)| code))?;
+    w(f::VM_ENTRY_INSTRUCTION_LEN, st.inject_len)?;
     w(f::EPT_POINTER, eptp)?;
     w(f::VMCS_LINK_POINTER, u64::MAX)?;
 
@@ -455,17 +491,7 @@ fn write_vmcs(
     w(f::HOST_RIP, vmx_ops::vmx_exit_rip())?;
 
     // Guest state.
-    let segs: [(&KvmSegment, [crate::vmx_core::field::Field; 4]); 8] = [
-        (&s.es, [f::GUEST_ES_SELECTOR, f::GUEST_ES_BASE, f::GUEST_ES_LIMIT, f::GUEST_ES_AR_BYTES]),
-        (&s.cs, [f::GUEST_CS_SELECTOR, f::GUEST_CS_BASE, f::GUEST_CS_LIMIT, f::GUEST_CS_AR_BYTES]),
-        (&s.ss, [f::GUEST_SS_SELECTOR, f::GUEST_SS_BASE, f::GUEST_SS_LIMIT, f::GUEST_SS_AR_BYTES]),
-        (&s.ds, [f::GUEST_DS_SELECTOR, f::GUEST_DS_BASE, f::GUEST_DS_LIMIT, f::GUEST_DS_AR_BYTES]),
-        (&s.fs, [f::GUEST_FS_SELECTOR, f::GUEST_FS_BASE, f::GUEST_FS_LIMIT, f::GUEST_FS_AR_BYTES]),
-        (&s.gs, [f::GUEST_GS_SELECTOR, f::GUEST_GS_BASE, f::GUEST_GS_LIMIT, f::GUEST_GS_AR_BYTES]),
-        (&s.ldt, [f::GUEST_LDTR_SELECTOR, f::GUEST_LDTR_BASE, f::GUEST_LDTR_LIMIT, f::GUEST_LDTR_AR_BYTES]),
-        (&s.tr, [f::GUEST_TR_SELECTOR, f::GUEST_TR_BASE, f::GUEST_TR_LIMIT, f::GUEST_TR_AR_BYTES]),
-    ];
-    for (seg, [sel, base, limit, ar]) in segs {
+    for (seg, [sel, base, limit, ar]) in segment_fields_ref(s) {
         w(sel, seg.selector as u64)?;
         w(base, seg.base)?;
         w(limit, seg.limit as u64)?;
@@ -483,7 +509,7 @@ fn write_vmcs(
     w(f::CR0_GUEST_HOST_MASK, CR0_OWNED)?;
     w(f::GUEST_CR4, s.cr4 | caps.cr4_fixed.fixed0)?;
     w(f::CR4_READ_SHADOW, s.cr4)?;
-    w(f::CR4_GUEST_HOST_MASK, CR4_OWNED | caps.cr4_fixed.fixed0 | !guest_cr::cr4_allowed(&st.features))?;
+    w(f::CR4_GUEST_HOST_MASK, l0_cr4_mask(caps, st))?;
     w(f::TSC_OFFSET, st.tsc_offset)?;
     w(f::GUEST_CR3, s.cr3)?;
     w(f::GUEST_DR7, 0x400)?;
@@ -505,7 +531,7 @@ fn write_vmcs(
     Ok(())
 }
 
-fn attributes(s: &KvmSegment) -> Attributes {
+pub(crate) fn attributes(s: &KvmSegment) -> Attributes {
     Attributes {
         type_: s.type_,
         s: s.s,
@@ -519,7 +545,7 @@ fn attributes(s: &KvmSegment) -> Attributes {
     }
 }
 
-fn segment_from(sel: u64, base: u64, limit: u64, ar: u64) -> KvmSegment {
+pub(crate) fn segment_from(sel: u64, base: u64, limit: u64, ar: u64) -> KvmSegment {
     let a = Attributes::from_ar(ar as u32);
     KvmSegment {
         base,
@@ -538,17 +564,35 @@ fn segment_from(sel: u64, base: u64, limit: u64, ar: u64) -> KvmSegment {
     }
 }
 
+type SegFields = [crate::vmx_core::field::Field; 4];
+const SEG_FIELDS: [SegFields; 8] = [
+    [f::GUEST_ES_SELECTOR, f::GUEST_ES_BASE, f::GUEST_ES_LIMIT, f::GUEST_ES_AR_BYTES],
+    [f::GUEST_CS_SELECTOR, f::GUEST_CS_BASE, f::GUEST_CS_LIMIT, f::GUEST_CS_AR_BYTES],
+    [f::GUEST_SS_SELECTOR, f::GUEST_SS_BASE, f::GUEST_SS_LIMIT, f::GUEST_SS_AR_BYTES],
+    [f::GUEST_DS_SELECTOR, f::GUEST_DS_BASE, f::GUEST_DS_LIMIT, f::GUEST_DS_AR_BYTES],
+    [f::GUEST_FS_SELECTOR, f::GUEST_FS_BASE, f::GUEST_FS_LIMIT, f::GUEST_FS_AR_BYTES],
+    [f::GUEST_GS_SELECTOR, f::GUEST_GS_BASE, f::GUEST_GS_LIMIT, f::GUEST_GS_AR_BYTES],
+    [f::GUEST_LDTR_SELECTOR, f::GUEST_LDTR_BASE, f::GUEST_LDTR_LIMIT, f::GUEST_LDTR_AR_BYTES],
+    [f::GUEST_TR_SELECTOR, f::GUEST_TR_BASE, f::GUEST_TR_LIMIT, f::GUEST_TR_AR_BYTES],
+];
+
+/// The segment registers of `s` with their guest-state fields (selector, base, limit, AR).
+pub(crate) fn segment_fields(s: &mut KvmSregs) -> [(&mut KvmSegment, SegFields); 8] {
+    let [a, b, c, d, e, g, h, i] = SEG_FIELDS;
+    [(&mut s.es, a), (&mut s.cs, b), (&mut s.ss, c), (&mut s.ds, d), (&mut s.fs, e), (&mut s.gs, g), (&mut s.ldt, h), (&mut s.tr, i)]
+}
+
+pub(crate) fn segment_fields_ref(s: &KvmSregs) -> [(&KvmSegment, SegFields); 8] {
+    let [a, b, c, d, e, g, h, i] = SEG_FIELDS;
+    [(&s.es, a), (&s.cs, b), (&s.ss, c), (&s.ds, d), (&s.fs, e), (&s.gs, g), (&s.ldt, h), (&s.tr, i)]
+}
+
 /// Copy the guest state out of the current VMCS into the vCPU state.
 fn read_back(st: &mut VcpuState) {
     let s: &mut KvmSregs = &mut st.sregs;
-    s.es = segment_from(r(f::GUEST_ES_SELECTOR), r(f::GUEST_ES_BASE), r(f::GUEST_ES_LIMIT), r(f::GUEST_ES_AR_BYTES));
-    s.cs = segment_from(r(f::GUEST_CS_SELECTOR), r(f::GUEST_CS_BASE), r(f::GUEST_CS_LIMIT), r(f::GUEST_CS_AR_BYTES));
-    s.ss = segment_from(r(f::GUEST_SS_SELECTOR), r(f::GUEST_SS_BASE), r(f::GUEST_SS_LIMIT), r(f::GUEST_SS_AR_BYTES));
-    s.ds = segment_from(r(f::GUEST_DS_SELECTOR), r(f::GUEST_DS_BASE), r(f::GUEST_DS_LIMIT), r(f::GUEST_DS_AR_BYTES));
-    s.fs = segment_from(r(f::GUEST_FS_SELECTOR), r(f::GUEST_FS_BASE), r(f::GUEST_FS_LIMIT), r(f::GUEST_FS_AR_BYTES));
-    s.gs = segment_from(r(f::GUEST_GS_SELECTOR), r(f::GUEST_GS_BASE), r(f::GUEST_GS_LIMIT), r(f::GUEST_GS_AR_BYTES));
-    s.ldt = segment_from(r(f::GUEST_LDTR_SELECTOR), r(f::GUEST_LDTR_BASE), r(f::GUEST_LDTR_LIMIT), r(f::GUEST_LDTR_AR_BYTES));
-    s.tr = segment_from(r(f::GUEST_TR_SELECTOR), r(f::GUEST_TR_BASE), r(f::GUEST_TR_LIMIT), r(f::GUEST_TR_AR_BYTES));
+    for (seg, [sel, base, limit, ar]) in segment_fields(s) {
+        *seg = segment_from(r(sel), r(base), r(limit), r(ar));
+    }
     s.gdt.base = r(f::GUEST_GDTR_BASE);
     s.gdt.limit = r(f::GUEST_GDTR_LIMIT) as u16;
     s.idt.base = r(f::GUEST_IDTR_BASE);
@@ -569,6 +613,7 @@ fn read_back(st: &mut VcpuState) {
     // now was set after the last exit and has not been delivered yet.
     let info = r(f::VM_ENTRY_INTR_INFO_FIELD);
     st.inject = (info & INTR_INFO_VALID != 0).then(|| (info, r(f::VM_ENTRY_EXCEPTION_ERROR_CODE)));
+    st.inject_len = r(f::VM_ENTRY_INSTRUCTION_LEN);
 }
 
 /// What a handled exit asks for.
@@ -592,6 +637,16 @@ fn guest_loop(vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, eptp: u64, generation: 
             if vcpu.mailbox.init_pending() {
                 break Leave::Halt;
             }
+            // While L2 runs, an interrupt for L1 with L1's external-interrupt exiting is a
+            // VM exit to L1 (SDM 26.2), not an event for L2.
+            if st.nested.guest_mode {
+                let now = vmx_ops::rdtsc().wrapping_add(st.tsc_offset);
+                collect_events(vcpu, st, now, false);
+                if let Some(info) = nested::l1_interrupt_exit(st) {
+                    st.nested.switch = Some(nested::Switch::Exit(info));
+                    break Leave::Nested;
+                }
+            }
             prepare_events(vcpu, st);
         }
         // The whole region, not each guest stretch, gets the budget: a guest whose exits
@@ -613,6 +668,12 @@ fn guest_loop(vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, eptp: u64, generation: 
         let ran = unsafe { vmx_ops::vmx_run(&mut gprs, launched) };
         if let Err(VmFail::Valid | VmFail::Invalid) = ran {
             let err = r(f::VM_INSTRUCTION_ERROR);
+            // The CPU refused VMCS02 at the first entry after VMLAUNCH/VMRESUME: L1 gets
+            // that VMfail (what L1 could get wrong was checked before; rust/nested.rs).
+            if st.nested.guest_mode && st.nested.l1_at_entry.is_some() {
+                st.nested.switch = Some(nested::Switch::EntryVmFail(err));
+                break Leave::Nested;
+            }
             break Leave::User(UserExit::Internal {
                 suberror: INTERNAL_ERROR_EMULATION,
                 data: [u64::from(launched), err, 0, 0, 0],
@@ -620,6 +681,17 @@ fn guest_loop(vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, eptp: u64, generation: 
             });
         }
         launched = true;
+        if st.nested.guest_mode {
+            if r(f::VM_EXIT_REASON) & (1 << 31) == 0 {
+                st.nested.l1_at_entry = None;
+            }
+            // An exit L1 asked for goes to L1 with its exit information, IDT-vectoring
+            // information included (L1 re-injects, not nvmx).
+            if let Some(info) = nested::reflect(st, &gprs, eptp) {
+                st.nested.switch = Some(nested::Switch::Exit(info));
+                break Leave::Nested;
+            }
+        }
         requeue_vectoring_event();
         match handle_exit(vcpu, &mut gprs, st, cpu, eptp) {
             Next::Resume => {
@@ -641,13 +713,13 @@ fn guest_loop(vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, eptp: u64, generation: 
 /// Complete the exiting instruction: advance RIP and end any STI / MOV-SS shadow, which
 /// covers only the instruction that just retired (SDM 26.3.1.5; KVM's
 /// skip_emulated_instruction does the same).
-fn skip_instruction() {
+pub(crate) fn skip_instruction() {
     advance_rip(r(f::VM_EXIT_INSTRUCTION_LEN));
 }
 
 /// Inject a hardware exception at the next entry. Real mode pushes no error code, and
 /// VM entry rejects one there (SDM 27.2.1.3), so it is delivered only in protected mode.
-fn inject(vector: u64, code: Option<u64>) {
+pub(crate) fn inject(vector: u64, code: Option<u64>) {
     let protected = r(f::GUEST_CR0) & cr0::PE != 0;
     let code = code.filter(|_| protected);
     let info = INTR_INFO_VALID | INTR_TYPE_HW_EXCEPTION | vector
@@ -658,11 +730,11 @@ fn inject(vector: u64, code: Option<u64>) {
 
 /// Guest general-purpose register `n` (x86 number) in the guest loop: RSP lives in the
 /// VMCS, the others in `g`.
-fn read_reg(g: &[u64; 16], n: u8) -> u64 {
+pub(crate) fn read_reg(g: &[u64; 16], n: u8) -> u64 {
     if n & 15 == 4 { r(f::GUEST_RSP) } else { g[(n & 15) as usize] }
 }
 
-fn write_reg(g: &mut [u64; 16], n: u8, v: u64) {
+pub(crate) fn write_reg(g: &mut [u64; 16], n: u8, v: u64) {
     if n & 15 == 4 {
         let _ = w(f::GUEST_RSP, v);
     } else {
@@ -890,6 +962,20 @@ fn handle_exit(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32, ept
                 }
             }
         }
+        reason::RDMSR | reason::WRMSR if nested::is_nested_msr(g[1] as u32) => {
+            let index = g[1] as u32;
+            let ok = if exit.basic() == reason::RDMSR {
+                nested::get_msr(st, index).map(|v| [g[0], g[2]] = [v & 0xffff_ffff, v >> 32]).is_some()
+            } else {
+                nested::set_msr(st, index, (g[0] & 0xffff_ffff) | (g[2] << 32), false).is_ok()
+            };
+            if ok {
+                skip_instruction();
+            } else {
+                inject(GP_VECTOR, Some(0));
+            }
+            Next::Resume
+        }
         reason::RDMSR => {
             // An MSR nvmx does not have is #GP(0), as KVM does for one it does not know.
             match Msr::from_index(g[1] as u32) {
@@ -923,10 +1009,17 @@ fn handle_exit(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32, ept
             Next::Resume
         }
         b if exit.is_vmx_instruction() => {
-            // VMX is not exposed to this guest (CPUID.1:ECX.VMX = 0): #UD (SDM 31.3).
-            let _ = b;
-            inject(UD_VECTOR, None);
-            Next::Resume
+            // VMX not exposed to this guest (CPUID.1:ECX.VMX = 0): #UD (SDM 31.3). L2's VMX
+            // instructions never get here (they go to L1).
+            if !st.features.vmx || !nested::available() {
+                inject(UD_VECTOR, None);
+                return Next::Resume;
+            }
+            match nested::vmx_instruction(st, g, eptp, b, q) {
+                nested::Handled::Resume => Next::Resume,
+                nested::Handled::Switch => Next::Leave(Leave::Nested),
+                nested::Handled::Unsupported(d) => internal(INTERNAL_ERROR_EMULATION, [exit.0 as u64, q, d]),
+            }
         }
         reason::EPT_VIOLATION | reason::EPT_MISCONFIG => {
             let gpa = r(f::GUEST_PHYSICAL_ADDRESS);
@@ -954,7 +1047,7 @@ fn handle_exit(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32, ept
 /// Copy between guest linear memory at `linear` and `buf` (`to_guest`: into the guest),
 /// through the guest's paging (`regs`) and the EPT `eptp`. False if a byte is unmapped or
 /// outside every slot (nothing is undone: string I/O to MMIO is not emulated).
-fn copy_guest(regs: &PagingRegs, eptp: u64, linear: u64, buf: &mut [u8], to_guest: bool) -> bool {
+pub(crate) fn copy_guest(regs: &PagingRegs, eptp: u64, linear: u64, buf: &mut [u8], to_guest: bool) -> bool {
     let mem = EptMemory(eptp);
     let mut page: Option<(u64, *mut u8)> = None;
     for (i, b) in buf.iter_mut().enumerate() {
@@ -1077,6 +1170,20 @@ fn complete_ins(st: &mut VcpuState, ins: &PendingIns, pio: *mut u8, eptp: u64) {
         st.regs.rip = st.regs.rip.wrapping_add(ins.insn_len);
         st.interruptibility &= !3;
     }
+}
+
+/// The current guest's paging registers (inside the region).
+pub(crate) fn paging_regs() -> PagingRegs {
+    PagingRegs { cr0: r(f::GUEST_CR0), cr3: r(f::GUEST_CR3), cr4: r(f::GUEST_CR4), efer: r(f::GUEST_IA32_EFER) }
+}
+
+/// #PF at linear address `la` for an access nvmx made for the guest (an instruction's
+/// memory operand): CR2 is the guest's own while the region runs, so it is set here.
+/// The error code says not-present, supervisor, and whether it was a write.
+pub(crate) fn inject_page_fault(la: u64, write: bool) {
+    // SAFETY: CR2 holds the guest's value during the region (rust/run.rs, region()).
+    unsafe { vmx_ops::write_cr2(la) };
+    inject(14, Some(if write { 2 } else { 0 }));
 }
 
 /// Guest-physical memory as the vCPU's EPT maps it (the EPT stays alive for the region).
@@ -1227,11 +1334,11 @@ fn mmio(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, eptp: u64, gpa: u64,
 
 
 /// The guest's CR0 and CR4 as it sees them (owned bits from the read shadows).
-fn guest_cr0() -> u64 {
+pub(crate) fn guest_cr0() -> u64 {
     (r(f::GUEST_CR0) & !CR0_OWNED) | (r(f::CR0_READ_SHADOW) & CR0_OWNED)
 }
 
-fn guest_cr4() -> u64 {
+pub(crate) fn guest_cr4() -> u64 {
     let mask = r(f::CR4_GUEST_HOST_MASK);
     (r(f::GUEST_CR4) & !mask) | (r(f::CR4_READ_SHADOW) & mask)
 }
@@ -1253,6 +1360,10 @@ fn msr_field(msr: Msr) -> Option<crate::vmx_core::field::Field> {
 /// An MSR's value inside the region: from the VMCS or the loaded hardware MSR where it
 /// lives during the run, else from the vCPU state.
 fn live_msr(st: &VcpuState, msr: Msr) -> u64 {
+    // L2 reads its own TSC (KVM: the current offset), L1's and L2's offsets together.
+    if msr == Msr::Tsc && st.nested.guest_mode {
+        return vmx_ops::rdtsc().wrapping_add(r(f::TSC_OFFSET));
+    }
     if let Some(field) = msr_field(msr) {
         r(field)
     } else if SYSCALL_MSRS.contains(&msr) {
@@ -1270,8 +1381,11 @@ fn set_live_msr(st: &mut VcpuState, msr: Msr, v: u64) {
         unsafe { vmx_ops::wrmsr(msr.index(), v) };
     } else {
         st.set_msr_by(msr, v, Writer::Guest);
+        // A write of L2's that L1 lets through sets L1's TSC (KVM's semantics, which
+        // nested_tsc_adjust_test checks); L2's offset follows.
         if let Msr::Tsc | Msr::TscAdjust = msr {
-            let _ = w(f::TSC_OFFSET, st.tsc_offset);
+            let offset = if st.nested.guest_mode { nested::vmcs02_tsc_offset(st) } else { st.tsc_offset };
+            let _ = w(f::TSC_OFFSET, offset);
         }
     }
 }

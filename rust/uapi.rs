@@ -139,6 +139,8 @@ pub(crate) const KVM_SET_NR_MMU_PAGES: u32 = _IO(KVMIO, 0x44);
 pub(crate) const KVM_MIN_ALLOC_MMU_PAGES: usize = 64;
 /// `KVM_GET_TSC_KHZ` (VM and vCPU fds).
 pub(crate) const KVM_GET_TSC_KHZ: u32 = _IO(KVMIO, 0xa3);
+/// `KVM_GET_MSR_FEATURE_INDEX_LIST` (system fd; `struct kvm_msr_list`).
+pub(crate) const KVM_GET_MSR_FEATURE_INDEX_LIST: u32 = _IOWR::<u32>(KVMIO, 0x0a);
 /// `KVM_GET_MSRS` (`struct kvm_msrs`: nmsrs, pad, then `struct kvm_msr_entry`s).
 pub(crate) const KVM_GET_MSRS: u32 = _IOWR::<[u32; 2]>(KVMIO, 0x88);
 /// `KVM_SET_MSRS`.
@@ -277,6 +279,11 @@ pub(crate) mod cap {
     pub(crate) const MAX_VCPU_ID: usize = 128;
     /// `KVM_CAP_USER_MEMORY2`.
     pub(crate) const USER_MEMORY2: usize = 231;
+    /// `KVM_CAP_GET_MSR_FEATURES`: KVM_GET_MSR_FEATURE_INDEX_LIST and KVM_GET_MSRS on the
+    /// system fd.
+    pub(crate) const GET_MSR_FEATURES: usize = 153;
+    /// `KVM_CAP_DISABLE_QUIRKS2`: the quirks a VMM may disable (a mask).
+    pub(crate) const DISABLE_QUIRKS2: usize = 213;
 }
 
 /// `struct kvm_userspace_memory_region`.

@@ -15,6 +15,7 @@ use kernel::types::ForeignOwnable;
 use kernel::uaccess::{UserPtr, UserSlice};
 
 use crate::apic::Mailbox;
+use crate::nested::{self, Nested};
 use crate::shim;
 use crate::uapi::{self, mp_state, KvmCpuidEntry2, KvmDtable, KvmFpu, KvmMsrEntry, KvmRegs, KvmSegment, KvmSregs};
 use crate::vm::{read_user, Vm};
@@ -133,6 +134,10 @@ pub(crate) struct VcpuState {
     /// (CPU, EPT pointer, memory generation) of the last INVEPT for this vCPU: while they
     /// stay the same, no TLB entry the vCPU could use is stale (rust/run.rs).
     pub(crate) flushed_for: Option<(u32, u64, u64)>,
+    /// VM-entry instruction length of `inject` (software interrupts and exceptions).
+    pub(crate) inject_len: u64,
+    /// Nested VMX: L1's VMX operation, VMCS12, whether L2 runs (rust/nested.rs).
+    pub(crate) nested: Nested,
 }
 
 /// The hardware MSRs nvmx loads with guest values around each guest stretch.
@@ -150,7 +155,7 @@ fn fpu_reset() -> FxArea {
 impl VcpuState {
     /// The architectural state after RESET (SDM vol. 3A table 10-1), as KVM reports it before
     /// the first KVM_SET_*REGS: real mode at F000:FFF0.
-    fn reset(id: u32, lapic: bool) -> Self {
+    fn reset(id: u32, lapic: bool, stuff_vmx_msrs: bool) -> Self {
         let data = |selector: u16, base: u64| KvmSegment {
             base,
             limit: 0xffff,
@@ -202,6 +207,8 @@ impl VcpuState {
             // With an in-kernel APIC, application processors wait for INIT/SIPI (KVM).
             mp_state: if lapic && id != 0 { mp_state::UNINITIALIZED } else { mp_state::RUNNABLE },
             flushed_for: None,
+            inject_len: 0,
+            nested: Nested::new(stuff_vmx_msrs),
         }
     }
 
@@ -209,7 +216,7 @@ impl VcpuState {
     /// registers as after RESET but the APIC base and the MSRs kept; the local APIC reset
     /// keeping its ID and x2APIC mode; an application processor then waits for a SIPI.
     pub(crate) fn init(&mut self, id: u32) {
-        let fresh = VcpuState::reset(id, self.lapic.is_some());
+        let fresh = VcpuState::reset(id, self.lapic.is_some(), false);
         let apic_base = self.sregs.apic_base;
         self.regs = fresh.regs;
         self.sregs = KvmSregs { apic_base, ..fresh.sregs };
@@ -344,6 +351,9 @@ pub(crate) struct Vcpu {
     /// The VMCS region (VMCLEARed whenever nvmx leaves VMX operation).
     _vmcs: Page,
     pub(crate) vmcs_phys: u64,
+    /// VMCS02: the VMCS the CPU runs L2 on (rust/nested.rs), VMCLEARed like the other.
+    _vmcs02: Page,
+    pub(crate) vmcs02_phys: u64,
     /// What other vCPUs post to this one's local APIC.
     pub(crate) mailbox: Arc<Mailbox>,
     pub(crate) vpid: Vpid,
@@ -365,9 +375,14 @@ impl Vcpu {
             // SAFETY: 4 bytes from `rev` into our own, unmapped-elsewhere page.
             unsafe { vmcs.write_raw(rev.as_ptr(), 0, rev.len())? };
             let vmcs_phys = shim::page_phys(&vmcs);
+            let vmcs02 = Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?;
+            // SAFETY: as above.
+            unsafe { vmcs02.write_raw(rev.as_ptr(), 0, rev.len())? };
+            let vmcs02_phys = shim::page_phys(&vmcs02);
             let pio_page = Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?;
             let has_lapic = vm2.has_lapic();
-            let mut state = VcpuState::reset(id, has_lapic);
+            let stuff = vm2.state.lock().disabled_quirks & nested::QUIRK_STUFF_FEATURE_MSRS == 0;
+            let mut state = VcpuState::reset(id, has_lapic, stuff);
             state.tsc_offset = 0u64.wrapping_sub(vm2.tsc_origin);
             let mailbox = Arc::pin_init(Mailbox::new(id), GFP_KERNEL)?;
             if let Some(a) = &state.lapic {
@@ -383,6 +398,8 @@ impl Vcpu {
                     pio_page,
                     _vmcs: vmcs,
                     vmcs_phys,
+                    _vmcs02: vmcs02,
+                    vmcs02_phys,
                     mailbox,
                     vpid: Vpid::alloc(crate::HOST.as_ref().is_some_and(|h| h.caps.vpid())),
                     state <- new_mutex!(state),
@@ -510,11 +527,15 @@ fn set_cpuid2(st: &mut VcpuState, arg: usize) -> Result<isize> {
     for _ in 0..nent {
         table.push(CpuidEntry::from(r.read::<KvmCpuidEntry2>()?), GFP_KERNEL)?;
     }
+    let features = GuestFeatures::from_cpuid(&table);
     if st.ran && !cpuid::same_table(&st.cpuid, &table) {
-        return Err(EINVAL);
+        // Turning VMX (nested virtualization) on or off is refused while the VM has run
+        // (issue 5: only while it is off); other changes get KVM's EINVAL.
+        return Err(if features.vmx != st.features.vmx { EBUSY } else { EINVAL });
     }
-    st.features = GuestFeatures::from_cpuid(&table);
+    st.features = features;
     st.cpuid = table;
+    nested::cpuid_changed(st);
     Ok(0)
 }
 
@@ -556,6 +577,18 @@ fn msr_io(st: &mut VcpuState, arg: usize, set: bool) -> Result<isize> {
         st.flushed_for = None; // EFER may change paging: as for KVM_SET_SREGS
     }
     for e in entries.iter_mut() {
+        if nested::is_nested_msr(e.index) {
+            if set {
+                if nested::set_msr(st, e.index, e.data, true).is_err() {
+                    break;
+                }
+            } else {
+                let Some(v) = nested::get_msr(st, e.index) else { break };
+                e.data = v;
+            }
+            done += 1;
+            continue;
+        }
         let Some(msr) = Msr::from_index(e.index) else { break };
         if set {
             let cx = WriteContext { features: st.features, writer: Writer::Host, current: st.msr(msr), paging: false };
@@ -577,17 +610,74 @@ fn msr_io(st: &mut VcpuState, arg: usize, set: bool) -> Result<isize> {
 /// `KVM_GET_MSR_INDEX_LIST` (system fd): E2BIG with the needed count written back if the
 /// caller's room is too small, as on KVM.
 pub(crate) fn get_msr_index_list(arg: usize) -> Result<isize> {
+    let mut list = KVec::new();
+    for m in Msr::ALL {
+        list.push(m.index(), GFP_KERNEL)?;
+    }
+    // With nested VMX: IA32_FEATURE_CONTROL and the IA32_VMX_* MSRs (KVM's emulated MSRs).
+    if nested::available() {
+        list.push(nested::MSR_FEATURE_CONTROL, GFP_KERNEL)?;
+        for i in crate::vmx_core::msr::IA32_VMX_BASIC..=crate::vmx_core::msr::IA32_VMX_VMFUNC {
+            list.push(i, GFP_KERNEL)?;
+        }
+    }
+    write_msr_list(arg, &list)
+}
+
+/// `KVM_GET_MSR_FEATURE_INDEX_LIST` (system fd): the MSRs `KVM_GET_MSRS` on the system fd
+/// reads — the IA32_VMX_* capability MSRs nested guests are offered (none without nested).
+pub(crate) fn get_msr_feature_index_list(arg: usize) -> Result<isize> {
+    let mut list = KVec::new();
+    if nested::available() {
+        for i in crate::vmx_core::msr::IA32_VMX_BASIC..=crate::vmx_core::msr::IA32_VMX_VMFUNC {
+            list.push(i, GFP_KERNEL)?;
+        }
+    }
+    write_msr_list(arg, &list)
+}
+
+/// `struct kvm_msr_list`: E2BIG with the needed count written back if the caller's room
+/// (`nmsrs`) is too small, as on KVM.
+fn write_msr_list(arg: usize, list: &[u32]) -> Result<isize> {
     let n: u32 = read_user(arg)?;
-    let count = Msr::ALL.len() as u32;
-    let mut w = UserSlice::new(UserPtr::from_addr(arg), 4 + 4 * Msr::ALL.len()).writer();
+    let count = list.len() as u32;
+    let mut w = UserSlice::new(UserPtr::from_addr(arg), 4 + 4 * list.len()).writer();
     w.write(&count)?;
     if n < count {
         return Err(E2BIG);
     }
-    for m in Msr::ALL {
-        w.write(&m.index())?;
+    for i in list {
+        w.write(i)?;
     }
     Ok(0)
+}
+
+/// `KVM_GET_MSRS` on the system fd: feature MSRs (the offered IA32_VMX_* values); stops at
+/// the first MSR that is not one, returning how many were read (KVM's msr_io).
+pub(crate) fn get_feature_msrs(arg: usize) -> Result<isize> {
+    let nmsrs: u32 = read_user(arg)?;
+    if nmsrs >= MAX_IO_MSRS {
+        return Err(E2BIG);
+    }
+    let esize = core::mem::size_of::<KvmMsrEntry>();
+    let user = UserSlice::new(UserPtr::from_addr(arg + 8), nmsrs as usize * esize);
+    let (mut r, mut w) = user.reader_writer();
+    let mut entries = KVec::with_capacity(nmsrs as usize, GFP_KERNEL)?;
+    for _ in 0..nmsrs {
+        entries.push(r.read::<KvmMsrEntry>()?, GFP_KERNEL)?;
+    }
+    let caps = HOST.as_ref().ok_or(ENODEV)?.l1_caps;
+    let mut done = 0;
+    for e in entries.iter_mut() {
+        let v = if nested::available() { caps.read(e.index) } else { None };
+        let Some(v) = v else { break };
+        e.data = v;
+        done += 1;
+    }
+    for e in entries.iter() {
+        w.write(e)?;
+    }
+    Ok(done)
 }
 
 fn fpu_to_kvm(fx: &FxArea) -> KvmFpu {

@@ -96,6 +96,8 @@ pub(crate) struct VmState {
     pub(crate) split_irqchip: bool,
     /// `KVM_CAP_MAX_VCPU_ID` as enabled (0: not set, MAX_VCPUS applies).
     max_vcpu_ids: u32,
+    /// Quirks disabled with `KVM_CAP_DISABLE_QUIRKS2` (KVM_X86_QUIRK_* bits).
+    pub(crate) disabled_quirks: u64,
 }
 
 /// A VM, shared by its fd and its vCPUs.
@@ -131,6 +133,7 @@ impl Vm {
                     vcpu_ids: KVec::new(),
                     split_irqchip: false,
                     max_vcpu_ids: 0,
+                    disabled_quirks: 0,
                 }),
                 mailboxes <- new_spinlock!(KVec::new()),
             }),
@@ -180,11 +183,18 @@ impl Vm {
     /// `KVM_ENABLE_CAP` on the VM, with KVM's rules: `KVM_CAP_SPLIT_IRQCHIP` (flags 0, at
     /// most KVM_MAX_IRQ_ROUTES routes, EEXIST if already on, EINVAL once a vCPU exists) and
     /// `KVM_CAP_MAX_VCPU_ID` (at most the reported maximum, settable once: the same value
-    /// again is accepted). Every other capability is EINVAL, as KVM says for one it cannot
-    /// enable.
+    /// again is accepted) and `KVM_CAP_DISABLE_QUIRKS2` (only quirks nvmx has; they stay
+    /// disabled). Every other capability is EINVAL, as KVM says for one it cannot enable.
     fn enable_cap(&self, c: &KvmEnableCap) -> Result<isize> {
         if c.flags != 0 {
             return Err(EINVAL);
+        }
+        if c.cap as usize == cap::DISABLE_QUIRKS2 {
+            if c.args[0] & !SUPPORTED_QUIRKS != 0 {
+                return Err(EINVAL);
+            }
+            self.state.lock().disabled_quirks |= c.args[0];
+            return Ok(0);
         }
         if c.cap as usize == cap::MAX_VCPU_ID {
             let n = u32::try_from(c.args[0]).map_err(|_| EINVAL)?;
@@ -381,11 +391,18 @@ impl From<KvmUserspaceMemoryRegion> for Request {
 }
 
 /// `KVM_CHECK_EXTENSION`, on the system fd and the VM fd alike: what works, nothing else.
+/// The KVM quirks nvmx has, which a VMM may disable: only KVM_X86_QUIRK_STUFF_FEATURE_MSRS
+/// (a new vCPU's IA32_VMX_* MSRs are the full nested offer; disabled, they start as zeros
+/// for the VMM to set).
+pub(crate) const SUPPORTED_QUIRKS: u64 = crate::nested::QUIRK_STUFF_FEATURE_MSRS;
+
 pub(crate) fn check_extension(capability: usize) -> isize {
     match capability {
         cap::USER_MEMORY | cap::USER_MEMORY2 | cap::IMMEDIATE_EXIT | cap::EXT_CPUID | cap::MP_STATE
         | cap::GET_TSC_KHZ | cap::ENABLE_CAP_VM | cap::SPLIT_IRQCHIP => 1,
         cap::NR_MEMSLOTS => memslot::USER_MEM_SLOTS as isize,
+        cap::DISABLE_QUIRKS2 => SUPPORTED_QUIRKS as isize,
+        cap::GET_MSR_FEATURES => crate::nested::available() as isize,
         // KVM_CAP_NR_VCPUS is the recommended maximum; nvmx has no other number to offer.
         cap::NR_VCPUS | cap::MAX_VCPUS | cap::MAX_VCPU_ID => MAX_VCPUS as isize,
         _ => 0,

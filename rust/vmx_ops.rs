@@ -221,6 +221,24 @@ pub(crate) unsafe fn wrmsr(index: u32, value: u64) {
 }
 
 /// Reads DR7.
+pub(crate) fn read_cr2() -> u64 {
+    let v: u64;
+    // SAFETY: reading CR2 at CPL 0 has no side effects.
+    unsafe { asm!("mov {}, cr2", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// Load CR2 with a guest's value.
+///
+/// # Safety
+///
+/// IRQs off until the guest has run (a host page fault would overwrite it, which is
+/// harmless to the host but loses the guest's value).
+pub(crate) unsafe fn write_cr2(v: u64) {
+    // SAFETY: CR2 only reports faulting addresses; writing it changes no translation.
+    unsafe { asm!("mov cr2, {}", in(reg) v, options(nomem, nostack, preserves_flags)) };
+}
+
 pub(crate) fn read_dr7() -> u64 {
     let v: u64;
     // SAFETY: reading DR7 at CPL 0 has no side effects.

@@ -21,7 +21,9 @@ mkdir -p "$out" "$obj"
 targets=()
 for t in $list; do targets+=("$obj/$t"); done
 [ ${#targets[@]} -gt 0 ] || exit 0
-make -s -C "$kdir/tools/testing/selftests/kvm" OUTPUT="$obj" EXTRA_CFLAGS=-static \
+# selftests/upstream-lib adds nvmx's own tests written with the same library (x86/nvmx_*).
+make -s -C "$kdir/tools/testing/selftests/kvm" -f "$NVMX_ROOT/selftests/upstream-lib/Makefile" \
+    OUTPUT="$obj" EXTRA_CFLAGS=-static \
     -j"$(nproc)" "${targets[@]}" >&2
 cp "${targets[@]}" "$out/"
 strip "$out"/*

@@ -13,6 +13,13 @@
 
 #include "kselftest_harness.h"
 
+#ifndef KVM_X86_QUIRK_STUFF_FEATURE_MSRS
+#define KVM_X86_QUIRK_STUFF_FEATURE_MSRS (1 << 8)
+#endif
+#ifndef KVM_CAP_DISABLE_QUIRKS2
+#define KVM_CAP_DISABLE_QUIRKS2 213
+#endif
+
 #define MISC_MAJOR 10
 
 FIXTURE(dev) {
@@ -63,7 +70,7 @@ TEST_F(dev, unimplemented_capabilities_are_zero)
 	/* Not implemented yet; claiming any of these would be a lie. */
 	static const long caps[] = { KVM_CAP_NESTED_STATE, KVM_CAP_TSC_CONTROL, KVM_CAP_IRQCHIP,
 				     KVM_CAP_READONLY_MEM, KVM_CAP_XSAVE, KVM_CAP_XCRS,
-				     KVM_CAP_SIGNAL_MSI, KVM_CAP_GET_MSR_FEATURES };
+				     KVM_CAP_SIGNAL_MSI };
 
 	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
 		EXPECT_EQ(0, ioctl(self->fd, KVM_CHECK_EXTENSION, caps[i]))
@@ -75,12 +82,16 @@ TEST_F(dev, implemented_capabilities_are_one)
 {
 	static const long caps[] = { KVM_CAP_USER_MEMORY, KVM_CAP_IMMEDIATE_EXIT, KVM_CAP_EXT_CPUID,
 				     KVM_CAP_MP_STATE, KVM_CAP_GET_TSC_KHZ, KVM_CAP_SPLIT_IRQCHIP,
-				     KVM_CAP_ENABLE_CAP_VM, KVM_CAP_USER_MEMORY2 };
+				     KVM_CAP_ENABLE_CAP_VM, KVM_CAP_USER_MEMORY2,
+				     KVM_CAP_GET_MSR_FEATURES };
 
 	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
 		EXPECT_EQ(1, ioctl(self->fd, KVM_CHECK_EXTENSION, caps[i]))
 			TH_LOG("capability %ld", caps[i]);
 	}
+	/* The one quirk nvmx has, and that a VMM may disable. */
+	EXPECT_EQ(KVM_X86_QUIRK_STUFF_FEATURE_MSRS,
+		  ioctl(self->fd, KVM_CHECK_EXTENSION, KVM_CAP_DISABLE_QUIRKS2));
 }
 
 TEST_F(dev, system_attributes_are_enxio)

@@ -28,8 +28,11 @@ struct guest {
 	struct kvm_run *run;
 };
 
-/* Give `vcpu` the CPUID /dev/nvmx supports, as every KVM client does before running. */
-static int set_supported_cpuid(int sys, int vcpu)
+/*
+ * Give `vcpu` the CPUID /dev/nvmx supports, as every KVM client does before running; VMX
+ * (nested virtualization) only if `vmx`: a VMM asks for it by leaving CPUID.1:ECX.VMX set.
+ */
+static int set_supported_cpuid(int sys, int vcpu, int vmx)
 {
 	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + 256 * sizeof(c->entries[0]));
 	int r;
@@ -38,6 +41,9 @@ static int set_supported_cpuid(int sys, int vcpu)
 		return -1;
 	c->nent = 256;
 	r = ioctl(sys, KVM_GET_SUPPORTED_CPUID, c);
+	for (__u32 i = 0; !r && i < c->nent; i++)
+		if (c->entries[i].function == 1 && !vmx)
+			c->entries[i].ecx &= ~(1U << 5);
 	if (!r)
 		r = ioctl(vcpu, KVM_SET_CPUID2, c);
 	free(c);
@@ -64,7 +70,7 @@ static int guest_create(struct guest *g, const unsigned char *code, size_t len)
 	if (ioctl(g->vm, KVM_SET_USER_MEMORY_REGION2, &r))
 		return -1;
 	g->vcpu = ioctl(g->vm, KVM_CREATE_VCPU, 0);
-	if (g->vcpu < 0 || set_supported_cpuid(g->sys, g->vcpu))
+	if (g->vcpu < 0 || set_supported_cpuid(g->sys, g->vcpu, 0))
 		return -1;
 	g->run = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, g->vcpu, 0);
 	if (g->run == MAP_FAILED)
@@ -161,6 +167,28 @@ TEST(cpuid_hides_vmx_and_shows_a_hypervisor)
 	EXPECT_NE(0, ecx & (1U << 31)) TH_LOG("hypervisor bit");
 	ASSERT_EQ(0, ioctl(g.vcpu, KVM_RUN, 0));
 	ASSERT_EXIT(&g, KVM_EXIT_HLT);
+	guest_destroy(&g);
+}
+
+TEST(cpuid_shows_vmx_when_the_vmm_asks)
+{
+	/* mov eax,1; cpuid; mov eax,ecx; mov dx,0x1000; out dx,eax; hlt */
+	static const unsigned char code[] = { 0x66, 0xb8, 0x01, 0x00, 0x00, 0x00, 0x0f, 0xa2,
+					      0x66, 0x89, 0xc8, 0xba, 0x00, 0x10, 0x66, 0xef,
+					      0xf4 };
+	struct guest g;
+	__u32 ecx;
+
+	ASSERT_EQ(0, guest_create(&g, code, sizeof(code)));
+	ASSERT_EQ(0, set_supported_cpuid(g.sys, g.vcpu, 1)) TH_LOG("nested=1 offers VMX");
+	ASSERT_EQ(0, ioctl(g.vcpu, KVM_RUN, 0));
+	ASSERT_EXIT(&g, KVM_EXIT_IO);
+	ecx = *(__u32 *)((char *)g.run + g.run->io.data_offset);
+	EXPECT_NE(0, ecx & (1U << 5)) TH_LOG("VMX is offered to this guest");
+	/* Nested cannot be switched off (or on) once the VM has run. */
+	EXPECT_EQ(-1, set_supported_cpuid(g.sys, g.vcpu, 0));
+	EXPECT_EQ(EBUSY, errno);
+	EXPECT_EQ(0, set_supported_cpuid(g.sys, g.vcpu, 1)) TH_LOG("the same table is fine");
 	guest_destroy(&g);
 }
 

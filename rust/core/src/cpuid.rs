@@ -56,6 +56,16 @@ impl CpuidTable {
         }
     }
 
+    /// Offer VMX (CPUID.1:ECX[5]) for nested virtualization: the host has it and nvmx
+    /// emulates it for guests whose VMM turns it on (rust/nested.rs).
+    pub fn offer_vmx(&mut self) {
+        for e in self.entries[..self.len].iter_mut() {
+            if e.function == 1 {
+                e.ecx |= 1 << 5;
+            }
+        }
+    }
+
     /// What CPUID(`function`, `index`) returns from this table: the matching entry (the
     /// subleaf counts only for entries flagged as indexed), zeros when there is none.
     pub fn lookup(&self, function: u32, index: u32) -> [u32; 4] {

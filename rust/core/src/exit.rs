@@ -32,6 +32,20 @@ pub mod reason {
     pub const VMCALL: u16 = 18;
     /// VMCLEAR .. VMXON (19..=27) are the VMX instructions.
     pub const VMCLEAR: u16 = 19;
+    /// VMLAUNCH.
+    pub const VMLAUNCH: u16 = 20;
+    /// VMPTRLD.
+    pub const VMPTRLD: u16 = 21;
+    /// VMPTRST.
+    pub const VMPTRST: u16 = 22;
+    /// VMREAD.
+    pub const VMREAD: u16 = 23;
+    /// VMRESUME.
+    pub const VMRESUME: u16 = 24;
+    /// VMWRITE.
+    pub const VMWRITE: u16 = 25;
+    /// VMXOFF.
+    pub const VMXOFF: u16 = 26;
     /// VMXON.
     pub const VMXON: u16 = 27;
     /// Control-register access.

@@ -120,6 +120,26 @@ fn offer_ctl(host: ControlMsr, offered: u32, default1: u32, true_msr: bool) -> C
 }
 
 impl L1VmxCaps {
+    /// All zeros: what a vCPU's VMX MSRs hold when the VMM disabled
+    /// KVM_X86_QUIRK_STUFF_FEATURE_MSRS and has not restored them yet (KVM does the same).
+    pub const fn none() -> Self {
+        let z = ControlMsr { must_be_one: 0, may_be_one: 0 };
+        L1VmxCaps {
+            basic: 0,
+            pin: z,
+            primary: z,
+            secondary: z,
+            exit: z,
+            entry: z,
+            misc: 0,
+            cr0: FixedBits { fixed0: 0, fixed1: 0 },
+            cr4: FixedBits { fixed0: 0, fixed1: 0 },
+            vmcs_enum: 0,
+            ept_vpid: 0,
+            vmfunc: 0,
+        }
+    }
+
     /// The offer for L1 on this host.
     pub fn offer(host: &HostCaps, vmcs_max_index: u32) -> Self {
         L1VmxCaps {

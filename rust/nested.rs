@@ -1,0 +1,939 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Nested VMX for one vCPU (issue 5): L1's VMX operation, its current VMCS12 (cached here while
+//! current, rust/core/src/vmcs12.rs), the emulated VMX instructions, and the two transitions —
+//! VM entry into L2 (VMCS12 guest state becomes the vCPU's state and runs on VMCS02) and VM
+//! exit to L1 (L2's state and the exit information go into VMCS12, L1 continues with VMCS12's
+//! host state).
+//!
+//! The decisions are the core's (vmx_insn: instruction semantics; nested_entry: SDM 27.2/27.3
+//! checks; nested_exit: which L2 exits L1 asked for); this file fetches operands and carries
+//! out the effects. Reference reading: KVM's arch/x86/kvm/vmx/nested.c.
+//!
+//! Not offered yet (so never reachable by a correct L1): nested EPT, unrestricted guest, the
+//! VMX-preemption timer, HLT activity state, VMCS shadowing, MSR-load/store lists (non-zero
+//! counts exit to userspace with KVM_EXIT_INTERNAL_ERROR instead of being ignored).
+
+use kernel::prelude::*;
+
+use crate::run::{self, r, w};
+use crate::uapi::{KvmRegs, KvmSregs};
+use crate::vcpu::VcpuState;
+use crate::vmx_core::controls::{cr0, entry, exit as exit_ctl, pin, primary, secondary};
+use crate::vmx_core::exit::reason;
+use crate::vmx_core::field_table as f;
+use crate::vmx_core::msr;
+use crate::vmx_core::nested_caps::L1VmxCaps;
+use crate::vmx_core::nested_entry::{self, EntryEnv, EntryFailure};
+use crate::vmx_core::nested_exit::{self, L2Exit};
+use crate::vmx_core::vmcs12::{Vmcs12, REGION_BYTES};
+use crate::vmx_core::vmx_insn::{
+    rflags_after, InsnInfo, L1Cpu, L1Vmx, LaunchState, Offered, Operand, Outcome, Place, VmError,
+};
+
+/// IA32_FEATURE_CONTROL (SDM vol. 4 table 2-2) and its bits.
+pub(crate) const MSR_FEATURE_CONTROL: u32 = 0x3a;
+const FEAT_LOCKED: u64 = 1 << 0;
+const FEAT_VMX_INSIDE_SMX: u64 = 1 << 1;
+const FEAT_VMX_OUTSIDE_SMX: u64 = 1 << 2;
+/// The bits a VMM may set (KVM's KVM_SUPPORTED_FEATURE_CONTROL: lock, VMX inside/outside
+/// SMX, SGX launch control, SGX, LMCE).
+const FEAT_SUPPORTED: u64 = FEAT_LOCKED | FEAT_VMX_INSIDE_SMX | FEAT_VMX_OUTSIDE_SMX | (1 << 17) | (1 << 18) | (1 << 20);
+/// KVM_X86_QUIRK_STUFF_FEATURE_MSRS: the VMX capability MSRs start as the full offer.
+pub(crate) const QUIRK_STUFF_FEATURE_MSRS: u64 = 1 << 8;
+
+const EFER_LME: u64 = 1 << 8;
+const EFER_LMA: u64 = 1 << 10;
+const INTR_INFO_VALID: u64 = 1 << 31;
+
+/// An emulated VM entry that passed the checks, or an exit L1 gets: what the IRQs-off region
+/// does between read-back of the current VMCS and loading the other one.
+#[derive(Clone, Copy)]
+pub(crate) enum Switch {
+    /// VMLAUNCH (`launch`) / VMRESUME into L2; `insn_len` is the instruction's length (L1
+    /// resumes after it if the CPU then refuses VMCS02 with VMfail).
+    Enter { launch: bool, insn_len: u64 },
+    /// An L2 exit for L1, with the exit-information fields as the CPU wrote them.
+    Exit(ExitInfo),
+    /// The CPU refused VMCS02 with VMfailValid(n): L1 gets the same VMfail.
+    EntryVmFail(u64),
+}
+
+/// The VM-exit information fields of an exit L1 gets (SDM 25.9).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct ExitInfo {
+    pub(crate) reason: u64,
+    pub(crate) qualification: u64,
+    pub(crate) intr_info: u64,
+    pub(crate) intr_error: u64,
+    pub(crate) idt_info: u64,
+    pub(crate) idt_error: u64,
+    pub(crate) insn_len: u64,
+    pub(crate) insn_info: u64,
+    pub(crate) linear: u64,
+}
+
+impl ExitInfo {
+    /// The exit-information fields of the exit that just happened on VMCS02.
+    pub(crate) fn from_vmcs() -> Self {
+        ExitInfo {
+            reason: r(f::VM_EXIT_REASON),
+            qualification: r(f::EXIT_QUALIFICATION),
+            intr_info: r(f::VM_EXIT_INTR_INFO),
+            intr_error: r(f::VM_EXIT_INTR_ERROR_CODE),
+            idt_info: r(f::IDT_VECTORING_INFO_FIELD),
+            idt_error: r(f::IDT_VECTORING_ERROR_CODE),
+            insn_len: r(f::VM_EXIT_INSTRUCTION_LEN),
+            insn_info: r(f::VMX_INSTRUCTION_INFO),
+            linear: r(f::GUEST_LINEAR_ADDRESS),
+        }
+    }
+}
+
+/// L1's state at an emulated VM entry, kept until the CPU has accepted VMCS02 (a VMfail
+/// from the CPU sends L1 back to it).
+#[derive(Clone, Copy)]
+pub(crate) struct L1AtEntry {
+    launch: bool,
+    regs: KvmRegs,
+    sregs: KvmSregs,
+    pat: u64,
+    sysenter: [u64; 3],
+    interruptibility: u64,
+}
+
+/// The nested-VMX state of a vCPU.
+pub(crate) struct Nested {
+    /// VMXON pointer and current-VMCS pointer.
+    pub(crate) l1: L1Vmx,
+    /// L1's IA32_VMX_* MSRs (KVM_SET_MSRS may take capabilities away before the first run).
+    pub(crate) caps: L1VmxCaps,
+    /// IA32_FEATURE_CONTROL as L1 sees it.
+    pub(crate) feature_control: u64,
+    /// The current VMCS12 while L1 has one (written back to L1's memory on VMCLEAR, VMPTRLD
+    /// of another and VMXOFF).
+    pub(crate) vmcs12: Option<KBox<Vmcs12>>,
+    /// L2 is the vCPU's current state (VMCS02 runs).
+    pub(crate) guest_mode: bool,
+    /// The transition the region carries out next.
+    pub(crate) switch: Option<Switch>,
+    /// Until VMCS02's first entry succeeds.
+    pub(crate) l1_at_entry: Option<L1AtEntry>,
+    /// The last emulated VM entry that failed, for the VMM (issue 6).
+    pub(crate) last_failure: Option<EntryFailure>,
+}
+
+impl Nested {
+    pub(crate) fn new(stuff_msrs: bool) -> Self {
+        let caps = match crate::HOST.as_ref() {
+            Some(h) if stuff_msrs => h.l1_caps,
+            _ => L1VmxCaps::none(),
+        };
+        Nested {
+            l1: L1Vmx::default(),
+            caps,
+            feature_control: 0,
+            vmcs12: None,
+            guest_mode: false,
+            switch: None,
+            l1_at_entry: None,
+            last_failure: None,
+        }
+    }
+
+    /// What the VMX instructions check against.
+    fn offered(&self, maxphyaddr: u8) -> Offered {
+        let ev = self.caps.ept_vpid;
+        Offered {
+            revision: self.caps.basic as u32 & 0x7fff_ffff,
+            maxphyaddr,
+            cr0_fixed0: self.caps.cr0.fixed0,
+            cr0_fixed1: self.caps.cr0.fixed1,
+            cr4_fixed0: self.caps.cr4.fixed0,
+            cr4_fixed1: self.caps.cr4.fixed1,
+            feature_control: self.feature_control,
+            vmwrite_any_field: self.caps.misc & (1 << 29) != 0,
+            invept_types: if ev & (1 << 20) != 0 { ((ev >> 24) & 6) as u8 } else { 0 },
+            invvpid_types: if ev & (1 << 32) != 0 { ((ev >> 40) & 0xf) as u8 } else { 0 },
+        }
+    }
+}
+
+/// Whether the module offers nested VMX at all (`nested` parameter and a host that can).
+pub(crate) fn available() -> bool {
+    crate::HOST.as_ref().is_some_and(|h| h.nested)
+}
+
+/// Whether `index` is one of nvmx's nested MSRs (IA32_FEATURE_CONTROL, IA32_VMX_*).
+pub(crate) fn is_nested_msr(index: u32) -> bool {
+    available() && (index == MSR_FEATURE_CONTROL || (msr::IA32_VMX_BASIC..=msr::IA32_VMX_VMFUNC).contains(&index))
+}
+
+/// RDMSR / KVM_GET_MSRS of a nested MSR. The VMX capability MSRs exist only for a vCPU whose
+/// CPUID has VMX (KVM's vmx_get_msr); IA32_FEATURE_CONTROL always.
+pub(crate) fn get_msr(st: &VcpuState, index: u32) -> Option<u64> {
+    if index == MSR_FEATURE_CONTROL {
+        return Some(st.nested.feature_control);
+    }
+    if !st.features.vmx {
+        return None;
+    }
+    st.nested.caps.read(index)
+}
+
+/// WRMSR / KVM_SET_MSRS of a nested MSR (`host`: from KVM_SET_MSRS). Err: #GP / entry refused.
+pub(crate) fn set_msr(st: &mut VcpuState, index: u32, v: u64, host: bool) -> core::result::Result<(), ()> {
+    if index == MSR_FEATURE_CONTROL {
+        // KVM's vmx_feature_control_msr_valid: the guest may write only while unlocked and
+        // only the bits its CPUID backs; the VMM any supported bit.
+        let valid = if host {
+            FEAT_SUPPORTED
+        } else {
+            if st.nested.feature_control & FEAT_LOCKED != 0 {
+                return Err(());
+            }
+            FEAT_LOCKED | if st.features.vmx { FEAT_VMX_OUTSIDE_SMX } else { 0 }
+        };
+        if v & !valid != 0 {
+            return Err(());
+        }
+        st.nested.feature_control = v;
+        return Ok(());
+    }
+    // The capability MSRs are read-only for the guest; the VMM may restrict them while L1 is
+    // not in VMX operation (KVM: -EBUSY after VMXON).
+    if !host || !st.features.vmx || st.nested.l1.vmxon.is_some() {
+        return Err(());
+    }
+    let offered = crate::HOST.as_ref().ok_or(())?.l1_caps;
+    st.nested.caps.restore(&offered, index, v)
+}
+
+/// KVM_SET_CPUID2 changed the vCPU's VMX bit (before the first run): firmware's part — a
+/// locked IA32_FEATURE_CONTROL enabling VMX outside SMX — is done for a vCPU offered VMX
+/// whose VMM has not set the MSR itself.
+pub(crate) fn cpuid_changed(st: &mut VcpuState) {
+    if st.features.vmx && available() && st.nested.feature_control == 0 {
+        st.nested.feature_control = FEAT_LOCKED | FEAT_VMX_OUTSIDE_SMX;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Guest memory.
+
+/// The kernel address of L1 guest-physical page `gpa` (page-aligned), if a slot maps it.
+fn l1_page(eptp: u64, gpa: u64) -> Option<*mut u8> {
+    crate::ept::translate(eptp, gpa & !0xfff).map(crate::shim::phys_to_virt)
+}
+
+fn read_phys_u32(eptp: u64, gpa: u64) -> Option<u32> {
+    if gpa & 3 != 0 {
+        return None;
+    }
+    let p = l1_page(eptp, gpa)?;
+    // SAFETY: a pinned guest page the live EPT maps; aligned 4-byte read inside it.
+    Some(unsafe { (p.add((gpa & 0xfff) as usize) as *const u32).read_volatile() })
+}
+
+pub(crate) fn read_phys_byte(eptp: u64, gpa: u64) -> Option<u8> {
+    let p = l1_page(eptp, gpa)?;
+    // SAFETY: as above, one byte inside the page.
+    Some(unsafe { p.add((gpa & 0xfff) as usize).read_volatile() })
+}
+
+/// Load a VMCS12 from L1's region at `gpa` (4 KiB aligned: VMPTRLD checked it).
+fn load_vmcs12(eptp: u64, gpa: u64) -> Option<KBox<Vmcs12>> {
+    let p = l1_page(eptp, gpa)?;
+    // SAFETY: a whole pinned guest page; L1 may write it concurrently (its own doing: the SDM
+    // forbids touching a current VMCS), which tears only its own values.
+    let region = unsafe { core::slice::from_raw_parts(p as *const u8, REGION_BYTES) };
+    KBox::new(Vmcs12::from_region(region), GFP_ATOMIC).ok()
+}
+
+fn store_vmcs12(eptp: u64, gpa: u64, v: &Vmcs12) {
+    if let Some(p) = l1_page(eptp, gpa) {
+        crate::ept::log_write(eptp, gpa & !0xfff);
+        // SAFETY: as in load_vmcs12, writing.
+        let region = unsafe { core::slice::from_raw_parts_mut(p, REGION_BYTES) };
+        v.to_region(region);
+    }
+}
+
+/// Write the cached VMCS12 back to L1's memory and forget it.
+fn flush_current(st: &mut VcpuState, eptp: u64) {
+    if let (Some(addr), Some(v)) = (st.nested.l1.current, st.nested.vmcs12.take()) {
+        store_vmcs12(eptp, addr, &v);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// VMX instructions executed by L1 (inside the IRQs-off region, VMCS01 current).
+
+/// L1's processor state as the permission checks read it.
+fn l1_cpu() -> L1Cpu {
+    let cs_ar = r(f::GUEST_CS_AR_BYTES);
+    L1Cpu {
+        cr0: run::guest_cr0(),
+        cr4: run::guest_cr4(),
+        v8086: r(f::GUEST_RFLAGS) & (1 << 17) != 0,
+        lma: r(f::GUEST_IA32_EFER) & EFER_LMA != 0,
+        cs_l: cs_ar & (1 << 13) != 0,
+        cpl: ((r(f::GUEST_SS_AR_BYTES) >> 5) & 3) as u8,
+    }
+}
+
+/// Carry out an outcome that ends the instruction.
+fn finish(st: &mut VcpuState, o: Outcome) {
+    match o {
+        Outcome::Ud => run::inject(run::UD_VECTOR, None),
+        Outcome::Gp => run::inject(run::GP_VECTOR, Some(0)),
+        _ => {
+            if let Outcome::FailValid(e) = o {
+                if let Some(v) = st.nested.vmcs12.as_mut() {
+                    v.set(f::VM_INSTRUCTION_ERROR, e as u64);
+                }
+            }
+            let _ = w(f::GUEST_RFLAGS, rflags_after(r(f::GUEST_RFLAGS), o));
+            run::skip_instruction();
+        }
+    }
+}
+
+/// An operand's linear address (or register), from the instruction information.
+fn operand(g: &[u64; 16], info: InsnInfo, q: u64) -> Place {
+    let bits64 = r(f::GUEST_IA32_EFER) & EFER_LMA != 0 && r(f::GUEST_CS_AR_BYTES) & (1 << 13) != 0;
+    let seg_base = match info.segment() {
+        4 => r(f::GUEST_FS_BASE),
+        5 => r(f::GUEST_GS_BASE),
+        _ if bits64 => 0,
+        0 => r(f::GUEST_ES_BASE),
+        1 => r(f::GUEST_CS_BASE),
+        2 => r(f::GUEST_SS_BASE),
+        _ => r(f::GUEST_DS_BASE),
+    };
+    // The displacement is sign-extended to the address size in the qualification.
+    info.operand(q, |n| run::read_reg(g, n), seg_base, bits64)
+}
+
+/// Read `buf.len()` bytes at linear `la` of L1; on a translation failure L1 gets #PF.
+fn read_linear(eptp: u64, la: u64, buf: &mut [u8]) -> bool {
+    let ok = run::copy_guest(&run::paging_regs(), eptp, la, buf, false);
+    if !ok {
+        run::inject_page_fault(la, false);
+    }
+    ok
+}
+
+fn write_linear(eptp: u64, la: u64, buf: &mut [u8]) -> bool {
+    let ok = run::copy_guest(&run::paging_regs(), eptp, la, buf, true);
+    if !ok {
+        run::inject_page_fault(la, true);
+    }
+    ok
+}
+
+/// A 64-bit memory operand (VMXON, VMCLEAR, VMPTRLD). None: #UD or #PF already injected.
+fn mem_u64(g: &[u64; 16], eptp: u64, info: InsnInfo, q: u64) -> Option<u64> {
+    match operand(g, info, q) {
+        Place::Reg(_) => {
+            run::inject(run::UD_VECTOR, None);
+            None
+        }
+        Place::Mem(la) => {
+            let mut b = [0u8; 8];
+            read_linear(eptp, la, &mut b).then(|| u64::from_le_bytes(b))
+        }
+    }
+}
+
+/// What an L1 VMX-instruction exit leads to.
+pub(crate) enum Handled {
+    /// Done; L1 resumes.
+    Resume,
+    /// A VM entry passed its checks: the region switches to VMCS02 (`st.nested.switch`).
+    Switch,
+    /// Userspace must look (KVM_EXIT_INTERNAL_ERROR with this data).
+    Unsupported(u64),
+}
+
+/// Emulate the VMX instruction L1 executed (exit reason `basic`).
+pub(crate) fn vmx_instruction(st: &mut VcpuState, g: &mut [u64; 16], eptp: u64, basic: u16, q: u64) -> Handled {
+    let cpu = l1_cpu();
+    let offered = st.nested.offered(st.features.maxphyaddr);
+    let info = InsnInfo(r(f::VMX_INSTRUCTION_INFO) as u32);
+    let outcome = match basic {
+        reason::VMCALL => {
+            // In VMX root operation VMCALL fails (SDM 32.3 "VMCALL", error 1); outside VMX
+            // operation there is no hypercall interface: #UD.
+            if st.nested.l1.vmxon.is_some() {
+                if let Some(o) = st.nested.l1.permission(&cpu) {
+                    o
+                } else if st.nested.l1.current.is_some() {
+                    Outcome::FailValid(VmError::VmcallInRoot)
+                } else {
+                    Outcome::FailInvalid
+                }
+            } else {
+                Outcome::Ud
+            }
+        }
+        reason::VMXON => {
+            // #UD checks come before the operand is read (SDM order).
+            if st.nested.l1.vmxon.is_none() && (cpu.cr4 & (1 << 13) == 0 || cpu.cr0 & 1 == 0) {
+                Outcome::Ud
+            } else {
+                let Some(addr) = mem_u64(g, eptp, info, q) else { return Handled::Resume };
+                st.nested.l1.vmxon(&cpu, &offered, Operand::Memory(addr), |a| read_phys_u32(eptp, a).unwrap_or(0))
+            }
+        }
+        reason::VMXOFF => {
+            let o = st.nested.l1.permission(&cpu).unwrap_or(Outcome::Succeed);
+            if o == Outcome::Succeed {
+                flush_current(st, eptp);
+            }
+            st.nested.l1.vmxoff(&cpu)
+        }
+        reason::VMCLEAR => {
+            if let Some(o) = st.nested.l1.permission(&cpu) {
+                o
+            } else {
+                let Some(addr) = mem_u64(g, eptp, info, q) else { return Handled::Resume };
+                let was_current = st.nested.l1.current == Some(addr);
+                let o = st.nested.l1.vmclear(&cpu, &offered, Operand::Memory(addr));
+                if o == Outcome::Succeed {
+                    if was_current {
+                        if let Some(mut v) = st.nested.vmcs12.take() {
+                            v.launched = false;
+                            store_vmcs12(eptp, addr, &v);
+                        }
+                    } else if let Some(p) = l1_page(eptp, addr) {
+                        // The launch state lives in the region (offset 8).
+                        crate::ept::log_write(eptp, addr);
+                        // SAFETY: a pinned guest page; 4 aligned bytes inside it.
+                        unsafe { (p.add(8) as *mut u32).write_volatile(0) };
+                    }
+                }
+                o
+            }
+        }
+        reason::VMPTRLD => {
+            if let Some(o) = st.nested.l1.permission(&cpu) {
+                o
+            } else {
+                let Some(addr) = mem_u64(g, eptp, info, q) else { return Handled::Resume };
+                let old = st.nested.l1.current;
+                let o = st.nested.l1.vmptrld(&cpu, &offered, Operand::Memory(addr), |a| read_phys_u32(eptp, a).unwrap_or(0));
+                if o == Outcome::Succeed && old != Some(addr) {
+                    // Back to the old one's region; the new one is loaded from its own.
+                    if let (Some(a), Some(v)) = (old, st.nested.vmcs12.take()) {
+                        store_vmcs12(eptp, a, &v);
+                    }
+                    match load_vmcs12(eptp, addr) {
+                        Some(v) => st.nested.vmcs12 = Some(v),
+                        None => {
+                            st.nested.l1.current = None;
+                            return Handled::Unsupported(addr);
+                        }
+                    }
+                }
+                o
+            }
+        }
+        reason::VMPTRST => match st.nested.l1.vmptrst(&cpu, Operand::Memory(0)) {
+            Err(o) => o,
+            Ok(ptr) => match operand(g, info, q) {
+                Place::Reg(_) => Outcome::Ud,
+                Place::Mem(la) => {
+                    if !write_linear(eptp, la, &mut ptr.to_le_bytes()) {
+                        return Handled::Resume;
+                    }
+                    Outcome::Succeed
+                }
+            },
+        },
+        reason::VMREAD => {
+            let encoding = run::read_reg(g, info.reg2());
+            let has = |fl| st.nested.vmcs12.as_ref().is_some_and(|v| v.read(fl).is_some());
+            match st.nested.l1.vmread(&cpu, encoding, has) {
+                Err(o) => o,
+                Ok(field) => {
+                    let value = st.nested.vmcs12.as_ref().and_then(|v| v.read(field)).unwrap_or(0);
+                    match operand(g, info, q) {
+                        Place::Reg(n) => {
+                            let v = if cpu.lma && cpu.cs_l { value } else { value & 0xffff_ffff };
+                            run::write_reg(g, n, v);
+                        }
+                        Place::Mem(la) => {
+                            let bytes = value.to_le_bytes();
+                            let n = if cpu.lma && cpu.cs_l { 8 } else { 4 };
+                            let mut b = [0u8; 8];
+                            b[..n].copy_from_slice(&bytes[..n]);
+                            if !write_linear(eptp, la, &mut b[..n]) {
+                                return Handled::Resume;
+                            }
+                        }
+                    }
+                    Outcome::Succeed
+                }
+            }
+        }
+        reason::VMWRITE => {
+            let encoding = run::read_reg(g, info.reg2());
+            let has = |fl| st.nested.vmcs12.as_ref().is_some_and(|v| v.read(fl).is_some());
+            match st.nested.l1.vmwrite(&cpu, &offered, encoding, has) {
+                Err(o) => o,
+                Ok(field) => {
+                    let value = match operand(g, info, q) {
+                        Place::Reg(n) => run::read_reg(g, n),
+                        Place::Mem(la) => {
+                            let n = if cpu.lma && cpu.cs_l { 8 } else { 4 };
+                            let mut b = [0u8; 8];
+                            if !read_linear(eptp, la, &mut b[..n]) {
+                                return Handled::Resume;
+                            }
+                            u64::from_le_bytes(b)
+                        }
+                    };
+                    if let Some(v) = st.nested.vmcs12.as_mut() {
+                        let _ = v.write(field, value);
+                    }
+                    Outcome::Succeed
+                }
+            }
+        }
+        reason::VMLAUNCH | reason::VMRESUME => {
+            let launch = basic == reason::VMLAUNCH;
+            let state = match st.nested.vmcs12.as_ref() {
+                Some(v) if v.launched => LaunchState::Launched,
+                _ => LaunchState::Clear,
+            };
+            let mov_ss = r(f::GUEST_INTERRUPTIBILITY_INFO) & 2 != 0;
+            match st.nested.l1.vmlaunch_vmresume(&cpu, launch, state, mov_ss) {
+                Some(o) => o,
+                None => return vm_entry(st, eptp, launch),
+            }
+        }
+        reason::INVEPT => st.nested.l1.invept(&cpu, &offered, run::read_reg(g, info.reg2())),
+        reason::INVVPID => {
+            let kind = run::read_reg(g, info.reg2());
+            // Permission and type come first; then the 128-bit descriptor.
+            match st.nested.l1.invvpid(&cpu, &offered, kind, 1, 0) {
+                Outcome::Succeed => match operand(g, info, q) {
+                    Place::Reg(_) => Outcome::Ud,
+                    Place::Mem(la) => {
+                        let mut d = [0u8; 16];
+                        if !read_linear(eptp, la, &mut d) {
+                            return Handled::Resume;
+                        }
+                        let vpid = u16::from_le_bytes([d[0], d[1]]);
+                        let linear = u64::from_le_bytes([d[8], d[9], d[10], d[11], d[12], d[13], d[14], d[15]]);
+                        // L2 runs without a VPID of its own on VMCS02 (every entry and exit
+                        // flushes its translations), so a valid INVVPID has nothing left to do.
+                        st.nested.l1.invvpid(&cpu, &offered, kind, vpid, linear)
+                    }
+                },
+                o => o,
+            }
+        }
+        // VMFUNC is not offered (IA32_VMX_VMFUNC = 0): #UD.
+        _ => Outcome::Ud,
+    };
+    finish(st, outcome);
+    Handled::Resume
+}
+
+/// VMLAUNCH/VMRESUME past the instruction checks: the SDM 27.2-27.3 checks, then either
+/// VMfailValid(7/8), an entry-failure exit to L1, or the switch to L2.
+fn vm_entry(st: &mut VcpuState, eptp: u64, launch: bool) -> Handled {
+    let Some(v) = st.nested.vmcs12.as_ref() else {
+        finish(st, Outcome::FailInvalid);
+        return Handled::Resume;
+    };
+    let env = EntryEnv { maxphyaddr: st.features.maxphyaddr, l1_lma: r(f::GUEST_IA32_EFER) & EFER_LMA != 0 };
+    let checked = nested_entry::check(v, &st.nested.caps, &env, |a| read_phys_u32(eptp, a));
+    // MSR-load/store lists are not emulated yet: say so rather than ignore them.
+    let lists = [f::VM_EXIT_MSR_STORE_COUNT, f::VM_EXIT_MSR_LOAD_COUNT, f::VM_ENTRY_MSR_LOAD_COUNT]
+        .iter()
+        .any(|&c| v.get(c) != 0);
+    match checked {
+        Err(EntryFailure::Controls(x)) => {
+            report_failure(st, EntryFailure::Controls(x));
+            finish(st, Outcome::FailValid(VmError::EntryInvalidControls));
+            Handled::Resume
+        }
+        Err(EntryFailure::HostState(x)) => {
+            report_failure(st, EntryFailure::HostState(x));
+            finish(st, Outcome::FailValid(VmError::EntryInvalidHostState));
+            Handled::Resume
+        }
+        _ if lists => Handled::Unsupported(reason::VMLAUNCH as u64),
+        Err(EntryFailure::GuestState(x, qual)) => {
+            report_failure(st, EntryFailure::GuestState(x, qual));
+            // SDM 27.8: a VM exit with bit 31 of the reason set; the host state is loaded.
+            st.nested.switch = Some(Switch::Exit(ExitInfo {
+                reason: (1 << 31) | reason::INVALID_GUEST_STATE as u64,
+                qualification: qual,
+                ..ExitInfo::default()
+            }));
+            st.nested.l1_at_entry = None;
+            Handled::Switch
+        }
+        Ok(()) => {
+            st.nested.switch = Some(Switch::Enter { launch, insn_len: r(f::VM_EXIT_INSTRUCTION_LEN) });
+            Handled::Switch
+        }
+    }
+}
+
+fn report_failure(st: &mut VcpuState, e: EntryFailure) {
+    let x = e.failed();
+    if !ratelimit_ok() {
+        st.nested.last_failure = Some(e);
+        return;
+    }
+    pr_info!(
+        "nested VM entry failed: SDM {}: field {:#x} = {:#x}, expected {}\n",
+        x.section,
+        x.field.encoding(),
+        x.value,
+        x.rule
+    );
+    st.nested.last_failure = Some(e);
+}
+
+/// At most one entry-failure message per second across the host (dmesg must not become a
+/// channel an L1 can flood).
+fn ratelimit_ok() -> bool {
+    use core::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let khz = crate::HOST.as_ref().map_or(1_000_000, |h| u64::from(h.tsc_khz.max(1)));
+    let now = crate::vmx_ops::rdtsc();
+    let last = LAST.load(Ordering::Relaxed);
+    (last == 0 || now.wrapping_sub(last) >= khz * 1000)
+        && LAST.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+}
+
+// ---------------------------------------------------------------------------------------
+// Transitions (between read-back of one VMCS and the loading of the other).
+
+/// Carry out `st.nested.switch` on the vCPU state. The state was just read back from the VMCS
+/// that ran.
+pub(crate) fn apply_switch(st: &mut VcpuState) {
+    let Some(s) = st.nested.switch.take() else { return };
+    match s {
+        Switch::Enter { launch, insn_len } => enter_l2(st, launch, insn_len),
+        Switch::Exit(info) => exit_to_l1(st, &info),
+        Switch::EntryVmFail(err) => {
+            // Back to L1 as it was at VMLAUNCH/VMRESUME, which fails with the CPU's number.
+            if let Some(l1) = st.nested.l1_at_entry.take() {
+                st.regs = KvmRegs { rip: l1.regs.rip, rsp: l1.regs.rsp, rflags: l1.regs.rflags, ..st.regs };
+                st.sregs = l1.sregs;
+                st.pat = l1.pat;
+                st.sysenter = l1.sysenter;
+                st.interruptibility = l1.interruptibility;
+            }
+            st.nested.guest_mode = false;
+            st.inject = None;
+            if let Some(v) = st.nested.vmcs12.as_mut() {
+                v.launched = false;
+                v.set(f::VM_INSTRUCTION_ERROR, err);
+            }
+            st.regs.rflags = rflags_after(st.regs.rflags, Outcome::FailValid(VmError::EntryInvalidControls));
+            st.flushed_for = None;
+        }
+    }
+}
+
+/// VM entry (SDM 27.3.2-27.3.4, 27.6): VMCS12's guest state becomes the vCPU's.
+fn enter_l2(st: &mut VcpuState, launch: bool, insn_len: u64) {
+    let Some(v) = st.nested.vmcs12.as_mut() else { return };
+    // L1 resumes after VMLAUNCH/VMRESUME if the CPU refuses VMCS02.
+    let mut l1_regs = st.regs;
+    l1_regs.rip = l1_regs.rip.wrapping_add(insn_len);
+    st.nested.l1_at_entry = Some(L1AtEntry {
+        launch,
+        regs: l1_regs,
+        sregs: st.sregs,
+        pat: st.pat,
+        sysenter: st.sysenter,
+        interruptibility: st.interruptibility,
+    });
+    let en = v.get(f::VM_ENTRY_CONTROLS) as u32;
+    let ia32e = en & entry::IA32E_MODE_GUEST != 0;
+    let s = &mut st.sregs;
+    for (seg, [sel, base, limit, ar]) in run::segment_fields(s) {
+        *seg = run::segment_from(v.get(sel), v.get(base), v.get(limit), v.get(ar));
+    }
+    s.gdt.base = v.get(f::GUEST_GDTR_BASE);
+    s.gdt.limit = v.get(f::GUEST_GDTR_LIMIT) as u16;
+    s.idt.base = v.get(f::GUEST_IDTR_BASE);
+    s.idt.limit = v.get(f::GUEST_IDTR_LIMIT) as u16;
+    s.cr0 = v.get(f::GUEST_CR0);
+    s.cr3 = v.get(f::GUEST_CR3);
+    s.cr4 = v.get(f::GUEST_CR4);
+    // SDM 27.3.2.1: without "load IA32_EFER", LMA (and LME with paging) follow the
+    // IA-32e mode guest control.
+    s.efer = if en & entry::LOAD_IA32_EFER != 0 {
+        v.get(f::GUEST_IA32_EFER)
+    } else {
+        let e = s.efer & !(EFER_LMA | EFER_LME);
+        if ia32e { e | EFER_LMA | if s.cr0 & cr0::PG != 0 { EFER_LME } else { 0 } } else { e }
+    };
+    if en & entry::LOAD_IA32_PAT != 0 {
+        st.pat = v.get(f::GUEST_IA32_PAT);
+    }
+    st.sysenter = [v.get(f::GUEST_SYSENTER_CS), v.get(f::GUEST_SYSENTER_ESP), v.get(f::GUEST_SYSENTER_EIP)];
+    st.regs.rip = v.get(f::GUEST_RIP);
+    st.regs.rsp = v.get(f::GUEST_RSP);
+    st.regs.rflags = v.get(f::GUEST_RFLAGS);
+    st.interruptibility = v.get(f::GUEST_INTERRUPTIBILITY_INFO);
+    let info = v.get(f::VM_ENTRY_INTR_INFO_FIELD);
+    st.inject = (info & INTR_INFO_VALID != 0).then(|| (info, v.get(f::VM_ENTRY_EXCEPTION_ERROR_CODE)));
+    st.inject_len = v.get(f::VM_ENTRY_INSTRUCTION_LEN);
+    if launch {
+        v.launched = true;
+    }
+    st.nested.guest_mode = true;
+    // L1 and L2 share the vCPU's VPID on VMCS01 only; L2's own translations never outlive an
+    // entry or exit (VMCS02 has no VPID). L1's CR3 changes without a MOV at the exit: flush.
+    st.flushed_for = None;
+}
+
+/// VM exit to L1 (SDM 28.2-28.5): L2's state and the exit information into VMCS12, then
+/// VMCS12's host state becomes the vCPU's. An entry failure (bit 31 of the reason) saves no
+/// guest state: either nvmx's checks failed (L2 never became the vCPU's state) or the CPU
+/// refused VMCS02 at its first entry; a VMLAUNCH then leaves the VMCS clear.
+fn exit_to_l1(st: &mut VcpuState, info: &ExitInfo) {
+    let entry_failed = info.reason & (1 << 31) != 0;
+    let at_entry = st.nested.l1_at_entry.take();
+    let Some(mut v) = st.nested.vmcs12.take() else { return };
+    if entry_failed {
+        if at_entry.is_some_and(|a| a.launch) {
+            v.launched = false;
+        }
+    } else {
+        save_l2(st, &mut v);
+    }
+    v.set(f::VM_EXIT_REASON, info.reason);
+    v.set(f::EXIT_QUALIFICATION, info.qualification);
+    if !entry_failed {
+        v.set(f::VM_EXIT_INTR_INFO, info.intr_info);
+        v.set(f::VM_EXIT_INTR_ERROR_CODE, info.intr_error);
+        v.set(f::IDT_VECTORING_INFO_FIELD, info.idt_info);
+        v.set(f::IDT_VECTORING_ERROR_CODE, info.idt_error);
+        v.set(f::VM_EXIT_INSTRUCTION_LEN, info.insn_len);
+        v.set(f::VMX_INSTRUCTION_INFO, info.insn_info);
+        v.set(f::GUEST_LINEAR_ADDRESS, info.linear);
+    }
+    // SDM 28.2.5 (28.8 for entry failures): every VM exit clears the valid bit of the
+    // VM-entry interruption-information field.
+    let ei = v.get(f::VM_ENTRY_INTR_INFO_FIELD);
+    v.set(f::VM_ENTRY_INTR_INFO_FIELD, ei & !INTR_INFO_VALID);
+    st.nested.vmcs12 = Some(v);
+    load_host_state(st);
+}
+
+/// SDM 28.3: L2's guest state into VMCS12 (what the exit controls ask to save included).
+fn save_l2(st: &VcpuState, v: &mut Vmcs12) {
+    let s = &st.sregs;
+    for (seg, [sel, base, limit, ar]) in run::segment_fields_ref(s) {
+        v.set(sel, seg.selector as u64);
+        v.set(base, seg.base);
+        v.set(limit, seg.limit as u64);
+        v.set(ar, run::attributes(seg).to_ar() as u64);
+    }
+    v.set(f::GUEST_GDTR_BASE, s.gdt.base);
+    v.set(f::GUEST_GDTR_LIMIT, s.gdt.limit as u64);
+    v.set(f::GUEST_IDTR_BASE, s.idt.base);
+    v.set(f::GUEST_IDTR_LIMIT, s.idt.limit as u64);
+    v.set(f::GUEST_CR0, s.cr0);
+    v.set(f::GUEST_CR3, s.cr3);
+    v.set(f::GUEST_CR4, s.cr4);
+    v.set(f::GUEST_RIP, st.regs.rip);
+    v.set(f::GUEST_RSP, st.regs.rsp);
+    v.set(f::GUEST_RFLAGS, st.regs.rflags);
+    v.set(f::GUEST_SYSENTER_CS, st.sysenter[0]);
+    v.set(f::GUEST_SYSENTER_ESP, st.sysenter[1]);
+    v.set(f::GUEST_SYSENTER_EIP, st.sysenter[2]);
+    v.set(f::GUEST_INTERRUPTIBILITY_INFO, st.interruptibility);
+    v.set(f::GUEST_ACTIVITY_STATE, 0);
+    let ex = v.get(f::VM_EXIT_CONTROLS) as u32;
+    if ex & exit_ctl::SAVE_IA32_EFER != 0 {
+        v.set(f::GUEST_IA32_EFER, s.efer);
+    }
+    if ex & exit_ctl::SAVE_IA32_PAT != 0 {
+        v.set(f::GUEST_IA32_PAT, st.pat);
+    }
+    // IA32_VMX_MISC[5]: the IA-32e mode guest control records EFER.LMA.
+    let en = v.get(f::VM_ENTRY_CONTROLS) & !(entry::IA32E_MODE_GUEST as u64);
+    v.set(f::VM_ENTRY_CONTROLS, en | if s.efer & EFER_LMA != 0 { entry::IA32E_MODE_GUEST as u64 } else { 0 });
+}
+
+/// SDM 28.5: VMCS12's host state becomes L1's.
+fn load_host_state(st: &mut VcpuState) {
+    let Some(v) = st.nested.vmcs12.as_ref() else { return };
+    let ex = v.get(f::VM_EXIT_CONTROLS) as u32;
+    let host64 = ex & exit_ctl::HOST_ADDR_SPACE_SIZE != 0;
+    let s = &mut st.sregs;
+    s.cr0 = v.get(f::HOST_CR0) | (1 << 4); // ET is always 1
+    s.cr3 = v.get(f::HOST_CR3);
+    s.cr4 = v.get(f::HOST_CR4);
+    s.efer = if ex & exit_ctl::LOAD_IA32_EFER != 0 {
+        v.get(f::HOST_IA32_EFER)
+    } else if host64 {
+        s.efer | EFER_LMA | EFER_LME
+    } else {
+        s.efer & !(EFER_LMA | EFER_LME)
+    };
+    if ex & exit_ctl::LOAD_IA32_PAT != 0 {
+        st.pat = v.get(f::HOST_IA32_PAT);
+    }
+    st.sysenter = [v.get(f::HOST_IA32_SYSENTER_CS), v.get(f::HOST_IA32_SYSENTER_ESP), v.get(f::HOST_IA32_SYSENTER_EIP)];
+    // CS: 64-bit (or 32-bit) code, DPL 0, base 0, limit 4 GiB - 1, granular.
+    let code = |sel: u64| run::segment_from(sel, 0, 0xffff_ffff, 0xb | (1 << 4) | (1 << 7) | ((host64 as u64) << 13) | ((!host64 as u64) << 14) | (1 << 15));
+    // SS, DS, ES, FS, GS: read/write data, unusable when the selector is null.
+    let data = |sel: u64, base: u64| {
+        let ar = if sel == 0 { 1 << 16 } else { 3 | (1 << 4) | (1 << 7) | (1 << 14) | (1 << 15) };
+        run::segment_from(sel, base, 0xffff_ffff, ar)
+    };
+    s.cs = code(v.get(f::HOST_CS_SELECTOR));
+    s.ss = data(v.get(f::HOST_SS_SELECTOR), 0);
+    s.ds = data(v.get(f::HOST_DS_SELECTOR), 0);
+    s.es = data(v.get(f::HOST_ES_SELECTOR), 0);
+    s.fs = data(v.get(f::HOST_FS_SELECTOR), v.get(f::HOST_FS_BASE));
+    s.gs = data(v.get(f::HOST_GS_SELECTOR), v.get(f::HOST_GS_BASE));
+    // FS/GS bases are loaded even with null selectors (SDM 28.5.2).
+    s.fs.base = v.get(f::HOST_FS_BASE);
+    s.gs.base = v.get(f::HOST_GS_BASE);
+    s.tr = run::segment_from(v.get(f::HOST_TR_SELECTOR), v.get(f::HOST_TR_BASE), 0x67, 0xb | (1 << 7));
+    s.ldt = run::segment_from(0, 0, 0, 1 << 16);
+    s.gdt.base = v.get(f::HOST_GDTR_BASE);
+    s.gdt.limit = 0xffff;
+    s.idt.base = v.get(f::HOST_IDTR_BASE);
+    s.idt.limit = 0xffff;
+    st.regs.rip = v.get(f::HOST_RIP);
+    st.regs.rsp = v.get(f::HOST_RSP);
+    st.regs.rflags = 2;
+    st.interruptibility = 0;
+    st.inject = None;
+    st.nested.guest_mode = false;
+    st.flushed_for = None;
+}
+
+// ---------------------------------------------------------------------------------------
+// VMCS02 and L2 exits (inside the region).
+
+/// After write_vmcs wrote L2's state with L0's controls: merge in what L1 asked for in
+/// VMCS12 (SDM 26: the controls that make L2 exit; CR masks and shadows; TSC offset).
+pub(crate) fn merge_vmcs02(st: &VcpuState) -> core::result::Result<(), u32> {
+    let Some(v) = st.nested.vmcs12.as_ref() else { return Ok(()) };
+    let put = |field: crate::vmx_core::field::Field, value: u64| {
+        // SAFETY: in VMX operation with VMCS02 current (write_vmcs just wrote it).
+        unsafe { crate::vmx_ops::vmwrite(field.encoding(), value) }.map_err(|_| field.encoding())
+    };
+    let prim12 = v.get(f::CPU_BASED_VM_EXEC_CONTROL) as u32;
+    let sec12 = if prim12 & primary::SECONDARY_CONTROLS != 0 { v.get(f::SECONDARY_VM_EXEC_CONTROL) as u32 } else { 0 };
+    // L1's exiting controls are added to L0's; the bitmaps are evaluated by nvmx (VMCS02
+    // exits on every I/O and MSR access), and TSC offsetting is L0's too.
+    const PASS: u32 = primary::INTR_WINDOW_EXITING | primary::HLT_EXITING | primary::INVLPG_EXITING
+        | primary::MWAIT_EXITING | primary::RDPMC_EXITING | primary::RDTSC_EXITING
+        | primary::CR3_LOAD_EXITING | primary::CR3_STORE_EXITING | primary::CR8_LOAD_EXITING
+        | primary::CR8_STORE_EXITING | primary::NMI_WINDOW_EXITING | primary::MOV_DR_EXITING
+        | primary::MONITOR_EXITING | primary::PAUSE_EXITING;
+    let prim02 = r(f::CPU_BASED_VM_EXEC_CONTROL) as u32 | (prim12 & PASS);
+    put(f::CPU_BASED_VM_EXEC_CONTROL, prim02 as u64)?;
+    if prim12 & primary::NMI_WINDOW_EXITING != 0 {
+        let pin02 = r(f::PIN_BASED_VM_EXEC_CONTROL) as u32 | pin::VIRTUAL_NMIS;
+        put(f::PIN_BASED_VM_EXEC_CONTROL, pin02 as u64)?;
+    }
+    // No VPID (see enter_l2) and no unrestricted guest (L2 is offered none: the CPU then
+    // applies the full guest-state checks to it).
+    let sec02 = (r(f::SECONDARY_VM_EXEC_CONTROL) as u32 & !(secondary::ENABLE_VPID | secondary::UNRESTRICTED_GUEST))
+        | (sec12 & (secondary::DESC_TABLE_EXITING | secondary::WBINVD_EXITING));
+    put(f::SECONDARY_VM_EXEC_CONTROL, sec02 as u64)?;
+    put(f::EXCEPTION_BITMAP, v.get(f::EXCEPTION_BITMAP))?;
+    put(f::PAGE_FAULT_ERROR_CODE_MASK, v.get(f::PAGE_FAULT_ERROR_CODE_MASK))?;
+    put(f::PAGE_FAULT_ERROR_CODE_MATCH, v.get(f::PAGE_FAULT_ERROR_CODE_MATCH))?;
+    // Without unrestricted guest CR0.PE/PG are fixed to 1 on VMCS02 (L2 has them: checked).
+    let caps = &crate::HOST.as_ref().ok_or(0u32)?.caps;
+    put(f::GUEST_CR0, r(f::GUEST_CR0) | caps.cr0_fixed.fixed0)?;
+    // CR0/CR4: bits L1 owns read as VMCS12's shadow; the others as L0 shows them.
+    for (mask_f, shadow_f, mask12_f, shadow12_f, l2) in [
+        (f::CR0_GUEST_HOST_MASK, f::CR0_READ_SHADOW, f::CR0_GUEST_HOST_MASK, f::CR0_READ_SHADOW, st.sregs.cr0),
+        (f::CR4_GUEST_HOST_MASK, f::CR4_READ_SHADOW, f::CR4_GUEST_HOST_MASK, f::CR4_READ_SHADOW, st.sregs.cr4),
+    ] {
+        let mask12 = v.get(mask12_f);
+        let shadow02 = (r(shadow_f) & !mask12) | (v.get(shadow12_f) & mask12);
+        let _ = l2;
+        put(mask_f, r(mask_f) | mask12)?;
+        put(shadow_f, shadow02)?;
+    }
+    put(f::TSC_OFFSET, vmcs02_tsc_offset(st))?;
+    Ok(())
+}
+
+/// L2's TSC offset: L0's for L1 plus L1's for L2 when L1 uses TSC offsetting.
+pub(crate) fn vmcs02_tsc_offset(st: &VcpuState) -> u64 {
+    let l2 = st.nested.vmcs12.as_ref().map_or(0, |v| {
+        if v.get(f::CPU_BASED_VM_EXEC_CONTROL) as u32 & primary::USE_TSC_OFFSETTING != 0 {
+            v.get(f::TSC_OFFSET)
+        } else {
+            0
+        }
+    });
+    st.tsc_offset.wrapping_add(l2)
+}
+
+/// The CR0/CR4 an L2 exit reads back: for bits both L0 and L1 own, VMCS02's shadow holds
+/// L1's shadow, not L2's value — keep the value L2 had (only L1 changes those bits).
+pub(crate) fn fix_l2_readback(st: &mut VcpuState, prev_cr0: u64, prev_cr4: u64, l0_cr0_mask: u64, l0_cr4_mask: u64) {
+    let Some(v) = st.nested.vmcs12.as_ref() else { return };
+    let both0 = v.get(f::CR0_GUEST_HOST_MASK) & l0_cr0_mask;
+    st.sregs.cr0 = (st.sregs.cr0 & !both0) | (prev_cr0 & both0);
+    // CR4: read_back took the shadow for every masked bit; L1-only bits come from hardware.
+    let m12 = v.get(f::CR4_GUEST_HOST_MASK);
+    let hw = r(f::GUEST_CR4);
+    let l1_only = m12 & !l0_cr4_mask;
+    let both4 = m12 & l0_cr4_mask;
+    st.sregs.cr4 = (st.sregs.cr4 & !(l1_only | both4)) | (hw & l1_only) | (prev_cr4 & both4);
+}
+
+/// Decide an L2 exit (VMCS02 current): `Some(info)` if L1 gets it.
+pub(crate) fn reflect(st: &VcpuState, g: &[u64; 16], eptp: u64) -> Option<ExitInfo> {
+    let v = st.nested.vmcs12.as_ref()?;
+    let info = ExitInfo::from_vmcs();
+    if info.reason & (1 << 31) != 0 {
+        // The CPU refused L2's guest state (or MSR loading): L1 gets the entry failure.
+        return Some(info);
+    }
+    let e = L2Exit {
+        reason: info.reason as u16,
+        qualification: info.qualification,
+        intr_info: info.intr_info,
+        error_code: info.intr_error,
+        rcx: g[1],
+    };
+    nested_exit::l1_wants(v, &e, |n| run::read_reg(g, n), |gpa| read_phys_byte(eptp, gpa)).then_some(info)
+}
+
+/// While L2 runs: an interrupt L1's local APIC can deliver, with L1's external-interrupt
+/// exiting on, is an exit to L1 (reason 1; with "acknowledge interrupt on exit" the vector
+/// is taken from the APIC into the exit interruption information, SDM 28.2.2).
+pub(crate) fn l1_interrupt_exit(st: &mut VcpuState) -> Option<ExitInfo> {
+    let v = st.nested.vmcs12.as_ref()?;
+    if v.get(f::PIN_BASED_VM_EXEC_CONTROL) as u32 & pin::EXT_INTR_EXITING == 0 {
+        return None;
+    }
+    let ack = v.get(f::VM_EXIT_CONTROLS) as u32 & exit_ctl::ACK_INTR_ON_EXIT != 0;
+    if st.sregs.apic_base & crate::vmx_core::guest_msr::apic_base::ENABLE == 0 {
+        return None;
+    }
+    let apic = st.lapic.as_mut()?;
+    let vector = apic.deliverable()?;
+    let intr_info = if ack {
+        apic.acknowledge(vector);
+        INTR_INFO_VALID | vector as u64
+    } else {
+        0
+    };
+    Some(ExitInfo { reason: reason::EXTERNAL_INTERRUPT as u64, intr_info, ..ExitInfo::default() })
+}
