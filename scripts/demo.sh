@@ -5,6 +5,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 build_all
+"$NVMX_ROOT/scripts/build-upstream-selftests.sh"
 "$NVMX_ROOT/scripts/make-image.sh" demo
 serial=$NVMX_ROOT/build/results/demo.serial
 mkdir -p "$(dirname "$serial")"
