@@ -558,20 +558,28 @@ fn get_cpuid2(st: &VcpuState, arg: usize) -> Result<isize> {
 /// KVM's MAX_IO_MSRS: the most entries one KVM_GET/SET_MSRS takes.
 const MAX_IO_MSRS: u32 = 256;
 
-/// `KVM_GET_MSRS` / `KVM_SET_MSRS`: process entries in order and stop at the first MSR
-/// nvmx does not have or value it refuses; return how many were processed (KVM's __msr_io).
-fn msr_io(st: &mut VcpuState, arg: usize, set: bool) -> Result<isize> {
+/// The entries of a `struct kvm_msrs` at `arg` (E2BIG for KVM's MAX_IO_MSRS or more), and a
+/// writer for putting them back.
+fn read_msr_entries(arg: usize) -> Result<(KVec<KvmMsrEntry>, kernel::uaccess::UserSliceWriter)> {
     let nmsrs: u32 = read_user(arg)?;
     if nmsrs >= MAX_IO_MSRS {
         return Err(E2BIG);
     }
     let esize = core::mem::size_of::<KvmMsrEntry>();
     let user = UserSlice::new(UserPtr::from_addr(arg + 8), nmsrs as usize * esize);
-    let (mut r, mut w) = user.reader_writer();
+    let (mut r, w) = user.reader_writer();
     let mut entries = KVec::with_capacity(nmsrs as usize, GFP_KERNEL)?;
     for _ in 0..nmsrs {
         entries.push(r.read::<KvmMsrEntry>()?, GFP_KERNEL)?;
     }
+    Ok((entries, w))
+}
+
+/// `KVM_GET_MSRS` / `KVM_SET_MSRS`: process entries in order and stop at the first MSR
+/// nvmx does not have or value it refuses; return how many were processed (KVM's __msr_io).
+fn msr_io(st: &mut VcpuState, arg: usize, set: bool) -> Result<isize> {
+    let (entries, mut w) = read_msr_entries(arg)?;
+    let mut entries = entries;
     let mut done = 0;
     if set {
         st.flushed_for = None; // EFER may change paging: as for KVM_SET_SREGS
@@ -655,17 +663,8 @@ fn write_msr_list(arg: usize, list: &[u32]) -> Result<isize> {
 /// `KVM_GET_MSRS` on the system fd: feature MSRs (the offered IA32_VMX_* values); stops at
 /// the first MSR that is not one, returning how many were read (KVM's msr_io).
 pub(crate) fn get_feature_msrs(arg: usize) -> Result<isize> {
-    let nmsrs: u32 = read_user(arg)?;
-    if nmsrs >= MAX_IO_MSRS {
-        return Err(E2BIG);
-    }
-    let esize = core::mem::size_of::<KvmMsrEntry>();
-    let user = UserSlice::new(UserPtr::from_addr(arg + 8), nmsrs as usize * esize);
-    let (mut r, mut w) = user.reader_writer();
-    let mut entries = KVec::with_capacity(nmsrs as usize, GFP_KERNEL)?;
-    for _ in 0..nmsrs {
-        entries.push(r.read::<KvmMsrEntry>()?, GFP_KERNEL)?;
-    }
+    let (entries, mut w) = read_msr_entries(arg)?;
+    let mut entries = entries;
     let caps = HOST.as_ref().ok_or(ENODEV)?.l1_caps;
     let mut done = 0;
     for e in entries.iter_mut() {

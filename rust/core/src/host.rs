@@ -414,6 +414,26 @@ pub(crate) fn skylake_msrs() -> std::collections::HashMap<u32, u64> {
     ])
 }
 
+/// The capabilities `probe` finds on that Skylake-like host (an Intel CPU with VMX), for
+/// tests of what is derived from them.
+#[cfg(test)]
+pub(crate) fn skylake_caps() -> HostCaps {
+    struct Skylake(std::collections::HashMap<u32, u64>);
+    impl HostProbe for Skylake {
+        fn cpuid(&mut self, leaf: u32, _: u32) -> [u32; 4] {
+            match leaf {
+                0 => [0x16, 0x756e_6547, 0x6c65_746e, 0x4965_6e69],
+                1 => [0x50654, 0, 1 << 5, 0],
+                _ => [0; 4],
+            }
+        }
+        fn rdmsr(&mut self, i: u32) -> Option<u64> {
+            self.0.get(&i).copied()
+        }
+    }
+    probe(&mut Skylake(skylake_msrs())).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::controls::cr0;
