@@ -25,7 +25,7 @@ use crate::vmx_core::msr;
 use crate::vmx_core::nested_caps::L1VmxCaps;
 use crate::vmx_core::nested_entry::{self, EntryEnv, EntryFailure};
 use crate::vmx_core::nested_exit::{self, L2Exit};
-use crate::vmx_core::vmcs12::{Vmcs12, REGION_BYTES};
+use crate::vmx_core::vmcs12::{Vmcs12, LAUNCH_STATE_OFFSET, REGION_BYTES};
 use crate::vmx_core::vmx_insn::{
     rflags_after, InsnInfo, L1Cpu, L1Vmx, LaunchState, Offered, Operand, Outcome, Place, VmError,
 };
@@ -258,9 +258,9 @@ fn store_vmcs12(eptp: u64, gpa: u64, v: &Vmcs12) {
     }
 }
 
-/// Write the cached VMCS12 back to L1's memory and forget it.
-fn flush_current(st: &mut VcpuState, eptp: u64) {
-    if let (Some(addr), Some(v)) = (st.nested.l1.current, st.nested.vmcs12.take()) {
+/// Write the cached VMCS12, which was current at `addr`, back to L1's memory and forget it.
+fn write_back(st: &mut VcpuState, eptp: u64, addr: Option<u64>) {
+    if let (Some(addr), Some(v)) = (addr, st.nested.vmcs12.take()) {
         store_vmcs12(eptp, addr, &v);
     }
 }
@@ -386,11 +386,12 @@ pub(crate) fn vmx_instruction(st: &mut VcpuState, g: &mut [u64; 16], eptp: u64, 
             }
         }
         reason::VMXOFF => {
-            let o = st.nested.l1.permission(&cpu).unwrap_or(Outcome::Succeed);
+            let current = st.nested.l1.current;
+            let o = st.nested.l1.vmxoff(&cpu);
             if o == Outcome::Succeed {
-                flush_current(st, eptp);
+                write_back(st, eptp, current);
             }
-            st.nested.l1.vmxoff(&cpu)
+            o
         }
         reason::VMCLEAR => {
             if let Some(o) = st.nested.l1.permission(&cpu) {
@@ -406,10 +407,10 @@ pub(crate) fn vmx_instruction(st: &mut VcpuState, g: &mut [u64; 16], eptp: u64, 
                             store_vmcs12(eptp, addr, &v);
                         }
                     } else if let Some(p) = l1_page(eptp, addr) {
-                        // The launch state lives in the region (offset 8).
+                        // The launch state lives in the region.
                         crate::ept::log_write(eptp, addr);
                         // SAFETY: a pinned guest page; 4 aligned bytes inside it.
-                        unsafe { (p.add(8) as *mut u32).write_volatile(0) };
+                        unsafe { (p.add(LAUNCH_STATE_OFFSET) as *mut u32).write_volatile(0) };
                     }
                 }
                 o
@@ -424,9 +425,7 @@ pub(crate) fn vmx_instruction(st: &mut VcpuState, g: &mut [u64; 16], eptp: u64, 
                 let o = st.nested.l1.vmptrld(&cpu, &offered, Operand::Memory(addr), |a| read_phys_u32(eptp, a).unwrap_or(0));
                 if o == Outcome::Succeed && old != Some(addr) {
                     // Back to the old one's region; the new one is loaded from its own.
-                    if let (Some(a), Some(v)) = (old, st.nested.vmcs12.take()) {
-                        store_vmcs12(eptp, a, &v);
-                    }
+                    write_back(st, eptp, old);
                     match load_vmcs12(eptp, addr) {
                         Some(v) => st.nested.vmcs12 = Some(v),
                         None => {
@@ -826,10 +825,6 @@ fn load_host_state(st: &mut VcpuState) {
 /// VMCS12 (SDM 26: the controls that make L2 exit; CR masks and shadows; TSC offset).
 pub(crate) fn merge_vmcs02(st: &VcpuState) -> core::result::Result<(), u32> {
     let Some(v) = st.nested.vmcs12.as_ref() else { return Ok(()) };
-    let put = |field: crate::vmx_core::field::Field, value: u64| {
-        // SAFETY: in VMX operation with VMCS02 current (write_vmcs just wrote it).
-        unsafe { crate::vmx_ops::vmwrite(field.encoding(), value) }.map_err(|_| field.encoding())
-    };
     let prim12 = v.get(f::CPU_BASED_VM_EXEC_CONTROL) as u32;
     let sec12 = if prim12 & primary::SECONDARY_CONTROLS != 0 { v.get(f::SECONDARY_VM_EXEC_CONTROL) as u32 } else { 0 };
     // L1's exiting controls are added to L0's; the bitmaps are evaluated by nvmx (VMCS02
@@ -840,34 +835,32 @@ pub(crate) fn merge_vmcs02(st: &VcpuState) -> core::result::Result<(), u32> {
         | primary::CR8_STORE_EXITING | primary::NMI_WINDOW_EXITING | primary::MOV_DR_EXITING
         | primary::MONITOR_EXITING | primary::PAUSE_EXITING;
     let prim02 = r(f::CPU_BASED_VM_EXEC_CONTROL) as u32 | (prim12 & PASS);
-    put(f::CPU_BASED_VM_EXEC_CONTROL, prim02 as u64)?;
+    w(f::CPU_BASED_VM_EXEC_CONTROL, prim02 as u64)?;
     if prim12 & primary::NMI_WINDOW_EXITING != 0 {
         let pin02 = r(f::PIN_BASED_VM_EXEC_CONTROL) as u32 | pin::VIRTUAL_NMIS;
-        put(f::PIN_BASED_VM_EXEC_CONTROL, pin02 as u64)?;
+        w(f::PIN_BASED_VM_EXEC_CONTROL, pin02 as u64)?;
     }
     // No VPID (see enter_l2) and no unrestricted guest (L2 is offered none: the CPU then
     // applies the full guest-state checks to it).
     let sec02 = (r(f::SECONDARY_VM_EXEC_CONTROL) as u32 & !(secondary::ENABLE_VPID | secondary::UNRESTRICTED_GUEST))
         | (sec12 & (secondary::DESC_TABLE_EXITING | secondary::WBINVD_EXITING));
-    put(f::SECONDARY_VM_EXEC_CONTROL, sec02 as u64)?;
-    put(f::EXCEPTION_BITMAP, v.get(f::EXCEPTION_BITMAP))?;
-    put(f::PAGE_FAULT_ERROR_CODE_MASK, v.get(f::PAGE_FAULT_ERROR_CODE_MASK))?;
-    put(f::PAGE_FAULT_ERROR_CODE_MATCH, v.get(f::PAGE_FAULT_ERROR_CODE_MATCH))?;
+    w(f::SECONDARY_VM_EXEC_CONTROL, sec02 as u64)?;
+    w(f::EXCEPTION_BITMAP, v.get(f::EXCEPTION_BITMAP))?;
+    w(f::PAGE_FAULT_ERROR_CODE_MASK, v.get(f::PAGE_FAULT_ERROR_CODE_MASK))?;
+    w(f::PAGE_FAULT_ERROR_CODE_MATCH, v.get(f::PAGE_FAULT_ERROR_CODE_MATCH))?;
     // Without unrestricted guest CR0.PE/PG are fixed to 1 on VMCS02 (L2 has them: checked).
     let caps = &crate::HOST.as_ref().ok_or(0u32)?.caps;
-    put(f::GUEST_CR0, r(f::GUEST_CR0) | caps.cr0_fixed.fixed0)?;
+    w(f::GUEST_CR0, r(f::GUEST_CR0) | caps.cr0_fixed.fixed0)?;
     // CR0/CR4: bits L1 owns read as VMCS12's shadow; the others as L0 shows them.
-    for (mask_f, shadow_f, mask12_f, shadow12_f, l2) in [
-        (f::CR0_GUEST_HOST_MASK, f::CR0_READ_SHADOW, f::CR0_GUEST_HOST_MASK, f::CR0_READ_SHADOW, st.sregs.cr0),
-        (f::CR4_GUEST_HOST_MASK, f::CR4_READ_SHADOW, f::CR4_GUEST_HOST_MASK, f::CR4_READ_SHADOW, st.sregs.cr4),
+    for (mask_f, shadow_f) in [
+        (f::CR0_GUEST_HOST_MASK, f::CR0_READ_SHADOW),
+        (f::CR4_GUEST_HOST_MASK, f::CR4_READ_SHADOW),
     ] {
-        let mask12 = v.get(mask12_f);
-        let shadow02 = (r(shadow_f) & !mask12) | (v.get(shadow12_f) & mask12);
-        let _ = l2;
-        put(mask_f, r(mask_f) | mask12)?;
-        put(shadow_f, shadow02)?;
+        let mask12 = v.get(mask_f);
+        w(mask_f, r(mask_f) | mask12)?;
+        w(shadow_f, (r(shadow_f) & !mask12) | (v.get(shadow_f) & mask12))?;
     }
-    put(f::TSC_OFFSET, vmcs02_tsc_offset(st))?;
+    w(f::TSC_OFFSET, vmcs02_tsc_offset(st))?;
     Ok(())
 }
 

@@ -665,11 +665,12 @@ fn write_msr_list(arg: usize, list: &[u32]) -> Result<isize> {
 pub(crate) fn get_feature_msrs(arg: usize) -> Result<isize> {
     let (entries, mut w) = read_msr_entries(arg)?;
     let mut entries = entries;
-    let caps = HOST.as_ref().ok_or(ENODEV)?.l1_caps;
+    // Without nested VMX there is no feature MSR.
+    let host = HOST.as_ref().ok_or(ENODEV)?;
+    let caps = nested::available().then_some(host.l1_caps);
     let mut done = 0;
     for e in entries.iter_mut() {
-        let v = if nested::available() { caps.read(e.index) } else { None };
-        let Some(v) = v else { break };
+        let Some(v) = caps.as_ref().and_then(|c| c.read(e.index)) else { break };
         e.data = v;
         done += 1;
     }

@@ -110,6 +110,21 @@ static void on_alarm(int sig)
 	(void)sig;
 }
 
+/*
+ * A VM with the in-kernel APIC and one vCPU running `code` at 0x1000 (real mode), with
+ * `handler` at 0x3000 in IVT slot `vector`.
+ */
+static int guest_with_handler(struct vm *vm, struct cpu *c, const unsigned char *code, size_t len,
+			      const unsigned char *handler, size_t hlen, int vector)
+{
+	if (vm_create(vm, 1))
+		return -1;
+	put(vm, 0x1000, code, len);
+	put(vm, 0x3000, handler, hlen);
+	set_ivt(vm, vector, 0x3000);
+	return cpu_create(vm, c, 0, 0x1000);
+}
+
 static unsigned char io_byte(struct cpu *c)
 {
 	return *((unsigned char *)c->run + c->run->io.data_offset);
@@ -154,11 +169,7 @@ TEST(x2apic_self_ipi_reaches_the_guest)
 	struct vm vm;
 	struct cpu c;
 
-	ASSERT_EQ(0, vm_create(&vm, 1));
-	put(&vm, 0x1000, code, sizeof(code));
-	put(&vm, 0x3000, handler, sizeof(handler));
-	set_ivt(&vm, 0x40, 0x3000);
-	ASSERT_EQ(0, cpu_create(&vm, &c, 0, 0x1000));
+	ASSERT_EQ(0, guest_with_handler(&vm, &c, code, sizeof(code), handler, sizeof(handler), 0x40));
 	ASSERT_EQ(0, ioctl(c.fd, KVM_RUN, 0));
 	ASSERT_EQ(KVM_EXIT_IO, c.run->exit_reason) TH_LOG("exit %u", c.run->exit_reason);
 	EXPECT_EQ(0x40, io_byte(&c)) TH_LOG("the self-IPI's vector, through the IVT");
@@ -173,11 +184,7 @@ TEST(apic_timer_wakes_a_halted_vcpu)
 	struct vm vm;
 	struct cpu c;
 
-	ASSERT_EQ(0, vm_create(&vm, 1));
-	put(&vm, 0x1000, code, sizeof(code));
-	put(&vm, 0x3000, handler, sizeof(handler));
-	set_ivt(&vm, 0x41, 0x3000);
-	ASSERT_EQ(0, cpu_create(&vm, &c, 0, 0x1000));
+	ASSERT_EQ(0, guest_with_handler(&vm, &c, code, sizeof(code), handler, sizeof(handler), 0x41));
 	ASSERT_EQ(0, ioctl(c.fd, KVM_RUN, 0));
 	ASSERT_EQ(KVM_EXIT_IO, c.run->exit_reason) TH_LOG("exit %u", c.run->exit_reason);
 	EXPECT_EQ(0x41, io_byte(&c)) TH_LOG("the timer's vector");
@@ -343,11 +350,7 @@ TEST(xapic_mmio_registers_and_self_ipi)
 	struct vm vm;
 	struct cpu c;
 
-	ASSERT_EQ(0, vm_create(&vm, 1));
-	put(&vm, 0x1000, code, sizeof(code));
-	put(&vm, 0x3000, handler, sizeof(handler));
-	set_ivt(&vm, 0x43, 0x3000);
-	ASSERT_EQ(0, cpu_create(&vm, &c, 0, 0x1000));
+	ASSERT_EQ(0, guest_with_handler(&vm, &c, code, sizeof(code), handler, sizeof(handler), 0x43));
 	ASSERT_EQ(0, ioctl(c.fd, KVM_GET_SREGS, &sregs));
 	sregs.ds.base = 0xfee00000;
 	ASSERT_EQ(0, ioctl(c.fd, KVM_SET_SREGS, &sregs));
@@ -396,11 +399,7 @@ TEST(x2apic_msrs_need_x2apic_mode)
 	struct vm vm;
 	struct cpu c;
 
-	ASSERT_EQ(0, vm_create(&vm, 1));
-	put(&vm, 0x1000, code, sizeof(code));
-	put(&vm, 0x3000, gp, sizeof(gp));
-	set_ivt(&vm, 13, 0x3000);
-	ASSERT_EQ(0, cpu_create(&vm, &c, 0, 0x1000));
+	ASSERT_EQ(0, guest_with_handler(&vm, &c, code, sizeof(code), gp, sizeof(gp), 13));
 	ASSERT_EQ(0, ioctl(c.fd, KVM_RUN, 0));
 	ASSERT_EQ(KVM_EXIT_IO, c.run->exit_reason);
 	EXPECT_EQ(13, io_byte(&c)) TH_LOG("#GP");

@@ -24,6 +24,9 @@ use super::field_table::ALL_FIELDS;
 pub const COMPONENTS: usize = ALL_FIELDS.len();
 /// Bytes of the region nvmx uses (header plus components); the region is 4 KiB.
 pub const REGION_BYTES: usize = HEADER + 8 * COMPONENTS;
+/// Offset of the launch state (a u32) in the region: VMCLEAR of a VMCS that is not current
+/// writes it there directly.
+pub const LAUNCH_STATE_OFFSET: usize = 8;
 const HEADER: usize = 16;
 
 /// The index of `f`'s component (either access type), if VMCS12 has it.
@@ -92,7 +95,7 @@ impl Vmcs12 {
     /// Read a VMCS12 from its region as L1's memory holds it.
     pub fn from_region(region: &[u8]) -> Self {
         let u32_at = |o: usize| region.get(o..o + 4).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-        let mut v = Vmcs12 { revision: u32_at(0), abort: u32_at(4), launched: u32_at(8) == 1, ..Vmcs12::default() };
+        let mut v = Vmcs12 { revision: u32_at(0), abort: u32_at(4), launched: u32_at(LAUNCH_STATE_OFFSET) == 1, ..Vmcs12::default() };
         for (i, slot) in v.values.iter_mut().enumerate() {
             let o = HEADER + 8 * i;
             if let Some(b) = region.get(o..o + 8) {
@@ -113,7 +116,7 @@ impl Vmcs12 {
         };
         put(0, &self.revision.to_le_bytes());
         put(4, &self.abort.to_le_bytes());
-        put(8, &(self.launched as u32).to_le_bytes());
+        put(LAUNCH_STATE_OFFSET, &(self.launched as u32).to_le_bytes());
         put(12, &0u32.to_le_bytes());
         for (i, v) in self.values.iter().enumerate() {
             put(HEADER + 8 * i, &v.to_le_bytes());
