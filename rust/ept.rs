@@ -154,9 +154,15 @@ impl Ept {
 /// built: 4 levels of 4 KiB tables), or `None` if it maps nothing there. Lock-free: the
 /// caller holds a reference to that EPT for as long as it uses the answer.
 pub(crate) fn translate(eptp: u64, gpa: u64) -> Option<u64> {
+    lookup(eptp, gpa).map(|(hpa, _)| hpa)
+}
+
+/// As `translate`, with the leaf's access rights (READ | WRITE | EXEC).
+pub(crate) fn lookup(eptp: u64, gpa: u64) -> Option<(u64, u64)> {
     // SAFETY: a leaf of a live EPT (see above).
     let value = unsafe { leaf_entry(eptp, gpa)?.read_volatile() };
-    ept::present(value).then(|| (value & ept::ADDR_MASK) | (gpa & (PAGE_SIZE - 1)))
+    let rights = value & (ept::READ | ept::WRITE | ept::EXEC);
+    ept::present(value).then(|| ((value & ept::ADDR_MASK) | (gpa & (PAGE_SIZE - 1)), rights))
 }
 
 /// The leaf entry for `gpa` in the EPT `eptp`, if the tables down to it exist (the leaf

@@ -9,8 +9,8 @@
 //! checks; nested_exit: which L2 exits L1 asked for); this file fetches operands and carries
 //! out the effects. Reference reading: KVM's arch/x86/kvm/vmx/nested.c.
 //!
-//! Not offered yet (so never reachable by a correct L1): nested EPT, unrestricted guest, the
-//! VMX-preemption timer, HLT activity state, VMCS shadowing, MSR-load/store lists (non-zero
+//! L2 under L1's EPT runs on EPT02 (rust/nested_ept.rs). Not offered yet (so never reachable
+//! by a correct L1): the VMX-preemption timer, HLT activity state, VMCS shadowing, MSR-load/store lists (non-zero
 //! counts exit to userspace with KVM_EXIT_INTERNAL_ERROR instead of being ignored).
 
 use kernel::prelude::*;
@@ -24,8 +24,10 @@ use crate::vmx_core::field_table as f;
 use crate::vmx_core::msr;
 use crate::vmx_core::nested_caps::L1VmxCaps;
 use crate::vmx_core::nested_entry::{self, EntryEnv, EntryFailure};
+use crate::vmx_core::nested_ept;
 use crate::vmx_core::nested_exit::{self, L2Exit};
 use crate::vmx_core::vmcs12::{Vmcs12, LAUNCH_STATE_OFFSET, REGION_BYTES};
+use crate::nested_ept::ShadowEpt;
 use crate::vmx_core::vmx_insn::{
     rflags_after, InsnInfo, L1Cpu, L1Vmx, LaunchState, Offered, Operand, Outcome, Place, VmError,
 };
@@ -70,6 +72,8 @@ pub(crate) struct ExitInfo {
     pub(crate) insn_len: u64,
     pub(crate) insn_info: u64,
     pub(crate) linear: u64,
+    /// Guest-physical address (EPT violations and misconfigurations).
+    pub(crate) gpa: u64,
 }
 
 impl ExitInfo {
@@ -85,6 +89,7 @@ impl ExitInfo {
             insn_len: r(f::VM_EXIT_INSTRUCTION_LEN),
             insn_info: r(f::VMX_INSTRUCTION_INFO),
             linear: r(f::GUEST_LINEAR_ADDRESS),
+            gpa: r(f::GUEST_PHYSICAL_ADDRESS),
         }
     }
 }
@@ -120,6 +125,8 @@ pub(crate) struct Nested {
     pub(crate) l1_at_entry: Option<L1AtEntry>,
     /// The last emulated VM entry that failed, for the VMM (issue 6).
     pub(crate) last_failure: Option<EntryFailure>,
+    /// EPT02, once L1 has run L2 under its own EPT.
+    pub(crate) shadow_ept: Option<KBox<ShadowEpt>>,
 }
 
 impl Nested {
@@ -137,6 +144,7 @@ impl Nested {
             switch: None,
             l1_at_entry: None,
             last_failure: None,
+            shadow_ept: None,
         }
     }
 
@@ -156,6 +164,34 @@ impl Nested {
             invvpid_types: if ev & (1 << 32) != 0 { ((ev >> 40) & 0xf) as u8 } else { 0 },
         }
     }
+
+    /// L1's EPT pointer for L2 when VMCS12 enables EPT (checked at VM entry).
+    pub(crate) fn eptp12(&self) -> Option<u64> {
+        let v = self.vmcs12.as_ref()?;
+        let prim = v.get(f::CPU_BASED_VM_EXEC_CONTROL) as u32;
+        let sec = if prim & primary::SECONDARY_CONTROLS != 0 { v.get(f::SECONDARY_VM_EXEC_CONTROL) as u32 } else { 0 };
+        (sec & secondary::ENABLE_EPT != 0).then(|| v.get(f::EPT_POINTER))
+    }
+
+    /// L2 runs (or is about to) under L1's EPT.
+    fn l2_under_ept(&self) -> bool {
+        (self.guest_mode || matches!(self.switch, Some(Switch::Enter { .. }))) && self.eptp12().is_some()
+    }
+}
+
+/// Process context, before an IRQs-off region: EPT02 exists and has spare tables when L2
+/// runs under L1's EPT (inside the region nothing may allocate).
+pub(crate) fn prepare_region(st: &mut VcpuState) -> Result {
+    if !st.nested.l2_under_ept() {
+        return Ok(());
+    }
+    if st.nested.shadow_ept.is_none() {
+        st.nested.shadow_ept = Some(KBox::new(ShadowEpt::new()?, GFP_KERNEL)?);
+    }
+    if let Some(s) = st.nested.shadow_ept.as_mut() {
+        s.top_up()?;
+    }
+    Ok(())
 }
 
 /// Whether the module offers nested VMX at all (`nested` parameter and a host that can).
@@ -316,7 +352,7 @@ fn operand(g: &[u64; 16], info: InsnInfo, q: u64) -> Place {
 
 /// Read `buf.len()` bytes at linear `la` of L1; on a translation failure L1 gets #PF.
 fn read_linear(eptp: u64, la: u64, buf: &mut [u8]) -> bool {
-    let ok = run::copy_guest(&run::paging_regs(), eptp, la, buf, false);
+    let ok = run::copy_guest(&run::paging_regs(), run::GuestMemory::Ept(eptp), la, buf, false).is_ok();
     if !ok {
         run::inject_page_fault(la, false);
     }
@@ -324,7 +360,7 @@ fn read_linear(eptp: u64, la: u64, buf: &mut [u8]) -> bool {
 }
 
 fn write_linear(eptp: u64, la: u64, buf: &mut [u8]) -> bool {
-    let ok = run::copy_guest(&run::paging_regs(), eptp, la, buf, true);
+    let ok = run::copy_guest(&run::paging_regs(), run::GuestMemory::Ept(eptp), la, buf, true).is_ok();
     if !ok {
         run::inject_page_fault(la, true);
     }
@@ -511,7 +547,32 @@ pub(crate) fn vmx_instruction(st: &mut VcpuState, g: &mut [u64; 16], eptp: u64, 
                 None => return vm_entry(st, eptp, launch),
             }
         }
-        reason::INVEPT => st.nested.l1.invept(&cpu, &offered, run::read_reg(g, info.reg2())),
+        reason::INVEPT => {
+            let kind = run::read_reg(g, info.reg2());
+            // Permission and type first; then the 128-bit descriptor (SDM 30.3 "INVEPT").
+            match st.nested.l1.invept(&cpu, &offered, kind) {
+                Outcome::Succeed => match operand(g, info, q) {
+                    Place::Reg(_) => Outcome::Ud,
+                    Place::Mem(la) => {
+                        let mut d = [0u8; 16];
+                        if !read_linear(eptp, la, &mut d) {
+                            return Handled::Resume;
+                        }
+                        let target = u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]);
+                        if kind == 1 && !nested_ept::eptp_valid(target, st.nested.caps.ept_vpid, st.features.maxphyaddr) {
+                            Outcome::FailValid(VmError::InvalidInveptInvvpidOperand)
+                        } else {
+                            // EPT02 caches EPT12 for one EPTP: any invalidation drops it all.
+                            if let Some(s) = st.nested.shadow_ept.as_mut() {
+                                s.zap();
+                            }
+                            Outcome::Succeed
+                        }
+                    }
+                },
+                o => o,
+            }
+        }
         reason::INVVPID => {
             let kind = run::read_reg(g, info.reg2());
             // Permission and type come first; then the 128-bit descriptor.
@@ -722,6 +783,9 @@ fn exit_to_l1(st: &mut VcpuState, info: &ExitInfo) {
         v.set(f::VM_EXIT_INSTRUCTION_LEN, info.insn_len);
         v.set(f::VMX_INSTRUCTION_INFO, info.insn_info);
         v.set(f::GUEST_LINEAR_ADDRESS, info.linear);
+        if matches!(info.reason as u16, reason::EPT_VIOLATION | reason::EPT_MISCONFIG) {
+            v.set(f::GUEST_PHYSICAL_ADDRESS, info.gpa);
+        }
     }
     // SDM 28.2.5 (28.8 for entry failures): every VM exit clears the valid bit of the
     // VM-entry interruption-information field.
@@ -840,17 +904,25 @@ pub(crate) fn merge_vmcs02(st: &VcpuState) -> core::result::Result<(), u32> {
         let pin02 = r(f::PIN_BASED_VM_EXEC_CONTROL) as u32 | pin::VIRTUAL_NMIS;
         w(f::PIN_BASED_VM_EXEC_CONTROL, pin02 as u64)?;
     }
-    // No VPID (see enter_l2) and no unrestricted guest (L2 is offered none: the CPU then
-    // applies the full guest-state checks to it).
+    // No VPID (see enter_l2). Unrestricted guest only where L1 gives it to L2 (it needs
+    // L1's EPT); otherwise the CPU applies the full guest-state checks to L2.
     let sec02 = (r(f::SECONDARY_VM_EXEC_CONTROL) as u32 & !(secondary::ENABLE_VPID | secondary::UNRESTRICTED_GUEST))
-        | (sec12 & (secondary::DESC_TABLE_EXITING | secondary::WBINVD_EXITING));
+        | (sec12 & (secondary::DESC_TABLE_EXITING | secondary::WBINVD_EXITING | secondary::UNRESTRICTED_GUEST));
     w(f::SECONDARY_VM_EXEC_CONTROL, sec02 as u64)?;
+    // Under L1's EPT, L2's memory is EPT02's (rust/nested_ept.rs); otherwise L2 shares L1's
+    // guest-physical space and L0's EPT.
+    if st.nested.eptp12().is_some() {
+        let shadow = st.nested.shadow_ept.as_ref().ok_or(f::EPT_POINTER.encoding())?;
+        w(f::EPT_POINTER, shadow.eptp)?;
+    }
     w(f::EXCEPTION_BITMAP, v.get(f::EXCEPTION_BITMAP))?;
     w(f::PAGE_FAULT_ERROR_CODE_MASK, v.get(f::PAGE_FAULT_ERROR_CODE_MASK))?;
     w(f::PAGE_FAULT_ERROR_CODE_MATCH, v.get(f::PAGE_FAULT_ERROR_CODE_MATCH))?;
     // Without unrestricted guest CR0.PE/PG are fixed to 1 on VMCS02 (L2 has them: checked).
-    let caps = &crate::HOST.as_ref().ok_or(0u32)?.caps;
-    w(f::GUEST_CR0, r(f::GUEST_CR0) | caps.cr0_fixed.fixed0)?;
+    if sec02 & secondary::UNRESTRICTED_GUEST == 0 {
+        let caps = &crate::HOST.as_ref().ok_or(0u32)?.caps;
+        w(f::GUEST_CR0, r(f::GUEST_CR0) | caps.cr0_fixed.fixed0)?;
+    }
     // CR0/CR4: bits L1 owns read as VMCS12's shadow; the others as L0 shows them.
     for (mask_f, shadow_f) in [
         (f::CR0_GUEST_HOST_MASK, f::CR0_READ_SHADOW),
@@ -906,6 +978,37 @@ pub(crate) fn reflect(st: &VcpuState, g: &[u64; 16], eptp: u64) -> Option<ExitIn
         rcx: g[1],
     };
     nested_exit::l1_wants(v, &e, |n| run::read_reg(g, n), |gpa| read_phys_byte(eptp, gpa)).then_some(info)
+}
+
+/// An access nvmx made for L2 (string I/O) that L1's EPT does not allow.
+#[derive(Clone, Copy)]
+pub(crate) struct Ept12Denial {
+    /// L2-physical address.
+    pub(crate) gpa: u64,
+    /// EPT12's rights for it (0: not present); `None`: EPT12 is misconfigured there.
+    pub(crate) rights: Option<u64>,
+    /// The access (EPT READ / WRITE bits = qualification bits 0, 1).
+    pub(crate) access: u64,
+    /// The linear address L2 accessed.
+    pub(crate) linear: u64,
+    /// The access was to the final page, not to a paging structure (qualification bit 8).
+    pub(crate) translated: bool,
+}
+
+impl Ept12Denial {
+    /// The exit L1 gets (SDM 28.2.1, table 28-7): linear address valid (bit 7).
+    pub(crate) fn exit_info(&self) -> ExitInfo {
+        match self.rights {
+            None => ExitInfo { reason: reason::EPT_MISCONFIG as u64, gpa: self.gpa, ..ExitInfo::default() },
+            Some(rights) => ExitInfo {
+                reason: reason::EPT_VIOLATION as u64,
+                qualification: self.access | (rights << 3) | (1 << 7) | ((self.translated as u64) << 8),
+                linear: self.linear,
+                gpa: self.gpa,
+                ..ExitInfo::default()
+            },
+        }
+    }
 }
 
 /// While L2 runs: an interrupt L1's local APIC can deliver, with L1's external-interrupt

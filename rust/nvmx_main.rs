@@ -16,6 +16,7 @@ mod cpu;
 mod device;
 mod ept;
 mod nested;
+mod nested_ept;
 mod run;
 mod shim;
 mod uapi;

@@ -28,7 +28,8 @@ use crate::vmx_core::field_table as f;
 use crate::vmx_core::host::{self, GuestControls, HostCaps};
 use crate::vmx_core::segment::Attributes;
 use crate::vmx_ops::{self, vmread, VmFail};
-use crate::{nested, HOST};
+use crate::vmx_core::{self, ept, nested_ept::Walk};
+use crate::{nested, nested_ept, HOST};
 
 /// EFER.LME / EFER.LMA.
 const EFER_LME: u64 = 1 << 8;
@@ -150,6 +151,7 @@ pub(crate) fn run(vcpu: &Vcpu) -> Result<isize> {
             set_exit_reason(run, kvm_exit::INTR);
             return Err(EINTR);
         }
+        nested::prepare_region(&mut st)?;
         let (generation, eptp) = vcpu.vm.current_ept();
         let leave = {
             let _irqs_off = kernel::interrupt::local_interrupt_disable();
@@ -367,6 +369,11 @@ fn in_vmx(
 ) -> Result<Leave> {
     loop {
         let l2 = st.nested.guest_mode;
+        // L2 under L1's EPT needs EPT02 with spare tables, which only process context can
+        // provide (rust/nested_ept.rs): leave, the run loop prepares them and comes back.
+        if l2 && st.nested.eptp12().is_some() && !st.nested.shadow_ept.as_ref().is_some_and(|s| s.ready()) {
+            return Ok(Leave::Host { nmi: false });
+        }
         let vmcs = if l2 { vcpu.vmcs02_phys } else { vcpu.vmcs_phys };
         // SAFETY (all VMX instructions in this function): VMX root operation with IRQs off;
         // the VMCS regions are this vCPU's, which only this thread (holding the vCPU lock)
@@ -397,8 +404,19 @@ fn in_vmx(
                 // after a nested transition changed L1's CR3 without a MOV. Then INVEPT;
                 // otherwise the vCPU keeps its TLB across regions.
                 let now = (cpu, eptp, generation);
-                if st.flushed_for != Some(now) {
-                    let single = host.caps.ept_vpid.invept_single_context();
+                let single = host.caps.ept_vpid.invept_single_context();
+                let eptp12 = if l2 { st.nested.eptp12() } else { None };
+                if let (Some(eptp12), Some(shadow)) = (eptp12, st.nested.shadow_ept.as_mut()) {
+                    // EPT02's translations: from this EPT12 and this L0 memory generation,
+                    // and invalidated on this CPU since they last changed.
+                    shadow.use_for(eptp12, generation);
+                    if shadow.flushed_for != Some((cpu, generation)) {
+                        // SAFETY: VMX root operation.
+                        if unsafe { vmx_ops::invept(shadow.eptp, single) }.is_ok() {
+                            shadow.flushed_for = Some((cpu, generation));
+                        }
+                    }
+                } else if st.flushed_for != Some(now) {
                     // SAFETY: VMX root operation.
                     if unsafe { vmx_ops::invept(eptp, single) }.is_ok() {
                         st.flushed_for = Some(now);
@@ -1021,6 +1039,9 @@ fn handle_exit(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32, ept
                 nested::Handled::Unsupported(d) => internal(INTERNAL_ERROR_EMULATION, [exit.0 as u64, q, d]),
             }
         }
+        reason::EPT_VIOLATION if st.nested.guest_mode && st.nested.eptp12().is_some() => {
+            l2_ept_violation(vcpu, g, st, eptp, exit.0 as u64, q)
+        }
         reason::EPT_VIOLATION | reason::EPT_MISCONFIG => {
             let gpa = r(f::GUEST_PHYSICAL_ADDRESS);
             // A first write to a dirty-logged page: now dirty and writable; retry.
@@ -1044,23 +1065,149 @@ fn handle_exit(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32, ept
     }
 }
 
+/// An EPT violation of EPT02 (L2 under L1's EPT): filled from EPT12 and L0's EPT, reflected
+/// to L1 when EPT12 does not allow the access, or L1's MMIO.
+fn l2_ept_violation(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, eptp: u64, reason_: u64, q: u64) -> Next {
+    let gpa = r(f::GUEST_PHYSICAL_ADDRESS);
+    let (Some(eptp12), caps, maxphyaddr) = (st.nested.eptp12(), st.nested.caps.ept_vpid, st.features.maxphyaddr) else {
+        return internal(INTERNAL_ERROR_UNEXPECTED_EXIT_REASON, [reason_, q, gpa]);
+    };
+    let Some(shadow) = st.nested.shadow_ept.as_mut() else {
+        return Next::Leave(Leave::Host { nmi: false });
+    };
+    match shadow.violation(eptp, eptp12, caps, maxphyaddr, gpa, q) {
+        nested_ept::Fault::Resume => Next::Resume,
+        nested_ept::Fault::Refill => Next::Leave(Leave::Host { nmi: false }),
+        nested_ept::Fault::Reflect(info) => {
+            // The event L2 was delivering (requeued for VMCS02) is L1's to re-inject now.
+            st.nested.switch = Some(nested::Switch::Exit(info));
+            Next::Leave(Leave::Nested)
+        }
+        nested_ept::Fault::Mmio(l1_gpa) => {
+            if r(f::IDT_VECTORING_INFO_FIELD) & INTR_INFO_VALID != 0 {
+                return Next::Leave(Leave::User(UserExit::Internal {
+                    suberror: INTERNAL_ERROR_DELIVERY_EV,
+                    data: [r(f::IDT_VECTORING_INFO_FIELD), reason_, q, l1_gpa, 0],
+                    ndata: 4,
+                }));
+            }
+            mmio(vcpu, g, st, eptp, l1_gpa, reason_, q)
+        }
+        nested_ept::Fault::Unreadable(table) => internal(INTERNAL_ERROR_EMULATION, [reason_, gpa, table]),
+    }
+}
+
+/// Guest-physical memory as the running guest addresses it, for the accesses nvmx makes for
+/// it (string I/O, instruction fetch, VMX instruction operands).
+#[derive(Clone, Copy)]
+pub(crate) enum GuestMemory {
+    /// L1, or L2 sharing L1's guest-physical space: L0's EPT.
+    Ept(u64),
+    /// L2 under L1's EPT: EPT12 (its tables read through L0's EPT), then L0's EPT.
+    Nested { eptp01: u64, eptp12: u64, caps: u64, maxphyaddr: u8 },
+}
+
+/// Why an access nvmx made for the guest failed.
+#[derive(Clone, Copy)]
+pub(crate) enum AccessError {
+    /// Outside guest memory: a paging structure not present, or outside every slot.
+    Unmapped,
+    /// L2 under L1's EPT: EPT12 does not allow the access — L1's EPT violation, as the CPU
+    /// would have reported it.
+    Ept12(nested::Ept12Denial),
+}
+
+/// EPT rights a software access needs: guest paging structures are read and written (A/D
+/// bits; KVM's emulator asks for both, and the upstream nested_tdp_fault_test expects the
+/// exit qualification that says so), data as the instruction accesses it.
+const PAGING_ACCESS: u64 = ept::READ | ept::WRITE;
+
+impl GuestMemory {
+    /// The running guest's memory (`eptp`: L0's EPT).
+    pub(crate) fn of(st: &VcpuState, eptp: u64) -> Self {
+        match st.nested.eptp12() {
+            Some(eptp12) if st.nested.guest_mode => GuestMemory::Nested {
+                eptp01: eptp,
+                eptp12,
+                caps: st.nested.caps.ept_vpid,
+                maxphyaddr: st.features.maxphyaddr,
+            },
+            _ => GuestMemory::Ept(eptp),
+        }
+    }
+
+    /// The host page of guest-physical page `gpa` for an access needing EPT `rights`; a
+    /// write is logged for dirty tracking.
+    fn host_page(&self, gpa: u64, rights: u64) -> Result<u64, Option<(u64, Option<u64>)>> {
+        let (eptp01, l1) = match *self {
+            GuestMemory::Ept(eptp) => (eptp, gpa & !0xfff),
+            GuestMemory::Nested { eptp01, eptp12, caps, maxphyaddr } => {
+                let read = |a: u64| nested_ept::read_l1_u64(eptp01, a);
+                match vmx_core::nested_ept::walk(eptp12, gpa, caps, maxphyaddr, read) {
+                    Walk::Mapped { l1_page, rights: r12 } if r12 & rights == rights => (eptp01, l1_page),
+                    Walk::Mapped { rights: r12, .. } => return Err(Some((gpa, Some(r12)))),
+                    Walk::NotPresent => return Err(Some((gpa, Some(0)))),
+                    Walk::Misconfig => return Err(Some((gpa, None))),
+                    Walk::Unreadable { .. } => return Err(None),
+                }
+            }
+        };
+        if rights & ept::WRITE != 0 {
+            // nvmx writes the page for the guest: dirty-logged like a guest write.
+            crate::ept::log_write(eptp01, l1);
+        }
+        crate::ept::translate(eptp01, l1).ok_or(None)
+    }
+}
+
+/// Guest paging structures read through a `GuestMemory`; the first EPT12 denial is kept.
+struct PagingMemory {
+    mem: GuestMemory,
+    denied: core::cell::Cell<Option<(u64, Option<u64>)>>,
+}
+
+impl GuestPhys for PagingMemory {
+    fn read_u64(&self, gpa: u64) -> Option<u64> {
+        match self.mem.host_page(gpa & !0xfff, PAGING_ACCESS) {
+            // SAFETY: a pinned guest page the live EPT maps, in the direct map; an aligned
+            // 8-byte read inside it.
+            Ok(hpa) => Some(unsafe { (shim::phys_to_virt(hpa + (gpa & 0xff8)) as *const u64).read_volatile() }),
+            Err(d) => {
+                if self.denied.get().is_none() {
+                    self.denied.set(d);
+                }
+                None
+            }
+        }
+    }
+}
+
 /// Copy between guest linear memory at `linear` and `buf` (`to_guest`: into the guest),
-/// through the guest's paging (`regs`) and the EPT `eptp`. False if a byte is unmapped or
-/// outside every slot (nothing is undone: string I/O to MMIO is not emulated).
-pub(crate) fn copy_guest(regs: &PagingRegs, eptp: u64, linear: u64, buf: &mut [u8], to_guest: bool) -> bool {
-    let mem = EptMemory(eptp);
+/// through the guest's paging (`regs`) and `mem`. Nothing is undone on a failure (string I/O
+/// to MMIO is not emulated).
+pub(crate) fn copy_guest(regs: &PagingRegs, mem: GuestMemory, linear: u64, buf: &mut [u8], to_guest: bool) -> Result<(), AccessError> {
+    let walker = PagingMemory { mem, denied: core::cell::Cell::new(None) };
+    let data_rights = if to_guest { ept::WRITE } else { ept::READ };
     let mut page: Option<(u64, *mut u8)> = None;
     for (i, b) in buf.iter_mut().enumerate() {
         let la = linear.wrapping_add(i as u64);
         let host = match page {
             Some((lp, host)) if lp == la & !0xfff => host,
             _ => {
-                let Some(gpa) = paging::translate(regs, &mem, la & !0xfff) else { return false };
-                let Some(hpa) = crate::ept::translate(eptp, gpa & !0xfff) else { return false };
-                if to_guest {
-                    // nvmx writes the page for the guest: dirty-logged like a guest write.
-                    crate::ept::log_write(eptp, gpa & !0xfff);
-                }
+                let denial = |gpa: u64, rights: Option<u64>, access: u64, translated: bool| {
+                    AccessError::Ept12(nested::Ept12Denial { gpa, rights, access, linear: la, translated })
+                };
+                let Some(gpa) = paging::translate(regs, &walker, la & !0xfff) else {
+                    return Err(match walker.denied.get() {
+                        Some((gpa, rights)) => denial(gpa, rights, PAGING_ACCESS, false),
+                        None => AccessError::Unmapped,
+                    });
+                };
+                let hpa = match mem.host_page(gpa & !0xfff, data_rights) {
+                    Ok(hpa) => hpa,
+                    Err(Some((_, rights))) => return Err(denial(gpa | (la & 0xfff), rights, data_rights, true)),
+                    Err(None) => return Err(AccessError::Unmapped),
+                };
                 let host = shim::phys_to_virt(hpa);
                 page = Some((la & !0xfff, host));
                 host
@@ -1073,7 +1220,7 @@ pub(crate) fn copy_guest(regs: &PagingRegs, eptp: u64, linear: u64, buf: &mut [u
             if to_guest { p.write_volatile(*b) } else { *b = p.read_volatile() }
         }
     }
-    true
+    Ok(())
 }
 
 /// The PIO page as a byte slice.
@@ -1122,8 +1269,15 @@ fn string_io(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, eptp: u64, io: 
     for k in 0..n as usize {
         let la = linear.wrapping_add((k as i64 * step) as u64);
         let item = &mut buf[k * size as usize..(k + 1) * size as usize];
-        if !copy_guest(&regs, eptp, la, item, false) {
-            return internal(INTERNAL_ERROR_EMULATION, [reason_, q, la]);
+        match copy_guest(&regs, GuestMemory::of(st, eptp), la, item, false) {
+            Ok(()) => {}
+            // L2 reading through L1's EPT where it may not: L1's EPT violation (the CPU
+            // would have faulted before the I/O).
+            Err(AccessError::Ept12(d)) => {
+                st.nested.switch = Some(nested::Switch::Exit(d.exit_info()));
+                return Next::Leave(Leave::Nested);
+            }
+            Err(AccessError::Unmapped) => return internal(INTERNAL_ERROR_EMULATION, [reason_, q, la]),
         }
     }
     g[6] = string_reg_add(g[6], n as i64 * step, mask); // RSI
@@ -1136,7 +1290,6 @@ fn string_io(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, eptp: u64, io: 
     if done {
         skip_instruction();
     }
-    let _ = st;
     Next::Leave(Leave::User(UserExit::StringIo { is_in: false, size, port: io.port(), count: n as u32 }))
 }
 
@@ -1155,8 +1308,16 @@ fn complete_ins(st: &mut VcpuState, ins: &PendingIns, pio: *mut u8, eptp: u64) {
         let rdi = string_reg_add(st.regs.rdi, k as i64 * step, mask);
         let la = es_base.wrapping_add(rdi);
         // An unmapped destination ends the batch; the guest sees the items written so far.
-        if !copy_guest(&regs, eptp, la, &mut buf[k * size..(k + 1) * size], true) {
-            return;
+        // L2 writing through L1's EPT where it may not is L1's EPT violation, after the
+        // port was read (KVM's order).
+        match copy_guest(&regs, GuestMemory::of(st, eptp), la, &mut buf[k * size..(k + 1) * size], true) {
+            Ok(()) => {}
+            Err(AccessError::Ept12(d)) => {
+                st.nested.switch = Some(nested::Switch::Exit(d.exit_info()));
+                nested::apply_switch(st);
+                return;
+            }
+            Err(AccessError::Unmapped) => return,
         }
     }
     st.regs.rdi = string_reg_add(st.regs.rdi, n as i64 * step, mask);
@@ -1186,18 +1347,6 @@ pub(crate) fn inject_page_fault(la: u64, write: bool) {
     inject(14, Some(if write { 2 } else { 0 }));
 }
 
-/// Guest-physical memory as the vCPU's EPT maps it (the EPT stays alive for the region).
-struct EptMemory(u64);
-
-impl GuestPhys for EptMemory {
-    fn read_u64(&self, gpa: u64) -> Option<u64> {
-        let hpa = crate::ept::translate(self.0, gpa & !7)?;
-        // SAFETY: `hpa` is a pinned guest page the live EPT maps, in the direct map; an
-        // aligned 8-byte read inside it.
-        Some(unsafe { (shim::phys_to_virt(hpa) as *const u64).read_volatile() })
-    }
-}
-
 /// The mode of the guest's code segment.
 fn cpu_mode() -> CpuMode {
     let ar = r(f::GUEST_CS_AR_BYTES);
@@ -1212,22 +1361,20 @@ fn cpu_mode() -> CpuMode {
 
 /// Fetch up to 15 bytes of the instruction at CS:RIP through the guest's paging and the EPT;
 /// returns how many could be read (fewer if a page of it is gone).
-fn fetch_instruction(eptp: u64, buf: &mut [u8; 15]) -> usize {
+fn fetch_instruction(mem: GuestMemory, buf: &mut [u8; 15]) -> usize {
     let regs = PagingRegs {
         cr0: r(f::GUEST_CR0),
         cr3: r(f::GUEST_CR3),
         cr4: r(f::GUEST_CR4),
         efer: r(f::GUEST_IA32_EFER),
     };
-    let mem = EptMemory(eptp);
     let mode = cpu_mode();
     let rip = r(f::GUEST_RIP);
     let linear = if mode == CpuMode::Bits64 { rip } else { (r(f::GUEST_CS_BASE) + rip) & 0xffff_ffff };
     for (i, b) in buf.iter_mut().enumerate() {
-        let la = linear.wrapping_add(i as u64);
-        let Some(gpa) = paging::translate(&regs, &mem, la) else { return i };
-        let Some(q) = mem.read_u64(gpa) else { return i };
-        *b = (q >> (8 * (gpa & 7))) as u8;
+        if copy_guest(&regs, mem, linear.wrapping_add(i as u64), core::slice::from_mut(b), false).is_err() {
+            return i;
+        }
     }
     buf.len()
 }
@@ -1279,7 +1426,7 @@ fn advance_rip(len: u64) {
 /// qualification, GPA and the first 8 instruction bytes.
 fn mmio(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, eptp: u64, gpa: u64, reason_: u64, q: u64) -> Next {
     let mut bytes = [0u8; 15];
-    let n = fetch_instruction(eptp, &mut bytes);
+    let n = fetch_instruction(GuestMemory::of(st, eptp), &mut bytes);
     let decoded = insn::decode(&bytes[..n], cpu_mode());
     let head = u64::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7]]);
     let fail = || Next::Leave(Leave::User(UserExit::Internal {

@@ -35,6 +35,8 @@ pub mod guest_msr;
 pub mod msr;
 #[path = "core/src/nested_caps.rs"]
 pub mod nested_caps;
+#[path = "core/src/nested_ept.rs"]
+pub mod nested_ept;
 #[path = "core/src/nested_entry.rs"]
 pub mod nested_entry;
 #[path = "core/src/nested_exit.rs"]

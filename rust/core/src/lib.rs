@@ -23,6 +23,7 @@ pub mod guest_cr;
 pub mod guest_msr;
 pub mod msr;
 pub mod nested_caps;
+pub mod nested_ept;
 pub mod nested_entry;
 pub mod nested_exit;
 pub mod paging;

@@ -9,11 +9,12 @@
 //! interrupt and NMI exiting; HLT, CR3 load/store, unconditional I/O, MOV-DR, TSC
 //! offsetting, MWAIT/MONITOR, INVLPG, RDPMC, interrupt-window, CR8 exiting; exits saving
 //! debug controls, acknowledging interrupts, to a 64-bit host; entries loading debug
-//! controls and to IA-32e mode; EPT with 4-level walks, WB and all-context INVEPT.
+//! controls and to IA-32e mode; EPT with 4-level walks, WB and all-context INVEPT (nested EPT), unrestricted guest.
 
 use super::controls::{entry, exit, pin, primary, secondary, ControlMsr, FixedBits};
 use super::host::HostCaps;
 use super::msr;
+use super::nested_ept;
 
 /// nvmx's VMCS revision identifier for L1 ("nvmx" as four ASCII bytes; bit 31 clear: not a
 /// shadow VMCS). L1's VMCS12 layout is nvmx's own, so is its identifier.
@@ -49,9 +50,13 @@ const PRIMARY_OFFERED: u32 = primary::INTR_WINDOW_EXITING
     | primary::MONITOR_EXITING
     | primary::PAUSE_EXITING
     | primary::SECONDARY_CONTROLS;
-/// EPT (and unrestricted guest, which needs it) are not offered until nested EPT exists:
-/// L2 runs on L1's guest-physical space directly (VMCS02 uses L0's EPT).
-const SECONDARY_OFFERED: u32 = secondary::DESC_TABLE_EXITING | secondary::ENABLE_VPID | secondary::WBINVD_EXITING;
+/// EPT is nested EPT (rust/nested_ept.rs): L2's memory through L1's EPT composed with L0's.
+/// Unrestricted guest comes with it (the CPU runs L2's real mode under EPT02).
+const SECONDARY_OFFERED: u32 = secondary::ENABLE_EPT
+    | secondary::DESC_TABLE_EXITING
+    | secondary::ENABLE_VPID
+    | secondary::UNRESTRICTED_GUEST
+    | secondary::WBINVD_EXITING;
 const EXIT_OFFERED: u32 = exit::SAVE_DEBUG_CONTROLS
     | exit::HOST_ADDR_SPACE_SIZE
     | exit::ACK_INTR_ON_EXIT
@@ -62,10 +67,22 @@ const EXIT_OFFERED: u32 = exit::SAVE_DEBUG_CONTROLS
 const ENTRY_OFFERED: u32 =
     entry::LOAD_DEBUG_CONTROLS | entry::IA32E_MODE_GUEST | entry::LOAD_IA32_PAT | entry::LOAD_IA32_EFER;
 
-/// IA32_VMX_EPT_VPID_CAP bits offered: INVVPID (32) with individual-address, single-context,
-/// all-context and single-context-retaining-globals types (40-43). No EPT bits: EPT is not
-/// offered until nested EPT exists.
-const EPT_VPID_OFFERED: u64 = (1 << 32) | (0xf << 40);
+/// IA32_VMX_EPT_VPID_CAP bits offered where the host has them: execute-only pages, 4-level
+/// walks, UC and WB paging structures, 2 MiB and 1 GiB pages (EPT02 maps them as 4 KiB
+/// pages), INVEPT single- and all-context; INVVPID (32) with individual-address,
+/// single-context, all-context and single-context-retaining-globals types (40-43). No
+/// accessed/dirty flags (nvmx does not set them in L1's EPT).
+const EPT_VPID_OFFERED: u64 = nested_ept::cap::EXECUTE_ONLY
+    | nested_ept::cap::WALK_4
+    | nested_ept::cap::MEMTYPE_UC
+    | nested_ept::cap::MEMTYPE_WB
+    | nested_ept::cap::PAGES_2M
+    | nested_ept::cap::PAGES_1G
+    | nested_ept::cap::INVEPT
+    | nested_ept::cap::INVEPT_SINGLE
+    | nested_ept::cap::INVEPT_ALL
+    | (1 << 32)
+    | (0xf << 40);
 
 /// IA32_VMX_BASIC: 4 KiB regions (bits 44:32), write-back (53:50 = 6), INS/OUTS exit
 /// information (54), TRUE controls (55).
@@ -257,9 +274,13 @@ mod tests {
         assert!(c.exit.allows(exit::SAVE_DEBUG_CONTROLS | exit::ACK_INTR_ON_EXIT | exit::HOST_ADDR_SPACE_SIZE));
         assert!(c.entry.allows(entry::LOAD_DEBUG_CONTROLS | entry::IA32E_MODE_GUEST));
         assert!(c.secondary.allows(secondary::ENABLE_VPID));
-        // No nested EPT yet: neither EPT nor unrestricted guest (which needs it) is offered.
-        assert!(!c.secondary.allows(secondary::ENABLE_EPT) && !c.secondary.allows(secondary::UNRESTRICTED_GUEST));
-        assert_eq!(c.ept_vpid & 0xffff_ffff, 0);
+        // Nested EPT: EPT and unrestricted guest, 4-level WB walks, both INVEPT types, no A/D.
+        assert!(c.secondary.allows(secondary::ENABLE_EPT) && c.secondary.allows(secondary::UNRESTRICTED_GUEST));
+        for bit in [nested_ept::cap::WALK_4, nested_ept::cap::MEMTYPE_WB, nested_ept::cap::INVEPT,
+                    nested_ept::cap::INVEPT_SINGLE, nested_ept::cap::INVEPT_ALL] {
+            assert_ne!(c.ept_vpid & bit, 0, "{bit:#x}");
+        }
+        assert_eq!(c.ept_vpid & nested_ept::cap::ACCESSED_DIRTY, 0);
         assert_ne!(c.ept_vpid & (1 << 32), 0, "INVVPID");
         assert_eq!(c.read(msr::IA32_VMX_BASIC).unwrap() as u32, VMCS12_REVISION);
         assert_eq!(c.read(msr::IA32_VMX_BASIC).unwrap() >> 55 & 1, 1, "TRUE controls");

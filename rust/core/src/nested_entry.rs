@@ -156,6 +156,11 @@ fn check_controls(v: &Vmcs12, caps: &L1VmxCaps, env: &EntryEnv) -> Result<(), Fa
     if sec as u32 & secondary::UNRESTRICTED_GUEST != 0 {
         require!(sec as u32 & secondary::ENABLE_EPT != 0, S, f::SECONDARY_VM_EXEC_CONTROL, sec, "unrestricted guest only with EPT");
     }
+    if sec as u32 & secondary::ENABLE_EPT != 0 {
+        let eptp = v.get(f::EPT_POINTER);
+        require!(super::nested_ept::eptp_valid(eptp, caps.ept_vpid, env.maxphyaddr), S, f::EPT_POINTER, eptp,
+            "an offered memory type and walk length, accessed/dirty only where offered, reserved bits zero");
+    }
 
     // SDM 27.2.1.2: VM-exit control fields.
     let ex = v.get(f::VM_EXIT_CONTROLS);
@@ -462,6 +467,28 @@ mod tests {
         assert!(matches!(run(&v), Err(EntryFailure::Controls(Failed { field: f::MSR_BITMAP, .. }))));
         v.set(f::MSR_BITMAP, 0x5000);
         assert_eq!(run(&v), Ok(()));
+    }
+
+    #[test]
+    fn ept_pointer_and_unrestricted_guest() {
+        let c = caps();
+        let mut v = selftest_vmcs12(&c);
+        v.set(f::SECONDARY_VM_EXEC_CONTROL, secondary::UNRESTRICTED_GUEST as u64);
+        assert!(matches!(run(&v), Err(EntryFailure::Controls(Failed { field: f::SECONDARY_VM_EXEC_CONTROL, .. }))),
+            "unrestricted guest without EPT");
+        v.set(f::SECONDARY_VM_EXEC_CONTROL, (secondary::UNRESTRICTED_GUEST | secondary::ENABLE_EPT) as u64);
+        for bad in [0, 0x5000 | 0x1d, 0x5000 | 0x26, 0x5000 | 0x5e, (1 << 39) | 0x1e] {
+            v.set(f::EPT_POINTER, bad);
+            assert!(matches!(run(&v), Err(EntryFailure::Controls(Failed { field: f::EPT_POINTER, .. }))), "{bad:#x}");
+        }
+        v.set(f::EPT_POINTER, 0x5000 | 0x1e);
+        assert_eq!(run(&v), Ok(()));
+        // Unrestricted guest lets L2 start with paging and protection off.
+        v.set(f::GUEST_CR0, 0x30);
+        v.set(f::VM_ENTRY_CONTROLS, 0x11ff);
+        v.set(f::GUEST_IA32_EFER, 0);
+        v.set(f::GUEST_CS_AR_BYTES, 0x9b);
+        assert!(!matches!(run(&v), Err(EntryFailure::GuestState(Failed { field: f::GUEST_CR0, .. }, _))));
     }
 
     #[test]
