@@ -69,7 +69,8 @@ pub fn l1_wants(v: &Vmcs12, e: &L2Exit, gpr: impl Fn(u8) -> u64, read_byte: impl
         reason::WBINVD => sec & secondary::WBINVD_EXITING != 0,
         // GDTR/IDTR and LDTR/TR accesses (46, 47).
         46 | 47 => sec & secondary::DESC_TABLE_EXITING != 0,
-        // L0's EPT and L0's preemption timer: L1 offered neither.
+        // EPT faults are L0's EPT or EPT02's: nested EPT decides which are L1's after its
+        // own walk of EPT12 (nested_ept.rs). The preemption timer is L0's (not offered).
         reason::EPT_VIOLATION | reason::EPT_MISCONFIG | reason::PREEMPTION_TIMER => false,
         // CPUID, GETSEC, INVD, XSETBV, VMCALL and the VMX instructions exit unconditionally
         // (SDM 26.1.2); so does everything nvmx has no rule for, as on KVM.
