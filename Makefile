@@ -13,7 +13,7 @@ ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
 NVMX_CACHE ?= $(HOME)/.cache/nvmx
 KMAKE ?= LLVM=-19 RUSTC=/usr/bin/rustc BINDGEN=$(NVMX_CACHE)/bin/bindgen
 
-.PHONY: all module setup check demo test-core upstream-report clean help
+.PHONY: all module tools install setup check demo test-core upstream-report clean help
 
 all: module
 
@@ -24,6 +24,17 @@ module:
 	    [ -e "$$kdir/.nvmx-built" ] || { echo "no cached kernel tree: run 'make setup' or pass KDIR=<Rust-enabled tree>" >&2; exit 1; }; \
 	fi; \
 	$(MAKE) -C "$$kdir" M=$(ROOT) $(KMAKE) modules
+
+# nvmx-status, a static binary (build/nvmx-status).
+tools:
+	$(ROOT)/scripts/build-status-tool.sh
+
+# The status tool and the uapi header (the module itself: `make module`, then insmod nvmx.ko
+# on the kernel it was built for).
+PREFIX ?= /usr/local
+install: tools
+	install -D -m 0755 $(ROOT)/build/nvmx-status $(DESTDIR)$(PREFIX)/sbin/nvmx-status
+	install -D -m 0644 $(ROOT)/include/uapi/linux/nvmx.h $(DESTDIR)$(PREFIX)/include/linux/nvmx.h
 
 setup:
 	$(ROOT)/scripts/setup-host.sh
@@ -41,6 +52,7 @@ upstream-report:
 
 test-core:
 	cd $(ROOT)/rust/core && cargo test
+	cd $(ROOT)/rust/nvmx-status && cargo test
 
 clean:
 	@kdir=$$(bash -c '. $(ROOT)/scripts/lib.sh && kernel_dir'); \

@@ -7,7 +7,7 @@ use kernel::miscdevice::{MiscDevice, MiscDeviceRegistration};
 use kernel::prelude::*;
 use kernel::uaccess::{UserPtr, UserSlice};
 
-use crate::uapi::{self, host_features, NvmxHostStatus};
+use crate::uapi::{self, host_features, status_flags, NvmxHostStatus, NvmxVcpuStatus};
 use crate::vm::{self, Vm};
 use crate::{vcpu, HOST};
 
@@ -33,6 +33,7 @@ impl MiscDevice for NvmxFile {
             uapi::KVM_GET_VCPU_MMAP_SIZE if arg != 0 => Err(EINVAL),
             uapi::KVM_GET_VCPU_MMAP_SIZE => Ok((vcpu::MMAP_PAGES * 4096) as isize),
             uapi::NVMX_GET_HOST_STATUS => get_host_status(arg),
+            uapi::NVMX_GET_VCPU_LIST => get_vcpu_list(arg),
             uapi::KVM_GET_SUPPORTED_CPUID => get_supported_cpuid(arg),
             uapi::KVM_GET_MSR_INDEX_LIST => vcpu::get_msr_index_list(arg),
             uapi::KVM_GET_MSR_FEATURE_INDEX_LIST => vcpu::get_msr_feature_index_list(arg),
@@ -69,8 +70,9 @@ fn get_supported_cpuid(arg: usize) -> Result<isize> {
     Ok(0)
 }
 
-fn get_host_status(arg: usize) -> Result<isize> {
-    let host = HOST.as_ref().ok_or(ENODEV)?;
+/// The `NVMX_HOST_*` bits of this host (EPT and unrestricted guest: nvmx refuses to load
+/// without them).
+pub(crate) fn host_features(host: &crate::HostInfo) -> u32 {
     let caps = &host.caps;
     let mut features = host_features::EPT | host_features::UNRESTRICTED_GUEST;
     if caps.vpid() {
@@ -82,6 +84,13 @@ fn get_host_status(arg: usize) -> Result<isize> {
     if caps.preemption_timer() {
         features |= host_features::PREEMPTION_TIMER;
     }
+    features
+}
+
+fn get_host_status(arg: usize) -> Result<isize> {
+    let host = HOST.as_ref().ok_or(ENODEV)?;
+    let caps = &host.caps;
+    let features = host_features(host);
     let status = NvmxHostStatus {
         vmcs_revision: caps.basic.revision_id(),
         online_cpus: host.online_cpus,
@@ -89,9 +98,36 @@ fn get_host_status(arg: usize) -> Result<isize> {
         features,
         vmx_basic: caps.basic.0,
         ept_vpid_cap: caps.ept_vpid.0,
-        reserved: [0; 4],
+        // Readable: nvmx loaded, so the load-time probe read it.
+        feature_control: crate::vmx_ops::rdmsr(0x3a),
+        flags: (if host.nested { status_flags::NESTED } else { 0 })
+            // nvmx sets CR4.VMXE only inside IRQs-off regions: set here, it is another
+            // hypervisor's (kvm_intel loaded after nvmx enables VMX on every CPU).
+            | (if crate::vmx_ops::read_cr4() & (1 << 13) != 0 { status_flags::VMX_BUSY } else { 0 }),
+        nr_vcpus: crate::status::count() as u32,
+        reserved: [0; 2],
     };
     let user = UserSlice::new(UserPtr::from_addr(arg), core::mem::size_of::<NvmxHostStatus>());
     user.writer().write(&status)?;
     Ok(0)
+}
+
+/// `NVMX_GET_VCPU_LIST`: every open vCPU, with KVM_GET_MSR_INDEX_LIST's size rules (`nent`
+/// too small: E2BIG with the number needed written back).
+fn get_vcpu_list(arg: usize) -> Result<isize> {
+    let room: u32 = UserSlice::new(UserPtr::from_addr(arg), 4).reader().read()?;
+    crate::status::with_list(|list| {
+        let n = list.len();
+        UserSlice::new(UserPtr::from_addr(arg), 4).writer().write(&(n as u32))?;
+        if (room as usize) < n {
+            return Err(E2BIG);
+        }
+        let size = 8 + n * core::mem::size_of::<NvmxVcpuStatus>();
+        let mut w = UserSlice::new(UserPtr::from_addr(arg), size).writer();
+        w.write(&[n as u32, 0u32])?;
+        for e in list {
+            w.write(e)?;
+        }
+        Ok(0)
+    })
 }

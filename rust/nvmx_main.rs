@@ -19,6 +19,7 @@ mod nested;
 mod nested_ept;
 mod run;
 mod shim;
+mod status;
 mod uapi;
 mod vcpu;
 mod vm;
@@ -82,6 +83,7 @@ impl HostProbe for ThisCpu {
 
 #[pin_data(PinnedDrop)]
 struct Nvmx {
+    _sysfs: shim::Sysfs,
     _vmx: cpu::VmxCpus,
     #[pin]
     _misc: MiscDeviceRegistration<device::NvmxFile>,
@@ -133,7 +135,14 @@ fn probe_host() -> Result<cpu::VmxCpus> {
 impl kernel::InPlaceModule for Nvmx {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
-            _vmx: probe_host()?,
+            _vmx: {
+                status::init();
+                probe_host()?
+            },
+            _sysfs: {
+                let h = HOST.as_ref().ok_or(ENODEV)?;
+                shim::Sysfs::create(h.nested, h.caps.basic.revision_id(), h.vmx_cpus, h.online_cpus, device::host_features(h))?
+            },
             _misc <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"nvmx" }),
         })
     }

@@ -8,6 +8,8 @@
 #include <linux/cpu.h>
 #include <linux/cpumask.h>
 #include <linux/fs.h>
+#include <linux/kobject.h>
+#include <linux/sysfs.h>
 #include <linux/mm.h>
 #include <linux/sched.h>
 #include <linux/sched/mm.h>
@@ -279,4 +281,85 @@ unsigned int nvmx_tsc_khz(void)
 void nvmx_kick_cpu(unsigned int cpu)
 {
 	arch_smp_send_reschedule(cpu);	/* smp_send_reschedule() without its tracepoint */
+}
+
+/*
+ * /sys/kernel/nvmx: host-wide facts for nvmx-status and admins (Rust module parameters have
+ * no sysfs file in 7.3). Written once at load; vmx_busy is read at each access.
+ */
+static struct nvmx_sysfs_facts nvmx_facts;
+static struct kobject *nvmx_kobj;
+
+static ssize_t nested_show(struct kobject *k, struct kobj_attribute *a, char *buf)
+{
+	return sysfs_emit(buf, "%u\n", nvmx_facts.nested);
+}
+
+static ssize_t vmcs_revision_show(struct kobject *k, struct kobj_attribute *a, char *buf)
+{
+	return sysfs_emit(buf, "0x%x\n", nvmx_facts.vmcs_revision);
+}
+
+static ssize_t vmx_cpus_show(struct kobject *k, struct kobj_attribute *a, char *buf)
+{
+	return sysfs_emit(buf, "%u\n", nvmx_facts.vmx_cpus);
+}
+
+static ssize_t online_cpus_show(struct kobject *k, struct kobj_attribute *a, char *buf)
+{
+	return sysfs_emit(buf, "%u\n", nvmx_facts.online_cpus);
+}
+
+static ssize_t features_show(struct kobject *k, struct kobj_attribute *a, char *buf)
+{
+	static const char *const names[] = {
+		"ept", "unrestricted_guest", "vpid", "shadow_vmcs", "preemption_timer",
+	};
+	int i, n = 0;
+
+	for (i = 0; i < ARRAY_SIZE(names); i++)
+		if (nvmx_facts.features & (1U << i))
+			n += sysfs_emit_at(buf, n, "%s%s", n ? " " : "", names[i]);
+	return n + sysfs_emit_at(buf, n, "\n");
+}
+
+/* nvmx sets CR4.VMXE only inside IRQs-off regions: seen set here, it is another hypervisor's. */
+static ssize_t vmx_busy_show(struct kobject *k, struct kobj_attribute *a, char *buf)
+{
+	return sysfs_emit(buf, "%d\n", !!(cr4_read_shadow() & X86_CR4_VMXE));
+}
+
+static struct kobj_attribute nvmx_attrs[] = {
+	__ATTR_RO(nested), __ATTR_RO(vmcs_revision), __ATTR_RO(vmx_cpus),
+	__ATTR_RO(online_cpus), __ATTR_RO(features), __ATTR_RO(vmx_busy),
+};
+
+static struct attribute *nvmx_attr_list[] = {
+	&nvmx_attrs[0].attr, &nvmx_attrs[1].attr, &nvmx_attrs[2].attr,
+	&nvmx_attrs[3].attr, &nvmx_attrs[4].attr, &nvmx_attrs[5].attr, NULL,
+};
+
+static const struct attribute_group nvmx_attr_group = { .attrs = nvmx_attr_list };
+
+int nvmx_sysfs_create(const struct nvmx_sysfs_facts *facts)
+{
+	int err;
+
+	nvmx_facts = *facts;
+	nvmx_kobj = kobject_create_and_add("nvmx", kernel_kobj);
+	if (!nvmx_kobj)
+		return -ENOMEM;
+	err = sysfs_create_group(nvmx_kobj, &nvmx_attr_group);
+	if (err) {
+		kobject_put(nvmx_kobj);
+		nvmx_kobj = NULL;
+	}
+	return err;
+}
+
+void nvmx_sysfs_remove(void)
+{
+	if (nvmx_kobj)
+		kobject_put(nvmx_kobj);
+	nvmx_kobj = NULL;
 }

@@ -54,4 +54,15 @@ void nvmx_uncharge_locked(void *mm, unsigned long pages);
 void *nvmx_page_address(struct page *page);
 unsigned long nvmx_task_size_max(void);
 
+/* /sys/kernel/nvmx (the facts are copied). */
+struct nvmx_sysfs_facts {
+	u32 nested;
+	u32 vmcs_revision;
+	u32 vmx_cpus;
+	u32 online_cpus;
+	u32 features;	/* NVMX_HOST_* bits */
+};
+int nvmx_sysfs_create(const struct nvmx_sysfs_facts *facts);
+void nvmx_sysfs_remove(void);
+
 #endif /* NVMX_SHIM_H */

@@ -267,3 +267,40 @@ impl Drop for LockedCharge {
         unsafe { ffi_fd::nvmx_uncharge_locked(self.mm, self.pages) };
     }
 }
+
+mod ffi_sysfs {
+    #[repr(C)]
+    pub(super) struct SysfsFacts {
+        pub(super) nested: u32,
+        pub(super) vmcs_revision: u32,
+        pub(super) vmx_cpus: u32,
+        pub(super) online_cpus: u32,
+        pub(super) features: u32,
+    }
+    extern "C" {
+        pub(super) fn nvmx_sysfs_create(facts: *const SysfsFacts) -> core::ffi::c_int;
+        pub(super) fn nvmx_sysfs_remove();
+    }
+}
+
+/// /sys/kernel/nvmx with the host-wide facts, removed on drop.
+pub(crate) struct Sysfs;
+
+impl Sysfs {
+    pub(crate) fn create(nested: bool, vmcs_revision: u32, vmx_cpus: u32, online_cpus: u32, features: u32) -> kernel::error::Result<Self> {
+        let facts = ffi_sysfs::SysfsFacts { nested: nested as u32, vmcs_revision, vmx_cpus, online_cpus, features };
+        // SAFETY: `facts` is a valid struct for the call; the C side copies it.
+        let err = unsafe { ffi_sysfs::nvmx_sysfs_create(&facts) };
+        if err < 0 {
+            return Err(kernel::error::Error::from_errno(err));
+        }
+        Ok(Sysfs)
+    }
+}
+
+impl Drop for Sysfs {
+    fn drop(&mut self) {
+        // SAFETY: created in `create`; removed once.
+        unsafe { ffi_sysfs::nvmx_sysfs_remove() };
+    }
+}

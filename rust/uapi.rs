@@ -29,12 +29,62 @@ pub(crate) struct NvmxHostStatus {
     pub(crate) features: u32,
     pub(crate) vmx_basic: u64,
     pub(crate) ept_vpid_cap: u64,
-    pub(crate) reserved: [u64; 4],
+    pub(crate) feature_control: u64,
+    pub(crate) flags: u32,
+    pub(crate) nr_vcpus: u32,
+    pub(crate) reserved: [u64; 2],
 }
 
-// SAFETY: `repr(C)`, only integer fields, and no padding (4 x u32 then 6 x u64 = 64 bytes,
-// every u64 at an 8-byte offset), so every byte is initialized.
+// SAFETY: `repr(C)`, only integer fields, and no padding (4 x u32, 3 x u64, 2 x u32,
+// 2 x u64 = 64 bytes, every u64 at an 8-byte offset), so every byte is initialized.
 unsafe impl AsBytes for NvmxHostStatus {}
+
+/// `NVMX_STATUS_*` flags.
+pub(crate) mod status_flags {
+    /// `NVMX_STATUS_NESTED`.
+    pub(crate) const NESTED: u32 = 1 << 0;
+    /// `NVMX_STATUS_VMX_BUSY`.
+    pub(crate) const VMX_BUSY: u32 = 1 << 1;
+}
+
+/// `struct nvmx_entry_failure`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct NvmxEntryFailure {
+    pub(crate) kind: u32,
+    pub(crate) field: u32,
+    pub(crate) value: u64,
+    pub(crate) qualification: u64,
+    pub(crate) section: [u8; 16],
+    pub(crate) rule: [u8; 128],
+}
+
+impl Default for NvmxEntryFailure {
+    fn default() -> Self {
+        Self { kind: 0, field: 0, value: 0, qualification: 0, section: [0; 16], rule: [0; 128] }
+    }
+}
+
+// SAFETY: `repr(C)`, integers and byte arrays, no padding (168 bytes, u64s 8-aligned).
+unsafe impl AsBytes for NvmxEntryFailure {}
+
+/// `struct nvmx_vcpu_status`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct NvmxVcpuStatus {
+    pub(crate) key: u64,
+    pub(crate) vm_id: u32,
+    pub(crate) vcpu_id: u32,
+    pub(crate) pid: u32,
+    pub(crate) flags: u32,
+    pub(crate) last_failure: NvmxEntryFailure,
+}
+
+// SAFETY: as above (8 + 4 x 4 + 168 = 192 bytes, no padding).
+unsafe impl AsBytes for NvmxVcpuStatus {}
+
+const _: () = assert!(core::mem::size_of::<NvmxEntryFailure>() == 168);
+const _: () = assert!(core::mem::size_of::<NvmxVcpuStatus>() == 192);
 
 /// `NVMX_HOST_*` feature bits.
 pub(crate) mod host_features {
@@ -52,6 +102,10 @@ pub(crate) mod host_features {
 
 /// `NVMX_GET_HOST_STATUS`.
 pub(crate) const NVMX_GET_HOST_STATUS: u32 = _IOR::<NvmxHostStatus>(NVMX_IOCTL_TYPE, 0x00);
+/// `NVMX_GET_VCPU_LIST` (`struct nvmx_vcpu_list` is an 8-byte header before its entries).
+pub(crate) const NVMX_GET_VCPU_LIST: u32 = _IOWR::<[u32; 2]>(NVMX_IOCTL_TYPE, 0x01);
+/// `NVMX_GET_ENTRY_FAILURE` (vCPU fd).
+pub(crate) const NVMX_GET_ENTRY_FAILURE: u32 = _IOR::<NvmxEntryFailure>(NVMX_IOCTL_TYPE, 0x02);
 
 const _: () = assert!(core::mem::size_of::<NvmxHostStatus>() == 64);
 

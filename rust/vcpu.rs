@@ -134,6 +134,8 @@ pub(crate) struct VcpuState {
     /// (CPU, EPT pointer, memory generation) of the last INVEPT for this vCPU: while they
     /// stay the same, no TLB entry the vCPU could use is stale (rust/run.rs).
     pub(crate) flushed_for: Option<(u32, u64, u64)>,
+    /// What was last published to the status list (rust/status.rs).
+    pub(crate) published: Option<crate::status::Published>,
     /// VM-entry instruction length of `inject` (software interrupts and exceptions).
     pub(crate) inject_len: u64,
     /// Nested VMX: L1's VMX operation, VMCS12, whether L2 runs (rust/nested.rs).
@@ -207,6 +209,7 @@ impl VcpuState {
             // With an in-kernel APIC, application processors wait for INIT/SIPI (KVM).
             mp_state: if lapic && id != 0 { mp_state::UNINITIALIZED } else { mp_state::RUNNABLE },
             flushed_for: None,
+            published: None,
             inject_len: 0,
             nested: Nested::new(stuff_vmx_msrs),
         }
@@ -357,9 +360,14 @@ pub(crate) struct Vcpu {
     /// What other vCPUs post to this one's local APIC.
     pub(crate) mailbox: Arc<Mailbox>,
     pub(crate) vpid: Vpid,
+    /// The vCPU's entry in the host-wide status list (rust/status.rs).
+    status_key: u64,
     #[pin]
     pub(crate) state: Mutex<VcpuState>,
 }
+
+/// The next vCPU's status key.
+static NEXT_STATUS_KEY: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1);
 
 impl Vcpu {
     /// `KVM_CREATE_VCPU`: vCPU `id` of `vm` and its fd.
@@ -367,6 +375,7 @@ impl Vcpu {
         let id = u32::try_from(id).map_err(|_| EINVAL)?;
         vm.reserve_vcpu_id(id)?;
         let vm2 = vm.clone();
+        let status_key = NEXT_STATUS_KEY.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
         let made = (|| -> Result<isize> {
             let run_page = Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?;
             let revision = crate::HOST.as_ref().ok_or(ENODEV)?.caps.basic.revision_id();
@@ -402,13 +411,17 @@ impl Vcpu {
                     vmcs02_phys,
                     mailbox,
                     vpid: Vpid::alloc(crate::HOST.as_ref().is_some_and(|h| h.caps.vpid())),
+                    status_key,
                     state <- new_mutex!(state),
                 }),
                 GFP_KERNEL,
             )?;
+            crate::status::add(status_key, vm.id, id, vm.pid)?;
+            vcpu.publish_status();
             let raw = vcpu.into_foreign();
             let fd = shim::vcpu_fd(raw);
             if fd < 0 {
+                crate::status::remove(status_key);
                 // SAFETY: `raw` is from `into_foreign` above and no file took it.
                 drop(unsafe { Arc::<Vcpu>::from_foreign(raw) });
                 return Err(Error::from_errno(fd));
@@ -421,10 +434,34 @@ impl Vcpu {
         made
     }
 
+    /// Publish the vCPU's nested state into the host-wide status list, if it changed.
+    fn publish_status(&self) {
+        let mut st = self.state.lock();
+        let now = crate::status::Published {
+            flags: (if st.features.vmx { crate::status::flags::VMX_EXPOSED } else { 0 })
+                | (if st.nested.l1.vmxon.is_some() { crate::status::flags::VMXON } else { 0 })
+                | (if st.nested.guest_mode { crate::status::flags::GUEST_MODE } else { 0 }),
+            failure: st.nested.last_failure,
+        };
+        if st.published != Some(now) {
+            st.published = Some(now);
+            drop(st);
+            crate::status::publish(self.status_key, now);
+        }
+    }
+
     fn ioctl(this: ArcBorrow<'_, Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
         match cmd {
             uapi::KVM_RUN if arg != 0 => Err(EINVAL),
-            uapi::KVM_RUN => crate::run::run(&this),
+            uapi::KVM_RUN => {
+                let ran = crate::run::run(&this);
+                this.publish_status();
+                ran
+            }
+            uapi::NVMX_GET_ENTRY_FAILURE => {
+                let failure = crate::status::failure_uapi(this.state.lock().nested.last_failure);
+                write_user(arg, &failure)
+            }
             uapi::KVM_GET_REGS => {
                 let regs = this.state.lock().regs;
                 write_user(arg, &regs)
@@ -443,7 +480,11 @@ impl Vcpu {
                 this.state.lock().set_sregs(&sregs)?;
                 Ok(0)
             }
-            uapi::KVM_SET_CPUID2 => set_cpuid2(&mut this.state.lock(), arg),
+            uapi::KVM_SET_CPUID2 => {
+                let set = set_cpuid2(&mut this.state.lock(), arg);
+                this.publish_status();
+                set
+            }
             uapi::KVM_GET_CPUID2 => get_cpuid2(&this.state.lock(), arg),
             uapi::KVM_GET_MSRS => msr_io(&mut this.state.lock(), arg, false),
             uapi::KVM_SET_MSRS => msr_io(&mut this.state.lock(), arg, true),
@@ -741,7 +782,9 @@ extern "C" fn nvmx_vcpu_ioctl(vcpu: *mut c_void, cmd: u32, arg: usize) -> isize 
 #[no_mangle]
 extern "C" fn nvmx_vcpu_release(vcpu: *mut c_void) {
     // SAFETY: the file's reference, given back exactly once at release.
-    drop(unsafe { <Arc<Vcpu> as ForeignOwnable>::from_foreign(vcpu) });
+    let this = unsafe { <Arc<Vcpu> as ForeignOwnable>::from_foreign(vcpu) };
+    crate::status::remove(this.status_key);
+    drop(this);
 }
 
 #[no_mangle]

@@ -103,6 +103,10 @@ pub(crate) struct VmState {
 /// A VM, shared by its fd and its vCPUs.
 #[pin_data]
 pub(crate) struct Vm {
+    /// nvmx's id of the VM (for nvmx-status), unique while the module is loaded.
+    pub(crate) id: u32,
+    /// The thread group that created the VM.
+    pub(crate) pid: u32,
     #[pin]
     pub(crate) state: Mutex<VmState>,
     /// Bumped on every slot change (under `state`'s lock): vCPUs compare it with the one
@@ -116,6 +120,9 @@ pub(crate) struct Vm {
     pub(crate) mailboxes: SpinLock<KVec<Arc<Mailbox>>>,
 }
 
+/// The next VM's id.
+static NEXT_VM_ID: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(1);
+
 impl Vm {
     /// `KVM_CREATE_VM`: a new VM and its fd. Only machine type 0 exists.
     pub(crate) fn create(machine_type: usize) -> Result<isize> {
@@ -125,6 +132,8 @@ impl Vm {
         let ept = Ept::new()?;
         let vm = Arc::pin_init(
             pin_init!(Vm {
+                id: NEXT_VM_ID.fetch_add(1, core::sync::atomic::Ordering::Relaxed),
+                pid: current!().tgid() as u32,
                 memory_generation: AtomicU64::new(0),
                 tsc_origin: crate::vmx_ops::rdtsc(),
                 state <- new_mutex!(VmState {

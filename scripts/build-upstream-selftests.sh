@@ -8,22 +8,27 @@ kdir=$(kernel_dir)
 # build/upstream-all; otherwise the list in selftests/upstream.list, into build/upstream.
 if [ "${NVMX_UPSTREAM_ALL:-0}" = 1 ]; then
     out=$NVMX_ROOT/build/upstream-all
+    nvmx_out=
     list=$(sed -n 's/^TEST_GEN_PROGS_\(COMMON\|x86\) *+\?= *\([a-z0-9_/]*\)$/\2/p' \
         "$kdir/tools/testing/selftests/kvm/Makefile.kvm")
 else
     out=$NVMX_ROOT/build/upstream
     list=$(grep -v -e '^#' -e '^$' "$NVMX_ROOT/selftests/upstream.list")
+    # Tests of nvmx-only interfaces (selftests/nvmx-only.list), run against nvmx only.
+    nvmx_only=$(grep -v -e '^#' -e '^$' "$NVMX_ROOT/selftests/nvmx-only.list")
+    nvmx_out=$NVMX_ROOT/build/upstream-nvmx
 fi
 obj=$NVMX_ROOT/build/upstream-obj
 # Exactly the listed tests: a test dropped from the list must not linger in the image.
-rm -rf "$out"
-mkdir -p "$out" "$obj"
+rm -rf "$out" ${nvmx_out:+"$nvmx_out"}
+mkdir -p "$out" ${nvmx_out:+"$nvmx_out"} "$obj"
 targets=()
-for t in $list; do targets+=("$obj/$t"); done
+for t in $list ${nvmx_only:-}; do targets+=("$obj/$t"); done
 [ ${#targets[@]} -gt 0 ] || exit 0
 # selftests/upstream-lib adds nvmx's own tests written with the same library (x86/nvmx_*).
 make -s -C "$kdir/tools/testing/selftests/kvm" -f "$NVMX_ROOT/selftests/upstream-lib/Makefile" \
     OUTPUT="$obj" EXTRA_CFLAGS=-static \
     -j"$(nproc)" "${targets[@]}" >&2
-cp "${targets[@]}" "$out/"
-strip "$out"/*
+for t in $list; do cp "$obj/$t" "$out/"; done
+for t in ${nvmx_only:-}; do cp "$obj/$t" "$nvmx_out/"; done
+strip "$out"/* ${nvmx_out:+"$nvmx_out"/*}

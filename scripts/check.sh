@@ -14,12 +14,16 @@ step "kernel"; "$NVMX_ROOT/scripts/build-kernel.sh" >/dev/null
 step "bochs"; "$NVMX_ROOT/scripts/build-bochs.sh" >/dev/null
 step "module"; make -s -C "$NVMX_ROOT" module
 step "selftests"; "$NVMX_ROOT/scripts/build-selftests.sh"
+step "nvmx-status"; "$NVMX_ROOT/scripts/build-status-tool.sh"
 step "upstream KVM selftests (from the kernel tree)"; "$NVMX_ROOT/scripts/build-upstream-selftests.sh"
 step "test images"; "$NVMX_ROOT/scripts/make-image.sh" check
 set +e
 
 step "cargo test (nvmx-core)"
 (cd "$NVMX_ROOT/rust/core" && cargo test --quiet -- --test-threads=2 --format=pretty) > "$res/cargo-core.txt" 2>&1
+step "cargo test (nvmx-status)"
+(cd "$NVMX_ROOT/rust/nvmx-status" && CARGO_TARGET_DIR=$NVMX_ROOT/build/nvmx-status-target \
+    cargo test --quiet -- --test-threads=2 --format=pretty) > "$res/cargo-status.txt" 2>&1
 
 step "QEMU TCG, AMD vendor (refusal: not Intel)"
 "$NVMX_ROOT/scripts/run-qemu.sh" tcg-amd tcg-amd "$res/tcg-amd.serial"
@@ -31,10 +35,15 @@ step "Bochs, 2 CPUs with VMX"
 # Each upstream test runs twice in the Bochs boot: against kvm_intel and against nvmx.
 upstream=$(grep -v -e '^#' -e '^$' "$NVMX_ROOT/selftests/upstream.list" | sed 's|.*/||' | while read -r t; do
     printf ',upstream-kvm_intel-%s,upstream-nvmx-%s' "$t" "$t"; done)
+# nvmx-only library tests run once, against nvmx.
+upstream+=$(grep -v -e '^#' -e '^$' "$NVMX_ROOT/selftests/nvmx-only.list" | sed 's|.*/||' | while read -r t; do
+    printf ',upstream-nvmx-%s' "$t"; done)
+# nvmx-status verdicts (vm/init's run_status).
+status="status-not-loaded,status-usable,status-loaded,status-sysfs-facts,status-kvm-intel-holds-vmx"
 machines=(
-    --machine tcg-amd "$res/tcg-amd.serial" nvmx_novmx_test
-    --machine tcg-intel "$res/tcg-intel.serial" nvmx_novmx_test
-    --machine bochs "$res/bochs-check.serial" "nvmx_module_test,nvmx_device_test,nvmx_vm_test,nvmx_run_test,nvmx_apic_test$upstream"
+    --machine tcg-amd "$res/tcg-amd.serial" nvmx_novmx_test,status-amd
+    --machine tcg-intel "$res/tcg-intel.serial" nvmx_novmx_test,status-no-vmx
+    --machine bochs "$res/bochs-check.serial" "nvmx_module_test,nvmx_device_test,nvmx_vm_test,nvmx_run_test,nvmx_apic_test,$status$upstream"
 )
 if [ -w /dev/kvm ] && grep -qw vmx /proc/cpuinfo; then
     step "QEMU/KVM with the host's VMX"
@@ -44,4 +53,5 @@ else
     step "no /dev/kvm with VMX on this host: the QEMU/KVM machine is not run"
 fi
 step "results"
-python3 "$NVMX_ROOT/scripts/summarize.py" --cargo cargo-nvmx-core "$res/cargo-core.txt" "${machines[@]}"
+python3 "$NVMX_ROOT/scripts/summarize.py" --cargo cargo-nvmx-core "$res/cargo-core.txt" \
+    --cargo cargo-nvmx-status "$res/cargo-status.txt" "${machines[@]}"

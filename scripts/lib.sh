@@ -25,4 +25,5 @@ build_all() {
     "$NVMX_ROOT/scripts/build-bochs.sh" >/dev/null
     make -s -C "$NVMX_ROOT" module
     "$NVMX_ROOT/scripts/build-selftests.sh"
+    "$NVMX_ROOT/scripts/build-status-tool.sh"
 }

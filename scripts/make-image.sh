@@ -10,6 +10,7 @@ root=$out/root
 rm -rf "$root"; mkdir -p "$root"/{bin,dev,proc,sys,tmp,tests,lib/modules/nvmx}
 cp /bin/busybox "$root/bin/busybox"
 cp "$NVMX_ROOT/build/console_drain" "$root/bin/console_drain"
+cp "$NVMX_ROOT/build/nvmx-status" "$root/bin/nvmx-status"
 install -m 0755 "$NVMX_ROOT/vm/init" "$root/init"
 cp "$NVMX_ROOT/nvmx.ko" "$root/lib/modules/nvmx/"
 make -s -C "$kdir" "${KMAKE_FLAGS[@]}" INSTALL_MOD_PATH="$root" INSTALL_MOD_STRIP=1 \
@@ -18,6 +19,8 @@ rm -f "$root"/lib/modules/*/build
 cp "$NVMX_ROOT"/build/selftests/* "$root/tests/"
 mkdir -p "$root/upstream"
 cp "${NVMX_UPSTREAM_DIR:-$NVMX_ROOT/build/upstream}"/* "$root/upstream/" 2>/dev/null || true
+mkdir -p "$root/upstream-nvmx"
+cp "$NVMX_ROOT"/build/upstream-nvmx/* "$root/upstream-nvmx/" 2>/dev/null || true
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -6) > "$out/initrd.gz"
 cp "$kdir/arch/x86/boot/bzImage" "$out/bzImage"
 

@@ -146,11 +146,58 @@ TEST_F(dev, host_status_reports_vmx_on_every_cpu)
 	EXPECT_EQ(0, st.features & ~0x1fU);
 	/* EPT 4-level walks (bit 6) and WB (bit 14) were required at load. */
 	EXPECT_EQ((1ULL << 6) | (1ULL << 14), st.ept_vpid_cap & ((1ULL << 6) | (1ULL << 14)));
-	for (int i = 0; i < 4; i++) {
+	/* VMXON needed IA32_FEATURE_CONTROL locked with VMX outside SMX. */
+	EXPECT_EQ(5, st.feature_control & 5);
+	EXPECT_EQ(NVMX_STATUS_NESTED, st.flags) TH_LOG("nested=1 (default), no other hypervisor");
+	EXPECT_EQ(0, st.nr_vcpus);
+	for (int i = 0; i < 2; i++) {
 		EXPECT_EQ(0, st.reserved[i]);
 	}
 	TH_LOG("revision %#x, %u/%u CPUs, features %#x", st.vmcs_revision, st.vmx_cpus,
 	       st.online_cpus, st.features);
+}
+
+/* NVMX_GET_VCPU_LIST: the host's open vCPUs; too little room is E2BIG with the count. */
+TEST_F(dev, vcpu_list_shows_open_vcpus)
+{
+	struct {
+		struct nvmx_vcpu_list h;
+		struct nvmx_vcpu_status e[2];
+	} l;
+	struct nvmx_entry_failure f;
+	int vm, vcpu;
+
+	memset(&l, 0, sizeof(l));
+	l.h.nent = 2;
+	ASSERT_EQ(0, ioctl(self->fd, NVMX_GET_VCPU_LIST, &l));
+	EXPECT_EQ(0, l.h.nent);
+	vm = ioctl(self->fd, KVM_CREATE_VM, 0);
+	ASSERT_LE(0, vm);
+	vcpu = ioctl(vm, KVM_CREATE_VCPU, 3);
+	ASSERT_LE(0, vcpu);
+	l.h.nent = 0;
+	EXPECT_EQ(-1, ioctl(self->fd, NVMX_GET_VCPU_LIST, &l));
+	EXPECT_EQ(E2BIG, errno);
+	EXPECT_EQ(1, l.h.nent) TH_LOG("the count needed is written back");
+	l.h.nent = 2;
+	ASSERT_EQ(0, ioctl(self->fd, NVMX_GET_VCPU_LIST, &l));
+	ASSERT_EQ(1, l.h.nent);
+	EXPECT_EQ(3, l.e[0].vcpu_id);
+	EXPECT_EQ(getpid(), l.e[0].pid);
+	EXPECT_NE(0, l.e[0].vm_id);
+	EXPECT_EQ(0, l.e[0].flags) TH_LOG("no CPUID set: VT-x not exposed");
+	EXPECT_EQ(NVMX_ENTRY_OK, l.e[0].last_failure.kind);
+	memset(&f, 0xa5, sizeof(f));
+	ASSERT_EQ(0, ioctl(vcpu, NVMX_GET_ENTRY_FAILURE, &f));
+	EXPECT_EQ(NVMX_ENTRY_OK, f.kind);
+	EXPECT_EQ(0, f.section[0]);
+	EXPECT_EQ(-1, ioctl(self->fd, NVMX_GET_VCPU_LIST, NULL));
+	EXPECT_EQ(EFAULT, errno);
+	close(vcpu);
+	close(vm);
+	l.h.nent = 2;
+	ASSERT_EQ(0, ioctl(self->fd, NVMX_GET_VCPU_LIST, &l));
+	EXPECT_EQ(0, l.h.nent) TH_LOG("closing the vCPU takes it off the list");
 }
 
 TEST_F(dev, host_status_straddling_unmapped_page_is_efault)

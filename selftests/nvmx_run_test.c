@@ -170,6 +170,65 @@ TEST(cpuid_hides_vmx_and_shows_a_hypervisor)
 	guest_destroy(&g);
 }
 
+/*
+ * A VMM can hide the hypervisor from its guest (VMware's hypervisor.cpuid.v0 = FALSE): it
+ * clears CPUID.1:ECX[31] and leaves out the 0x4000_00xx leaves in KVM_SET_CPUID2. The same
+ * guest first runs with the supported table (hypervisor bit, nvmx's signature at 0x40000000),
+ * then with the hidden one.
+ */
+TEST(cpuid_hides_the_hypervisor_when_the_vmm_asks)
+{
+	/* mov eax,1; cpuid; mov eax,ecx; mov dx,0x1000; out dx,eax;
+	 * mov eax,0x40000000; cpuid; mov eax,ebx; mov dx,0x1000; out dx,eax; hlt */
+	static const unsigned char code[] = { 0x66, 0xb8, 0x01, 0x00, 0x00, 0x00, 0x0f, 0xa2,
+					      0x66, 0x89, 0xc8, 0xba, 0x00, 0x10, 0x66, 0xef,
+					      0x66, 0xb8, 0x00, 0x00, 0x00, 0x40, 0x0f, 0xa2,
+					      0x66, 0x89, 0xd8, 0xba, 0x00, 0x10, 0x66, 0xef,
+					      0xf4 };
+	const __u32 signature = 0x786d766e; /* "nvmx" */
+
+	for (int hide = 0; hide <= 1; hide++) {
+		struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + 256 * sizeof(c->entries[0]));
+		struct guest g;
+		__u32 n = 0, ecx, ebx;
+
+		ASSERT_NE(NULL, c);
+		ASSERT_EQ(0, guest_create(&g, code, sizeof(code)));
+		c->nent = 256;
+		ASSERT_EQ(0, ioctl(g.sys, KVM_GET_SUPPORTED_CPUID, c));
+		for (__u32 i = 0; i < c->nent; i++) {
+			struct kvm_cpuid_entry2 e = c->entries[i];
+
+			if (e.function == 1)
+				e.ecx &= ~(1U << 5);
+			if (hide && e.function == 1)
+				e.ecx &= ~(1U << 31);
+			if (hide && e.function >= 0x40000000 && e.function <= 0x4fffffff)
+				continue;
+			c->entries[n++] = e;
+		}
+		c->nent = n;
+		ASSERT_EQ(0, ioctl(g.vcpu, KVM_SET_CPUID2, c));
+		ASSERT_EQ(0, ioctl(g.vcpu, KVM_RUN, 0));
+		ASSERT_EXIT(&g, KVM_EXIT_IO);
+		ecx = *(__u32 *)((char *)g.run + g.run->io.data_offset);
+		ASSERT_EQ(0, ioctl(g.vcpu, KVM_RUN, 0));
+		ASSERT_EXIT(&g, KVM_EXIT_IO);
+		ebx = *(__u32 *)((char *)g.run + g.run->io.data_offset);
+		if (hide) {
+			EXPECT_EQ(0, ecx & (1U << 31)) TH_LOG("hidden: no hypervisor bit");
+			EXPECT_NE(signature, ebx) TH_LOG("hidden: no hypervisor leaves");
+		} else {
+			EXPECT_NE(0, ecx & (1U << 31)) TH_LOG("the supported table has the hypervisor bit");
+			EXPECT_EQ(signature, ebx) TH_LOG("and nvmx's signature at 0x40000000");
+		}
+		ASSERT_EQ(0, ioctl(g.vcpu, KVM_RUN, 0));
+		ASSERT_EXIT(&g, KVM_EXIT_HLT);
+		guest_destroy(&g);
+		free(c);
+	}
+}
+
 TEST(cpuid_shows_vmx_when_the_vmm_asks)
 {
 	/* mov eax,1; cpuid; mov eax,ecx; mov dx,0x1000; out dx,eax; hlt */

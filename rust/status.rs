@@ -1,0 +1,102 @@
+// SPDX-License-Identifier: GPL-2.0
+//! What `nvmx-status` reads (issue 6): the host-wide list of open vCPUs with their nested
+//! state — VT-x exposed, L1 in VMX operation, L2 running, the last nested VM entry that
+//! failed and why. A vCPU in KVM_RUN holds its own lock for the whole call, so the list is
+//! kept apart from the vCPUs: each publishes its state into it after KVM_RUN and CPUID
+//! changes (process context; only when something changed), and takes its entry out when its
+//! fd is released.
+
+use kernel::prelude::*;
+use kernel::sync::global_lock;
+
+use crate::uapi::{NvmxEntryFailure, NvmxVcpuStatus};
+use crate::vmx_core::nested_entry::EntryFailure;
+
+global_lock! {
+    // SAFETY: initialized in module init (`init`) before any vCPU exists.
+    unsafe(uninit) static VCPUS: Mutex<KVec<NvmxVcpuStatus>> = KVec::new();
+}
+
+/// Module init: the lock is usable from here on.
+pub(crate) fn init() {
+    // SAFETY: called once, from module init, before the device is registered.
+    unsafe { VCPUS.init() };
+}
+
+/// `NVMX_VCPU_*` flags.
+pub(crate) mod flags {
+    /// CPUID.1:ECX.VMX is offered to the vCPU.
+    pub(crate) const VMX_EXPOSED: u32 = 1 << 0;
+    /// L1 is in VMX operation.
+    pub(crate) const VMXON: u32 = 1 << 1;
+    /// L2 runs.
+    pub(crate) const GUEST_MODE: u32 = 1 << 2;
+}
+
+/// A vCPU's published status: its flags and last entry failure.
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Published {
+    pub(crate) flags: u32,
+    pub(crate) failure: Option<EntryFailure>,
+}
+
+fn copy_str(dst: &mut [u8], s: &str) {
+    let n = s.len().min(dst.len() - 1);
+    dst[..n].copy_from_slice(&s.as_bytes()[..n]);
+}
+
+/// The uapi form of an entry failure (kind 0: none).
+pub(crate) fn failure_uapi(f: Option<EntryFailure>) -> NvmxEntryFailure {
+    let mut out = NvmxEntryFailure::default();
+    let Some(f) = f else { return out };
+    let (kind, qualification) = match f {
+        EntryFailure::Controls(_) => (1, 0),
+        EntryFailure::HostState(_) => (2, 0),
+        EntryFailure::GuestState(_, q) => (3, q),
+    };
+    let x = f.failed();
+    out.kind = kind;
+    out.field = x.field.encoding();
+    out.value = x.value;
+    out.qualification = qualification;
+    copy_str(&mut out.section, x.section);
+    copy_str(&mut out.rule, x.rule);
+    out
+}
+
+/// A new vCPU (`key`: unique for the module's life) of VM `vm_id` created by process `pid`.
+pub(crate) fn add(key: u64, vm_id: u32, vcpu_id: u32, pid: u32) -> Result {
+    let mut list = VCPUS.lock();
+    list.push(
+        NvmxVcpuStatus { key, vm_id, vcpu_id, pid, ..NvmxVcpuStatus::default() },
+        GFP_KERNEL,
+    )?;
+    Ok(())
+}
+
+/// The vCPU's fd is gone.
+pub(crate) fn remove(key: u64) {
+    let mut list = VCPUS.lock();
+    if let Some(i) = list.iter().position(|e| e.key == key) {
+        let _ = list.remove(i);
+    }
+}
+
+/// Publish a vCPU's state.
+pub(crate) fn publish(key: u64, p: Published) {
+    let mut list = VCPUS.lock();
+    if let Some(e) = list.iter_mut().find(|e| e.key == key) {
+        e.flags = p.flags;
+        e.last_failure = failure_uapi(p.failure);
+    }
+}
+
+/// How many vCPUs are open.
+pub(crate) fn count() -> usize {
+    VCPUS.lock().len()
+}
+
+/// Call `f` with the list (in creation order within each VM).
+pub(crate) fn with_list<R>(f: impl FnOnce(&[NvmxVcpuStatus]) -> R) -> R {
+    f(&VCPUS.lock())
+}
