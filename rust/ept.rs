@@ -120,24 +120,13 @@ impl Ept {
         if gpa > ept::MAX_GPA {
             return Err(EINVAL);
         }
-        let mut table = root;
-        for level in (2..=4).rev() {
-            let entry = Self::entry(table, ept::index(gpa, level));
-            // SAFETY: `entry` points into a table page of this EPT, which we own.
-            let value = unsafe { entry.read() };
-            table = if ept::present(value) {
-                value & ept::ADDR_MASK
-            } else {
-                let page = Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?;
-                let next = shim::page_phys(&page);
-                tables.push(page, GFP_KERNEL)?;
-                // SAFETY: as above.
-                unsafe { entry.write(ept::table(next)) };
-                next
-            };
-        }
-        let leaf = Self::entry(table, ept::index(gpa, 1));
-        // SAFETY: as above.
+        let leaf = leaf_alloc(root, gpa, || {
+            let page = Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?;
+            let next = shim::page_phys(&page);
+            tables.push(page, GFP_KERNEL)?;
+            Ok(next)
+        })?;
+        // SAFETY: a leaf entry in a table page of this EPT, which we own.
         unsafe { leaf.write(if logged { ept::leaf_logged(phys) } else { ept::leaf(phys) }) };
         Ok(())
     }
@@ -148,6 +137,27 @@ impl Ept {
         // map; `index` < 512 by construction of `ept::index`.
         (shim::phys_to_virt(table_phys) as *mut u64).wrapping_add(index)
     }
+}
+
+/// The leaf entry for `gpa` in the 4-level EPT rooted at `root` (tables nvmx owns: L0's EPT
+/// or an EPT02), creating missing tables with zeroed pages from `new_table` (their physical
+/// addresses) on the way down.
+pub(crate) fn leaf_alloc(root: u64, gpa: u64, mut new_table: impl FnMut() -> Result<u64>) -> Result<*mut u64> {
+    let mut table = root;
+    for level in (2..=4).rev() {
+        let entry = Ept::entry(table, ept::index(gpa, level));
+        // SAFETY: `entry` points into a table page the caller owns.
+        let value = unsafe { entry.read() };
+        table = if ept::present(value) {
+            value & ept::ADDR_MASK
+        } else {
+            let next = new_table()?;
+            // SAFETY: as above.
+            unsafe { entry.write(ept::table(next)) };
+            next
+        };
+    }
+    Ok(Ept::entry(table, ept::index(gpa, 1)))
 }
 
 /// The host-physical address `gpa` maps to in the EPT whose pointer is `eptp` (an EPT nvmx

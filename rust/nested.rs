@@ -367,6 +367,18 @@ fn write_linear(eptp: u64, la: u64, buf: &mut [u8]) -> bool {
     ok
 }
 
+/// The 128-bit descriptor of INVEPT/INVVPID (a memory operand). Err: the outcome for a
+/// register operand (#UD), or `None` when reading it injected #PF.
+fn descriptor(g: &[u64; 16], eptp: u64, info: InsnInfo, q: u64) -> core::result::Result<[u8; 16], Option<Outcome>> {
+    match operand(g, info, q) {
+        Place::Reg(_) => Err(Some(Outcome::Ud)),
+        Place::Mem(la) => {
+            let mut d = [0u8; 16];
+            if read_linear(eptp, la, &mut d) { Ok(d) } else { Err(None) }
+        }
+    }
+}
+
 /// A 64-bit memory operand (VMXON, VMCLEAR, VMPTRLD). None: #UD or #PF already injected.
 fn mem_u64(g: &[u64; 16], eptp: u64, info: InsnInfo, q: u64) -> Option<u64> {
     match operand(g, info, q) {
@@ -551,13 +563,10 @@ pub(crate) fn vmx_instruction(st: &mut VcpuState, g: &mut [u64; 16], eptp: u64, 
             let kind = run::read_reg(g, info.reg2());
             // Permission and type first; then the 128-bit descriptor (SDM 30.3 "INVEPT").
             match st.nested.l1.invept(&cpu, &offered, kind) {
-                Outcome::Succeed => match operand(g, info, q) {
-                    Place::Reg(_) => Outcome::Ud,
-                    Place::Mem(la) => {
-                        let mut d = [0u8; 16];
-                        if !read_linear(eptp, la, &mut d) {
-                            return Handled::Resume;
-                        }
+                Outcome::Succeed => match descriptor(g, eptp, info, q) {
+                    Err(Some(o)) => o,
+                    Err(None) => return Handled::Resume,
+                    Ok(d) => {
                         let target = u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]);
                         if kind == 1 && !nested_ept::eptp_valid(target, st.nested.caps.ept_vpid, st.features.maxphyaddr) {
                             Outcome::FailValid(VmError::InvalidInveptInvvpidOperand)
@@ -577,13 +586,10 @@ pub(crate) fn vmx_instruction(st: &mut VcpuState, g: &mut [u64; 16], eptp: u64, 
             let kind = run::read_reg(g, info.reg2());
             // Permission and type come first; then the 128-bit descriptor.
             match st.nested.l1.invvpid(&cpu, &offered, kind, 1, 0) {
-                Outcome::Succeed => match operand(g, info, q) {
-                    Place::Reg(_) => Outcome::Ud,
-                    Place::Mem(la) => {
-                        let mut d = [0u8; 16];
-                        if !read_linear(eptp, la, &mut d) {
-                            return Handled::Resume;
-                        }
+                Outcome::Succeed => match descriptor(g, eptp, info, q) {
+                    Err(Some(o)) => o,
+                    Err(None) => return Handled::Resume,
+                    Ok(d) => {
                         let vpid = u16::from_le_bytes([d[0], d[1]]);
                         let linear = u64::from_le_bytes([d[8], d[9], d[10], d[11], d[12], d[13], d[14], d[15]]);
                         // L2 runs without a VPID of its own on VMCS02 (every entry and exit

@@ -117,29 +117,19 @@ impl ShadowEpt {
             }
             return false;
         }
-        let mut table = self.eptp & ept::ADDR_MASK;
-        for level in (2..=4).rev() {
-            let entry = Self::entry(table, ept::index(gpa, level));
-            // SAFETY: `entry` is in a table page of this EPT02 (pages we own).
-            let value = unsafe { entry.read() };
-            table = if ept::present(value) {
-                value & ept::ADDR_MASK
-            } else {
-                let next = shim::page_phys(&self.pages[self.used]);
-                self.used += 1;
-                // SAFETY: as above.
-                unsafe { entry.write(ept::table(next)) };
-                next
-            };
-        }
-        let leaf = (ept::leaf(hpa) & !(ept::READ | ept::WRITE | ept::EXEC)) | (rights & 7);
-        // SAFETY: as above.
-        unsafe { Self::entry(table, ept::index(gpa, 1)).write(leaf) };
+        let (pages, used) = (&self.pages, &mut self.used);
+        // FILL_TABLES spares are there (checked above): taking them cannot fail.
+        let Ok(leaf) = crate::ept::leaf_alloc(self.eptp & ept::ADDR_MASK, gpa, || {
+            let next = shim::page_phys(&pages[*used]);
+            *used += 1;
+            Ok(next)
+        }) else {
+            return false;
+        };
+        let value = (ept::leaf(hpa) & !(ept::READ | ept::WRITE | ept::EXEC)) | (rights & 7);
+        // SAFETY: a leaf entry in a table page of this EPT02 (pages we own).
+        unsafe { leaf.write(value) };
         true
-    }
-
-    fn entry(table_phys: u64, index: usize) -> *mut u64 {
-        (shim::phys_to_virt(table_phys) as *mut u64).wrapping_add(index)
     }
 
     /// An EPT violation of EPT02 at L2-physical `gpa` with qualification `q`, L1 running

@@ -326,7 +326,7 @@ static ssize_t features_show(struct kobject *k, struct kobj_attribute *a, char *
 /* nvmx sets CR4.VMXE only inside IRQs-off regions: seen set here, it is another hypervisor's. */
 static ssize_t vmx_busy_show(struct kobject *k, struct kobj_attribute *a, char *buf)
 {
-	return sysfs_emit(buf, "%d\n", !!(cr4_read_shadow() & X86_CR4_VMXE));
+	return sysfs_emit(buf, "%d\n", !!(__read_cr4() & X86_CR4_VMXE));
 }
 
 static struct kobj_attribute nvmx_attrs[] = {

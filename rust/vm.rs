@@ -133,7 +133,8 @@ impl Vm {
         let vm = Arc::pin_init(
             pin_init!(Vm {
                 id: NEXT_VM_ID.fetch_add(1, core::sync::atomic::Ordering::Relaxed),
-                pid: current!().tgid() as u32,
+                // Through the C helper (task_tgid_nr_ns), not the task_struct field.
+                pid: current!().tgid_nr_ns(None) as u32,
                 memory_generation: AtomicU64::new(0),
                 tsc_origin: crate::vmx_ops::rdtsc(),
                 state <- new_mutex!(VmState {
