@@ -118,8 +118,8 @@ fn get_vcpu_list(arg: usize) -> Result<isize> {
     let room: u32 = UserSlice::new(UserPtr::from_addr(arg), 4).reader().read()?;
     crate::status::with_list(|list| {
         let n = list.len();
-        UserSlice::new(UserPtr::from_addr(arg), 4).writer().write(&(n as u32))?;
         if (room as usize) < n {
+            UserSlice::new(UserPtr::from_addr(arg), 4).writer().write(&(n as u32))?;
             return Err(E2BIG);
         }
         let size = 8 + n * core::mem::size_of::<NvmxVcpuStatus>();

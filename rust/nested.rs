@@ -173,6 +173,11 @@ impl Nested {
         (sec & secondary::ENABLE_EPT != 0).then(|| v.get(f::EPT_POINTER))
     }
 
+    /// L1's EPT pointer while L2 runs under it (then L2's memory is EPT02's).
+    pub(crate) fn l2_eptp12(&self) -> Option<u64> {
+        self.eptp12().filter(|_| self.guest_mode)
+    }
+
     /// L2 runs (or is about to) under L1's EPT.
     fn l2_under_ept(&self) -> bool {
         (self.guest_mode || matches!(self.switch, Some(Switch::Enter { .. }))) && self.eptp12().is_some()

@@ -18,7 +18,7 @@ use crate::nested::ExitInfo;
 use crate::shim;
 use crate::vmx_core::ept;
 use crate::vmx_core::exit::reason;
-use crate::vmx_core::nested_ept::{allows, violation_qualification, walk, Walk};
+use crate::vmx_core::nested_ept::{allows, violation_qualification, walk, Walk, ACCESS_MASK};
 
 /// EPT02's size limit in tables (2 MiB per vCPU): enough for 256 MiB of L2 memory touched in
 /// scattered 2 MiB regions; beyond it the cache is dropped and refilled.
@@ -135,34 +135,60 @@ impl ShadowEpt {
     /// An EPT violation of EPT02 at L2-physical `gpa` with qualification `q`, L1 running
     /// L2 with `eptp12` (checked at entry), L0's EPT being `eptp01`.
     pub(crate) fn violation(&mut self, eptp01: u64, eptp12: u64, caps: u64, maxphyaddr: u8, gpa: u64, q: u64) -> Fault {
-        let read = |a: u64| read_l1_u64(eptp01, a);
         let info = ExitInfo::from_vmcs();
-        match walk(eptp12, gpa, caps, maxphyaddr, read) {
-            Walk::Unreadable { table } => Fault::Unreadable(table),
+        // Qualification bits 2:0 (read, write, fetch) are the EPT rights the access needs.
+        match resolve(eptp01, eptp12, caps, maxphyaddr, gpa, q & ACCESS_MASK) {
+            Resolved::Unreadable(table) => Fault::Unreadable(table),
             // SDM 28.2.1: an EPT misconfiguration has no qualification.
-            Walk::Misconfig => Fault::Reflect(ExitInfo { reason: reason::EPT_MISCONFIG as u64, qualification: 0, ..info }),
-            Walk::NotPresent => Fault::Reflect(ExitInfo { qualification: violation_qualification(q, 0), ..info }),
-            Walk::Mapped { rights, .. } if !allows(rights, q) => {
+            Resolved::Denied(None) => Fault::Reflect(ExitInfo { reason: reason::EPT_MISCONFIG as u64, qualification: 0, ..info }),
+            Resolved::Denied(Some(rights)) => {
                 Fault::Reflect(ExitInfo { qualification: violation_qualification(q, rights), ..info })
             }
-            Walk::Mapped { l1_page, rights } => {
-                // L0's side: a first write to a dirty-logged page makes it writable (dirty).
-                if q & 2 != 0 {
-                    crate::ept::log_write(eptp01, l1_page);
-                }
-                let Some((hpa, rights01)) = crate::ept::lookup(eptp01, l1_page) else {
-                    return Fault::Mmio(l1_page | (gpa & 0xfff));
-                };
-                if !allows(rights01, q) {
-                    return Fault::Mmio(l1_page | (gpa & 0xfff));
-                }
-                if self.map(gpa & !0xfff, hpa, rights & rights01) {
+            Resolved::L1Mmio(l1_gpa) => Fault::Mmio(l1_gpa),
+            Resolved::Host { hpa, rights } => {
+                if self.map(gpa & !0xfff, hpa, rights) {
                     Fault::Resume
                 } else {
                     Fault::Refill
                 }
             }
         }
+    }
+}
+
+/// Where an access to L2-physical `gpa` needing EPT rights `need` (READ / WRITE / EXEC) lands
+/// when L2 runs under L1's EPT.
+pub(crate) enum Resolved {
+    /// The host page holding `gpa`, with the rights EPT12 and L0's EPT give together.
+    Host { hpa: u64, rights: u64 },
+    /// EPT12 does not allow the access: its rights for the address (0: not present), or
+    /// `None`: an EPT12 entry on the way is misconfigured.
+    Denied(Option<u64>),
+    /// EPT12 maps it to this L1-physical address, which L0's EPT does not map for the access:
+    /// L1's MMIO.
+    L1Mmio(u64),
+    /// An EPT12 entry at this L1-physical address is outside L1's memory.
+    Unreadable(u64),
+}
+
+/// EPT12 (read through L0's EPT `eptp01`), then L0's EPT: the one composition both EPT02's
+/// fills and nvmx's own accesses for L2 use. A write is logged for dirty tracking on L1's page.
+pub(crate) fn resolve(eptp01: u64, eptp12: u64, caps: u64, maxphyaddr: u8, gpa: u64, need: u64) -> Resolved {
+    let read = |a: u64| read_l1_u64(eptp01, a);
+    let (l1_page, rights12) = match walk(eptp12, gpa, caps, maxphyaddr, read) {
+        Walk::Unreadable { table } => return Resolved::Unreadable(table),
+        Walk::Misconfig => return Resolved::Denied(None),
+        Walk::NotPresent => return Resolved::Denied(Some(0)),
+        Walk::Mapped { rights, .. } if !allows(rights, need) => return Resolved::Denied(Some(rights)),
+        Walk::Mapped { l1_page, rights } => (l1_page, rights),
+    };
+    // L0's side: a first write to a dirty-logged page makes it writable (dirty).
+    if need & ept::WRITE != 0 {
+        crate::ept::log_write(eptp01, l1_page);
+    }
+    match crate::ept::lookup(eptp01, l1_page) {
+        Some((hpa, rights01)) if allows(rights01, need) => Resolved::Host { hpa, rights: rights12 & rights01 },
+        _ => Resolved::L1Mmio(l1_page | (gpa & 0xfff)),
     }
 }
 

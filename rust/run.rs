@@ -28,7 +28,7 @@ use crate::vmx_core::field_table as f;
 use crate::vmx_core::host::{self, GuestControls, HostCaps};
 use crate::vmx_core::segment::Attributes;
 use crate::vmx_ops::{self, vmread, VmFail};
-use crate::vmx_core::{self, ept, nested_ept::Walk};
+use crate::vmx_core::ept;
 use crate::{nested, nested_ept, HOST};
 
 /// EFER.LME / EFER.LMA.
@@ -371,7 +371,7 @@ fn in_vmx(
         let l2 = st.nested.guest_mode;
         // L2 under L1's EPT needs EPT02 with spare tables, which only process context can
         // provide (rust/nested_ept.rs): leave, the run loop prepares them and comes back.
-        if l2 && st.nested.eptp12().is_some() && !st.nested.shadow_ept.as_ref().is_some_and(|s| s.ready()) {
+        if st.nested.l2_eptp12().is_some() && !st.nested.shadow_ept.as_ref().is_some_and(|s| s.ready()) {
             return Ok(Leave::Host { nmi: false });
         }
         let vmcs = if l2 { vcpu.vmcs02_phys } else { vcpu.vmcs_phys };
@@ -405,7 +405,7 @@ fn in_vmx(
                 // otherwise the vCPU keeps its TLB across regions.
                 let now = (cpu, eptp, generation);
                 let single = host.caps.ept_vpid.invept_single_context();
-                let eptp12 = if l2 { st.nested.eptp12() } else { None };
+                let eptp12 = st.nested.l2_eptp12();
                 if let (Some(eptp12), Some(shadow)) = (eptp12, st.nested.shadow_ept.as_mut()) {
                     // EPT02's translations: from this EPT12 and this L0 memory generation,
                     // and invalidated on this CPU since they last changed.
@@ -1039,8 +1039,8 @@ fn handle_exit(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32, ept
                 nested::Handled::Unsupported(d) => internal(INTERNAL_ERROR_EMULATION, [exit.0 as u64, q, d]),
             }
         }
-        reason::EPT_VIOLATION if st.nested.guest_mode && st.nested.eptp12().is_some() => {
-            l2_ept_violation(vcpu, g, st, eptp, exit.0 as u64, q)
+        reason::EPT_VIOLATION if st.nested.l2_eptp12().is_some() => {
+            l2_ept_violation(vcpu, g, st, eptp, exit.0 as u64, q, cpu)
         }
         reason::EPT_VIOLATION | reason::EPT_MISCONFIG => {
             let gpa = r(f::GUEST_PHYSICAL_ADDRESS);
@@ -1049,17 +1049,7 @@ fn handle_exit(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32, ept
                 return Next::Resume;
             }
             // Every other slot page is mapped: this is an access outside every slot, MMIO.
-            let vectoring = r(f::IDT_VECTORING_INFO_FIELD);
-            if vectoring & INTR_INFO_VALID != 0 {
-                // The guest was delivering an event through MMIO (its IDT, say): nothing to
-                // emulate; KVM reports the same (kvm_prepare_event_vectoring_exit).
-                return Next::Leave(Leave::User(UserExit::Internal {
-                    suberror: INTERNAL_ERROR_DELIVERY_EV,
-                    data: [vectoring, exit.0 as u64, q, gpa, cpu as u64],
-                    ndata: 5,
-                }));
-            }
-            mmio(vcpu, g, st, eptp, gpa, exit.0 as u64, q)
+            mmio(vcpu, g, st, eptp, gpa, exit.0 as u64, q, cpu)
         }
         _ => internal(INTERNAL_ERROR_UNEXPECTED_EXIT_REASON, [exit.0 as u64, q, 0]),
     }
@@ -1067,9 +1057,9 @@ fn handle_exit(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32, ept
 
 /// An EPT violation of EPT02 (L2 under L1's EPT): filled from EPT12 and L0's EPT, reflected
 /// to L1 when EPT12 does not allow the access, or L1's MMIO.
-fn l2_ept_violation(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, eptp: u64, reason_: u64, q: u64) -> Next {
+fn l2_ept_violation(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, eptp: u64, reason_: u64, q: u64, cpu: u32) -> Next {
     let gpa = r(f::GUEST_PHYSICAL_ADDRESS);
-    let (Some(eptp12), caps, maxphyaddr) = (st.nested.eptp12(), st.nested.caps.ept_vpid, st.features.maxphyaddr) else {
+    let (Some(eptp12), caps, maxphyaddr) = (st.nested.l2_eptp12(), st.nested.caps.ept_vpid, st.features.maxphyaddr) else {
         return internal(INTERNAL_ERROR_UNEXPECTED_EXIT_REASON, [reason_, q, gpa]);
     };
     let Some(shadow) = st.nested.shadow_ept.as_mut() else {
@@ -1083,16 +1073,7 @@ fn l2_ept_violation(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, eptp: u6
             st.nested.switch = Some(nested::Switch::Exit(info));
             Next::Leave(Leave::Nested)
         }
-        nested_ept::Fault::Mmio(l1_gpa) => {
-            if r(f::IDT_VECTORING_INFO_FIELD) & INTR_INFO_VALID != 0 {
-                return Next::Leave(Leave::User(UserExit::Internal {
-                    suberror: INTERNAL_ERROR_DELIVERY_EV,
-                    data: [r(f::IDT_VECTORING_INFO_FIELD), reason_, q, l1_gpa, 0],
-                    ndata: 4,
-                }));
-            }
-            mmio(vcpu, g, st, eptp, l1_gpa, reason_, q)
-        }
+        nested_ept::Fault::Mmio(l1_gpa) => mmio(vcpu, g, st, eptp, l1_gpa, reason_, q, cpu),
         nested_ept::Fault::Unreadable(table) => internal(INTERNAL_ERROR_EMULATION, [reason_, gpa, table]),
     }
 }
@@ -1125,8 +1106,8 @@ const PAGING_ACCESS: u64 = ept::READ | ept::WRITE;
 impl GuestMemory {
     /// The running guest's memory (`eptp`: L0's EPT).
     pub(crate) fn of(st: &VcpuState, eptp: u64) -> Self {
-        match st.nested.eptp12() {
-            Some(eptp12) if st.nested.guest_mode => GuestMemory::Nested {
+        match st.nested.l2_eptp12() {
+            Some(eptp12) => GuestMemory::Nested {
                 eptp01: eptp,
                 eptp12,
                 caps: st.nested.caps.ept_vpid,
@@ -1137,32 +1118,32 @@ impl GuestMemory {
     }
 
     /// The host page of guest-physical page `gpa` for an access needing EPT `rights`; a
-    /// write is logged for dirty tracking.
-    fn host_page(&self, gpa: u64, rights: u64) -> Result<u64, Option<(u64, Option<u64>)>> {
-        let (eptp01, l1) = match *self {
-            GuestMemory::Ept(eptp) => (eptp, gpa & !0xfff),
+    /// write is logged for dirty tracking. Err(Some(r)): L1's EPT denies it (`r` as in
+    /// `Ept12Denial::rights`); Err(None): outside guest memory.
+    fn host_page(&self, gpa: u64, rights: u64) -> Result<u64, Option<Option<u64>>> {
+        match *self {
+            GuestMemory::Ept(eptp) => {
+                if rights & ept::WRITE != 0 {
+                    // nvmx writes the page for the guest: dirty-logged like a guest write.
+                    crate::ept::log_write(eptp, gpa & !0xfff);
+                }
+                crate::ept::translate(eptp, gpa & !0xfff).ok_or(None)
+            }
             GuestMemory::Nested { eptp01, eptp12, caps, maxphyaddr } => {
-                let read = |a: u64| nested_ept::read_l1_u64(eptp01, a);
-                match vmx_core::nested_ept::walk(eptp12, gpa, caps, maxphyaddr, read) {
-                    Walk::Mapped { l1_page, rights: r12 } if r12 & rights == rights => (eptp01, l1_page),
-                    Walk::Mapped { rights: r12, .. } => return Err(Some((gpa, Some(r12)))),
-                    Walk::NotPresent => return Err(Some((gpa, Some(0)))),
-                    Walk::Misconfig => return Err(Some((gpa, None))),
-                    Walk::Unreadable { .. } => return Err(None),
+                match nested_ept::resolve(eptp01, eptp12, caps, maxphyaddr, gpa & !0xfff, rights) {
+                    nested_ept::Resolved::Host { hpa, .. } => Ok(hpa),
+                    nested_ept::Resolved::Denied(r) => Err(Some(r)),
+                    nested_ept::Resolved::L1Mmio(_) | nested_ept::Resolved::Unreadable(_) => Err(None),
                 }
             }
-        };
-        if rights & ept::WRITE != 0 {
-            // nvmx writes the page for the guest: dirty-logged like a guest write.
-            crate::ept::log_write(eptp01, l1);
         }
-        crate::ept::translate(eptp01, l1).ok_or(None)
     }
 }
 
 /// Guest paging structures read through a `GuestMemory`; the first EPT12 denial is kept.
 struct PagingMemory {
     mem: GuestMemory,
+    /// The structure's guest-physical address and EPT12's rights for it.
     denied: core::cell::Cell<Option<(u64, Option<u64>)>>,
 }
 
@@ -1172,12 +1153,14 @@ impl GuestPhys for PagingMemory {
             // SAFETY: a pinned guest page the live EPT maps, in the direct map; an aligned
             // 8-byte read inside it.
             Ok(hpa) => Some(unsafe { (shim::phys_to_virt(hpa + (gpa & 0xff8)) as *const u64).read_volatile() }),
-            Err(d) => {
+            Err(Some(rights)) => {
+                // The structure's page, as the CPU reports a paging-structure access.
                 if self.denied.get().is_none() {
-                    self.denied.set(d);
+                    self.denied.set(Some((gpa & !0xfff, rights)));
                 }
                 None
             }
+            Err(None) => None,
         }
     }
 }
@@ -1205,7 +1188,7 @@ pub(crate) fn copy_guest(regs: &PagingRegs, mem: GuestMemory, linear: u64, buf: 
                 };
                 let hpa = match mem.host_page(gpa & !0xfff, data_rights) {
                     Ok(hpa) => hpa,
-                    Err(Some((_, rights))) => return Err(denial(gpa | (la & 0xfff), rights, data_rights, true)),
+                    Err(Some(rights)) => return Err(denial(gpa | (la & 0xfff), rights, data_rights, true)),
                     Err(None) => return Err(AccessError::Unmapped),
                 };
                 let host = shim::phys_to_virt(hpa);
@@ -1424,7 +1407,17 @@ fn advance_rip(len: u64) {
 /// on the in-kernel xAPIC page or hand it to userspace as KVM_EXIT_MMIO. An instruction
 /// nvmx does not decode is KVM_EXIT_INTERNAL_ERROR (emulation) with the exit reason,
 /// qualification, GPA and the first 8 instruction bytes.
-fn mmio(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, eptp: u64, gpa: u64, reason_: u64, q: u64) -> Next {
+fn mmio(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, eptp: u64, gpa: u64, reason_: u64, q: u64, cpu: u32) -> Next {
+    let vectoring = r(f::IDT_VECTORING_INFO_FIELD);
+    if vectoring & INTR_INFO_VALID != 0 {
+        // The guest was delivering an event through MMIO (its IDT, say): nothing to
+        // emulate; KVM reports the same (kvm_prepare_event_vectoring_exit).
+        return Next::Leave(Leave::User(UserExit::Internal {
+            suberror: INTERNAL_ERROR_DELIVERY_EV,
+            data: [vectoring, reason_, q, gpa, cpu as u64],
+            ndata: 5,
+        }));
+    }
     let mut bytes = [0u8; 15];
     let n = fetch_instruction(GuestMemory::of(st, eptp), &mut bytes);
     let decoded = insn::decode(&bytes[..n], cpu_mode());
