@@ -4,6 +4,8 @@
 #   make            build nvmx.ko against the cached kernel tree (or KDIR=<your tree>)
 #   make check      set-up from nothing + every test (cargo, Bochs with VMX, QEMU TCG)
 #   make demo       set-up from nothing + nvmx loading in an emulated VMX machine
+#   make bench      set-up from nothing + the benchmark against kvm_intel and nvmx in one
+#                   Bochs boot -> build/bench-results/, Documentation/bench/, README table
 #   make setup      only the set-up (packages, bindgen, kernel, Bochs)
 #   make upstream-report  every upstream x86/common KVM selftest vs kvm_intel and nvmx
 #                   (hours in Bochs) -> Documentation/upstream-report.rst
@@ -13,7 +15,7 @@ ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
 NVMX_CACHE ?= $(HOME)/.cache/nvmx
 KMAKE ?= LLVM=-19 RUSTC=/usr/bin/rustc BINDGEN=$(NVMX_CACHE)/bin/bindgen
 
-.PHONY: all module tools install setup check demo test-core upstream-report clean help
+.PHONY: all module tools install setup check demo bench test-core upstream-report clean help
 
 all: module
 
@@ -46,6 +48,9 @@ check:
 
 demo:
 	$(ROOT)/scripts/demo.sh
+
+bench:
+	$(ROOT)/scripts/bench.sh
 
 upstream-report:
 	$(ROOT)/scripts/upstream-report.sh

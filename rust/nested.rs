@@ -691,8 +691,14 @@ fn ratelimit_ok() -> bool {
 pub(crate) fn apply_switch(st: &mut VcpuState) {
     let Some(s) = st.nested.switch.take() else { return };
     match s {
-        Switch::Enter { launch, insn_len } => enter_l2(st, launch, insn_len),
-        Switch::Exit(info) => exit_to_l1(st, &info),
+        Switch::Enter { launch, insn_len } => {
+            st.stats.nested_entries += 1;
+            enter_l2(st, launch, insn_len)
+        }
+        Switch::Exit(info) => {
+            st.stats.l2_exits_reflected += 1;
+            exit_to_l1(st, &info)
+        }
         Switch::EntryVmFail(err) => {
             // Back to L1 as it was at VMLAUNCH/VMRESUME, which fails with the CPU's number.
             if let Some(l1) = st.nested.l1_at_entry.take() {

@@ -162,6 +162,7 @@ pub(crate) fn run(vcpu: &Vcpu) -> Result<isize> {
             // mp_state says HALTED or that an INIT arrived: wait_until_runnable takes over.
             Leave::Halt => {}
             Leave::User(exit) => {
+                st.stats.user_exits += 1;
                 report(run, pio, &mut st, exit);
                 return Ok(0);
             }
@@ -312,6 +313,7 @@ fn region(host: &crate::HostInfo, vcpu: &Vcpu, st: &mut VcpuState, eptp: u64, ge
         // generation is bumped before the slot side looks at running vCPUs, so one of the
         // two always sees the other).
         Ok(()) if vcpu.vm.memory_generation.load(core::sync::atomic::Ordering::SeqCst) != generation => {
+            st.stats.vmx_regions += 1;
             // SAFETY: VMXON succeeded above; no VMCS was loaded.
             if let Err(e) = unsafe { vmx_ops::vmxoff() } {
                 pr_err!("cpu{cpu}: VMXOFF failed ({e:?})\n");
@@ -319,6 +321,7 @@ fn region(host: &crate::HostInfo, vcpu: &Vcpu, st: &mut VcpuState, eptp: u64, ge
             Ok(Leave::Host { nmi: false })
         }
         Ok(()) => {
+            st.stats.vmx_regions += 1;
             let r = in_vmx(host, vcpu, st, eptp, generation, &hs, cpu);
             // SAFETY: VMXON succeeded above in this region; the VMCS was cleared by in_vmx.
             if let Err(e) = unsafe { vmx_ops::vmxoff() } {
@@ -444,11 +447,13 @@ fn l0_cr4_mask(caps: &HostCaps, st: &VcpuState) -> u64 {
     CR4_OWNED | caps.cr4_fixed.fixed0 | !guest_cr::cr4_allowed(&st.features)
 }
 
+#[inline]
 pub(crate) fn w(field: crate::vmx_core::field::Field, value: u64) -> core::result::Result<(), u32> {
     // SAFETY: called only from write_vmcs, in VMX operation with the vCPU's VMCS current.
     unsafe { vmx_ops::vmwrite(field.encoding(), value) }.map_err(|_| field.encoding())
 }
 
+#[inline]
 pub(crate) fn r(field: crate::vmx_core::field::Field) -> u64 {
     // SAFETY: called only with the vCPU's VMCS current.
     unsafe { vmread(field.encoding()) }
@@ -699,7 +704,9 @@ fn guest_loop(vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, eptp: u64, generation: 
             });
         }
         launched = true;
+        st.stats.exits += 1;
         if st.nested.guest_mode {
+            st.stats.l2_exits += 1;
             if r(f::VM_EXIT_REASON) & (1 << 31) == 0 {
                 st.nested.l1_at_entry = None;
             }
@@ -1066,7 +1073,10 @@ fn l2_ept_violation(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, eptp: u6
         return Next::Leave(Leave::Host { nmi: false });
     };
     match shadow.violation(eptp, eptp12, caps, maxphyaddr, gpa, q) {
-        nested_ept::Fault::Resume => Next::Resume,
+        nested_ept::Fault::Resume => {
+            st.stats.ept02_fills += 1;
+            Next::Resume
+        }
         nested_ept::Fault::Refill => Next::Leave(Leave::Host { nmi: false }),
         nested_ept::Fault::Reflect(info) => {
             // The event L2 was delivering (requeued for VMCS02) is L1's to re-inject now.

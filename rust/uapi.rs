@@ -83,6 +83,31 @@ pub(crate) struct NvmxVcpuStatus {
 // SAFETY: as above (8 + 4 x 4 + 168 = 192 bytes, no padding).
 unsafe impl AsBytes for NvmxVcpuStatus {}
 
+/// `struct nvmx_vcpu_stats`: path-length counters of one vCPU since it was created.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct NvmxVcpuStats {
+    /// VM exits nvmx took while the vCPU ran (L1 and L2).
+    pub(crate) exits: u64,
+    /// Of those, while L2 ran.
+    pub(crate) l2_exits: u64,
+    /// Of those, reflected to L1 (nested VM exits).
+    pub(crate) l2_exits_reflected: u64,
+    /// L1's VMLAUNCH/VMRESUME that entered L2.
+    pub(crate) nested_entries: u64,
+    /// VMXON ... VMXOFF pairs (IRQs-off regions, Documentation/nvmx.rst).
+    pub(crate) vmx_regions: u64,
+    /// EPT02 entries filled on L2's EPT violations (nested EPT).
+    pub(crate) ept02_fills: u64,
+    /// KVM_RUN returns with an exit for userspace.
+    pub(crate) user_exits: u64,
+    pub(crate) reserved: [u64; 9],
+}
+
+// SAFETY: 16 u64s, no padding.
+unsafe impl AsBytes for NvmxVcpuStats {}
+
+const _: () = assert!(core::mem::size_of::<NvmxVcpuStats>() == 128);
 const _: () = assert!(core::mem::size_of::<NvmxEntryFailure>() == 168);
 const _: () = assert!(core::mem::size_of::<NvmxVcpuStatus>() == 192);
 
@@ -106,6 +131,9 @@ pub(crate) const NVMX_GET_HOST_STATUS: u32 = _IOR::<NvmxHostStatus>(NVMX_IOCTL_T
 pub(crate) const NVMX_GET_VCPU_LIST: u32 = _IOWR::<[u32; 2]>(NVMX_IOCTL_TYPE, 0x01);
 /// `NVMX_GET_ENTRY_FAILURE` (vCPU fd).
 pub(crate) const NVMX_GET_ENTRY_FAILURE: u32 = _IOR::<NvmxEntryFailure>(NVMX_IOCTL_TYPE, 0x02);
+
+/// `NVMX_GET_VCPU_STATS` (vCPU fd).
+pub(crate) const NVMX_GET_VCPU_STATS: u32 = _IOR::<NvmxVcpuStats>(NVMX_IOCTL_TYPE, 0x03);
 
 const _: () = assert!(core::mem::size_of::<NvmxHostStatus>() == 64);
 

@@ -17,7 +17,7 @@ use kernel::uaccess::{UserPtr, UserSlice};
 use crate::apic::Mailbox;
 use crate::nested::{self, Nested};
 use crate::shim;
-use crate::uapi::{self, mp_state, KvmCpuidEntry2, KvmDtable, KvmFpu, KvmMsrEntry, KvmRegs, KvmSegment, KvmSregs};
+use crate::uapi::{self, mp_state, NvmxVcpuStats, KvmCpuidEntry2, KvmDtable, KvmFpu, KvmMsrEntry, KvmRegs, KvmSegment, KvmSregs};
 use crate::vm::{read_user, Vm};
 use crate::vmx_core::cpuid::{self, CpuidEntry, GuestFeatures};
 use crate::vmx_core::guest_cr;
@@ -140,6 +140,8 @@ pub(crate) struct VcpuState {
     pub(crate) inject_len: u64,
     /// Nested VMX: L1's VMX operation, VMCS12, whether L2 runs (rust/nested.rs).
     pub(crate) nested: Nested,
+    /// Path-length counters (`NVMX_GET_VCPU_STATS`).
+    pub(crate) stats: NvmxVcpuStats,
 }
 
 /// The hardware MSRs nvmx loads with guest values around each guest stretch.
@@ -212,6 +214,7 @@ impl VcpuState {
             published: None,
             inject_len: 0,
             nested: Nested::new(stuff_vmx_msrs),
+            stats: NvmxVcpuStats::default(),
         }
     }
 
@@ -457,6 +460,10 @@ impl Vcpu {
                 let ran = crate::run::run(&this);
                 this.publish_status();
                 ran
+            }
+            uapi::NVMX_GET_VCPU_STATS => {
+                let stats = this.state.lock().stats;
+                write_user(arg, &stats)
             }
             uapi::NVMX_GET_ENTRY_FAILURE => {
                 let failure = crate::status::failure_uapi(this.state.lock().nested.last_failure);

@@ -143,6 +143,7 @@ pub(crate) unsafe fn vmptrld(phys: u64) -> Result<(), VmFail> {
 /// # Safety
 ///
 /// In VMX root operation with a current VMCS.
+#[inline(always)]
 pub(crate) unsafe fn vmread(field: u32) -> u64 {
     let v: u64;
     // SAFETY: guaranteed by the caller; VMREAD writes only the output register and flags.
@@ -158,6 +159,7 @@ pub(crate) unsafe fn vmread(field: u32) -> u64 {
 /// # Safety
 ///
 /// In VMX root operation with a current VMCS.
+#[inline(always)]
 pub(crate) unsafe fn vmwrite(field: u32, value: u64) -> Result<(), VmFail> {
     let (cf, zf): (u8, u8);
     // SAFETY: guaranteed by the caller.

@@ -17,13 +17,15 @@ else
     # Tests of nvmx-only interfaces (selftests/nvmx-only.list), run against nvmx only.
     nvmx_only=$(grep -v -e '^#' -e '^$' "$NVMX_ROOT/selftests/nvmx-only.list")
     nvmx_out=$NVMX_ROOT/build/upstream-nvmx
+    # The benchmark (make bench; make check runs it once, tiny), into build/bench.
+    bench=x86/nvmx_bench
 fi
 obj=$NVMX_ROOT/build/upstream-obj
 # Exactly the listed tests: a test dropped from the list must not linger in the image.
 rm -rf "$out" ${nvmx_out:+"$nvmx_out"}
 mkdir -p "$out" ${nvmx_out:+"$nvmx_out"} "$obj"
 targets=()
-for t in $list ${nvmx_only:-}; do targets+=("$obj/$t"); done
+for t in $list ${nvmx_only:-} ${bench:-}; do targets+=("$obj/$t"); done
 [ ${#targets[@]} -gt 0 ] || exit 0
 # selftests/upstream-lib adds nvmx's own tests written with the same library (x86/nvmx_*).
 make -s -C "$kdir/tools/testing/selftests/kvm" -f "$NVMX_ROOT/selftests/upstream-lib/Makefile" \
@@ -31,4 +33,9 @@ make -s -C "$kdir/tools/testing/selftests/kvm" -f "$NVMX_ROOT/selftests/upstream
     -j"$(nproc)" "${targets[@]}" >&2
 for t in $list; do cp "$obj/$t" "$out/"; done
 for t in ${nvmx_only:-}; do cp "$obj/$t" "$nvmx_out/"; done
+if [ -n "${bench:-}" ]; then
+    mkdir -p "$NVMX_ROOT/build/bench"
+    cp "$obj/$bench" "$NVMX_ROOT/build/bench/"
+    strip "$NVMX_ROOT/build/bench/nvmx_bench"
+fi
 strip "$out"/* ${nvmx_out:+"$nvmx_out"/*}

@@ -40,10 +40,12 @@ upstream+=$(grep -v -e '^#' -e '^$' "$NVMX_ROOT/selftests/nvmx-only.list" | sed 
     printf ',upstream-nvmx-%s' "$t"; done)
 # nvmx-status verdicts (vm/init's run_status).
 status="status-not-loaded,status-usable,status-loaded,status-sysfs-facts,status-kvm-intel-holds-vmx"
+# The benchmark, once per column with a tiny count: that it runs, not how fast (make bench).
+bench="bench-kvm_intel,bench-nvmx"
 machines=(
     --machine tcg-amd "$res/tcg-amd.serial" nvmx_novmx_test,status-amd
     --machine tcg-intel "$res/tcg-intel.serial" nvmx_novmx_test,status-no-vmx
-    --machine bochs "$res/bochs-check.serial" "nvmx_module_test,nvmx_device_test,nvmx_vm_test,nvmx_run_test,nvmx_apic_test,$status$upstream"
+    --machine bochs "$res/bochs-check.serial" "nvmx_module_test,nvmx_device_test,nvmx_vm_test,nvmx_run_test,nvmx_apic_test,$status,$bench$upstream"
 )
 if [ -w /dev/kvm ] && grep -qw vmx /proc/cpuinfo; then
     step "QEMU/KVM with the host's VMX"
@@ -52,6 +54,9 @@ if [ -w /dev/kvm ] && grep -qw vmx /proc/cpuinfo; then
 else
     step "no /dev/kvm with VMX on this host: the QEMU/KVM machine is not run"
 fi
+step "benchmark smoke run (not judged; make bench for figures)"
+python3 "$NVMX_ROOT/scripts/bench_report.py" "$res/bochs-check.serial" "$res/bench" \
+    --machine "Bochs smoke run of make check" > "$res/bench-report.txt" 2>&1 || true
 step "results"
 python3 "$NVMX_ROOT/scripts/summarize.py" --cargo cargo-nvmx-core "$res/cargo-core.txt" \
     --cargo cargo-nvmx-status "$res/cargo-status.txt" "${machines[@]}"

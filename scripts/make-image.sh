@@ -21,6 +21,8 @@ mkdir -p "$root/upstream"
 cp "${NVMX_UPSTREAM_DIR:-$NVMX_ROOT/build/upstream}"/* "$root/upstream/" 2>/dev/null || true
 mkdir -p "$root/upstream-nvmx"
 cp "$NVMX_ROOT"/build/upstream-nvmx/* "$root/upstream-nvmx/" 2>/dev/null || true
+mkdir -p "$root/bench"
+cp "$NVMX_ROOT"/build/bench/* "$root/bench/" 2>/dev/null || true
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -6) > "$out/initrd.gz"
 cp "$kdir/arch/x86/boot/bzImage" "$out/bzImage"
 

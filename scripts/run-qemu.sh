@@ -14,8 +14,8 @@ kvm)       accel=(-accel kvm -cpu host -smp 2) ;;
 *) echo "run-qemu: unknown machine $machine" >&2; exit 2 ;;
 esac
 log "qemu: booting mode '$mode' on $machine, serial -> $serial"
-timeout --kill-after=10 "$limit" qemu-system-x86_64 "${accel[@]}" -m 512 -nographic -no-reboot \
+timeout --kill-after=10 "$limit" qemu-system-x86_64 "${accel[@]}" -m ${NVMX_QEMU_MEGS:-512} -nographic -no-reboot \
     -kernel "$out/bzImage" -initrd "$out/initrd.gz" \
-    -append "console=ttyS0,115200 quiet loglevel=4 nvmxtest=$mode nvmxcpus=2" \
+    -append "console=ttyS0,115200 quiet loglevel=4 nvmxtest=$mode nvmxcpus=2 ${NVMX_EXTRA_CMDLINE:-}" \
     -serial "file:$serial" -monitor none -display none </dev/null >/dev/null 2>&1 || true
 grep -q '@@NVMX-DONE' "$serial" || echo "@@NVMX-ERROR qemu ($machine) did not finish" >> "$serial"

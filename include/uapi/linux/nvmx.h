@@ -90,4 +90,23 @@ struct nvmx_vcpu_list {
 /* On a vCPU fd: its last failed nested VM entry (kind NVMX_ENTRY_OK: none). EFAULT. */
 #define NVMX_GET_ENTRY_FAILURE	_IOR(NVMX_IOCTL_TYPE, 0x02, struct nvmx_entry_failure)
 
+/*
+ * Path-length counters of one vCPU since it was created, for benchmarks (`make bench`) and
+ * for seeing where a nested workload's exits go. KVM's counterpart is KVM_GET_STATS_FD
+ * ("exits"), which nvmx does not offer.
+ */
+struct nvmx_vcpu_stats {
+	__u64 exits;			/* VM exits nvmx took while the vCPU ran (L1 and L2) */
+	__u64 l2_exits;			/* of those, while L2 ran */
+	__u64 l2_exits_reflected;	/* nested VM exits to L1 (L2 exits L1 asked for, events) */
+	__u64 nested_entries;		/* L1's VMLAUNCH/VMRESUME that entered L2 */
+	__u64 vmx_regions;		/* VMXON...VMXOFF pairs (IRQs-off regions) */
+	__u64 ept02_fills;		/* L2 EPT violations nvmx resolved by filling EPT02 */
+	__u64 user_exits;		/* KVM_RUN returns with an exit for userspace */
+	__u64 reserved[9];
+};
+
+/* On a vCPU fd: its counters. EFAULT. */
+#define NVMX_GET_VCPU_STATS	_IOR(NVMX_IOCTL_TYPE, 0x03, struct nvmx_vcpu_stats)
+
 #endif /* _UAPI_LINUX_NVMX_H */

@@ -6,6 +6,7 @@
 //! decoded here.
 
 use super::bits::{extract, test};
+use super::field_table::ALL_FIELDS;
 
 /// The width of a VMCS component (encoding bits 14:13).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,6 +80,7 @@ impl Field {
     }
 
     /// Access type (bit 0).
+    #[inline(always)]
     pub const fn access(self) -> Access {
         if test(self.0 as u64, 0) {
             Access::High
@@ -88,11 +90,13 @@ impl Field {
     }
 
     /// Index (bits 9:1).
+    #[inline(always)]
     pub const fn index(self) -> u32 {
         extract(self.0 as u64, 9, 1) as u32
     }
 
     /// Type (bits 11:10).
+    #[inline(always)]
     pub const fn kind(self) -> Kind {
         match extract(self.0 as u64, 11, 10) {
             0 => Kind::Control,
@@ -103,6 +107,7 @@ impl Field {
     }
 
     /// Width (bits 14:13).
+    #[inline(always)]
     pub const fn width(self) -> Width {
         match extract(self.0 as u64, 14, 13) {
             0 => Width::Bits16,
@@ -113,27 +118,87 @@ impl Field {
     }
 
     /// The full-access encoding of this component (clears the access bit).
+    #[inline(always)]
     pub const fn full(self) -> Field {
         Field(self.0 & !1)
     }
 
     /// Whether the table knows this component (in either access type).
     pub fn is_known(self) -> bool {
-        let full = self.full();
-        super::field_table::ALL_FIELDS.iter().any(|&(_, f)| f == full)
+        self.position().is_some()
     }
 
     /// The component's name from the field table, if it has one.
     pub fn name(self) -> Option<&'static str> {
+        self.position().map(|i| ALL_FIELDS[i].0)
+    }
+
+    /// The component's position in [`ALL_FIELDS`] (either access type), in constant time:
+    /// every VMREAD/VMWRITE L1 executes and every field a nested entry or exit copies looks
+    /// its component up, so this is on the nested fast path.
+    #[inline(always)]
+    pub fn position(self) -> Option<usize> {
         let full = self.full();
-        super::field_table::ALL_FIELDS.iter().find(|&&(_, f)| f == full).map(|&(n, _)| n)
+        let i = *POSITION.get(slot(full)?)?;
+        (i != NO_POSITION && ALL_FIELDS[i as usize].1 == full).then_some(i as usize)
     }
 }
+
+/// [`POSITION`] is indexed by width, type and index (bits 14:13, 11:10, 9:1); the SDM's
+/// indexes stay below 64 (checked when the table is built).
+const INDEX_LIMIT: u32 = 64;
+const NO_POSITION: u8 = u8::MAX;
+
+#[inline(always)]
+const fn slot(full: Field) -> Option<usize> {
+    let index = full.index();
+    if index >= INDEX_LIMIT {
+        return None;
+    }
+    Some(((extract(full.0 as u64, 14, 13) << 2 | extract(full.0 as u64, 11, 10)) as usize) * INDEX_LIMIT as usize
+        + index as usize)
+}
+
+/// Component position by [`slot`], built at compile time from the field table.
+static POSITION: [u8; 16 * INDEX_LIMIT as usize] = {
+    let mut t = [NO_POSITION; 16 * INDEX_LIMIT as usize];
+    assert!(ALL_FIELDS.len() < NO_POSITION as usize);
+    let mut i = 0;
+    while i < ALL_FIELDS.len() {
+        let f = ALL_FIELDS[i].1;
+        let Some(s) = slot(f) else { panic!("a VMCS field index beyond the lookup table") };
+        assert!(t[s] == NO_POSITION, "two fields in one lookup slot");
+        t[s] = i as u8;
+        i += 1;
+    }
+    t
+};
 
 #[cfg(test)]
 mod tests {
     use super::super::field_table::*;
     use super::*;
+
+    /// The constant-time lookup finds every component at its own position, in both access
+    /// types, and nothing for encodings that share a slot but name no component.
+    #[test]
+    fn position_lookup_matches_the_table() {
+        for (i, &(name, f)) in ALL_FIELDS.iter().enumerate() {
+            assert_eq!(f.position(), Some(i), "{name}");
+            assert_eq!(f.name(), Some(name));
+            if matches!(f.width(), Width::Bits64) {
+                assert_eq!(Field(f.0 | 1).position(), Some(i), "{name} high");
+            }
+            // Reserved bit 12 and bits above 14 alias the slot: not the component.
+            assert_eq!(Field(f.0 | 1 << 12).position(), None);
+            assert_eq!(Field(f.0 | 1 << 15).position(), None);
+        }
+        let known = ALL_FIELDS.len();
+        let found = (0..0x8000u32).filter(|&e| e & 1 == 0 && Field(e).position().is_some()).count();
+        assert_eq!(found, known);
+        assert_eq!(Field(0x2000 | 63 << 1).position(), None);
+        assert_eq!(Field(0x2000 | 64 << 1).position(), None);
+    }
 
     /// Spot checks against SDM vol. 3D appendix B, one per table (B.1.1 ... B.4.4).
     #[test]

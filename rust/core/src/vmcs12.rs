@@ -30,9 +30,9 @@ pub const LAUNCH_STATE_OFFSET: usize = 8;
 const HEADER: usize = 16;
 
 /// The index of `f`'s component (either access type), if VMCS12 has it.
+#[inline(always)]
 pub fn component(f: Field) -> Option<usize> {
-    let full = f.full();
-    ALL_FIELDS.iter().position(|&(_, g)| g == full)
+    f.position()
 }
 
 /// A VMCS12 in kernel memory.
@@ -56,6 +56,7 @@ impl Default for Vmcs12 {
 impl Vmcs12 {
     /// The value VMREAD returns for `f` (high access: bits 63:32 of the 64-bit component);
     /// `None` if VMCS12 has no such component.
+    #[inline(always)]
     pub fn read(&self, f: Field) -> Option<u64> {
         let v = self.values[component(f)?];
         Some(match (f.access(), f.width()) {
@@ -69,6 +70,7 @@ impl Vmcs12 {
     /// VMWRITE of `v` to `f`: the operand is truncated to the component's width (SDM 32.3
     /// "VMWRITE": "if the VMCS field is shorter than the operand, the high bits are
     /// ignored"); a high access writes bits 63:32 only. `None` if there is no such component.
+    #[inline(always)]
     pub fn write(&mut self, f: Field, v: u64) -> Option<()> {
         let i = component(f)?;
         let old = self.values[i];
@@ -83,11 +85,13 @@ impl Vmcs12 {
 
     /// The full value of a component from the field table (0 for one it does not hold,
     /// which the table's own constants never are).
+    #[inline(always)]
     pub fn get(&self, f: Field) -> u64 {
         self.read(f.full()).unwrap_or(0)
     }
 
     /// Set a component from nvmx's side (exit information, guest state saved at an exit).
+    #[inline(always)]
     pub fn set(&mut self, f: Field, v: u64) {
         let _ = self.write(f.full(), v);
     }
