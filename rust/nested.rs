@@ -127,6 +127,8 @@ pub(crate) struct Nested {
     pub(crate) last_failure: Option<EntryFailure>,
     /// EPT02, once L1 has run L2 under its own EPT.
     pub(crate) shadow_ept: Option<KBox<ShadowEpt>>,
+    /// VMCS shadowing of VMCS12 for L1's VMREAD/VMWRITE (rust/shadow_vmcs.rs).
+    pub(crate) shadow: crate::shadow_vmcs::ShadowState,
 }
 
 impl Nested {
@@ -145,6 +147,7 @@ impl Nested {
             l1_at_entry: None,
             last_failure: None,
             shadow_ept: None,
+            shadow: Default::default(),
         }
     }
 
@@ -690,6 +693,8 @@ fn ratelimit_ok() -> bool {
 /// that ran.
 pub(crate) fn apply_switch(st: &mut VcpuState) {
     let Some(s) = st.nested.switch.take() else { return };
+    // Every transition changes VMCS12 (exit information, saved guest state, VMfail number).
+    st.nested.shadow.stale = true;
     match s {
         Switch::Enter { launch, insn_len } => {
             st.stats.nested_entries += 1;

@@ -18,6 +18,7 @@ mod ept;
 mod nested;
 mod nested_ept;
 mod run;
+mod shadow_vmcs;
 mod shim;
 mod status;
 mod uapi;
@@ -64,6 +65,8 @@ pub(crate) struct HostInfo {
     pub(crate) nested: bool,
     /// The IA32_VMX_* MSRs an L1 is offered (every vCPU starts with these).
     pub(crate) l1_caps: vmx_core::nested_caps::L1VmxCaps,
+    /// VMCS shadowing for L1's VMREAD/VMWRITE, when nested and the CPU has it.
+    pub(crate) shadow_bitmaps: Option<shadow_vmcs::Bitmaps>,
 }
 
 /// Set once in `init`; lives as long as the module.
@@ -122,6 +125,7 @@ fn probe_host() -> Result<cpu::VmxCpus> {
         has_debugctl: shim::rdmsr_safe(0x1d9).is_some(),
         nested,
         l1_caps,
+        shadow_bitmaps: if nested && caps.shadow_vmcs() { Some(shadow_vmcs::Bitmaps::new(caps.misc)?) } else { None },
         caps,
         controls,
         cpuid,

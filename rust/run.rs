@@ -390,6 +390,8 @@ fn in_vmx(
         let written = write_vmcs(&host.caps, &host.controls, st, eptp, hs, if l2 { 0 } else { vcpu.vpid.0 })
             .and_then(|()| if l2 { nested::merge_vmcs02(st) } else { Ok(()) });
         let (prev_cr0, prev_cr4) = (st.sregs.cr0, st.sregs.cr4);
+        // write_vmcs leaves VMCS shadowing off; shadow_vmcs::before_l1 turns it on for L1.
+        st.nested.shadow.active = false;
         let leave = match written {
             Err(field) => {
                 pr_err!("VMWRITE of field {field:#x} failed\n");
@@ -686,6 +688,9 @@ fn guest_loop(vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, eptp: u64, generation: 
                 ticks = ticks.min(d.saturating_sub(vmx_ops::rdtsc().wrapping_add(st.tsc_offset)));
             }
             let _ = w(f::VMX_PREEMPTION_TIMER_VALUE, ticks >> rate);
+        }
+        if !st.nested.guest_mode {
+            crate::shadow_vmcs::before_l1(st, vcpu.vmcs_phys);
         }
         // SAFETY: IRQs off, VMX operation, current VMCS fully written by write_vmcs.
         let ran = unsafe { vmx_ops::vmx_run(&mut gprs, launched) };
@@ -1040,6 +1045,8 @@ fn handle_exit(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32, ept
                 inject(UD_VECTOR, None);
                 return Next::Resume;
             }
+            // L1's writes into the shadow VMCS first: the instruction acts on VMCS12.
+            crate::shadow_vmcs::pull(st, vcpu.vmcs_phys);
             match nested::vmx_instruction(st, g, eptp, b, q) {
                 nested::Handled::Resume => Next::Resume,
                 nested::Handled::Switch => Next::Leave(Leave::Nested),

@@ -360,6 +360,8 @@ pub(crate) struct Vcpu {
     /// VMCS02: the VMCS the CPU runs L2 on (rust/nested.rs), VMCLEARed like the other.
     _vmcs02: Page,
     pub(crate) vmcs02_phys: u64,
+    /// The shadow VMCS of L1's VMREAD/VMWRITE (rust/shadow_vmcs.rs), if the host shadows.
+    _shadow_vmcs: Option<crate::shadow_vmcs::ShadowVmcs>,
     /// What other vCPUs post to this one's local APIC.
     pub(crate) mailbox: Arc<Mailbox>,
     pub(crate) vpid: Vpid,
@@ -395,6 +397,11 @@ impl Vcpu {
             let has_lapic = vm2.has_lapic();
             let stuff = vm2.state.lock().disabled_quirks & nested::QUIRK_STUFF_FEATURE_MSRS == 0;
             let mut state = VcpuState::reset(id, has_lapic, stuff);
+            let shadow_vmcs = match crate::HOST.as_ref().and_then(|h| h.shadow_bitmaps.as_ref()) {
+                Some(_) => Some(crate::shadow_vmcs::ShadowVmcs::new(revision)?),
+                None => None,
+            };
+            state.nested.shadow.region = shadow_vmcs.as_ref().map(|s| s.phys);
             state.tsc_offset = 0u64.wrapping_sub(vm2.tsc_origin);
             let mailbox = Arc::pin_init(Mailbox::new(id), GFP_KERNEL)?;
             if let Some(a) = &state.lapic {
@@ -412,6 +419,7 @@ impl Vcpu {
                     vmcs_phys,
                     _vmcs02: vmcs02,
                     vmcs02_phys,
+                    _shadow_vmcs: shadow_vmcs,
                     mailbox,
                     vpid: Vpid::alloc(crate::HOST.as_ref().is_some_and(|h| h.caps.vpid())),
                     status_key,

@@ -45,6 +45,8 @@ pub mod nested_exit;
 pub mod paging;
 #[path = "core/src/segment.rs"]
 pub mod segment;
+#[path = "core/src/shadow_vmcs.rs"]
+pub mod shadow_vmcs;
 #[path = "core/src/vmcs12.rs"]
 pub mod vmcs12;
 #[path = "core/src/vmx_insn.rs"]

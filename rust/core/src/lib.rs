@@ -28,5 +28,6 @@ pub mod nested_entry;
 pub mod nested_exit;
 pub mod paging;
 pub mod segment;
+pub mod shadow_vmcs;
 pub mod vmcs12;
 pub mod vmx_insn;

@@ -1,0 +1,153 @@
+// SPDX-License-Identifier: GPL-2.0
+//! VMCS shadowing for L1 (SDM 25.10, 25.6.15): while L1 has a current VMCS, VMCS01 points
+//! at a shadow VMCS holding the components of `vmx_core::shadow_vmcs`, so that L1's VMREAD and
+//! VMWRITE of them run without a VM exit — an L1 hypervisor does several per L2 exit. VMCS12
+//! stays the authoritative copy: nvmx copies it into the shadow before L1 runs after nvmx
+//! changed it, and the read/write components back before it emulates any VMX instruction.
+
+use kernel::page::Page;
+use kernel::prelude::*;
+
+use crate::run::{r, w};
+use crate::shim;
+use crate::vcpu::VcpuState;
+use crate::vmx_core::controls::{secondary, VmxMisc};
+use crate::vmx_core::field_table as f;
+use crate::vmx_core::shadow_vmcs::{vmread_clear_bits, vmwrite_clear_bits, READ_ONLY, READ_WRITE};
+use crate::vmx_ops;
+
+/// The VMREAD and VMWRITE bitmaps, one pair for the host (they never change).
+pub(crate) struct Bitmaps {
+    _pages: [Page; 2],
+    vmread: u64,
+    vmwrite: u64,
+    /// VM-exit information is shadowed too (the CPU's VMWRITE can copy it in).
+    read_only: bool,
+}
+
+impl Bitmaps {
+    pub(crate) fn new(misc: VmxMisc) -> Result<Self> {
+        let read_only = misc.vmwrite_any_field();
+        let read = bitmap_page(vmread_clear_bits(read_only))?;
+        let write = bitmap_page(vmwrite_clear_bits())?;
+        let (vmread, vmwrite) = (shim::page_phys(&read), shim::page_phys(&write));
+        Ok(Self { _pages: [read, write], vmread, vmwrite, read_only })
+    }
+}
+
+/// A page of ones but for the `clear` bits.
+fn bitmap_page(clear: impl Iterator<Item = usize>) -> Result<Page> {
+    let page = Page::alloc_page(GFP_KERNEL)?;
+    let ones = [0xffu8; 256];
+    for chunk in 0..kernel::page::PAGE_SIZE / ones.len() {
+        // SAFETY: in-bounds bytes of our own, unmapped-elsewhere page.
+        unsafe { page.write_raw(ones.as_ptr(), chunk * ones.len(), ones.len())? };
+    }
+    for n in clear {
+        let mut byte = 0u8;
+        // SAFETY: as above, one byte at a time.
+        unsafe {
+            page.read_raw(&mut byte, n / 8, 1)?;
+            byte &= !(1 << (n % 8));
+            page.write_raw(&byte, n / 8, 1)?;
+        }
+    }
+    Ok(page)
+}
+
+/// A vCPU's shadow VMCS region (revision identifier with the shadow-VMCS indicator, bit 31).
+pub(crate) struct ShadowVmcs {
+    _page: Page,
+    pub(crate) phys: u64,
+}
+
+impl ShadowVmcs {
+    pub(crate) fn new(revision: u32) -> Result<Self> {
+        let page = Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?;
+        let rev = (revision | 1 << 31).to_le_bytes();
+        // SAFETY: 4 bytes into our own, unmapped-elsewhere page.
+        unsafe { page.write_raw(rev.as_ptr(), 0, rev.len())? };
+        Ok(Self { phys: shim::page_phys(&page), _page: page })
+    }
+}
+
+/// Where VMCS01's shadowing stands for a vCPU.
+#[derive(Default)]
+pub(crate) struct ShadowState {
+    /// The vCPU's shadow VMCS (physical address), if the host has VMCS shadowing.
+    pub(crate) region: Option<u64>,
+    /// VMCS01 as written now has shadowing on (write_vmcs writes it off).
+    pub(crate) active: bool,
+    /// VMCS12 changed since it was last copied into the shadow VMCS.
+    pub(crate) stale: bool,
+}
+
+/// Run `f` with the shadow VMCS current, then make VMCS01 current again.
+///
+/// # Safety
+///
+/// VMX root operation with IRQs off, VMCS01 (`vmcs01`) the current VMCS.
+unsafe fn with_shadow(shadow: u64, vmcs01: u64, f: impl FnOnce()) -> bool {
+    // SAFETY: per the caller; the shadow region is this vCPU's, active nowhere (it is
+    // VMCLEARed after every use, so the CPU reads it from memory when L1 runs).
+    unsafe {
+        if vmx_ops::vmptrld(shadow).is_err() {
+            return false;
+        }
+        f();
+        let cleared = vmx_ops::vmclear(shadow).is_ok();
+        vmx_ops::vmptrld(vmcs01).is_ok() && cleared
+    }
+}
+
+/// Before L1 runs (VMCS01 current, inside the region): shadowing on while L1 has a current
+/// VMCS12, with VMCS12 copied in if nvmx changed it; off otherwise.
+pub(crate) fn before_l1(st: &mut VcpuState, vmcs01: u64) {
+    let Some(shadow) = st.nested.shadow.region else { return };
+    let Some(bitmaps) = crate::HOST.as_ref().and_then(|h| h.shadow_bitmaps.as_ref()) else { return };
+    let mut want = st.nested.l1.vmxon.is_some() && st.nested.vmcs12.is_some();
+    if want && st.nested.shadow.stale {
+        if let Some(v) = st.nested.vmcs12.as_ref() {
+            // SAFETY: called from the run loop with VMCS01 current, IRQs off.
+            let copied = unsafe {
+                with_shadow(shadow, vmcs01, || {
+                    let read_only: &[_] = if bitmaps.read_only { READ_ONLY } else { &[] };
+                    for &field in Iterator::chain(READ_WRITE.iter(), read_only) {
+                        let _ = w(field, v.get(field));
+                    }
+                })
+            };
+            // Failing that, shadowing stays off: every VMREAD/VMWRITE exits and is emulated
+            // from VMCS12.
+            want = copied;
+            st.nested.shadow.stale = !copied;
+        }
+    }
+    if want != st.nested.shadow.active {
+        let sec = r(f::SECONDARY_VM_EXEC_CONTROL) as u32;
+        let sec = if want { sec | secondary::SHADOW_VMCS } else { sec & !secondary::SHADOW_VMCS };
+        let _ = w(f::VMREAD_BITMAP, bitmaps.vmread);
+        let _ = w(f::VMWRITE_BITMAP, bitmaps.vmwrite);
+        let _ = w(f::VMCS_LINK_POINTER, if want { shadow } else { u64::MAX });
+        let _ = w(f::SECONDARY_VM_EXEC_CONTROL, sec as u64);
+        st.nested.shadow.active = want;
+    }
+}
+
+/// After an L1 exit, before nvmx acts on VMCS12 (VMCS01 current, inside the region): what
+/// L1 wrote into the shadow VMCS goes into VMCS12; VMCS12 is then the one to copy back.
+pub(crate) fn pull(st: &mut VcpuState, vmcs01: u64) {
+    if st.nested.shadow.active {
+        if let (Some(shadow), Some(v)) = (st.nested.shadow.region, st.nested.vmcs12.as_mut()) {
+            // SAFETY: called from exit handling with VMCS01 current, IRQs off.
+            unsafe {
+                with_shadow(shadow, vmcs01, || {
+                    for &field in READ_WRITE {
+                        v.set(field, r(field));
+                    }
+                })
+            };
+        }
+    }
+    st.nested.shadow.stale = true;
+}
