@@ -370,6 +370,8 @@ fn in_vmx(
     hs: &HostState,
     cpu: u32,
 ) -> Result<Leave> {
+    // Which of VMCS01 / VMCS02 has been written whole in this region.
+    let mut written = [false; 2];
     loop {
         let l2 = st.nested.guest_mode;
         // L2 under L1's EPT needs EPT02 with spare tables, which only process context can
@@ -387,12 +389,21 @@ fn in_vmx(
         }
         // VMCS02 is VMCS01's setup for L2's state, with L1's VMCS12 controls merged in; it
         // has no VPID of its own (rust/nested.rs).
-        let written = write_vmcs(&host.caps, &host.controls, st, eptp, hs, if l2 { 0 } else { vcpu.vpid.0 })
+        let what = match (written[l2 as usize], l2) {
+            (false, _) => VmcsWrite::All,
+            (true, true) => VmcsWrite::ControlsAndGuest,
+            (true, false) => VmcsWrite::Guest,
+        };
+        written[l2 as usize] = true;
+        let result = write_vmcs(&host.caps, &host.controls, st, eptp, hs, if l2 { 0 } else { vcpu.vpid.0 }, what)
             .and_then(|()| if l2 { nested::merge_vmcs02(st) } else { Ok(()) });
         let (prev_cr0, prev_cr4) = (st.sregs.cr0, st.sregs.cr4);
-        // write_vmcs leaves VMCS shadowing off; shadow_vmcs::before_l1 turns it on for L1.
-        st.nested.shadow.active = false;
-        let leave = match written {
+        // Writing VMCS01's controls turns VMCS shadowing off; shadow_vmcs::before_l1 turns it
+        // on for L1 (VMCS01 written again in the region keeps it as it was).
+        if !l2 && what == VmcsWrite::All {
+            st.nested.shadow.active = false;
+        }
+        let leave = match result {
             Err(field) => {
                 pr_err!("VMWRITE of field {field:#x} failed\n");
                 Leave::User(UserExit::Internal {
@@ -461,7 +472,22 @@ pub(crate) fn r(field: crate::vmx_core::field::Field) -> u64 {
     unsafe { vmread(field.encoding()) }
 }
 
-/// Write controls, host state and guest state into the current VMCS.
+/// What of the current VMCS [`write_vmcs`] writes. A VMCS keeps its contents through
+/// VMCLEAR and VMPTRLD, so within one region (one CPU, one task, one EPT) the host state and
+/// L0's fixed controls written at a VMCS's first load stay valid: a nested switch back to it
+/// writes only what changes. VMCS02's controls are written every time, as the merge of
+/// VMCS12's into them starts from L0's.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum VmcsWrite {
+    /// First load in this region: everything.
+    All,
+    /// VMCS02 again: controls and guest state.
+    ControlsAndGuest,
+    /// VMCS01 again: guest state.
+    Guest,
+}
+
+/// Write controls, host state and guest state into the current VMCS (as `what` says).
 fn write_vmcs(
     caps: &HostCaps,
     c: &GuestControls,
@@ -469,9 +495,19 @@ fn write_vmcs(
     eptp: u64,
     hs: &HostState,
     vpid: u16,
+    what: VmcsWrite,
 ) -> core::result::Result<(), u32> {
-    let s = &st.sregs;
-    let lma = s.efer & EFER_LMA != 0;
+    if what != VmcsWrite::Guest {
+        write_controls(caps, c, st, eptp, vpid)?;
+    }
+    if what == VmcsWrite::All {
+        write_host_state(hs)?;
+    }
+    write_guest_state(caps, c, st)
+}
+
+/// L0's controls (SDM 25.6-25.8), the same for the vCPU's whole life but for VMCS02's merge.
+fn write_controls(caps: &HostCaps, c: &GuestControls, st: &VcpuState, eptp: u64, vpid: u16) -> core::result::Result<(), u32> {
     w(f::PIN_BASED_VM_EXEC_CONTROL, c.pin as u64)?;
     w(f::CPU_BASED_VM_EXEC_CONTROL, c.primary as u64)?;
     let vpid_ctl = if vpid != 0 { crate::vmx_core::controls::secondary::ENABLE_VPID } else { 0 };
@@ -480,19 +516,20 @@ fn write_vmcs(
         w(f::VIRTUAL_PROCESSOR_ID, vpid as u64)?;
     }
     w(f::VM_EXIT_CONTROLS, c.exit as u64)?;
-    w(f::VM_ENTRY_CONTROLS, (c.entry | if lma { entry::IA32E_MODE_GUEST } else { 0 }) as u64)?;
     for field in [f::EXCEPTION_BITMAP, f::PAGE_FAULT_ERROR_CODE_MASK, f::PAGE_FAULT_ERROR_CODE_MATCH,
                   f::CR3_TARGET_COUNT, f::VM_EXIT_MSR_STORE_COUNT, f::VM_EXIT_MSR_LOAD_COUNT,
                   f::VM_ENTRY_MSR_LOAD_COUNT] {
         w(field, 0)?;
     }
-    w(f::VM_ENTRY_INTR_INFO_FIELD, st.inject.map_or(0, |(info, _)| info))?;
-    w(f::VM_ENTRY_EXCEPTION_ERROR_CODE, st.inject.map_or(0, |(_, code)| code))?;
-    w(f::VM_ENTRY_INSTRUCTION_LEN, st.inject_len)?;
     w(f::EPT_POINTER, eptp)?;
     w(f::VMCS_LINK_POINTER, u64::MAX)?;
+    w(f::CR0_GUEST_HOST_MASK, CR0_OWNED)?;
+    w(f::CR4_GUEST_HOST_MASK, l0_cr4_mask(caps, st))
+}
 
-    // Host state: this CPU, this task (SDM 27.2.2/27.2.3: selectors with RPL 0 and TI 0).
+/// Host state: this CPU, this task (SDM 27.2.2/27.2.3: selectors with RPL 0 and TI 0), the
+/// same for the whole region.
+fn write_host_state(hs: &HostState) -> core::result::Result<(), u32> {
     let (cs, ss, tr) = vmx_ops::host_selectors();
     w(f::HOST_CR0, vmx_ops::read_cr0())?;
     w(f::HOST_CR3, vmx_ops::read_cr3())?;
@@ -513,9 +550,18 @@ fn write_vmcs(
     w(f::HOST_IA32_SYSENTER_EIP, vmx_ops::rdmsr(0x176))?;
     w(f::HOST_IA32_EFER, vmx_ops::rdmsr(0xc000_0080))?;
     w(f::HOST_IA32_PAT, vmx_ops::rdmsr(0x277))?;
-    w(f::HOST_RIP, vmx_ops::vmx_exit_rip())?;
+    w(f::HOST_RIP, vmx_ops::vmx_exit_rip())
+}
 
-    // Guest state.
+/// The vCPU's state, and what depends on it (the IA-32e mode entry control, the event to
+/// inject, the TSC offset).
+fn write_guest_state(caps: &HostCaps, c: &GuestControls, st: &VcpuState) -> core::result::Result<(), u32> {
+    let s = &st.sregs;
+    let lma = s.efer & EFER_LMA != 0;
+    w(f::VM_ENTRY_CONTROLS, (c.entry | if lma { entry::IA32E_MODE_GUEST } else { 0 }) as u64)?;
+    w(f::VM_ENTRY_INTR_INFO_FIELD, st.inject.map_or(0, |(info, _)| info))?;
+    w(f::VM_ENTRY_EXCEPTION_ERROR_CODE, st.inject.map_or(0, |(_, code)| code))?;
+    w(f::VM_ENTRY_INSTRUCTION_LEN, st.inject_len)?;
     for (seg, [sel, base, limit, ar]) in segment_fields_ref(s) {
         w(sel, seg.selector as u64)?;
         w(base, seg.base)?;
@@ -531,10 +577,8 @@ fn write_vmcs(
     let cr0_hw = (s.cr0 | (caps.cr0_fixed.fixed0 & !(cr0::PE | cr0::PG))) & !(CR0_CD | CR0_NW);
     w(f::GUEST_CR0, cr0_hw)?;
     w(f::CR0_READ_SHADOW, s.cr0)?;
-    w(f::CR0_GUEST_HOST_MASK, CR0_OWNED)?;
     w(f::GUEST_CR4, s.cr4 | caps.cr4_fixed.fixed0)?;
     w(f::CR4_READ_SHADOW, s.cr4)?;
-    w(f::CR4_GUEST_HOST_MASK, l0_cr4_mask(caps, st))?;
     w(f::TSC_OFFSET, st.tsc_offset)?;
     w(f::GUEST_CR3, s.cr3)?;
     w(f::GUEST_DR7, 0x400)?;

@@ -13,7 +13,7 @@ use crate::shim;
 use crate::vcpu::VcpuState;
 use crate::vmx_core::controls::{secondary, VmxMisc};
 use crate::vmx_core::field_table as f;
-use crate::vmx_core::shadow_vmcs::{vmread_clear_bits, vmwrite_clear_bits, READ_ONLY, READ_WRITE};
+use crate::vmx_core::shadow_vmcs::{vmread_clear_bits, vmwrite_clear_bits, Shadowed, READ_ONLY_COMPONENTS, READ_WRITE_COMPONENTS};
 use crate::vmx_ops;
 
 /// The VMREAD and VMWRITE bitmaps, one pair for the host (they never change).
@@ -108,15 +108,15 @@ pub(crate) fn before_l1(st: &mut VcpuState, vmcs01: u64) {
     let mut want = st.nested.l1.vmxon.is_some() && st.nested.vmcs12.is_some();
     if want && st.nested.shadow.stale {
         if let Some(v) = st.nested.vmcs12.as_ref() {
-            // SAFETY: called from the run loop with VMCS01 current, IRQs off.
-            let copied = unsafe {
-                with_shadow(shadow, vmcs01, || {
-                    let read_only: &[_] = if bitmaps.read_only { READ_ONLY } else { &[] };
-                    for &field in Iterator::chain(READ_WRITE.iter(), read_only) {
-                        let _ = w(field, v.get(field));
-                    }
-                })
+            let read_only: &[Shadowed] = if bitmaps.read_only { &READ_ONLY_COMPONENTS } else { &[] };
+            let copy_in = || {
+                for c in Iterator::chain(READ_WRITE_COMPONENTS.iter(), read_only) {
+                    // SAFETY: the shadow VMCS is current (with_shadow).
+                    let _ = unsafe { vmx_ops::vmwrite(c.encoding, v.raw(c.component)) };
+                }
             };
+            // SAFETY: called from the run loop with VMCS01 current, IRQs off.
+            let copied = unsafe { with_shadow(shadow, vmcs01, copy_in) };
             // Failing that, shadowing stays off: every VMREAD/VMWRITE exits and is emulated
             // from VMCS12.
             want = copied;
@@ -139,14 +139,14 @@ pub(crate) fn before_l1(st: &mut VcpuState, vmcs01: u64) {
 pub(crate) fn pull(st: &mut VcpuState, vmcs01: u64) {
     if st.nested.shadow.active {
         if let (Some(shadow), Some(v)) = (st.nested.shadow.region, st.nested.vmcs12.as_mut()) {
-            // SAFETY: called from exit handling with VMCS01 current, IRQs off.
-            unsafe {
-                with_shadow(shadow, vmcs01, || {
-                    for &field in READ_WRITE {
-                        v.set(field, r(field));
-                    }
-                })
+            let copy_out = || {
+                for c in &READ_WRITE_COMPONENTS {
+                    // SAFETY: the shadow VMCS is current (with_shadow).
+                    v.set_raw(c.component, unsafe { vmx_ops::vmread(c.encoding) });
+                }
             };
+            // SAFETY: called from exit handling with VMCS01 current, IRQs off.
+            unsafe { with_shadow(shadow, vmcs01, copy_out) };
         }
     }
     st.nested.shadow.stale = true;

@@ -137,10 +137,15 @@ impl Field {
     /// every VMREAD/VMWRITE L1 executes and every field a nested entry or exit copies looks
     /// its component up, so this is on the nested fast path.
     #[inline(always)]
-    pub fn position(self) -> Option<usize> {
+    pub const fn position(self) -> Option<usize> {
         let full = self.full();
-        let i = *POSITION.get(slot(full)?)?;
-        (i != NO_POSITION && ALL_FIELDS[i as usize].1 == full).then_some(i as usize)
+        let Some(s) = slot(full) else { return None };
+        let i = POSITION[s];
+        if i != NO_POSITION && ALL_FIELDS[i as usize].1 .0 == full.0 {
+            Some(i as usize)
+        } else {
+            None
+        }
     }
 }
 
@@ -160,7 +165,7 @@ const fn slot(full: Field) -> Option<usize> {
 }
 
 /// Component position by [`slot`], built at compile time from the field table.
-static POSITION: [u8; 16 * INDEX_LIMIT as usize] = {
+const POSITION: [u8; 16 * INDEX_LIMIT as usize] = {
     let mut t = [NO_POSITION; 16 * INDEX_LIMIT as usize];
     assert!(ALL_FIELDS.len() < NO_POSITION as usize);
     let mut i = 0;

@@ -40,6 +40,32 @@ pub const READ_ONLY: &[Field] = &[
     f::GUEST_PHYSICAL_ADDRESS,
 ];
 
+/// A shadowed component: its encoding and where VMCS12 keeps it.
+#[derive(Clone, Copy, Debug)]
+pub struct Shadowed {
+    /// The VMCS field encoding (full access).
+    pub encoding: u32,
+    /// Its index in VMCS12 ([`super::vmcs12::component`]).
+    pub component: usize,
+}
+
+const fn components<const N: usize>(list: &[Field]) -> [Shadowed; N] {
+    let mut out = [Shadowed { encoding: 0, component: 0 }; N];
+    let mut i = 0;
+    while i < N {
+        let Some(component) = list[i].position() else { panic!("a shadowed field VMCS12 lacks") };
+        out[i] = Shadowed { encoding: list[i].encoding(), component };
+        i += 1;
+    }
+    out
+}
+
+/// [`READ_WRITE`] with VMCS12 positions, resolved at compile time: the copies run on every
+/// nested transition.
+pub const READ_WRITE_COMPONENTS: [Shadowed; READ_WRITE.len()] = components(READ_WRITE);
+/// [`READ_ONLY`] likewise.
+pub const READ_ONLY_COMPONENTS: [Shadowed; READ_ONLY.len()] = components(READ_ONLY);
+
 /// A VMREAD or VMWRITE bitmap is 4 KiB of ones, bit `n` making the access to the component
 /// whose encoding bits 14:0 are `n` exit (SDM 25.6.15), except the bits this returns: those
 /// of the `shadowed` components (both access types of a 64-bit one). The kernel fills a
@@ -98,6 +124,17 @@ mod tests {
         }
         assert!(READ_ONLY.iter().all(|f| matches!(f.kind(), Kind::ExitInfo)));
         assert!(READ_WRITE.iter().all(|f| !matches!(f.kind(), Kind::ExitInfo)));
+    }
+
+    #[test]
+    fn compiled_positions_match_vmcs12() {
+        for (list, comps) in [(READ_WRITE, &READ_WRITE_COMPONENTS[..]), (READ_ONLY, &READ_ONLY_COMPONENTS[..])] {
+            assert_eq!(list.len(), comps.len());
+            for (f, c) in list.iter().zip(comps) {
+                assert_eq!(c.encoding, f.encoding());
+                assert_eq!(Some(c.component), super::super::vmcs12::component(*f));
+            }
+        }
     }
 
     #[test]

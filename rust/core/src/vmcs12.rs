@@ -83,6 +83,19 @@ impl Vmcs12 {
         Some(())
     }
 
+    /// Component `i` ([`component`]) as stored: the copy to and from a shadow VMCS, whose
+    /// VMREAD/VMWRITE truncate as VMCS12's own accessors do.
+    #[inline(always)]
+    pub fn raw(&self, i: usize) -> u64 {
+        self.values[i]
+    }
+
+    /// Set component `i` as stored (a value VMREAD returned for it).
+    #[inline(always)]
+    pub fn set_raw(&mut self, i: usize, v: u64) {
+        self.values[i] = v;
+    }
+
     /// The full value of a component from the field table (0 for one it does not hold,
     /// which the table's own constants never are).
     #[inline(always)]
