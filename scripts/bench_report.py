@@ -12,6 +12,7 @@ Usage: bench_report.py SERIAL OUT_DIR [--machine TEXT] [--readme README.md] [--p
 """
 import argparse
 import datetime
+import html
 import json
 import os
 import statistics
@@ -70,7 +71,7 @@ def summary(values):
             "samples": values}
 
 
-def build(samples, info, done, machine):
+def build(samples, info, done, machine, date):
     metrics = {}
     for key, label, unit, goal in METRICS:
         m = {"label": label, "unit": unit, "goal": goal}
@@ -90,7 +91,7 @@ def build(samples, info, done, machine):
             m["ratio"] = n["median"] / k["median"]
         metrics[key] = m
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": date,
         "machine": machine,
         "emulated_cpu": info.get("cpu", "?"),
         "cpus": info.get("cpus", "?"),
@@ -160,9 +161,9 @@ def svg(r):
         y = top + i * (bar + gap)
         color = "#2a7" if ratio <= (goal or 1.0) else "#c44"
         x0, x1 = sorted((x(1), x(ratio)))
-        s.append(f'<text x="{left - 8}" y="{y + bar - 4}" text-anchor="end">{label}</text>')
+        s.append(f'<text x="{left - 8}" y="{y + bar - 4}" text-anchor="end">{html.escape(label)}</text>')
         s.append(f'<rect x="{x0:.1f}" y="{y}" width="{max(x1 - x0, 1):.1f}" height="{bar}" fill="{color}"/>')
-        s.append(f'<text x="{x1 + 4:.1f}" y="{y + bar - 4}">{ratio:.2f}</text>')
+        s.append(f'<text x="{x1 + 4:.1f}" y="{y + bar - 4}">{fmt(ratio)}</text>')
         if goal:
             s.append(f'<line x1="{x(goal):.1f}" y1="{y - 2}" x2="{x(goal):.1f}" y2="{y + bar + 2}" stroke="#000" stroke-dasharray="3,2"/>')
     s.append("</svg>")
@@ -181,7 +182,9 @@ def main():
     ap.add_argument("--publish", help="also copy the three files here (the README links the chart there)")
     a = ap.parse_args()
     samples, info, done = parse(a.serial)
-    r = build(samples, info, done, a.machine)
+    # The run's date: when its console log was last written.
+    date = datetime.datetime.fromtimestamp(os.path.getmtime(a.serial), datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    r = build(samples, info, done, a.machine, date)
     os.makedirs(a.out_dir, exist_ok=True)
     md = markdown(r)
     with open(os.path.join(a.out_dir, "results.json"), "w") as f:

@@ -40,6 +40,9 @@
 #include "vmx.h"
 
 #define DATA_GVA	0x10000000ul
+/* The first-touch pages: a slot of their own, identity-mapped by L1's EPT for L2. */
+#define DATA_GPA	0x10000000ul
+#define DATA_SLOT	1
 #define MAX_REPEATS	64
 
 enum stage { P1 = 1, P4_L1, P6_VMREAD, P6_VMWRITE, P2, P4_L2 };
@@ -302,21 +305,22 @@ static void bench_guest(void)
 	struct kvm_vm *vm;
 	struct counters c0, c1;
 	struct nvmx_vcpu_stats probe;
-	gva_t vmx_gva, gva;
+	gva_t vmx_gva;
 	struct ucall uc;
 	char name[64];
 
-	vm = __vm_create_with_one_vcpu(&vcpu, repeats * pages + 64, l1_code);
+	vm = __vm_create_with_one_vcpu(&vcpu, repeats * pages, l1_code);
 	vm_enable_tdp(vm);
 	vcpu_alloc_vmx(vm, &vmx_gva);
 	vcpu_args_set(vcpu, 1, vmx_gva);
-	gva = vm_alloc(vm, repeats * pages * PAGE_SIZE, DATA_GVA);
-	TEST_ASSERT_EQ(gva, DATA_GVA);
+	vm_userspace_mem_region_add(vm, VM_MEM_SRC_ANONYMOUS, DATA_GPA, DATA_SLOT, repeats * pages, 0);
+	virt_map(vm, DATA_GVA, DATA_GPA, repeats * pages);
 	/* The host pages exist before the guest touches them: the first touch measures the
 	 * hypervisor's EPT fault, not the host's page allocation. */
 	for (u64 p = 0; p < repeats * pages; p++)
-		memset(addr_gva2hva(vm, DATA_GVA + p * PAGE_SIZE), 0, PAGE_SIZE);
+		memset(addr_gpa2hva(vm, DATA_GPA + p * PAGE_SIZE), 0, PAGE_SIZE);
 	tdp_identity_map_default_memslots(vm);
+	tdp_map(vm, DATA_GPA, DATA_GPA, repeats * pages * PAGE_SIZE);
 	sync_global_to_guest(vm, iterations);
 	sync_global_to_guest(vm, repeats);
 	sync_global_to_guest(vm, pages);
