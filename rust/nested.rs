@@ -26,6 +26,8 @@ use crate::vmx_core::nested_caps::L1VmxCaps;
 use crate::vmx_core::nested_entry::{self, EntryEnv, EntryFailure};
 use crate::vmx_core::nested_ept;
 use crate::vmx_core::nested_exit::{self, L2Exit};
+use crate::vmx_core::nested_msr_list::{self as msr_list, List, MsrEntry};
+use crate::run::MsrHome;
 use crate::vmx_core::vmcs12::{Vmcs12, LAUNCH_STATE_OFFSET, REGION_BYTES};
 use crate::nested_ept::ShadowEpt;
 use crate::vmx_core::vmx_insn::{
@@ -129,6 +131,8 @@ pub(crate) struct Nested {
     pub(crate) shadow_ept: Option<KBox<ShadowEpt>>,
     /// VMCS shadowing of VMCS12 for L1's VMREAD/VMWRITE (rust/shadow_vmcs.rs).
     pub(crate) shadow: crate::shadow_vmcs::ShadowState,
+    /// A VMX abort happened (SDM 28.7): L1 is to be shut down.
+    vmx_abort: bool,
 }
 
 impl Nested {
@@ -148,6 +152,7 @@ impl Nested {
             last_failure: None,
             shadow_ept: None,
             shadow: Default::default(),
+            vmx_abort: false,
         }
     }
 
@@ -166,6 +171,11 @@ impl Nested {
             invept_types: if ev & (1 << 20) != 0 { ((ev >> 24) & 6) as u8 } else { 0 },
             invvpid_types: if ev & (1 << 32) != 0 { ((ev >> 40) & 0xf) as u8 } else { 0 },
         }
+    }
+
+    /// Whether a VMX abort put L1 in shutdown since the last call.
+    pub(crate) fn take_vmx_abort(&mut self) -> bool {
+        core::mem::take(&mut self.vmx_abort)
     }
 
     /// L1's EPT pointer for L2 when VMCS12 enables EPT (checked at VM entry).
@@ -624,10 +634,6 @@ fn vm_entry(st: &mut VcpuState, eptp: u64, launch: bool) -> Handled {
     };
     let env = EntryEnv { maxphyaddr: st.features.maxphyaddr, l1_lma: r(f::GUEST_IA32_EFER) & EFER_LMA != 0 };
     let checked = nested_entry::check(v, &st.nested.caps, &env, |a| read_phys_u32(eptp, a));
-    // MSR-load/store lists are not emulated yet: say so rather than ignore them.
-    let lists = [f::VM_EXIT_MSR_STORE_COUNT, f::VM_EXIT_MSR_LOAD_COUNT, f::VM_ENTRY_MSR_LOAD_COUNT]
-        .iter()
-        .any(|&c| v.get(c) != 0);
     match checked {
         Err(EntryFailure::Controls(x)) => {
             report_failure(st, EntryFailure::Controls(x));
@@ -639,7 +645,6 @@ fn vm_entry(st: &mut VcpuState, eptp: u64, launch: bool) -> Handled {
             finish(st, Outcome::FailValid(VmError::EntryInvalidHostState));
             Handled::Resume
         }
-        _ if lists => Handled::Unsupported(reason::VMLAUNCH as u64),
         Err(EntryFailure::GuestState(x, qual)) => {
             report_failure(st, EntryFailure::GuestState(x, qual));
             // SDM 27.8: a VM exit with bit 31 of the reason set; the host state is loaded.
@@ -691,18 +696,31 @@ fn ratelimit_ok() -> bool {
 
 /// Carry out `st.nested.switch` on the vCPU state. The state was just read back from the VMCS
 /// that ran.
-pub(crate) fn apply_switch(st: &mut VcpuState) {
+pub(crate) fn apply_switch(st: &mut VcpuState, eptp: u64, home: MsrHome) {
     let Some(s) = st.nested.switch.take() else { return };
     // Every transition changes VMCS12 (exit information, saved guest state, VMfail number).
     st.nested.shadow.stale = true;
     match s {
         Switch::Enter { launch, insn_len } => {
-            st.stats.nested_entries += 1;
-            enter_l2(st, launch, insn_len)
+            enter_l2(st, launch, insn_len);
+            // SDM 27.4: L2's MSRs from the VM-entry MSR-load list, after its state; a failure
+            // is a VM-entry failure exit whose qualification numbers the entry (27.8).
+            match msr_list(st, eptp, List::EntryLoad, home) {
+                Ok(()) => st.stats.nested_entries += 1,
+                Err(n) => {
+                    st.stats.l2_exits_reflected += 1;
+                    let info = ExitInfo {
+                        reason: (1 << 31) | reason::MSR_LOADING as u64,
+                        qualification: u64::from(n),
+                        ..ExitInfo::default()
+                    };
+                    exit_to_l1(st, &info, eptp, home);
+                }
+            }
         }
         Switch::Exit(info) => {
             st.stats.l2_exits_reflected += 1;
-            exit_to_l1(st, &info)
+            exit_to_l1(st, &info, eptp, home)
         }
         Switch::EntryVmFail(err) => {
             // Back to L1 as it was at VMLAUNCH/VMRESUME, which fails with the CPU's number.
@@ -784,7 +802,7 @@ fn enter_l2(st: &mut VcpuState, launch: bool, insn_len: u64) {
 /// VMCS12's host state becomes the vCPU's. An entry failure (bit 31 of the reason) saves no
 /// guest state: either nvmx's checks failed (L2 never became the vCPU's state) or the CPU
 /// refused VMCS02 at its first entry; a VMLAUNCH then leaves the VMCS clear.
-fn exit_to_l1(st: &mut VcpuState, info: &ExitInfo) {
+fn exit_to_l1(st: &mut VcpuState, info: &ExitInfo, eptp: u64, home: MsrHome) {
     let entry_failed = info.reason & (1 << 31) != 0;
     let at_entry = st.nested.l1_at_entry.take();
     let Some(mut v) = st.nested.vmcs12.take() else { return };
@@ -814,7 +832,69 @@ fn exit_to_l1(st: &mut VcpuState, info: &ExitInfo) {
     let ei = v.get(f::VM_ENTRY_INTR_INFO_FIELD);
     v.set(f::VM_ENTRY_INTR_INFO_FIELD, ei & !INTR_INFO_VALID);
     st.nested.vmcs12 = Some(v);
+    // SDM 28.4: L2's MSRs into the VM-exit MSR-store list, after its state is saved.
+    if !entry_failed && msr_list(st, eptp, List::ExitStore, home).is_err() {
+        vmx_abort(st, eptp, msr_list::abort::SAVING_GUEST_MSRS);
+    }
     load_host_state(st);
+    // SDM 28.6: L1's MSRs from the VM-exit MSR-load list (entry failures too, 27.8).
+    if msr_list(st, eptp, List::ExitLoad, home).is_err() {
+        vmx_abort(st, eptp, msr_list::abort::LOADING_HOST_MSRS);
+    }
+}
+
+/// One of L1's MSR lists on the vCPU's MSRs (SDM 27.4, 28.4, 28.6; the rules in
+/// rust/core/src/nested_msr_list.rs). Err(n): entry n (from 1) failed — the entries before
+/// it took effect, as on the CPU.
+fn msr_list(st: &mut VcpuState, eptp: u64, list: List, home: MsrHome) -> core::result::Result<(), u32> {
+    let (addr_f, count_f) = match list {
+        List::EntryLoad => (f::VM_ENTRY_MSR_LOAD_ADDR, f::VM_ENTRY_MSR_LOAD_COUNT),
+        List::ExitStore => (f::VM_EXIT_MSR_STORE_ADDR, f::VM_EXIT_MSR_STORE_COUNT),
+        List::ExitLoad => (f::VM_EXIT_MSR_LOAD_ADDR, f::VM_EXIT_MSR_LOAD_COUNT),
+    };
+    let Some(v) = st.nested.vmcs12.as_ref() else { return Ok(()) };
+    let (addr, count) = (v.get(addr_f), v.get(count_f) as u32);
+    let max = msr_list::max_entries(st.nested.caps.misc);
+    for i in 0..count {
+        let n = i + 1;
+        let gpa = addr.wrapping_add(u64::from(i) * msr_list::ENTRY_BYTES);
+        if i >= max || gpa & 0xf != 0 {
+            return Err(n);
+        }
+        let page = l1_page(eptp, gpa).ok_or(n)?;
+        let offset = (gpa & 0xfff) as usize;
+        let mut bytes = [0u8; 16];
+        // SAFETY: a pinned page of L1's; 16 bytes at a 16-byte aligned offset stay inside it.
+        unsafe { core::ptr::copy_nonoverlapping(page.add(offset), bytes.as_mut_ptr(), 16) };
+        let e = MsrEntry::from_bytes(bytes);
+        let x2apic = st.sregs.apic_base & crate::vmx_core::guest_msr::apic_base::EXTD != 0;
+        if !msr_list::allowed(list, &e, x2apic) {
+            return Err(n);
+        }
+        if list == List::ExitStore {
+            let value = run::msr_between_vmcs(st, e.index, home).ok_or(n)?;
+            crate::ept::log_write(eptp, gpa);
+            // SAFETY: as above; the data field is bytes 15:8 of the entry.
+            unsafe { (page.add(offset + 8) as *mut u64).write_volatile(value) };
+        } else {
+            run::set_msr_between_vmcs(st, e.index, e.value, home).map_err(|()| n)?;
+        }
+    }
+    Ok(())
+}
+
+/// SDM 28.7: the abort indicator into L1's current VMCS (as the CPU writes it, into the
+/// region), and L1 shut down.
+fn vmx_abort(st: &mut VcpuState, eptp: u64, code: u32) {
+    if let Some(v) = st.nested.vmcs12.as_mut() {
+        v.abort = code;
+    }
+    if let Some(p) = st.nested.l1.current.and_then(|a| l1_page(eptp, a).map(|p| (a, p))) {
+        crate::ept::log_write(eptp, p.0);
+        // SAFETY: a pinned page of L1's (VMCS regions are 4 KiB aligned); bytes 4..8.
+        unsafe { (p.1.add(4) as *mut u32).write_volatile(code) };
+    }
+    st.nested.vmx_abort = true;
 }
 
 /// SDM 28.3: L2's guest state into VMCS12 (what the exit controls ask to save included).

@@ -151,6 +151,11 @@ pub(crate) fn run(vcpu: &Vcpu) -> Result<isize> {
             set_exit_reason(run, kvm_exit::INTR);
             return Err(EINTR);
         }
+        // A VMX abort outside a region (a nested exit while completing INS): L1's shutdown.
+        if st.nested.take_vmx_abort() {
+            report(run, pio, &mut st, UserExit::Shutdown);
+            return Ok(0);
+        }
         nested::prepare_region(&mut st)?;
         let (generation, eptp) = vcpu.vm.current_ept();
         let leave = {
@@ -448,7 +453,13 @@ fn in_vmx(
         // SAFETY: see above.
         unsafe { vmx_ops::vmclear(vmcs).map_err(|_| EIO)? };
         match leave {
-            Leave::Nested => nested::apply_switch(st),
+            Leave::Nested => {
+                nested::apply_switch(st, eptp, MsrHome::Region);
+                // A VMX abort (an MSR list failed at a nested exit): L1 is in shutdown.
+                if st.nested.take_vmx_abort() {
+                    return Ok(Leave::User(UserExit::Shutdown));
+                }
+            }
             other => return Ok(other),
         }
     }
@@ -1358,7 +1369,7 @@ fn complete_ins(st: &mut VcpuState, ins: &PendingIns, pio: *mut u8, eptp: u64) {
             Ok(()) => {}
             Err(AccessError::Ept12(d)) => {
                 st.nested.switch = Some(nested::Switch::Exit(d.exit_info()));
-                nested::apply_switch(st);
+                nested::apply_switch(st, eptp, MsrHome::Process);
                 return;
             }
             Err(AccessError::Unmapped) => return,
@@ -1589,6 +1600,51 @@ fn set_live_msr(st: &mut VcpuState, msr: Msr, v: u64) {
             let _ = w(f::TSC_OFFSET, offset);
         }
     }
+}
+
+/// Where the guest's SYSCALL MSRs are while nvmx works on the vCPU's state outside a VMCS
+/// (a nested switch, rust/nested.rs): in the CPU inside a region, in the vCPU state outside.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MsrHome {
+    Region,
+    Process,
+}
+
+/// An MSR of the vCPU between two VMCS loads, as RDMSR would read it (None: it would #GP):
+/// the VMCS-held ones from the vCPU state (read_back put them there), the SYSCALL ones where
+/// `home` says; L2's TSC with L1's offset for it.
+pub(crate) fn msr_between_vmcs(st: &VcpuState, index: u32, home: MsrHome) -> Option<u64> {
+    if nested::is_nested_msr(index) {
+        return nested::get_msr(st, index);
+    }
+    let m = Msr::from_index(index)?;
+    Some(match m {
+        Msr::Tsc if st.nested.guest_mode => vmx_ops::rdtsc().wrapping_add(nested::vmcs02_tsc_offset(st)),
+        m if home == MsrHome::Region && SYSCALL_MSRS.contains(&m) => vmx_ops::rdmsr(m.index()),
+        m => st.msr(m),
+    })
+}
+
+/// WRMSR of the vCPU between two VMCS loads, with the guest's checks (Err: it would #GP).
+pub(crate) fn set_msr_between_vmcs(st: &mut VcpuState, index: u32, v: u64, home: MsrHome) -> core::result::Result<(), ()> {
+    if nested::is_nested_msr(index) {
+        return nested::set_msr(st, index, v, false);
+    }
+    let m = Msr::from_index(index).ok_or(())?;
+    let cx = WriteContext {
+        features: st.features,
+        writer: Writer::Guest,
+        current: msr_between_vmcs(st, index, home).ok_or(())?,
+        paging: st.sregs.cr0 & cr0::PG != 0,
+    };
+    let v = guest_msr::check_write(m, v, &cx).ok_or(())?;
+    if home == MsrHome::Region && SYSCALL_MSRS.contains(&m) {
+        // SAFETY: checked above; the region puts the host's value back when it ends.
+        unsafe { vmx_ops::wrmsr(m.index(), v) };
+    } else {
+        st.set_msr_by(m, v, Writer::Guest);
+    }
+    Ok(())
 }
 
 fn internal(suberror: u32, data: [u64; 3]) -> Next {

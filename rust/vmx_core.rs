@@ -41,6 +41,8 @@ pub mod nested_ept;
 pub mod nested_entry;
 #[path = "core/src/nested_exit.rs"]
 pub mod nested_exit;
+#[path = "core/src/nested_msr_list.rs"]
+pub mod nested_msr_list;
 #[path = "core/src/paging.rs"]
 pub mod paging;
 #[path = "core/src/segment.rs"]

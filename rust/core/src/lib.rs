@@ -26,6 +26,7 @@ pub mod nested_caps;
 pub mod nested_ept;
 pub mod nested_entry;
 pub mod nested_exit;
+pub mod nested_msr_list;
 pub mod paging;
 pub mod segment;
 pub mod shadow_vmcs;
