@@ -133,6 +133,9 @@ pub(crate) struct Nested {
     pub(crate) shadow: crate::shadow_vmcs::ShadowState,
     /// A VMX abort happened (SDM 28.7): L1 is to be shut down.
     vmx_abort: bool,
+    /// While L2 runs with L1's VMX-preemption timer: the host TSC at which it reaches zero
+    /// (the CPU's own timer, programmed for whichever of L0's and L1's ends first, runs it).
+    pub(crate) l1_timer_deadline: Option<u64>,
 }
 
 impl Nested {
@@ -153,6 +156,7 @@ impl Nested {
             shadow_ept: None,
             shadow: Default::default(),
             vmx_abort: false,
+            l1_timer_deadline: None,
         }
     }
 
@@ -171,6 +175,17 @@ impl Nested {
             invept_types: if ev & (1 << 20) != 0 { ((ev >> 24) & 6) as u8 } else { 0 },
             invvpid_types: if ev & (1 << 32) != 0 { ((ev >> 40) & 0xf) as u8 } else { 0 },
         }
+    }
+
+    /// Whether L1's VMX-preemption timer has reached zero while L2 runs (SDM 26.5.1: it
+    /// counts down in VMX non-root operation; a VM exit when it reaches zero).
+    pub(crate) fn l1_timer_expired(&self, now: u64) -> bool {
+        self.guest_mode && self.l1_timer_deadline.is_some_and(|d| now >= d)
+    }
+
+    /// L1's timer rate: the timer counts down by 1 every 2^rate TSC ticks (IA32_VMX_MISC[4:0]).
+    fn l1_timer_rate(&self) -> u32 {
+        (self.caps.misc & 0x1f) as u32
     }
 
     /// Whether a VMX abort put L1 in shutdown since the last call.
@@ -706,7 +721,17 @@ pub(crate) fn apply_switch(st: &mut VcpuState, eptp: u64, home: MsrHome) {
             // SDM 27.4: L2's MSRs from the VM-entry MSR-load list, after its state; a failure
             // is a VM-entry failure exit whose qualification numbers the entry (27.8).
             match msr_list(st, eptp, List::EntryLoad, home) {
-                Ok(()) => st.stats.nested_entries += 1,
+                Ok(()) => {
+                    st.stats.nested_entries += 1;
+                    // Every entry loads the timer from VMCS12 (SDM 27.7.4 / 26.7.4).
+                    let timer = st.nested.vmcs12.as_ref().and_then(|v| {
+                        (v.get(f::PIN_BASED_VM_EXEC_CONTROL) as u32 & pin::PREEMPTION_TIMER != 0)
+                            .then(|| v.get(f::VMX_PREEMPTION_TIMER_VALUE))
+                    });
+                    let rate = st.nested.l1_timer_rate();
+                    st.nested.l1_timer_deadline =
+                        timer.map(|t| crate::vmx_ops::rdtsc().saturating_add(t.checked_shl(rate).unwrap_or(u64::MAX)));
+                }
                 Err(n) => {
                     st.stats.l2_exits_reflected += 1;
                     let info = ExitInfo {
@@ -812,7 +837,13 @@ fn exit_to_l1(st: &mut VcpuState, info: &ExitInfo, eptp: u64, home: MsrHome) {
         }
     } else {
         save_l2(st, &mut v);
+        // SDM 28.3.3: with "save VMX-preemption timer value", what is left of L1's timer.
+        if v.get(f::VM_EXIT_CONTROLS) as u32 & exit_ctl::SAVE_PREEMPTION_TIMER != 0 {
+            let left = st.nested.l1_timer_deadline.map_or(0, |d| d.saturating_sub(crate::vmx_ops::rdtsc()));
+            v.set(f::VMX_PREEMPTION_TIMER_VALUE, left >> st.nested.l1_timer_rate());
+        }
     }
+    st.nested.l1_timer_deadline = None;
     v.set(f::VM_EXIT_REASON, info.reason);
     v.set(f::EXIT_QUALIFICATION, info.qualification);
     if !entry_failed {

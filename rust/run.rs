@@ -742,6 +742,10 @@ fn guest_loop(vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, eptp: u64, generation: 
             if let Some(d) = st.lapic.as_ref().and_then(|a| a.timer_deadline()) {
                 ticks = ticks.min(d.saturating_sub(vmx_ops::rdtsc().wrapping_add(st.tsc_offset)));
             }
+            // L1's VMX-preemption timer for L2 runs on the same hardware timer.
+            if let Some(d) = st.nested.l1_timer_deadline.filter(|_| st.nested.guest_mode) {
+                ticks = ticks.min(d.saturating_sub(vmx_ops::rdtsc()));
+            }
             let _ = w(f::VMX_PREEMPTION_TIMER_VALUE, ticks >> rate);
         }
         if !st.nested.guest_mode {
@@ -769,6 +773,14 @@ fn guest_loop(vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, eptp: u64, generation: 
             st.stats.l2_exits += 1;
             if r(f::VM_EXIT_REASON) & (1 << 31) == 0 {
                 st.nested.l1_at_entry = None;
+            }
+            // The CPU's timer reaching L1's deadline is L1's preemption-timer exit; before
+            // it, the timer exit is L0's own (its budget, the APIC timer).
+            if ExitReason(r(f::VM_EXIT_REASON) as u32).basic() == reason::PREEMPTION_TIMER {
+                if st.nested.l1_timer_expired(vmx_ops::rdtsc()) {
+                    st.nested.switch = Some(nested::Switch::Exit(nested::ExitInfo::from_vmcs()));
+                    break Leave::Nested;
+                }
             }
             // An exit L1 asked for goes to L1 with its exit information, IDT-vectoring
             // information included (L1 re-injects, not nvmx).

@@ -30,7 +30,7 @@ const EXIT_DEFAULT1: u32 = 0x0003_6dff;
 const ENTRY_DEFAULT1: u32 = 0x0000_11ff;
 
 /// What nvmx emulates for L1, by control (intersected with the host's allowed-1 settings).
-const PIN_OFFERED: u32 = pin::EXT_INTR_EXITING | pin::NMI_EXITING | pin::VIRTUAL_NMIS;
+const PIN_OFFERED: u32 = pin::EXT_INTR_EXITING | pin::NMI_EXITING | pin::VIRTUAL_NMIS | pin::PREEMPTION_TIMER;
 const PRIMARY_OFFERED: u32 = primary::INTR_WINDOW_EXITING
     | primary::USE_TSC_OFFSETTING
     | primary::HLT_EXITING
@@ -58,6 +58,7 @@ const SECONDARY_OFFERED: u32 = secondary::ENABLE_EPT
     | secondary::UNRESTRICTED_GUEST
     | secondary::WBINVD_EXITING;
 const EXIT_OFFERED: u32 = exit::SAVE_DEBUG_CONTROLS
+    | exit::SAVE_PREEMPTION_TIMER
     | exit::HOST_ADDR_SPACE_SIZE
     | exit::ACK_INTR_ON_EXIT
     | exit::SAVE_IA32_PAT
@@ -92,7 +93,7 @@ const BASIC: u64 = VMCS12_REVISION as u64 | (4096 << 32) | (6 << 50) | (1 << 54)
 const BASIC_FEATURES: u64 = (1 << 49) | (1 << 54) | (1 << 55);
 
 /// IA32_VMX_MISC offered: EFER.LMA stored on exit (5), and nothing else — no activity state
-/// but active, no preemption timer, no CR3-target values, MSR lists of up to 512 (bits
+/// but active, no CR3-target values, MSR lists of up to 512 (bits
 /// 27:25 = 0).
 const MISC: u64 = 1 << 5;
 /// IA32_VMX_MISC bits a VMM may clear (KVM's feature bits: 5, 8:6, 14, 15, 28, 29, 30).
@@ -166,7 +167,10 @@ impl L1VmxCaps {
             secondary: ControlMsr { must_be_one: 0, may_be_one: SECONDARY_OFFERED & host.secondary.may_be_one },
             exit: offer_ctl(host.exit, EXIT_OFFERED, EXIT_DEFAULT1, true),
             entry: offer_ctl(host.entry, ENTRY_OFFERED, ENTRY_DEFAULT1, true),
-            misc: MISC,
+            // The VMX-preemption timer (where the host has it, rust/run.rs runs L1's on the
+            // CPU's) counts at the host's rate: bits 4:0 are the host's.
+            misc: MISC
+                | if host.pin.allows(pin::PREEMPTION_TIMER) { host.misc.preemption_timer_rate() as u64 } else { 0 },
             // With unrestricted guest offered, L2 may run with PE/PG clear, but VMXON in L1
             // still needs them: the MSR reports them fixed to 1, as hardware does.
             cr0: FixedBits { fixed0: 0x8000_0021, fixed1: host.cr0_fixed.fixed1 },
@@ -290,14 +294,13 @@ mod tests {
     #[test]
     fn offers_nothing_nvmx_does_not_emulate() {
         let c = L1VmxCaps::offer(&host(), 0x2e);
-        assert!(!c.pin.allows(pin::PREEMPTION_TIMER) && !c.pin.allows(pin::POSTED_INTR));
+        assert!(!c.pin.allows(pin::POSTED_INTR));
         assert!(!c.primary.allows(primary::TPR_SHADOW) && !c.primary.allows(primary::MONITOR_TRAP_FLAG));
         for s in [secondary::SHADOW_VMCS, secondary::ENABLE_VMFUNC, secondary::ENABLE_PML,
                   secondary::VIRTUALIZE_APIC_ACCESSES, secondary::ENABLE_RDTSCP, secondary::ENABLE_XSAVES] {
             assert!(!c.secondary.allows(s), "{s:#x}");
         }
-        assert!(!c.exit.allows(exit::SAVE_PREEMPTION_TIMER | exit::LOAD_PERF_GLOBAL_CTRL));
-        assert_eq!(c.misc & 0x1f, 0);
+        assert!(!c.exit.allows(exit::LOAD_PERF_GLOBAL_CTRL));
         assert_eq!(c.vmfunc, 0);
         assert_eq!(c.read(msr::IA32_VMX_BASIC).unwrap() >> 49 & 1, 0, "no dual-monitor");
     }

@@ -165,6 +165,8 @@ fn check_controls(v: &Vmcs12, caps: &L1VmxCaps, env: &EntryEnv) -> Result<(), Fa
     // SDM 27.2.1.2: VM-exit control fields.
     let ex = v.get(f::VM_EXIT_CONTROLS);
     require!(caps.exit.is_valid(ex as u32), "27.2.1.2", f::VM_EXIT_CONTROLS, ex, "allowed by IA32_VMX_TRUE_EXIT_CTLS");
+    require!(ex as u32 & exit::SAVE_PREEMPTION_TIMER == 0 || pin_ as u32 & pin::PREEMPTION_TIMER != 0, "27.2.1.2",
+        f::VM_EXIT_CONTROLS, ex, "save VMX-preemption timer value only with the timer activated");
     // SDM 27.2.1.3: VM-entry control fields.
     let en = v.get(f::VM_ENTRY_CONTROLS);
     require!(caps.entry.is_valid(en as u32), "27.2.1.3", f::VM_ENTRY_CONTROLS, en, "allowed by IA32_VMX_TRUE_ENTRY_CTLS");
@@ -442,12 +444,27 @@ mod tests {
     }
 
     #[test]
+    fn preemption_timer_save_needs_the_timer() {
+        let c = caps();
+        assert!(c.pin.allows(pin::PREEMPTION_TIMER) && c.exit.allows(exit::SAVE_PREEMPTION_TIMER));
+        let mut v = selftest_vmcs12(&c);
+        let ex = v.get(f::VM_EXIT_CONTROLS) | exit::SAVE_PREEMPTION_TIMER as u64;
+        v.set(f::VM_EXIT_CONTROLS, ex);
+        match run(&v) {
+            Err(EntryFailure::Controls(x)) => assert!(x.field == f::VM_EXIT_CONTROLS && x.rule.contains("preemption")),
+            other => panic!("{other:?}"),
+        }
+        v.set(f::PIN_BASED_VM_EXEC_CONTROL, v.get(f::PIN_BASED_VM_EXEC_CONTROL) | pin::PREEMPTION_TIMER as u64);
+        assert_eq!(run(&v), Ok(()));
+    }
+
+    #[test]
     fn control_failures_are_vmfail_7() {
         let c = caps();
         let base = selftest_vmcs12(&c);
         let cases: [(Field, u64); 6] = [
-            // A pin control nvmx does not offer (preemption timer).
-            (f::PIN_BASED_VM_EXEC_CONTROL, (c.pin.must_be_one | pin::PREEMPTION_TIMER) as u64),
+            // A pin control nvmx does not offer (posted interrupts).
+            (f::PIN_BASED_VM_EXEC_CONTROL, (c.pin.must_be_one | pin::POSTED_INTR) as u64),
             // A must-be-one control cleared.
             (f::CPU_BASED_VM_EXEC_CONTROL, 0),
             (f::CR3_TARGET_COUNT, 1),
