@@ -171,6 +171,29 @@ impl Mailbox {
 
 /// Send `ipi` from the vCPU whose mailbox is `from` to every matching vCPU of the VM
 /// (`all`). Callable with IRQs off.
+/// An MSI from the VMM (KVM_SIGNAL_MSI): posted to every matching APIC that takes it, or for
+/// lowest-priority delivery to the first such in vCPU order. `None`: no APIC matched the
+/// destination; otherwise how many took it.
+pub(crate) fn deliver_msi(all: &[Arc<Mailbox>], msi: lapic::Msi) -> Option<usize> {
+    let mut matched = false;
+    let mut taken = 0;
+    for m in all {
+        if !m.matches(msi.ipi.dest, false) {
+            continue;
+        }
+        matched = true;
+        let accepts = !matches!(msi.ipi.delivery, Delivery::Fixed(_)) || m.enabled.load(Ordering::Relaxed);
+        if accepts {
+            m.post(msi.ipi.delivery);
+            taken += 1;
+            if msi.lowest_priority {
+                break;
+            }
+        }
+    }
+    matched.then_some(taken)
+}
+
 pub(crate) fn send(all: &[Arc<Mailbox>], from: &Mailbox, ipi: Ipi) {
     for m in all {
         let is_self = core::ptr::eq(&**m, from);

@@ -294,6 +294,26 @@ const _: () = assert!(core::mem::size_of::<KvmEnableCap>() == 104);
 // SAFETY: `repr(C)`, integers only, no padding (asserted size = sum of fields).
 unsafe impl FromBytes for KvmEnableCap {}
 
+/// `struct kvm_msi`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct KvmMsi {
+    pub(crate) address_lo: u32,
+    pub(crate) address_hi: u32,
+    pub(crate) data: u32,
+    pub(crate) flags: u32,
+    pub(crate) devid: u32,
+    pub(crate) pad: [u8; 12],
+}
+const _: () = assert!(core::mem::size_of::<KvmMsi>() == 32);
+// SAFETY: `repr(C)`, integers only, no padding (asserted size = sum of fields).
+unsafe impl FromBytes for KvmMsi {}
+
+/// `KVM_SIGNAL_MSI` (VM fd).
+pub(crate) const KVM_SIGNAL_MSI: u32 = _IOW::<KvmMsi>(KVMIO, 0xa5);
+/// `KVM_MSI_VALID_DEVID`: the one `kvm_msi.flags` bit KVM accepts (devid is unused on x86).
+pub(crate) const KVM_MSI_VALID_DEVID: u32 = 1;
+
 /// `KVM_MAX_IRQ_ROUTES`: the largest IOAPIC-route count KVM_CAP_SPLIT_IRQCHIP takes.
 pub(crate) const KVM_MAX_IRQ_ROUTES: u64 = 4096;
 
@@ -347,6 +367,8 @@ pub(crate) mod cap {
     pub(crate) const ENABLE_CAP_VM: usize = 98;
     /// `KVM_CAP_SPLIT_IRQCHIP`: in-kernel local APICs, I/O APIC and PIC in userspace.
     pub(crate) const SPLIT_IRQCHIP: usize = 121;
+    /// `KVM_CAP_SIGNAL_MSI`.
+    pub(crate) const SIGNAL_MSI: usize = 77;
     /// `KVM_CAP_USER_MEMORY`.
     pub(crate) const USER_MEMORY: usize = 3;
     /// `KVM_CAP_NR_VCPUS`.

@@ -182,6 +182,18 @@ impl Vm {
                 let d: uapi::KvmDirtyLog = read_user(arg)?;
                 this.get_dirty_log(&d)
             }
+            uapi::KVM_SIGNAL_MSI => {
+                let msi: uapi::KvmMsi = read_user(arg)?;
+                // KVM's rules: an in-kernel APIC, no flag but VALID_DEVID.
+                if !this.has_lapic() || msi.flags & !uapi::KVM_MSI_VALID_DEVID != 0 {
+                    return Err(EINVAL);
+                }
+                // KVM returns the number of APICs that took it, 0 if it matched only ones
+                // that refused it, and -1 (EPERM) if it matched none.
+                let Some(m) = crate::vmx_core::lapic::msi(msi.address_lo, msi.data) else { return Ok(0) };
+                let boxes = this.mailboxes.lock();
+                crate::apic::deliver_msi(&boxes, m).map(|n| n as isize).ok_or(EPERM)
+            }
             uapi::KVM_ENABLE_CAP => {
                 let c: KvmEnableCap = read_user(arg)?;
                 this.enable_cap(&c)
@@ -409,7 +421,7 @@ pub(crate) const SUPPORTED_QUIRKS: u64 = crate::nested::QUIRK_STUFF_FEATURE_MSRS
 pub(crate) fn check_extension(capability: usize) -> isize {
     match capability {
         cap::USER_MEMORY | cap::USER_MEMORY2 | cap::IMMEDIATE_EXIT | cap::EXT_CPUID | cap::MP_STATE
-        | cap::GET_TSC_KHZ | cap::ENABLE_CAP_VM | cap::SPLIT_IRQCHIP => 1,
+        | cap::GET_TSC_KHZ | cap::ENABLE_CAP_VM | cap::SPLIT_IRQCHIP | cap::SIGNAL_MSI => 1,
         cap::NR_MEMSLOTS => memslot::USER_MEM_SLOTS as isize,
         cap::DISABLE_QUIRKS2 => SUPPORTED_QUIRKS as isize,
         cap::GET_MSR_FEATURES => crate::nested::available() as isize,

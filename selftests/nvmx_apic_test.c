@@ -245,6 +245,49 @@ TEST(ipi_wakes_another_vcpu)
 	EXPECT_EQ(0x1001, c[0].run->io.port) TH_LOG("vCPU 0 finished after sending");
 }
 
+TEST(signal_msi_wakes_a_halted_vcpu)
+{
+	/* vCPU 0 (APIC ID 0) halts with interrupts on; the VMM signals an MSI for it. */
+	const unsigned char code[] = { X2APIC_ON(1), STI_HLT, 0xeb, 0xfd };
+	const unsigned char handler[] = { HANDLER(0x43) };
+	struct kvm_msi msi = { .address_lo = 0xfee00000, .data = 0x43 };
+	struct runner r;
+	struct vm vm, plain;
+	struct cpu c;
+	pthread_t t;
+
+	/* Without the in-kernel APIC there is nothing to deliver to: EINVAL, as on KVM. */
+	ASSERT_EQ(0, vm_create(&plain, 0));
+	ASSERT_EQ(1, ioctl(plain.sys, KVM_CHECK_EXTENSION, KVM_CAP_SIGNAL_MSI));
+	EXPECT_EQ(-1, ioctl(plain.fd, KVM_SIGNAL_MSI, &msi));
+	EXPECT_EQ(EINVAL, errno) TH_LOG("no split irqchip");
+	close(plain.fd);
+
+	ASSERT_EQ(0, guest_with_handler(&vm, &c, code, sizeof(code), handler, sizeof(handler), 0x43));
+	msi.flags = 2;
+	EXPECT_EQ(-1, ioctl(vm.fd, KVM_SIGNAL_MSI, &msi));
+	EXPECT_EQ(EINVAL, errno) TH_LOG("unknown flag");
+	msi.flags = 0;
+	/* No APIC with ID 5: KVM's -1. */
+	msi.address_lo = 0xfee05000;
+	EXPECT_EQ(-1, ioctl(vm.fd, KVM_SIGNAL_MSI, &msi));
+	EXPECT_EQ(EPERM, errno) TH_LOG("no destination");
+	/* SMI: no APIC here takes it. */
+	msi.address_lo = 0xfee00000;
+	msi.data = 0x200;
+	EXPECT_EQ(0, ioctl(vm.fd, KVM_SIGNAL_MSI, &msi)) TH_LOG("SMI");
+
+	r = (struct runner){ .c = &c, .cpu = 0 };
+	ASSERT_EQ(0, pthread_create(&t, NULL, run_on, &r));
+	usleep(200000); /* let the vCPU reach its HLT (the MSI would wait in its IRR anyway) */
+	msi.data = 0x43;
+	EXPECT_EQ(1, ioctl(vm.fd, KVM_SIGNAL_MSI, &msi)) TH_LOG("%s", strerror(errno));
+	pthread_join(t, NULL);
+	EXPECT_EQ(0, r.ret) TH_LOG("%s", strerror(r.err));
+	EXPECT_EQ(KVM_EXIT_IO, c.run->exit_reason) TH_LOG("exit %u", c.run->exit_reason);
+	EXPECT_EQ(0x43, io_byte(&c)) TH_LOG("the MSI's vector, through the IVT");
+}
+
 TEST(init_sipi_starts_an_application_processor)
 {
 	/*

@@ -70,7 +70,7 @@ TEST_F(dev, unimplemented_capabilities_are_zero)
 	/* Not implemented yet; claiming any of these would be a lie. */
 	static const long caps[] = { KVM_CAP_NESTED_STATE, KVM_CAP_TSC_CONTROL, KVM_CAP_IRQCHIP,
 				     KVM_CAP_READONLY_MEM, KVM_CAP_XSAVE, KVM_CAP_XCRS,
-				     KVM_CAP_SIGNAL_MSI };
+				     KVM_CAP_IRQFD };
 
 	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
 		EXPECT_EQ(0, ioctl(self->fd, KVM_CHECK_EXTENSION, caps[i]))
@@ -83,7 +83,7 @@ TEST_F(dev, implemented_capabilities_are_one)
 	static const long caps[] = { KVM_CAP_USER_MEMORY, KVM_CAP_IMMEDIATE_EXIT, KVM_CAP_EXT_CPUID,
 				     KVM_CAP_MP_STATE, KVM_CAP_GET_TSC_KHZ, KVM_CAP_SPLIT_IRQCHIP,
 				     KVM_CAP_ENABLE_CAP_VM, KVM_CAP_USER_MEMORY2,
-				     KVM_CAP_GET_MSR_FEATURES };
+				     KVM_CAP_GET_MSR_FEATURES, KVM_CAP_SIGNAL_MSI };
 
 	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
 		EXPECT_EQ(1, ioctl(self->fd, KVM_CHECK_EXTENSION, caps[i]))

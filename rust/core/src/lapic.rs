@@ -555,6 +555,43 @@ pub fn matches_logical(x2apic: bool, ldr: u32, dfr: u32, dest: u32) -> bool {
     }
 }
 
+/// An MSI as the local APICs take it (SDM 11.11; KVM_SIGNAL_MSI): the interrupt, and whether
+/// it asked for lowest-priority delivery (one target only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Msi {
+    /// What is delivered, to whom.
+    pub ipi: Ipi,
+    /// Lowest-priority delivery mode: to one of the targets.
+    pub lowest_priority: bool,
+}
+
+/// Decode an MSI's address (bits 19:12 destination ID, bit 2 logical destination mode; SDM
+/// 11.11.1) and data (bits 7:0 vector, 10:8 delivery mode; 11.11.2). The destination is the
+/// 8-bit one (no extended destination ID, as KVM without KVM_CAP_X2APIC_API); 0xff in
+/// physical mode is a broadcast, in x2APIC mode too (KVM's x2APIC broadcast quirk). `None`:
+/// a delivery mode no APIC here takes (SMI, ExtINT, reserved).
+pub fn msi(address_lo: u32, data: u32) -> Option<Msi> {
+    let dest_id = (address_lo >> 12) & 0xff;
+    let logical = address_lo & (1 << 2) != 0;
+    let vector = data as u8;
+    let mode = (data >> 8) & 7;
+    let delivery = match mode {
+        0 | 1 => Delivery::Fixed(vector),
+        4 => Delivery::Nmi,
+        5 => Delivery::Init,
+        6 => Delivery::Sipi(vector),
+        _ => return None,
+    };
+    let dest = if logical {
+        Destination::Logical(dest_id)
+    } else if dest_id == 0xff {
+        Destination::All { include_self: true }
+    } else {
+        Destination::Physical(dest_id)
+    };
+    Some(Msi { ipi: Ipi { delivery, dest }, lowest_priority: mode == 1 })
+}
+
 fn lvt_index(offset: u32) -> usize {
     LVT_OFFSETS.iter().position(|&o| o == offset).unwrap_or(0)
 }
@@ -562,6 +599,32 @@ fn lvt_index(offset: u32) -> usize {
 /// The x2APIC register offset of MSR `index` (0x800..=0x8ff), if it is one.
 pub const fn x2apic_offset(index: u32) -> Option<u32> {
     if index >= 0x800 && index <= 0x8ff { Some((index - 0x800) << 4) } else { None }
+}
+
+#[cfg(test)]
+mod msi_tests {
+    use super::*;
+
+    #[test]
+    fn msi_address_and_data() {
+        // Physical destination 3, fixed vector 0x45.
+        let m = msi(0xfee0_3000, 0x45).unwrap();
+        assert_eq!(m.ipi, Ipi { delivery: Delivery::Fixed(0x45), dest: Destination::Physical(3) });
+        assert!(!m.lowest_priority);
+        // Logical destination 0x0f, lowest priority.
+        let m = msi(0xfee0_f004, 0x100 | 0x46).unwrap();
+        assert_eq!(m.ipi.dest, Destination::Logical(0x0f));
+        assert!(m.lowest_priority);
+        // Physical 0xff: everyone. NMI, INIT, SIPI.
+        assert_eq!(msi(0xfeef_f000, 0x400).unwrap().ipi.dest, Destination::All { include_self: true });
+        assert_eq!(msi(0xfee0_0000, 0x400).unwrap().ipi.delivery, Delivery::Nmi);
+        assert_eq!(msi(0xfee0_0000, 0x500).unwrap().ipi.delivery, Delivery::Init);
+        assert_eq!(msi(0xfee0_0000, 0x612).unwrap().ipi.delivery, Delivery::Sipi(0x12));
+        // SMI, ExtINT, reserved mode 3: none.
+        for mode in [2, 3, 7] {
+            assert_eq!(msi(0xfee0_0000, mode << 8), None);
+        }
+    }
 }
 
 #[cfg(test)]
