@@ -20,6 +20,7 @@
 #include "kvm_util.h"
 #include "processor.h"
 #include "vmx.h"
+#include "nvmx_stages.h"
 
 #define DATA_GVA	0x10000000ul
 #define PTE_GVA		0x30000000ul
@@ -142,8 +143,7 @@ int main(int argc, char *argv[])
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
 	gva_t vmx_gva, gva;
-	struct ucall uc;
-	int i, syncs = 0;
+	int i;
 
 	TEST_REQUIRE(kvm_cpu_has(X86_FEATURE_VMX));
 	TEST_REQUIRE(kvm_cpu_has_ept());
@@ -171,23 +171,8 @@ int main(int argc, char *argv[])
 	sync_global_to_guest(vm, data_gpa);
 	sync_global_to_guest(vm, ept_pte);
 
-	for (;;) {
-		vcpu_run(vcpu);
-		TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
-		switch (get_ucall(vcpu, &uc)) {
-		case UCALL_ABORT:
-			REPORT_GUEST_ASSERT(uc);
-		case UCALL_SYNC:
-			TEST_ASSERT_EQ(uc.args[1], ++syncs);
-			pr_info("nested EPT stage %d passed\n", syncs);
-			break;
-		case UCALL_DONE:
-			TEST_ASSERT_EQ(syncs, 3);
-			pr_info("INVEPT operand checks passed\n");
-			kvm_vm_free(vm);
-			return 0;
-		default:
-			TEST_FAIL("Unknown ucall %lu", uc.cmd);
-		}
-	}
+	TEST_ASSERT_EQ(nvmx_run_stages(vcpu, "nested EPT", 0), 3);
+	pr_info("INVEPT operand checks passed\n");
+	kvm_vm_free(vm);
+	return 0;
 }

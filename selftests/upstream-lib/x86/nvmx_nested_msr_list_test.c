@@ -19,6 +19,7 @@
 #include "kvm_util.h"
 #include "processor.h"
 #include "vmx.h"
+#include "nvmx_stages.h"
 
 /* Canonical addresses: both MSRs hold one (WRMSR of another is #GP, a failed load). */
 #define A	0x0000111100001000ull
@@ -123,8 +124,6 @@ int main(int argc, char *argv[])
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
 	gva_t vmx_gva, lists_gva;
-	struct ucall uc;
-	int syncs = 0;
 
 	TEST_REQUIRE(kvm_cpu_has(X86_FEATURE_VMX));
 	vm = vm_create_with_one_vcpu(&vcpu, l1_code);
@@ -136,30 +135,16 @@ int main(int argc, char *argv[])
 	sync_global_to_guest(vm, lists);
 	sync_global_to_guest(vm, lists_gpa);
 
-	for (;;) {
-		vcpu_run(vcpu);
-		if (syncs == 3) {
-			/* 4: L1 is in shutdown. */
-			TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_SHUTDOWN);
-			if (!ioctl(vcpu->fd, NVMX_GET_VCPU_STATS, &stats)) {
-				TEST_ASSERT_EQ(*(u32 *)(vmx->vmcs_hva + 4), 4);
-				pr_info("VMX abort: indicator 4 in the VMCS region, L1 shut down\n");
-			} else {
-				pr_info("VMX abort: L1 shut down\n");
-			}
-			kvm_vm_free(vm);
-			return 0;
-		}
-		TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
-		switch (get_ucall(vcpu, &uc)) {
-		case UCALL_ABORT:
-			REPORT_GUEST_ASSERT(uc);
-		case UCALL_SYNC:
-			TEST_ASSERT_EQ(uc.args[1], ++syncs);
-			pr_info("MSR lists stage %d passed\n", syncs);
-			break;
-		default:
-			TEST_FAIL("Unknown ucall %lu", uc.cmd);
-		}
+	TEST_ASSERT_EQ(nvmx_run_stages(vcpu, "MSR lists", 3), 3);
+	/* 4: L1 is in shutdown. */
+	vcpu_run(vcpu);
+	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_SHUTDOWN);
+	if (!ioctl(vcpu->fd, NVMX_GET_VCPU_STATS, &stats)) {
+		TEST_ASSERT_EQ(*(u32 *)(vmx->vmcs_hva + 4), 4);
+		pr_info("VMX abort: indicator 4 in the VMCS region, L1 shut down\n");
+	} else {
+		pr_info("VMX abort: L1 shut down\n");
 	}
+	kvm_vm_free(vm);
+	return 0;
 }

@@ -14,6 +14,7 @@
 #include "kvm_util.h"
 #include "processor.h"
 #include "vmx.h"
+#include "nvmx_stages.h"
 
 #define SHORT	(1ul << 20)
 #define LONG	(1ul << 30)
@@ -78,30 +79,13 @@ int main(int argc, char *argv[])
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
 	gva_t vmx_gva;
-	struct ucall uc;
-	int syncs = 0;
 
 	TEST_REQUIRE(kvm_cpu_has(X86_FEATURE_VMX));
 	vm = vm_create_with_one_vcpu(&vcpu, l1_code);
 	vcpu_alloc_vmx(vm, &vmx_gva);
 	vcpu_args_set(vcpu, 1, vmx_gva);
-	for (;;) {
-		vcpu_run(vcpu);
-		TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
-		switch (get_ucall(vcpu, &uc)) {
-		case UCALL_ABORT:
-			REPORT_GUEST_ASSERT(uc);
-		case UCALL_SYNC:
-			TEST_ASSERT_EQ(uc.args[1], ++syncs);
-			pr_info("preemption timer stage %d passed\n", syncs);
-			break;
-		case UCALL_DONE:
-			TEST_ASSERT_EQ(syncs, 2);
-			pr_info("a timer of 0 exits before L2's first instruction\n");
-			kvm_vm_free(vm);
-			return 0;
-		default:
-			TEST_FAIL("Unknown ucall %lu", uc.cmd);
-		}
-	}
+	TEST_ASSERT_EQ(nvmx_run_stages(vcpu, "preemption timer", 0), 2);
+	pr_info("a timer of 0 exits before L2's first instruction\n");
+	kvm_vm_free(vm);
+	return 0;
 }
