@@ -22,6 +22,9 @@ pub(crate) struct Ept {
     tables: KVec<Page>,
     /// The EPT pointer for the VMCS.
     pub(crate) eptp: u64,
+    /// `KVM_DIRTY_LOG_INITIALLY_SET`: a page starts logging as dirty (mapped writable), so
+    /// nothing is write-protected before the VMM's first KVM_CLEAR_DIRTY_LOG.
+    pub(crate) initially_dirty: bool,
 }
 
 impl Ept {
@@ -30,7 +33,7 @@ impl Ept {
         let mut tables = KVec::new();
         tables.push(Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?, GFP_KERNEL)?;
         let root = shim::page_phys(&tables[0]);
-        Ok(Self { tables, eptp: ept::eptp(root) })
+        Ok(Self { tables, eptp: ept::eptp(root), initially_dirty: false })
     }
 
     fn root(&self) -> u64 {
@@ -48,7 +51,7 @@ impl Ept {
             let mapped = pages
                 .phys(i as usize)
                 .ok_or(EINVAL)
-                .and_then(|phys| Self::map(&mut self.tables, root, gpa, phys, logged));
+                .and_then(|phys| Self::map(&mut self.tables, root, gpa, phys, logged, self.initially_dirty));
             if let Err(e) = mapped {
                 self.unmap_range(slot.base_gfn, i);
                 return Err(e);
@@ -66,7 +69,9 @@ impl Ept {
                 // SAFETY: a leaf of this EPT; vCPUs update leaves only atomically.
                 let e = unsafe { AtomicU64::from_ptr(leaf) };
                 if on {
-                    e.fetch_and(!ept::WRITE, Ordering::SeqCst);
+                    if !self.initially_dirty {
+                        e.fetch_and(!ept::WRITE, Ordering::SeqCst);
+                    }
                     e.fetch_or(ept::LOGGED, Ordering::SeqCst);
                 } else {
                     e.fetch_or(ept::WRITE, Ordering::SeqCst);
@@ -96,6 +101,40 @@ impl Ept {
         any
     }
 
+    /// KVM_GET_DIRTY_LOG with manual protection: the pages of `slot` written since their last
+    /// KVM_CLEAR_DIRTY_LOG (or dirty from the start), left as they are.
+    pub(crate) fn read_dirty(&self, slot: &Slot, bitmap: &mut [u64]) {
+        for i in 0..slot.npages {
+            if let Some(leaf) = self.leaf((slot.base_gfn + i) * PAGE_SIZE) {
+                // SAFETY: as in set_logging.
+                let e = unsafe { AtomicU64::from_ptr(leaf) }.load(Ordering::SeqCst);
+                if e & ept::LOGGED != 0 && e & ept::WRITE != 0 {
+                    bitmap[(i / 64) as usize] |= 1 << (i % 64);
+                }
+            }
+        }
+    }
+
+    /// KVM_CLEAR_DIRTY_LOG: write-protect again the pages of `slot` from `first` whose bit
+    /// is set in `bitmap` (`count` pages). True if any was dirty: the caller flushes, as
+    /// after harvest_dirty.
+    pub(crate) fn clear_dirty(&self, slot: &Slot, first: u64, count: u64, bitmap: &[u64]) -> bool {
+        let mut any = false;
+        for k in 0..count {
+            if bitmap[(k / 64) as usize] & (1 << (k % 64)) == 0 {
+                continue;
+            }
+            if let Some(leaf) = self.leaf((slot.base_gfn + first + k) * PAGE_SIZE) {
+                // SAFETY: as in set_logging.
+                let e = unsafe { AtomicU64::from_ptr(leaf) };
+                if e.load(Ordering::SeqCst) & ept::LOGGED != 0 {
+                    any |= e.fetch_and(!ept::WRITE, Ordering::SeqCst) & ept::WRITE != 0;
+                }
+            }
+        }
+        any
+    }
+
     /// Unmap every page of `slot`.
     pub(crate) fn unmap_slot(&mut self, slot: &Slot) {
         self.unmap_range(slot.base_gfn, slot.npages);
@@ -116,7 +155,7 @@ impl Ept {
     }
 
     /// Map one 4 KiB page, allocating the tables on the way.
-    fn map(tables: &mut KVec<Page>, root: u64, gpa: u64, phys: u64, logged: bool) -> Result {
+    fn map(tables: &mut KVec<Page>, root: u64, gpa: u64, phys: u64, logged: bool, dirty: bool) -> Result {
         if gpa > ept::MAX_GPA {
             return Err(EINVAL);
         }
@@ -126,8 +165,13 @@ impl Ept {
             tables.push(page, GFP_KERNEL)?;
             Ok(next)
         })?;
+        let entry = match (logged, dirty) {
+            (false, _) => ept::leaf(phys),
+            (true, false) => ept::leaf_logged(phys),
+            (true, true) => ept::leaf(phys) | ept::LOGGED,
+        };
         // SAFETY: a leaf entry in a table page of this EPT, which we own.
-        unsafe { leaf.write(if logged { ept::leaf_logged(phys) } else { ept::leaf(phys) }) };
+        unsafe { leaf.write(entry) };
         Ok(())
     }
 

@@ -268,6 +268,26 @@ pub(crate) struct KvmDirtyLog {
 const _: () = assert!(core::mem::size_of::<KvmDirtyLog>() == 16);
 // SAFETY: `repr(C)`, integers only, no padding (asserted size = sum of fields).
 unsafe impl FromBytes for KvmDirtyLog {}
+/// `struct kvm_clear_dirty_log`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct KvmClearDirtyLog {
+    pub(crate) slot: u32,
+    pub(crate) num_pages: u32,
+    pub(crate) first_page: u64,
+    pub(crate) dirty_bitmap: u64,
+}
+const _: () = assert!(core::mem::size_of::<KvmClearDirtyLog>() == 24);
+// SAFETY: `repr(C)`, integers only, no padding (asserted size = sum of fields).
+unsafe impl FromBytes for KvmClearDirtyLog {}
+/// `KVM_CLEAR_DIRTY_LOG`.
+pub(crate) const KVM_CLEAR_DIRTY_LOG: u32 = _IOWR::<KvmClearDirtyLog>(KVMIO, 0xc0);
+/// `KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE | KVM_DIRTY_LOG_INITIALLY_SET`: what
+/// `KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2` may enable.
+pub(crate) const KVM_DIRTY_LOG_MANUAL_CAPS: u64 = 1 | 2;
+/// `KVM_DIRTY_LOG_INITIALLY_SET`.
+pub(crate) const KVM_DIRTY_LOG_INITIALLY_SET: u64 = 2;
+
 /// `KVM_GET_DIRTY_LOG`.
 pub(crate) const KVM_GET_DIRTY_LOG: u32 = _IOW::<KvmDirtyLog>(KVMIO, 0x42);
 
@@ -369,6 +389,8 @@ pub(crate) mod cap {
     pub(crate) const SPLIT_IRQCHIP: usize = 121;
     /// `KVM_CAP_SIGNAL_MSI`.
     pub(crate) const SIGNAL_MSI: usize = 77;
+    /// `KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2`.
+    pub(crate) const MANUAL_DIRTY_LOG_PROTECT2: usize = 168;
     /// `KVM_CAP_USER_MEMORY`.
     pub(crate) const USER_MEMORY: usize = 3;
     /// `KVM_CAP_NR_VCPUS`.

@@ -98,6 +98,9 @@ pub(crate) struct VmState {
     max_vcpu_ids: u32,
     /// Quirks disabled with `KVM_CAP_DISABLE_QUIRKS2` (KVM_X86_QUIRK_* bits).
     pub(crate) disabled_quirks: u64,
+    /// `KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2` flags: KVM_GET_DIRTY_LOG leaves pages as they are,
+    /// KVM_CLEAR_DIRTY_LOG write-protects them again.
+    manual_dirty_log: u64,
 }
 
 /// A VM, shared by its fd and its vCPUs.
@@ -144,6 +147,7 @@ impl Vm {
                     split_irqchip: false,
                     max_vcpu_ids: 0,
                     disabled_quirks: 0,
+                    manual_dirty_log: 0,
                 }),
                 mailboxes <- new_spinlock!(KVec::new()),
             }),
@@ -182,6 +186,10 @@ impl Vm {
                 let d: uapi::KvmDirtyLog = read_user(arg)?;
                 this.get_dirty_log(&d)
             }
+            uapi::KVM_CLEAR_DIRTY_LOG => {
+                let d: uapi::KvmClearDirtyLog = read_user(arg)?;
+                this.clear_dirty_log(&d)
+            }
             uapi::KVM_SIGNAL_MSI => {
                 let msi: uapi::KvmMsi = read_user(arg)?;
                 // KVM's rules: an in-kernel APIC, no flag but VALID_DEVID.
@@ -216,6 +224,15 @@ impl Vm {
                 return Err(EINVAL);
             }
             self.state.lock().disabled_quirks |= c.args[0];
+            return Ok(0);
+        }
+        if c.cap as usize == cap::MANUAL_DIRTY_LOG_PROTECT2 {
+            if c.args[0] & !uapi::KVM_DIRTY_LOG_MANUAL_CAPS != 0 {
+                return Err(EINVAL);
+            }
+            let mut st = self.state.lock();
+            st.manual_dirty_log = c.args[0];
+            st.ept.initially_dirty = c.args[0] & uapi::KVM_DIRTY_LOG_INITIALLY_SET != 0;
             return Ok(0);
         }
         if c.cap as usize == cap::MAX_VCPU_ID {
@@ -334,7 +351,12 @@ impl Vm {
         }
         let words = s.slot.npages.div_ceil(64) as usize;
         let mut bitmap = KVec::from_elem(0u64, words, GFP_KERNEL)?;
-        let any = st.ept.harvest_dirty(&s.slot, &mut bitmap);
+        let any = if st.manual_dirty_log != 0 {
+            st.ept.read_dirty(&s.slot, &mut bitmap);
+            false
+        } else {
+            st.ept.harvest_dirty(&s.slot, &mut bitmap)
+        };
         let generation = if any { Some(self.memory_generation.fetch_add(1, Ordering::SeqCst) + 1) } else { None };
         drop(st);
         if let Some(g) = generation {
@@ -343,6 +365,40 @@ impl Vm {
         let mut w = UserSlice::new(UserPtr::from_addr(d.dirty_bitmap as usize), words * 8).writer();
         for word in bitmap.iter() {
             w.write(word)?;
+        }
+        Ok(0)
+    }
+
+    /// `KVM_CLEAR_DIRTY_LOG`, with KVM's rules: `first_page` a multiple of 64, the range
+    /// inside the slot, `num_pages` a multiple of 64 unless the range ends with the slot
+    /// (EINVAL); a slot that does not log (ENOENT). The pages whose bits are set are
+    /// write-protected again, and no vCPU writes them through an old translation once the
+    /// ioctl returns.
+    fn clear_dirty_log(&self, d: &uapi::KvmClearDirtyLog) -> Result<isize> {
+        let (as_id, id) = (d.slot >> 16, d.slot & 0xffff);
+        if as_id != 0 || id >= memslot::USER_MEM_SLOTS || d.first_page & 63 != 0 {
+            return Err(EINVAL);
+        }
+        let st = self.state.lock();
+        let s = st.slots.iter().find(|s| u32::from(s.slot.id) == id).ok_or(ENOENT)?;
+        if s.slot.flags & memslot::MEM_LOG_DIRTY_PAGES == 0 {
+            return Err(ENOENT);
+        }
+        let (first, count, npages) = (d.first_page, u64::from(d.num_pages), s.slot.npages);
+        if first > npages || count > npages - first || (count < npages - first && count & 63 != 0) {
+            return Err(EINVAL);
+        }
+        let words = count.div_ceil(64) as usize;
+        let mut bitmap = KVec::from_elem(0u64, words, GFP_KERNEL)?;
+        let mut r = UserSlice::new(UserPtr::from_addr(d.dirty_bitmap as usize), words * 8).reader();
+        for w in bitmap.iter_mut() {
+            *w = r.read()?;
+        }
+        let any = st.ept.clear_dirty(&s.slot, first, count, &bitmap);
+        let generation = if any { Some(self.memory_generation.fetch_add(1, Ordering::SeqCst) + 1) } else { None };
+        drop(st);
+        if let Some(g) = generation {
+            self.wait_for_new_memory(g);
         }
         Ok(0)
     }
@@ -424,6 +480,7 @@ pub(crate) fn check_extension(capability: usize) -> isize {
         | cap::GET_TSC_KHZ | cap::ENABLE_CAP_VM | cap::SPLIT_IRQCHIP | cap::SIGNAL_MSI => 1,
         cap::NR_MEMSLOTS => memslot::USER_MEM_SLOTS as isize,
         cap::DISABLE_QUIRKS2 => SUPPORTED_QUIRKS as isize,
+        cap::MANUAL_DIRTY_LOG_PROTECT2 => uapi::KVM_DIRTY_LOG_MANUAL_CAPS as isize,
         cap::GET_MSR_FEATURES => crate::nested::available() as isize,
         // KVM_CAP_NR_VCPUS is the recommended maximum; nvmx has no other number to offer.
         cap::NR_VCPUS | cap::MAX_VCPUS | cap::MAX_VCPU_ID => MAX_VCPUS as isize,

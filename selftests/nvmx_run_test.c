@@ -427,6 +427,86 @@ TEST(dirty_log)
 	guest_destroy(&g);
 }
 
+TEST(dirty_log_manual_protect)
+{
+	/* As in dirty_log: pages 3 and 5, OUT, page 5 again, HLT. */
+	static const unsigned char code[] = { 0xc6, 0x06, 0x00, 0x30, 0x01, 0xc6, 0x06, 0x00, 0x50,
+					      0x02, 0xba, 0x00, 0x10, 0xee, 0xc6, 0x06, 0x00, 0x50,
+					      0x03, 0xf4 };
+	struct kvm_userspace_memory_region2 r = { .flags = KVM_MEM_LOG_DIRTY_PAGES,
+						  .memory_size = 16 * PAGE };
+	struct kvm_enable_cap cap = { .cap = KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 };
+	__u64 bitmap = ~0ULL, clear;
+	struct kvm_dirty_log log = { .slot = 0, .dirty_bitmap = &bitmap };
+	struct kvm_clear_dirty_log cl = { .slot = 0, .num_pages = 16, .dirty_bitmap = &clear };
+	struct guest g;
+
+	ASSERT_EQ(0, guest_create(&g, code, sizeof(code)));
+	EXPECT_EQ(KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE | KVM_DIRTY_LOG_INITIALLY_SET,
+		  ioctl(g.vm, KVM_CHECK_EXTENSION, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2));
+	cap.args[0] = 4;
+	EXPECT_EQ(-1, ioctl(g.vm, KVM_ENABLE_CAP, &cap));
+	EXPECT_EQ(EINVAL, errno) TH_LOG("unknown flag");
+	cap.args[0] = KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE;
+	ASSERT_EQ(0, ioctl(g.vm, KVM_ENABLE_CAP, &cap));
+	r.userspace_addr = (unsigned long)g.mem;
+	ASSERT_EQ(0, ioctl(g.vm, KVM_SET_USER_MEMORY_REGION2, &r)) TH_LOG("%s", strerror(errno));
+
+	ASSERT_EQ(0, ioctl(g.vcpu, KVM_RUN, 0));
+	ASSERT_EXIT(&g, KVM_EXIT_IO);
+	ASSERT_EQ(0, ioctl(g.vm, KVM_GET_DIRTY_LOG, &log));
+	EXPECT_EQ((1ULL << 3) | (1ULL << 5), bitmap);
+	ASSERT_EQ(0, ioctl(g.vm, KVM_GET_DIRTY_LOG, &log));
+	EXPECT_EQ((1ULL << 3) | (1ULL << 5), bitmap) TH_LOG("reading does not clear");
+
+	cl.first_page = 1;
+	EXPECT_EQ(-1, ioctl(g.vm, KVM_CLEAR_DIRTY_LOG, &cl));
+	EXPECT_EQ(EINVAL, errno) TH_LOG("first page not a multiple of 64");
+	cl.first_page = 0;
+	cl.num_pages = 8;
+	EXPECT_EQ(-1, ioctl(g.vm, KVM_CLEAR_DIRTY_LOG, &cl));
+	EXPECT_EQ(EINVAL, errno) TH_LOG("8 pages that do not end the slot");
+	cl.num_pages = 17;
+	EXPECT_EQ(-1, ioctl(g.vm, KVM_CLEAR_DIRTY_LOG, &cl));
+	EXPECT_EQ(EINVAL, errno) TH_LOG("past the slot");
+	cl.num_pages = 16;
+	cl.slot = 7;
+	EXPECT_EQ(-1, ioctl(g.vm, KVM_CLEAR_DIRTY_LOG, &cl));
+	EXPECT_EQ(ENOENT, errno) TH_LOG("no such slot");
+	cl.slot = 0;
+
+	clear = 1ULL << 3;
+	ASSERT_EQ(0, ioctl(g.vm, KVM_CLEAR_DIRTY_LOG, &cl));
+	ASSERT_EQ(0, ioctl(g.vm, KVM_GET_DIRTY_LOG, &log));
+	EXPECT_EQ(1ULL << 5, bitmap) TH_LOG("page 3 cleared, page 5 not");
+	clear = 1ULL << 5;
+	ASSERT_EQ(0, ioctl(g.vm, KVM_CLEAR_DIRTY_LOG, &cl));
+	ASSERT_EQ(0, ioctl(g.vm, KVM_GET_DIRTY_LOG, &log));
+	EXPECT_EQ(0, bitmap);
+	ASSERT_EQ(0, ioctl(g.vcpu, KVM_RUN, 0));
+	ASSERT_EXIT(&g, KVM_EXIT_HLT);
+	ASSERT_EQ(0, ioctl(g.vm, KVM_GET_DIRTY_LOG, &log));
+	EXPECT_EQ(1ULL << 5, bitmap) TH_LOG("the write after the clear was caught");
+	EXPECT_EQ(3, g.mem[0x5000]);
+	guest_destroy(&g);
+
+	/* KVM_DIRTY_LOG_INITIALLY_SET: every page starts dirty, nothing protected yet. */
+	ASSERT_EQ(0, guest_create(&g, code, sizeof(code)));
+	cap.args[0] = KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE | KVM_DIRTY_LOG_INITIALLY_SET;
+	ASSERT_EQ(0, ioctl(g.vm, KVM_ENABLE_CAP, &cap));
+	r.userspace_addr = (unsigned long)g.mem;
+	ASSERT_EQ(0, ioctl(g.vm, KVM_SET_USER_MEMORY_REGION2, &r));
+	ASSERT_EQ(0, ioctl(g.vm, KVM_GET_DIRTY_LOG, &log));
+	EXPECT_EQ(0xffffULL, bitmap) TH_LOG("all 16 pages dirty from the start");
+	clear = 0xffff;
+	ASSERT_EQ(0, ioctl(g.vm, KVM_CLEAR_DIRTY_LOG, &cl));
+	ASSERT_EQ(0, ioctl(g.vcpu, KVM_RUN, 0));
+	ASSERT_EXIT(&g, KVM_EXIT_IO);
+	ASSERT_EQ(0, ioctl(g.vm, KVM_GET_DIRTY_LOG, &log));
+	EXPECT_EQ((1ULL << 3) | (1ULL << 5), bitmap) TH_LOG("only what the guest wrote since");
+	guest_destroy(&g);
+}
+
 TEST(undecodable_mmio_reports_the_gpa)
 {
 	/* DS.base = 0x200000: add [0],al (00 06 00 00) is not emulated */
