@@ -386,19 +386,21 @@ TEST(rep_outsb_and_rep_insb)
 	guest_destroy(&g);
 }
 
+/* The dirty-logging guest: mov byte [0x3000],1; mov byte [0x5000],2; OUT 0x1000;
+ * mov byte [0x5000],3; hlt */
+static const unsigned char dirty_log_code[] = { 0xc6, 0x06, 0x00, 0x30, 0x01, 0xc6, 0x06, 0x00, 0x50,
+						0x02, 0xba, 0x00, 0x10, 0xee, 0xc6, 0x06, 0x00, 0x50,
+						0x03, 0xf4 };
+
 TEST(dirty_log)
 {
-	/* mov byte [0x3000],1; mov byte [0x5000],2; OUT 0x1000; mov byte [0x5000],3; hlt */
-	static const unsigned char code[] = { 0xc6, 0x06, 0x00, 0x30, 0x01, 0xc6, 0x06, 0x00, 0x50,
-					      0x02, 0xba, 0x00, 0x10, 0xee, 0xc6, 0x06, 0x00, 0x50,
-					      0x03, 0xf4 };
 	struct kvm_userspace_memory_region2 r = { .flags = KVM_MEM_LOG_DIRTY_PAGES,
 						  .memory_size = 16 * PAGE };
 	__u64 bitmap = ~0ULL;
 	struct kvm_dirty_log log = { .slot = 0, .dirty_bitmap = &bitmap };
 	struct guest g;
 
-	ASSERT_EQ(0, guest_create(&g, code, sizeof(code)));
+	ASSERT_EQ(0, guest_create(&g, dirty_log_code, sizeof(dirty_log_code)));
 	EXPECT_EQ(-1, ioctl(g.vm, KVM_GET_DIRTY_LOG, &log));
 	EXPECT_EQ(ENOENT, errno) TH_LOG("the slot does not log yet");
 	r.userspace_addr = (unsigned long)g.mem;
@@ -429,10 +431,6 @@ TEST(dirty_log)
 
 TEST(dirty_log_manual_protect)
 {
-	/* As in dirty_log: pages 3 and 5, OUT, page 5 again, HLT. */
-	static const unsigned char code[] = { 0xc6, 0x06, 0x00, 0x30, 0x01, 0xc6, 0x06, 0x00, 0x50,
-					      0x02, 0xba, 0x00, 0x10, 0xee, 0xc6, 0x06, 0x00, 0x50,
-					      0x03, 0xf4 };
 	struct kvm_userspace_memory_region2 r = { .flags = KVM_MEM_LOG_DIRTY_PAGES,
 						  .memory_size = 16 * PAGE };
 	struct kvm_enable_cap cap = { .cap = KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 };
@@ -441,7 +439,7 @@ TEST(dirty_log_manual_protect)
 	struct kvm_clear_dirty_log cl = { .slot = 0, .num_pages = 16, .dirty_bitmap = &clear };
 	struct guest g;
 
-	ASSERT_EQ(0, guest_create(&g, code, sizeof(code)));
+	ASSERT_EQ(0, guest_create(&g, dirty_log_code, sizeof(dirty_log_code)));
 	EXPECT_EQ(KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE | KVM_DIRTY_LOG_INITIALLY_SET,
 		  ioctl(g.vm, KVM_CHECK_EXTENSION, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2));
 	cap.args[0] = 4;
@@ -491,7 +489,7 @@ TEST(dirty_log_manual_protect)
 	guest_destroy(&g);
 
 	/* KVM_DIRTY_LOG_INITIALLY_SET: every page starts dirty, nothing protected yet. */
-	ASSERT_EQ(0, guest_create(&g, code, sizeof(code)));
+	ASSERT_EQ(0, guest_create(&g, dirty_log_code, sizeof(dirty_log_code)));
 	cap.args[0] = KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE | KVM_DIRTY_LOG_INITIALLY_SET;
 	ASSERT_EQ(0, ioctl(g.vm, KVM_ENABLE_CAP, &cap));
 	r.userspace_addr = (unsigned long)g.mem;
