@@ -89,9 +89,10 @@ pub(crate) struct ShadowState {
 /// VMX root operation with IRQs off, VMCS01 (`vmcs01`) the current VMCS.
 unsafe fn with_shadow(shadow: u64, vmcs01: u64, f: impl FnOnce()) -> bool {
     // SAFETY: per the caller; the shadow region is this vCPU's, active nowhere (it is
-    // VMCLEARed after every use, so the CPU reads it from memory when L1 runs).
+    // VMCLEARed after every use, so the CPU reads it from memory when L1 runs). The first
+    // VMCLEAR initializes a region never used before (SDM 25.11.3), and is a no-op after.
     unsafe {
-        if vmx_ops::vmptrld(shadow).is_err() {
+        if vmx_ops::vmclear(shadow).is_err() || vmx_ops::vmptrld(shadow).is_err() {
             return false;
         }
         f();
