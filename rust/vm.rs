@@ -10,7 +10,7 @@ use kernel::prelude::*;
 use kernel::new_spinlock;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use kernel::sync::{Arc, ArcBorrow, Mutex, SpinLock};
+use kernel::sync::{Arc, ArcBorrow, Mutex, MutexGuard, SpinLock};
 use kernel::types::ForeignOwnable;
 use kernel::uaccess::{UserPtr, UserSlice};
 
@@ -101,6 +101,15 @@ pub(crate) struct VmState {
     /// `KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2` flags: KVM_GET_DIRTY_LOG leaves pages as they are,
     /// KVM_CLEAR_DIRTY_LOG write-protects them again.
     manual_dirty_log: u64,
+}
+
+impl VmState {
+    /// Slot `id` (address space 0) if it exists and logs dirty pages.
+    fn logged_slot(&self, id: u32) -> Option<&MemSlot> {
+        self.slots
+            .iter()
+            .find(|s| u32::from(s.slot.id) == id && s.slot.flags & memslot::MEM_LOG_DIRTY_PAGES != 0)
+    }
 }
 
 /// A VM, shared by its fd and its vCPUs.
@@ -332,9 +341,7 @@ impl Vm {
             }
             Change::Nothing => return Ok(0),
         }
-        let generation = self.memory_generation.fetch_add(1, Ordering::SeqCst) + 1;
-        drop(st);
-        self.wait_for_new_memory(generation);
+        self.retire_translations(st);
         drop(retired);
         Ok(0)
     }
@@ -345,10 +352,7 @@ impl Vm {
     fn get_dirty_log(&self, d: &uapi::KvmDirtyLog) -> Result<isize> {
         let (as_id, id) = (d.slot >> 16, d.slot & 0xffff);
         let st = self.state.lock();
-        let s = st.slots.iter().find(|s| as_id == 0 && u32::from(s.slot.id) == id).ok_or(ENOENT)?;
-        if s.slot.flags & memslot::MEM_LOG_DIRTY_PAGES == 0 {
-            return Err(ENOENT);
-        }
+        let s = st.logged_slot(id).filter(|_| as_id == 0).ok_or(ENOENT)?;
         let words = s.slot.npages.div_ceil(64) as usize;
         let mut bitmap = KVec::from_elem(0u64, words, GFP_KERNEL)?;
         let any = if st.manual_dirty_log != 0 {
@@ -357,10 +361,10 @@ impl Vm {
         } else {
             st.ept.harvest_dirty(&s.slot, &mut bitmap)
         };
-        let generation = if any { Some(self.memory_generation.fetch_add(1, Ordering::SeqCst) + 1) } else { None };
-        drop(st);
-        if let Some(g) = generation {
-            self.wait_for_new_memory(g);
+        if any {
+            self.retire_translations(st);
+        } else {
+            drop(st);
         }
         let mut w = UserSlice::new(UserPtr::from_addr(d.dirty_bitmap as usize), words * 8).writer();
         for word in bitmap.iter() {
@@ -380,10 +384,7 @@ impl Vm {
             return Err(EINVAL);
         }
         let st = self.state.lock();
-        let s = st.slots.iter().find(|s| u32::from(s.slot.id) == id).ok_or(ENOENT)?;
-        if s.slot.flags & memslot::MEM_LOG_DIRTY_PAGES == 0 {
-            return Err(ENOENT);
-        }
+        let s = st.logged_slot(id).ok_or(ENOENT)?;
         let (first, count, npages) = (d.first_page, u64::from(d.num_pages), s.slot.npages);
         if first > npages || count > npages - first || (count < npages - first && count & 63 != 0) {
             return Err(EINVAL);
@@ -394,13 +395,18 @@ impl Vm {
         for w in bitmap.iter_mut() {
             *w = r.read()?;
         }
-        let any = st.ept.clear_dirty(&s.slot, first, count, &bitmap);
-        let generation = if any { Some(self.memory_generation.fetch_add(1, Ordering::SeqCst) + 1) } else { None };
-        drop(st);
-        if let Some(g) = generation {
-            self.wait_for_new_memory(g);
+        if st.ept.clear_dirty(&s.slot, first, count, &bitmap) {
+            self.retire_translations(st);
         }
         Ok(0)
+    }
+
+    /// After the EPT lost mappings or write access (under the VM's lock, `st`, released
+    /// here): a new memory generation, and the wait until no vCPU runs on an older one.
+    fn retire_translations(&self, st: MutexGuard<'_, VmState>) {
+        let generation = self.memory_generation.fetch_add(1, Ordering::SeqCst) + 1;
+        drop(st);
+        self.wait_for_new_memory(generation);
     }
 
     /// KVM's guarantee on slot changes: once the ioctl returns, no vCPU still runs on the

@@ -84,6 +84,18 @@ static int guest_create(struct guest *g, const unsigned char *code, size_t len)
 	return 0;
 }
 
+/* The 32-bit value of the guest's last OUT (KVM_EXIT_IO). */
+static __u32 io_u32(struct guest *g)
+{
+	return *(__u32 *)((char *)g->run + g->run->io.data_offset);
+}
+
+/* A guest that reports CPUID.1:ECX: mov eax,1; cpuid; mov eax,ecx; mov dx,0x1000;
+ * out dx,eax; hlt */
+static const unsigned char cpuid1_code[] = { 0x66, 0xb8, 0x01, 0x00, 0x00, 0x00, 0x0f, 0xa2,
+					     0x66, 0x89, 0xc8, 0xba, 0x00, 0x10, 0x66, 0xef,
+					     0xf4 };
+
 static void guest_destroy(struct guest *g)
 {
 	munmap(g->run, 2 * PAGE);
@@ -151,18 +163,14 @@ TEST(out_in_hlt)
 
 TEST(cpuid_hides_vmx_and_shows_a_hypervisor)
 {
-	/* mov eax,1; cpuid; mov eax,ecx; mov dx,0x1000; out dx,eax; hlt */
-	static const unsigned char code[] = { 0x66, 0xb8, 0x01, 0x00, 0x00, 0x00, 0x0f, 0xa2,
-					      0x66, 0x89, 0xc8, 0xba, 0x00, 0x10, 0x66, 0xef,
-					      0xf4 };
 	struct guest g;
 	__u32 ecx;
 
-	ASSERT_EQ(0, guest_create(&g, code, sizeof(code)));
+	ASSERT_EQ(0, guest_create(&g, cpuid1_code, sizeof(cpuid1_code)));
 	ASSERT_EQ(0, ioctl(g.vcpu, KVM_RUN, 0));
 	ASSERT_EXIT(&g, KVM_EXIT_IO);
 	EXPECT_EQ(4, g.run->io.size);
-	ecx = *(__u32 *)((char *)g.run + g.run->io.data_offset);
+	ecx = io_u32(&g);
 	EXPECT_EQ(0, ecx & (1U << 5)) TH_LOG("VMX is not offered to this guest");
 	EXPECT_NE(0, ecx & (1U << 31)) TH_LOG("hypervisor bit");
 	ASSERT_EQ(0, ioctl(g.vcpu, KVM_RUN, 0));
@@ -211,10 +219,10 @@ TEST(cpuid_hides_the_hypervisor_when_the_vmm_asks)
 		ASSERT_EQ(0, ioctl(g.vcpu, KVM_SET_CPUID2, c));
 		ASSERT_EQ(0, ioctl(g.vcpu, KVM_RUN, 0));
 		ASSERT_EXIT(&g, KVM_EXIT_IO);
-		ecx = *(__u32 *)((char *)g.run + g.run->io.data_offset);
+		ecx = io_u32(&g);
 		ASSERT_EQ(0, ioctl(g.vcpu, KVM_RUN, 0));
 		ASSERT_EXIT(&g, KVM_EXIT_IO);
-		ebx = *(__u32 *)((char *)g.run + g.run->io.data_offset);
+		ebx = io_u32(&g);
 		if (hide) {
 			EXPECT_EQ(0, ecx & (1U << 31)) TH_LOG("hidden: no hypervisor bit");
 			EXPECT_NE(signature, ebx) TH_LOG("hidden: no hypervisor leaves");
@@ -231,18 +239,14 @@ TEST(cpuid_hides_the_hypervisor_when_the_vmm_asks)
 
 TEST(cpuid_shows_vmx_when_the_vmm_asks)
 {
-	/* mov eax,1; cpuid; mov eax,ecx; mov dx,0x1000; out dx,eax; hlt */
-	static const unsigned char code[] = { 0x66, 0xb8, 0x01, 0x00, 0x00, 0x00, 0x0f, 0xa2,
-					      0x66, 0x89, 0xc8, 0xba, 0x00, 0x10, 0x66, 0xef,
-					      0xf4 };
 	struct guest g;
 	__u32 ecx;
 
-	ASSERT_EQ(0, guest_create(&g, code, sizeof(code)));
+	ASSERT_EQ(0, guest_create(&g, cpuid1_code, sizeof(cpuid1_code)));
 	ASSERT_EQ(0, set_supported_cpuid(g.sys, g.vcpu, 1)) TH_LOG("nested=1 offers VMX");
 	ASSERT_EQ(0, ioctl(g.vcpu, KVM_RUN, 0));
 	ASSERT_EXIT(&g, KVM_EXIT_IO);
-	ecx = *(__u32 *)((char *)g.run + g.run->io.data_offset);
+	ecx = io_u32(&g);
 	EXPECT_NE(0, ecx & (1U << 5)) TH_LOG("VMX is offered to this guest");
 	/* Nested cannot be switched off (or on) once the VM has run. */
 	EXPECT_EQ(-1, set_supported_cpuid(g.sys, g.vcpu, 0));
@@ -673,7 +677,7 @@ TEST(cpuid_without_set_cpuid2_is_empty)
 	ASSERT_EQ(0, ioctl(g.vcpu, KVM_SET_CPUID2, &empty));
 	ASSERT_EQ(0, ioctl(g.vcpu, KVM_RUN, 0));
 	ASSERT_EXIT(&g, KVM_EXIT_IO);
-	EXPECT_EQ(0, *(__u32 *)((char *)g.run + g.run->io.data_offset)) TH_LOG("no vendor");
+	EXPECT_EQ(0, io_u32(&g)) TH_LOG("no vendor");
 	guest_destroy(&g);
 }
 
@@ -730,7 +734,7 @@ TEST(msrs_shared_by_guest_and_vmm)
 	ASSERT_EQ(1, ioctl(g.vcpu, KVM_SET_MSRS, &m)) TH_LOG("STAR");
 	ASSERT_EQ(0, ioctl(g.vcpu, KVM_RUN, 0));
 	ASSERT_EXIT(&g, KVM_EXIT_IO);
-	EXPECT_EQ(0x00abcdef, *(__u32 *)((char *)g.run + g.run->io.data_offset)) TH_LOG("guest RDMSR");
+	EXPECT_EQ(0x00abcdef, io_u32(&g)) TH_LOG("guest RDMSR");
 
 	m = (struct msrs){ .h.nmsrs = 3, .e = { { .index = 0xc0000082 }, { .index = 0x277 },
 						 { .index = 0x12345678 } } };
@@ -829,7 +833,7 @@ TEST(fpu_state_is_switched)
 	EXPECT_EQ(0x1122334455667788ULL, run_keeping_xmm5(g.vcpu, 0x1122334455667788ULL, &r));
 	ASSERT_EQ(0, r);
 	ASSERT_EXIT(&g, KVM_EXIT_IO);
-	EXPECT_EQ(0x5eed1234, *(__u32 *)((char *)g.run + g.run->io.data_offset)) TH_LOG("guest XMM5");
+	EXPECT_EQ(0x5eed1234, io_u32(&g)) TH_LOG("guest XMM5");
 	EXPECT_EQ(0x99aabbccddeeff00ULL, run_keeping_xmm5(g.vcpu, 0x99aabbccddeeff00ULL, &r))
 		TH_LOG("the guest's PXOR did not reach the VMM's XMM5");
 	ASSERT_EQ(0, r);
