@@ -13,9 +13,13 @@ if [ "${NVMX_UPSTREAM_ALL:-0}" = 1 ]; then
         "$kdir/tools/testing/selftests/kvm/Makefile.kvm")
 else
     out=$NVMX_ROOT/build/upstream
-    list=$(grep -v -e '^#' -e '^$' "$NVMX_ROOT/selftests/upstream.list")
+    # A list line is a test's path, optionally followed by its arguments.
+    list=$(grep -v -e '^#' -e '^$' "$NVMX_ROOT/selftests/upstream.list" | cut -d' ' -f1)
     # Tests of nvmx-only interfaces (selftests/nvmx-only.list), run against nvmx only.
-    nvmx_only=$(grep -v -e '^#' -e '^$' "$NVMX_ROOT/selftests/nvmx-only.list")
+    nvmx_only=$(grep -v -e '^#' -e '^$' "$NVMX_ROOT/selftests/nvmx-only.list" | cut -d' ' -f1)
+    # The arguments, by test name, for vm/init (build/upstream-args -> /upstream.args).
+    cat "$NVMX_ROOT/selftests/upstream.list" "$NVMX_ROOT/selftests/nvmx-only.list" |
+        sed -n 's|^\([^# ]*/\)\?\([^# /]*\) \+\([^#]*[^# ]\).*$|\2 \3|p' > "$NVMX_ROOT/build/upstream-args"
     nvmx_out=$NVMX_ROOT/build/upstream-nvmx
     # The benchmark (make bench; make check runs it once, tiny), into build/bench.
     bench=x86/nvmx_bench

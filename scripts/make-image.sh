@@ -7,6 +7,8 @@ set -euo pipefail
 kdir=$(kernel_dir)
 out=$NVMX_ROOT/build/vm
 root=$out/root
+# NVMX_ISO_ONLY=1: only new ISOs (another command line) around the initramfs built last.
+if [ "${NVMX_ISO_ONLY:-0}" != 1 ] || [ ! -f "$out/initrd.gz" ]; then
 rm -rf "$root"; mkdir -p "$root"/{bin,dev,proc,sys,tmp,tests,lib/modules/nvmx}
 cp /bin/busybox "$root/bin/busybox"
 cp "$NVMX_ROOT/build/console_drain" "$root/bin/console_drain"
@@ -19,12 +21,14 @@ rm -f "$root"/lib/modules/*/build
 cp "$NVMX_ROOT"/build/selftests/* "$root/tests/"
 mkdir -p "$root/upstream"
 cp "${NVMX_UPSTREAM_DIR:-$NVMX_ROOT/build/upstream}"/* "$root/upstream/" 2>/dev/null || true
+cp "$NVMX_ROOT/build/upstream-args" "$root/upstream.args" 2>/dev/null || : > "$root/upstream.args"
 mkdir -p "$root/upstream-nvmx"
 cp "$NVMX_ROOT"/build/upstream-nvmx/* "$root/upstream-nvmx/" 2>/dev/null || true
 mkdir -p "$root/bench"
 cp "$NVMX_ROOT"/build/bench/* "$root/bench/" 2>/dev/null || true
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -6) > "$out/initrd.gz"
 cp "$kdir/arch/x86/boot/bzImage" "$out/bzImage"
+fi
 
 for mode in "$@"; do
     iso=$out/iso-$mode

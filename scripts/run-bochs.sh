@@ -26,8 +26,25 @@ clock: sync=none
 RC
 log "bochs: booting mode '$mode' (2 CPUs, timeout ${limit}s), serial -> $serial"
 rc=0
-timeout --kill-after=10 "$limit" "$bochs" -q -f "$dir/bochsrc" </dev/null >"$dir/bochs.stdout" 2>&1 || rc=$?
-if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+timeout --kill-after=10 "$limit" "$bochs" -q -f "$dir/bochsrc" </dev/null >"$dir/bochs.stdout" 2>&1 &
+pid=$!
+# NVMX_BOCHS_IDLE=N: also stop the machine when its console has been silent for N seconds
+# (a wedged guest kernel; make upstream-report then boots again after the test that did it).
+idle=${NVMX_BOCHS_IDLE:-0} silent=0 size=0 stopped=0
+while [ "$idle" -gt 0 ] && kill -0 "$pid" 2>/dev/null; do
+    sleep 5
+    now=$(stat -c %s "$serial")
+    if [ "$now" = "$size" ]; then silent=$((silent + 5)); else silent=0 size=$now; fi
+    if [ "$silent" -ge "$idle" ]; then
+        pkill -KILL -P "$pid" 2>/dev/null || true
+        log "bochs: console silent for ${idle}s, machine stopped"
+        echo "@@NVMX-ERROR console silent for ${idle}s" >> "$serial"
+        stopped=1
+        break
+    fi
+done
+wait "$pid" || rc=$?
+if [ "$stopped" = 0 ] && { [ "$rc" = 124 ] || [ "$rc" = 137 ]; }; then
     log "bochs: timed out after ${limit}s (log: $dir/bochs.log)"
     echo "@@NVMX-ERROR bochs timed out after ${limit}s" >> "$serial"
 fi

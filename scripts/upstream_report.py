@@ -40,7 +40,7 @@ def main(serial, out, date, machine, tests_dir=None):
         if m:
             col, test, rc = m.group(1), m.group(2), m.group(3)
             if rc == "hang":
-                res = ("hang", "not run: hangs the test machine (see the issue notes)")
+                res = ("hang", "hang: the machine stopped in this test (the column went on in a new boot)")
             else:
                 res = outcome(int(rc), body)
             rows.setdefault(test, {})[col] = res
@@ -68,17 +68,18 @@ def main(serial, out, date, machine, tests_dir=None):
         "==========================================",
         "",
         f"Run of {date} on {machine}: every x86 and common test of linux-source-7.3's",
-        "tools/testing/selftests/kvm, built statically and run in Bochs (2 CPUs), in one boot",
-        "against kvm_intel (``enable_apicv=0``) and in another, side by side, against nvmx",
-        "(``/dev/kvm`` -> ``/dev/nvmx``), each test with a time limit. A skip names what the test",
-        "found missing; a fail quotes its assertion.",
+        "tools/testing/selftests/kvm, built statically and run in Bochs (2 CPUs) against kvm_intel",
+        "(``enable_apicv=0``) and, side by side in another machine, against nvmx (``/dev/kvm`` ->",
+        "``/dev/nvmx``), each test with a time limit, with the test's default arguments. A skip",
+        "names what the test found missing; a fail quotes its assertion. A test that stopped the",
+        "machine is marked so, and its column went on from the next test in a new boot.",
         "",
     ]
     for c in order:
         n = {k: sum(1 for t in rows if rows[t].get(c, ("not run",))[0] == k)
              for k in ("pass", "skip", "fail", "timeout", "not run", "hang")}
         lines.append(f"* {c}: {n['pass']} pass, {n['skip']} skip, {n['fail']} fail, {n['timeout']} timeout"
-                     + (f", {n['hang']} known to hang (not run)" if n["hang"] else "")
+                     + (f", {n['hang']} hung the machine" if n["hang"] else "")
                      + (f", {n['not run']} not reached in this run" if n["not run"] else ""))
     lines += ["", sep, fmt(["test"] + order), sep] + [fmt(r) for r in table] + [sep, ""]
     open(out, "w").write("\n".join(lines))

@@ -131,6 +131,8 @@ TEST_F(vm, slot_bad_arguments)
 	EXPECT_EQ(EINVAL, region(self->vm, 0, 0, 0x100000, PAGE, self->mem + 1)) TH_LOG("uaddr");
 	EXPECT_EQ(EINVAL, region(self->vm, 0, KVM_MEM_READONLY, 0, PAGE, self->mem)) TH_LOG("ro");
 	EXPECT_EQ(EINVAL, region(self->vm, 0, 1U << 31, 0, PAGE, self->mem)) TH_LOG("flags");
+	EXPECT_EQ(509, ioctl(self->vm, KVM_CHECK_EXTENSION, KVM_CAP_NR_MEMSLOTS));
+	EXPECT_EQ(EINVAL, region(self->vm, 509, 0, 0, PAGE, self->mem)) TH_LOG("slot id");
 	EXPECT_EQ(EINVAL, region(self->vm, 32767, 0, 0, PAGE, self->mem)) TH_LOG("slot id");
 	EXPECT_EQ(EINVAL, region(self->vm, 1 << 16, 0, 0, PAGE, self->mem)) TH_LOG("as_id");
 	EXPECT_EQ(EINVAL, region(self->vm, 0, 0, 0, PAGE, (void *)0xffff888000000000UL)) TH_LOG("kernel");
