@@ -14,6 +14,10 @@ kernel_key() {
     echo "linux-$ver-$( (cat "$KERNEL_FRAGMENT"; cat "$NVMX_ROOT/scripts/build-kernel.sh") | sha256sum | cut -c1-12)"
 }
 kernel_dir() { echo "$NVMX_CACHE/$(kernel_key)/linux"; }
+# Bochs is built once per set of patches (scripts/bochs/*.patch).
+bochs_prefix() {
+    echo "$NVMX_CACHE/bochs-3.0-$( (cat "$NVMX_ROOT"/scripts/bochs/*.patch; cat "$NVMX_ROOT/scripts/build-bochs.sh") | sha256sum | cut -c1-12)"
+}
 
 log() { printf '==> %s\n' "$*" >&2; }
 

@@ -5,7 +5,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 mode=$1 serial=$2 limit=${3:-1200}
-bochs=$NVMX_CACHE/bochs-3.0/bin/bochs
+bochs=$(bochs_prefix)/bin/bochs
 dir=$NVMX_ROOT/build/vm/bochs-$mode
 mkdir -p "$dir"; : > "$serial"
 cat > "$dir/bochsrc" <<RC
@@ -30,17 +30,29 @@ timeout --kill-after=10 "$limit" "$bochs" -q -f "$dir/bochsrc" </dev/null >"$dir
 pid=$!
 # NVMX_BOCHS_IDLE=N: also stop the machine when its console has been silent for N seconds
 # (a wedged guest kernel; make upstream-report then boots again after the test that did it).
-idle=${NVMX_BOCHS_IDLE:-0} silent=0 size=0 stopped=0
-while [ "$idle" -gt 0 ] && kill -0 "$pid" 2>/dev/null; do
+# NVMX_BOCHS_STEP_MARK=RE NVMX_BOCHS_STEP_LIMIT=N: stop it when N seconds passed since the
+# last console line matching RE (one step, e.g. one test of make upstream-report, took too long).
+idle=${NVMX_BOCHS_IDLE:-0} step_limit=${NVMX_BOCHS_STEP_LIMIT:-0} silent=0 size=0 stopped=0
+steps=0 step_time=0
+stop() { # why
+    pkill -KILL -P "$pid" 2>/dev/null || true
+    log "bochs: $1, machine stopped"
+    echo "@@NVMX-ERROR $1" >> "$serial"
+    stopped=1
+}
+while { [ "$idle" -gt 0 ] || [ "$step_limit" -gt 0 ]; } && kill -0 "$pid" 2>/dev/null; do
     sleep 5
     now=$(stat -c %s "$serial")
     if [ "$now" = "$size" ]; then silent=$((silent + 5)); else silent=0 size=$now; fi
-    if [ "$silent" -ge "$idle" ]; then
-        pkill -KILL -P "$pid" 2>/dev/null || true
-        log "bochs: console silent for ${idle}s, machine stopped"
-        echo "@@NVMX-ERROR console silent for ${idle}s" >> "$serial"
-        stopped=1
-        break
+    if [ "$idle" -gt 0 ] && [ "$silent" -ge "$idle" ]; then
+        stop "console silent for ${idle}s"; break
+    fi
+    if [ "$step_limit" -gt 0 ]; then
+        n=$(grep -a -c -E "${NVMX_BOCHS_STEP_MARK:-^@@}" "$serial" || true)
+        if [ "$n" != "$steps" ]; then steps=$n step_time=0; else step_time=$((step_time + 5)); fi
+        if [ "$n" -gt 0 ] && [ "$step_time" -ge "$step_limit" ]; then
+            stop "step over ${step_limit}s"; break
+        fi
     fi
 done
 wait "$pid" || rc=$?

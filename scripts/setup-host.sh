@@ -43,7 +43,7 @@ apt-get update -q
 apt-get install -y -q --no-install-recommends \
     linux-source-7.3 rustc-web rust-web-src clang-19 lld-19 llvm-19 libclang-19-dev \
     bochsbios vgabios busybox-static isolinux syslinux-common xorriso \
-    flex bison bc libelf-dev libssl-dev cpio make gcc g++ xz-utils dpkg-dev rsync kmod
+    flex bison bc libelf-dev libssl-dev cpio make gcc g++ xz-utils dpkg-dev patch rsync kmod
 apt-get install -y -q --no-install-recommends -t bookworm-backports qemu-system-x86
 
 # bindgen-cli: the kernel needs >= 0.71.1; Debian bookworm has none that new.

@@ -41,6 +41,8 @@ def main(serial, out, date, machine, tests_dir=None):
             col, test, rc = m.group(1), m.group(2), m.group(3)
             if rc == "hang":
                 res = ("hang", "hang: the machine stopped in this test (the column went on in a new boot)")
+            elif rc == "slow":
+                res = ("timeout", "over the real-time limit in emulation (the column went on in a new boot)")
             else:
                 res = outcome(int(rc), body)
             rows.setdefault(test, {})[col] = res
@@ -51,7 +53,7 @@ def main(serial, out, date, machine, tests_dir=None):
     if not cols:
         sys.exit(f"{serial}: no @@REPORT lines: the run did not happen")
     order = [c for c in ("kvm_intel", "nvmx") if c in cols]
-    cell = lambda r: r[1] if r[0] == "hang" else (r[0] if not r[1] else f"{r[0]}: {r[1]}")
+    cell = lambda r: r[1] if r[0] == "hang" or r[1].startswith("over ") else (r[0] if not r[1] else f"{r[0]}: {r[1]}")
     clean = lambda s: s.replace("|", "/").replace("`", "'")[:110]
     w = [max(len("test"), *(len(t) for t in rows))] + [8] * len(order)
     table = []
