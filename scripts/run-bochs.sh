@@ -6,14 +6,15 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 mode=$1 serial=$2 limit=${3:-1200}
 bochs=$(bochs_prefix)/bin/bochs
-dir=$NVMX_ROOT/build/vm/bochs-$mode
+vm=${NVMX_VM_OUT:-$NVMX_ROOT/build/vm}
+dir=$vm/bochs-$mode
 mkdir -p "$dir"; : > "$serial"
 cat > "$dir/bochsrc" <<RC
 memory: guest=${NVMX_BOCHS_MEGS:-512}, host=${NVMX_BOCHS_MEGS:-512}
 cpu: model=corei7_skylake_x, count=2, ips=200000000, reset_on_triple_fault=0
 romimage: file=/usr/share/bochs/BIOS-bochs-latest
 vgaromimage: file=/usr/share/vgabios/vgabios.bin
-ata0-master: type=cdrom, path=$NVMX_ROOT/build/vm/boot-$mode.iso, status=inserted
+ata0-master: type=cdrom, path=$vm/boot-$mode.iso, status=inserted
 boot: cdrom
 display_library: nogui
 com1: enabled=1, mode=file, dev=$serial

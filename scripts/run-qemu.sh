@@ -6,7 +6,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 machine=$1 mode=$2 serial=$3 limit=${4:-300}
-out=$NVMX_ROOT/build/vm
+out=${NVMX_VM_OUT:-$NVMX_ROOT/build/vm}
 case "$machine" in
 tcg-amd)   accel=(-accel tcg -cpu qemu64 -smp 2) ;;
 tcg-intel) accel=(-accel tcg -cpu qemu64,vendor=GenuineIntel -smp 2) ;;

@@ -13,6 +13,8 @@ NVMX_UPSTREAM_ALL=1 "$NVMX_ROOT/scripts/build-upstream-selftests.sh"
 limit=${NVMX_REPORT_LIMIT:-20}
 real=${NVMX_REPORT_REAL:-600} idle=${NVMX_REPORT_IDLE:-900}
 tests=$(ls "$NVMX_ROOT/build/upstream-all")
+# Its own machine directory: make check and 'one' runs can go on beside it.
+export NVMX_VM_OUT=$NVMX_ROOT/build/vm-report
 NVMX_UPSTREAM_DIR=$NVMX_ROOT/build/upstream-all "$NVMX_ROOT/scripts/make-image.sh"
 res=$NVMX_ROOT/build/results/upstream-report; mkdir -p "$res"
 
