@@ -1087,15 +1087,8 @@ fn handle_exit(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32, ept
         }
         reason::WRMSR => {
             let value = (g[0] & 0xffff_ffff) | (g[2] << 32);
-            let checked = Msr::from_index(g[1] as u32).and_then(|m| {
-                let cx = WriteContext {
-                    features: st.features,
-                    writer: Writer::Guest,
-                    current: live_msr(st, m),
-                    paging: r(f::GUEST_CR0) & cr0::PG != 0,
-                };
-                guest_msr::check_write(m, value, &cx).map(|v| (m, v))
-            });
+            let checked = Msr::from_index(g[1] as u32)
+                .and_then(|m| check_guest_wrmsr(st, m, value, live_msr(st, m), r(f::GUEST_CR0)).map(|v| (m, v)));
             match checked {
                 Some((m, v)) => {
                     set_live_msr(st, m, v);
@@ -1643,13 +1636,8 @@ pub(crate) fn set_msr_between_vmcs(st: &mut VcpuState, index: u32, v: u64, home:
         return nested::set_msr(st, index, v, false);
     }
     let m = Msr::from_index(index).ok_or(())?;
-    let cx = WriteContext {
-        features: st.features,
-        writer: Writer::Guest,
-        current: msr_between_vmcs(st, index, home).ok_or(())?,
-        paging: st.sregs.cr0 & cr0::PG != 0,
-    };
-    let v = guest_msr::check_write(m, v, &cx).ok_or(())?;
+    let current = msr_between_vmcs(st, index, home).ok_or(())?;
+    let v = check_guest_wrmsr(st, m, v, current, st.sregs.cr0).ok_or(())?;
     if home == MsrHome::Region && SYSCALL_MSRS.contains(&m) {
         // SAFETY: checked above; the region puts the host's value back when it ends.
         unsafe { vmx_ops::wrmsr(m.index(), v) };
@@ -1657,6 +1645,14 @@ pub(crate) fn set_msr_between_vmcs(st: &mut VcpuState, index: u32, v: u64, home:
         st.set_msr_by(m, v, Writer::Guest);
     }
     Ok(())
+}
+
+/// A guest's WRMSR of `value` to `m` (whose value is `current`, with guest CR0 `cr0`): the
+/// value to keep, or None for #GP — the one set of rules for the exit handler (state in the
+/// VMCS) and for nested switches (state in the vCPU).
+fn check_guest_wrmsr(st: &VcpuState, m: Msr, value: u64, current: u64, cr0: u64) -> Option<u64> {
+    let cx = WriteContext { features: st.features, writer: Writer::Guest, current, paging: cr0 & cr0::PG != 0 };
+    guest_msr::check_write(m, value, &cx)
 }
 
 fn internal(suberror: u32, data: [u64; 3]) -> Next {

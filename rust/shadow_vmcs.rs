@@ -80,6 +80,8 @@ pub(crate) struct ShadowState {
     pub(crate) active: bool,
     /// VMCS12 changed since it was last copied into the shadow VMCS.
     pub(crate) stale: bool,
+    /// The region was VMCLEARed once (initialized); it is VMCLEARed after each use since.
+    initialized: bool,
 }
 
 /// Run `f` with the shadow VMCS current, then make VMCS01 current again.
@@ -87,12 +89,18 @@ pub(crate) struct ShadowState {
 /// # Safety
 ///
 /// VMX root operation with IRQs off, VMCS01 (`vmcs01`) the current VMCS.
-unsafe fn with_shadow(shadow: u64, vmcs01: u64, f: impl FnOnce()) -> bool {
+unsafe fn with_shadow(shadow: u64, initialized: &mut bool, vmcs01: u64, f: impl FnOnce()) -> bool {
     // SAFETY: per the caller; the shadow region is this vCPU's, active nowhere (it is
-    // VMCLEARed after every use, so the CPU reads it from memory when L1 runs). The first
-    // VMCLEAR initializes a region never used before (SDM 25.11.3), and is a no-op after.
+    // VMCLEARed after every use, so the CPU reads it from memory when L1 runs). A region
+    // never used before is VMCLEARed once first, which initializes it (SDM 25.11.3).
     unsafe {
-        if vmx_ops::vmclear(shadow).is_err() || vmx_ops::vmptrld(shadow).is_err() {
+        if !*initialized {
+            if vmx_ops::vmclear(shadow).is_err() {
+                return false;
+            }
+            *initialized = true;
+        }
+        if vmx_ops::vmptrld(shadow).is_err() {
             return false;
         }
         f();
@@ -117,7 +125,7 @@ pub(crate) fn before_l1(st: &mut VcpuState, vmcs01: u64) {
                 }
             };
             // SAFETY: called from the run loop with VMCS01 current, IRQs off.
-            let copied = unsafe { with_shadow(shadow, vmcs01, copy_in) };
+            let copied = unsafe { with_shadow(shadow, &mut st.nested.shadow.initialized, vmcs01, copy_in) };
             // Failing that, shadowing stays off: every VMREAD/VMWRITE exits and is emulated
             // from VMCS12.
             want = copied;
@@ -147,7 +155,7 @@ pub(crate) fn pull(st: &mut VcpuState, vmcs01: u64) {
                 }
             };
             // SAFETY: called from exit handling with VMCS01 current, IRQs off.
-            unsafe { with_shadow(shadow, vmcs01, copy_out) };
+            unsafe { with_shadow(shadow, &mut st.nested.shadow.initialized, vmcs01, copy_out) };
         }
     }
     st.nested.shadow.stale = true;
