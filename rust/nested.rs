@@ -9,9 +9,10 @@
 //! checks; nested_exit: which L2 exits L1 asked for); this file fetches operands and carries
 //! out the effects. Reference reading: KVM's arch/x86/kvm/vmx/nested.c.
 //!
-//! L2 under L1's EPT runs on EPT02 (rust/nested_ept.rs). Not offered yet (so never reachable
-//! by a correct L1): the VMX-preemption timer, HLT activity state, VMCS shadowing, MSR-load/store lists (non-zero
-//! counts exit to userspace with KVM_EXIT_INTERNAL_ERROR instead of being ignored).
+//! L2 under L1's EPT runs on EPT02 (rust/nested_ept.rs); L1's VMX-preemption timer runs on the
+//! CPU's; MSR-load/store lists are in nested_msr_list. Not offered to L1 (IA32_VMX_MISC and
+//! the secondary controls say so, and entry checks refuse them): activity states other than
+//! active (HLT, shutdown, wait-for-SIPI), VMCS shadowing for L1's own use.
 
 use kernel::prelude::*;
 
