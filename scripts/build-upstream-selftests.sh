@@ -13,10 +13,9 @@ if [ "${NVMX_UPSTREAM_ALL:-0}" = 1 ]; then
         "$kdir/tools/testing/selftests/kvm/Makefile.kvm")
 else
     out=$NVMX_ROOT/build/upstream
-    # A list line is a test's path, optionally followed by its arguments.
-    list=$(grep -v -e '^#' -e '^$' "$NVMX_ROOT/selftests/upstream.list" | cut -d' ' -f1)
+    list=$(list_tests upstream.list)
     # Tests of nvmx-only interfaces (selftests/nvmx-only.list), run against nvmx only.
-    nvmx_only=$(grep -v -e '^#' -e '^$' "$NVMX_ROOT/selftests/nvmx-only.list" | cut -d' ' -f1)
+    nvmx_only=$(list_tests nvmx-only.list)
     # The arguments, by test name, for vm/init (build/upstream-args -> /upstream.args).
     cat "$NVMX_ROOT/selftests/upstream.list" "$NVMX_ROOT/selftests/nvmx-only.list" |
         sed -n 's|^\([^# ]*/\)\?\([^# /]*\) \+\([^#]*[^# ]\).*$|\2 \3|p' > "$NVMX_ROOT/build/upstream-args"

@@ -33,10 +33,10 @@ step "Bochs, 2 CPUs with VMX"
 NVMX_BOCHS_MEGS=2048 "$NVMX_ROOT/scripts/run-bochs.sh" check "$res/bochs-check.serial" "${NVMX_BOCHS_TIMEOUT:-1500}"
 
 # Each upstream test runs twice in the Bochs boot: against kvm_intel and against nvmx.
-upstream=$(grep -v -e '^#' -e '^$' "$NVMX_ROOT/selftests/upstream.list" | sed 's|^[^ ]*/||' | while read -r t _; do
+upstream=$(list_tests upstream.list | sed 's|.*/||' | while read -r t; do
     printf ',upstream-kvm_intel-%s,upstream-nvmx-%s' "$t" "$t"; done)
 # nvmx-only library tests run once, against nvmx.
-upstream+=$(grep -v -e '^#' -e '^$' "$NVMX_ROOT/selftests/nvmx-only.list" | sed 's|^[^ ]*/||' | while read -r t _; do
+upstream+=$(list_tests nvmx-only.list | sed 's|.*/||' | while read -r t; do
     printf ',upstream-nvmx-%s' "$t"; done)
 # nvmx-status verdicts (vm/init's run_status).
 status="status-not-loaded,status-usable,status-loaded,status-sysfs-facts,status-kvm-intel-holds-vmx"

@@ -21,6 +21,10 @@ bochs_prefix() {
 
 log() { printf '==> %s\n' "$*" >&2; }
 
+# The test paths of a selftest list (selftests/*.list): a line is a path, optionally followed
+# by the test's arguments; comments and blank lines are skipped.
+list_tests() { grep -v -e '^#' -e '^$' "$NVMX_ROOT/selftests/$1" | cut -d' ' -f1; }
+
 # Everything the test machines need, built or taken from the cache: host packages and bindgen,
 # the kernel, Bochs, nvmx.ko and the selftests.
 build_all() {

@@ -39,19 +39,8 @@ run_column() { # column
             "$NVMX_ROOT/scripts/run-bochs.sh" "report-$col-$boot" "$out" "${NVMX_REPORT_TIMEOUT:-14400}"
         cat "$out" >> "$res/$col.serial"
         grep -q '^@@NVMX-DONE' "$out" && return 0
-        # The test that began and never reported: it hung the machine.
-        hung=$(python3 - "$out" <<'PY'
-import re, sys
-began = None
-for line in open(sys.argv[1], errors="replace"):
-    m = re.match(r"@@REPORT-BEGIN \S+ (\S+)", line)
-    if m:
-        began = m.group(1)
-    elif re.match(r"@@REPORT \S+ \S+ rc=", line):
-        began = None
-print(began or "")
-PY
-)
+        # The test that began and never reported: the one the machine stopped in.
+        hung=$(awk '/^@@REPORT-BEGIN /{t=$3} /^@@REPORT [^ ]+ [^ ]+ rc=/{t=""} END{print t}' "$out")
         if [ -z "$hung" ]; then
             log "upstream-report: $col boot $boot ended outside a test; column stops here"
             return 0

@@ -7,6 +7,8 @@
 //! KVM's nested_vmx_load_msr_check / nested_vmx_store_msr_check are the reference reading of
 //! the SDM's rules; nvmx has no SMM, so the SMM MSRs fail as on a CPU outside SMX/SMM use.
 
+use super::guest_msr::Msr;
+
 /// One 16-byte entry: bits 31:0 the MSR index, 63:32 reserved (must be 0), 127:64 the data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MsrEntry {
@@ -47,8 +49,8 @@ const MSR_IA32_SMM_MONITOR_CTL: u32 = 0x9b;
 const MSR_IA32_SMBASE: u32 = 0x9e;
 const MSR_IA32_UCODE_WRITE: u32 = 0x79;
 const MSR_IA32_UCODE_REV: u32 = 0x8b;
-const MSR_FS_BASE: u32 = 0xc000_0100;
-const MSR_GS_BASE: u32 = 0xc000_0101;
+const MSR_FS_BASE: u32 = Msr::FsBase.index();
+const MSR_GS_BASE: u32 = Msr::GsBase.index();
 
 /// Whether `e` may be processed in `list` (before the MSR access itself, which fails too
 /// where RDMSR/WRMSR would #GP). `x2apic`: the vCPU's local APIC is in x2APIC mode, when
