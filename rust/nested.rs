@@ -23,6 +23,7 @@ use crate::vmx_core::controls::{cr0, entry, exit as exit_ctl, pin, primary, seco
 use crate::vmx_core::exit::reason;
 use crate::vmx_core::field_table as f;
 use crate::vmx_core::msr;
+use crate::vmx_core::nested_apic::{self, ApicVirt};
 use crate::vmx_core::nested_caps::L1VmxCaps;
 use crate::vmx_core::nested_entry::{self, EntryEnv, EntryFailure};
 use crate::vmx_core::nested_ept;
@@ -308,6 +309,21 @@ pub(crate) fn read_phys_byte(eptp: u64, gpa: u64) -> Option<u8> {
     let p = l1_page(eptp, gpa)?;
     // SAFETY: as above, one byte inside the page.
     Some(unsafe { p.add((gpa & 0xfff) as usize).read_volatile() })
+}
+
+/// The host-physical page behind L1 page `gpa` for the CPU to write while L2 runs (the
+/// virtual-APIC page): writable RAM only — a read-only slot or MMIO has none, as for KVM's
+/// kvm_vcpu_map. The CPU's writes bypass the EPT, so the page is logged as written here.
+fn l1_page_written_by_cpu(eptp: u64, gpa: u64) -> Option<u64> {
+    crate::ept::log_write(eptp, gpa);
+    let (hpa, rights) = crate::ept::lookup(eptp, gpa & !0xfff)?;
+    (rights & crate::vmx_core::ept::WRITE != 0).then_some(hpa)
+}
+
+/// The host-physical page behind L1 page `gpa` that the CPU compares accesses against (the
+/// APIC-access page; never read or written through).
+fn l1_page_compared_by_cpu(eptp: u64, gpa: u64) -> Option<u64> {
+    crate::ept::translate(eptp, gpa & !0xfff)
 }
 
 /// Load a VMCS12 from L1's region at `gpa` (4 KiB aligned: VMPTRLD checked it).
@@ -673,6 +689,24 @@ fn vm_entry(st: &mut VcpuState, eptp: u64, launch: bool) -> Handled {
             Handled::Switch
         }
         Ok(()) => {
+            // The CPU runs L1's APIC virtualization on L1's own pages (merge_vmcs02): a page
+            // that is not guest RAM cannot be given to it. KVM exits to userspace with an
+            // emulation error then (nested_get_vmcs12_pages); so does nvmx, L1 still at its
+            // VMLAUNCH/VMRESUME.
+            let apic = ApicVirt::of(v);
+            let missing = if apic.virtual_apic.is_some_and(|p| l1_page_written_by_cpu(eptp, p).is_none()) {
+                Some((f::VIRTUAL_APIC_PAGE_ADDR, apic.virtual_apic))
+            } else if apic.apic_access.is_some_and(|p| l1_page_compared_by_cpu(eptp, p).is_none()) {
+                Some((f::APIC_ACCESS_ADDR, apic.apic_access))
+            } else {
+                None
+            };
+            if let Some((field, gpa)) = missing {
+                if ratelimit_ok() {
+                    pr_info!("nested VM entry: field {:#x} = {:#x} is not guest RAM\n", field.encoding(), gpa.unwrap_or(0));
+                }
+                return Handled::Unsupported(field.encoding() as u64);
+            }
             st.nested.switch = Some(Switch::Enter { launch, insn_len: r(f::VM_EXIT_INSTRUCTION_LEN) });
             Handled::Switch
         }
@@ -1021,7 +1055,7 @@ fn load_host_state(st: &mut VcpuState) {
 
 /// After write_vmcs wrote L2's state with L0's controls: merge in what L1 asked for in
 /// VMCS12 (SDM 26: the controls that make L2 exit; CR masks and shadows; TSC offset).
-pub(crate) fn merge_vmcs02(st: &VcpuState) -> core::result::Result<(), u32> {
+pub(crate) fn merge_vmcs02(st: &VcpuState, eptp: u64) -> core::result::Result<(), u32> {
     let Some(v) = st.nested.vmcs12.as_ref() else { return Ok(()) };
     let prim12 = v.get(f::CPU_BASED_VM_EXEC_CONTROL) as u32;
     let sec12 = if prim12 & primary::SECONDARY_CONTROLS != 0 { v.get(f::SECONDARY_VM_EXEC_CONTROL) as u32 } else { 0 };
@@ -1032,7 +1066,19 @@ pub(crate) fn merge_vmcs02(st: &VcpuState) -> core::result::Result<(), u32> {
         | primary::CR3_LOAD_EXITING | primary::CR3_STORE_EXITING | primary::CR8_LOAD_EXITING
         | primary::CR8_STORE_EXITING | primary::NMI_WINDOW_EXITING | primary::MOV_DR_EXITING
         | primary::MONITOR_EXITING | primary::PAUSE_EXITING;
-    let prim02 = r(f::CPU_BASED_VM_EXEC_CONTROL) as u32 | (prim12 & PASS);
+    let mut prim02 = r(f::CPU_BASED_VM_EXEC_CONTROL) as u32 | (prim12 & PASS);
+    // L1's TPR shadow runs on the CPU, on L1's virtual-APIC page (SDM 30.1): L2's CR8 is VTPR,
+    // not the host's TPR, so L0's CR8 exits are not needed — L2 exits on CR8 where L1 asked.
+    // Its pages are looked up again at every entry into the region: the slot behind them may
+    // have gone since VMLAUNCH (vm_entry checked them then).
+    let apic = ApicVirt::of(v);
+    if let Some(page) = apic.virtual_apic {
+        const CR8_EXITS: u32 = primary::CR8_LOAD_EXITING | primary::CR8_STORE_EXITING;
+        let hpa = l1_page_written_by_cpu(eptp, page).ok_or(f::VIRTUAL_APIC_PAGE_ADDR.encoding())?;
+        prim02 = (prim02 & !CR8_EXITS) | (prim12 & CR8_EXITS) | primary::TPR_SHADOW;
+        w(f::VIRTUAL_APIC_PAGE_ADDR, hpa)?;
+        w(f::TPR_THRESHOLD, u64::from(apic.tpr_threshold))?;
+    }
     w(f::CPU_BASED_VM_EXEC_CONTROL, prim02 as u64)?;
     if prim12 & primary::NMI_WINDOW_EXITING != 0 {
         let pin02 = r(f::PIN_BASED_VM_EXEC_CONTROL) as u32 | pin::VIRTUAL_NMIS;
@@ -1040,8 +1086,16 @@ pub(crate) fn merge_vmcs02(st: &VcpuState) -> core::result::Result<(), u32> {
     }
     // No VPID (see enter_l2). Unrestricted guest only where L1 gives it to L2 (it needs
     // L1's EPT); otherwise the CPU applies the full guest-state checks to L2.
-    let sec02 = (r(f::SECONDARY_VM_EXEC_CONTROL) as u32 & !(secondary::ENABLE_VPID | secondary::UNRESTRICTED_GUEST))
+    // Virtualized APIC accesses compare the physical address of L2's accesses with L1's
+    // APIC-access page; virtualize x2APIC mode only changes MSR accesses, which all exit from
+    // VMCS02 (run.rs does what it asks).
+    let mut sec02 = (r(f::SECONDARY_VM_EXEC_CONTROL) as u32 & !(secondary::ENABLE_VPID | secondary::UNRESTRICTED_GUEST))
         | (sec12 & (secondary::DESC_TABLE_EXITING | secondary::WBINVD_EXITING | secondary::UNRESTRICTED_GUEST));
+    if let Some(page) = apic.apic_access {
+        let hpa = l1_page_compared_by_cpu(eptp, page).ok_or(f::APIC_ACCESS_ADDR.encoding())?;
+        sec02 |= secondary::VIRTUALIZE_APIC_ACCESSES;
+        w(f::APIC_ACCESS_ADDR, hpa)?;
+    }
     w(f::SECONDARY_VM_EXEC_CONTROL, sec02 as u64)?;
     // Under L1's EPT, L2's memory is EPT02's (rust/nested_ept.rs); otherwise L2 shares L1's
     // guest-physical space and L0's EPT.
@@ -1112,6 +1166,51 @@ pub(crate) fn reflect(st: &VcpuState, g: &[u64; 16], eptp: u64) -> Option<ExitIn
         rcx: g[1],
     };
     nested_exit::l1_wants(v, &e, |n| run::read_reg(g, n), |gpa| read_phys_byte(eptp, gpa)).then_some(info)
+}
+
+/// What an RDMSR/WRMSR of L2 that L1 let through did under virtualize x2APIC mode.
+pub(crate) enum VirtualMsr {
+    /// RDMSR: EDX:EAX.
+    Read(u64),
+    /// WRMSR done.
+    Written,
+    /// WRMSR done; TPR virtualization asks for a TPR-below-threshold exit to L1 (trap-like:
+    /// after the instruction).
+    BelowThreshold,
+    /// #GP(0) (reserved bits written).
+    Gp,
+    /// The virtual-APIC page is no longer guest RAM.
+    Unbacked,
+}
+
+/// RDMSR/WRMSR `msr` by L2, which L1's MSR bitmap lets through: under L1's virtualize
+/// x2APIC mode the TPR MSR is VTPR in L1's virtual-APIC page (SDM 30.5, 30.1.2); `None` for
+/// everything else, which L1's own x2APIC answers (as on KVM).
+pub(crate) fn x2apic_virtual_msr(st: &VcpuState, eptp: u64, msr: u32, write: Option<u64>) -> Option<VirtualMsr> {
+    let v = st.nested.vmcs12.as_ref().filter(|_| st.nested.guest_mode)?;
+    let apic = ApicVirt::of(v);
+    let gpa = apic.msr_vtpr(msr)?;
+    let Some(page) = l1_page(eptp, gpa) else { return Some(VirtualMsr::Unbacked) };
+    // SAFETY: a pinned guest page the live EPT maps; VTPR's 8 bytes (offset 80H) inside it,
+    // 8-byte aligned.
+    let vtpr = unsafe { page.add((gpa & 0xfff) as usize) as *mut u64 };
+    Some(match write {
+        // SAFETY: as above.
+        None => VirtualMsr::Read(unsafe { vtpr.read_volatile() }),
+        Some(value) => match nested_apic::vtpr_msr_write(value) {
+            None => VirtualMsr::Gp,
+            Some(bytes) => {
+                crate::ept::log_write(eptp, gpa);
+                // SAFETY: as above.
+                unsafe { vtpr.write_volatile(bytes) };
+                if apic.below_threshold(bytes as u32) {
+                    VirtualMsr::BelowThreshold
+                } else {
+                    VirtualMsr::Written
+                }
+            }
+        },
+    })
 }
 
 /// An access nvmx made for L2 (string I/O) that L1's EPT does not allow.

@@ -401,7 +401,7 @@ fn in_vmx(
         };
         written[l2 as usize] = true;
         let result = write_vmcs(&host.caps, &host.controls, st, eptp, hs, if l2 { 0 } else { vcpu.vpid.0 }, what)
-            .and_then(|()| if l2 { nested::merge_vmcs02(st) } else { Ok(()) });
+            .and_then(|()| if l2 { nested::merge_vmcs02(st, eptp) } else { Ok(()) });
         let (prev_cr0, prev_cr4) = (st.sregs.cr0, st.sregs.cr4);
         // Writing VMCS01's controls turns VMCS shadowing off; shadow_vmcs::before_l1 turns it
         // on for L1 (VMCS01 written again in the region keeps it as it was).
@@ -1013,15 +1013,22 @@ fn handle_exit(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32, ept
                 }
                 Next::Resume
             }
-            // CR8 is the guest's own task priority; nothing reads it back but the guest
-            // (there is no virtual local APIC to prioritize yet).
+            // CR8 is the local APIC's TPR[7:4] (SDM 11.8.6); bits 63:4 are reserved.
             CrAccess::MovTo { cr: 8, gpr } => {
-                st.sregs.cr8 = read_reg(g, gpr) & 0xf;
+                let v = read_reg(g, gpr);
+                if v >> 4 != 0 {
+                    inject(GP_VECTOR, Some(0));
+                    return Next::Resume;
+                }
+                st.set_cr8(v);
+                if let Some(a) = &st.lapic {
+                    vcpu.mailbox.mirror(a);
+                }
                 skip_instruction();
                 Next::Resume
             }
             CrAccess::MovFrom { cr: 8, gpr } => {
-                write_reg(g, gpr, st.sregs.cr8);
+                write_reg(g, gpr, st.cr8());
                 skip_instruction();
                 Next::Resume
             }
@@ -1042,6 +1049,30 @@ fn handle_exit(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32, ept
         }
         reason::RDMSR | reason::WRMSR if crate::vmx_core::lapic::x2apic_offset(g[1] as u32).is_some() => {
             let write = (exit.basic() == reason::WRMSR).then(|| (g[0] & 0xffff_ffff) | (g[2] << 32));
+            if let Some(done) = nested::x2apic_virtual_msr(st, eptp, g[1] as u32, write) {
+                return match done {
+                    nested::VirtualMsr::Read(v) => {
+                        [g[0], g[2]] = [v & 0xffff_ffff, v >> 32];
+                        skip_instruction();
+                        Next::Resume
+                    }
+                    nested::VirtualMsr::Written => {
+                        skip_instruction();
+                        Next::Resume
+                    }
+                    nested::VirtualMsr::BelowThreshold => {
+                        skip_instruction();
+                        let info = nested::ExitInfo { reason: reason::TPR_BELOW_THRESHOLD as u64, ..Default::default() };
+                        st.nested.switch = Some(nested::Switch::Exit(info));
+                        Next::Leave(Leave::Nested)
+                    }
+                    nested::VirtualMsr::Gp => {
+                        inject(GP_VECTOR, Some(0));
+                        Next::Resume
+                    }
+                    nested::VirtualMsr::Unbacked => internal(INTERNAL_ERROR_EMULATION, [exit.0 as u64, g[1], 0]),
+                };
+            }
             match x2apic_msr(vcpu, st, g[1] as u32, write) {
                 Some(Ok(v)) => {
                     if write.is_none() {

@@ -157,6 +157,19 @@ fn fpu_reset() -> FxArea {
 }
 
 impl VcpuState {
+    /// CR8: the in-kernel local APIC's TPR[7:4], or (without one) the value last written.
+    pub(crate) fn cr8(&self) -> u64 {
+        self.lapic.as_ref().map_or(self.sregs.cr8, |a| a.cr8())
+    }
+
+    /// MOV to CR8 / KVM_SET_SREGS: the TPR of the in-kernel APIC (SDM 11.8.6.1).
+    pub(crate) fn set_cr8(&mut self, cr8: u64) {
+        self.sregs.cr8 = cr8 & 0xf;
+        if let Some(a) = self.lapic.as_mut() {
+            a.set_cr8(cr8);
+        }
+    }
+
     /// The architectural state after RESET (SDM vol. 3A table 10-1), as KVM reports it before
     /// the first KVM_SET_*REGS: real mode at F000:FFF0.
     fn reset(id: u32, lapic: bool, stuff_vmx_msrs: bool) -> Self {
@@ -341,6 +354,7 @@ impl VcpuState {
         // not with CR3) must go, as KVM_REQ_TLB_FLUSH_GUEST does on KVM.
         self.flushed_for = None;
         self.set_msr(Msr::ApicBase, apic_base);
+        self.set_cr8(s.cr8);
         Ok(())
     }
 }
@@ -487,7 +501,9 @@ impl Vcpu {
                 Ok(0)
             }
             uapi::KVM_GET_SREGS => {
-                let sregs = this.state.lock().sregs;
+                let st = this.state.lock();
+                let sregs = KvmSregs { cr8: st.cr8(), ..st.sregs };
+                drop(st);
                 write_user(arg, &sregs)
             }
             uapi::KVM_SET_SREGS => {

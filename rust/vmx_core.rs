@@ -33,6 +33,8 @@ pub mod guest_cr;
 pub mod guest_msr;
 #[path = "core/src/msr.rs"]
 pub mod msr;
+#[path = "core/src/nested_apic.rs"]
+pub mod nested_apic;
 #[path = "core/src/nested_caps.rs"]
 pub mod nested_caps;
 #[path = "core/src/nested_ept.rs"]

@@ -64,6 +64,10 @@ pub mod reason {
     pub const MSR_LOADING: u16 = 34;
     /// MWAIT.
     pub const MWAIT: u16 = 36;
+    /// TPR below threshold.
+    pub const TPR_BELOW_THRESHOLD: u16 = 43;
+    /// APIC access.
+    pub const APIC_ACCESS: u16 = 44;
     /// MONITOR.
     pub const MONITOR: u16 = 39;
     /// PAUSE.

@@ -215,6 +215,17 @@ impl Lapic {
         bits[v as usize / 32] &= !(1 << (v % 32));
     }
 
+    /// CR8 in 64-bit mode: TPR bits 7:4 (SDM 11.8.6).
+    pub const fn cr8(&self) -> u64 {
+        ((self.tpr >> 4) & 0xf) as u64
+    }
+
+    /// MOV to CR8: TPR[7:4] = CR8[3:0], TPR[3:0] = 0 (SDM 11.8.6.1). Bits 63:4 are reserved
+    /// (the caller raises #GP for them).
+    pub fn set_cr8(&mut self, cr8: u64) {
+        self.tpr = ((cr8 & 0xf) << 4) as u32;
+    }
+
     /// Processor priority (SDM 11.8.3.1).
     pub fn ppr(&self) -> u32 {
         let isrv = Self::highest(&self.isr).map_or(0, |v| v as u32);
@@ -670,6 +681,10 @@ mod tests {
         assert_eq!(a.deliverable(), Some(0x41));
         a.write(reg::TPR, 0x50, 0, KHZ).unwrap();
         assert_eq!(a.deliverable(), None, "TPR masks class 4");
+        assert_eq!(a.cr8(), 5, "CR8 is TPR[7:4]");
+        a.set_cr8(3);
+        assert_eq!(a.read(reg::TPR, 0, KHZ), Ok(0x30));
+        a.set_cr8(5);
         a.write(reg::TPR, 0x30, 0, KHZ).unwrap();
         assert_eq!(a.deliverable(), Some(0x41));
     }

@@ -22,6 +22,7 @@ pub mod memslot;
 pub mod guest_cr;
 pub mod guest_msr;
 pub mod msr;
+pub mod nested_apic;
 pub mod nested_caps;
 pub mod nested_ept;
 pub mod nested_entry;

@@ -7,7 +7,8 @@
 //!
 //! The offer covers what kvm_intel needs to run as L1 (design.md §4): pin-based external-
 //! interrupt and NMI exiting; HLT, CR3 load/store, unconditional I/O, MOV-DR, TSC
-//! offsetting, MWAIT/MONITOR, INVLPG, RDPMC, interrupt-window, CR8 exiting; exits saving
+//! offsetting, MWAIT/MONITOR, INVLPG, RDPMC, interrupt-window, CR8 exiting, the TPR shadow
+//! with virtualized APIC accesses and virtualize x2APIC mode; exits saving
 //! debug controls, acknowledging interrupts, to a 64-bit host; entries loading debug
 //! controls and to IA-32e mode; EPT with 4-level walks, WB and all-context INVEPT (nested EPT), unrestricted guest.
 
@@ -42,6 +43,7 @@ const PRIMARY_OFFERED: u32 = primary::INTR_WINDOW_EXITING
     | primary::CR3_STORE_EXITING
     | primary::CR8_LOAD_EXITING
     | primary::CR8_STORE_EXITING
+    | primary::TPR_SHADOW
     | primary::NMI_WINDOW_EXITING
     | primary::MOV_DR_EXITING
     | primary::UNCOND_IO_EXITING
@@ -51,8 +53,11 @@ const PRIMARY_OFFERED: u32 = primary::INTR_WINDOW_EXITING
     | primary::PAUSE_EXITING
     | primary::SECONDARY_CONTROLS;
 /// EPT is nested EPT (rust/nested_ept.rs): L2's memory through L1's EPT composed with L0's.
-/// Unrestricted guest comes with it (the CPU runs L2's real mode under EPT02).
-const SECONDARY_OFFERED: u32 = secondary::ENABLE_EPT
+/// Unrestricted guest comes with it (the CPU runs L2's real mode under EPT02). The TPR
+/// shadow, virtualized APIC accesses and virtualize x2APIC mode are nested_apic.rs's.
+const SECONDARY_OFFERED: u32 = secondary::VIRTUALIZE_APIC_ACCESSES
+    | secondary::VIRTUALIZE_X2APIC
+    | secondary::ENABLE_EPT
     | secondary::DESC_TABLE_EXITING
     | secondary::ENABLE_VPID
     | secondary::UNRESTRICTED_GUEST
@@ -273,8 +278,9 @@ mod tests {
                 | primary::UNCOND_IO_EXITING | primary::MOV_DR_EXITING | primary::USE_TSC_OFFSETTING
                 | primary::MWAIT_EXITING | primary::MONITOR_EXITING | primary::INVLPG_EXITING
                 | primary::RDPMC_EXITING | primary::INTR_WINDOW_EXITING | primary::CR8_LOAD_EXITING
-                | primary::CR8_STORE_EXITING | primary::SECONDARY_CONTROLS
+                | primary::CR8_STORE_EXITING | primary::SECONDARY_CONTROLS | primary::TPR_SHADOW
         ));
+        assert!(c.secondary.allows(secondary::VIRTUALIZE_APIC_ACCESSES | secondary::VIRTUALIZE_X2APIC));
         assert!(c.exit.allows(exit::SAVE_DEBUG_CONTROLS | exit::ACK_INTR_ON_EXIT | exit::HOST_ADDR_SPACE_SIZE));
         assert!(c.entry.allows(entry::LOAD_DEBUG_CONTROLS | entry::IA32E_MODE_GUEST));
         assert!(c.secondary.allows(secondary::ENABLE_VPID));
@@ -295,9 +301,10 @@ mod tests {
     fn offers_nothing_nvmx_does_not_emulate() {
         let c = L1VmxCaps::offer(&host(), 0x2e);
         assert!(!c.pin.allows(pin::POSTED_INTR));
-        assert!(!c.primary.allows(primary::TPR_SHADOW) && !c.primary.allows(primary::MONITOR_TRAP_FLAG));
+        assert!(!c.primary.allows(primary::MONITOR_TRAP_FLAG));
         for s in [secondary::SHADOW_VMCS, secondary::ENABLE_VMFUNC, secondary::ENABLE_PML,
-                  secondary::VIRTUALIZE_APIC_ACCESSES, secondary::ENABLE_RDTSCP, secondary::ENABLE_XSAVES] {
+                  secondary::APIC_REGISTER_VIRT, secondary::VIRTUAL_INTR_DELIVERY,
+                  secondary::ENABLE_RDTSCP, secondary::ENABLE_XSAVES] {
             assert!(!c.secondary.allows(s), "{s:#x}");
         }
         assert!(!c.exit.allows(exit::LOAD_PERF_GLOBAL_CTRL));
@@ -326,7 +333,7 @@ mod tests {
         assert_eq!(c.restore(&offered, msr::IA32_VMX_TRUE_PROCBASED_CTLS, p & !((primary::HLT_EXITING as u64) << 32)), Ok(()));
         assert_eq!(c.restore(&offered, msr::IA32_VMX_TRUE_PROCBASED_CTLS, p | primary::HLT_EXITING as u64), Ok(()));
         // Allowing what is not offered, or dropping a must-be-one: refused.
-        assert_eq!(c.restore(&offered, msr::IA32_VMX_TRUE_PROCBASED_CTLS, p | ((primary::TPR_SHADOW as u64) << 32)), Err(()));
+        assert_eq!(c.restore(&offered, msr::IA32_VMX_TRUE_PROCBASED_CTLS, p | ((primary::MONITOR_TRAP_FLAG as u64) << 32)), Err(()));
         let pinv = offered.pin.to_msr();
         assert_eq!(c.restore(&offered, msr::IA32_VMX_TRUE_PINBASED_CTLS, pinv & !0x16), Err(()));
         // BASIC: feature bits may be cleared; the revision and sizes may not change.

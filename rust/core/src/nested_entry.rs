@@ -105,9 +105,10 @@ fn phys_ok(a: u64, maxphyaddr: u8) -> bool {
     maxphyaddr >= 64 || a >> maxphyaddr == 0
 }
 
-/// Run all checks. `read_u32` reads 4 bytes of L1 memory (the VMCS link pointer's region).
+/// Run all checks. `read_u32` reads 4 bytes of L1 memory (VTPR in the virtual-APIC page, the
+/// VMCS link pointer's region).
 pub fn check(v: &Vmcs12, caps: &L1VmxCaps, env: &EntryEnv, read_u32: impl Fn(u64) -> Option<u32>) -> Result<(), EntryFailure> {
-    check_controls(v, caps, env).map_err(EntryFailure::Controls)?;
+    check_controls(v, caps, env, &read_u32).map_err(EntryFailure::Controls)?;
     check_host(v, caps, env).map_err(EntryFailure::HostState)?;
     check_guest(v, caps, env, read_u32)
 }
@@ -125,7 +126,7 @@ macro_rules! require {
 }
 
 /// SDM 27.2.1: checks on VMX controls.
-fn check_controls(v: &Vmcs12, caps: &L1VmxCaps, env: &EntryEnv) -> Result<(), Failed> {
+fn check_controls(v: &Vmcs12, caps: &L1VmxCaps, env: &EntryEnv, read_u32: impl Fn(u64) -> Option<u32>) -> Result<(), Failed> {
     let pin_ = v.get(f::PIN_BASED_VM_EXEC_CONTROL);
     let prim = v.get(f::CPU_BASED_VM_EXEC_CONTROL);
     let sec = if prim as u32 & primary::SECONDARY_CONTROLS != 0 { v.get(f::SECONDARY_VM_EXEC_CONTROL) } else { 0 };
@@ -145,6 +146,7 @@ fn check_controls(v: &Vmcs12, caps: &L1VmxCaps, env: &EntryEnv) -> Result<(), Fa
         let a = v.get(f::MSR_BITMAP);
         require!(page_ok(a), S, f::MSR_BITMAP, a, "4-KByte aligned, within the physical-address width");
     }
+    check_apic_virtualization(v, prim as u32, sec as u32, env, read_u32)?;
     let nmi = pin_ as u32 & pin::NMI_EXITING != 0;
     let vnmi = pin_ as u32 & pin::VIRTUAL_NMIS != 0;
     require!(nmi || !vnmi, S, f::PIN_BASED_VM_EXEC_CONTROL, pin_, "virtual NMIs only with NMI exiting");
@@ -183,6 +185,39 @@ fn check_controls(v: &Vmcs12, caps: &L1VmxCaps, env: &EntryEnv) -> Result<(), Fa
         }
     }
     check_event_injection(v)
+}
+
+/// SDM 27.2.1.1: the APIC-virtualization controls (TPR shadow, virtual-APIC page, TPR
+/// threshold, virtualize x2APIC mode, APIC-access page). Virtual-interrupt delivery is not
+/// offered, so the rules that hold without it apply.
+fn check_apic_virtualization(v: &Vmcs12, prim: u32, sec: u32, env: &EntryEnv, read_u32: impl Fn(u64) -> Option<u32>) -> Result<(), Failed> {
+    const S: &str = "27.2.1.1";
+    let page_ok = |a: u64| a & 0xfff == 0 && phys_ok(a, env.maxphyaddr);
+    if prim & primary::TPR_SHADOW != 0 {
+        let page = v.get(f::VIRTUAL_APIC_PAGE_ADDR);
+        require!(page_ok(page), S, f::VIRTUAL_APIC_PAGE_ADDR, page, "4-KByte aligned, within the physical-address width");
+        let threshold = v.get(f::TPR_THRESHOLD);
+        require!(threshold >> 4 == 0, S, f::TPR_THRESHOLD, threshold, "bits 31:4 zero without virtual-interrupt delivery");
+        if sec & secondary::VIRTUALIZE_APIC_ACCESSES == 0 {
+            // An unreadable page is not checked here: VM entry cannot use it (rust/nested.rs
+            // then exits to userspace, as KVM does).
+            if let Some(vtpr) = read_u32(page + super::nested_apic::VTPR) {
+                require!(threshold & 0xf <= u64::from((vtpr >> 4) & 0xf), S, f::TPR_THRESHOLD, threshold,
+                    "bits 3:0 not above VTPR[7:4] without virtualized APIC accesses");
+            }
+        }
+    } else {
+        let needs_tpr = secondary::VIRTUALIZE_X2APIC | secondary::APIC_REGISTER_VIRT | secondary::VIRTUAL_INTR_DELIVERY;
+        require!(sec & needs_tpr == 0, S, f::SECONDARY_VM_EXEC_CONTROL, sec as u64,
+            "virtualize x2APIC mode, APIC-register virtualization and virtual-interrupt delivery only with the TPR shadow");
+    }
+    require!(sec & secondary::VIRTUALIZE_X2APIC == 0 || sec & secondary::VIRTUALIZE_APIC_ACCESSES == 0, S,
+        f::SECONDARY_VM_EXEC_CONTROL, sec as u64, "virtualize x2APIC mode and virtualize APIC accesses not both");
+    if sec & secondary::VIRTUALIZE_APIC_ACCESSES != 0 {
+        let a = v.get(f::APIC_ACCESS_ADDR);
+        require!(page_ok(a), S, f::APIC_ACCESS_ADDR, a, "4-KByte aligned, within the physical-address width");
+    }
+    Ok(())
 }
 
 /// SDM 27.2.1.3: the VM-entry interruption-information field.
@@ -484,6 +519,50 @@ mod tests {
         assert!(matches!(run(&v), Err(EntryFailure::Controls(Failed { field: f::MSR_BITMAP, .. }))));
         v.set(f::MSR_BITMAP, 0x5000);
         assert_eq!(run(&v), Ok(()));
+    }
+
+    #[test]
+    fn apic_virtualization_controls() {
+        let c = caps();
+        let base = selftest_vmcs12(&c);
+        let prim = base.get(f::CPU_BASED_VM_EXEC_CONTROL);
+        let tpr = prim | primary::TPR_SHADOW as u64;
+        // VTPR (offset 80H of the virtual-APIC page at 0x5000) holds priority class 3.
+        let vtpr = |a: u64| (a == 0x5080).then_some(0x30u32);
+        let with = |p: u64, sec: u32, set: &[(Field, u64)]| {
+            let mut v = base.clone();
+            v.set(f::CPU_BASED_VM_EXEC_CONTROL, p);
+            v.set(f::SECONDARY_VM_EXEC_CONTROL, sec as u64);
+            v.set(f::VIRTUAL_APIC_PAGE_ADDR, 0x5000);
+            v.set(f::APIC_ACCESS_ADDR, 0x6000);
+            for &(field, value) in set {
+                v.set(field, value);
+            }
+            check(&v, &c, &ENV, vtpr)
+        };
+        let refused = |r: Result<(), EntryFailure>, field: Field| {
+            assert!(matches!(r, Err(EntryFailure::Controls(Failed { field: ff, .. })) if ff == field), "{field:?}: {r:?}");
+        };
+        assert_eq!(with(tpr, 0, &[(f::TPR_THRESHOLD, 3)]), Ok(()));
+        assert_eq!(with(tpr, secondary::VIRTUALIZE_X2APIC, &[]), Ok(()));
+        assert_eq!(with(prim, secondary::VIRTUALIZE_APIC_ACCESSES, &[]), Ok(()));
+        // Virtual-APIC page: aligned, within MAXPHYADDR.
+        refused(with(tpr, 0, &[(f::VIRTUAL_APIC_PAGE_ADDR, 0x5008)]), f::VIRTUAL_APIC_PAGE_ADDR);
+        refused(with(tpr, 0, &[(f::VIRTUAL_APIC_PAGE_ADDR, 1 << 39)]), f::VIRTUAL_APIC_PAGE_ADDR);
+        // TPR threshold: bits 31:4 zero; bits 3:0 not above VTPR[7:4] (3) unless APIC
+        // accesses are virtualized.
+        refused(with(tpr, 0, &[(f::TPR_THRESHOLD, 0x10)]), f::TPR_THRESHOLD);
+        refused(with(tpr, 0, &[(f::TPR_THRESHOLD, 4)]), f::TPR_THRESHOLD);
+        assert_eq!(with(tpr, secondary::VIRTUALIZE_APIC_ACCESSES, &[(f::TPR_THRESHOLD, 4)]), Ok(()));
+        // Virtualize x2APIC mode needs the TPR shadow and excludes virtualized APIC accesses.
+        refused(with(prim, secondary::VIRTUALIZE_X2APIC, &[]), f::SECONDARY_VM_EXEC_CONTROL);
+        refused(with(tpr, secondary::VIRTUALIZE_X2APIC | secondary::VIRTUALIZE_APIC_ACCESSES, &[]),
+            f::SECONDARY_VM_EXEC_CONTROL);
+        // APIC-access page: aligned, within MAXPHYADDR.
+        refused(with(prim, secondary::VIRTUALIZE_APIC_ACCESSES, &[(f::APIC_ACCESS_ADDR, 0x6001)]), f::APIC_ACCESS_ADDR);
+        refused(with(prim, secondary::VIRTUALIZE_APIC_ACCESSES, &[(f::APIC_ACCESS_ADDR, 1 << 40)]), f::APIC_ACCESS_ADDR);
+        // Not offered: APIC-register virtualization (the offer check catches it first).
+        refused(with(tpr, secondary::APIC_REGISTER_VIRT, &[]), f::SECONDARY_VM_EXEC_CONTROL);
     }
 
     #[test]

@@ -67,6 +67,8 @@ pub fn l1_wants(v: &Vmcs12, e: &L2Exit, gpr: impl Fn(u8) -> u64, read_byte: impl
         reason::MONITOR => prim & primary::MONITOR_EXITING != 0,
         reason::PAUSE => prim & primary::PAUSE_EXITING != 0,
         reason::WBINVD => sec & secondary::WBINVD_EXITING != 0,
+        // Only L1's TPR shadow and APIC-access page cause these (nested_apic.rs).
+        reason::TPR_BELOW_THRESHOLD | reason::APIC_ACCESS => true,
         // GDTR/IDTR and LDTR/TR accesses (46, 47).
         46 | 47 => sec & secondary::DESC_TABLE_EXITING != 0,
         // EPT faults are L0's EPT or EPT02's: nested EPT decides which are L1's after its
