@@ -1155,7 +1155,14 @@ pub(crate) fn reflect(st: &VcpuState, g: &[u64; 16], eptp: u64) -> Option<ExitIn
     let v = st.nested.vmcs12.as_ref()?;
     let info = ExitInfo::from_vmcs();
     if info.reason & (1 << 31) != 0 {
-        // The CPU refused L2's guest state (or MSR loading): L1 gets the entry failure.
+        // The CPU refused L2's guest state at the first entry after L1's VMLAUNCH/VMRESUME:
+        // L1 gets the entry failure. On a later entry (L2 resumed after an exit nvmx or
+        // userspace handled) the state is not L1's doing — the CPU saved it, or userspace
+        // stuffed it with KVM_SET_SREGS — and no entry failure exists architecturally there:
+        // L2 triple-faults to L1, as on KVM (which cannot emulate invalid L2 state either).
+        if st.nested.l1_at_entry.is_none() {
+            return Some(ExitInfo { reason: reason::TRIPLE_FAULT as u64, ..ExitInfo::default() });
+        }
         return Some(info);
     }
     let e = L2Exit {
