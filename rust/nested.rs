@@ -1251,6 +1251,36 @@ impl Ept12Denial {
     }
 }
 
+/// An exception nvmx raised in L2 at its next entry (an instruction it emulated for L2
+/// faulted: [`run::inject`]) that L1's exception bitmap intercepts becomes the exception exit
+/// L1 would have got from the CPU (SDM 26.2, 28.2.2; KVM's nested_vmx_check_exception), and
+/// is withdrawn from VMCS02. `requeued` is what was queued before: an event re-injected after
+/// an exit during its delivery, which L1 already let through.
+pub(crate) fn raised_exception_exit(st: &VcpuState, requeued: u64) -> Option<ExitInfo> {
+    const TYPE_HW_EXCEPTION: u64 = 3;
+    const DELIVER_CODE: u64 = 1 << 11;
+    let v = st.nested.vmcs12.as_ref()?;
+    let info = r(f::VM_ENTRY_INTR_INFO_FIELD);
+    if info & INTR_INFO_VALID == 0 || info == requeued || (info >> 8) & 7 != TYPE_HW_EXCEPTION {
+        return None;
+    }
+    let code = if info & DELIVER_CODE != 0 { r(f::VM_ENTRY_EXCEPTION_ERROR_CODE) } else { 0 };
+    let vector = info & 0xff;
+    if !nested_exit::exception_wanted(v, vector, code) {
+        return None;
+    }
+    w(f::VM_ENTRY_INTR_INFO_FIELD, 0).ok()?;
+    // A page fault's qualification is its linear address (run::inject_page_fault set CR2).
+    let qualification = if vector == 14 { crate::vmx_ops::read_cr2() } else { 0 };
+    Some(ExitInfo {
+        reason: reason::EXCEPTION_NMI as u64,
+        qualification,
+        intr_info: info & !(1 << 12),
+        intr_error: code,
+        ..ExitInfo::default()
+    })
+}
+
 /// While L2 runs: an interrupt L1's local APIC can deliver, with L1's external-interrupt
 /// exiting on, is an exit to L1 (reason 1; with "acknowledge interrupt on exit" the vector
 /// is taken from the APIC into the exit interruption information, SDM 28.2.2).

@@ -790,8 +790,17 @@ fn guest_loop(vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, eptp: u64, generation: 
             }
         }
         requeue_vectoring_event();
+        let requeued = if st.nested.guest_mode { r(f::VM_ENTRY_INTR_INFO_FIELD) } else { 0 };
         match handle_exit(vcpu, &mut gprs, st, cpu, eptp) {
             Next::Resume => {
+                // An exception nvmx raised in L2 while doing something for it is L1's if
+                // L1's exception bitmap says so, as one the CPU raised would have been.
+                if st.nested.guest_mode {
+                    if let Some(info) = nested::raised_exception_exit(st, requeued) {
+                        st.nested.switch = Some(nested::Switch::Exit(info));
+                        break Leave::Nested;
+                    }
+                }
                 // Leave for the scheduler, or because the VM's memory changed (the slot
                 // ioctl waits for every vCPU on the old generation to leave).
                 if shim::need_resched()

@@ -11,6 +11,8 @@
  *     the MOV), with VTPR written;
  *  3. virtualize x2APIC mode: L2's x2APIC TPR MSR is VTPR, other x2APIC registers are L1's
  *     APIC, a TPR write with reserved bits is #GP in L2, a write below the threshold exits;
+ *     that #GP is an exception exit to L1 when L1's exception bitmap asks, and L1 can
+ *     re-inject it;
  *  4. virtualized APIC accesses: L2's read and write of the APIC-access page are APIC-access
  *     exits (fault-like) with the offset and the access type in the qualification;
  *  5. VMfailValid(7) for the control combinations the SDM forbids.
@@ -24,6 +26,10 @@
 #define EXIT_REASON_TPR_BELOW_THRESHOLD	43
 #define EXIT_REASON_APIC_ACCESS		44
 #define VMXERR_ENTRY_INVALID_CONTROL_FIELD	7
+/* Interruption information (SDM 25.9.2). */
+#define INTR_VALID			(1u << 31)
+#define INTR_HW_EXCEPTION		(3u << 8)
+#define INTR_DELIVER_CODE		(1u << 11)
 #define X2APIC_TPR_MSR			(APIC_BASE_MSR + (APIC_TASKPRI >> 4))
 #define X2APIC_LVR_MSR			(APIC_BASE_MSR + (APIC_LVR >> 4))
 
@@ -75,6 +81,9 @@ static void l2_code(void)
 		     ".global l2_after_tpr_msr_write\n\t"
 		     "l2_after_tpr_msr_write:"
 		     :: "c"(X2APIC_TPR_MSR), "a"(0x20), "d"(0));
+	vmcall();
+	/* The #GP of a reserved TPR write, which L1's exception bitmap now intercepts. */
+	l2_fault = wrmsr_safe(X2APIC_TPR_MSR, 0x150);
 	vmcall();
 
 	/* 4. The APIC-access page: a read of offset 0x20, a write of offset 0x80. */
@@ -166,6 +175,20 @@ static void l1_code(struct vmx_pages *vmx)
 	vmwrite(TPR_THRESHOLD, 0);
 	GUEST_ASSERT(!vmresume());
 	skip_vmcall();
+	/* A #GP raised for L2 goes to L1 when its exception bitmap asks; L1 re-injects it. */
+	l2_fault = 0;
+	vmwrite(EXCEPTION_BITMAP, 1u << GP_VECTOR);
+	GUEST_ASSERT(!vmresume());
+	GUEST_ASSERT_EQ(vmreadz(VM_EXIT_REASON), EXIT_REASON_EXCEPTION_NMI);
+	GUEST_ASSERT_EQ(vmreadz(VM_EXIT_INTR_INFO), INTR_VALID | INTR_HW_EXCEPTION | INTR_DELIVER_CODE | GP_VECTOR);
+	GUEST_ASSERT_EQ(vmreadz(VM_EXIT_INTR_ERROR_CODE), 0);
+	GUEST_ASSERT_EQ(l2_fault, 0);
+	vmwrite(EXCEPTION_BITMAP, 0);
+	vmwrite(VM_ENTRY_INTR_INFO_FIELD, INTR_VALID | INTR_HW_EXCEPTION | INTR_DELIVER_CODE | GP_VECTOR);
+	vmwrite(VM_ENTRY_EXCEPTION_ERROR_CODE, 0);
+	GUEST_ASSERT(!vmresume());
+	skip_vmcall();
+	GUEST_ASSERT_EQ(l2_fault, GP_VECTOR);
 	GUEST_SYNC(3);
 
 	/* 4. Virtualized APIC accesses (no TPR shadow: the accesses themselves exit). */
