@@ -108,6 +108,7 @@ pub(crate) struct L1AtEntry {
     pat: u64,
     sysenter: [u64; 3],
     interruptibility: u64,
+    dr7: u64,
 }
 
 /// The nested-VMX state of a vCPU.
@@ -790,6 +791,7 @@ pub(crate) fn apply_switch(st: &mut VcpuState, eptp: u64, home: MsrHome) {
                 st.pat = l1.pat;
                 st.sysenter = l1.sysenter;
                 st.interruptibility = l1.interruptibility;
+                st.debug.dr7 = l1.dr7;
             }
             st.nested.guest_mode = false;
             st.inject = None;
@@ -816,6 +818,7 @@ fn enter_l2(st: &mut VcpuState, launch: bool, insn_len: u64) {
         pat: st.pat,
         sysenter: st.sysenter,
         interruptibility: st.interruptibility,
+        dr7: st.debug.dr7,
     });
     let en = v.get(f::VM_ENTRY_CONTROLS) as u32;
     let ia32e = en & entry::IA32E_MODE_GUEST != 0;
@@ -840,6 +843,10 @@ fn enter_l2(st: &mut VcpuState, launch: bool, insn_len: u64) {
     };
     if en & entry::LOAD_IA32_PAT != 0 {
         st.pat = v.get(f::GUEST_IA32_PAT);
+    }
+    // SDM 27.3.2.1: "load debug controls" loads DR7 (bits 63:32 were checked).
+    if en & entry::LOAD_DEBUG_CONTROLS != 0 {
+        let _ = st.debug.write(7, v.get(f::GUEST_DR7), false);
     }
     st.sysenter = [v.get(f::GUEST_SYSENTER_CS), v.get(f::GUEST_SYSENTER_ESP), v.get(f::GUEST_SYSENTER_EIP)];
     st.regs.rip = v.get(f::GUEST_RIP);
@@ -994,6 +1001,9 @@ fn save_l2(st: &VcpuState, v: &mut Vmcs12) {
     if ex & exit_ctl::SAVE_IA32_PAT != 0 {
         v.set(f::GUEST_IA32_PAT, st.pat);
     }
+    if ex & exit_ctl::SAVE_DEBUG_CONTROLS != 0 {
+        v.set(f::GUEST_DR7, st.debug.dr7);
+    }
     // IA32_VMX_MISC[5]: the IA-32e mode guest control records EFER.LMA.
     let en = v.get(f::VM_ENTRY_CONTROLS) & !(entry::IA32E_MODE_GUEST as u64);
     v.set(f::VM_ENTRY_CONTROLS, en | if s.efer & EFER_LMA != 0 { entry::IA32E_MODE_GUEST as u64 } else { 0 });
@@ -1046,6 +1056,8 @@ fn load_host_state(st: &mut VcpuState) {
     st.regs.rflags = 2;
     st.interruptibility = 0;
     st.inject = None;
+    // SDM 28.5.1: DR7 is 400H after every VM exit.
+    st.debug.dr7 = crate::vmx_core::debug_regs::DR7_FIXED_1;
     st.nested.guest_mode = false;
     st.flushed_for = None;
 }

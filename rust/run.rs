@@ -17,6 +17,7 @@ use crate::vmx_core::insn::{self, CpuMode, Decoded, Gpr};
 use crate::vmx_core::paging::{self, GuestPhys, PagingRegs};
 use crate::vmx_core::controls::{cr0, cr4, entry};
 use crate::vmx_core::cpuid;
+use crate::vmx_core::debug_regs::{DrAccess, DrFault};
 use crate::vmx_core::guest_cr;
 use crate::vmx_core::guest_msr::{self, Msr, WriteContext, Writer};
 use crate::vmx_core::lapic::{reg as lapic_reg, ApicError, Delivery, Destination, WriteEffect};
@@ -288,6 +289,22 @@ fn region(host: &crate::HostInfo, vcpu: &Vcpu, st: &mut VcpuState, eptp: u64, ge
     // breakpoints (ptrace watchpoints, perf) and branch recording are put back below.
     let host_dr7 = vmx_ops::read_dr7();
     let host_debugctl = if host.has_debugctl { vmx_ops::rdmsr(MSR_IA32_DEBUGCTL) } else { 0 };
+    // The guest's DR0-DR3 and DR6 go on the CPU only when its DR7 enables a breakpoint
+    // (KVM's switch_db_regs): the host's are kept and put back, with the host's breakpoints
+    // off (DR7 0x400) before any guest address is in DR0-DR3.
+    let host_dbs = st.debug.breakpoints_enabled().then(|| {
+        let saved = [0u8, 1, 2, 3, 6].map(vmx_ops::read_dr);
+        // SAFETY: DR7 = 0x400 first (no breakpoint enabled in the host), then the guest's
+        // addresses and status (DR6 with its fixed bits, debug_regs.rs).
+        unsafe {
+            vmx_ops::write_dr7(DR7_RESET);
+            for (n, v) in [0u8, 1, 2, 3].into_iter().zip(st.debug.db) {
+                vmx_ops::write_dr(n, v);
+            }
+            vmx_ops::write_dr(6, st.debug.dr6);
+        }
+        saved
+    });
     // The guest's FPU and SYSCALL MSRs replace the host's for the region (IRQs are off, so
     // nothing else in the kernel sees or uses them meanwhile).
     vmx_ops::fxsave(&mut st.host_fpu);
@@ -346,6 +363,15 @@ fn region(host: &crate::HostInfo, vcpu: &Vcpu, st: &mut VcpuState, eptp: u64, ge
     vmx_ops::fxsave(&mut st.fpu);
     // SAFETY: the host's own FPU image from the FXSAVE above.
     unsafe { vmx_ops::fxrstor(&st.host_fpu) };
+    if let Some(saved) = host_dbs {
+        // A #DB in the guest set DR6 bits; DR0-DR3 only change through MOV DR, which exits.
+        st.debug.set_dr6_from_cpu(vmx_ops::read_dr(6));
+        for (n, v) in [0u8, 1, 2, 3, 6].into_iter().zip(saved) {
+            // SAFETY: the host's own values, read above; DR7 is still 0x400 (a VM exit set
+            // it) until the host's own is put back below.
+            unsafe { vmx_ops::write_dr(n, v) };
+        }
+    }
     if host_dr7 != DR7_RESET {
         // SAFETY: the host's own DR7, read above.
         unsafe { vmx_ops::write_dr7(host_dr7) };
@@ -592,7 +618,7 @@ fn write_guest_state(caps: &HostCaps, c: &GuestControls, st: &VcpuState) -> core
     w(f::CR4_READ_SHADOW, s.cr4)?;
     w(f::TSC_OFFSET, st.tsc_offset)?;
     w(f::GUEST_CR3, s.cr3)?;
-    w(f::GUEST_DR7, 0x400)?;
+    w(f::GUEST_DR7, st.debug.dr7)?;
     w(f::GUEST_RSP, st.regs.rsp)?;
     w(f::GUEST_RIP, st.regs.rip)?;
     w(f::GUEST_RFLAGS, st.regs.rflags | 0x2)?;
@@ -677,6 +703,8 @@ fn read_back(st: &mut VcpuState) {
     s.gdt.limit = r(f::GUEST_GDTR_LIMIT) as u16;
     s.idt.base = r(f::GUEST_IDTR_BASE);
     s.idt.limit = r(f::GUEST_IDTR_LIMIT) as u16;
+    // A #DB in the guest clears DR7.GD without an exit; the exit saved DR7.
+    st.debug.dr7 = r(f::GUEST_DR7);
     // The guest's view of the owned bits is the read shadow.
     s.cr0 = (r(f::GUEST_CR0) & !CR0_OWNED) | (r(f::CR0_READ_SHADOW) & CR0_OWNED);
     let cr4_mask = r(f::CR4_GUEST_HOST_MASK);
@@ -1043,6 +1071,38 @@ fn handle_exit(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32, ept
             }
             _ => internal(INTERNAL_ERROR_EMULATION, [exit.0 as u64, q, 0]),
         },
+        // MOV to/from DRn at CPL 0 (the CPU raises #GP for CPL > 0 before exiting).
+        reason::DR_ACCESS => {
+            let a = DrAccess::decode(q);
+            let de = guest_cr4() & cr4::DE != 0;
+            let bits64 = cpu_mode() == CpuMode::Bits64;
+            let loaded = st.debug.breakpoints_enabled();
+            if loaded {
+                // The guest's DR6 is on the CPU (region()); a #DB in the guest may have set
+                // bits since.
+                st.debug.set_dr6_from_cpu(vmx_ops::read_dr(6));
+            }
+            let done = if a.read {
+                st.debug.read(a.dr, de).map(|v| write_reg(g, a.gpr, if bits64 { v } else { v & 0xffff_ffff }))
+            } else {
+                let v = read_reg(g, a.gpr);
+                st.debug.write(a.dr, if bits64 { v } else { v & 0xffff_ffff }, de)
+            };
+            match done {
+                Ok(()) => {
+                    let _ = w(f::GUEST_DR7, st.debug.dr7);
+                    skip_instruction();
+                    // DR0-DR3/DR6 are put on the CPU (or taken off) at region entry: leave
+                    // and come back if a write changed what must be there.
+                    if !a.read && (loaded || st.debug.breakpoints_enabled()) {
+                        return Next::Leave(Leave::Host { nmi: false });
+                    }
+                }
+                Err(DrFault::Ud) => inject(UD_VECTOR, None),
+                Err(DrFault::Gp) => inject(GP_VECTOR, Some(0)),
+            }
+            Next::Resume
+        }
         reason::IO_INSTRUCTION => {
             let io = IoQualification(q);
             if io.is_string() {

@@ -231,6 +231,10 @@ pub(crate) const KVM_SET_MSRS: u32 = _IOW::<[u32; 2]>(KVMIO, 0x89);
 pub(crate) const KVM_GET_FPU: u32 = _IOR::<KvmFpu>(KVMIO, 0x8c);
 /// `KVM_SET_FPU`.
 pub(crate) const KVM_SET_FPU: u32 = _IOW::<KvmFpu>(KVMIO, 0x8d);
+/// `KVM_GET_DEBUGREGS`.
+pub(crate) const KVM_GET_DEBUGREGS: u32 = _IOR::<KvmDebugregs>(KVMIO, 0xa1);
+/// `KVM_SET_DEBUGREGS`.
+pub(crate) const KVM_SET_DEBUGREGS: u32 = _IOW::<KvmDebugregs>(KVMIO, 0xa2);
 /// `KVM_SET_CPUID2`.
 pub(crate) const KVM_SET_CPUID2: u32 = _IOW::<[u32; 2]>(KVMIO, 0x90);
 /// `KVM_GET_CPUID2`.
@@ -375,6 +379,17 @@ pub(crate) struct KvmFpu {
     pub(crate) pad2: u32,
 }
 
+/// `struct kvm_debugregs`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KvmDebugregs {
+    pub(crate) db: [u64; 4],
+    pub(crate) dr6: u64,
+    pub(crate) dr7: u64,
+    pub(crate) flags: u64,
+    pub(crate) reserved: [u64; 9],
+}
+
 /// `KVM_CAP_*` numbers nvmx answers (include/uapi/linux/kvm.h).
 pub(crate) mod cap {
     /// `KVM_CAP_EXT_CPUID`: KVM_GET_SUPPORTED_CPUID and the CPUID2 ioctls.
@@ -408,6 +423,8 @@ pub(crate) mod cap {
     /// `KVM_CAP_GET_MSR_FEATURES`: KVM_GET_MSR_FEATURE_INDEX_LIST and KVM_GET_MSRS on the
     /// system fd.
     pub(crate) const GET_MSR_FEATURES: usize = 153;
+    /// `KVM_CAP_DEBUGREGS`: KVM_GET/SET_DEBUGREGS.
+    pub(crate) const DEBUGREGS: usize = 50;
     /// `KVM_CAP_DISABLE_QUIRKS2`: the quirks a VMM may disable (a mask).
     pub(crate) const DISABLE_QUIRKS2: usize = 213;
 }
@@ -541,6 +558,10 @@ unsafe impl FromBytes for KvmMsrEntry {}
 unsafe impl AsBytes for KvmMsrEntry {}
 // SAFETY: see above.
 unsafe impl FromBytes for KvmFpu {}
+// SAFETY: see above (u64 fields only).
+unsafe impl FromBytes for KvmDebugregs {}
+// SAFETY: see above.
+unsafe impl AsBytes for KvmDebugregs {}
 // SAFETY: see above.
 unsafe impl AsBytes for KvmFpu {}
 

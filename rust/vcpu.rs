@@ -17,9 +17,10 @@ use kernel::uaccess::{UserPtr, UserSlice};
 use crate::apic::Mailbox;
 use crate::nested::{self, Nested};
 use crate::shim;
-use crate::uapi::{self, mp_state, NvmxVcpuStats, KvmCpuidEntry2, KvmDtable, KvmFpu, KvmMsrEntry, KvmRegs, KvmSegment, KvmSregs};
+use crate::uapi::{self, mp_state, NvmxVcpuStats, KvmCpuidEntry2, KvmDebugregs, KvmDtable, KvmFpu, KvmMsrEntry, KvmRegs, KvmSegment, KvmSregs};
 use crate::vm::{read_user, Vm};
 use crate::vmx_core::cpuid::{self, CpuidEntry, GuestFeatures};
+use crate::vmx_core::debug_regs::DebugRegs;
 use crate::vmx_core::guest_cr;
 use crate::vmx_core::guest_msr::{self, apic_base, Msr, WriteContext, Writer};
 use crate::vmx_core::insn;
@@ -124,6 +125,9 @@ pub(crate) struct VcpuState {
     pub(crate) fpu: FxArea,
     /// The host's FPU registers while the guest's are loaded.
     pub(crate) host_fpu: FxArea,
+    /// DR0-DR3, DR6, DR7 (every MOV DR exits; rust/run.rs puts them on the CPU while a
+    /// breakpoint is enabled).
+    pub(crate) debug: DebugRegs,
     /// The in-kernel local APIC (VMs with `KVM_CAP_SPLIT_IRQCHIP`).
     pub(crate) lapic: Option<Lapic>,
     /// An NMI waiting for the guest to be able to take it.
@@ -219,6 +223,7 @@ impl VcpuState {
             tsc_adjust: 0,
             fpu: fpu_reset(),
             host_fpu: FxArea([0; 512]),
+            debug: DebugRegs::default(),
             lapic: lapic.then(|| Lapic::new(id)),
             nmi_pending: false,
             // With an in-kernel APIC, application processors wait for INIT/SIPI (KVM).
@@ -246,6 +251,7 @@ impl VcpuState {
         self.pending_ins = None;
         self.nmi_pending = false;
         self.flushed_for = None;
+        self.debug = DebugRegs::default();
         if let Some(a) = &mut self.lapic {
             let x2 = a.x2apic;
             *a = Lapic::new(a.id);
@@ -551,6 +557,23 @@ impl Vcpu {
                 let a = st.lapic.as_mut().ok_or(EINVAL)?;
                 a.set_state(&regs, now, khz);
                 this.mailbox.mirror(a);
+                Ok(0)
+            }
+            uapi::KVM_GET_DEBUGREGS => {
+                let d = this.state.lock().debug;
+                write_user(arg, &KvmDebugregs { db: d.db, dr6: d.dr6, dr7: d.dr7, ..KvmDebugregs::default() })
+            }
+            uapi::KVM_SET_DEBUGREGS => {
+                // KVM's rules: no flags, DR6/DR7 bits 63:32 clear (EINVAL), checked before
+                // anything changes.
+                let regs: KvmDebugregs = read_user(arg)?;
+                if regs.flags != 0 {
+                    return Err(EINVAL);
+                }
+                let mut d = DebugRegs { db: regs.db, ..DebugRegs::default() };
+                d.write(6, regs.dr6, false).map_err(|_| EINVAL)?;
+                d.write(7, regs.dr7, false).map_err(|_| EINVAL)?;
+                this.state.lock().debug = d;
                 Ok(0)
             }
             uapi::KVM_GET_FPU => write_user(arg, &fpu_to_kvm(&this.state.lock().fpu)),

@@ -483,7 +483,7 @@ pub(crate) const SUPPORTED_QUIRKS: u64 = crate::nested::QUIRK_STUFF_FEATURE_MSRS
 pub(crate) fn check_extension(capability: usize) -> isize {
     match capability {
         cap::USER_MEMORY | cap::USER_MEMORY2 | cap::IMMEDIATE_EXIT | cap::EXT_CPUID | cap::MP_STATE
-        | cap::GET_TSC_KHZ | cap::ENABLE_CAP_VM | cap::SPLIT_IRQCHIP | cap::SIGNAL_MSI => 1,
+        | cap::GET_TSC_KHZ | cap::ENABLE_CAP_VM | cap::SPLIT_IRQCHIP | cap::SIGNAL_MSI | cap::DEBUGREGS => 1,
         cap::NR_MEMSLOTS => memslot::USER_MEM_SLOTS as isize,
         cap::DISABLE_QUIRKS2 => SUPPORTED_QUIRKS as isize,
         cap::MANUAL_DIRTY_LOG_PROTECT2 => uapi::KVM_DIRTY_LOG_MANUAL_CAPS as isize,

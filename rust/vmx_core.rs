@@ -11,6 +11,8 @@ pub mod bits;
 pub mod controls;
 #[path = "core/src/cpuid.rs"]
 pub mod cpuid;
+#[path = "core/src/debug_regs.rs"]
+pub mod debug_regs;
 #[path = "core/src/ept.rs"]
 pub mod ept;
 #[path = "core/src/exit.rs"]

@@ -258,6 +258,41 @@ pub(crate) unsafe fn write_dr7(v: u64) {
     unsafe { asm!("mov dr7, {}", in(reg) v, options(nomem, nostack, preserves_flags)) };
 }
 
+/// Reads debug register `n` (0-3 or 6).
+pub(crate) fn read_dr(n: u8) -> u64 {
+    let v: u64;
+    // SAFETY: reading a debug register at CPL 0 has no side effects.
+    unsafe {
+        match n {
+            0 => asm!("mov {}, dr0", out(reg) v, options(nomem, nostack, preserves_flags)),
+            1 => asm!("mov {}, dr1", out(reg) v, options(nomem, nostack, preserves_flags)),
+            2 => asm!("mov {}, dr2", out(reg) v, options(nomem, nostack, preserves_flags)),
+            3 => asm!("mov {}, dr3", out(reg) v, options(nomem, nostack, preserves_flags)),
+            _ => asm!("mov {}, dr6", out(reg) v, options(nomem, nostack, preserves_flags)),
+        }
+    }
+    v
+}
+
+/// Writes debug register `n` (0-3 or 6).
+///
+/// # Safety
+///
+/// DR7 enables no breakpoint that `v` could make fire in the host (or `v` is the host's
+/// own value being restored), and a DR6 value has its reserved bits as the CPU wants them.
+pub(crate) unsafe fn write_dr(n: u8, v: u64) {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        match n {
+            0 => asm!("mov dr0, {}", in(reg) v, options(nomem, nostack, preserves_flags)),
+            1 => asm!("mov dr1, {}", in(reg) v, options(nomem, nostack, preserves_flags)),
+            2 => asm!("mov dr2, {}", in(reg) v, options(nomem, nostack, preserves_flags)),
+            3 => asm!("mov dr3, {}", in(reg) v, options(nomem, nostack, preserves_flags)),
+            _ => asm!("mov dr6, {}", in(reg) v, options(nomem, nostack, preserves_flags)),
+        }
+    }
+}
+
 /// Reads the time-stamp counter.
 pub(crate) fn rdtsc() -> u64 {
     let (lo, hi): (u32, u32);

@@ -329,6 +329,8 @@ pub mod cr0 {
 /// CR4 bits named in VMX rules (SDM 2.5).
 pub mod cr4 {
     use super::bit;
+    /// Debugging extensions (DR4/DR5 are #UD).
+    pub const DE: u64 = bit(3);
     /// Physical-address extension: required in IA-32e mode.
     pub const PAE: u64 = bit(5);
     /// VMX enable: VMXON #UDs without it; it cannot be cleared in VMX operation.

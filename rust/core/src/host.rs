@@ -327,6 +327,7 @@ impl GuestControls {
                 .exit
                 .adjust(
                     exit::HOST_ADDR_SPACE_SIZE
+                        | exit::SAVE_DEBUG_CONTROLS
                         | exit::SAVE_IA32_EFER
                         | exit::LOAD_IA32_EFER
                         | exit::SAVE_IA32_PAT
@@ -334,7 +335,8 @@ impl GuestControls {
                     0,
                 )
                 .map_err(missing)?,
-            entry: caps.entry.adjust(entry::LOAD_IA32_EFER | entry::LOAD_IA32_PAT, 0).map_err(missing)?
+            // The guest's DR7 and IA32_DEBUGCTL are VMCS state, never the host's.
+            entry: caps.entry.adjust(entry::LOAD_DEBUG_CONTROLS | entry::LOAD_IA32_EFER | entry::LOAD_IA32_PAT, 0).map_err(missing)?
                 & !entry::IA32E_MODE_GUEST,
         })
     }

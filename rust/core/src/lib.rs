@@ -11,6 +11,7 @@ pub mod basic;
 pub mod bits;
 pub mod controls;
 pub mod cpuid;
+pub mod debug_regs;
 pub mod ept;
 pub mod exit;
 pub mod field;
