@@ -10,7 +10,8 @@
 //! out the effects. Reference reading: KVM's arch/x86/kvm/vmx/nested.c.
 //!
 //! L2 under L1's EPT runs on EPT02 (rust/nested_ept.rs); L1's VMX-preemption timer runs on the
-//! CPU's; MSR-load/store lists are in nested_msr_list. Not offered to L1 (IA32_VMX_MISC and
+//! CPU's; MSR-load/store lists are in nested_msr_list; L1's TPR shadow and APIC-access page
+//! run on the CPU, its virtualize x2APIC mode here (nested_apic). Not offered to L1 (IA32_VMX_MISC and
 //! the secondary controls say so, and entry checks refuse them): activity states other than
 //! active (HLT, shutdown, wait-for-SIPI), VMCS shadowing for L1's own use.
 
