@@ -23,6 +23,8 @@ use crate::vcpu::VcpuState;
 use crate::vmx_core::controls::{cr0, entry, exit as exit_ctl, pin, primary, secondary};
 use crate::vmx_core::exit::reason;
 use crate::vmx_core::field_table as f;
+use crate::vmx_core::field::Field;
+use crate::vmx_core::lapic::ApicError;
 use crate::vmx_core::msr;
 use crate::vmx_core::nested_apic::{self, ApicVirt};
 use crate::vmx_core::nested_caps::L1VmxCaps;
@@ -50,7 +52,7 @@ pub(crate) const QUIRK_STUFF_FEATURE_MSRS: u64 = 1 << 8;
 
 const EFER_LME: u64 = 1 << 8;
 const EFER_LMA: u64 = 1 << 10;
-const INTR_INFO_VALID: u64 = 1 << 31;
+use crate::run::{INTR_DELIVER_CODE, INTR_INFO_VALID, INTR_TYPE_HW_EXCEPTION};
 
 /// An emulated VM entry that passed the checks, or an exit L1 gets: what the IRQs-off region
 /// does between read-back of the current VMCS and loading the other one.
@@ -313,19 +315,32 @@ pub(crate) fn read_phys_byte(eptp: u64, gpa: u64) -> Option<u8> {
     Some(unsafe { p.add((gpa & 0xfff) as usize).read_volatile() })
 }
 
-/// The host-physical page behind L1 page `gpa` for the CPU to write while L2 runs (the
-/// virtual-APIC page): writable RAM only — a read-only slot or MMIO has none, as for KVM's
-/// kvm_vcpu_map. The CPU's writes bypass the EPT, so the page is logged as written here.
-fn l1_page_written_by_cpu(eptp: u64, gpa: u64) -> Option<u64> {
-    crate::ept::log_write(eptp, gpa);
-    let (hpa, rights) = crate::ept::lookup(eptp, gpa & !0xfff)?;
-    (rights & crate::vmx_core::ept::WRITE != 0).then_some(hpa)
+/// The host pages behind L1's virtual-APIC page and APIC-access page, which the CPU uses
+/// while L2 runs (merge_vmcs02).
+struct ApicPages {
+    virtual_apic: Option<u64>,
+    apic_access: Option<u64>,
 }
 
-/// The host-physical page behind L1 page `gpa` that the CPU compares accesses against (the
-/// APIC-access page; never read or written through).
-fn l1_page_compared_by_cpu(eptp: u64, gpa: u64) -> Option<u64> {
-    crate::ept::translate(eptp, gpa & !0xfff)
+/// Look up the pages `apic` names in L0's EPT: Err(the field) for one that is not guest RAM.
+/// The virtual-APIC page is written by the CPU, so it must be writable RAM (a read-only slot
+/// or MMIO has none, as for KVM's kvm_vcpu_map) and, those writes bypassing the EPT, it is
+/// logged as written here; the APIC-access page is only compared against.
+fn apic_pages(apic: &ApicVirt, eptp: u64) -> core::result::Result<ApicPages, Field> {
+    let virtual_apic = match apic.virtual_apic {
+        Some(gpa) => {
+            crate::ept::log_write(eptp, gpa);
+            let writable = crate::ept::lookup(eptp, gpa & !0xfff)
+                .and_then(|(hpa, rights)| (rights & crate::vmx_core::ept::WRITE != 0).then_some(hpa));
+            Some(writable.ok_or(f::VIRTUAL_APIC_PAGE_ADDR)?)
+        }
+        None => None,
+    };
+    let apic_access = match apic.apic_access {
+        Some(gpa) => Some(crate::ept::translate(eptp, gpa & !0xfff).ok_or(f::APIC_ACCESS_ADDR)?),
+        None => None,
+    };
+    Ok(ApicPages { virtual_apic, apic_access })
 }
 
 /// Load a VMCS12 from L1's region at `gpa` (4 KiB aligned: VMPTRLD checked it).
@@ -695,17 +710,9 @@ fn vm_entry(st: &mut VcpuState, eptp: u64, launch: bool) -> Handled {
             // that is not guest RAM cannot be given to it. KVM exits to userspace with an
             // emulation error then (nested_get_vmcs12_pages); so does nvmx, L1 still at its
             // VMLAUNCH/VMRESUME.
-            let apic = ApicVirt::of(v);
-            let missing = if apic.virtual_apic.is_some_and(|p| l1_page_written_by_cpu(eptp, p).is_none()) {
-                Some((f::VIRTUAL_APIC_PAGE_ADDR, apic.virtual_apic))
-            } else if apic.apic_access.is_some_and(|p| l1_page_compared_by_cpu(eptp, p).is_none()) {
-                Some((f::APIC_ACCESS_ADDR, apic.apic_access))
-            } else {
-                None
-            };
-            if let Some((field, gpa)) = missing {
+            if let Err(field) = apic_pages(&ApicVirt::of(v), eptp) {
                 if ratelimit_ok() {
-                    pr_info!("nested VM entry: field {:#x} = {:#x} is not guest RAM\n", field.encoding(), gpa.unwrap_or(0));
+                    pr_info!("nested VM entry: field {:#x} = {:#x} is not guest RAM\n", field.encoding(), v.get(field));
                 }
                 return Handled::Unsupported(field.encoding() as u64);
             }
@@ -1085,9 +1092,9 @@ pub(crate) fn merge_vmcs02(st: &VcpuState, eptp: u64) -> core::result::Result<()
     // Its pages are looked up again at every entry into the region: the slot behind them may
     // have gone since VMLAUNCH (vm_entry checked them then).
     let apic = ApicVirt::of(v);
-    if let Some(page) = apic.virtual_apic {
+    let pages = apic_pages(&apic, eptp).map_err(|field| field.encoding())?;
+    if let Some(hpa) = pages.virtual_apic {
         const CR8_EXITS: u32 = primary::CR8_LOAD_EXITING | primary::CR8_STORE_EXITING;
-        let hpa = l1_page_written_by_cpu(eptp, page).ok_or(f::VIRTUAL_APIC_PAGE_ADDR.encoding())?;
         prim02 = (prim02 & !CR8_EXITS) | (prim12 & CR8_EXITS) | primary::TPR_SHADOW;
         w(f::VIRTUAL_APIC_PAGE_ADDR, hpa)?;
         w(f::TPR_THRESHOLD, u64::from(apic.tpr_threshold))?;
@@ -1104,8 +1111,7 @@ pub(crate) fn merge_vmcs02(st: &VcpuState, eptp: u64) -> core::result::Result<()
     // VMCS02 (run.rs does what it asks).
     let mut sec02 = (r(f::SECONDARY_VM_EXEC_CONTROL) as u32 & !(secondary::ENABLE_VPID | secondary::UNRESTRICTED_GUEST))
         | (sec12 & (secondary::DESC_TABLE_EXITING | secondary::WBINVD_EXITING | secondary::UNRESTRICTED_GUEST));
-    if let Some(page) = apic.apic_access {
-        let hpa = l1_page_compared_by_cpu(eptp, page).ok_or(f::APIC_ACCESS_ADDR.encoding())?;
+    if let Some(hpa) = pages.apic_access {
         sec02 |= secondary::VIRTUALIZE_APIC_ACCESSES;
         w(f::APIC_ACCESS_ADDR, hpa)?;
     }
@@ -1190,17 +1196,12 @@ pub(crate) fn reflect(st: &VcpuState, g: &[u64; 16], eptp: u64) -> Option<ExitIn
 
 /// What an RDMSR/WRMSR of L2 that L1 let through did under virtualize x2APIC mode.
 pub(crate) enum VirtualMsr {
-    /// RDMSR: EDX:EAX.
-    Read(u64),
-    /// WRMSR done.
-    Written,
+    /// As an x2APIC register access would end: Ok(the value read; 0 for a write), #GP
+    /// (reserved bits written), or Unsupported (the virtual-APIC page is no longer RAM).
+    Done(core::result::Result<u64, ApicError>),
     /// WRMSR done; TPR virtualization asks for a TPR-below-threshold exit to L1 (trap-like:
     /// after the instruction).
     BelowThreshold,
-    /// #GP(0) (reserved bits written).
-    Gp,
-    /// The virtual-APIC page is no longer guest RAM.
-    Unbacked,
 }
 
 /// RDMSR/WRMSR `msr` by L2, which L1's MSR bitmap lets through: under L1's virtualize
@@ -1210,15 +1211,15 @@ pub(crate) fn x2apic_virtual_msr(st: &VcpuState, eptp: u64, msr: u32, write: Opt
     let v = st.nested.vmcs12.as_ref().filter(|_| st.nested.guest_mode)?;
     let apic = ApicVirt::of(v);
     let gpa = apic.msr_vtpr(msr)?;
-    let Some(page) = l1_page(eptp, gpa) else { return Some(VirtualMsr::Unbacked) };
+    let Some(page) = l1_page(eptp, gpa) else { return Some(VirtualMsr::Done(Err(ApicError::Unsupported))) };
     // SAFETY: a pinned guest page the live EPT maps; VTPR's 8 bytes (offset 80H) inside it,
     // 8-byte aligned.
     let vtpr = unsafe { page.add((gpa & 0xfff) as usize) as *mut u64 };
     Some(match write {
         // SAFETY: as above.
-        None => VirtualMsr::Read(unsafe { vtpr.read_volatile() }),
+        None => VirtualMsr::Done(Ok(unsafe { vtpr.read_volatile() })),
         Some(value) => match nested_apic::vtpr_msr_write(value) {
-            None => VirtualMsr::Gp,
+            None => VirtualMsr::Done(Err(ApicError::Gp)),
             Some(bytes) => {
                 crate::ept::log_write(eptp, gpa);
                 // SAFETY: as above.
@@ -1226,7 +1227,7 @@ pub(crate) fn x2apic_virtual_msr(st: &VcpuState, eptp: u64, msr: u32, write: Opt
                 if apic.below_threshold(bytes as u32) {
                     VirtualMsr::BelowThreshold
                 } else {
-                    VirtualMsr::Written
+                    VirtualMsr::Done(Ok(0))
                 }
             }
         },
@@ -1270,14 +1271,12 @@ impl Ept12Denial {
 /// is withdrawn from VMCS02. `requeued` is what was queued before: an event re-injected after
 /// an exit during its delivery, which L1 already let through.
 pub(crate) fn raised_exception_exit(st: &VcpuState, requeued: u64) -> Option<ExitInfo> {
-    const TYPE_HW_EXCEPTION: u64 = 3;
-    const DELIVER_CODE: u64 = 1 << 11;
     let v = st.nested.vmcs12.as_ref()?;
     let info = r(f::VM_ENTRY_INTR_INFO_FIELD);
-    if info & INTR_INFO_VALID == 0 || info == requeued || (info >> 8) & 7 != TYPE_HW_EXCEPTION {
+    if info & INTR_INFO_VALID == 0 || info == requeued || info & (7 << 8) != INTR_TYPE_HW_EXCEPTION {
         return None;
     }
-    let code = if info & DELIVER_CODE != 0 { r(f::VM_ENTRY_EXCEPTION_ERROR_CODE) } else { 0 };
+    let code = if info & INTR_DELIVER_CODE != 0 { r(f::VM_ENTRY_EXCEPTION_ERROR_CODE) } else { 0 };
     let vector = info & 0xff;
     if !nested_exit::exception_wanted(v, vector, code) {
         return None;
@@ -1288,7 +1287,7 @@ pub(crate) fn raised_exception_exit(st: &VcpuState, requeued: u64) -> Option<Exi
     Some(ExitInfo {
         reason: reason::EXCEPTION_NMI as u64,
         qualification,
-        intr_info: info & !(1 << 12),
+        intr_info: info,
         intr_error: code,
         ..ExitInfo::default()
     })

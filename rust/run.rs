@@ -50,10 +50,10 @@ const INTERNAL_ERROR_UNEXPECTED_EXIT_REASON: u32 = 4;
 /// KVM_INTERNAL_ERROR_DELIVERY_EV: an exit during event delivery that nvmx cannot resolve.
 const INTERNAL_ERROR_DELIVERY_EV: u32 = 3;
 /// Interruption-information: valid, hardware exception, error code delivered.
-const INTR_INFO_VALID: u64 = 1 << 31;
-const INTR_TYPE_HW_EXCEPTION: u64 = 3 << 8;
+pub(crate) const INTR_INFO_VALID: u64 = 1 << 31;
+pub(crate) const INTR_TYPE_HW_EXCEPTION: u64 = 3 << 8;
 const INTR_TYPE_NMI: u64 = 2 << 8;
-const INTR_DELIVER_CODE: u64 = 1 << 11;
+pub(crate) const INTR_DELIVER_CODE: u64 = 1 << 11;
 pub(crate) const GP_VECTOR: u64 = 13;
 /// Budget of one guest stretch in TSC ticks when the VMX-preemption timer is active: the
 /// guest leaves the CPU to the host at least this often, whether or not host interrupts turn
@@ -1118,31 +1118,18 @@ fn handle_exit(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32, ept
         }
         reason::RDMSR | reason::WRMSR if crate::vmx_core::lapic::x2apic_offset(g[1] as u32).is_some() => {
             let write = (exit.basic() == reason::WRMSR).then(|| (g[0] & 0xffff_ffff) | (g[2] << 32));
-            if let Some(done) = nested::x2apic_virtual_msr(st, eptp, g[1] as u32, write) {
-                return match done {
-                    nested::VirtualMsr::Read(v) => {
-                        [g[0], g[2]] = [v & 0xffff_ffff, v >> 32];
-                        skip_instruction();
-                        Next::Resume
-                    }
-                    nested::VirtualMsr::Written => {
-                        skip_instruction();
-                        Next::Resume
-                    }
-                    nested::VirtualMsr::BelowThreshold => {
-                        skip_instruction();
-                        let info = nested::ExitInfo { reason: reason::TPR_BELOW_THRESHOLD as u64, ..Default::default() };
-                        st.nested.switch = Some(nested::Switch::Exit(info));
-                        Next::Leave(Leave::Nested)
-                    }
-                    nested::VirtualMsr::Gp => {
-                        inject(GP_VECTOR, Some(0));
-                        Next::Resume
-                    }
-                    nested::VirtualMsr::Unbacked => internal(INTERNAL_ERROR_EMULATION, [exit.0 as u64, g[1], 0]),
-                };
-            }
-            match x2apic_msr(vcpu, st, g[1] as u32, write) {
+            // L2's TPR under L1's virtualize x2APIC mode, else the vCPU's own x2APIC.
+            let done = match nested::x2apic_virtual_msr(st, eptp, g[1] as u32, write) {
+                Some(nested::VirtualMsr::BelowThreshold) => {
+                    skip_instruction();
+                    let info = nested::ExitInfo { reason: reason::TPR_BELOW_THRESHOLD as u64, ..Default::default() };
+                    st.nested.switch = Some(nested::Switch::Exit(info));
+                    return Next::Leave(Leave::Nested);
+                }
+                Some(nested::VirtualMsr::Done(result)) => Some(result),
+                None => x2apic_msr(vcpu, st, g[1] as u32, write),
+            };
+            match done {
                 Some(Ok(v)) => {
                     if write.is_none() {
                         [g[0], g[2]] = [v & 0xffff_ffff, v >> 32];

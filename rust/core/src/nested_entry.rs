@@ -105,6 +105,12 @@ fn phys_ok(a: u64, maxphyaddr: u8) -> bool {
     maxphyaddr >= 64 || a >> maxphyaddr == 0
 }
 
+/// A 4-KByte aligned page address within the physical-address width (the bitmap and APIC
+/// page rules of SDM 27.2.1.1).
+fn page_ok(a: u64, maxphyaddr: u8) -> bool {
+    a & 0xfff == 0 && phys_ok(a, maxphyaddr)
+}
+
 /// Run all checks. `read_u32` reads 4 bytes of L1 memory (VTPR in the virtual-APIC page, the
 /// VMCS link pointer's region).
 pub fn check(v: &Vmcs12, caps: &L1VmxCaps, env: &EntryEnv, read_u32: impl Fn(u64) -> Option<u32>) -> Result<(), EntryFailure> {
@@ -136,7 +142,7 @@ fn check_controls(v: &Vmcs12, caps: &L1VmxCaps, env: &EntryEnv, read_u32: impl F
     require!(caps.secondary.is_valid(sec as u32), S, f::SECONDARY_VM_EXEC_CONTROL, sec, "allowed by IA32_VMX_PROCBASED_CTLS2");
     let count = v.get(f::CR3_TARGET_COUNT);
     require!(count <= (caps.misc >> 16) & 0x1ff, S, f::CR3_TARGET_COUNT, count, "at most IA32_VMX_MISC[24:16]");
-    let page_ok = |a: u64| a & 0xfff == 0 && phys_ok(a, env.maxphyaddr);
+    let page_ok = |a: u64| page_ok(a, env.maxphyaddr);
     if prim as u32 & primary::USE_IO_BITMAPS != 0 {
         for field in [f::IO_BITMAP_A, f::IO_BITMAP_B] {
             require!(page_ok(v.get(field)), S, field, v.get(field), "4-KByte aligned, within the physical-address width");
@@ -192,7 +198,7 @@ fn check_controls(v: &Vmcs12, caps: &L1VmxCaps, env: &EntryEnv, read_u32: impl F
 /// offered, so the rules that hold without it apply.
 fn check_apic_virtualization(v: &Vmcs12, prim: u32, sec: u32, env: &EntryEnv, read_u32: impl Fn(u64) -> Option<u32>) -> Result<(), Failed> {
     const S: &str = "27.2.1.1";
-    let page_ok = |a: u64| a & 0xfff == 0 && phys_ok(a, env.maxphyaddr);
+    let page_ok = |a: u64| page_ok(a, env.maxphyaddr);
     if prim & primary::TPR_SHADOW != 0 {
         let page = v.get(f::VIRTUAL_APIC_PAGE_ADDR);
         require!(page_ok(page), S, f::VIRTUAL_APIC_PAGE_ADDR, page, "4-KByte aligned, within the physical-address width");
