@@ -276,9 +276,33 @@ impl Vm {
     }
 
     /// Register a new vCPU's mailbox for IPIs.
+    /// Add a vCPU's mailbox. The list is under a spinlock, where allocating (which may
+    /// sleep) is not allowed: a longer list is allocated before taking it, and swapped in
+    /// under it (the old one is freed after the lock is dropped).
     pub(crate) fn add_mailbox(&self, m: Arc<Mailbox>) -> Result {
-        self.mailboxes.lock().push(m, GFP_KERNEL)?;
-        Ok(())
+        let mut m = m;
+        loop {
+            let len = {
+                let mut boxes = self.mailboxes.lock();
+                match boxes.push_within_capacity(m) {
+                    Ok(()) => return Ok(()),
+                    Err(e) => m = e.0,
+                }
+                boxes.len()
+            };
+            let mut fresh = KVec::with_capacity(len.saturating_mul(2).max(4), GFP_KERNEL_ACCOUNT)?;
+            let mut boxes = self.mailboxes.lock();
+            // Another vCPU may have grown the list meanwhile: take the bigger of the two.
+            if fresh.capacity() > boxes.capacity() {
+                for b in boxes.drain_all() {
+                    // Cannot fail: `fresh` has room for everything `boxes` could hold.
+                    let _ = fresh.push_within_capacity(b);
+                }
+                core::mem::swap(&mut *boxes, &mut fresh);
+            }
+            // `fresh` (now the old, empty list) is freed here, after the lock is released.
+            drop(boxes);
+        }
     }
 
     fn set_memory_region(&self, req: &Request) -> Result<isize> {

@@ -41,8 +41,13 @@ stop() { # why
     echo "@@NVMX-ERROR $1" >> "$serial"
     stopped=1
 }
-while { [ "$idle" -gt 0 ] || [ "$step_limit" -gt 0 ]; } && kill -0 "$pid" 2>/dev/null; do
+# A kernel panic (the debug kernel panics on lockups and hung tasks) halts the guest for
+# good: stop the machine at once instead of waiting for the timeout.
+while kill -0 "$pid" 2>/dev/null; do
     sleep 5
+    if grep -a -q 'Kernel panic - not syncing' "$serial"; then
+        stop "kernel panic"; break
+    fi
     now=$(stat -c %s "$serial")
     if [ "$now" = "$size" ]; then silent=$((silent + 5)); else silent=0 size=$now; fi
     if [ "$idle" -gt 0 ] && [ "$silent" -ge "$idle" ]; then

@@ -13,6 +13,7 @@ import sys
 
 TAP = re.compile(r"^(not ok|ok)\s+\d+\s+(.*?)(?:\s+#\s*(SKIP|XFAIL|TODO)\b\s*(.*))?$")
 CARGO_RESULT = re.compile(r"^test result: \w+\. (\d+) passed; (\d+) failed; (\d+) ignored")
+CONSOLE_SPLAT = re.compile(r"Kernel panic|BUG:|Oops|hard LOCKUP|soft lockup|blocked for more than")
 CARGO_TEST = re.compile(r"^test (\S+) \.\.\. (ok|FAILED|ignored)")
 
 
@@ -78,9 +79,17 @@ def machine(tally, name, path, expected):
         if t not in seen:
             tally.add("fail", f"{name}/{t}", "did not run")
         elif seen[t] is None:
-            tally.add("fail", f"{name}/{t}", "did not finish")
+            tally.add("fail", f"{name}/{t}", "did not finish: the machine stopped answering in it")
         elif seen[t] != 0 and t not in failed_in:
             tally.add("fail", f"{name}/{t}", f"exited {seen[t]} without a failing test")
+    # What the kernel printed on the console when it died (a panic, an oops at the console's
+    # log level, a lockup detector's report): shown whether or not the boot finished.
+    for i, line in enumerate(lines):
+        if CONSOLE_SPLAT.search(line):
+            print(f"  kernel console ({name}):")
+            for l in lines[i:i + 40]:
+                print(f"    {l.rstrip()}")
+            break
     block = False
     for line in lines:
         if line.startswith("@@NVMX-DMESG-BEGIN"):
