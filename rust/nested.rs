@@ -1122,7 +1122,9 @@ pub(crate) fn merge_vmcs02(st: &VcpuState, eptp: u64) -> core::result::Result<()
         let shadow = st.nested.shadow_ept.as_ref().ok_or(f::EPT_POINTER.encoding())?;
         w(f::EPT_POINTER, shadow.eptp)?;
     }
-    w(f::EXCEPTION_BITMAP, v.get(f::EXCEPTION_BITMAP))?;
+    // L1's exceptions, with L0's always-intercepted ones on top: those of them that L1
+    // does not ask for are re-injected into L2 by run.rs.
+    w(f::EXCEPTION_BITMAP, crate::vmx_core::exception::vmcs02_exception_bitmap(v.get(f::EXCEPTION_BITMAP)))?;
     w(f::PAGE_FAULT_ERROR_CODE_MASK, v.get(f::PAGE_FAULT_ERROR_CODE_MASK))?;
     w(f::PAGE_FAULT_ERROR_CODE_MATCH, v.get(f::PAGE_FAULT_ERROR_CODE_MATCH))?;
     // Without unrestricted guest CR0.PE/PG are fixed to 1 on VMCS02 (L2 has them: checked).

@@ -17,6 +17,7 @@ use crate::vmx_core::insn::{self, CpuMode, Decoded, Gpr};
 use crate::vmx_core::paging::{self, GuestPhys, PagingRegs};
 use crate::vmx_core::controls::{cr0, cr4, entry};
 use crate::vmx_core::cpuid;
+use crate::vmx_core::exception;
 use crate::vmx_core::debug_regs::{DrAccess, DrFault};
 use crate::vmx_core::guest_cr;
 use crate::vmx_core::guest_msr::{self, Msr, WriteContext, Writer};
@@ -47,6 +48,8 @@ const CR4_OWNED: u64 = cr4::VMXE | cr4::PAE | guest_cr::CR4_LA57 | guest_cr::CR4
 /// KVM_INTERNAL_ERROR_* suberrors.
 const INTERNAL_ERROR_EMULATION: u32 = 1;
 const INTERNAL_ERROR_UNEXPECTED_EXIT_REASON: u32 = 4;
+/// KVM_INTERNAL_ERROR_SIMUL_EX: an exception while another event was being delivered.
+const INTERNAL_ERROR_SIMUL_EX: u32 = 2;
 /// KVM_INTERNAL_ERROR_DELIVERY_EV: an exit during event delivery that nvmx cannot resolve.
 const INTERNAL_ERROR_DELIVERY_EV: u32 = 3;
 /// Interruption-information: valid, hardware exception, error code delivered.
@@ -198,8 +201,8 @@ fn wait_until_runnable(host: &crate::HostInfo, vcpu: &Vcpu, st: &mut VcpuState) 
         if st.mp_state == mp_state::RUNNABLE {
             return true;
         }
-        let timeout_ms = st.lapic.as_ref().and_then(|a| a.timer_deadline()).map(|d| {
-            d.saturating_sub(now) / u64::from(host.tsc_khz.max(1)) + 1
+        let timeout_ms = st.lapic.as_ref().and_then(|a| a.timer_ticks_left(now)).map(|left| {
+            left / u64::from(host.tsc_khz.max(1)) + 1
         });
         if !vcpu.mailbox.wait(timeout_ms) {
             return false;
@@ -553,7 +556,9 @@ fn write_controls(caps: &HostCaps, c: &GuestControls, st: &VcpuState, eptp: u64,
         w(f::VIRTUAL_PROCESSOR_ID, vpid as u64)?;
     }
     w(f::VM_EXIT_CONTROLS, c.exit as u64)?;
-    for field in [f::EXCEPTION_BITMAP, f::PAGE_FAULT_ERROR_CODE_MASK, f::PAGE_FAULT_ERROR_CODE_MATCH,
+    // #DB, #AC and #MC always exit (rust/core/src/exception.rs says why).
+    w(f::EXCEPTION_BITMAP, exception::L0_EXCEPTION_BITMAP)?;
+    for field in [f::PAGE_FAULT_ERROR_CODE_MASK, f::PAGE_FAULT_ERROR_CODE_MATCH,
                   f::CR3_TARGET_COUNT, f::VM_EXIT_MSR_STORE_COUNT, f::VM_EXIT_MSR_LOAD_COUNT,
                   f::VM_ENTRY_MSR_LOAD_COUNT] {
         w(field, 0)?;
@@ -766,9 +771,11 @@ fn guest_loop(vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, eptp: u64, generation: 
             break Leave::Host { nmi: false };
         }
         if let Some(rate) = timer {
-            let mut ticks = PREEMPTION_TSC_BUDGET - used;
-            if let Some(d) = st.lapic.as_ref().and_then(|a| a.timer_deadline()) {
-                ticks = ticks.min(d.saturating_sub(vmx_ops::rdtsc().wrapping_add(st.tsc_offset)));
+            // The first entry of a region may come after the budget already ran out.
+            let mut ticks = PREEMPTION_TSC_BUDGET.saturating_sub(used);
+            let now = vmx_ops::rdtsc().wrapping_add(st.tsc_offset);
+            if let Some(left) = st.lapic.as_ref().and_then(|a| a.timer_ticks_left(now)) {
+                ticks = ticks.min(left);
             }
             // L1's VMX-preemption timer for L2 runs on the same hardware timer.
             if let Some(d) = st.nested.l1_timer_deadline.filter(|_| st.nested.guest_mode) {
@@ -982,6 +989,10 @@ fn apply_apic_effect(vcpu: &Vcpu, st: &mut VcpuState, e: WriteEffect) -> Result<
 fn handle_exit(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32, eptp: u64) -> Next {
     let exit = ExitReason(r(f::VM_EXIT_REASON) as u32);
     if exit.entry_failed() {
+        // A machine check during VM entry (SDM 27.8) is the host's, then the VMM's failure.
+        if exit.basic() == reason::MCE_DURING_VMENTRY {
+            shim::machine_check();
+        }
         return Next::Leave(Leave::User(UserExit::FailEntry { reason: exit.0 as u64, cpu }));
     }
     let q = r(f::EXIT_QUALIFICATION);
@@ -996,7 +1007,7 @@ fn handle_exit(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32, ept
             if info & (7 << 8) == INTR_TYPE_NMI {
                 Next::Leave(Leave::Host { nmi: true })
             } else {
-                internal(INTERNAL_ERROR_UNEXPECTED_EXIT_REASON, [exit.0 as u64, info, 0])
+                intercepted_exception(st, exit.0 as u64, info, q, cpu)
             }
         }
         reason::TRIPLE_FAULT => Next::Leave(Leave::User(UserExit::Shutdown)),
@@ -1740,6 +1751,63 @@ pub(crate) fn set_msr_between_vmcs(st: &mut VcpuState, index: u32, v: u64, home:
 fn check_guest_wrmsr(st: &VcpuState, m: Msr, value: u64, current: u64, cr0: u64) -> Option<u64> {
     let cx = WriteContext { features: st.features, writer: Writer::Guest, current, paging: cr0 & cr0::PG != 0 };
     guest_msr::check_write(m, value, &cx)
+}
+
+/// An exception exit of one of the vectors nvmx always intercepts (exception.rs): #DB and
+/// #AC go back to the guest that raised them, #MC to the host's handler.
+fn intercepted_exception(st: &mut VcpuState, reason_: u64, info: u64, q: u64, cpu: u32) -> Next {
+    let ac = exception::AcContext {
+        cpl: ((r(f::GUEST_SS_AR_BYTES) >> 5) & 3) as u8,
+        cr0: guest_cr0(),
+        rflags: r(f::GUEST_RFLAGS),
+    };
+    let decided = exception::decide(info, q, r(f::VM_EXIT_INSTRUCTION_LEN), &ac);
+    // An exception while the CPU delivered another event (IDT-vectoring information valid):
+    // nvmx, like KVM, does not emulate the double delivery — the VMM gets
+    // KVM_INTERNAL_ERROR_SIMUL_EX with KVM's four data words. This is where a guest whose
+    // #AC delivery raises #AC again (a misaligned ring-3 handler stack) ends.
+    let vectoring = r(f::IDT_VECTORING_INFO_FIELD);
+    if vectoring & INTR_INFO_VALID != 0 && decided != exception::Intercepted::MachineCheck {
+        return Next::Leave(Leave::User(UserExit::Internal {
+            suberror: INTERNAL_ERROR_SIMUL_EX,
+            data: [vectoring, info, r(f::VM_EXIT_INTR_ERROR_CODE), u64::from(cpu), 0],
+            ndata: 4,
+        }));
+    }
+    match decided {
+        exception::Intercepted::Debug { payload, skip } => {
+            if let Some(len) = skip {
+                advance_rip(len);
+            }
+            // The guest's DR6 is on the CPU while its DR7 enables a breakpoint (region()).
+            let loaded = st.debug.breakpoints_enabled();
+            if loaded {
+                st.debug.set_dr6_from_cpu(vmx_ops::read_dr(6));
+            }
+            st.debug.dr6 = exception::dr6_after_db(st.debug.dr6, payload);
+            if loaded {
+                // SAFETY: the guest's DR6 (with its fixed bits) while the guest's are loaded.
+                unsafe { vmx_ops::write_dr(6, st.debug.dr6) };
+            }
+            // Delivering #DB clears DR7.GD (SDM vol. 3B 18.2.4), as KVM does when injecting.
+            let _ = w(f::GUEST_DR7, r(f::GUEST_DR7) & !exception::DR7_GD);
+            inject(exception::DB_VECTOR as u64, None);
+            Next::Resume
+        }
+        exception::Intercepted::AlignmentCheck => {
+            // The image a fault pushes has RF set (SDM vol. 3A 18.3.1.1), as KVM injects it.
+            let _ = w(f::GUEST_RFLAGS, r(f::GUEST_RFLAGS) | exception::RFLAGS_RF);
+            inject(exception::AC_VECTOR as u64, Some(r(f::VM_EXIT_INTR_ERROR_CODE)));
+            Next::Resume
+        }
+        exception::Intercepted::MachineCheck => {
+            shim::machine_check();
+            Next::Resume
+        }
+        exception::Intercepted::ForeignAlignmentCheck | exception::Intercepted::Unexpected => {
+            internal(INTERNAL_ERROR_UNEXPECTED_EXIT_REASON, [reason_, info, q])
+        }
+    }
 }
 
 fn internal(suberror: u32, data: [u64; 3]) -> Next {

@@ -18,6 +18,7 @@
 #include <asm/desc.h>
 #include <asm/gsseg.h>
 #include <asm/io.h>
+#include <asm/mce.h>
 #include <asm/msr.h>
 #include <asm/segment.h>
 #include <asm/tsc.h>
@@ -259,6 +260,20 @@ void *nvmx_phys_to_virt(u64 phys)
 void nvmx_deliver_host_nmi(void)
 {
 	asm volatile("int $2");
+}
+
+/*
+ * A machine check that caused a VM exit (or failed a VM entry) happened while the guest ran:
+ * the host's handler decides, as for KVM (kvm_machine_check: a fake ring-3 frame, so that
+ * the handler treats it as a user-mode #MC).
+ */
+void nvmx_machine_check(void)
+{
+#ifdef CONFIG_X86_MCE
+	struct pt_regs regs = { .cs = 3, .flags = X86_EFLAGS_IF };
+
+	do_machine_check(&regs);
+#endif
 }
 
 bool nvmx_need_resched(void)

@@ -154,6 +154,7 @@ mod ffi_run {
         pub(super) fn nvmx_host_state_restore(s: *const super::HostState);
         pub(super) fn nvmx_phys_to_virt(phys: u64) -> *mut core::ffi::c_void;
         pub(super) fn nvmx_deliver_host_nmi();
+        pub(super) fn nvmx_machine_check();
         pub(super) fn nvmx_need_resched() -> bool;
         pub(super) fn nvmx_cond_resched();
         pub(super) fn nvmx_tsc_khz() -> u32;
@@ -210,6 +211,13 @@ pub(crate) fn phys_to_virt(phys: u64) -> *mut u8 {
 pub(crate) fn deliver_host_nmi() {
     // SAFETY: called outside VMX operation with IRQs off, as the NMI entry expects.
     unsafe { ffi_run::nvmx_deliver_host_nmi() }
+}
+
+/// A machine check that caused a VM exit: the host's machine-check handler (KVM's
+/// kvm_machine_check); nothing without CONFIG_X86_MCE.
+pub(crate) fn machine_check() {
+    // SAFETY: called right after a VM exit with IRQs off, as do_machine_check expects.
+    unsafe { ffi_run::nvmx_machine_check() }
 }
 
 /// Whether the scheduler wants this CPU.

@@ -15,6 +15,8 @@ pub mod cpuid;
 pub mod debug_regs;
 #[path = "core/src/ept.rs"]
 pub mod ept;
+#[path = "core/src/exception.rs"]
+pub mod exception;
 #[path = "core/src/exit.rs"]
 pub mod exit;
 #[path = "core/src/field.rs"]

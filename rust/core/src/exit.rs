@@ -58,6 +58,8 @@ pub mod reason {
     pub const RDMSR: u16 = 31;
     /// WRMSR.
     pub const WRMSR: u16 = 32;
+    /// VM-entry failure due to a machine-check event.
+    pub const MCE_DURING_VMENTRY: u16 = 41;
     /// VM-entry failure due to invalid guest state.
     pub const INVALID_GUEST_STATE: u16 = 33;
     /// VM-entry failure due to MSR loading.

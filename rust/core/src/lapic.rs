@@ -300,18 +300,29 @@ impl Lapic {
         self.timer_deadline
     }
 
+    /// Guest TSC ticks from `now` until the timer needs attention (0: due), if it is armed.
+    /// The guest (or its VMM) sets the TSC, so deadlines wrap past 2^64 like the TSC itself
+    /// and are compared with wrapping arithmetic (a deadline is never 2^63 ticks away).
+    pub const fn timer_ticks_left(&self, now: u64) -> Option<u64> {
+        match self.timer_deadline {
+            Some(d) if due(d, now) => Some(0),
+            Some(d) => Some(d.wrapping_sub(now)),
+            None => None,
+        }
+    }
+
     /// Fire the timer if its deadline has passed (`now` is the guest TSC): request the LVT
     /// timer vector unless masked, and re-arm a periodic timer. Returns whether it fired.
     pub fn poll_timer(&mut self, now: u64) -> bool {
         match self.timer_deadline {
-            Some(d) if d <= now => {
+            Some(d) if due(d, now) => {
                 if self.lvt[0] & LVT_MASKED == 0 {
                     self.request(self.lvt[0] as u8);
                 }
                 self.timer_deadline = if self.timer_periodic() && self.timer_period > 0 {
                     // Skip periods missed entirely rather than firing a burst.
-                    let missed = (now - d) / self.timer_period;
-                    Some(d + (missed + 1) * self.timer_period)
+                    let missed = now.wrapping_sub(d) / self.timer_period;
+                    Some(d.wrapping_add(missed.wrapping_add(1).wrapping_mul(self.timer_period)))
                 } else {
                     None
                 };
@@ -323,10 +334,10 @@ impl Lapic {
 
     fn current_count(&self, now: u64, tsc_khz: u64) -> u32 {
         let Some(d) = self.timer_deadline else { return 0 };
-        if d <= now || self.timer_period == 0 {
+        if due(d, now) || self.timer_period == 0 {
             return 0;
         }
-        let left_tsc = d - now;
+        let left_tsc = d.wrapping_sub(now);
         let per_tick = self.ticks_to_tsc(1, tsc_khz).max(1);
         (left_tsc / per_tick).min(self.tmict as u64) as u32
     }
@@ -415,7 +426,7 @@ impl Lapic {
             reg::TMICT => {
                 self.tmict = value;
                 self.timer_period = self.ticks_to_tsc(value as u64, tsc_khz);
-                self.timer_deadline = (value != 0).then(|| now + self.timer_period);
+                self.timer_deadline = (value != 0).then(|| now.wrapping_add(self.timer_period));
             }
             reg::TDCR => self.tdcr = value & 0xb,
             reg::SELF_IPI if x2 => {
@@ -540,13 +551,18 @@ impl Lapic {
         self.tdcr = get(reg::TDCR) & 0xb;
         self.tmict = get(reg::TMICT);
         self.timer_period = self.ticks_to_tsc(self.tmict as u64, tsc_khz);
-        self.timer_deadline = (self.tmict != 0).then(|| now + self.timer_period);
+        self.timer_deadline = (self.tmict != 0).then(|| now.wrapping_add(self.timer_period));
     }
 
     /// LDR and DFR, which decide logical-destination matches.
     pub const fn logical_regs(&self) -> (u32, u32) {
         (self.ldr, self.dfr)
     }
+}
+
+/// Whether deadline `d` has come at guest TSC `now`, both on the wrapping 64-bit TSC.
+const fn due(d: u64, now: u64) -> bool {
+    (now.wrapping_sub(d) as i64) >= 0
 }
 
 /// Whether an APIC with these registers is a target of logical destination `dest` (SDM
@@ -734,6 +750,46 @@ mod tests {
         assert_eq!(a.timer_deadline(), Some(600), "missed periods are skipped");
         a.write(reg::TMICT, 0, 500, KHZ).unwrap();
         assert_eq!(a.timer_deadline(), None, "a zero count stops it");
+    }
+
+    #[test]
+    fn timer_deadlines_wrap_with_the_tsc() {
+        // A guest TSC 2^36 ticks before it wraps, TDCR /128, the largest count: the deadline
+        // (about 2^36.7 ticks at 200 MHz) lies past 2^64 — no overflow, and the timer is
+        // neither due at once nor lost.
+        const NEAR_WRAP: u64 = u64::MAX - (1 << 36) + 1;
+        let khz = 200_000;
+        for periodic in [false, true] {
+            let mut a = enabled(0);
+            a.write(reg::TDCR, 0xa, NEAR_WRAP, khz).unwrap();
+            a.write(reg::LVT_TIMER, if periodic { 0x2_0040 } else { 0x40 }, NEAR_WRAP, khz).unwrap();
+            a.write(reg::TMICT, u32::MAX, NEAR_WRAP, khz).unwrap();
+            let d = a.timer_deadline().unwrap();
+            assert!(d < NEAR_WRAP, "wrapped past 2^64");
+            let left = a.timer_ticks_left(NEAR_WRAP).unwrap();
+            assert_eq!(left, d.wrapping_sub(NEAR_WRAP));
+            assert!(left > 1 << 36);
+            assert!(!a.poll_timer(NEAR_WRAP));
+            assert!(!a.poll_timer(u64::MAX), "not due when the TSC wraps");
+            assert!(a.read(reg::TMCCT, u64::MAX, khz).unwrap() > 0);
+            assert!(a.poll_timer(d), "due at the wrapped deadline");
+            assert_eq!(a.timer_ticks_left(d), if periodic { Some(left) } else { None });
+            // A periodic timer polled very late skips its missed periods without overflow.
+            if periodic {
+                assert!(a.poll_timer(d.wrapping_add(5 * left)));
+                assert!(a.timer_ticks_left(d.wrapping_add(5 * left)).unwrap() <= left);
+            }
+        }
+        // KVM_SET_LAPIC (set_state) arms the timer the same way.
+        let mut a = enabled(0);
+        let mut regs = [0u32; 256];
+        regs[(reg::SVR / 4) as usize] = SVR_ENABLE | 0xff;
+        regs[(reg::TDCR / 4) as usize] = 0xa;
+        regs[(reg::TMICT / 4) as usize] = u32::MAX;
+        regs[(reg::LVT_TIMER / 4) as usize] = 0x40;
+        a.set_state(&regs, NEAR_WRAP, khz);
+        assert!(a.timer_ticks_left(NEAR_WRAP).unwrap() > 1 << 36);
+        assert!(!a.poll_timer(NEAR_WRAP));
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod controls;
 pub mod cpuid;
 pub mod debug_regs;
 pub mod ept;
+pub mod exception;
 pub mod exit;
 pub mod field;
 pub mod field_table;
