@@ -711,7 +711,7 @@ fn vm_entry(st: &mut VcpuState, eptp: u64, launch: bool) -> Handled {
             // emulation error then (nested_get_vmcs12_pages); so does nvmx, L1 still at its
             // VMLAUNCH/VMRESUME.
             if let Err(field) = apic_pages(&ApicVirt::of(v), eptp) {
-                if ratelimit_ok() {
+                if crate::shim::printk_ratelimit() {
                     pr_info!("nested VM entry: field {:#x} = {:#x} is not guest RAM\n", field.encoding(), v.get(field));
                 }
                 return Handled::Unsupported(field.encoding() as u64);
@@ -724,7 +724,7 @@ fn vm_entry(st: &mut VcpuState, eptp: u64, launch: bool) -> Handled {
 
 fn report_failure(st: &mut VcpuState, e: EntryFailure) {
     let x = e.failed();
-    if !ratelimit_ok() {
+    if !crate::shim::printk_ratelimit() {
         st.nested.last_failure = Some(e);
         return;
     }
@@ -738,17 +738,6 @@ fn report_failure(st: &mut VcpuState, e: EntryFailure) {
     st.nested.last_failure = Some(e);
 }
 
-/// At most one entry-failure message per second across the host (dmesg must not become a
-/// channel an L1 can flood).
-fn ratelimit_ok() -> bool {
-    use core::sync::atomic::{AtomicU64, Ordering};
-    static LAST: AtomicU64 = AtomicU64::new(0);
-    let khz = crate::HOST.as_ref().map_or(1_000_000, |h| u64::from(h.tsc_khz.max(1)));
-    let now = crate::vmx_ops::rdtsc();
-    let last = LAST.load(Ordering::Relaxed);
-    (last == 0 || now.wrapping_sub(last) >= khz * 1000)
-        && LAST.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
-}
 
 // ---------------------------------------------------------------------------------------
 // Transitions (between read-back of one VMCS and the loading of the other).

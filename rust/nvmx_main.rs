@@ -93,6 +93,10 @@ struct Nvmx {
 }
 
 fn probe_host() -> Result<cpu::VmxCpus> {
+    host::kernel_supported(vmx_ops::read_cr4()).map_err(|r| {
+        pr_err!("{}\n", format_args!("{r}"));
+        Error::from_errno(-r.errno())
+    })?;
     let caps = host::probe(&mut ThisCpu).map_err(|r| {
         pr_err!("{}\n", format_args!("{r}"));
         Error::from_errno(-r.errno())

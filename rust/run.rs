@@ -10,7 +10,7 @@
 
 use kernel::prelude::*;
 
-use crate::shim::{self, HostState};
+use crate::shim::{self, pr_err_ratelimited, HostState};
 use crate::uapi::{exit as kvm_exit, mp_state, run as kvm_run, KvmRegs, KvmSegment, KvmSregs};
 use crate::vcpu::{PendingIn, PendingIns, PendingMmio, Vcpu, VcpuState, SYSCALL_MSRS};
 use crate::vmx_core::insn::{self, CpuMode, Decoded, Gpr};
@@ -284,7 +284,7 @@ fn region(host: &crate::HostInfo, vcpu: &Vcpu, st: &mut VcpuState, eptp: u64, ge
     let vmxon = *host.vmxon_phys.get(cpu as usize).ok_or(EIO)?;
     let cr4_before = vmx_ops::read_cr4();
     let cr4_vmx = host::cpu_entry_cr4(&host.caps, vmx_ops::read_cr0(), cr4_before).map_err(|r| {
-        pr_err!("cpu{cpu}: {}\n", format_args!("{r}"));
+        pr_err_ratelimited!("cpu{cpu}: {}\n", format_args!("{r}"));
         Error::from_errno(-r.errno())
     })?;
     let hs = HostState::save();
@@ -330,7 +330,7 @@ fn region(host: &crate::HostInfo, vcpu: &Vcpu, st: &mut VcpuState, eptp: u64, ge
     // SAFETY: VMXE set, IRQs off, this CPU's own VMXON region.
     let result = match unsafe { vmx_ops::vmxon(vmxon) } {
         Err(e) => {
-            pr_err!("cpu{cpu}: VMXON failed ({e:?})\n");
+            pr_err_ratelimited!("cpu{cpu}: VMXON failed ({e:?})\n");
             Err(EIO)
         }
         // A slot change between current_ept() and set_running() above saw this vCPU not
@@ -341,7 +341,7 @@ fn region(host: &crate::HostInfo, vcpu: &Vcpu, st: &mut VcpuState, eptp: u64, ge
             st.stats.vmx_regions += 1;
             // SAFETY: VMXON succeeded above; no VMCS was loaded.
             if let Err(e) = unsafe { vmx_ops::vmxoff() } {
-                pr_err!("cpu{cpu}: VMXOFF failed ({e:?})\n");
+                pr_err_ratelimited!("cpu{cpu}: VMXOFF failed ({e:?})\n");
             }
             Ok(Leave::Host { nmi: false })
         }
@@ -350,7 +350,7 @@ fn region(host: &crate::HostInfo, vcpu: &Vcpu, st: &mut VcpuState, eptp: u64, ge
             let r = in_vmx(host, vcpu, st, eptp, generation, &hs, cpu);
             // SAFETY: VMXON succeeded above in this region; the VMCS was cleared by in_vmx.
             if let Err(e) = unsafe { vmx_ops::vmxoff() } {
-                pr_err!("cpu{cpu}: VMXOFF failed ({e:?})\n");
+                pr_err_ratelimited!("cpu{cpu}: VMXOFF failed ({e:?})\n");
             }
             r
         }
@@ -439,7 +439,7 @@ fn in_vmx(
         }
         let leave = match result {
             Err(field) => {
-                pr_err!("VMWRITE of field {field:#x} failed\n");
+                pr_err_ratelimited!("VMWRITE of field {field:#x} failed\n");
                 Leave::User(UserExit::Internal {
                     suberror: INTERNAL_ERROR_EMULATION,
                     data: [field as u64, 0, 0, 0, 0],

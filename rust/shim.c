@@ -11,6 +11,7 @@
 #include <linux/kobject.h>
 #include <linux/sysfs.h>
 #include <linux/mm.h>
+#include <linux/ratelimit.h>
 #include <linux/sched.h>
 #include <linux/sched/mm.h>
 #include <linux/smp.h>
@@ -24,6 +25,14 @@
 #include <asm/tsc.h>
 
 #include "shim.h"
+
+/*
+ * PREEMPT_RT turns spinlock_t into a sleeping lock, and nvmx takes its spinlocks (the
+ * mailboxes, the VM's vCPU list) inside IRQs-off regions in VMX operation.
+ */
+#ifdef CONFIG_PREEMPT_RT
+#error "nvmx does not support PREEMPT_RT kernels: it takes spinlocks with IRQs off"
+#endif
 
 void nvmx_on_each_cpu(void (*func)(void *info), void *info)
 {
@@ -274,6 +283,18 @@ void nvmx_machine_check(void)
 
 	do_machine_check(&regs);
 #endif
+}
+
+/*
+ * One rate limit for every message a guest or a VMM can trigger (the kernel's printk
+ * defaults: 10 messages per 5 seconds), so that dmesg cannot be flooded through nvmx.
+ * Callable with IRQs off.
+ */
+bool nvmx_printk_ratelimit(void)
+{
+	static DEFINE_RATELIMIT_STATE(rs, DEFAULT_RATELIMIT_INTERVAL, DEFAULT_RATELIMIT_BURST);
+
+	return __ratelimit(&rs);
 }
 
 bool nvmx_need_resched(void)

@@ -34,6 +34,7 @@ void nvmx_host_state_restore(const struct nvmx_host_state *s);
 void *nvmx_phys_to_virt(u64 phys);
 void nvmx_deliver_host_nmi(void);
 void nvmx_machine_check(void);
+bool nvmx_printk_ratelimit(void);
 bool nvmx_need_resched(void);
 unsigned int nvmx_tsc_khz(void);
 void nvmx_kick_cpu(unsigned int cpu);

@@ -155,6 +155,7 @@ mod ffi_run {
         pub(super) fn nvmx_phys_to_virt(phys: u64) -> *mut core::ffi::c_void;
         pub(super) fn nvmx_deliver_host_nmi();
         pub(super) fn nvmx_machine_check();
+        pub(super) fn nvmx_printk_ratelimit() -> bool;
         pub(super) fn nvmx_need_resched() -> bool;
         pub(super) fn nvmx_cond_resched();
         pub(super) fn nvmx_tsc_khz() -> u32;
@@ -219,6 +220,23 @@ pub(crate) fn machine_check() {
     // SAFETY: called right after a VM exit with IRQs off, as do_machine_check expects.
     unsafe { ffi_run::nvmx_machine_check() }
 }
+
+/// Whether a message a guest or VMM triggered may be printed now: one rate limit (the
+/// kernel's printk defaults, 10 per 5 s) for all of them. Callable with IRQs off.
+pub(crate) fn printk_ratelimit() -> bool {
+    // SAFETY: no preconditions; the ratelimit state is the C side's own.
+    unsafe { ffi_run::nvmx_printk_ratelimit() }
+}
+
+/// `pr_err!` for messages a guest or VMM can trigger: rate-limited by [`printk_ratelimit`].
+macro_rules! pr_err_ratelimited {
+    ($($arg:tt)*) => {
+        if $crate::shim::printk_ratelimit() {
+            kernel::prelude::pr_err!($($arg)*);
+        }
+    };
+}
+pub(crate) use pr_err_ratelimited;
 
 /// Whether the scheduler wants this CPU.
 pub(crate) fn need_resched() -> bool {

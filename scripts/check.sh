@@ -30,7 +30,7 @@ step "QEMU TCG, AMD vendor (refusal: not Intel)"
 step "QEMU TCG, Intel vendor without VMX (refusal: no VMX)"
 "$NVMX_ROOT/scripts/run-qemu.sh" tcg-intel tcg-intel "$res/tcg-intel.serial"
 step "Bochs, 2 CPUs with VMX"
-NVMX_BOCHS_MEGS=2048 "$NVMX_ROOT/scripts/run-bochs.sh" check "$res/bochs-check.serial" "${NVMX_BOCHS_TIMEOUT:-1500}"
+NVMX_BOCHS_MEGS=2048 NVMX_BOCHS_IDLE=${NVMX_BOCHS_IDLE:-300} "$NVMX_ROOT/scripts/run-bochs.sh" check "$res/bochs-check.serial" "${NVMX_BOCHS_TIMEOUT:-1500}"
 
 # Each upstream test runs twice in the Bochs boot: against kvm_intel and against nvmx.
 upstream=$(list_tests upstream.list | sed 's|.*/||' | while read -r t; do
@@ -45,12 +45,12 @@ bench="bench-kvm_intel,bench-nvmx"
 machines=(
     --machine tcg-amd "$res/tcg-amd.serial" nvmx_novmx_test,status-amd,kernel-log
     --machine tcg-intel "$res/tcg-intel.serial" nvmx_novmx_test,status-no-vmx,kernel-log
-    --machine bochs "$res/bochs-check.serial" "nvmx_module_test,nvmx_device_test,nvmx_vm_test,nvmx_run_test,nvmx_apic_test,$status,$bench$upstream,kernel-log"
+    --machine bochs "$res/bochs-check.serial" "nvmx_module_test,nvmx_device_test,nvmx_vm_test,nvmx_run_test,nvmx_apic_test,nvmx_busy_test,$status,$bench$upstream,kernel-log"
 )
 if [ -w /dev/kvm ] && grep -qw vmx /proc/cpuinfo; then
     step "QEMU/KVM with the host's VMX"
     "$NVMX_ROOT/scripts/run-qemu.sh" kvm check "$res/kvm-check.serial" 600
-    machines+=(--machine qemu-kvm "$res/kvm-check.serial" nvmx_module_test,nvmx_device_test,nvmx_vm_test,nvmx_run_test,nvmx_apic_test)
+    machines+=(--machine qemu-kvm "$res/kvm-check.serial" nvmx_module_test,nvmx_device_test,nvmx_vm_test,nvmx_run_test,nvmx_apic_test,nvmx_busy_test)
 else
     step "no /dev/kvm with VMX on this host: the QEMU/KVM machine is not run"
 fi

@@ -270,6 +270,10 @@ impl VmxMisc {
     pub const fn stores_lma(self) -> bool {
         test(self.0, 5)
     }
+    /// Bit 14: Intel Processor Trace can be used in VMX operation (SDM A.6).
+    pub const fn pt_in_vmx(self) -> bool {
+        test(self.0, 14)
+    }
     /// Bits 8:6: supported activity states (bit 6 HLT, 7 shutdown, 8 wait-for-SIPI).
     pub const fn activity_states(self) -> u32 {
         extract(self.0, 8, 6) as u32

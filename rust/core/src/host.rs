@@ -57,6 +57,14 @@ pub enum Refusal {
     VmcsLayout(VmxBasic),
     /// A capability nvmx requires is absent.
     Missing(&'static str),
+    /// The host has Intel PT, but PT cannot run in VMX operation (IA32_VMX_MISC bit 14 = 0):
+    /// the kernel stops host tracing around VMX operation only for KVM (its
+    /// intel_pt_handle_vmx is not exported), so nvmx cannot do what KVM does.
+    IntelPtOutsideVmx,
+    /// The kernel runs with FRED (CR4.FRED): NMIs that exit a guest must be re-raised
+    /// through FRED's entry for hypervisors, which the kernel exports to KVM only; `int $2`
+    /// is an invalid event under FRED.
+    Fred,
 }
 
 impl Refusal {
@@ -99,6 +107,16 @@ impl fmt::Display for Refusal {
                 b.addresses_32bit_only()
             ),
             Refusal::Missing(what) => write!(f, "missing VMX capability: {what}"),
+            Refusal::IntelPtOutsideVmx => write!(
+                f,
+                "Intel PT cannot run in VMX operation on this CPU (IA32_VMX_MISC bit 14 is 0) and \
+                 only KVM can stop host tracing around it"
+            ),
+            Refusal::Fred => write!(
+                f,
+                "the kernel uses FRED, and NMIs that exit a guest can be handed back to a FRED \
+                 kernel only by KVM: boot with fred=off to use nvmx"
+            ),
         }
     }
 }
@@ -169,6 +187,18 @@ impl fmt::Display for HostCaps {
 
 /// CPUID.1:ECX bit for VMX.
 const CPUID1_ECX_VMX: u32 = 5;
+/// CPUID.(EAX=7,ECX=0):EBX bit for Intel Processor Trace.
+const CPUID7_EBX_INTEL_PT: u32 = 25;
+/// CR4.FRED (bit 32): flexible return and event delivery.
+pub const CR4_FRED: u64 = 1 << 32;
+
+/// Whether the running kernel, seen through its CR4 at load, is one nvmx can work under.
+pub const fn kernel_supported(cr4_now: u64) -> Result<(), Refusal> {
+    if cr4_now & CR4_FRED != 0 {
+        return Err(Refusal::Fred);
+    }
+    Ok(())
+}
 
 fn read(p: &mut dyn HostProbe, index: u32) -> Result<u64, Refusal> {
     p.rdmsr(index).ok_or(Refusal::MsrUnreadable(index))
@@ -237,6 +267,10 @@ pub fn probe(p: &mut dyn HostProbe) -> Result<HostCaps, Refusal> {
         ..HostCaps::default()
     };
 
+    // Intel PT (CPUID.(EAX=7,ECX=0):EBX[25]) that VMX operation does not support.
+    if p.cpuid(0, 0)[0] >= 7 && test(p.cpuid(7, 0)[1] as u64, CPUID7_EBX_INTEL_PT) && !caps.misc.pt_in_vmx() {
+        return Err(Refusal::IntelPtOutsideVmx);
+    }
     // SDM A.3.3: IA32_VMX_PROCBASED_CTLS2 exists only if secondary controls can be activated.
     if !caps.primary.allows(primary::SECONDARY_CONTROLS) {
         return Err(Refusal::Missing("secondary processor-based controls"));
@@ -501,6 +535,33 @@ mod tests {
             "VMCS revision 0x4 (1024 bytes, WB), EPT 4-level 2M 1G A/D, VPID yes, \
              shadow VMCS yes, preemption timer yes (TSC/2^7)"
         );
+    }
+
+    #[test]
+    fn intel_pt_that_cannot_run_in_vmx_operation_is_refused() {
+        let misc = skylake_msrs()[&msr::IA32_VMX_MISC];
+        let mut h = FakeHost::skylake();
+        h.cpuid.insert(7, [0, 1 << 25, 0, 0]);
+        // Skylake's PT can run in VMX operation.
+        assert!(misc & (1 << 14) != 0);
+        assert!(probe(&mut h).is_ok());
+        let mut h = h.with(msr::IA32_VMX_MISC, misc & !(1 << 14));
+        let r = probe(&mut h).unwrap_err();
+        assert_eq!(r, Refusal::IntelPtOutsideVmx);
+        assert_eq!(r.errno(), errno::ENODEV);
+        assert!(r.to_string().contains("IA32_VMX_MISC bit 14"));
+        // Without PT the bit does not matter.
+        h.cpuid.insert(7, [0; 4]);
+        assert!(probe(&mut h).is_ok());
+    }
+
+    #[test]
+    fn fred_kernels_are_refused() {
+        assert_eq!(kernel_supported(0x3706f0), Ok(()));
+        let r = kernel_supported(0x3706f0 | CR4_FRED).unwrap_err();
+        assert_eq!(r, Refusal::Fred);
+        assert_eq!(r.errno(), errno::ENODEV);
+        assert!(r.to_string().contains("fred=off"));
     }
 
     #[test]

@@ -337,9 +337,11 @@ impl Lapic {
         if due(d, now) || self.timer_period == 0 {
             return 0;
         }
-        let left_tsc = d.wrapping_sub(now);
-        let per_tick = self.ticks_to_tsc(1, tsc_khz).max(1);
-        (left_tsc / per_tick).min(self.tmict as u64) as u32
+        // The inverse of ticks_to_tsc, in the same order (TSC ticks to ns, ns to APIC ticks):
+        // one APIC tick is rarely a whole number of TSC ticks (25.6 at 200 MHz and /128), and
+        // dividing by a truncated tick length would leave the count stuck at TMICT.
+        let left_ns = d.wrapping_sub(now).saturating_mul(1_000_000) / tsc_khz.max(1);
+        (left_ns / (self.timer_divisor() * TIMER_NS_PER_TICK)).min(self.tmict as u64) as u32
     }
 
     /// Read register `offset` (xAPIC offsets). `now` and `tsc_khz` serve the current count.
@@ -551,7 +553,17 @@ impl Lapic {
         self.tdcr = get(reg::TDCR) & 0xb;
         self.tmict = get(reg::TMICT);
         self.timer_period = self.ticks_to_tsc(self.tmict as u64, tsc_khz);
-        self.timer_deadline = (self.tmict != 0).then(|| now.wrapping_add(self.timer_period));
+        // The timer resumes from the saved current count, as KVM's kvm_apic_set_state does
+        // (__start_apic_timer from APIC_TMCCT): a count above the initial count is the
+        // initial count; none left means a periodic timer starts a new period and a one-shot
+        // timer is due at once.
+        let tmcct = get(reg::TMCCT).min(self.tmict);
+        let left = match tmcct {
+            0 if self.timer_periodic() => self.timer_period,
+            0 => 0,
+            c => self.ticks_to_tsc(c as u64, tsc_khz),
+        };
+        self.timer_deadline = (self.tmict != 0).then(|| now.wrapping_add(left));
     }
 
     /// LDR and DFR, which decide logical-destination matches.
@@ -770,8 +782,12 @@ mod tests {
             assert_eq!(left, d.wrapping_sub(NEAR_WRAP));
             assert!(left > 1 << 36);
             assert!(!a.poll_timer(NEAR_WRAP));
+            // 2560 TSC ticks are 100 APIC ticks (25.6 each): the count moved by 100.
+            let count = a.read(reg::TMCCT, NEAR_WRAP + 2560, khz).unwrap();
+            assert!((u32::MAX - 101..=u32::MAX - 99).contains(&count), "count {count:#x}");
             assert!(!a.poll_timer(u64::MAX), "not due when the TSC wraps");
-            assert!(a.read(reg::TMCCT, u64::MAX, khz).unwrap() > 0);
+            let count = a.read(reg::TMCCT, u64::MAX, khz).unwrap();
+            assert!(count > 0 && count < u32::MAX, "running: {count:#x}");
             assert!(a.poll_timer(d), "due at the wrapped deadline");
             assert_eq!(a.timer_ticks_left(d), if periodic { Some(left) } else { None });
             // A periodic timer polled very late skips its missed periods without overflow.
@@ -786,6 +802,7 @@ mod tests {
         regs[(reg::SVR / 4) as usize] = SVR_ENABLE | 0xff;
         regs[(reg::TDCR / 4) as usize] = 0xa;
         regs[(reg::TMICT / 4) as usize] = u32::MAX;
+        regs[(reg::TMCCT / 4) as usize] = u32::MAX;
         regs[(reg::LVT_TIMER / 4) as usize] = 0x40;
         a.set_state(&regs, NEAR_WRAP, khz);
         assert!(a.timer_ticks_left(NEAR_WRAP).unwrap() > 1 << 36);
@@ -872,7 +889,19 @@ mod tests {
         assert_eq!(b.id, 3, "xAPIC ID restored");
         assert_eq!(b.state(100, KHZ)[..(reg::TMCCT / 4) as usize], st[..(reg::TMCCT / 4) as usize]);
         assert_eq!(b.deliverable(), Some(0x61));
-        assert_eq!(b.timer_deadline(), Some(600), "the timer restarts from the initial count");
+        assert_eq!(b.timer_deadline(), Some(500), "the timer resumes from the saved count");
+        // No count left: a periodic timer starts a new period, a one-shot one is due.
+        let mut st0 = st;
+        st0[(reg::TMCCT / 4) as usize] = 0;
+        b.set_state(&st0, 100, KHZ);
+        assert_eq!(b.timer_deadline(), Some(600), "periodic");
+        st0[(reg::LVT_TIMER / 4) as usize] = 0x45;
+        b.set_state(&st0, 100, KHZ);
+        assert_eq!(b.timer_deadline(), Some(100), "one shot, due");
+        // A count above the initial count is the initial count.
+        st0[(reg::TMCCT / 4) as usize] = 10_000;
+        b.set_state(&st0, 100, KHZ);
+        assert_eq!(b.timer_deadline(), Some(600));
         // x2APIC mode: the ID and LDR stay derived.
         let mut x = enabled(5);
         x.enter_x2apic();

@@ -209,6 +209,10 @@ fn gather() -> Facts {
         nvmx_loaded: module("nvmx") || nvmx.is_some(),
         nvmx: nvmx.map(|(n, _, _)| n),
         kvm_intel_loaded: module("kvm_intel"),
+        fred: cpuinfo
+            .lines()
+            .find(|l| l.starts_with("flags"))
+            .is_some_and(|l| l.split_whitespace().any(|w| w == "fred")),
     }
 }
 

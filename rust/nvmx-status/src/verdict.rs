@@ -68,6 +68,8 @@ pub struct Facts {
     pub nvmx: Option<Nvmx>,
     /// kvm_intel is loaded (it holds VMX on every CPU).
     pub kvm_intel_loaded: bool,
+    /// The kernel runs with FRED ("fred" in /proc/cpuinfo's flags): nvmx refuses to load.
+    pub fred: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -190,6 +192,12 @@ pub fn judge(f: &Facts) -> Report {
         }
     }
     lines.push(line(
+        "kernel without FRED",
+        if f.fred { Status::Fail } else { Status::Ok },
+        if f.fred { "no: the kernel uses FRED" } else { "yes" },
+        if f.fred { "nvmx cannot hand guest-exiting NMIs back to a FRED kernel (only KVM can): boot with fred=off" } else { "" },
+    ));
+    lines.push(line(
         "nvmx loaded",
         match (&f.nvmx, f.nvmx_loaded) {
             (Some(_), _) => Status::Ok,
@@ -260,7 +268,16 @@ mod tests {
             nvmx_loaded: true,
             nvmx: Some(Nvmx { vmcs_revision: 0x2b, online_cpus: 2, vmx_cpus: 2, nested: true, vmx_busy: false, vcpus: vec![] }),
             kvm_intel_loaded: false,
+            fred: false,
         }
+    }
+
+    #[test]
+    fn fred_kernels_are_not_usable() {
+        let r = judge(&Facts { fred: true, ..usable_host() });
+        assert_eq!(status_of(&r, "kernel without FRED"), Status::Fail);
+        assert!(!r.usable);
+        assert_eq!(status_of(&judge(&usable_host()), "kernel without FRED"), Status::Ok);
     }
 
     fn status_of(r: &Report, check: &str) -> Status {
