@@ -116,18 +116,18 @@ fn get_host_status(arg: usize) -> Result<isize> {
 /// too small: E2BIG with the number needed written back).
 fn get_vcpu_list(arg: usize) -> Result<isize> {
     let room: u32 = UserSlice::new(UserPtr::from_addr(arg), 4).reader().read()?;
-    crate::status::with_list(|list| {
-        let n = list.len();
-        if (room as usize) < n {
-            UserSlice::new(UserPtr::from_addr(arg), 4).writer().write(&(n as u32))?;
-            return Err(E2BIG);
-        }
-        let size = 8 + n * core::mem::size_of::<NvmxVcpuStatus>();
-        let mut w = UserSlice::new(UserPtr::from_addr(arg), size).writer();
-        w.write(&[n as u32, 0u32])?;
-        for e in list {
-            w.write(e)?;
-        }
-        Ok(0)
-    })
+    // Copied out of the list first: writing user memory may fault and sleep.
+    let list = crate::status::snapshot()?;
+    let n = list.len();
+    if (room as usize) < n {
+        UserSlice::new(UserPtr::from_addr(arg), 4).writer().write(&(n as u32))?;
+        return Err(E2BIG);
+    }
+    let size = 8 + n * core::mem::size_of::<NvmxVcpuStatus>();
+    let mut w = UserSlice::new(UserPtr::from_addr(arg), size).writer();
+    w.write(&[n as u32, 0u32])?;
+    for e in list.iter() {
+        w.write(e)?;
+    }
+    Ok(0)
 }

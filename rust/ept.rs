@@ -14,9 +14,11 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 /// A VM's EPT, for the VM's whole life. Slots are mapped into it and unmapped from it in
 /// place, under the VM's lock: adding a slot costs its own pages, not a rebuild of all of
-/// them. Tables are only freed with the VM, so an EPT pointer never names freed memory while
-/// the VM lives. Removing a mapping is followed by a new memory generation: vCPUs running
-/// on the old one are kicked out and flush (INVEPT) before they enter again (rust/vm.rs).
+/// them. Removing a mapping is followed by a new memory generation: vCPUs running on the old
+/// one are kicked out and flush (INVEPT) before they enter again (rust/vm.rs). Tables that
+/// an unmap left empty are detached ([`Ept::prune`]) and freed by the caller only after that
+/// wait, so no vCPU walks a freed table (lock-free walks happen only inside IRQs-off
+/// regions, which the wait outlasts, or under the VM's lock).
 pub(crate) struct Ept {
     /// Every table; the first is the PML4.
     tables: KVec<Page>,
@@ -31,7 +33,7 @@ impl Ept {
     /// An empty EPT (nothing mapped: every access is an EPT violation).
     pub(crate) fn new() -> Result<Self> {
         let mut tables = KVec::new();
-        tables.push(Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?, GFP_KERNEL)?;
+        tables.push(Page::alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO)?, GFP_KERNEL_ACCOUNT)?;
         let root = shim::page_phys(&tables[0]);
         Ok(Self { tables, eptp: ept::eptp(root), initially_dirty: false })
     }
@@ -135,6 +137,42 @@ impl Ept {
         any
     }
 
+    /// Detach the tables that cover `slot`'s range and map nothing any more (after an unmap,
+    /// and after a move has mapped the slot's new range), bottom up: page tables, then page
+    /// directories, then PDPTs; never the PML4. The caller frees them once no vCPU can
+    /// still use a translation through them (after the memory-generation wait). Without
+    /// memory for the list a table simply stays, as before.
+    pub(crate) fn prune(&mut self, slot: &Slot) -> KVec<Page> {
+        let mut retired = KVec::new();
+        let start = slot.base_gfn.saturating_mul(PAGE_SIZE);
+        let end = slot.base_gfn.saturating_add(slot.npages).saturating_mul(PAGE_SIZE).min(ept::MAX_GPA + 1);
+        // `level`: the level of the entry that points to the table (2: a PD entry -> a page
+        // table covering 2 MiB; 3: a PDPT entry -> a PD, 1 GiB; 4: a PML4 entry -> a PDPT).
+        for level in 2..=4u32 {
+            let span = 1u64 << (12 + 9 * (level - 1));
+            let mut gpa = start & !(span - 1);
+            while gpa < end {
+                if let Some(entry) = parent_entry(self.eptp, gpa, level) {
+                    // SAFETY: an entry of a table page of this EPT.
+                    let v = unsafe { entry.read_volatile() };
+                    let table = v & ept::ADDR_MASK;
+                    if ept::present(v) && table_is_empty(table) && retired.reserve(1, GFP_KERNEL_ACCOUNT).is_ok() {
+                        if let Some(i) = self.tables.iter().position(|p| shim::page_phys(p) == table) {
+                            // SAFETY: as above; the table it named is now unreachable.
+                            unsafe { entry.write_volatile(0) };
+                            if let Ok(page) = self.tables.remove(i) {
+                                // Cannot fail: reserved above.
+                                let _ = retired.push_within_capacity(page);
+                            }
+                        }
+                    }
+                }
+                gpa = gpa.saturating_add(span);
+            }
+        }
+        retired
+    }
+
     /// Unmap every page of `slot`.
     pub(crate) fn unmap_slot(&mut self, slot: &Slot) {
         self.unmap_range(slot.base_gfn, slot.npages);
@@ -160,9 +198,9 @@ impl Ept {
             return Err(EINVAL);
         }
         let leaf = leaf_alloc(root, gpa, || {
-            let page = Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?;
+            let page = Page::alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO)?;
             let next = shim::page_phys(&page);
-            tables.push(page, GFP_KERNEL)?;
+            tables.push(page, GFP_KERNEL_ACCOUNT)?;
             Ok(next)
         })?;
         let entry = match (logged, dirty) {
@@ -219,8 +257,30 @@ pub(crate) fn lookup(eptp: u64, gpa: u64) -> Option<(u64, u64)> {
     ept::present(value).then(|| ((value & ept::ADDR_MASK) | (gpa & (PAGE_SIZE - 1)), rights))
 }
 
+/// The entry at `level` (4: in the PML4, ... 2: in a page directory) on the walk for `gpa`,
+/// if the tables down to it exist.
+fn parent_entry(eptp: u64, gpa: u64, level: u32) -> Option<*mut u64> {
+    let mut table = eptp & ept::ADDR_MASK;
+    for l in (level + 1..=4).rev() {
+        // SAFETY: a table page of this EPT, in the direct map.
+        let value = unsafe { Ept::entry(table, ept::index(gpa, l)).read_volatile() };
+        if !ept::present(value) {
+            return None;
+        }
+        table = value & ept::ADDR_MASK;
+    }
+    Some(Ept::entry(table, ept::index(gpa, level)))
+}
+
+/// Whether the table page at `table` has no entry left.
+fn table_is_empty(table: u64) -> bool {
+    // SAFETY: a table page of this EPT (512 entries), in the direct map.
+    (0..512).all(|i| unsafe { Ept::entry(table, i).read_volatile() } == 0)
+}
+
 /// The leaf entry for `gpa` in the EPT `eptp`, if the tables down to it exist (the leaf
-/// itself may be empty). Tables of an nvmx EPT live as long as its VM.
+/// itself may be empty). The caller walks inside an IRQs-off region or under the VM's lock,
+/// which a table's retirement waits for (Ept::prune).
 fn leaf_entry(eptp: u64, gpa: u64) -> Option<*mut u64> {
     if gpa > ept::MAX_GPA {
         return None;

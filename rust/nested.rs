@@ -225,7 +225,7 @@ pub(crate) fn prepare_region(st: &mut VcpuState) -> Result {
         return Ok(());
     }
     if st.nested.shadow_ept.is_none() {
-        st.nested.shadow_ept = Some(KBox::new(ShadowEpt::new()?, GFP_KERNEL)?);
+        st.nested.shadow_ept = Some(KBox::new(ShadowEpt::new()?, GFP_KERNEL_ACCOUNT)?);
     }
     if let Some(s) = st.nested.shadow_ept.as_mut() {
         s.top_up()?;
@@ -283,12 +283,16 @@ pub(crate) fn set_msr(st: &mut VcpuState, index: u32, v: u64, host: bool) -> cor
     st.nested.caps.restore(&offered, index, v)
 }
 
-/// KVM_SET_CPUID2 changed the vCPU's VMX bit (before the first run): firmware's part — a
+/// KVM_SET_CPUID2 changed the vCPU's CPUID (before the first run): firmware's part — a
 /// locked IA32_FEATURE_CONTROL enabling VMX outside SMX — is done for a vCPU offered VMX
 /// whose VMM has not set the MSR itself.
 pub(crate) fn cpuid_changed(st: &mut VcpuState) {
     if st.features.vmx && available() && st.nested.feature_control == 0 {
         st.nested.feature_control = FEAT_LOCKED | FEAT_VMX_OUTSIDE_SMX;
+    }
+    // L1's CR4_FIXED1 follows its CPUID (and with it the HOST_CR4/GUEST_CR4 entry checks).
+    if let Some(h) = crate::HOST.as_ref() {
+        st.nested.caps.cr4.fixed1 = crate::vmx_core::guest_cr::l1_cr4_fixed1(h.l1_caps.cr4.fixed1, &st.features);
     }
 }
 

@@ -61,8 +61,8 @@ fn zero(page: &Page) {
 
 impl ShadowEpt {
     pub(crate) fn new() -> Result<Self> {
-        let mut pages = KVec::with_capacity(MAX_TABLES, GFP_KERNEL)?;
-        pages.push(Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?, GFP_KERNEL)?;
+        let mut pages = KVec::with_capacity(MAX_TABLES, GFP_KERNEL_ACCOUNT)?;
+        pages.push(Page::alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO)?, GFP_KERNEL_ACCOUNT)?;
         let eptp = ept::eptp(shim::page_phys(&pages[0]));
         Ok(Self { pages, used: 1, eptp, source: None, flushed_for: None })
     }
@@ -75,7 +75,7 @@ impl ShadowEpt {
     pub(crate) fn top_up(&mut self) -> Result {
         while self.pages.len() < self.spares_wanted() {
             // Capacity was reserved for MAX_TABLES: the push does not allocate.
-            self.pages.push(Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?, GFP_KERNEL)?;
+            self.pages.push(Page::alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO)?, GFP_KERNEL_ACCOUNT)?;
         }
         Ok(())
     }

@@ -63,7 +63,7 @@ pub(crate) struct ShadowVmcs {
 
 impl ShadowVmcs {
     pub(crate) fn new(revision: u32) -> Result<Self> {
-        let page = Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?;
+        let page = Page::alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO)?;
         let rev = (revision | 1 << 31).to_le_bytes();
         // SAFETY: 4 bytes into our own, unmapped-elsewhere page.
         unsafe { page.write_raw(rev.as_ptr(), 0, rev.len())? };

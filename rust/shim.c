@@ -5,15 +5,19 @@
  * stays in Rust (rust/shim.rs declares these and states their contracts).
  */
 #include <linux/anon_inodes.h>
+#include <linux/capability.h>
 #include <linux/cpu.h>
+#include <linux/cred.h>
 #include <linux/cpumask.h>
 #include <linux/fs.h>
 #include <linux/kobject.h>
 #include <linux/sysfs.h>
 #include <linux/mm.h>
+#include <linux/mutex.h>
 #include <linux/ratelimit.h>
 #include <linux/sched.h>
 #include <linux/sched/mm.h>
+#include <linux/slab.h>
 #include <linux/smp.h>
 #include <asm/cpu_entry_area.h>
 #include <asm/desc.h>
@@ -295,6 +299,51 @@ bool nvmx_printk_ratelimit(void)
 	static DEFINE_RATELIMIT_STATE(rs, DEFAULT_RATELIMIT_INTERVAL, DEFAULT_RATELIMIT_BURST);
 
 	return __ratelimit(&rs);
+}
+
+/* The caller's effective UID in the initial user namespace, and whether it is an admin. */
+unsigned int nvmx_current_euid(void)
+{
+	return from_kuid_munged(&init_user_ns, current_euid());
+}
+
+bool nvmx_capable_sys_admin(void)
+{
+	return capable(CAP_SYS_ADMIN);
+}
+
+/*
+ * The lock that serializes a vCPU's ioctls, as KVM's vcpu->mutex: taken killably, so that a
+ * task waiting for a vCPU another task runs (KVM_RUN holds it while the guest runs or halts)
+ * can always be killed, and is not a hung task.
+ */
+struct nvmx_ioctl_lock {
+	struct mutex mutex;
+};
+
+struct nvmx_ioctl_lock *nvmx_ioctl_lock_new(void)
+{
+	struct nvmx_ioctl_lock *l = kzalloc(sizeof(*l), GFP_KERNEL_ACCOUNT);
+
+	if (l)
+		mutex_init(&l->mutex);
+	return l;
+}
+
+void nvmx_ioctl_lock_free(struct nvmx_ioctl_lock *l)
+{
+	mutex_destroy(&l->mutex);
+	kfree(l);
+}
+
+int nvmx_ioctl_lock_killable(struct nvmx_ioctl_lock *l)
+{
+	return mutex_lock_killable(&l->mutex);
+}
+
+void nvmx_ioctl_unlock(struct nvmx_ioctl_lock *l)
+{
+	mutex_unlock(&l->mutex);
 }
 
 bool nvmx_need_resched(void)

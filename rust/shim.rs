@@ -149,6 +149,7 @@ pub(crate) fn task_size_max() -> u64 {
 }
 
 mod ffi_run {
+    use core::ffi::c_void;
     extern "C" {
         pub(super) fn nvmx_host_state_save(s: *mut super::HostState);
         pub(super) fn nvmx_host_state_restore(s: *const super::HostState);
@@ -156,6 +157,12 @@ mod ffi_run {
         pub(super) fn nvmx_deliver_host_nmi();
         pub(super) fn nvmx_machine_check();
         pub(super) fn nvmx_printk_ratelimit() -> bool;
+        pub(super) fn nvmx_current_euid() -> u32;
+        pub(super) fn nvmx_capable_sys_admin() -> bool;
+        pub(super) fn nvmx_ioctl_lock_new() -> *mut c_void;
+        pub(super) fn nvmx_ioctl_lock_free(l: *mut c_void);
+        pub(super) fn nvmx_ioctl_lock_killable(l: *mut c_void) -> i32;
+        pub(super) fn nvmx_ioctl_unlock(l: *mut c_void);
         pub(super) fn nvmx_need_resched() -> bool;
         pub(super) fn nvmx_cond_resched();
         pub(super) fn nvmx_tsc_khz() -> u32;
@@ -226,6 +233,61 @@ pub(crate) fn machine_check() {
 pub(crate) fn printk_ratelimit() -> bool {
     // SAFETY: no preconditions; the ratelimit state is the C side's own.
     unsafe { ffi_run::nvmx_printk_ratelimit() }
+}
+
+/// The caller's effective UID (initial user namespace).
+pub(crate) fn current_euid() -> u32 {
+    // SAFETY: process context; reads the current task's credentials.
+    unsafe { ffi_run::nvmx_current_euid() }
+}
+
+/// Whether the caller has CAP_SYS_ADMIN (as `capable()`: may audit).
+pub(crate) fn capable_sys_admin() -> bool {
+    // SAFETY: process context.
+    unsafe { ffi_run::nvmx_capable_sys_admin() }
+}
+
+/// The lock that serializes one vCPU's ioctls (KVM's vcpu->mutex), taken killably.
+pub(crate) struct IoctlLock(core::ptr::NonNull<c_void>);
+
+// SAFETY: the C mutex is meant to be shared between tasks.
+unsafe impl Send for IoctlLock {}
+// SAFETY: as above; every operation goes through the mutex.
+unsafe impl Sync for IoctlLock {}
+
+impl IoctlLock {
+    pub(crate) fn new() -> kernel::error::Result<Self> {
+        // SAFETY: no preconditions; NULL is allocation failure.
+        let p = unsafe { ffi_run::nvmx_ioctl_lock_new() };
+        core::ptr::NonNull::new(p).map(IoctlLock).ok_or(kernel::error::code::ENOMEM)
+    }
+
+    /// Wait for the lock; only a fatal signal ends the wait early (EINTR, as KVM's vCPU
+    /// ioctls return when mutex_lock_killable fails).
+    pub(crate) fn lock_killable(&self) -> kernel::error::Result<IoctlGuard<'_>> {
+        // SAFETY: the lock is alive (owned by `self`); process context.
+        match unsafe { ffi_run::nvmx_ioctl_lock_killable(self.0.as_ptr()) } {
+            0 => Ok(IoctlGuard(self)),
+            _ => Err(kernel::error::code::EINTR),
+        }
+    }
+}
+
+impl Drop for IoctlLock {
+    fn drop(&mut self) {
+        // SAFETY: allocated by nvmx_ioctl_lock_new, not held (a guard borrows `self`).
+        unsafe { ffi_run::nvmx_ioctl_lock_free(self.0.as_ptr()) }
+    }
+}
+
+/// A held [`IoctlLock`].
+pub(crate) struct IoctlGuard<'a>(&'a IoctlLock);
+
+impl Drop for IoctlGuard<'_> {
+    fn drop(&mut self) {
+        // SAFETY: this guard holds the lock, taken by this task.
+        unsafe { ffi_run::nvmx_ioctl_unlock(self.0 .0.as_ptr()) }
+    }
 }
 
 /// `pr_err!` for messages a guest or VMM can trigger: rate-limited by [`printk_ratelimit`].

@@ -12,9 +12,17 @@ use kernel::sync::global_lock;
 use crate::uapi::{NvmxEntryFailure, NvmxVcpuStatus};
 use crate::vmx_core::nested_entry::EntryFailure;
 
+/// A vCPU's entry: its uapi status and the effective UID that created it, which decides who
+/// may see it.
+#[derive(Clone, Copy)]
+struct Entry {
+    owner: u32,
+    status: NvmxVcpuStatus,
+}
+
 global_lock! {
     // SAFETY: initialized in module init (`init`) before any vCPU exists.
-    unsafe(uninit) static VCPUS: Mutex<KVec<NvmxVcpuStatus>> = KVec::new();
+    unsafe(uninit) static VCPUS: Mutex<KVec<Entry>> = KVec::new();
 }
 
 /// Module init: the lock is usable from here on.
@@ -66,10 +74,11 @@ pub(crate) fn failure_uapi(f: Option<EntryFailure>) -> NvmxEntryFailure {
 
 /// A new vCPU (`key`: unique for the module's life) of VM `vm_id` created by process `pid`.
 pub(crate) fn add(key: u64, vm_id: u32, vcpu_id: u32, pid: u32) -> Result {
+    let owner = crate::shim::current_euid();
     let mut list = VCPUS.lock();
     list.push(
-        NvmxVcpuStatus { key, vm_id, vcpu_id, pid, ..NvmxVcpuStatus::default() },
-        GFP_KERNEL,
+        Entry { owner, status: NvmxVcpuStatus { key, vm_id, vcpu_id, pid, ..NvmxVcpuStatus::default() } },
+        GFP_KERNEL_ACCOUNT,
     )?;
     Ok(())
 }
@@ -77,7 +86,7 @@ pub(crate) fn add(key: u64, vm_id: u32, vcpu_id: u32, pid: u32) -> Result {
 /// The vCPU's fd is gone.
 pub(crate) fn remove(key: u64) {
     let mut list = VCPUS.lock();
-    if let Some(i) = list.iter().position(|e| e.key == key) {
+    if let Some(i) = list.iter().position(|e| e.status.key == key) {
         let _ = list.remove(i);
     }
 }
@@ -85,18 +94,42 @@ pub(crate) fn remove(key: u64) {
 /// Publish a vCPU's state.
 pub(crate) fn publish(key: u64, p: Published) {
     let mut list = VCPUS.lock();
-    if let Some(e) = list.iter_mut().find(|e| e.key == key) {
-        e.flags = p.flags;
-        e.last_failure = failure_uapi(p.failure);
+    if let Some(e) = list.iter_mut().find(|e| e.status.key == key) {
+        e.status.flags = p.flags;
+        e.status.last_failure = failure_uapi(p.failure);
     }
 }
 
-/// How many vCPUs are open.
-pub(crate) fn count() -> usize {
-    VCPUS.lock().len()
+/// Whom the caller may see: every vCPU with CAP_SYS_ADMIN (nvmx-status run as root), else
+/// only those its own effective UID created — other users' PIDs and L1 state are theirs.
+fn visible_to_caller() -> impl Fn(&Entry) -> bool {
+    let all = crate::shim::capable_sys_admin();
+    let me = crate::shim::current_euid();
+    move |e| all || e.owner == me
 }
 
-/// Call `f` with the list (in creation order within each VM).
-pub(crate) fn with_list<R>(f: impl FnOnce(&[NvmxVcpuStatus]) -> R) -> R {
-    f(&VCPUS.lock())
+/// How many vCPUs the caller may see.
+pub(crate) fn count() -> usize {
+    let visible = visible_to_caller();
+    VCPUS.lock().iter().filter(|e| visible(e)).count()
+}
+
+/// A copy of the vCPUs the caller may see (in creation order within each VM), taken under
+/// the lock and handed out after it: the lock is taken by every KVM_RUN return and vCPU
+/// open/close, so nothing that can fault or wait on user memory happens under it.
+pub(crate) fn snapshot() -> Result<KVec<NvmxVcpuStatus>> {
+    let visible = visible_to_caller();
+    loop {
+        let n = VCPUS.lock().len();
+        let mut out = KVec::with_capacity(n, GFP_KERNEL)?;
+        let list = VCPUS.lock();
+        if list.len() > out.capacity() {
+            continue; // more vCPUs meanwhile: allocate again
+        }
+        for e in list.iter().filter(|e| visible(e)) {
+            // Cannot fail: the capacity covers the whole list.
+            let _ = out.push_within_capacity(e.status);
+        }
+        return Ok(out);
+    }
 }

@@ -387,6 +387,9 @@ pub(crate) struct Vcpu {
     pub(crate) vpid: Vpid,
     /// The vCPU's entry in the host-wide status list (rust/status.rs).
     status_key: u64,
+    /// Serializes the vCPU's ioctls; a task waiting here can be killed (KVM's vcpu->mutex).
+    /// `state` is then taken uncontended by the ioctls.
+    ioctl_lock: shim::IoctlLock,
     #[pin]
     pub(crate) state: Mutex<VcpuState>,
 }
@@ -402,18 +405,18 @@ impl Vcpu {
         let vm2 = vm.clone();
         let status_key = NEXT_STATUS_KEY.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
         let made = (|| -> Result<isize> {
-            let run_page = Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?;
+            let run_page = Page::alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO)?;
             let revision = crate::HOST.as_ref().ok_or(ENODEV)?.caps.basic.revision_id();
-            let vmcs = Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?;
+            let vmcs = Page::alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO)?;
             let rev = revision.to_le_bytes();
             // SAFETY: 4 bytes from `rev` into our own, unmapped-elsewhere page.
             unsafe { vmcs.write_raw(rev.as_ptr(), 0, rev.len())? };
             let vmcs_phys = shim::page_phys(&vmcs);
-            let vmcs02 = Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?;
+            let vmcs02 = Page::alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO)?;
             // SAFETY: as above.
             unsafe { vmcs02.write_raw(rev.as_ptr(), 0, rev.len())? };
             let vmcs02_phys = shim::page_phys(&vmcs02);
-            let pio_page = Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?;
+            let pio_page = Page::alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO)?;
             let has_lapic = vm2.has_lapic();
             let stuff = vm2.state.lock().disabled_quirks & nested::QUIRK_STUFF_FEATURE_MSRS == 0;
             let mut state = VcpuState::reset(id, has_lapic, stuff);
@@ -423,7 +426,8 @@ impl Vcpu {
             };
             state.nested.shadow.region = shadow_vmcs.as_ref().map(|s| s.phys);
             state.tsc_offset = 0u64.wrapping_sub(vm2.tsc_origin);
-            let mailbox = Arc::pin_init(Mailbox::new(id), GFP_KERNEL)?;
+            let ioctl_lock = shim::IoctlLock::new()?;
+            let mailbox = Arc::pin_init(Mailbox::new(id), GFP_KERNEL_ACCOUNT)?;
             if let Some(a) = &state.lapic {
                 mailbox.mirror(a);
             }
@@ -443,9 +447,10 @@ impl Vcpu {
                     mailbox,
                     vpid: Vpid::alloc(crate::HOST.as_ref().is_some_and(|h| h.caps.vpid())),
                     status_key,
+                    ioctl_lock,
                     state <- new_mutex!(state),
                 }),
-                GFP_KERNEL,
+                GFP_KERNEL_ACCOUNT,
             )?;
             crate::status::add(status_key, vm.id, id, vm.pid)?;
             vcpu.publish_status();
@@ -482,6 +487,7 @@ impl Vcpu {
     }
 
     fn ioctl(this: ArcBorrow<'_, Vcpu>, cmd: u32, arg: usize) -> Result<isize> {
+        let _serialized = this.ioctl_lock.lock_killable()?;
         match cmd {
             uapi::KVM_RUN if arg != 0 => Err(EINVAL),
             uapi::KVM_RUN => {
@@ -618,9 +624,9 @@ fn set_cpuid2(st: &mut VcpuState, arg: usize) -> Result<isize> {
     }
     let esize = core::mem::size_of::<KvmCpuidEntry2>();
     let mut r = UserSlice::new(UserPtr::from_addr(arg + 8), nent as usize * esize).reader();
-    let mut table = KVec::with_capacity(nent as usize, GFP_KERNEL)?;
+    let mut table = KVec::with_capacity(nent as usize, GFP_KERNEL_ACCOUNT)?;
     for _ in 0..nent {
-        table.push(CpuidEntry::from(r.read::<KvmCpuidEntry2>()?), GFP_KERNEL)?;
+        table.push(CpuidEntry::from(r.read::<KvmCpuidEntry2>()?), GFP_KERNEL_ACCOUNT)?;
     }
     let features = GuestFeatures::from_cpuid(&table);
     if st.ran && !cpuid::same_table(&st.cpuid, &table) {
@@ -663,9 +669,9 @@ fn read_msr_entries(arg: usize) -> Result<(KVec<KvmMsrEntry>, kernel::uaccess::U
     let esize = core::mem::size_of::<KvmMsrEntry>();
     let user = UserSlice::new(UserPtr::from_addr(arg + 8), nmsrs as usize * esize);
     let (mut r, w) = user.reader_writer();
-    let mut entries = KVec::with_capacity(nmsrs as usize, GFP_KERNEL)?;
+    let mut entries = KVec::with_capacity(nmsrs as usize, GFP_KERNEL_ACCOUNT)?;
     for _ in 0..nmsrs {
-        entries.push(r.read::<KvmMsrEntry>()?, GFP_KERNEL)?;
+        entries.push(r.read::<KvmMsrEntry>()?, GFP_KERNEL_ACCOUNT)?;
     }
     Ok((entries, w))
 }
@@ -715,13 +721,13 @@ fn msr_io(st: &mut VcpuState, arg: usize, set: bool) -> Result<isize> {
 pub(crate) fn get_msr_index_list(arg: usize) -> Result<isize> {
     let mut list = KVec::new();
     for m in Msr::ALL {
-        list.push(m.index(), GFP_KERNEL)?;
+        list.push(m.index(), GFP_KERNEL_ACCOUNT)?;
     }
     // With nested VMX: IA32_FEATURE_CONTROL and the IA32_VMX_* MSRs (KVM's emulated MSRs).
     if nested::available() {
-        list.push(nested::MSR_FEATURE_CONTROL, GFP_KERNEL)?;
+        list.push(nested::MSR_FEATURE_CONTROL, GFP_KERNEL_ACCOUNT)?;
         for i in crate::vmx_core::msr::IA32_VMX_BASIC..=crate::vmx_core::msr::IA32_VMX_VMFUNC {
-            list.push(i, GFP_KERNEL)?;
+            list.push(i, GFP_KERNEL_ACCOUNT)?;
         }
     }
     write_msr_list(arg, &list)
@@ -733,7 +739,7 @@ pub(crate) fn get_msr_feature_index_list(arg: usize) -> Result<isize> {
     let mut list = KVec::new();
     if nested::available() {
         for i in crate::vmx_core::msr::IA32_VMX_BASIC..=crate::vmx_core::msr::IA32_VMX_VMFUNC {
-            list.push(i, GFP_KERNEL)?;
+            list.push(i, GFP_KERNEL_ACCOUNT)?;
         }
     }
     write_msr_list(arg, &list)

@@ -47,7 +47,7 @@ impl PinnedPages {
         let n = usize::try_from(npages).map_err(|_| EINVAL)?;
         let charge = shim::LockedCharge::new(npages)?;
         let mut pages: KVVec<*mut bindings::page> =
-            KVVec::from_elem(ptr::null_mut(), n, GFP_KERNEL)?;
+            KVVec::from_elem(ptr::null_mut(), n, GFP_KERNEL_ACCOUNT)?;
         let mut done = 0usize;
         while done < n {
             let start = uaddr + (done as u64) * memslot::PAGE_SIZE;
@@ -160,7 +160,7 @@ impl Vm {
                 }),
                 mailboxes <- new_spinlock!(KVec::new()),
             }),
-            GFP_KERNEL,
+            GFP_KERNEL_ACCOUNT,
         )?;
         let raw = vm.into_foreign();
         let fd = shim::vm_fd(raw);
@@ -316,15 +316,17 @@ impl Vm {
             v
         };
         let change = memslot::plan(&current, req, user_limit).map_err(|e| Error::from_errno(-e))?;
-        // Memory that no vCPU may use any more: unpinned only once none can (see below).
+        // Memory that no vCPU may use any more: unpinned only once none can (see below),
+        // and EPT tables left empty, freed at the same point.
         let mut retired = None;
+        let mut retired_tables = KVec::new();
         match change {
             Change::Create(slot) => {
                 // Pinning may sleep and fault: fine here, under a sleeping lock.
                 let pages = PinnedPages::pin(slot.uaddr, slot.npages)?;
-                st.slots.reserve(1, GFP_KERNEL)?;
+                st.slots.reserve(1, GFP_KERNEL_ACCOUNT)?;
                 st.ept.map_slot(&slot, &pages)?;
-                st.slots.push(MemSlot { slot, pages }, GFP_KERNEL)?;
+                st.slots.push(MemSlot { slot, pages }, GFP_KERNEL_ACCOUNT)?;
                 // Not-present to present needs no flush (no TLB caches an absent entry).
                 return Ok(0);
             }
@@ -332,6 +334,7 @@ impl Vm {
                 if let Some(i) = st.slots.iter().position(|s| s.slot.id == id) {
                     let old = st.slots.remove(i).map_err(|_| EINVAL)?;
                     st.ept.unmap_slot(&old.slot);
+                    retired_tables = st.ept.prune(&old.slot);
                     retired = Some(old);
                 }
             }
@@ -346,6 +349,8 @@ impl Vm {
                         return Err(e);
                     }
                     slots[i].slot = slot;
+                    // Only now: the old range's tables were needed to map it back.
+                    retired_tables = ept.prune(&old);
                 }
             }
             Change::FlagsOnly(slot) => {
@@ -367,6 +372,7 @@ impl Vm {
         }
         self.retire_translations(st);
         drop(retired);
+        drop(retired_tables);
         Ok(0)
     }
 
@@ -475,7 +481,7 @@ impl Vm {
         if st.vcpu_ids.contains(&id) {
             return Err(EEXIST);
         }
-        st.vcpu_ids.push(id, GFP_KERNEL)?;
+        st.vcpu_ids.push(id, GFP_KERNEL_ACCOUNT)?;
         Ok(())
     }
 

@@ -6,9 +6,15 @@
 #include <fcntl.h>
 #include <linux/kvm.h>
 #include <linux/nvmx.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <pthread.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "kselftest_harness.h"
@@ -198,6 +204,141 @@ TEST_F(dev, vcpu_list_shows_open_vcpus)
 	l.h.nent = 2;
 	ASSERT_EQ(0, ioctl(self->fd, NVMX_GET_VCPU_LIST, &l));
 	EXPECT_EQ(0, l.h.nent) TH_LOG("closing the vCPU takes it off the list");
+}
+
+struct vcpu_list2 {
+	struct nvmx_vcpu_list h;
+	struct nvmx_vcpu_status e[2];
+};
+
+/*
+ * Another user sees only its own vCPUs (their PIDs and L1 state are the owner's); an admin
+ * (CAP_SYS_ADMIN, nvmx-status run as root) sees every vCPU.
+ */
+TEST_F(dev, vcpu_list_shows_other_users_nothing)
+{
+	struct vcpu_list2 l = { .h.nent = 2 };
+	int vm, vcpu, status;
+	pid_t child;
+
+	vm = ioctl(self->fd, KVM_CREATE_VM, 0);
+	ASSERT_LE(0, vm);
+	vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
+	ASSERT_LE(0, vcpu);
+	child = fork();
+	ASSERT_LE(0, child);
+	if (child == 0) {
+		/* Keep /dev/nvmx open, become an ordinary user (no capabilities left). */
+		struct vcpu_list2 c = { .h.nent = 2 };
+		int cvm, cvcpu;
+
+		if (setgid(1000) || setuid(1000))
+			_exit(10);
+		if (ioctl(self->fd, NVMX_GET_VCPU_LIST, &c) || c.h.nent != 0)
+			_exit(11);	/* root's vCPU must not show */
+		cvm = ioctl(self->fd, KVM_CREATE_VM, 0);
+		cvcpu = cvm < 0 ? -1 : ioctl(cvm, KVM_CREATE_VCPU, 5);
+		if (cvcpu < 0)
+			_exit(12);
+		c.h.nent = 2;
+		if (ioctl(self->fd, NVMX_GET_VCPU_LIST, &c) || c.h.nent != 1 || c.e[0].vcpu_id != 5)
+			_exit(13);	/* its own does */
+		/* Stay until the admin has looked. */
+		pause();
+		_exit(0);
+	}
+	/* The admin sees both, once the child has its vCPU. */
+	for (int i = 0; i < 100; i++) {
+		l.h.nent = 2;
+		ASSERT_EQ(0, ioctl(self->fd, NVMX_GET_VCPU_LIST, &l));
+		if (l.h.nent == 2 || waitpid(child, &status, WNOHANG) == child)
+			break;
+		usleep(50000);
+	}
+	EXPECT_EQ(2, l.h.nent) TH_LOG("root sees root's and the other user's vCPU");
+	kill(child, SIGKILL);
+	waitpid(child, &status, 0);
+	EXPECT_TRUE(WIFSIGNALED(status)) TH_LOG("child exited %d (10 setuid, 11 saw root's vCPU, "
+						"12 no vCPU, 13 did not see its own)", WEXITSTATUS(status));
+	close(vcpu);
+	close(vm);
+}
+
+struct list_call {
+	int fd;
+	void *buf;
+	int ret;
+};
+
+static void *get_list_thread(void *arg)
+{
+	struct list_call *c = arg;
+
+	c->ret = ioctl(c->fd, NVMX_GET_VCPU_LIST, c->buf);
+	return NULL;
+}
+
+struct create_call {
+	int vm, ret;
+	volatile int done;
+};
+
+static void *create_vcpu_thread(void *arg)
+{
+	struct create_call *c = arg;
+
+	c->ret = ioctl(c->vm, KVM_CREATE_VCPU, 1);
+	c->done = 1;
+	return NULL;
+}
+
+/*
+ * NVMX_GET_VCPU_LIST writing into user memory that faults slowly (here: a userfaultfd page
+ * nobody fills yet) must not hold the lock that vCPU creation, release and every KVM_RUN
+ * return take: another VMM's KVM_CREATE_VCPU completes meanwhile.
+ */
+TEST_F(dev, vcpu_list_copy_holds_no_lock)
+{
+	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_register reg = { .mode = UFFDIO_REGISTER_MODE_MISSING };
+	struct uffdio_zeropage zero = { 0 };
+	struct list_call l = { .fd = self->fd };
+	struct create_call c = { 0 };
+	pthread_t lt, ct;
+	int uffd, done_early;
+	char *two;
+
+	c.vm = ioctl(self->fd, KVM_CREATE_VM, 0);
+	ASSERT_LE(0, c.vm);
+	ASSERT_LE(0, ioctl(c.vm, KVM_CREATE_VCPU, 0));	/* something to list */
+	uffd = syscall(__NR_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	ASSERT_LE(0, uffd) TH_LOG("userfaultfd: %s", strerror(errno));
+	ASSERT_EQ(0, ioctl(uffd, UFFDIO_API, &api));
+	/* The list header (nent = 4) ends a normal page; the entries go to a watched one. */
+	two = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, two);
+	*(__u32 *)(two + 4096 - 8) = 4;
+	l.buf = two + 4096 - 8;
+	reg.range.start = (unsigned long)two + 4096;
+	reg.range.len = 4096;
+	ASSERT_EQ(0, ioctl(uffd, UFFDIO_REGISTER, &reg));
+	ASSERT_EQ(0, pthread_create(&lt, NULL, get_list_thread, &l));
+	usleep(200000);	/* the list ioctl now waits for the page */
+	ASSERT_EQ(0, pthread_create(&ct, NULL, create_vcpu_thread, &c));
+	for (int i = 0; i < 40 && !c.done; i++)
+		usleep(50000);
+	done_early = c.done;
+	/* Let the copy finish (and, had it held the lock, the creation). */
+	zero.range = reg.range;
+	ASSERT_EQ(0, ioctl(uffd, UFFDIO_ZEROPAGE, &zero));
+	pthread_join(lt, NULL);
+	pthread_join(ct, NULL);
+	EXPECT_TRUE(done_early) TH_LOG("KVM_CREATE_VCPU waited for the list copy into user memory");
+	EXPECT_LE(0, c.ret);
+	EXPECT_EQ(0, l.ret);
+	close(c.ret);
+	close(c.vm);
+	close(uffd);
 }
 
 TEST_F(dev, host_status_straddling_unmapped_page_is_efault)

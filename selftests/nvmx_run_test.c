@@ -15,6 +15,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "kselftest_harness.h"
@@ -510,30 +511,80 @@ static void *spin_thread(void *arg)
 	return NULL;
 }
 
-TEST(close_vm_while_vcpu_runs)
+/* A guest spinning (jmp $) in KVM_RUN on thread `t`, which SIGUSR1 interrupts. */
+static int start_spinning(struct guest *g, struct spin *s, pthread_t *t)
 {
 	static const unsigned char code[] = { 0xeb, 0xfe };
 	struct sigaction sa = { .sa_handler = on_alarm };
+
+	if (guest_create(g, code, sizeof(code)) || sigaction(SIGUSR1, &sa, NULL))
+		return -1;
+	s->vcpu = g->vcpu;
+	if (pthread_create(t, NULL, spin_thread, s))
+		return -1;
+	usleep(100000);	/* in KVM_RUN by now */
+	return 0;
+}
+
+static void stop_spinning(pthread_t t)
+{
+	pthread_kill(t, SIGUSR1);
+	pthread_join(t, NULL);
+}
+
+TEST(close_vm_while_vcpu_runs)
+{
 	struct guest g;
 	struct spin s;
 	pthread_t t;
 
-	ASSERT_EQ(0, guest_create(&g, code, sizeof(code)));
-	ASSERT_EQ(0, sigaction(SIGUSR1, &sa, NULL));
-	s.vcpu = g.vcpu;
-	ASSERT_EQ(0, pthread_create(&t, NULL, spin_thread, &s));
-	usleep(100000);
+	ASSERT_EQ(0, start_spinning(&g, &s, &t));
 	/* The running vCPU holds the VM: closing its fd and the memory mapping is safe. */
 	close(g.vm);
 	munmap(g.mem, 16 * PAGE);
 	usleep(100000);
-	pthread_kill(t, SIGUSR1);
-	pthread_join(t, NULL);
+	stop_spinning(t);
 	EXPECT_EQ(-1, s.ret);
 	EXPECT_EQ(EINTR, s.err);
 	munmap(g.run, 2 * PAGE);
 	close(g.vcpu);
 	close(g.sys);
+}
+
+/*
+ * A task waiting for a vCPU that another task runs (KVM_RUN holds the vCPU while its guest
+ * spins) can be killed at once, as with KVM's mutex_lock_killable: it is not stuck in an
+ * uninterruptible wait for as long as the other task's guest runs.
+ */
+TEST(vcpu_ioctl_waiting_for_a_running_vcpu_is_killable)
+{
+	struct kvm_regs regs;
+	struct guest g;
+	struct spin s;
+	int status, reaped = 0;
+	pthread_t t;
+	pid_t child;
+
+	ASSERT_EQ(0, start_spinning(&g, &s, &t));
+	child = fork();
+	ASSERT_LE(0, child);
+	if (child == 0)
+		_exit(ioctl(g.vcpu, KVM_GET_REGS, &regs) ? 1 : 0);	/* waits for the vCPU */
+	usleep(200000);
+	kill(child, SIGKILL);
+	for (int i = 0; i < 40 && !reaped; i++) {
+		reaped = waitpid(child, &status, WNOHANG) == child;
+		if (!reaped)
+			usleep(50000);
+	}
+	stop_spinning(t);
+	if (!reaped)
+		waitpid(child, &status, 0);
+	EXPECT_TRUE(reaped) TH_LOG("the waiting task outlived SIGKILL by 2 s");
+	EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	EXPECT_EQ(-1, s.ret);
+	EXPECT_EQ(EINTR, s.err);
+	guest_destroy(&g);
 }
 
 /* Point real-mode IVT entry `vector` at a handler that reports the vector on port 0x1000. */
@@ -590,6 +641,66 @@ TEST(setting_cr4_osxsave_without_xsave_is_gp)
 					      0x00, 0x0f, 0x22, 0xe0, 0xf4 };
 
 	EXPECT_EQ(13, vector_delivered(code, sizeof(code), 13)) TH_LOG("#GP delivered");
+}
+
+/*
+ * Give the vCPU the supported CPUID plus XSAVE (CPUID.1:ECX[26]) and PKU (CPUID.7.0:ECX[3]),
+ * as a VMM may whatever KVM_GET_SUPPORTED_CPUID says.
+ */
+static int offer_xsave_and_pku(struct guest *g)
+{
+	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + 256 * sizeof(c->entries[0]));
+	int r, has7 = 0;
+
+	if (!c)
+		return -1;
+	c->nent = 256;
+	r = ioctl(g->sys, KVM_GET_SUPPORTED_CPUID, c);
+	for (__u32 i = 0; !r && i < c->nent; i++) {
+		if (c->entries[i].function == 1)
+			c->entries[i].ecx |= 1U << 26;
+		if (c->entries[i].function == 7 && c->entries[i].index == 0) {
+			c->entries[i].ecx |= 1U << 3;
+			has7 = 1;
+		}
+	}
+	if (!r && !has7)
+		c->entries[c->nent++] = (struct kvm_cpuid_entry2){ .function = 7, .ecx = 1U << 3 };
+	if (!r)
+		r = ioctl(g->vcpu, KVM_SET_CPUID2, c);
+	free(c);
+	return r;
+}
+
+/*
+ * CR4.OSXSAVE and CR4.PKE would give the guest the host's XCR0/AVX state and the VMM's PKRU,
+ * which nvmx does not switch: refused even when the VMM's CPUID offers XSAVE and PKU — #GP
+ * for MOV to CR4, EINVAL for KVM_SET_SREGS.
+ */
+TEST(osxsave_and_pke_stay_off_even_when_the_vmm_offers_them)
+{
+	/* mov eax,cr4; or eax,BIT; mov cr4,eax; hlt */
+	unsigned char code[] = { 0x0f, 0x20, 0xe0, 0x66, 0x0d, 0x00, 0x00, 0x00, 0x00, 0x0f, 0x22,
+				 0xe0, 0xf4 };
+	const __u32 bits[] = { 1U << 18, 1U << 22 };
+
+	for (int i = 0; i < 2; i++) {
+		struct kvm_sregs sregs;
+		struct guest g;
+
+		memcpy(&code[5], &bits[i], 4);
+		ASSERT_EQ(0, guest_create(&g, code, sizeof(code)));
+		ASSERT_EQ(0, offer_xsave_and_pku(&g));
+		ASSERT_EQ(0, ioctl(g.vcpu, KVM_GET_SREGS, &sregs));
+		sregs.cr4 |= bits[i];
+		EXPECT_EQ(-1, ioctl(g.vcpu, KVM_SET_SREGS, &sregs)) TH_LOG("KVM_SET_SREGS with CR4 %#x", bits[i]);
+		EXPECT_EQ(EINVAL, errno);
+		set_reporting_handler(&g, 13, 0x3000);
+		ASSERT_EQ(0, ioctl(g.vcpu, KVM_RUN, 0));
+		ASSERT_EXIT(&g, KVM_EXIT_IO);
+		EXPECT_EQ(13, *((unsigned char *)g.run + g.run->io.data_offset)) TH_LOG("MOV to CR4 of %#x is #GP", bits[i]);
+		guest_destroy(&g);
+	}
 }
 
 TEST(cpuid_without_set_cpuid2_is_empty)

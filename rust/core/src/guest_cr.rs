@@ -35,7 +35,23 @@ pub const CR4_SMAP: u64 = 1 << 21;
 /// CR4.PKE.
 pub const CR4_PKE: u64 = 1 << 22;
 
-/// The CR4 bits this guest may set.
+/// CR4 bits that turn on register state nvmx does not switch between guest and host (it
+/// switches the legacy FXSAVE area only): OSXSAVE (XCR0 and the AVX/AVX-512/AMX state),
+/// KL (19, Key Locker's IWKey), PKE (PKRU), CET (23), PKS (24, IA32_PKRS), UINTR (25),
+/// LAM_SUP (28) and FRED (32). A guest with one of them would use the host's registers —
+/// another task's vector state, the VMM's PKRU — so they are reserved for every guest,
+/// whatever its CPUID says, until their state is switched.
+pub const CR4_UNSWITCHED: u64 = CR4_OSXSAVE | (1 << 19) | CR4_PKE | (1 << 23) | (1 << 24) | (1 << 25) | (1 << 28) | (1 << 32);
+
+/// L1's IA32_VMX_CR4_FIXED1 (KVM: nested_vmx_cr_fixed1_bits_update): the host's, limited
+/// to what L1 itself may set — the bits its CPUID offers and nvmx switches — so that L1
+/// cannot give L2 (GUEST_CR4) or itself at a VM exit (HOST_CR4) a CR4 bit its own MOV to
+/// CR4 could not set. VMXE stays: VMX operation requires it.
+pub fn l1_cr4_fixed1(host_fixed1: u64, f: &GuestFeatures) -> u64 {
+    host_fixed1 & (cr4_allowed(f) | cr4::VMXE)
+}
+
+/// The CR4 bits this guest may set: what its CPUID offers, less [`CR4_UNSWITCHED`].
 pub fn cr4_allowed(f: &GuestFeatures) -> u64 {
     let mut a = CR4_ALWAYS_ALLOWED;
     for (has, b) in [
@@ -54,7 +70,7 @@ pub fn cr4_allowed(f: &GuestFeatures) -> u64 {
             a |= b;
         }
     }
-    a
+    a & !CR4_UNSWITCHED
 }
 
 /// CR0 on its own (SDM 2.5 and vol. 2B "MOV to CR0"): bits 63:32 are reserved, NW without CD
@@ -148,13 +164,34 @@ mod tests {
     fn cr4_bits_follow_cpuid() {
         let none = GuestFeatures::default();
         assert_eq!(cr4_allowed(&none), CR4_ALWAYS_ALLOWED);
-        for b in [CR4_UMIP, CR4_LA57, cr4::VMXE, CR4_SMXE, CR4_FSGSBASE, CR4_PCIDE, CR4_OSXSAVE, CR4_SMEP, CR4_SMAP, CR4_PKE] {
+        for b in [CR4_UMIP, CR4_LA57, cr4::VMXE, CR4_SMXE, CR4_FSGSBASE, CR4_PCIDE, CR4_SMEP, CR4_SMAP] {
             assert_eq!(cr4_allowed(&none) & b, 0, "{b:#x} without CPUID");
             assert_ne!(cr4_allowed(&all()) & b, 0, "{b:#x} with CPUID");
         }
         for b in [1u64 << 15, 1 << 19, 1 << 23, 1 << 24, 1 << 25, 1 << 32] {
             assert_eq!(cr4_allowed(&all()) & b, 0, "{b:#x}: not offered by nvmx at all");
         }
+    }
+
+    #[test]
+    fn cr4_bits_of_unswitched_state_stay_off() {
+        // Offered in CPUID by the VMM or not, OSXSAVE and PKE (and CET, PKS, UINTR, LAM,
+        // FRED, KL) would give the guest register state nvmx does not switch.
+        let f = all();
+        for b in [CR4_OSXSAVE, CR4_PKE, 1 << 19, 1 << 23, 1 << 24, 1 << 25, 1 << 28, 1 << 32] {
+            assert_eq!(cr4_allowed(&f) & b, 0, "{b:#x}");
+            assert_eq!(CR4_UNSWITCHED & b, b, "{b:#x}");
+            assert!(!sregs_valid(&f, cr0::PE | cr0::NE, b, 0, false), "KVM_SET_SREGS with {b:#x}");
+            assert_eq!(mov_to_cr4(&f, 0, b, false, 0), None, "MOV to CR4 of {b:#x}");
+        }
+        // L1's IA32_VMX_CR4_FIXED1: the host's, less what L1's CPUID does not offer and what
+        // nvmx does not switch; VMXE stays (it is fixed to 1 in VMX operation).
+        let host_fixed1 = 0x0037_67ff;
+        let fixed1 = l1_cr4_fixed1(host_fixed1, &f);
+        assert_eq!(fixed1 & (CR4_OSXSAVE | CR4_PKE), 0);
+        assert_eq!(fixed1 & cr4::VMXE, cr4::VMXE);
+        assert_eq!(fixed1 & CR4_SMEP, CR4_SMEP);
+        assert_eq!(l1_cr4_fixed1(host_fixed1, &GuestFeatures::default()), (CR4_ALWAYS_ALLOWED | cr4::VMXE) & host_fixed1);
     }
 
     #[test]
@@ -188,8 +225,8 @@ mod tests {
     #[test]
     fn mov_to_cr4_rules() {
         let f = all();
-        assert_eq!(mov_to_cr4(&f, 0, CR4_OSXSAVE, false, 0), Some(CR4_OSXSAVE));
-        assert_eq!(mov_to_cr4(&GuestFeatures::default(), 0, CR4_OSXSAVE, false, 0), None);
+        assert_eq!(mov_to_cr4(&f, 0, CR4_SMEP, false, 0), Some(CR4_SMEP));
+        assert_eq!(mov_to_cr4(&GuestFeatures::default(), 0, CR4_SMEP, false, 0), None);
         assert_eq!(mov_to_cr4(&f, cr4::PAE, 0, true, 0), None, "PAE off in IA-32e mode");
         assert_eq!(mov_to_cr4(&f, cr4::PAE, cr4::PAE | CR4_LA57, true, 0), None, "LA57 in IA-32e mode");
         assert_eq!(mov_to_cr4(&f, cr4::PAE, cr4::PAE | CR4_PCIDE, true, 0x1000), Some(cr4::PAE | CR4_PCIDE));

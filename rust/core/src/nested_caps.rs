@@ -179,7 +179,12 @@ impl L1VmxCaps {
             // With unrestricted guest offered, L2 may run with PE/PG clear, but VMXON in L1
             // still needs them: the MSR reports them fixed to 1, as hardware does.
             cr0: FixedBits { fixed0: 0x8000_0021, fixed1: host.cr0_fixed.fixed1 },
-            cr4: FixedBits { fixed0: super::controls::cr4::VMXE, fixed1: host.cr4_fixed.fixed1 },
+            // CR4: never a bit of state nvmx does not switch (each vCPU's is further limited
+            // to its CPUID: guest_cr::l1_cr4_fixed1).
+            cr4: FixedBits {
+                fixed0: super::controls::cr4::VMXE,
+                fixed1: host.cr4_fixed.fixed1 & !super::guest_cr::CR4_UNSWITCHED,
+            },
             vmcs_enum: (vmcs_max_index as u64) << 1,
             ept_vpid: EPT_VPID_OFFERED & host.ept_vpid.0,
             vmfunc: 0,
