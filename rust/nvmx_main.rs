@@ -67,6 +67,12 @@ pub(crate) struct HostInfo {
     pub(crate) l1_caps: vmx_core::nested_caps::L1VmxCaps,
     /// VMCS shadowing for L1's VMREAD/VMWRITE, when nested and the CPU has it.
     pub(crate) shadow_bitmaps: Option<shadow_vmcs::Bitmaps>,
+    /// Transient-execution mitigations around VM entry and exit (mitigation.rs).
+    pub(crate) mitigations: vmx_core::mitigation::Plan,
+    /// The software L1D flush's buffer (L1dFlush::Software only).
+    pub(crate) l1d_flush_pages: KVec<kernel::page::Page>,
+    /// Per possible CPU: the vCPU (status key) it last entered, for IBPB on a switch.
+    pub(crate) last_vcpu: KVec<core::sync::atomic::AtomicU64>,
 }
 
 /// Set once in `init`; lives as long as the module.
@@ -123,7 +129,22 @@ fn probe_host() -> Result<cpu::VmxCpus> {
     let mut fx = vmx_ops::FxArea([0; 512]);
     vmx_ops::fxsave(&mut fx);
     let mask = u32::from_le_bytes([fx.0[28], fx.0[29], fx.0[30], fx.0[31]]);
+    let mitigations = vmx_core::mitigation::Plan::for_host(&shim::mitigation_flags());
+    pr_info!("{}\n", format_args!("{mitigations}"));
+    let mut l1d_flush_pages = KVec::new();
+    if mitigations.l1d_flush == vmx_core::mitigation::L1dFlush::Software {
+        for _ in 0..vmx_core::mitigation::L1D_FLUSH_BYTES / kernel::page::PAGE_SIZE {
+            l1d_flush_pages.push(kernel::page::Page::alloc_page(GFP_KERNEL)?, GFP_KERNEL)?;
+        }
+    }
+    let mut last_vcpu = KVec::with_capacity(vmxon_phys.len(), GFP_KERNEL)?;
+    for _ in 0..vmxon_phys.len() {
+        last_vcpu.push(core::sync::atomic::AtomicU64::new(0), GFP_KERNEL)?;
+    }
     HOST.populate(HostInfo {
+        mitigations,
+        l1d_flush_pages,
+        last_vcpu,
         mxcsr_mask: if mask == 0 { 0xffbf } else { mask },
         tsc_khz: shim::tsc_khz(),
         has_debugctl: shim::rdmsr_safe(0x1d9).is_some(),

@@ -67,6 +67,11 @@ pub(crate) const UD_VECTOR: u64 = 6;
 const RFLAGS_IF: u64 = 1 << 9;
 /// EPT-violation exit qualification bit 1: the access was a data write (SDM table 28-7).
 const EPT_VIOLATION_WRITE: u64 = 1 << 1;
+/// IA32_PRED_CMD.IBPB and IA32_FLUSH_CMD.L1D_FLUSH.
+const MSR_IA32_PRED_CMD: u32 = 0x49;
+const PRED_CMD_IBPB: u64 = 1;
+const MSR_IA32_FLUSH_CMD: u32 = 0x10b;
+const L1D_FLUSH: u64 = 1;
 /// IA32_DEBUGCTL, and DR7 as a VM exit leaves it.
 const MSR_IA32_DEBUGCTL: u32 = 0x1d9;
 const DR7_RESET: u64 = 0x400;
@@ -324,6 +329,17 @@ fn region(host: &crate::HostInfo, vcpu: &Vcpu, st: &mut VcpuState, eptp: u64, ge
     // SAFETY: IRQs off; CR2 is restored to nothing the host relies on.
     unsafe { vmx_ops::write_cr2(st.sregs.cr2) };
     st.ran = true;
+    st.l1d_flush_pending = true;
+    // Another vCPU ran here last: its branch predictions must not steer this one (IBPB,
+    // as KVM does when a CPU switches VMCS; VMCS01/VMCS02 of one vCPU are one vCPU).
+    if host.mitigations.ibpb_on_vcpu_switch {
+        if let Some(last) = host.last_vcpu.get(cpu as usize) {
+            if last.swap(vcpu.status_key, core::sync::atomic::Ordering::Relaxed) != vcpu.status_key {
+                // SAFETY: IA32_PRED_CMD exists (the kernel's X86_FEATURE_IBPB); IBPB only.
+                unsafe { vmx_ops::wrmsr(MSR_IA32_PRED_CMD, PRED_CMD_IBPB) };
+            }
+        }
+    }
     vcpu.mailbox.set_running(Some((cpu, generation)));
     // SAFETY: IRQs are off until CR4 is restored below; only VMXE changes.
     unsafe { vmx_ops::write_cr4(cr4_vmx) };
@@ -786,6 +802,9 @@ fn guest_loop(vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, eptp: u64, generation: 
         if !st.nested.guest_mode {
             crate::shadow_vmcs::before_l1(st, vcpu.vmcs_phys);
         }
+        if core::mem::take(&mut st.l1d_flush_pending) {
+            l1d_flush();
+        }
         // SAFETY: IRQs off, VMX operation, current VMCS fully written by write_vmcs.
         let ran = unsafe { vmx_ops::vmx_run(&mut gprs, launched) };
         if let Err(VmFail::Valid | VmFail::Invalid) = ran {
@@ -849,6 +868,35 @@ fn guest_loop(vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, eptp: u64, generation: 
     };
     gprs_into(&gprs, &mut st.regs);
     leave
+}
+
+/// Flush L1D before VM entry where the host has L1TF (mitigation.rs): IA32_FLUSH_CMD, or
+/// reading a buffer twice the size of L1D through the cache (KVM's software flush: the TLB
+/// first, then every line). Done at the first entry of each IRQs-off region, i.e. after
+/// host code (interrupts, other tasks) ran on the CPU — KVM's `vmentry_l1d_flush=cond`.
+/// Within a region nvmx touches only this VM's own state and memory between entries (L1
+/// and L2 are one trust domain: L1 reads L2's memory anyway).
+fn l1d_flush() {
+    let Some(host) = HOST.as_ref() else { return };
+    match host.mitigations.l1d_flush {
+        crate::vmx_core::mitigation::L1dFlush::None => {}
+        // SAFETY: IA32_FLUSH_CMD exists (the kernel's X86_FEATURE_FLUSH_L1D); it only flushes.
+        crate::vmx_core::mitigation::L1dFlush::Msr => unsafe { vmx_ops::wrmsr(MSR_IA32_FLUSH_CMD, L1D_FLUSH) },
+        crate::vmx_core::mitigation::L1dFlush::Software => {
+            let pages = &host.l1d_flush_pages;
+            for p in pages.iter() {
+                // SAFETY: a page the module owns, in the direct map; a read.
+                let _ = unsafe { (shim::page_address(p) as *const u8).read_volatile() };
+            }
+            for p in pages.iter() {
+                let base = shim::page_address(p) as *const u8;
+                for off in (0..kernel::page::PAGE_SIZE).step_by(64) {
+                    // SAFETY: as above, within the page.
+                    let _ = unsafe { base.add(off).read_volatile() };
+                }
+            }
+        }
+    }
 }
 
 /// Complete the exiting instruction: advance RIP and end any STI / MOV-SS shadow, which

@@ -346,6 +346,25 @@ void nvmx_ioctl_unlock(struct nvmx_ioctl_lock *l)
 	mutex_unlock(&l->mutex);
 }
 
+/*
+ * The kernel's mitigation state for VMs (rust/core/src/mitigation.rs: HostFlags, in this
+ * bit order): the feature and bug bits it set at boot.
+ */
+unsigned int nvmx_mitigation_flags(void)
+{
+	u64 arch_cap = 0;
+
+	if (boot_cpu_has(X86_FEATURE_ARCH_CAPABILITIES))
+		rdmsrq_safe(MSR_IA32_ARCH_CAPABILITIES, &arch_cap);
+	return (cpu_feature_enabled(X86_FEATURE_CLEAR_CPU_BUF_VM) ? 1 << 0 : 0) |
+	       (cpu_feature_enabled(X86_FEATURE_RSB_VMEXIT) ? 1 << 1 : 0) |
+	       (cpu_feature_enabled(X86_FEATURE_RSB_VMEXIT_LITE) ? 1 << 2 : 0) |
+	       (boot_cpu_has_bug(X86_BUG_L1TF) ? 1 << 3 : 0) |
+	       ((arch_cap & ARCH_CAP_SKIP_VMENTRY_L1DFLUSH) ? 1 << 4 : 0) |
+	       (boot_cpu_has(X86_FEATURE_FLUSH_L1D) ? 1 << 5 : 0) |
+	       (boot_cpu_has(X86_FEATURE_IBPB) ? 1 << 6 : 0);
+}
+
 bool nvmx_need_resched(void)
 {
 	return need_resched();

@@ -37,6 +37,7 @@ void nvmx_machine_check(void);
 bool nvmx_printk_ratelimit(void);
 unsigned int nvmx_current_euid(void);
 bool nvmx_capable_sys_admin(void);
+unsigned int nvmx_mitigation_flags(void);
 struct nvmx_ioctl_lock;
 struct nvmx_ioctl_lock *nvmx_ioctl_lock_new(void);
 void nvmx_ioctl_lock_free(struct nvmx_ioctl_lock *l);

@@ -159,6 +159,7 @@ mod ffi_run {
         pub(super) fn nvmx_printk_ratelimit() -> bool;
         pub(super) fn nvmx_current_euid() -> u32;
         pub(super) fn nvmx_capable_sys_admin() -> bool;
+        pub(super) fn nvmx_mitigation_flags() -> u32;
         pub(super) fn nvmx_ioctl_lock_new() -> *mut c_void;
         pub(super) fn nvmx_ioctl_lock_free(l: *mut c_void);
         pub(super) fn nvmx_ioctl_lock_killable(l: *mut c_void) -> i32;
@@ -245,6 +246,22 @@ pub(crate) fn current_euid() -> u32 {
 pub(crate) fn capable_sys_admin() -> bool {
     // SAFETY: process context.
     unsafe { ffi_run::nvmx_capable_sys_admin() }
+}
+
+/// The host kernel's mitigation state for VMs.
+pub(crate) fn mitigation_flags() -> crate::vmx_core::mitigation::HostFlags {
+    // SAFETY: no preconditions (reads boot CPU flags and, if it exists, ARCH_CAPABILITIES).
+    let f = unsafe { ffi_run::nvmx_mitigation_flags() };
+    let bit = |n: u32| f & (1 << n) != 0;
+    crate::vmx_core::mitigation::HostFlags {
+        clear_cpu_buf_vm: bit(0),
+        rsb_vmexit: bit(1),
+        rsb_vmexit_lite: bit(2),
+        l1tf: bit(3),
+        skip_l1d_flush: bit(4),
+        flush_l1d_msr: bit(5),
+        ibpb: bit(6),
+    }
 }
 
 /// The lock that serializes one vCPU's ioctls (KVM's vcpu->mutex), taken killably.

@@ -112,6 +112,9 @@ pub(crate) struct VcpuState {
     pub(crate) features: GuestFeatures,
     /// Whether the vCPU has entered the guest once (CPUID is frozen from then on).
     pub(crate) ran: bool,
+    /// Host code ran since the last VM entry (a new IRQs-off region): the next entry
+    /// flushes L1D where the host needs that (rust/run.rs, l1d_flush).
+    pub(crate) l1d_flush_pending: bool,
     /// MSRs switched around each guest stretch (rust/run.rs): STAR, LSTAR, CSTAR, FMASK,
     /// KERNEL_GS_BASE, in [`SYSCALL_MSRS`] order.
     pub(crate) syscall_msrs: [u64; 5],
@@ -216,6 +219,7 @@ impl VcpuState {
             cpuid: KVec::new(),
             features: GuestFeatures::from_cpuid(&[]),
             ran: false,
+            l1d_flush_pending: true,
             syscall_msrs: [0; 5],
             misc_enable: guest_msr::MISC_ENABLE_RESET,
             hwcr: 0,
@@ -385,8 +389,9 @@ pub(crate) struct Vcpu {
     /// What other vCPUs post to this one's local APIC.
     pub(crate) mailbox: Arc<Mailbox>,
     pub(crate) vpid: Vpid,
-    /// The vCPU's entry in the host-wide status list (rust/status.rs).
-    status_key: u64,
+    /// The vCPU's entry in the host-wide status list (rust/status.rs); unique for the
+    /// module's life, so it also names the vCPU a CPU last entered (IBPB, rust/run.rs).
+    pub(crate) status_key: u64,
     /// Serializes the vCPU's ioctls; a task waiting here can be killed (KVM's vcpu->mutex).
     /// `state` is then taken uncontended by the ioctls.
     ioctl_lock: shim::IoctlLock,

@@ -1,12 +1,17 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * The world switch: enter the guest of the current VMCS and come back at its VM exit.
- * Modelled on KVM's arch/x86/kvm/vmx/vmenter.S, without the speculation mitigations that
- * the test kernel's configuration does not enable.
+ * Modelled on KVM's arch/x86/kvm/vmx/vmenter.S, with the host kernel's own choice of
+ * mitigations (rust/core/src/mitigation.rs): the alternatives below are patched at module
+ * load from the feature bits the kernel set at boot, as they are for KVM. Guest GPRs are
+ * always cleared after a VM exit.
  */
 #include <linux/linkage.h>
+#include <asm/alternative.h>
 #include <asm/asm.h>
+#include <asm/cpufeatures.h>
 #include <asm/nospec-branch.h>
+#include <asm/segment.h>
 #include <asm/unwind_hints.h>
 
 #define VMCS_HOST_RSP	0x6c14
@@ -27,6 +32,16 @@
 #define R_13	(13 * 8)
 #define R_14	(14 * 8)
 #define R_15	(15 * 8)
+
+/*
+ * VERW's operand: a writable data segment selector. The kernel's (x86_verw_sel) is exported
+ * to KVM only.
+ */
+	.pushsection .rodata
+	.balign 2
+nvmx_verw_sel:
+	.word __KERNEL_DS
+	.popsection
 
 	.text
 /*
@@ -70,6 +85,11 @@ SYM_FUNC_START(nvmx_vmx_run)
 	/* Flags for the launch/resume choice; MOV below leaves them alone. */
 	testl $1, (%rsp)
 	mov R_DI(%rdi), %rdi	/* the @gprs pointer is gone from registers now */
+	/*
+	 * Clear CPU buffers (MDS, TAA, MMIO stale data, RFDS) as late as possible, where the
+	 * kernel chose that for VMs. VERW changes only ZF, which the branch below does not use.
+	 */
+	ALTERNATIVE "", "verw nvmx_verw_sel(%rip)", X86_FEATURE_CLEAR_CPU_BUF_VM
 	jz .Lvmlaunch
 
 	UNWIND_HINT_SAVE
@@ -99,13 +119,37 @@ SYM_INNER_LABEL(nvmx_vmx_exit, SYM_L_GLOBAL)
 	mov %r13, R_13(%rdi)
 	mov %r14, R_14(%rdi)
 	mov %r15, R_15(%rdi)
-	xor %eax, %eax
+	xor %ebx, %ebx		/* the return value: 0 */
 	jmp .Lout
 
 .Lvmfail:
 	/* RSP is still the host's; every other GPR holds a guest value. */
-	mov $1, %eax
+	mov $1, %ebx
 .Lout:
+	/*
+	 * No guest value stays in a register for host code to speculate with (KVM does the
+	 * same): RBX holds the return value, RSP is the host's, the others are cleared.
+	 */
+	xor %eax, %eax
+	xor %ecx, %ecx
+	xor %edx, %edx
+	xor %ebp, %ebp
+	xor %esi, %esi
+	xor %edi, %edi
+	xor %r8d, %r8d
+	xor %r9d, %r9d
+	xor %r10d, %r10d
+	xor %r11d, %r11d
+	xor %r12d, %r12d
+	xor %r13d, %r13d
+	xor %r14d, %r14d
+	xor %r15d, %r15d
+	/*
+	 * Refill the return stack buffer before the first unbalanced RET, where the kernel
+	 * chose that for VM exits (retpoline/IBRS: all entries; eIBRS: one).
+	 */
+	FILL_RETURN_BUFFER %rcx, RSB_CLEAR_LOOPS, X86_FEATURE_RSB_VMEXIT, X86_FEATURE_RSB_VMEXIT_LITE
+	mov %ebx, %eax
 	add $16, %rsp		/* @resume, @gprs */
 	pop %rbx
 	pop %r12

@@ -29,6 +29,8 @@ pub mod host;
 pub mod insn;
 #[path = "core/src/lapic.rs"]
 pub mod lapic;
+#[path = "core/src/mitigation.rs"]
+pub mod mitigation;
 #[path = "core/src/memslot.rs"]
 pub mod memslot;
 #[path = "core/src/guest_cr.rs"]

@@ -45,7 +45,7 @@ bench="bench-kvm_intel,bench-nvmx"
 machines=(
     --machine tcg-amd "$res/tcg-amd.serial" nvmx_novmx_test,status-amd,kernel-log
     --machine tcg-intel "$res/tcg-intel.serial" nvmx_novmx_test,status-no-vmx,kernel-log
-    --machine bochs "$res/bochs-check.serial" "nvmx_module_test,nvmx_device_test,nvmx_vm_test,nvmx_run_test,nvmx_apic_test,nvmx_busy_test,$status,$bench$upstream,kernel-log"
+    --machine bochs "$res/bochs-check.serial" "nvmx_module_test,mitigations,nvmx_device_test,nvmx_vm_test,nvmx_run_test,nvmx_apic_test,nvmx_busy_test,$status,$bench$upstream,kernel-log"
 )
 if [ -w /dev/kvm ] && grep -qw vmx /proc/cpuinfo; then
     step "QEMU/KVM with the host's VMX"

@@ -21,6 +21,7 @@ pub mod host;
 pub mod insn;
 pub mod lapic;
 pub mod memslot;
+pub mod mitigation;
 pub mod guest_cr;
 pub mod guest_msr;
 pub mod msr;
