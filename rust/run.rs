@@ -1576,7 +1576,7 @@ fn fetch_instruction(mem: GuestMemory, buf: &mut [u8; 15]) -> usize {
     };
     let mode = cpu_mode();
     let rip = r(f::GUEST_RIP);
-    let linear = if mode == CpuMode::Bits64 { rip } else { (r(f::GUEST_CS_BASE) + rip) & 0xffff_ffff };
+    let linear = if mode == CpuMode::Bits64 { rip } else { r(f::GUEST_CS_BASE).wrapping_add(rip) & 0xffff_ffff };
     for (i, b) in buf.iter_mut().enumerate() {
         if copy_guest(&regs, mem, linear.wrapping_add(i as u64), core::slice::from_mut(b), false).is_err() {
             return i;

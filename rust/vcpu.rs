@@ -628,7 +628,7 @@ fn set_cpuid2(st: &mut VcpuState, arg: usize) -> Result<isize> {
         return Err(E2BIG);
     }
     let esize = core::mem::size_of::<KvmCpuidEntry2>();
-    let mut r = UserSlice::new(UserPtr::from_addr(arg + 8), nent as usize * esize).reader();
+    let mut r = UserSlice::new(UserPtr::from_addr(arg.wrapping_add(8)), nent as usize * esize).reader();
     let mut table = KVec::with_capacity(nent as usize, GFP_KERNEL_ACCOUNT)?;
     for _ in 0..nent {
         table.push(CpuidEntry::from(r.read::<KvmCpuidEntry2>()?), GFP_KERNEL_ACCOUNT)?;
@@ -672,7 +672,7 @@ fn read_msr_entries(arg: usize) -> Result<(KVec<KvmMsrEntry>, kernel::uaccess::U
         return Err(E2BIG);
     }
     let esize = core::mem::size_of::<KvmMsrEntry>();
-    let user = UserSlice::new(UserPtr::from_addr(arg + 8), nmsrs as usize * esize);
+    let user = UserSlice::new(UserPtr::from_addr(arg.wrapping_add(8)), nmsrs as usize * esize);
     let (mut r, w) = user.reader_writer();
     let mut entries = KVec::with_capacity(nmsrs as usize, GFP_KERNEL_ACCOUNT)?;
     for _ in 0..nmsrs {

@@ -246,7 +246,7 @@ fn decode_inner(bytes: &[u8], mode: CpuMode) -> Option<Decoded> {
 pub fn load(old: u64, dst: Gpr, dst_size: u8, size: u8, extend: Extend, data: u64) -> u64 {
     let mask = |n: u8| if n >= 8 { u64::MAX } else { (1u64 << (8 * n)) - 1 };
     let mut v = data & mask(size);
-    if extend == Extend::Sign && size < 8 {
+    if extend == Extend::Sign && (1..8).contains(&size) {
         let shift = 64 - 8 * size as u32;
         v = ((v << shift) as i64 >> shift) as u64;
     }
