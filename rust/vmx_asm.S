@@ -82,14 +82,14 @@ SYM_FUNC_START(nvmx_vmx_run)
 	mov R_13(%rdi), %r13
 	mov R_14(%rdi), %r14
 	mov R_15(%rdi), %r15
+	/*
+	 * Clear CPU buffers (MDS, TAA, MMIO stale data, RFDS) as late as possible, where the
+	 * kernel chose that for VMs. VERW sets ZF: it comes before the launch/resume test.
+	 */
+	ALTERNATIVE "", "verw nvmx_verw_sel(%rip)", X86_FEATURE_CLEAR_CPU_BUF_VM
 	/* Flags for the launch/resume choice; MOV below leaves them alone. */
 	testl $1, (%rsp)
 	mov R_DI(%rdi), %rdi	/* the @gprs pointer is gone from registers now */
-	/*
-	 * Clear CPU buffers (MDS, TAA, MMIO stale data, RFDS) as late as possible, where the
-	 * kernel chose that for VMs. VERW changes only ZF, which the branch below does not use.
-	 */
-	ALTERNATIVE "", "verw nvmx_verw_sel(%rip)", X86_FEATURE_CLEAR_CPU_BUF_VM
 	jz .Lvmlaunch
 
 	UNWIND_HINT_SAVE
