@@ -17,25 +17,13 @@
 #include "processor.h"
 #include "vmx.h"
 #include "nvmx_stages.h"
+#include "nvmx_db.h"
 
 /* DR7: breakpoint 0 enabled locally (L0), on data writes (R/W0 = 01), 4 bytes (LEN0 = 11). */
 #define DR7_BP0_WRITE4	((1ul << 0) | (1ul << 16) | (3ul << 18))
 
 static volatile u32 watched;
-static volatile u64 db_dr6, db_rip, db_count;
 extern char after_watched_write[];
-
-static void db_handler(struct ex_regs *regs)
-{
-	u64 dr6;
-
-	asm volatile("mov %%dr6, %0" : "=r"(dr6));
-	db_dr6 = dr6;
-	db_rip = regs->rip;
-	db_count++;
-	/* The handler clears DR6, as software must (SDM 18.2.3). */
-	asm volatile("mov %0, %%dr6" :: "r"(0ul));
-}
 
 #define get_dr(n) ({ u64 v; asm volatile("mov %%dr" #n ", %0" : "=r"(v)); v; })
 #define set_dr(n, v) asm volatile("mov %0, %%dr" #n :: "r"((u64)(v)))

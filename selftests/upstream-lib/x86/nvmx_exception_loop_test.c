@@ -23,6 +23,7 @@
 #include "processor.h"
 #include "vmx.h"
 #include "nvmx_stages.h"
+#include "nvmx_db.h"
 
 /* DR7: breakpoint 0 enabled locally, on data writes (R/W0 = 01), 8 bytes (LEN0 = 10). */
 #define DR7_BP0_WRITE8	((1ul << 0) | (1ul << 16) | (2ul << 18))
@@ -32,21 +33,8 @@
 
 #define set_dr(n, v) asm volatile("mov %0, %%dr" #n :: "r"((u64)(v)))
 
-static volatile u64 db_dr6, db_rip, db_count;
 extern char after_watched_write[], after_single_step[], after_icebp[];
 static volatile u64 watched;
-
-static void db_handler(struct ex_regs *regs)
-{
-	u64 dr6;
-
-	asm volatile("mov %%dr6, %0" : "=r"(dr6));
-	db_dr6 = dr6;
-	db_rip = regs->rip;
-	db_count++;
-	regs->rflags &= ~X86_EFLAGS_TF;
-	asm volatile("mov %0, %%dr6" :: "r"(0ul));
-}
 
 /* 1. Debug exceptions the hypervisor intercepts and re-injects. */
 static void guest_debug_exceptions(void)
