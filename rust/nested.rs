@@ -727,21 +727,18 @@ fn vm_entry(st: &mut VcpuState, eptp: u64, launch: bool) -> Handled {
 }
 
 fn report_failure(st: &mut VcpuState, e: EntryFailure) {
-    let x = e.failed();
-    if !crate::shim::printk_ratelimit() {
-        st.nested.last_failure = Some(e);
-        return;
-    }
-    pr_info!(
-        "nested VM entry failed: SDM {}: field {:#x} = {:#x}, expected {}\n",
-        x.section,
-        x.field.encoding(),
-        x.value,
-        x.rule
-    );
     st.nested.last_failure = Some(e);
+    if crate::shim::printk_ratelimit() {
+        let x = e.failed();
+        pr_info!(
+            "nested VM entry failed: SDM {}: field {:#x} = {:#x}, expected {}\n",
+            x.section,
+            x.field.encoding(),
+            x.value,
+            x.rule
+        );
+    }
 }
-
 
 // ---------------------------------------------------------------------------------------
 // Transitions (between read-back of one VMCS and the loading of the other).

@@ -1135,12 +1135,7 @@ fn handle_exit(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32, ept
             let a = DrAccess::decode(q);
             let de = guest_cr4() & cr4::DE != 0;
             let bits64 = cpu_mode() == CpuMode::Bits64;
-            let loaded = st.debug.breakpoints_enabled();
-            if loaded {
-                // The guest's DR6 is on the CPU (region()); a #DB in the guest may have set
-                // bits since.
-                st.debug.set_dr6_from_cpu(vmx_ops::read_dr(6));
-            }
+            let loaded = sync_guest_dr6(st);
             let done = if a.read {
                 st.debug.read(a.dr, de).map(|v| write_reg(g, a.gpr, if bits64 { v } else { v & 0xffff_ffff }))
             } else {
@@ -1801,6 +1796,16 @@ fn check_guest_wrmsr(st: &VcpuState, m: Msr, value: u64, current: u64, cr0: u64)
     guest_msr::check_write(m, value, &cx)
 }
 
+/// Whether the guest's DR6 is on the CPU (while its DR7 enables a breakpoint, region());
+/// if so, `st.debug.dr6` takes what a #DB in the guest may have set there since.
+fn sync_guest_dr6(st: &mut VcpuState) -> bool {
+    let loaded = st.debug.breakpoints_enabled();
+    if loaded {
+        st.debug.set_dr6_from_cpu(vmx_ops::read_dr(6));
+    }
+    loaded
+}
+
 /// An exception exit of one of the vectors nvmx always intercepts (exception.rs): #DB and
 /// #AC go back to the guest that raised them, #MC to the host's handler.
 fn intercepted_exception(st: &mut VcpuState, reason_: u64, info: u64, q: u64, cpu: u32) -> Next {
@@ -1827,11 +1832,7 @@ fn intercepted_exception(st: &mut VcpuState, reason_: u64, info: u64, q: u64, cp
             if let Some(len) = skip {
                 advance_rip(len);
             }
-            // The guest's DR6 is on the CPU while its DR7 enables a breakpoint (region()).
-            let loaded = st.debug.breakpoints_enabled();
-            if loaded {
-                st.debug.set_dr6_from_cpu(vmx_ops::read_dr(6));
-            }
+            let loaded = sync_guest_dr6(st);
             st.debug.dr6 = exception::dr6_after_db(st.debug.dr6, payload);
             if loaded {
                 // SAFETY: the guest's DR6 (with its fixed bits) while the guest's are loaded.

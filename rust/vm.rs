@@ -275,12 +275,10 @@ impl Vm {
         self.state.lock().split_irqchip
     }
 
-    /// Register a new vCPU's mailbox for IPIs.
-    /// Add a vCPU's mailbox. The list is under a spinlock, where allocating (which may
-    /// sleep) is not allowed: a longer list is allocated before taking it, and swapped in
-    /// under it (the old one is freed after the lock is dropped).
-    pub(crate) fn add_mailbox(&self, m: Arc<Mailbox>) -> Result {
-        let mut m = m;
+    /// Register a new vCPU's mailbox for IPIs. The list is under a spinlock, where
+    /// allocating (which may sleep) is not allowed: a longer list is allocated before taking
+    /// it, and swapped in under it (the old one is freed after the lock is dropped).
+    pub(crate) fn add_mailbox(&self, mut m: Arc<Mailbox>) -> Result {
         loop {
             let len = {
                 let mut boxes = self.mailboxes.lock();

@@ -42,15 +42,17 @@ upstream+=$(list_tests nvmx-only.list | sed 's|.*/||' | while read -r t; do
 status="status-not-loaded,status-usable,status-loaded,status-sysfs-facts,status-kvm-intel-holds-vmx"
 # The benchmark, once per column with a tiny count: that it runs, not how fast (make bench).
 bench="bench-kvm_intel,bench-nvmx"
+# nvmx's own raw-ioctl tests, and what vm/init runs beside them, in check mode (vm/init).
+own="nvmx_module_test,mitigations,nvmx_device_test,nvmx_vm_test,nvmx_run_test,nvmx_apic_test,nvmx_busy_test"
 machines=(
     --machine tcg-amd "$res/tcg-amd.serial" nvmx_novmx_test,status-amd,kernel-log
     --machine tcg-intel "$res/tcg-intel.serial" nvmx_novmx_test,status-no-vmx,kernel-log
-    --machine bochs "$res/bochs-check.serial" "nvmx_module_test,mitigations,nvmx_device_test,nvmx_vm_test,nvmx_run_test,nvmx_apic_test,nvmx_busy_test,$status,$bench$upstream,kernel-log"
+    --machine bochs "$res/bochs-check.serial" "$own,$status,$bench$upstream,kernel-log"
 )
 if [ -w /dev/kvm ] && grep -qw vmx /proc/cpuinfo; then
     step "QEMU/KVM with the host's VMX"
     "$NVMX_ROOT/scripts/run-qemu.sh" kvm check "$res/kvm-check.serial" 600
-    machines+=(--machine qemu-kvm "$res/kvm-check.serial" nvmx_module_test,nvmx_device_test,nvmx_vm_test,nvmx_run_test,nvmx_apic_test,nvmx_busy_test)
+    machines+=(--machine qemu-kvm "$res/kvm-check.serial" "$own,kernel-log")
 else
     step "no /dev/kvm with VMX on this host: the QEMU/KVM machine is not run"
 fi

@@ -7,7 +7,6 @@
 #include <linux/kvm.h>
 #include <linux/nvmx.h>
 #include <linux/userfaultfd.h>
-#include <poll.h>
 #include <pthread.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -163,13 +162,16 @@ TEST_F(dev, host_status_reports_vmx_on_every_cpu)
 	       st.online_cpus, st.features);
 }
 
+/* NVMX_GET_VCPU_LIST's buffer with room for two vCPUs. */
+struct vcpu_list2 {
+	struct nvmx_vcpu_list h;
+	struct nvmx_vcpu_status e[2];
+};
+
 /* NVMX_GET_VCPU_LIST: the host's open vCPUs; too little room is E2BIG with the count. */
 TEST_F(dev, vcpu_list_shows_open_vcpus)
 {
-	struct {
-		struct nvmx_vcpu_list h;
-		struct nvmx_vcpu_status e[2];
-	} l;
+	struct vcpu_list2 l;
 	struct nvmx_entry_failure f;
 	int vm, vcpu;
 
@@ -205,11 +207,6 @@ TEST_F(dev, vcpu_list_shows_open_vcpus)
 	ASSERT_EQ(0, ioctl(self->fd, NVMX_GET_VCPU_LIST, &l));
 	EXPECT_EQ(0, l.h.nent) TH_LOG("closing the vCPU takes it off the list");
 }
-
-struct vcpu_list2 {
-	struct nvmx_vcpu_list h;
-	struct nvmx_vcpu_status e[2];
-};
 
 /*
  * Another user sees only its own vCPUs (their PIDs and L1 state are the owner's); an admin
