@@ -3,6 +3,8 @@
 //! the module. The list mirrors `rust/core/src/lib.rs`; a file missing here fails the build
 //! of any module that refers to it through `super::`.
 
+#[path = "core/src/arch_state.rs"]
+pub mod arch_state;
 #[path = "core/src/basic.rs"]
 pub mod basic;
 #[path = "core/src/bits.rs"]
@@ -39,6 +41,8 @@ pub mod guest_cr;
 pub mod guest_msr;
 #[path = "core/src/msr.rs"]
 pub mod msr;
+#[path = "core/src/nested_switch.rs"]
+pub mod nested_switch;
 #[path = "core/src/nested_apic.rs"]
 pub mod nested_apic;
 #[path = "core/src/nested_caps.rs"]

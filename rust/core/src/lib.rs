@@ -7,6 +7,7 @@
 //! another through `super::` so that they mean the same thing in both crates.
 #![cfg_attr(not(test), no_std)]
 
+pub mod arch_state;
 pub mod basic;
 pub mod bits;
 pub mod controls;
@@ -31,6 +32,7 @@ pub mod nested_ept;
 pub mod nested_entry;
 pub mod nested_exit;
 pub mod nested_msr_list;
+pub mod nested_switch;
 pub mod paging;
 pub mod segment;
 pub mod shadow_vmcs;
