@@ -4,7 +4,7 @@
 //! Linux 7.3 keeps a CR4 shadow that does not know about a VMXE set by anyone but KVM, and an
 //! IPI may rewrite CR4 from it. nvmx therefore sets CR4.VMXE and is in VMX operation only
 //! inside regions where interrupts are off, and leaves (VMXOFF, CR4 restored) before they
-//! are enabled again (design.md §1).
+//! are enabled again (Documentation/nvmx.rst, "Why IRQs-off regions only").
 
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};

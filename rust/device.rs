@@ -8,7 +8,7 @@ use kernel::prelude::*;
 use kernel::uaccess::{UserPtr, UserSlice};
 
 use crate::uapi::{self, host_features, status_flags, NvmxHostStatus, NvmxVcpuStatus};
-use crate::vm::{self, Vm};
+use crate::vm::Vm;
 use crate::{vcpu, HOST};
 
 /// One open of /dev/nvmx. It holds no state yet: VMs will hang off it.
@@ -27,7 +27,7 @@ impl MiscDevice for NvmxFile {
             // KVM returns EINVAL for a non-zero argument (kvm_dev_ioctl).
             uapi::KVM_GET_API_VERSION if arg != 0 => Err(EINVAL),
             uapi::KVM_GET_API_VERSION => Ok(uapi::KVM_API_VERSION),
-            uapi::KVM_CHECK_EXTENSION => Ok(vm::check_extension(arg)),
+            uapi::KVM_CHECK_EXTENSION => Ok(crate::vm_fd::check_extension(arg)),
             uapi::KVM_CREATE_VM => Vm::create(arg),
             // Two pages: struct kvm_run and the PIO data page (no coalesced MMIO ring).
             uapi::KVM_GET_VCPU_MMAP_SIZE if arg != 0 => Err(EINVAL),
@@ -35,9 +35,9 @@ impl MiscDevice for NvmxFile {
             uapi::NVMX_GET_HOST_STATUS => get_host_status(arg),
             uapi::NVMX_GET_VCPU_LIST => get_vcpu_list(arg),
             uapi::KVM_GET_SUPPORTED_CPUID => get_supported_cpuid(arg),
-            uapi::KVM_GET_MSR_INDEX_LIST => vcpu::get_msr_index_list(arg),
-            uapi::KVM_GET_MSR_FEATURE_INDEX_LIST => vcpu::get_msr_feature_index_list(arg),
-            uapi::KVM_GET_MSRS => vcpu::get_feature_msrs(arg),
+            uapi::KVM_GET_MSR_INDEX_LIST => crate::vcpu_fd::get_msr_index_list(arg),
+            uapi::KVM_GET_MSR_FEATURE_INDEX_LIST => crate::vcpu_fd::get_msr_feature_index_list(arg),
+            uapi::KVM_GET_MSRS => crate::vcpu_fd::get_feature_msrs(arg),
             // System attributes (KVM_X86_XCOMP_GUEST_SUPP, ...): nvmx has none, so every
             // attribute is ENXIO, KVM's answer for one it does not know; a client then
             // knows the feature behind it (dynamic XSAVE state) is not there.

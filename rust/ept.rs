@@ -6,7 +6,7 @@ use kernel::page::Page;
 use kernel::prelude::*;
 
 use crate::shim;
-use crate::vm::PinnedPages;
+use crate::pinned::PinnedPages;
 use crate::vmx_core::ept;
 use crate::vmx_core::memslot::{Slot, MEM_LOG_DIRTY_PAGES, PAGE_SIZE};
 
@@ -314,4 +314,10 @@ pub(crate) fn log_write(eptp: u64, gpa: u64) -> bool {
             Err(now) => cur = now,
         }
     }
+}
+
+/// The kernel address of the host page behind guest-physical page `gpa` in EPT `eptp`
+/// (page-aligned), if a slot maps it.
+pub(crate) fn host_page(eptp: u64, gpa: u64) -> Option<*mut u8> {
+    translate(eptp, gpa & !0xfff).map(shim::phys_to_virt)
 }

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-//! Nested VMX for one vCPU (issue 5): L1's VMX operation, its current VMCS12 (cached here while
+//! Nested VMX for one vCPU: L1's VMX operation, its current VMCS12 (cached here while
 //! current, rust/core/src/vmcs12.rs), the emulated VMX instructions, and the two transitions —
 //! VM entry into L2 (VMCS12 guest state becomes the vCPU's state and runs on VMCS02) and VM
 //! exit to L1 (L2's state and the exit information go into VMCS12, L1 continues with VMCS12's
@@ -17,206 +17,38 @@
 
 use kernel::prelude::*;
 
-use crate::run::{self, r, w};
-use crate::uapi::{KvmRegs, KvmSregs};
-use crate::vcpu::VcpuState;
-use crate::vmx_core::controls::{cr0, entry, exit as exit_ctl, pin, primary, secondary};
+use crate::guest_memory::{self, GuestMemory};
+use crate::guest_regs;
+use crate::vmcs::{r, w};
+use crate::vmx_core::nested_switch::{self, L0Controls, Vmcs02Pages};
+use crate::vcpu_state::VcpuState;
+pub(crate) use crate::nested_state::Switch;
+use crate::nested_state::L1AtEntry;
+pub(crate) use crate::nested_msrs::{available, cpuid_changed, get_msr, is_nested_msr, set_msr};
+pub(crate) use crate::msr_route::vmcs02_tsc_offset;
+use crate::vmx_core::controls::{exit as exit_ctl, pin};
 use crate::vmx_core::exit::reason;
 use crate::vmx_core::field_table as f;
 use crate::vmx_core::field::Field;
 use crate::vmx_core::lapic::ApicError;
-use crate::vmx_core::msr;
 use crate::vmx_core::nested_apic::{self, ApicVirt};
-use crate::vmx_core::nested_caps::L1VmxCaps;
 use crate::vmx_core::nested_entry::{self, EntryEnv, EntryFailure};
 use crate::vmx_core::nested_ept;
 use crate::vmx_core::nested_exit::{self, L2Exit};
 use crate::vmx_core::nested_msr_list::{self as msr_list, List, MsrEntry};
-use crate::run::MsrHome;
+use crate::msr_route::{self, MsrHome};
 use crate::vmx_core::vmcs12::{Vmcs12, LAUNCH_STATE_OFFSET, REGION_BYTES};
 use crate::nested_ept::ShadowEpt;
 use crate::vmx_core::vmx_insn::{
-    rflags_after, InsnInfo, L1Cpu, L1Vmx, LaunchState, Offered, Operand, Outcome, Place, VmError,
+    rflags_after, InsnInfo, L1Cpu, LaunchState, Operand, Outcome, Place, VmError,
 };
 
-/// IA32_FEATURE_CONTROL (SDM vol. 4 table 2-2) and its bits.
-pub(crate) const MSR_FEATURE_CONTROL: u32 = 0x3a;
-const FEAT_LOCKED: u64 = 1 << 0;
-const FEAT_VMX_INSIDE_SMX: u64 = 1 << 1;
-const FEAT_VMX_OUTSIDE_SMX: u64 = 1 << 2;
-/// The bits a VMM may set (KVM's KVM_SUPPORTED_FEATURE_CONTROL: lock, VMX inside/outside
-/// SMX, SGX launch control, SGX, LMCE).
-const FEAT_SUPPORTED: u64 = FEAT_LOCKED | FEAT_VMX_INSIDE_SMX | FEAT_VMX_OUTSIDE_SMX | (1 << 17) | (1 << 18) | (1 << 20);
-/// KVM_X86_QUIRK_STUFF_FEATURE_MSRS: the VMX capability MSRs start as the full offer.
-pub(crate) const QUIRK_STUFF_FEATURE_MSRS: u64 = 1 << 8;
+const EFER_LMA: u64 = crate::vmx_core::arch_state::EFER_LMA;
+use crate::guest_regs::{INTR_DELIVER_CODE, INTR_INFO_VALID, INTR_TYPE_HW_EXCEPTION};
 
-const EFER_LME: u64 = 1 << 8;
-const EFER_LMA: u64 = 1 << 10;
-use crate::run::{INTR_DELIVER_CODE, INTR_INFO_VALID, INTR_TYPE_HW_EXCEPTION};
+pub(crate) use crate::vmx_core::nested_switch::ExitInfo;
 
-/// An emulated VM entry that passed the checks, or an exit L1 gets: what the IRQs-off region
-/// does between read-back of the current VMCS and loading the other one.
-#[derive(Clone, Copy)]
-pub(crate) enum Switch {
-    /// VMLAUNCH (`launch`) / VMRESUME into L2; `insn_len` is the instruction's length (L1
-    /// resumes after it if the CPU then refuses VMCS02 with VMfail).
-    Enter { launch: bool, insn_len: u64 },
-    /// An L2 exit for L1, with the exit-information fields as the CPU wrote them.
-    Exit(ExitInfo),
-    /// The CPU refused VMCS02 with VMfailValid(n): L1 gets the same VMfail.
-    EntryVmFail(u64),
-}
-
-/// The VM-exit information fields of an exit L1 gets (SDM 25.9).
-#[derive(Clone, Copy, Default)]
-pub(crate) struct ExitInfo {
-    pub(crate) reason: u64,
-    pub(crate) qualification: u64,
-    pub(crate) intr_info: u64,
-    pub(crate) intr_error: u64,
-    pub(crate) idt_info: u64,
-    pub(crate) idt_error: u64,
-    pub(crate) insn_len: u64,
-    pub(crate) insn_info: u64,
-    pub(crate) linear: u64,
-    /// Guest-physical address (EPT violations and misconfigurations).
-    pub(crate) gpa: u64,
-}
-
-impl ExitInfo {
-    /// The exit-information fields of the exit that just happened on VMCS02.
-    pub(crate) fn from_vmcs() -> Self {
-        ExitInfo {
-            reason: r(f::VM_EXIT_REASON),
-            qualification: r(f::EXIT_QUALIFICATION),
-            intr_info: r(f::VM_EXIT_INTR_INFO),
-            intr_error: r(f::VM_EXIT_INTR_ERROR_CODE),
-            idt_info: r(f::IDT_VECTORING_INFO_FIELD),
-            idt_error: r(f::IDT_VECTORING_ERROR_CODE),
-            insn_len: r(f::VM_EXIT_INSTRUCTION_LEN),
-            insn_info: r(f::VMX_INSTRUCTION_INFO),
-            linear: r(f::GUEST_LINEAR_ADDRESS),
-            gpa: r(f::GUEST_PHYSICAL_ADDRESS),
-        }
-    }
-}
-
-/// L1's state at an emulated VM entry, kept until the CPU has accepted VMCS02 (a VMfail
-/// from the CPU sends L1 back to it).
-#[derive(Clone, Copy)]
-pub(crate) struct L1AtEntry {
-    launch: bool,
-    regs: KvmRegs,
-    sregs: KvmSregs,
-    pat: u64,
-    sysenter: [u64; 3],
-    interruptibility: u64,
-    dr7: u64,
-}
-
-/// The nested-VMX state of a vCPU.
-pub(crate) struct Nested {
-    /// VMXON pointer and current-VMCS pointer.
-    pub(crate) l1: L1Vmx,
-    /// L1's IA32_VMX_* MSRs (KVM_SET_MSRS may take capabilities away before the first run).
-    pub(crate) caps: L1VmxCaps,
-    /// IA32_FEATURE_CONTROL as L1 sees it.
-    pub(crate) feature_control: u64,
-    /// The current VMCS12 while L1 has one (written back to L1's memory on VMCLEAR, VMPTRLD
-    /// of another and VMXOFF).
-    pub(crate) vmcs12: Option<KBox<Vmcs12>>,
-    /// L2 is the vCPU's current state (VMCS02 runs).
-    pub(crate) guest_mode: bool,
-    /// The transition the region carries out next.
-    pub(crate) switch: Option<Switch>,
-    /// Until VMCS02's first entry succeeds.
-    pub(crate) l1_at_entry: Option<L1AtEntry>,
-    /// The last emulated VM entry that failed, for the VMM (issue 6).
-    pub(crate) last_failure: Option<EntryFailure>,
-    /// EPT02, once L1 has run L2 under its own EPT.
-    pub(crate) shadow_ept: Option<KBox<ShadowEpt>>,
-    /// VMCS shadowing of VMCS12 for L1's VMREAD/VMWRITE (rust/shadow_vmcs.rs).
-    pub(crate) shadow: crate::shadow_vmcs::ShadowState,
-    /// A VMX abort happened (SDM 28.7): L1 is to be shut down.
-    vmx_abort: bool,
-    /// While L2 runs with L1's VMX-preemption timer: the host TSC at which it reaches zero
-    /// (the CPU's own timer, programmed for whichever of L0's and L1's ends first, runs it).
-    pub(crate) l1_timer_deadline: Option<u64>,
-}
-
-impl Nested {
-    pub(crate) fn new(stuff_msrs: bool) -> Self {
-        let caps = match crate::HOST.as_ref() {
-            Some(h) if stuff_msrs => h.l1_caps,
-            _ => L1VmxCaps::none(),
-        };
-        Nested {
-            l1: L1Vmx::default(),
-            caps,
-            feature_control: 0,
-            vmcs12: None,
-            guest_mode: false,
-            switch: None,
-            l1_at_entry: None,
-            last_failure: None,
-            shadow_ept: None,
-            shadow: Default::default(),
-            vmx_abort: false,
-            l1_timer_deadline: None,
-        }
-    }
-
-    /// What the VMX instructions check against.
-    fn offered(&self, maxphyaddr: u8) -> Offered {
-        let ev = self.caps.ept_vpid;
-        Offered {
-            revision: self.caps.basic as u32 & 0x7fff_ffff,
-            maxphyaddr,
-            cr0_fixed0: self.caps.cr0.fixed0,
-            cr0_fixed1: self.caps.cr0.fixed1,
-            cr4_fixed0: self.caps.cr4.fixed0,
-            cr4_fixed1: self.caps.cr4.fixed1,
-            feature_control: self.feature_control,
-            vmwrite_any_field: self.caps.misc & (1 << 29) != 0,
-            invept_types: if ev & (1 << 20) != 0 { ((ev >> 24) & 6) as u8 } else { 0 },
-            invvpid_types: if ev & (1 << 32) != 0 { ((ev >> 40) & 0xf) as u8 } else { 0 },
-        }
-    }
-
-    /// Whether L1's VMX-preemption timer has reached zero while L2 runs (SDM 26.5.1: it
-    /// counts down in VMX non-root operation; a VM exit when it reaches zero).
-    pub(crate) fn l1_timer_expired(&self, now: u64) -> bool {
-        self.guest_mode && self.l1_timer_deadline.is_some_and(|d| now >= d)
-    }
-
-    /// L1's timer rate: the timer counts down by 1 every 2^rate TSC ticks (IA32_VMX_MISC[4:0]).
-    fn l1_timer_rate(&self) -> u32 {
-        (self.caps.misc & 0x1f) as u32
-    }
-
-    /// Whether a VMX abort put L1 in shutdown since the last call.
-    pub(crate) fn take_vmx_abort(&mut self) -> bool {
-        core::mem::take(&mut self.vmx_abort)
-    }
-
-    /// L1's EPT pointer for L2 when VMCS12 enables EPT (checked at VM entry).
-    pub(crate) fn eptp12(&self) -> Option<u64> {
-        let v = self.vmcs12.as_ref()?;
-        let prim = v.get(f::CPU_BASED_VM_EXEC_CONTROL) as u32;
-        let sec = if prim & primary::SECONDARY_CONTROLS != 0 { v.get(f::SECONDARY_VM_EXEC_CONTROL) as u32 } else { 0 };
-        (sec & secondary::ENABLE_EPT != 0).then(|| v.get(f::EPT_POINTER))
-    }
-
-    /// L1's EPT pointer while L2 runs under it (then L2's memory is EPT02's).
-    pub(crate) fn l2_eptp12(&self) -> Option<u64> {
-        self.eptp12().filter(|_| self.guest_mode)
-    }
-
-    /// L2 runs (or is about to) under L1's EPT.
-    fn l2_under_ept(&self) -> bool {
-        (self.guest_mode || matches!(self.switch, Some(Switch::Enter { .. }))) && self.eptp12().is_some()
-    }
-}
+pub(crate) use crate::vmcs::exit_info_from_vmcs;
 
 /// Process context, before an IRQs-off region: EPT02 exists and has spare tables when L2
 /// runs under L1's EPT (inside the region nothing may allocate).
@@ -233,76 +65,10 @@ pub(crate) fn prepare_region(st: &mut VcpuState) -> Result {
     Ok(())
 }
 
-/// Whether the module offers nested VMX at all (`nested` parameter and a host that can).
-pub(crate) fn available() -> bool {
-    crate::HOST.as_ref().is_some_and(|h| h.nested)
-}
-
-/// Whether `index` is one of nvmx's nested MSRs (IA32_FEATURE_CONTROL, IA32_VMX_*).
-pub(crate) fn is_nested_msr(index: u32) -> bool {
-    available() && (index == MSR_FEATURE_CONTROL || (msr::IA32_VMX_BASIC..=msr::IA32_VMX_VMFUNC).contains(&index))
-}
-
-/// RDMSR / KVM_GET_MSRS of a nested MSR. The VMX capability MSRs exist only for a vCPU whose
-/// CPUID has VMX (KVM's vmx_get_msr); IA32_FEATURE_CONTROL always.
-pub(crate) fn get_msr(st: &VcpuState, index: u32) -> Option<u64> {
-    if index == MSR_FEATURE_CONTROL {
-        return Some(st.nested.feature_control);
-    }
-    if !st.features.vmx {
-        return None;
-    }
-    st.nested.caps.read(index)
-}
-
-/// WRMSR / KVM_SET_MSRS of a nested MSR (`host`: from KVM_SET_MSRS). Err: #GP / entry refused.
-pub(crate) fn set_msr(st: &mut VcpuState, index: u32, v: u64, host: bool) -> core::result::Result<(), ()> {
-    if index == MSR_FEATURE_CONTROL {
-        // KVM's vmx_feature_control_msr_valid: the guest may write only while unlocked and
-        // only the bits its CPUID backs; the VMM any supported bit.
-        let valid = if host {
-            FEAT_SUPPORTED
-        } else {
-            if st.nested.feature_control & FEAT_LOCKED != 0 {
-                return Err(());
-            }
-            FEAT_LOCKED | if st.features.vmx { FEAT_VMX_OUTSIDE_SMX } else { 0 }
-        };
-        if v & !valid != 0 {
-            return Err(());
-        }
-        st.nested.feature_control = v;
-        return Ok(());
-    }
-    // The capability MSRs are read-only for the guest; the VMM may restrict them while L1 is
-    // not in VMX operation (KVM: -EBUSY after VMXON).
-    if !host || !st.features.vmx || st.nested.l1.vmxon.is_some() {
-        return Err(());
-    }
-    let offered = crate::HOST.as_ref().ok_or(())?.l1_caps;
-    st.nested.caps.restore(&offered, index, v)
-}
-
-/// KVM_SET_CPUID2 changed the vCPU's CPUID (before the first run): firmware's part — a
-/// locked IA32_FEATURE_CONTROL enabling VMX outside SMX — is done for a vCPU offered VMX
-/// whose VMM has not set the MSR itself.
-pub(crate) fn cpuid_changed(st: &mut VcpuState) {
-    if st.features.vmx && available() && st.nested.feature_control == 0 {
-        st.nested.feature_control = FEAT_LOCKED | FEAT_VMX_OUTSIDE_SMX;
-    }
-    // L1's CR4_FIXED1 follows its CPUID (and with it the HOST_CR4/GUEST_CR4 entry checks).
-    if let Some(h) = crate::HOST.as_ref() {
-        st.nested.caps.cr4.fixed1 = crate::vmx_core::guest_cr::l1_cr4_fixed1(h.l1_caps.cr4.fixed1, &st.features);
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // Guest memory.
 
-/// The kernel address of L1 guest-physical page `gpa` (page-aligned), if a slot maps it.
-fn l1_page(eptp: u64, gpa: u64) -> Option<*mut u8> {
-    crate::ept::translate(eptp, gpa & !0xfff).map(crate::shim::phys_to_virt)
-}
+use crate::ept::host_page as l1_page;
 
 fn read_phys_u32(eptp: u64, gpa: u64) -> Option<u32> {
     if gpa & 3 != 0 {
@@ -379,8 +145,8 @@ fn write_back(st: &mut VcpuState, eptp: u64, addr: Option<u64>) {
 fn l1_cpu() -> L1Cpu {
     let cs_ar = r(f::GUEST_CS_AR_BYTES);
     L1Cpu {
-        cr0: run::guest_cr0(),
-        cr4: run::guest_cr4(),
+        cr0: guest_regs::guest_cr0(),
+        cr4: guest_regs::guest_cr4(),
         v8086: r(f::GUEST_RFLAGS) & (1 << 17) != 0,
         lma: r(f::GUEST_IA32_EFER) & EFER_LMA != 0,
         cs_l: cs_ar & (1 << 13) != 0,
@@ -391,8 +157,8 @@ fn l1_cpu() -> L1Cpu {
 /// Carry out an outcome that ends the instruction.
 fn finish(st: &mut VcpuState, o: Outcome) {
     match o {
-        Outcome::Ud => run::inject(run::UD_VECTOR, None),
-        Outcome::Gp => run::inject(run::GP_VECTOR, Some(0)),
+        Outcome::Ud => guest_regs::inject(guest_regs::UD_VECTOR, None),
+        Outcome::Gp => guest_regs::inject(guest_regs::GP_VECTOR, Some(0)),
         _ => {
             if let Outcome::FailValid(e) = o {
                 if let Some(v) = st.nested.vmcs12.as_mut() {
@@ -400,7 +166,7 @@ fn finish(st: &mut VcpuState, o: Outcome) {
                 }
             }
             let _ = w(f::GUEST_RFLAGS, rflags_after(r(f::GUEST_RFLAGS), o));
-            run::skip_instruction();
+            guest_regs::skip_instruction();
         }
     }
 }
@@ -418,22 +184,22 @@ fn operand(g: &[u64; 16], info: InsnInfo, q: u64) -> Place {
         _ => r(f::GUEST_DS_BASE),
     };
     // The displacement is sign-extended to the address size in the qualification.
-    info.operand(q, |n| run::read_reg(g, n), seg_base, bits64)
+    info.operand(q, |n| guest_regs::read_reg(g, n), seg_base, bits64)
 }
 
 /// Read `buf.len()` bytes at linear `la` of L1; on a translation failure L1 gets #PF.
 fn read_linear(eptp: u64, la: u64, buf: &mut [u8]) -> bool {
-    let ok = run::copy_guest(&run::paging_regs(), run::GuestMemory::Ept(eptp), la, buf, false).is_ok();
+    let ok = guest_memory::copy_guest(&guest_regs::paging_regs(), GuestMemory::Ept(eptp), la, buf, false).is_ok();
     if !ok {
-        run::inject_page_fault(la, false);
+        guest_regs::inject_page_fault(la, false);
     }
     ok
 }
 
 fn write_linear(eptp: u64, la: u64, buf: &mut [u8]) -> bool {
-    let ok = run::copy_guest(&run::paging_regs(), run::GuestMemory::Ept(eptp), la, buf, true).is_ok();
+    let ok = guest_memory::copy_guest(&guest_regs::paging_regs(), GuestMemory::Ept(eptp), la, buf, true).is_ok();
     if !ok {
-        run::inject_page_fault(la, true);
+        guest_regs::inject_page_fault(la, true);
     }
     ok
 }
@@ -454,7 +220,7 @@ fn descriptor(g: &[u64; 16], eptp: u64, info: InsnInfo, q: u64) -> core::result:
 fn mem_u64(g: &[u64; 16], eptp: u64, info: InsnInfo, q: u64) -> Option<u64> {
     match operand(g, info, q) {
         Place::Reg(_) => {
-            run::inject(run::UD_VECTOR, None);
+            guest_regs::inject(guest_regs::UD_VECTOR, None);
             None
         }
         Place::Mem(la) => {
@@ -569,7 +335,7 @@ pub(crate) fn vmx_instruction(st: &mut VcpuState, g: &mut [u64; 16], eptp: u64, 
             },
         },
         reason::VMREAD => {
-            let encoding = run::read_reg(g, info.reg2());
+            let encoding = guest_regs::read_reg(g, info.reg2());
             let has = |fl| st.nested.vmcs12.as_ref().is_some_and(|v| v.read(fl).is_some());
             match st.nested.l1.vmread(&cpu, encoding, has) {
                 Err(o) => o,
@@ -578,7 +344,7 @@ pub(crate) fn vmx_instruction(st: &mut VcpuState, g: &mut [u64; 16], eptp: u64, 
                     match operand(g, info, q) {
                         Place::Reg(n) => {
                             let v = if cpu.lma && cpu.cs_l { value } else { value & 0xffff_ffff };
-                            run::write_reg(g, n, v);
+                            guest_regs::write_reg(g, n, v);
                         }
                         Place::Mem(la) => {
                             let bytes = value.to_le_bytes();
@@ -595,13 +361,13 @@ pub(crate) fn vmx_instruction(st: &mut VcpuState, g: &mut [u64; 16], eptp: u64, 
             }
         }
         reason::VMWRITE => {
-            let encoding = run::read_reg(g, info.reg2());
+            let encoding = guest_regs::read_reg(g, info.reg2());
             let has = |fl| st.nested.vmcs12.as_ref().is_some_and(|v| v.read(fl).is_some());
             match st.nested.l1.vmwrite(&cpu, &offered, encoding, has) {
                 Err(o) => o,
                 Ok(field) => {
                     let value = match operand(g, info, q) {
-                        Place::Reg(n) => run::read_reg(g, n),
+                        Place::Reg(n) => guest_regs::read_reg(g, n),
                         Place::Mem(la) => {
                             let n = if cpu.lma && cpu.cs_l { 8 } else { 4 };
                             let mut b = [0u8; 8];
@@ -631,7 +397,7 @@ pub(crate) fn vmx_instruction(st: &mut VcpuState, g: &mut [u64; 16], eptp: u64, 
             }
         }
         reason::INVEPT => {
-            let kind = run::read_reg(g, info.reg2());
+            let kind = guest_regs::read_reg(g, info.reg2());
             // Permission and type first; then the 128-bit descriptor (SDM 30.3 "INVEPT").
             match st.nested.l1.invept(&cpu, &offered, kind) {
                 Outcome::Succeed => match descriptor(g, eptp, info, q) {
@@ -654,7 +420,7 @@ pub(crate) fn vmx_instruction(st: &mut VcpuState, g: &mut [u64; 16], eptp: u64, 
             }
         }
         reason::INVVPID => {
-            let kind = run::read_reg(g, info.reg2());
+            let kind = guest_regs::read_reg(g, info.reg2());
             // Permission and type come first; then the 128-bit descriptor.
             match st.nested.l1.invvpid(&cpu, &offered, kind, 1, 0) {
                 Outcome::Succeed => match descriptor(g, eptp, info, q) {
@@ -784,76 +550,29 @@ pub(crate) fn apply_switch(st: &mut VcpuState, eptp: u64, home: MsrHome) {
         Switch::EntryVmFail(err) => {
             // Back to L1 as it was at VMLAUNCH/VMRESUME, which fails with the CPU's number.
             if let Some(l1) = st.nested.l1_at_entry.take() {
-                st.regs = KvmRegs { rip: l1.regs.rip, rsp: l1.regs.rsp, rflags: l1.regs.rflags, ..st.regs };
-                st.sregs = l1.sregs;
-                st.pat = l1.pat;
-                st.sysenter = l1.sysenter;
-                st.interruptibility = l1.interruptibility;
-                st.debug.dr7 = l1.dr7;
+                st.arch = nested_switch::l1_after_entry_vmfail(&l1.state, &st.arch);
             }
             st.nested.guest_mode = false;
-            st.inject = None;
+            st.arch.event = None;
             if let Some(v) = st.nested.vmcs12.as_mut() {
                 v.launched = false;
                 v.set(f::VM_INSTRUCTION_ERROR, err);
             }
-            st.regs.rflags = rflags_after(st.regs.rflags, Outcome::FailValid(VmError::EntryInvalidControls));
+            st.arch.rflags = rflags_after(st.arch.rflags, Outcome::FailValid(VmError::EntryInvalidControls));
             st.flushed_for = None;
         }
     }
 }
 
-/// VM entry (SDM 27.3.2-27.3.4, 27.6): VMCS12's guest state becomes the vCPU's.
+/// VM entry (SDM 27.3.2-27.3.4, 27.6): VMCS12's guest state becomes the vCPU's
+/// (nested_switch::l2_entry_state).
 fn enter_l2(st: &mut VcpuState, launch: bool, insn_len: u64) {
     let Some(v) = st.nested.vmcs12.as_mut() else { return };
     // L1 resumes after VMLAUNCH/VMRESUME if the CPU refuses VMCS02.
-    let mut l1_regs = st.regs;
-    l1_regs.rip = l1_regs.rip.wrapping_add(insn_len);
-    st.nested.l1_at_entry = Some(L1AtEntry {
-        launch,
-        regs: l1_regs,
-        sregs: st.sregs,
-        pat: st.pat,
-        sysenter: st.sysenter,
-        interruptibility: st.interruptibility,
-        dr7: st.debug.dr7,
-    });
-    let en = v.get(f::VM_ENTRY_CONTROLS) as u32;
-    let ia32e = en & entry::IA32E_MODE_GUEST != 0;
-    let s = &mut st.sregs;
-    for (seg, [sel, base, limit, ar]) in run::segment_fields(s) {
-        *seg = run::segment_from(v.get(sel), v.get(base), v.get(limit), v.get(ar));
-    }
-    s.gdt.base = v.get(f::GUEST_GDTR_BASE);
-    s.gdt.limit = v.get(f::GUEST_GDTR_LIMIT) as u16;
-    s.idt.base = v.get(f::GUEST_IDTR_BASE);
-    s.idt.limit = v.get(f::GUEST_IDTR_LIMIT) as u16;
-    s.cr0 = v.get(f::GUEST_CR0);
-    s.cr3 = v.get(f::GUEST_CR3);
-    s.cr4 = v.get(f::GUEST_CR4);
-    // SDM 27.3.2.1: without "load IA32_EFER", LMA (and LME with paging) follow the
-    // IA-32e mode guest control.
-    s.efer = if en & entry::LOAD_IA32_EFER != 0 {
-        v.get(f::GUEST_IA32_EFER)
-    } else {
-        let e = s.efer & !(EFER_LMA | EFER_LME);
-        if ia32e { e | EFER_LMA | if s.cr0 & cr0::PG != 0 { EFER_LME } else { 0 } } else { e }
-    };
-    if en & entry::LOAD_IA32_PAT != 0 {
-        st.pat = v.get(f::GUEST_IA32_PAT);
-    }
-    // SDM 27.3.2.1: "load debug controls" loads DR7 (bits 63:32 were checked).
-    if en & entry::LOAD_DEBUG_CONTROLS != 0 {
-        let _ = st.debug.write(7, v.get(f::GUEST_DR7), false);
-    }
-    st.sysenter = [v.get(f::GUEST_SYSENTER_CS), v.get(f::GUEST_SYSENTER_ESP), v.get(f::GUEST_SYSENTER_EIP)];
-    st.regs.rip = v.get(f::GUEST_RIP);
-    st.regs.rsp = v.get(f::GUEST_RSP);
-    st.regs.rflags = v.get(f::GUEST_RFLAGS);
-    st.interruptibility = v.get(f::GUEST_INTERRUPTIBILITY_INFO);
-    let info = v.get(f::VM_ENTRY_INTR_INFO_FIELD);
-    st.inject = (info & INTR_INFO_VALID != 0).then(|| (info, v.get(f::VM_ENTRY_EXCEPTION_ERROR_CODE)));
-    st.inject_len = v.get(f::VM_ENTRY_INSTRUCTION_LEN);
+    let mut l1 = st.arch;
+    l1.rip = l1.rip.wrapping_add(insn_len);
+    st.nested.l1_at_entry = Some(L1AtEntry { launch, state: l1 });
+    st.arch = nested_switch::l2_entry_state(v, &st.arch);
     if launch {
         v.launched = true;
     }
@@ -876,7 +595,7 @@ fn exit_to_l1(st: &mut VcpuState, info: &ExitInfo, eptp: u64, home: MsrHome) {
             v.launched = false;
         }
     } else {
-        save_l2(st, &mut v);
+        nested_switch::save_l2(&st.arch, &mut v);
         // SDM 28.3.3: with "save VMX-preemption timer value", what is left of L1's timer.
         if v.get(f::VM_EXIT_CONTROLS) as u32 & exit_ctl::SAVE_PREEMPTION_TIMER != 0 {
             let left = st.nested.l1_timer_deadline.map_or(0, |d| d.saturating_sub(crate::vmx_ops::rdtsc()));
@@ -884,30 +603,18 @@ fn exit_to_l1(st: &mut VcpuState, info: &ExitInfo, eptp: u64, home: MsrHome) {
         }
     }
     st.nested.l1_timer_deadline = None;
-    v.set(f::VM_EXIT_REASON, info.reason);
-    v.set(f::EXIT_QUALIFICATION, info.qualification);
-    if !entry_failed {
-        v.set(f::VM_EXIT_INTR_INFO, info.intr_info);
-        v.set(f::VM_EXIT_INTR_ERROR_CODE, info.intr_error);
-        v.set(f::IDT_VECTORING_INFO_FIELD, info.idt_info);
-        v.set(f::IDT_VECTORING_ERROR_CODE, info.idt_error);
-        v.set(f::VM_EXIT_INSTRUCTION_LEN, info.insn_len);
-        v.set(f::VMX_INSTRUCTION_INFO, info.insn_info);
-        v.set(f::GUEST_LINEAR_ADDRESS, info.linear);
-        if matches!(info.reason as u16, reason::EPT_VIOLATION | reason::EPT_MISCONFIG) {
-            v.set(f::GUEST_PHYSICAL_ADDRESS, info.gpa);
-        }
-    }
-    // SDM 28.2.5 (28.8 for entry failures): every VM exit clears the valid bit of the
-    // VM-entry interruption-information field.
-    let ei = v.get(f::VM_ENTRY_INTR_INFO_FIELD);
-    v.set(f::VM_ENTRY_INTR_INFO_FIELD, ei & !INTR_INFO_VALID);
+    nested_switch::write_exit_info(&mut v, info);
     st.nested.vmcs12 = Some(v);
     // SDM 28.4: L2's MSRs into the VM-exit MSR-store list, after its state is saved.
     if !entry_failed && msr_list(st, eptp, List::ExitStore, home).is_err() {
         vmx_abort(st, eptp, msr_list::abort::SAVING_GUEST_MSRS);
     }
-    load_host_state(st);
+    // SDM 28.5: VMCS12's host state becomes L1's.
+    if let Some(v) = st.nested.vmcs12.as_ref() {
+        st.arch = nested_switch::l1_after_exit(v, &st.arch);
+    }
+    st.nested.guest_mode = false;
+    st.flushed_for = None;
     // SDM 28.6: L1's MSRs from the VM-exit MSR-load list (entry failures too, 27.8).
     if msr_list(st, eptp, List::ExitLoad, home).is_err() {
         vmx_abort(st, eptp, msr_list::abort::LOADING_HOST_MSRS);
@@ -938,17 +645,17 @@ fn msr_list(st: &mut VcpuState, eptp: u64, list: List, home: MsrHome) -> core::r
         // SAFETY: a pinned page of L1's; 16 bytes at a 16-byte aligned offset stay inside it.
         unsafe { core::ptr::copy_nonoverlapping(page.add(offset), bytes.as_mut_ptr(), 16) };
         let e = MsrEntry::from_bytes(bytes);
-        let x2apic = st.sregs.apic_base & crate::vmx_core::guest_msr::apic_base::EXTD != 0;
+        let x2apic = st.apic_base & crate::vmx_core::guest_msr::apic_base::EXTD != 0;
         if !msr_list::allowed(list, &e, x2apic) {
             return Err(n);
         }
         if list == List::ExitStore {
-            let value = run::msr_between_vmcs(st, e.index, home).ok_or(n)?;
+            let value = msr_route::msr_between_vmcs(st, e.index, home).ok_or(n)?;
             crate::ept::log_write(eptp, gpa);
             // SAFETY: as above; the data field is bytes 15:8 of the entry.
             unsafe { (page.add(offset + 8) as *mut u64).write_volatile(value) };
         } else {
-            run::set_msr_between_vmcs(st, e.index, e.value, home).map_err(|()| n)?;
+            msr_route::set_msr_between_vmcs(st, e.index, e.value, home).map_err(|()| n)?;
         }
     }
     Ok(())
@@ -968,203 +675,53 @@ fn vmx_abort(st: &mut VcpuState, eptp: u64, code: u32) {
     st.nested.vmx_abort = true;
 }
 
-/// SDM 28.3: L2's guest state into VMCS12 (what the exit controls ask to save included).
-fn save_l2(st: &VcpuState, v: &mut Vmcs12) {
-    let s = &st.sregs;
-    for (seg, [sel, base, limit, ar]) in run::segment_fields_ref(s) {
-        v.set(sel, seg.selector as u64);
-        v.set(base, seg.base);
-        v.set(limit, seg.limit as u64);
-        v.set(ar, run::attributes(seg).to_ar() as u64);
-    }
-    v.set(f::GUEST_GDTR_BASE, s.gdt.base);
-    v.set(f::GUEST_GDTR_LIMIT, s.gdt.limit as u64);
-    v.set(f::GUEST_IDTR_BASE, s.idt.base);
-    v.set(f::GUEST_IDTR_LIMIT, s.idt.limit as u64);
-    v.set(f::GUEST_CR0, s.cr0);
-    v.set(f::GUEST_CR3, s.cr3);
-    v.set(f::GUEST_CR4, s.cr4);
-    v.set(f::GUEST_RIP, st.regs.rip);
-    v.set(f::GUEST_RSP, st.regs.rsp);
-    v.set(f::GUEST_RFLAGS, st.regs.rflags);
-    v.set(f::GUEST_SYSENTER_CS, st.sysenter[0]);
-    v.set(f::GUEST_SYSENTER_ESP, st.sysenter[1]);
-    v.set(f::GUEST_SYSENTER_EIP, st.sysenter[2]);
-    v.set(f::GUEST_INTERRUPTIBILITY_INFO, st.interruptibility);
-    v.set(f::GUEST_ACTIVITY_STATE, 0);
-    let ex = v.get(f::VM_EXIT_CONTROLS) as u32;
-    if ex & exit_ctl::SAVE_IA32_EFER != 0 {
-        v.set(f::GUEST_IA32_EFER, s.efer);
-    }
-    if ex & exit_ctl::SAVE_IA32_PAT != 0 {
-        v.set(f::GUEST_IA32_PAT, st.pat);
-    }
-    if ex & exit_ctl::SAVE_DEBUG_CONTROLS != 0 {
-        v.set(f::GUEST_DR7, st.debug.dr7);
-    }
-    // IA32_VMX_MISC[5]: the IA-32e mode guest control records EFER.LMA.
-    let en = v.get(f::VM_ENTRY_CONTROLS) & !(entry::IA32E_MODE_GUEST as u64);
-    v.set(f::VM_ENTRY_CONTROLS, en | if s.efer & EFER_LMA != 0 { entry::IA32E_MODE_GUEST as u64 } else { 0 });
-}
-
-/// SDM 28.5: VMCS12's host state becomes L1's.
-fn load_host_state(st: &mut VcpuState) {
-    let Some(v) = st.nested.vmcs12.as_ref() else { return };
-    let ex = v.get(f::VM_EXIT_CONTROLS) as u32;
-    let host64 = ex & exit_ctl::HOST_ADDR_SPACE_SIZE != 0;
-    let s = &mut st.sregs;
-    s.cr0 = v.get(f::HOST_CR0) | (1 << 4); // ET is always 1
-    s.cr3 = v.get(f::HOST_CR3);
-    s.cr4 = v.get(f::HOST_CR4);
-    s.efer = if ex & exit_ctl::LOAD_IA32_EFER != 0 {
-        v.get(f::HOST_IA32_EFER)
-    } else if host64 {
-        s.efer | EFER_LMA | EFER_LME
-    } else {
-        s.efer & !(EFER_LMA | EFER_LME)
-    };
-    if ex & exit_ctl::LOAD_IA32_PAT != 0 {
-        st.pat = v.get(f::HOST_IA32_PAT);
-    }
-    st.sysenter = [v.get(f::HOST_IA32_SYSENTER_CS), v.get(f::HOST_IA32_SYSENTER_ESP), v.get(f::HOST_IA32_SYSENTER_EIP)];
-    // CS: 64-bit (or 32-bit) code, DPL 0, base 0, limit 4 GiB - 1, granular.
-    let code = |sel: u64| run::segment_from(sel, 0, 0xffff_ffff, 0xb | (1 << 4) | (1 << 7) | ((host64 as u64) << 13) | ((!host64 as u64) << 14) | (1 << 15));
-    // SS, DS, ES, FS, GS: read/write data, unusable when the selector is null.
-    let data = |sel: u64, base: u64| {
-        let ar = if sel == 0 { 1 << 16 } else { 3 | (1 << 4) | (1 << 7) | (1 << 14) | (1 << 15) };
-        run::segment_from(sel, base, 0xffff_ffff, ar)
-    };
-    s.cs = code(v.get(f::HOST_CS_SELECTOR));
-    s.ss = data(v.get(f::HOST_SS_SELECTOR), 0);
-    s.ds = data(v.get(f::HOST_DS_SELECTOR), 0);
-    s.es = data(v.get(f::HOST_ES_SELECTOR), 0);
-    s.fs = data(v.get(f::HOST_FS_SELECTOR), v.get(f::HOST_FS_BASE));
-    s.gs = data(v.get(f::HOST_GS_SELECTOR), v.get(f::HOST_GS_BASE));
-    // FS/GS bases are loaded even with null selectors (SDM 28.5.2).
-    s.fs.base = v.get(f::HOST_FS_BASE);
-    s.gs.base = v.get(f::HOST_GS_BASE);
-    s.tr = run::segment_from(v.get(f::HOST_TR_SELECTOR), v.get(f::HOST_TR_BASE), 0x67, 0xb | (1 << 7));
-    s.ldt = run::segment_from(0, 0, 0, 1 << 16);
-    s.gdt.base = v.get(f::HOST_GDTR_BASE);
-    s.gdt.limit = 0xffff;
-    s.idt.base = v.get(f::HOST_IDTR_BASE);
-    s.idt.limit = 0xffff;
-    st.regs.rip = v.get(f::HOST_RIP);
-    st.regs.rsp = v.get(f::HOST_RSP);
-    st.regs.rflags = 2;
-    st.interruptibility = 0;
-    st.inject = None;
-    // SDM 28.5.1: DR7 is 400H after every VM exit.
-    st.debug.dr7 = crate::vmx_core::debug_regs::DR7_FIXED_1;
-    st.nested.guest_mode = false;
-    st.flushed_for = None;
-}
-
 // ---------------------------------------------------------------------------------------
 // VMCS02 and L2 exits (inside the region).
 
 /// After write_vmcs wrote L2's state with L0's controls: merge in what L1 asked for in
-/// VMCS12 (SDM 26: the controls that make L2 exit; CR masks and shadows; TSC offset).
+/// VMCS12 (nested_switch::merge_vmcs02). The pages behind L1's APIC virtualization are
+/// looked up again at every entry into the region: the slot behind them may have gone since
+/// VMLAUNCH (vm_entry checked them then).
 pub(crate) fn merge_vmcs02(st: &VcpuState, eptp: u64) -> core::result::Result<(), u32> {
     let Some(v) = st.nested.vmcs12.as_ref() else { return Ok(()) };
-    let prim12 = v.get(f::CPU_BASED_VM_EXEC_CONTROL) as u32;
-    let sec12 = if prim12 & primary::SECONDARY_CONTROLS != 0 { v.get(f::SECONDARY_VM_EXEC_CONTROL) as u32 } else { 0 };
-    // L1's exiting controls are added to L0's; the bitmaps are evaluated by nvmx (VMCS02
-    // exits on every I/O and MSR access), and TSC offsetting is L0's too.
-    const PASS: u32 = primary::INTR_WINDOW_EXITING | primary::HLT_EXITING | primary::INVLPG_EXITING
-        | primary::MWAIT_EXITING | primary::RDPMC_EXITING | primary::RDTSC_EXITING
-        | primary::CR3_LOAD_EXITING | primary::CR3_STORE_EXITING | primary::CR8_LOAD_EXITING
-        | primary::CR8_STORE_EXITING | primary::NMI_WINDOW_EXITING | primary::MOV_DR_EXITING
-        | primary::MONITOR_EXITING | primary::PAUSE_EXITING;
-    let mut prim02 = r(f::CPU_BASED_VM_EXEC_CONTROL) as u32 | (prim12 & PASS);
-    // L1's TPR shadow runs on the CPU, on L1's virtual-APIC page (SDM 30.1): L2's CR8 is VTPR,
-    // not the host's TPR, so L0's CR8 exits are not needed — L2 exits on CR8 where L1 asked.
-    // Its pages are looked up again at every entry into the region: the slot behind them may
-    // have gone since VMLAUNCH (vm_entry checked them then).
-    let apic = ApicVirt::of(v);
-    let pages = apic_pages(&apic, eptp).map_err(|field| field.encoding())?;
-    if let Some(hpa) = pages.virtual_apic {
-        const CR8_EXITS: u32 = primary::CR8_LOAD_EXITING | primary::CR8_STORE_EXITING;
-        prim02 = (prim02 & !CR8_EXITS) | (prim12 & CR8_EXITS) | primary::TPR_SHADOW;
-        w(f::VIRTUAL_APIC_PAGE_ADDR, hpa)?;
-        w(f::TPR_THRESHOLD, u64::from(apic.tpr_threshold))?;
-    }
-    w(f::CPU_BASED_VM_EXEC_CONTROL, prim02 as u64)?;
-    if prim12 & primary::NMI_WINDOW_EXITING != 0 {
-        let pin02 = r(f::PIN_BASED_VM_EXEC_CONTROL) as u32 | pin::VIRTUAL_NMIS;
-        w(f::PIN_BASED_VM_EXEC_CONTROL, pin02 as u64)?;
-    }
-    // No VPID (see enter_l2). Unrestricted guest only where L1 gives it to L2 (it needs
-    // L1's EPT); otherwise the CPU applies the full guest-state checks to L2.
-    // Virtualized APIC accesses compare the physical address of L2's accesses with L1's
-    // APIC-access page; virtualize x2APIC mode only changes MSR accesses, which all exit from
-    // VMCS02 (run.rs does what it asks).
-    let mut sec02 = (r(f::SECONDARY_VM_EXEC_CONTROL) as u32 & !(secondary::ENABLE_VPID | secondary::UNRESTRICTED_GUEST))
-        | (sec12 & (secondary::DESC_TABLE_EXITING | secondary::WBINVD_EXITING | secondary::UNRESTRICTED_GUEST));
-    if let Some(hpa) = pages.apic_access {
-        sec02 |= secondary::VIRTUALIZE_APIC_ACCESSES;
-        w(f::APIC_ACCESS_ADDR, hpa)?;
-    }
-    w(f::SECONDARY_VM_EXEC_CONTROL, sec02 as u64)?;
+    let caps = &crate::HOST.as_ref().ok_or(0u32)?.caps;
+    let apic = apic_pages(&ApicVirt::of(v), eptp).map_err(|field| field.encoding())?;
     // Under L1's EPT, L2's memory is EPT02's (rust/nested_ept.rs); otherwise L2 shares L1's
     // guest-physical space and L0's EPT.
-    if st.nested.eptp12().is_some() {
-        let shadow = st.nested.shadow_ept.as_ref().ok_or(f::EPT_POINTER.encoding())?;
-        w(f::EPT_POINTER, shadow.eptp)?;
+    let ept02 = match st.nested.eptp12() {
+        Some(_) => Some(st.nested.shadow_ept.as_ref().ok_or(f::EPT_POINTER.encoding())?.eptp),
+        None => None,
+    };
+    let l0 = L0Controls {
+        pin: r(f::PIN_BASED_VM_EXEC_CONTROL) as u32,
+        primary: r(f::CPU_BASED_VM_EXEC_CONTROL) as u32,
+        secondary: r(f::SECONDARY_VM_EXEC_CONTROL) as u32,
+        cr0_mask: r(f::CR0_GUEST_HOST_MASK),
+        cr4_mask: r(f::CR4_GUEST_HOST_MASK),
+        cr0_shadow: r(f::CR0_READ_SHADOW),
+        cr4_shadow: r(f::CR4_READ_SHADOW),
+        guest_cr0: r(f::GUEST_CR0),
+        cr0_fixed0: caps.cr0_fixed.fixed0,
+        tsc_offset: st.tsc_offset,
+    };
+    let pages = Vmcs02Pages { virtual_apic: apic.virtual_apic, apic_access: apic.apic_access, ept02 };
+    for (field, value) in nested_switch::merge_vmcs02(&l0, v, &pages).into_iter().flatten() {
+        w(field, value)?;
     }
-    // L1's exceptions, with L0's always-intercepted ones on top: those of them that L1
-    // does not ask for are re-injected into L2 by run.rs.
-    w(f::EXCEPTION_BITMAP, crate::vmx_core::exception::vmcs02_exception_bitmap(v.get(f::EXCEPTION_BITMAP)))?;
-    w(f::PAGE_FAULT_ERROR_CODE_MASK, v.get(f::PAGE_FAULT_ERROR_CODE_MASK))?;
-    w(f::PAGE_FAULT_ERROR_CODE_MATCH, v.get(f::PAGE_FAULT_ERROR_CODE_MATCH))?;
-    // Without unrestricted guest CR0.PE/PG are fixed to 1 on VMCS02 (L2 has them: checked).
-    if sec02 & secondary::UNRESTRICTED_GUEST == 0 {
-        let caps = &crate::HOST.as_ref().ok_or(0u32)?.caps;
-        w(f::GUEST_CR0, r(f::GUEST_CR0) | caps.cr0_fixed.fixed0)?;
-    }
-    // CR0/CR4: bits L1 owns read as VMCS12's shadow; the others as L0 shows them.
-    for (mask_f, shadow_f) in [
-        (f::CR0_GUEST_HOST_MASK, f::CR0_READ_SHADOW),
-        (f::CR4_GUEST_HOST_MASK, f::CR4_READ_SHADOW),
-    ] {
-        let mask12 = v.get(mask_f);
-        w(mask_f, r(mask_f) | mask12)?;
-        w(shadow_f, (r(shadow_f) & !mask12) | (v.get(shadow_f) & mask12))?;
-    }
-    w(f::TSC_OFFSET, vmcs02_tsc_offset(st))?;
     Ok(())
 }
 
-/// L2's TSC offset: L0's for L1 plus L1's for L2 when L1 uses TSC offsetting.
-pub(crate) fn vmcs02_tsc_offset(st: &VcpuState) -> u64 {
-    let l2 = st.nested.vmcs12.as_ref().map_or(0, |v| {
-        if v.get(f::CPU_BASED_VM_EXEC_CONTROL) as u32 & primary::USE_TSC_OFFSETTING != 0 {
-            v.get(f::TSC_OFFSET)
-        } else {
-            0
-        }
-    });
-    st.tsc_offset.wrapping_add(l2)
-}
-
-/// The CR0/CR4 an L2 exit reads back: for bits both L0 and L1 own, VMCS02's shadow holds
-/// L1's shadow, not L2's value — keep the value L2 had (only L1 changes those bits).
+/// The CR0/CR4 an L2 exit reads back (nested_switch::l2_cr_readback).
 pub(crate) fn fix_l2_readback(st: &mut VcpuState, prev_cr0: u64, prev_cr4: u64, l0_cr0_mask: u64, l0_cr4_mask: u64) {
     let Some(v) = st.nested.vmcs12.as_ref() else { return };
-    let both0 = v.get(f::CR0_GUEST_HOST_MASK) & l0_cr0_mask;
-    st.sregs.cr0 = (st.sregs.cr0 & !both0) | (prev_cr0 & both0);
-    // CR4: read_back took the shadow for every masked bit; L1-only bits come from hardware.
-    let m12 = v.get(f::CR4_GUEST_HOST_MASK);
-    let hw = r(f::GUEST_CR4);
-    let l1_only = m12 & !l0_cr4_mask;
-    let both4 = m12 & l0_cr4_mask;
-    st.sregs.cr4 = (st.sregs.cr4 & !(l1_only | both4)) | (hw & l1_only) | (prev_cr4 & both4);
+    (st.arch.cr0, st.arch.cr4) =
+        nested_switch::l2_cr_readback(v, (st.arch.cr0, st.arch.cr4), (prev_cr0, prev_cr4), r(f::GUEST_CR4), (l0_cr0_mask, l0_cr4_mask));
 }
 
 /// Decide an L2 exit (VMCS02 current): `Some(info)` if L1 gets it.
 pub(crate) fn reflect(st: &VcpuState, g: &[u64; 16], eptp: u64) -> Option<ExitInfo> {
     let v = st.nested.vmcs12.as_ref()?;
-    let info = ExitInfo::from_vmcs();
+    let info = exit_info_from_vmcs();
     if info.reason & (1 << 31) != 0 {
         // The CPU refused L2's guest state at the first entry after L1's VMLAUNCH/VMRESUME:
         // L1 gets the entry failure. On a later entry (L2 resumed after an exit nvmx or
@@ -1183,7 +740,7 @@ pub(crate) fn reflect(st: &VcpuState, g: &[u64; 16], eptp: u64) -> Option<ExitIn
         error_code: info.intr_error,
         rcx: g[1],
     };
-    nested_exit::l1_wants(v, &e, |n| run::read_reg(g, n), |gpa| read_phys_byte(eptp, gpa)).then_some(info)
+    nested_exit::l1_wants(v, &e, |n| guest_regs::read_reg(g, n), |gpa| read_phys_byte(eptp, gpa)).then_some(info)
 }
 
 /// What an RDMSR/WRMSR of L2 that L1 let through did under virtualize x2APIC mode.
@@ -1226,39 +783,8 @@ pub(crate) fn x2apic_virtual_msr(st: &VcpuState, eptp: u64, msr: u32, write: Opt
     })
 }
 
-/// An access nvmx made for L2 (string I/O) that L1's EPT does not allow.
-#[derive(Clone, Copy)]
-pub(crate) struct Ept12Denial {
-    /// L2-physical address.
-    pub(crate) gpa: u64,
-    /// EPT12's rights for it (0: not present); `None`: EPT12 is misconfigured there.
-    pub(crate) rights: Option<u64>,
-    /// The access (EPT READ / WRITE bits = qualification bits 0, 1).
-    pub(crate) access: u64,
-    /// The linear address L2 accessed.
-    pub(crate) linear: u64,
-    /// The access was to the final page, not to a paging structure (qualification bit 8).
-    pub(crate) translated: bool,
-}
-
-impl Ept12Denial {
-    /// The exit L1 gets (SDM 28.2.1, table 28-7): linear address valid (bit 7).
-    pub(crate) fn exit_info(&self) -> ExitInfo {
-        match self.rights {
-            None => ExitInfo { reason: reason::EPT_MISCONFIG as u64, gpa: self.gpa, ..ExitInfo::default() },
-            Some(rights) => ExitInfo {
-                reason: reason::EPT_VIOLATION as u64,
-                qualification: self.access | (rights << 3) | (1 << 7) | ((self.translated as u64) << 8),
-                linear: self.linear,
-                gpa: self.gpa,
-                ..ExitInfo::default()
-            },
-        }
-    }
-}
-
 /// An exception nvmx raised in L2 at its next entry (an instruction it emulated for L2
-/// faulted: [`run::inject`]) that L1's exception bitmap intercepts becomes the exception exit
+/// faulted: [`guest_regs::inject`]) that L1's exception bitmap intercepts becomes the exception exit
 /// L1 would have got from the CPU (SDM 26.2, 28.2.2; KVM's nested_vmx_check_exception), and
 /// is withdrawn from VMCS02. `requeued` is what was queued before: an event re-injected after
 /// an exit during its delivery, which L1 already let through.
@@ -1274,7 +800,7 @@ pub(crate) fn raised_exception_exit(st: &VcpuState, requeued: u64) -> Option<Exi
         return None;
     }
     w(f::VM_ENTRY_INTR_INFO_FIELD, 0).ok()?;
-    // A page fault's qualification is its linear address (run::inject_page_fault set CR2).
+    // A page fault's qualification is its linear address (guest_regs::inject_page_fault set CR2).
     let qualification = if vector == 14 { crate::vmx_ops::read_cr2() } else { 0 };
     Some(ExitInfo {
         reason: reason::EXCEPTION_NMI as u64,
@@ -1294,7 +820,7 @@ pub(crate) fn l1_interrupt_exit(st: &mut VcpuState) -> Option<ExitInfo> {
         return None;
     }
     let ack = v.get(f::VM_EXIT_CONTROLS) as u32 & exit_ctl::ACK_INTR_ON_EXIT != 0;
-    if st.sregs.apic_base & crate::vmx_core::guest_msr::apic_base::ENABLE == 0 {
+    if st.apic_base & crate::vmx_core::guest_msr::apic_base::ENABLE == 0 {
         return None;
     }
     let apic = st.lapic.as_mut()?;

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-//! Nested EPT for one vCPU (issue 5): EPT02, the EPT the CPU uses while L2 runs under L1's
+//! Nested EPT for one vCPU: EPT02, the EPT the CPU uses while L2 runs under L1's
 //! EPT. It maps L2-physical pages to host pages as L1's EPT12 composed with L0's EPT says,
 //! 4 KiB at a time, filled on EPT02's own EPT violations (rust/core/src/nested_ept.rs walks
 //! EPT12; an access EPT12 does not allow is L1's EPT violation or misconfiguration).
@@ -14,7 +14,7 @@
 use kernel::page::Page;
 use kernel::prelude::*;
 
-use crate::nested::ExitInfo;
+use crate::vmx_core::nested_switch::ExitInfo;
 use crate::shim;
 use crate::vmx_core::ept;
 use crate::vmx_core::exit::reason;
@@ -135,7 +135,7 @@ impl ShadowEpt {
     /// An EPT violation of EPT02 at L2-physical `gpa` with qualification `q`, L1 running
     /// L2 with `eptp12` (checked at entry), L0's EPT being `eptp01`.
     pub(crate) fn violation(&mut self, eptp01: u64, eptp12: u64, caps: u64, maxphyaddr: u8, gpa: u64, q: u64) -> Fault {
-        let info = ExitInfo::from_vmcs();
+        let info = crate::vmcs::exit_info_from_vmcs();
         // Qualification bits 2:0 (read, write, fetch) are the EPT rights the access needs.
         match resolve(eptp01, eptp12, caps, maxphyaddr, gpa, q & ACCESS_MASK) {
             Resolved::Unreadable(table) => Fault::Unreadable(table),

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 //! `KVM_RUN`: the run loop.
 //!
-//! Each pass enters an IRQs-off region (design.md §1): CR4.VMXE, VMXON, VMCLEAR + VMPTRLD of
+//! Each pass enters an IRQs-off region (Documentation/nvmx.rst, "Why IRQs-off regions only"): CR4.VMXE, VMXON, VMCLEAR + VMPTRLD of
 //! the vCPU's VMCS, the whole VMCS written from the vCPU state, INVEPT, then VMLAUNCH. Exits
 //! nvmx can finish without the host (CPUID, CR0/CR4 writes, MSR accesses) are handled there
 //! and the guest resumed; anything else leaves the region — guest state read back, VMCLEAR,
@@ -11,16 +11,25 @@
 use kernel::prelude::*;
 
 use crate::shim::{self, pr_err_ratelimited, HostState};
-use crate::uapi::{exit as kvm_exit, mp_state, run as kvm_run, KvmRegs, KvmSegment, KvmSregs};
-use crate::vcpu::{PendingIn, PendingIns, PendingMmio, Vcpu, VcpuState, SYSCALL_MSRS};
+use crate::uapi::{exit as kvm_exit, mp_state, run as kvm_run};
+use crate::vmcs::{r, w, CurrentVmcs};
+use crate::guest_regs::{
+    advance_rip, cpu_mode, guest_cr0, guest_cr4, inject, read_reg, skip_instruction, write_reg, CR0_CD,
+    CR0_NW, CR0_OWNED, GP_VECTOR, INTR_INFO_VALID, UD_VECTOR,
+};
+use crate::guest_memory::{copy_guest, AccessError, GuestMemory};
+use crate::msr_route::{check_guest_wrmsr, MsrHome};
+use crate::vmx_core::arch_state::{self, Rows, Seg, Vmcs, EVENT_VALID};
+use crate::vcpu::Vcpu;
+use crate::vcpu_state::{PendingIn, PendingIns, PendingMmio, VcpuState, SYSCALL_MSRS};
 use crate::vmx_core::insn::{self, CpuMode, Decoded, Gpr};
-use crate::vmx_core::paging::{self, GuestPhys, PagingRegs};
+use crate::vmx_core::paging::PagingRegs;
 use crate::vmx_core::controls::{cr0, cr4, entry};
 use crate::vmx_core::cpuid;
 use crate::vmx_core::exception;
 use crate::vmx_core::debug_regs::{DrAccess, DrFault};
 use crate::vmx_core::guest_cr;
-use crate::vmx_core::guest_msr::{self, Msr, WriteContext, Writer};
+use crate::vmx_core::guest_msr::{Msr, Writer};
 use crate::vmx_core::lapic::{reg as lapic_reg, ApicError, Delivery, Destination, WriteEffect};
 use crate::vmx_core::exit::{
     merge_in, reason, string_io_addr_mask, string_io_batch, string_reg_add, CrAccess, ExitReason,
@@ -28,19 +37,12 @@ use crate::vmx_core::exit::{
 };
 use crate::vmx_core::field_table as f;
 use crate::vmx_core::host::{self, GuestControls, HostCaps};
-use crate::vmx_core::segment::Attributes;
-use crate::vmx_ops::{self, vmread, VmFail};
-use crate::vmx_core::ept;
+use crate::vmx_ops::{self, VmFail};
 use crate::{nested, nested_ept, HOST};
 
 /// EFER.LME / EFER.LMA.
 const EFER_LME: u64 = 1 << 8;
 const EFER_LMA: u64 = 1 << 10;
-/// CR0 bits the guest may not own: NE must stay 1 in VMX operation; CD/NW are kept clear in
-/// hardware (KVM's KVM_VM_CR0_ALWAYS_OFF), the guest sees its own values through the shadow.
-const CR0_CD: u64 = 1 << 30;
-const CR0_NW: u64 = 1 << 29;
-const CR0_OWNED: u64 = cr0::NE | CR0_CD | CR0_NW | cr0::PG;
 /// CR4 bits whose every change exits, whatever the guest's CPUID: VMXE (held by VMX
 /// operation) and the bits with IA-32e-mode rules (PAE, LA57, PCIDE). The bits the guest's
 /// CPUID does not offer are added per vCPU, so that setting one exits and becomes #GP.
@@ -52,18 +54,12 @@ const INTERNAL_ERROR_UNEXPECTED_EXIT_REASON: u32 = 4;
 const INTERNAL_ERROR_SIMUL_EX: u32 = 2;
 /// KVM_INTERNAL_ERROR_DELIVERY_EV: an exit during event delivery that nvmx cannot resolve.
 const INTERNAL_ERROR_DELIVERY_EV: u32 = 3;
-/// Interruption-information: valid, hardware exception, error code delivered.
-pub(crate) const INTR_INFO_VALID: u64 = 1 << 31;
-pub(crate) const INTR_TYPE_HW_EXCEPTION: u64 = 3 << 8;
 const INTR_TYPE_NMI: u64 = 2 << 8;
-pub(crate) const INTR_DELIVER_CODE: u64 = 1 << 11;
-pub(crate) const GP_VECTOR: u64 = 13;
 /// Budget of one guest stretch in TSC ticks when the VMX-preemption timer is active: the
 /// guest leaves the CPU to the host at least this often, whether or not host interrupts turn
 /// into VM exits (Bochs, for one, does not while the guest runs with RFLAGS.IF=0 after a host
 /// that also had IF=0).
 const PREEMPTION_TSC_BUDGET: u64 = 4_000_000;
-pub(crate) const UD_VECTOR: u64 = 6;
 const RFLAGS_IF: u64 = 1 << 9;
 /// EPT-violation exit qualification bit 1: the access was a data write (SDM table 28-7).
 const EPT_VIOLATION_WRITE: u64 = 1 << 1;
@@ -102,21 +98,6 @@ enum UserExit {
     Internal { suberror: u32, data: [u64; 5], ndata: u32 },
 }
 
-/// The vCPU's general-purpose registers in x86 register-number order (rust/vmx_asm.S).
-fn gprs_from(regs: &KvmRegs) -> [u64; 16] {
-    [
-        regs.rax, regs.rcx, regs.rdx, regs.rbx, regs.rsp, regs.rbp, regs.rsi, regs.rdi,
-        regs.r8, regs.r9, regs.r10, regs.r11, regs.r12, regs.r13, regs.r14, regs.r15,
-    ]
-}
-
-fn gprs_into(g: &[u64; 16], regs: &mut KvmRegs) {
-    [regs.rax, regs.rcx, regs.rdx, regs.rbx] = [g[0], g[1], g[2], g[3]];
-    [regs.rbp, regs.rsi, regs.rdi] = [g[5], g[6], g[7]];
-    [regs.r8, regs.r9, regs.r10, regs.r11] = [g[8], g[9], g[10], g[11]];
-    [regs.r12, regs.r13, regs.r14, regs.r15] = [g[12], g[13], g[14], g[15]];
-}
-
 /// `KVM_RUN` on `vcpu`.
 pub(crate) fn run(vcpu: &Vcpu) -> Result<isize> {
     let host = HOST.as_ref().ok_or(ENODEV)?;
@@ -129,7 +110,7 @@ pub(crate) fn run(vcpu: &Vcpu) -> Result<isize> {
         // SAFETY: the PIO page is ours, mapped for userspace which may write it concurrently:
         // a torn value is the VMM's own doing and harms only its guest.
         let data = unsafe { (pio as *const u32).read_volatile() };
-        st.regs.rax = merge_in(st.regs.rax, data, size);
+        st.arch.gprs[0] = merge_in(st.arch.gprs[0], data, size);
     }
     // Finish an INS batch: as many items as the (possibly changed) RCX still asks for go
     // from the PIO page to ES:RDI, then RDI and RCX move on; the instruction completes when
@@ -141,7 +122,7 @@ pub(crate) fn run(vcpu: &Vcpu) -> Result<isize> {
     if let Some(PendingMmio { dst, dst_size, size, extend }) = st.pending_mmio.take() {
         // SAFETY: in-bounds read of our kvm_run page (mmio.data at union offset 8).
         let data = unsafe { (run.add(kvm_run::EXIT_UNION + 8) as *const u64).read_unaligned() };
-        let reg = gpr_mut(&mut st.regs, dst.reg());
+        let reg = &mut st.arch.gprs[usize::from(dst.reg() & 15)];
         *reg = insn::load(*reg, dst, dst_size, size, extend, data);
     }
 
@@ -200,7 +181,7 @@ fn wait_until_runnable(host: &crate::HostInfo, vcpu: &Vcpu, st: &mut VcpuState) 
             st.sipi(v);
         }
         let now = vmx_ops::rdtsc().wrapping_add(st.tsc_offset);
-        if st.mp_state == mp_state::HALTED && collect_events(vcpu, st, now, st.regs.rflags & RFLAGS_IF != 0) {
+        if st.mp_state == mp_state::HALTED && collect_events(vcpu, st, now, st.arch.rflags & RFLAGS_IF != 0) {
             st.mp_state = mp_state::RUNNABLE;
         }
         if st.mp_state == mp_state::RUNNABLE {
@@ -300,16 +281,16 @@ fn region(host: &crate::HostInfo, vcpu: &Vcpu, st: &mut VcpuState, eptp: u64, ge
     // The guest's DR0-DR3 and DR6 go on the CPU only when its DR7 enables a breakpoint
     // (KVM's switch_db_regs): the host's are kept and put back, with the host's breakpoints
     // off (DR7 0x400) before any guest address is in DR0-DR3.
-    let host_dbs = st.debug.breakpoints_enabled().then(|| {
+    let host_dbs = st.arch.debug.breakpoints_enabled().then(|| {
         let saved = [0u8, 1, 2, 3, 6].map(vmx_ops::read_dr);
         // SAFETY: DR7 = 0x400 first (no breakpoint enabled in the host), then the guest's
         // addresses and status (DR6 with its fixed bits, debug_regs.rs).
         unsafe {
             vmx_ops::write_dr7(DR7_RESET);
-            for (n, v) in [0u8, 1, 2, 3].into_iter().zip(st.debug.db) {
+            for (n, v) in [0u8, 1, 2, 3].into_iter().zip(st.arch.debug.db) {
                 vmx_ops::write_dr(n, v);
             }
-            vmx_ops::write_dr(6, st.debug.dr6);
+            vmx_ops::write_dr(6, st.arch.debug.dr6);
         }
         saved
     });
@@ -327,7 +308,7 @@ fn region(host: &crate::HostInfo, vcpu: &Vcpu, st: &mut VcpuState, eptp: u64, ge
     // (the host's own matters only inside its page-fault handler, which IRQs-off code
     // touching only pinned and direct-mapped memory never enters).
     // SAFETY: IRQs off; CR2 is restored to nothing the host relies on.
-    unsafe { vmx_ops::write_cr2(st.sregs.cr2) };
+    unsafe { vmx_ops::write_cr2(st.arch.cr2) };
     st.ran = true;
     st.l1d_flush_pending = true;
     // Another vCPU ran here last: its branch predictions must not steer this one (IBPB,
@@ -372,7 +353,7 @@ fn region(host: &crate::HostInfo, vcpu: &Vcpu, st: &mut VcpuState, eptp: u64, ge
         }
     };
     vcpu.mailbox.set_running(None);
-    st.sregs.cr2 = vmx_ops::read_cr2();
+    st.arch.cr2 = vmx_ops::read_cr2();
     // SWAPGS in the guest changes KERNEL_GS_BASE without an exit: read all of them back.
     for (i, m) in SYSCALL_MSRS.iter().enumerate() {
         st.syscall_msrs[i] = vmx_ops::rdmsr(m.index());
@@ -384,7 +365,7 @@ fn region(host: &crate::HostInfo, vcpu: &Vcpu, st: &mut VcpuState, eptp: u64, ge
     unsafe { vmx_ops::fxrstor(&st.host_fpu) };
     if let Some(saved) = host_dbs {
         // A #DB in the guest set DR6 bits; DR0-DR3 only change through MOV DR, which exits.
-        st.debug.set_dr6_from_cpu(vmx_ops::read_dr(6));
+        st.arch.debug.set_dr6_from_cpu(vmx_ops::read_dr(6));
         for (n, v) in [0u8, 1, 2, 3, 6].into_iter().zip(saved) {
             // SAFETY: the host's own values, read above; DR7 is still 0x400 (a VM exit set
             // it) until the host's own is put back below.
@@ -447,7 +428,7 @@ fn in_vmx(
         written[l2 as usize] = true;
         let result = write_vmcs(&host.caps, &host.controls, st, eptp, hs, if l2 { 0 } else { vcpu.vpid.0 }, what)
             .and_then(|()| if l2 { nested::merge_vmcs02(st, eptp) } else { Ok(()) });
-        let (prev_cr0, prev_cr4) = (st.sregs.cr0, st.sregs.cr4);
+        let (prev_cr0, prev_cr4) = (st.arch.cr0, st.arch.cr4);
         // Writing VMCS01's controls turns VMCS shadowing off; shadow_vmcs::before_l1 turns it
         // on for L1 (VMCS01 written again in the region keeps it as it was).
         if !l2 && what == VmcsWrite::All {
@@ -514,18 +495,6 @@ fn in_vmx(
 /// operation, and what the guest's CPUID does not offer.
 fn l0_cr4_mask(caps: &HostCaps, st: &VcpuState) -> u64 {
     CR4_OWNED | caps.cr4_fixed.fixed0 | !guest_cr::cr4_allowed(&st.features)
-}
-
-#[inline]
-pub(crate) fn w(field: crate::vmx_core::field::Field, value: u64) -> core::result::Result<(), u32> {
-    // SAFETY: called only from write_vmcs, in VMX operation with the vCPU's VMCS current.
-    unsafe { vmx_ops::vmwrite(field.encoding(), value) }.map_err(|_| field.encoding())
-}
-
-#[inline]
-pub(crate) fn r(field: crate::vmx_core::field::Field) -> u64 {
-    // SAFETY: called only with the vCPU's VMCS current.
-    unsafe { vmread(field.encoding()) }
 }
 
 /// What of the current VMCS [`write_vmcs`] writes. A VMCS keeps its contents through
@@ -611,138 +580,57 @@ fn write_host_state(hs: &HostState) -> core::result::Result<(), u32> {
     w(f::HOST_RIP, vmx_ops::vmx_exit_rip())
 }
 
-/// The vCPU's state, and what depends on it (the IA-32e mode entry control, the event to
-/// inject, the TSC offset).
+/// The vCPU's state through the guest-state table, the hardware's view of CR0/CR4 over it,
+/// and what depends on the state (the IA-32e mode entry control, the event to inject, the
+/// TSC offset).
 fn write_guest_state(caps: &HostCaps, c: &GuestControls, st: &VcpuState) -> core::result::Result<(), u32> {
-    let s = &st.sregs;
-    let lma = s.efer & EFER_LMA != 0;
-    w(f::VM_ENTRY_CONTROLS, (c.entry | if lma { entry::IA32E_MODE_GUEST } else { 0 }) as u64)?;
-    w(f::VM_ENTRY_INTR_INFO_FIELD, st.inject.map_or(0, |(info, _)| info))?;
-    w(f::VM_ENTRY_EXCEPTION_ERROR_CODE, st.inject.map_or(0, |(_, code)| code))?;
-    w(f::VM_ENTRY_INSTRUCTION_LEN, st.inject_len)?;
-    for (seg, [sel, base, limit, ar]) in segment_fields_ref(s) {
-        w(sel, seg.selector as u64)?;
-        w(base, seg.base)?;
-        w(limit, seg.limit as u64)?;
-        w(ar, attributes(seg).to_ar() as u64)?;
-    }
-    w(f::GUEST_GDTR_BASE, s.gdt.base)?;
-    w(f::GUEST_GDTR_LIMIT, s.gdt.limit as u64)?;
-    w(f::GUEST_IDTR_BASE, s.idt.base)?;
-    w(f::GUEST_IDTR_LIMIT, s.idt.limit as u64)?;
+    let a = &st.arch;
+    let mut vmcs = CurrentVmcs::new();
+    a.store(&mut vmcs, Rows::ALL);
+    let entry_ctl = c.entry | if a.long_mode() { entry::IA32E_MODE_GUEST } else { 0 };
+    let event = a.event.unwrap_or_default();
     // Hardware CR0: the guest's, with NE forced and CD/NW cleared (the shadow shows the
     // guest's own value); unrestricted guest lifts the PE/PG requirement of CR0_FIXED0.
-    let cr0_hw = (s.cr0 | (caps.cr0_fixed.fixed0 & !(cr0::PE | cr0::PG))) & !(CR0_CD | CR0_NW);
-    w(f::GUEST_CR0, cr0_hw)?;
-    w(f::CR0_READ_SHADOW, s.cr0)?;
-    w(f::GUEST_CR4, s.cr4 | caps.cr4_fixed.fixed0)?;
-    w(f::CR4_READ_SHADOW, s.cr4)?;
-    w(f::TSC_OFFSET, st.tsc_offset)?;
-    w(f::GUEST_CR3, s.cr3)?;
-    w(f::GUEST_DR7, st.debug.dr7)?;
-    w(f::GUEST_RSP, st.regs.rsp)?;
-    w(f::GUEST_RIP, st.regs.rip)?;
-    w(f::GUEST_RFLAGS, st.regs.rflags | 0x2)?;
-    w(f::GUEST_IA32_EFER, s.efer)?;
-    w(f::GUEST_IA32_PAT, st.pat)?;
-    w(f::GUEST_IA32_DEBUGCTL, 0)?;
-    w(f::GUEST_SYSENTER_CS, st.sysenter[0])?;
-    w(f::GUEST_SYSENTER_ESP, st.sysenter[1])?;
-    w(f::GUEST_SYSENTER_EIP, st.sysenter[2])?;
-    w(f::GUEST_ACTIVITY_STATE, 0)?;
-    w(f::GUEST_INTERRUPTIBILITY_INFO, st.interruptibility)?;
-    w(f::GUEST_PENDING_DBG_EXCEPTIONS, 0)?;
+    for (field, value) in [
+        (f::VM_ENTRY_CONTROLS, entry_ctl as u64),
+        (f::VM_ENTRY_INTR_INFO_FIELD, event.info as u64),
+        (f::VM_ENTRY_EXCEPTION_ERROR_CODE, event.error_code as u64),
+        (f::VM_ENTRY_INSTRUCTION_LEN, event.insn_len as u64),
+        (f::GUEST_CR0, arch_state::hw_cr0(a.cr0, caps.cr0_fixed.fixed0, true)),
+        (f::CR0_READ_SHADOW, a.cr0),
+        (f::GUEST_CR4, a.cr4 | caps.cr4_fixed.fixed0),
+        (f::CR4_READ_SHADOW, a.cr4),
+        (f::GUEST_RFLAGS, a.rflags | arch_state::RFLAGS_FIXED),
+        (f::TSC_OFFSET, st.tsc_offset),
+        (f::GUEST_IA32_DEBUGCTL, 0),
+        (f::GUEST_ACTIVITY_STATE, 0),
+        (f::GUEST_PENDING_DBG_EXCEPTIONS, 0),
+    ] {
+        vmcs.write(field, value);
+    }
     if c.pin & crate::vmx_core::controls::pin::PREEMPTION_TIMER != 0 {
-        w(f::VMX_PREEMPTION_TIMER_VALUE, PREEMPTION_TSC_BUDGET >> caps.misc.preemption_timer_rate())?;
+        vmcs.write(f::VMX_PREEMPTION_TIMER_VALUE, PREEMPTION_TSC_BUDGET >> caps.misc.preemption_timer_rate());
     }
-    Ok(())
+    vmcs.finish()
 }
 
-pub(crate) fn attributes(s: &KvmSegment) -> Attributes {
-    Attributes {
-        type_: s.type_,
-        s: s.s,
-        dpl: s.dpl,
-        present: s.present,
-        avl: s.avl,
-        l: s.l,
-        db: s.db,
-        g: s.g,
-        unusable: s.unusable | (s.present == 0) as u8,
-    }
-}
-
-pub(crate) fn segment_from(sel: u64, base: u64, limit: u64, ar: u64) -> KvmSegment {
-    let a = Attributes::from_ar(ar as u32);
-    KvmSegment {
-        base,
-        limit: limit as u32,
-        selector: sel as u16,
-        type_: a.type_,
-        present: a.present,
-        dpl: a.dpl,
-        db: a.db,
-        s: a.s,
-        l: a.l,
-        g: a.g,
-        avl: a.avl,
-        unusable: a.unusable,
-        padding: 0,
-    }
-}
-
-type SegFields = [crate::vmx_core::field::Field; 4];
-const SEG_FIELDS: [SegFields; 8] = [
-    [f::GUEST_ES_SELECTOR, f::GUEST_ES_BASE, f::GUEST_ES_LIMIT, f::GUEST_ES_AR_BYTES],
-    [f::GUEST_CS_SELECTOR, f::GUEST_CS_BASE, f::GUEST_CS_LIMIT, f::GUEST_CS_AR_BYTES],
-    [f::GUEST_SS_SELECTOR, f::GUEST_SS_BASE, f::GUEST_SS_LIMIT, f::GUEST_SS_AR_BYTES],
-    [f::GUEST_DS_SELECTOR, f::GUEST_DS_BASE, f::GUEST_DS_LIMIT, f::GUEST_DS_AR_BYTES],
-    [f::GUEST_FS_SELECTOR, f::GUEST_FS_BASE, f::GUEST_FS_LIMIT, f::GUEST_FS_AR_BYTES],
-    [f::GUEST_GS_SELECTOR, f::GUEST_GS_BASE, f::GUEST_GS_LIMIT, f::GUEST_GS_AR_BYTES],
-    [f::GUEST_LDTR_SELECTOR, f::GUEST_LDTR_BASE, f::GUEST_LDTR_LIMIT, f::GUEST_LDTR_AR_BYTES],
-    [f::GUEST_TR_SELECTOR, f::GUEST_TR_BASE, f::GUEST_TR_LIMIT, f::GUEST_TR_AR_BYTES],
-];
-
-/// The segment registers of `s` with their guest-state fields (selector, base, limit, AR).
-pub(crate) fn segment_fields(s: &mut KvmSregs) -> [(&mut KvmSegment, SegFields); 8] {
-    let [a, b, c, d, e, g, h, i] = SEG_FIELDS;
-    [(&mut s.es, a), (&mut s.cs, b), (&mut s.ss, c), (&mut s.ds, d), (&mut s.fs, e), (&mut s.gs, g), (&mut s.ldt, h), (&mut s.tr, i)]
-}
-
-pub(crate) fn segment_fields_ref(s: &KvmSregs) -> [(&KvmSegment, SegFields); 8] {
-    let [a, b, c, d, e, g, h, i] = SEG_FIELDS;
-    [(&s.es, a), (&s.cs, b), (&s.ss, c), (&s.ds, d), (&s.fs, e), (&s.gs, g), (&s.ldt, h), (&s.tr, i)]
-}
-
-/// Copy the guest state out of the current VMCS into the vCPU state.
+/// Copy the guest state out of the current VMCS into the vCPU state: the table, then the
+/// guest's view of CR0/CR4 (owned bits from the read shadows) and the event not yet
+/// delivered.
 fn read_back(st: &mut VcpuState) {
-    let s: &mut KvmSregs = &mut st.sregs;
-    for (seg, [sel, base, limit, ar]) in segment_fields(s) {
-        *seg = segment_from(r(sel), r(base), r(limit), r(ar));
-    }
-    s.gdt.base = r(f::GUEST_GDTR_BASE);
-    s.gdt.limit = r(f::GUEST_GDTR_LIMIT) as u16;
-    s.idt.base = r(f::GUEST_IDTR_BASE);
-    s.idt.limit = r(f::GUEST_IDTR_LIMIT) as u16;
-    // A #DB in the guest clears DR7.GD without an exit; the exit saved DR7.
-    st.debug.dr7 = r(f::GUEST_DR7);
-    // The guest's view of the owned bits is the read shadow.
-    s.cr0 = (r(f::GUEST_CR0) & !CR0_OWNED) | (r(f::CR0_READ_SHADOW) & CR0_OWNED);
-    let cr4_mask = r(f::CR4_GUEST_HOST_MASK);
-    s.cr4 = (r(f::GUEST_CR4) & !cr4_mask) | (r(f::CR4_READ_SHADOW) & cr4_mask);
-    s.cr3 = r(f::GUEST_CR3);
-    s.efer = r(f::GUEST_IA32_EFER);
-    st.pat = r(f::GUEST_IA32_PAT);
-    st.sysenter = [r(f::GUEST_SYSENTER_CS), r(f::GUEST_SYSENTER_ESP), r(f::GUEST_SYSENTER_EIP)];
-    st.regs.rsp = r(f::GUEST_RSP);
-    st.regs.rip = r(f::GUEST_RIP);
-    st.regs.rflags = r(f::GUEST_RFLAGS);
-    st.interruptibility = r(f::GUEST_INTERRUPTIBILITY_INFO);
+    let vmcs = CurrentVmcs::new();
+    let a = &mut st.arch;
+    a.load(&vmcs, Rows::ALL);
+    a.cr0 = arch_state::guest_view(a.cr0, r(f::CR0_READ_SHADOW), CR0_OWNED);
+    a.cr4 = arch_state::guest_view(a.cr4, r(f::CR4_READ_SHADOW), r(f::CR4_GUEST_HOST_MASK));
     // VM exits clear the valid bit of the entry interruption field (SDM 28.2.5): a valid one
     // now was set after the last exit and has not been delivered yet.
-    let info = r(f::VM_ENTRY_INTR_INFO_FIELD);
-    st.inject = (info & INTR_INFO_VALID != 0).then(|| (info, r(f::VM_ENTRY_EXCEPTION_ERROR_CODE)));
-    st.inject_len = r(f::VM_ENTRY_INSTRUCTION_LEN);
+    let info = r(f::VM_ENTRY_INTR_INFO_FIELD) as u32;
+    a.event = (info & EVENT_VALID != 0).then(|| arch_state::Event {
+        info,
+        error_code: r(f::VM_ENTRY_EXCEPTION_ERROR_CODE) as u32,
+        insn_len: r(f::VM_ENTRY_INSTRUCTION_LEN) as u32,
+    });
 }
 
 /// What a handled exit asks for.
@@ -753,7 +641,7 @@ enum Next {
 
 /// Run the guest until an exit must leave the region.
 fn guest_loop(vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, eptp: u64, generation: u64) -> Leave {
-    let mut gprs = gprs_from(&st.regs);
+    let mut gprs = st.arch.gprs;
     let mut launched = false;
     let start = vmx_ops::rdtsc();
     let timer = HOST.as_ref().and_then(|h| {
@@ -832,7 +720,7 @@ fn guest_loop(vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, eptp: u64, generation: 
             // it, the timer exit is L0's own (its budget, the APIC timer).
             if ExitReason(r(f::VM_EXIT_REASON) as u32).basic() == reason::PREEMPTION_TIMER {
                 if st.nested.l1_timer_expired(vmx_ops::rdtsc()) {
-                    st.nested.switch = Some(nested::Switch::Exit(nested::ExitInfo::from_vmcs()));
+                    st.nested.switch = Some(nested::Switch::Exit(nested::exit_info_from_vmcs()));
                     break Leave::Nested;
                 }
             }
@@ -866,7 +754,8 @@ fn guest_loop(vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, eptp: u64, generation: 
             Next::Leave(l) => break l,
         }
     };
-    gprs_into(&gprs, &mut st.regs);
+    // RSP is the VMCS's: read_back takes it.
+    st.arch.gprs = gprs;
     leave
 }
 
@@ -896,38 +785,6 @@ fn l1d_flush() {
                 }
             }
         }
-    }
-}
-
-/// Complete the exiting instruction: advance RIP and end any STI / MOV-SS shadow, which
-/// covers only the instruction that just retired (SDM 26.3.1.5; KVM's
-/// skip_emulated_instruction does the same).
-pub(crate) fn skip_instruction() {
-    advance_rip(r(f::VM_EXIT_INSTRUCTION_LEN));
-}
-
-/// Inject a hardware exception at the next entry. Real mode pushes no error code, and
-/// VM entry rejects one there (SDM 27.2.1.3), so it is delivered only in protected mode.
-pub(crate) fn inject(vector: u64, code: Option<u64>) {
-    let protected = r(f::GUEST_CR0) & cr0::PE != 0;
-    let code = code.filter(|_| protected);
-    let info = INTR_INFO_VALID | INTR_TYPE_HW_EXCEPTION | vector
-        | if code.is_some() { INTR_DELIVER_CODE } else { 0 };
-    let _ = w(f::VM_ENTRY_INTR_INFO_FIELD, info);
-    let _ = w(f::VM_ENTRY_EXCEPTION_ERROR_CODE, code.unwrap_or(0));
-}
-
-/// Guest general-purpose register `n` (x86 number) in the guest loop: RSP lives in the
-/// VMCS, the others in `g`.
-pub(crate) fn read_reg(g: &[u64; 16], n: u8) -> u64 {
-    if n & 15 == 4 { r(f::GUEST_RSP) } else { g[(n & 15) as usize] }
-}
-
-pub(crate) fn write_reg(g: &mut [u64; 16], n: u8, v: u64) {
-    if n & 15 == 4 {
-        let _ = w(f::GUEST_RSP, v);
-    } else {
-        g[(n & 15) as usize] = v;
     }
 }
 
@@ -962,7 +819,7 @@ fn collect_events(vcpu: &Vcpu, st: &mut VcpuState, now: u64, if_set: bool) -> bo
 fn prepare_events(vcpu: &Vcpu, st: &mut VcpuState) {
     let now = vmx_ops::rdtsc().wrapping_add(st.tsc_offset);
     collect_events(vcpu, st, now, false);
-    let global_enable = st.sregs.apic_base & crate::vmx_core::guest_msr::apic_base::ENABLE != 0;
+    let global_enable = st.apic_base & crate::vmx_core::guest_msr::apic_base::ENABLE != 0;
     let Some(apic) = st.lapic.as_mut() else { return };
     if r(f::VM_ENTRY_INTR_INFO_FIELD) & INTR_INFO_VALID != 0 {
         return; // an event is already being injected
@@ -1137,18 +994,18 @@ fn handle_exit(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32, ept
             let bits64 = cpu_mode() == CpuMode::Bits64;
             let loaded = sync_guest_dr6(st);
             let done = if a.read {
-                st.debug.read(a.dr, de).map(|v| write_reg(g, a.gpr, if bits64 { v } else { v & 0xffff_ffff }))
+                st.arch.debug.read(a.dr, de).map(|v| write_reg(g, a.gpr, if bits64 { v } else { v & 0xffff_ffff }))
             } else {
                 let v = read_reg(g, a.gpr);
-                st.debug.write(a.dr, if bits64 { v } else { v & 0xffff_ffff }, de)
+                st.arch.debug.write(a.dr, if bits64 { v } else { v & 0xffff_ffff }, de)
             };
             match done {
                 Ok(()) => {
-                    let _ = w(f::GUEST_DR7, st.debug.dr7);
+                    let _ = w(f::GUEST_DR7, st.arch.debug.dr7);
                     skip_instruction();
                     // DR0-DR3/DR6 are put on the CPU (or taken off) at region entry: leave
                     // and come back if a write changed what must be there.
-                    if !a.read && (loaded || st.debug.breakpoints_enabled()) {
+                    if !a.read && (loaded || st.arch.debug.breakpoints_enabled()) {
                         return Next::Leave(Leave::Host { nmi: false });
                     }
                 }
@@ -1296,132 +1153,17 @@ fn l2_ept_violation(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, eptp: u6
     }
 }
 
-/// Guest-physical memory as the running guest addresses it, for the accesses nvmx makes for
-/// it (string I/O, instruction fetch, VMX instruction operands).
-#[derive(Clone, Copy)]
-pub(crate) enum GuestMemory {
-    /// L1, or L2 sharing L1's guest-physical space: L0's EPT.
-    Ept(u64),
-    /// L2 under L1's EPT: EPT12 (its tables read through L0's EPT), then L0's EPT.
-    Nested { eptp01: u64, eptp12: u64, caps: u64, maxphyaddr: u8 },
-}
-
-/// Why an access nvmx made for the guest failed.
-#[derive(Clone, Copy)]
-pub(crate) enum AccessError {
-    /// Outside guest memory: a paging structure not present, or outside every slot.
-    Unmapped,
-    /// L2 under L1's EPT: EPT12 does not allow the access — L1's EPT violation, as the CPU
-    /// would have reported it.
-    Ept12(nested::Ept12Denial),
-}
-
-/// EPT rights a software access needs: guest paging structures are read and written (A/D
-/// bits; KVM's emulator asks for both, and the upstream nested_tdp_fault_test expects the
-/// exit qualification that says so), data as the instruction accesses it.
-const PAGING_ACCESS: u64 = ept::READ | ept::WRITE;
-
-impl GuestMemory {
-    /// The running guest's memory (`eptp`: L0's EPT).
-    pub(crate) fn of(st: &VcpuState, eptp: u64) -> Self {
-        match st.nested.l2_eptp12() {
-            Some(eptp12) => GuestMemory::Nested {
-                eptp01: eptp,
-                eptp12,
-                caps: st.nested.caps.ept_vpid,
-                maxphyaddr: st.features.maxphyaddr,
-            },
-            _ => GuestMemory::Ept(eptp),
-        }
+/// The running guest's memory (`eptp`: L0's EPT; L2 under L1's EPT goes through EPT12).
+pub(crate) fn guest_memory(st: &VcpuState, eptp: u64) -> GuestMemory {
+    match st.nested.l2_eptp12() {
+        Some(eptp12) => GuestMemory::Nested {
+            eptp01: eptp,
+            eptp12,
+            caps: st.nested.caps.ept_vpid,
+            maxphyaddr: st.features.maxphyaddr,
+        },
+        _ => GuestMemory::Ept(eptp),
     }
-
-    /// The host page of guest-physical page `gpa` for an access needing EPT `rights`; a
-    /// write is logged for dirty tracking. Err(Some(r)): L1's EPT denies it (`r` as in
-    /// `Ept12Denial::rights`); Err(None): outside guest memory.
-    fn host_page(&self, gpa: u64, rights: u64) -> Result<u64, Option<Option<u64>>> {
-        match *self {
-            GuestMemory::Ept(eptp) => {
-                if rights & ept::WRITE != 0 {
-                    // nvmx writes the page for the guest: dirty-logged like a guest write.
-                    crate::ept::log_write(eptp, gpa & !0xfff);
-                }
-                crate::ept::translate(eptp, gpa & !0xfff).ok_or(None)
-            }
-            GuestMemory::Nested { eptp01, eptp12, caps, maxphyaddr } => {
-                match nested_ept::resolve(eptp01, eptp12, caps, maxphyaddr, gpa & !0xfff, rights) {
-                    nested_ept::Resolved::Host { hpa, .. } => Ok(hpa),
-                    nested_ept::Resolved::Denied(r) => Err(Some(r)),
-                    nested_ept::Resolved::L1Mmio(_) | nested_ept::Resolved::Unreadable(_) => Err(None),
-                }
-            }
-        }
-    }
-}
-
-/// Guest paging structures read through a `GuestMemory`; the first EPT12 denial is kept.
-struct PagingMemory {
-    mem: GuestMemory,
-    /// The structure's guest-physical address and EPT12's rights for it.
-    denied: core::cell::Cell<Option<(u64, Option<u64>)>>,
-}
-
-impl GuestPhys for PagingMemory {
-    fn read_u64(&self, gpa: u64) -> Option<u64> {
-        match self.mem.host_page(gpa & !0xfff, PAGING_ACCESS) {
-            // SAFETY: a pinned guest page the live EPT maps, in the direct map; an aligned
-            // 8-byte read inside it.
-            Ok(hpa) => Some(unsafe { (shim::phys_to_virt(hpa + (gpa & 0xff8)) as *const u64).read_volatile() }),
-            Err(Some(rights)) => {
-                // The structure's page, as the CPU reports a paging-structure access.
-                if self.denied.get().is_none() {
-                    self.denied.set(Some((gpa & !0xfff, rights)));
-                }
-                None
-            }
-            Err(None) => None,
-        }
-    }
-}
-
-/// Copy between guest linear memory at `linear` and `buf` (`to_guest`: into the guest),
-/// through the guest's paging (`regs`) and `mem`. Nothing is undone on a failure (string I/O
-/// to MMIO is not emulated).
-pub(crate) fn copy_guest(regs: &PagingRegs, mem: GuestMemory, linear: u64, buf: &mut [u8], to_guest: bool) -> Result<(), AccessError> {
-    let walker = PagingMemory { mem, denied: core::cell::Cell::new(None) };
-    let data_rights = if to_guest { ept::WRITE } else { ept::READ };
-    let mut page: Option<(u64, *mut u8)> = None;
-    for (i, b) in buf.iter_mut().enumerate() {
-        let la = linear.wrapping_add(i as u64);
-        let host = match page {
-            Some((lp, host)) if lp == la & !0xfff => host,
-            _ => {
-                let denial = |gpa: u64, rights: Option<u64>, access: u64, translated: bool| {
-                    AccessError::Ept12(nested::Ept12Denial { gpa, rights, access, linear: la, translated })
-                };
-                let Some(gpa) = paging::translate(regs, &walker, la & !0xfff) else {
-                    return Err(match walker.denied.get() {
-                        Some((gpa, rights)) => denial(gpa, rights, PAGING_ACCESS, false),
-                        None => AccessError::Unmapped,
-                    });
-                };
-                let hpa = match mem.host_page(gpa & !0xfff, data_rights) {
-                    Ok(hpa) => hpa,
-                    Err(Some(rights)) => return Err(denial(gpa | (la & 0xfff), rights, data_rights, true)),
-                    Err(None) => return Err(AccessError::Unmapped),
-                };
-                let host = shim::phys_to_virt(hpa);
-                page = Some((la & !0xfff, host));
-                host
-            }
-        };
-        // SAFETY: `host` is the direct-map address of a pinned guest page the live EPT maps;
-        // the offset is inside the page.
-        unsafe {
-            let p = host.add((la & 0xfff) as usize);
-            if to_guest { p.write_volatile(*b) } else { *b = p.read_volatile() }
-        }
-    }
-    Ok(())
 }
 
 /// The PIO page as a byte slice.
@@ -1470,7 +1212,7 @@ fn string_io(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, eptp: u64, io: 
     for k in 0..n as usize {
         let la = linear.wrapping_add((k as i64 * step) as u64);
         let item = &mut buf[k * size as usize..(k + 1) * size as usize];
-        match copy_guest(&regs, GuestMemory::of(st, eptp), la, item, false) {
+        match copy_guest(&regs, guest_memory(st, eptp), la, item, false) {
             Ok(()) => {}
             // L2 reading through L1's EPT where it may not: L1's EPT violation (the CPU
             // would have faulted before the I/O).
@@ -1498,20 +1240,20 @@ fn string_io(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, eptp: u64, io: 
 /// reached through the vCPU's saved paging registers and the VM's current EPT.
 fn complete_ins(st: &mut VcpuState, ins: &PendingIns, pio: *mut u8, eptp: u64) {
     let mask = ins.addr_mask;
-    let n = if ins.rep { ins.count.min(st.regs.rcx & mask) } else { 1 };
-    let long = st.sregs.efer & EFER_LMA != 0 && st.sregs.cs.l != 0;
-    let es_base = if long { 0 } else { st.sregs.es.base };
-    let regs = PagingRegs { cr0: st.sregs.cr0, cr3: st.sregs.cr3, cr4: st.sregs.cr4, efer: st.sregs.efer };
+    let n = if ins.rep { ins.count.min(st.arch.gprs[1] & mask) } else { 1 };
+    let long = st.arch.long_mode() && st.arch.seg(Seg::Cs).long();
+    let es_base = if long { 0 } else { st.arch.seg(Seg::Es).base };
+    let regs = PagingRegs { cr0: st.arch.cr0, cr3: st.arch.cr3, cr4: st.arch.cr4, efer: st.arch.efer };
     let buf = pio_slice(pio);
     let size = ins.size as usize;
     let step = if ins.df { -(ins.size as i64) } else { ins.size as i64 };
     for k in 0..n as usize {
-        let rdi = string_reg_add(st.regs.rdi, k as i64 * step, mask);
+        let rdi = string_reg_add(st.arch.gprs[7], k as i64 * step, mask);
         let la = es_base.wrapping_add(rdi);
         // An unmapped destination ends the batch; the guest sees the items written so far.
         // L2 writing through L1's EPT where it may not is L1's EPT violation, after the
         // port was read (KVM's order).
-        match copy_guest(&regs, GuestMemory::of(st, eptp), la, &mut buf[k * size..(k + 1) * size], true) {
+        match copy_guest(&regs, guest_memory(st, eptp), la, &mut buf[k * size..(k + 1) * size], true) {
             Ok(()) => {}
             Err(AccessError::Ept12(d)) => {
                 st.nested.switch = Some(nested::Switch::Exit(d.exit_info()));
@@ -1521,42 +1263,16 @@ fn complete_ins(st: &mut VcpuState, ins: &PendingIns, pio: *mut u8, eptp: u64) {
             Err(AccessError::Unmapped) => return,
         }
     }
-    st.regs.rdi = string_reg_add(st.regs.rdi, n as i64 * step, mask);
+    st.arch.gprs[7] = string_reg_add(st.arch.gprs[7], n as i64 * step, mask);
     let done = if ins.rep {
-        st.regs.rcx = string_reg_add(st.regs.rcx, -(n as i64), mask);
-        st.regs.rcx & mask == 0
+        st.arch.gprs[1] = string_reg_add(st.arch.gprs[1], -(n as i64), mask);
+        st.arch.gprs[1] & mask == 0
     } else {
         true
     };
     if done {
-        st.regs.rip = st.regs.rip.wrapping_add(ins.insn_len);
-        st.interruptibility &= !3;
-    }
-}
-
-/// The current guest's paging registers (inside the region).
-pub(crate) fn paging_regs() -> PagingRegs {
-    PagingRegs { cr0: r(f::GUEST_CR0), cr3: r(f::GUEST_CR3), cr4: r(f::GUEST_CR4), efer: r(f::GUEST_IA32_EFER) }
-}
-
-/// #PF at linear address `la` for an access nvmx made for the guest (an instruction's
-/// memory operand): CR2 is the guest's own while the region runs, so it is set here.
-/// The error code says not-present, supervisor, and whether it was a write.
-pub(crate) fn inject_page_fault(la: u64, write: bool) {
-    // SAFETY: CR2 holds the guest's value during the region (rust/run.rs, region()).
-    unsafe { vmx_ops::write_cr2(la) };
-    inject(14, Some(if write { 2 } else { 0 }));
-}
-
-/// The mode of the guest's code segment.
-fn cpu_mode() -> CpuMode {
-    let ar = r(f::GUEST_CS_AR_BYTES);
-    if r(f::GUEST_IA32_EFER) & EFER_LMA != 0 && ar & (1 << 13) != 0 {
-        CpuMode::Bits64
-    } else if ar & (1 << 14) != 0 {
-        CpuMode::Bits32
-    } else {
-        CpuMode::Bits16
+        st.arch.rip = st.arch.rip.wrapping_add(ins.insn_len);
+        st.arch.interruptibility &= !3;
     }
 }
 
@@ -1590,37 +1306,6 @@ fn write_gpr(g: &mut [u64; 16], r_: Gpr, v: u64) {
     write_reg(g, r_.reg(), v);
 }
 
-/// `struct kvm_regs` field of x86 register number `n`.
-fn gpr_mut(regs: &mut KvmRegs, n: u8) -> &mut u64 {
-    match n & 15 {
-        0 => &mut regs.rax,
-        1 => &mut regs.rcx,
-        2 => &mut regs.rdx,
-        3 => &mut regs.rbx,
-        4 => &mut regs.rsp,
-        5 => &mut regs.rbp,
-        6 => &mut regs.rsi,
-        7 => &mut regs.rdi,
-        8 => &mut regs.r8,
-        9 => &mut regs.r9,
-        10 => &mut regs.r10,
-        11 => &mut regs.r11,
-        12 => &mut regs.r12,
-        13 => &mut regs.r13,
-        14 => &mut regs.r14,
-        _ => &mut regs.r15,
-    }
-}
-
-/// Move RIP past an instruction of `len` bytes that nvmx completed (see skip_instruction).
-fn advance_rip(len: u64) {
-    let _ = w(f::GUEST_RIP, r(f::GUEST_RIP).wrapping_add(len));
-    let blocking = r(f::GUEST_INTERRUPTIBILITY_INFO);
-    if blocking & 3 != 0 {
-        let _ = w(f::GUEST_INTERRUPTIBILITY_INFO, blocking & !3);
-    }
-}
-
 /// An access to `gpa`, outside every slot: decode the instruction, then either emulate it
 /// on the in-kernel xAPIC page or hand it to userspace as KVM_EXIT_MMIO. An instruction
 /// nvmx does not decode is KVM_EXIT_INTERNAL_ERROR (emulation) with the exit reason,
@@ -1637,7 +1322,7 @@ fn mmio(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, eptp: u64, gpa: u64,
         }));
     }
     let mut bytes = [0u8; 15];
-    let n = fetch_instruction(GuestMemory::of(st, eptp), &mut bytes);
+    let n = fetch_instruction(guest_memory(st, eptp), &mut bytes);
     let decoded = insn::decode(&bytes[..n], cpu_mode());
     let head = u64::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7]]);
     let fail = || Next::Leave(Leave::User(UserExit::Internal {
@@ -1651,9 +1336,9 @@ fn mmio(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, eptp: u64, gpa: u64,
         Decoded::WriteImm { len, size, value } => (len, size, Some(value)),
         Decoded::Unsupported => return fail(),
     };
-    let apic_page = st.sregs.apic_base & !0xfff;
+    let apic_page = st.apic_base & !0xfff;
     let xapic = st.lapic.as_ref().is_some_and(|a| !a.x2apic)
-        && st.sregs.apic_base & crate::vmx_core::guest_msr::apic_base::ENABLE != 0;
+        && st.apic_base & crate::vmx_core::guest_msr::apic_base::ENABLE != 0;
     if xapic && gpa & !0xfff == apic_page {
         let offset = (gpa & 0xfff) as u32;
         if size != 4 || offset % 16 != 0 {
@@ -1690,16 +1375,6 @@ fn mmio(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, eptp: u64, gpa: u64,
     Next::Leave(Leave::User(UserExit::Mmio { gpa, size, is_write: write_data.is_some(), data: write_data.unwrap_or(0) }))
 }
 
-
-/// The guest's CR0 and CR4 as it sees them (owned bits from the read shadows).
-pub(crate) fn guest_cr0() -> u64 {
-    (r(f::GUEST_CR0) & !CR0_OWNED) | (r(f::CR0_READ_SHADOW) & CR0_OWNED)
-}
-
-pub(crate) fn guest_cr4() -> u64 {
-    let mask = r(f::CR4_GUEST_HOST_MASK);
-    (r(f::GUEST_CR4) & !mask) | (r(f::CR4_READ_SHADOW) & mask)
-}
 
 /// The VMCS field that holds `msr` while the guest runs, if one does.
 fn msr_field(msr: Msr) -> Option<crate::vmx_core::field::Field> {
@@ -1748,60 +1423,12 @@ fn set_live_msr(st: &mut VcpuState, msr: Msr, v: u64) {
     }
 }
 
-/// Where the guest's SYSCALL MSRs are while nvmx works on the vCPU's state outside a VMCS
-/// (a nested switch, rust/nested.rs): in the CPU inside a region, in the vCPU state outside.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum MsrHome {
-    Region,
-    Process,
-}
-
-/// An MSR of the vCPU between two VMCS loads, as RDMSR would read it (None: it would #GP):
-/// the VMCS-held ones from the vCPU state (read_back put them there), the SYSCALL ones where
-/// `home` says; L2's TSC with L1's offset for it.
-pub(crate) fn msr_between_vmcs(st: &VcpuState, index: u32, home: MsrHome) -> Option<u64> {
-    if nested::is_nested_msr(index) {
-        return nested::get_msr(st, index);
-    }
-    let m = Msr::from_index(index)?;
-    Some(match m {
-        Msr::Tsc if st.nested.guest_mode => vmx_ops::rdtsc().wrapping_add(nested::vmcs02_tsc_offset(st)),
-        m if home == MsrHome::Region && SYSCALL_MSRS.contains(&m) => vmx_ops::rdmsr(m.index()),
-        m => st.msr(m),
-    })
-}
-
-/// WRMSR of the vCPU between two VMCS loads, with the guest's checks (Err: it would #GP).
-pub(crate) fn set_msr_between_vmcs(st: &mut VcpuState, index: u32, v: u64, home: MsrHome) -> core::result::Result<(), ()> {
-    if nested::is_nested_msr(index) {
-        return nested::set_msr(st, index, v, false);
-    }
-    let m = Msr::from_index(index).ok_or(())?;
-    let current = msr_between_vmcs(st, index, home).ok_or(())?;
-    let v = check_guest_wrmsr(st, m, v, current, st.sregs.cr0).ok_or(())?;
-    if home == MsrHome::Region && SYSCALL_MSRS.contains(&m) {
-        // SAFETY: checked above; the region puts the host's value back when it ends.
-        unsafe { vmx_ops::wrmsr(m.index(), v) };
-    } else {
-        st.set_msr_by(m, v, Writer::Guest);
-    }
-    Ok(())
-}
-
-/// A guest's WRMSR of `value` to `m` (whose value is `current`, with guest CR0 `cr0`): the
-/// value to keep, or None for #GP — the one set of rules for the exit handler (state in the
-/// VMCS) and for nested switches (state in the vCPU).
-fn check_guest_wrmsr(st: &VcpuState, m: Msr, value: u64, current: u64, cr0: u64) -> Option<u64> {
-    let cx = WriteContext { features: st.features, writer: Writer::Guest, current, paging: cr0 & cr0::PG != 0 };
-    guest_msr::check_write(m, value, &cx)
-}
-
 /// Whether the guest's DR6 is on the CPU (while its DR7 enables a breakpoint, region());
-/// if so, `st.debug.dr6` takes what a #DB in the guest may have set there since.
+/// if so, `st.arch.debug.dr6` takes what a #DB in the guest may have set there since.
 fn sync_guest_dr6(st: &mut VcpuState) -> bool {
-    let loaded = st.debug.breakpoints_enabled();
+    let loaded = st.arch.debug.breakpoints_enabled();
     if loaded {
-        st.debug.set_dr6_from_cpu(vmx_ops::read_dr(6));
+        st.arch.debug.set_dr6_from_cpu(vmx_ops::read_dr(6));
     }
     loaded
 }
@@ -1833,10 +1460,10 @@ fn intercepted_exception(st: &mut VcpuState, reason_: u64, info: u64, q: u64, cp
                 advance_rip(len);
             }
             let loaded = sync_guest_dr6(st);
-            st.debug.dr6 = exception::dr6_after_db(st.debug.dr6, payload);
+            st.arch.debug.dr6 = exception::dr6_after_db(st.arch.debug.dr6, payload);
             if loaded {
                 // SAFETY: the guest's DR6 (with its fixed bits) while the guest's are loaded.
-                unsafe { vmx_ops::write_dr(6, st.debug.dr6) };
+                unsafe { vmx_ops::write_dr(6, st.arch.debug.dr6) };
             }
             // Delivering #DB clears DR7.GD (SDM vol. 3B 18.2.4), as KVM does when injecting.
             let _ = w(f::GUEST_DR7, r(f::GUEST_DR7) & !exception::DR7_GD);

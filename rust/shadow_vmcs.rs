@@ -8,9 +8,9 @@
 use kernel::page::Page;
 use kernel::prelude::*;
 
-use crate::run::{r, w};
+use crate::vmcs::{r, w};
 use crate::shim;
-use crate::vcpu::VcpuState;
+use crate::vcpu_state::VcpuState;
 use crate::vmx_core::controls::{secondary, VmxMisc};
 use crate::vmx_core::field_table as f;
 use crate::vmx_core::shadow_vmcs::{vmread_clear_bits, vmwrite_clear_bits, Shadowed, READ_ONLY_COMPONENTS, READ_WRITE_COMPONENTS};
@@ -69,19 +69,6 @@ impl ShadowVmcs {
         unsafe { page.write_raw(rev.as_ptr(), 0, rev.len())? };
         Ok(Self { phys: shim::page_phys(&page), _page: page })
     }
-}
-
-/// Where VMCS01's shadowing stands for a vCPU.
-#[derive(Default)]
-pub(crate) struct ShadowState {
-    /// The vCPU's shadow VMCS (physical address), if the host has VMCS shadowing.
-    pub(crate) region: Option<u64>,
-    /// VMCS01 as written now has shadowing on (write_vmcs writes it off).
-    pub(crate) active: bool,
-    /// VMCS12 changed since it was last copied into the shadow VMCS.
-    pub(crate) stale: bool,
-    /// The region was VMCLEARed once (initialized); it is VMCLEARed after each use since.
-    initialized: bool,
 }
 
 /// Run `f` with the shadow VMCS current, then make VMCS01 current again.

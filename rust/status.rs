@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-//! What `nvmx-status` reads (issue 6): the host-wide list of open vCPUs with their nested
+//! What `nvmx-status` reads: the host-wide list of open vCPUs with their nested
 //! state — VT-x exposed, L1 in VMX operation, L2 running, the last nested VM entry that
 //! failed and why. A vCPU in KVM_RUN holds its own lock for the whole call, so the list is
 //! kept apart from the vCPUs: each publishes its state into it after KVM_RUN and CPUID

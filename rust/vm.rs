@@ -2,82 +2,25 @@
 //! A VM: its fd (anon inode, as KVM's), memory slots with pinned pages, and its vCPUs.
 
 use core::ffi::c_void;
-use core::ptr;
 
-use kernel::bindings;
 use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::new_spinlock;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use kernel::sync::{Arc, ArcBorrow, Mutex, MutexGuard, SpinLock};
+use kernel::sync::{Arc, Mutex, MutexGuard, SpinLock};
 use kernel::types::ForeignOwnable;
 use kernel::uaccess::{UserPtr, UserSlice};
 
 use crate::apic::Mailbox;
 use crate::ept::Ept;
 use crate::shim;
-use crate::uapi::{self, cap, KvmEnableCap, KvmUserspaceMemoryRegion, KvmUserspaceMemoryRegion2};
-use crate::vcpu::Vcpu;
+use crate::uapi::{self, cap, KvmEnableCap, KvmUserspaceMemoryRegion};
+use crate::pinned::PinnedPages;
 use crate::vmx_core::memslot::{self, Change, Request, Slot};
 
 /// Most vCPUs one VM may have, and one more than the highest vCPU id.
 pub(crate) const MAX_VCPUS: u32 = 1024;
-
-/// User pages backing one slot, pinned from slot creation until the slot is deleted or the
-/// VM is destroyed, so the guest keeps its memory after the VMM unmaps it and EPT faults
-/// never sleep.
-pub(crate) struct PinnedPages {
-    pages: KVVec<*mut bindings::page>,
-    /// The VMM's RLIMIT_MEMLOCK charge for them (dropped after the unpin).
-    _charge: shim::LockedCharge,
-}
-
-// SAFETY: `struct page` pointers name global kernel objects; a pin is a reference count on the
-// page, not tied to the pinning thread, and is dropped from any thread by `unpin_user_pages`.
-unsafe impl Send for PinnedPages {}
-// SAFETY: shared access only reads the pointers.
-unsafe impl Sync for PinnedPages {}
-
-impl PinnedPages {
-    /// Pin `npages` pages of the caller's memory at `uaddr` for writing, charged to its
-    /// RLIMIT_MEMLOCK. ENOMEM over the limit; EFAULT if any page cannot be pinned (nothing
-    /// stays pinned or charged then).
-    fn pin(uaddr: u64, npages: u64) -> Result<Self> {
-        let n = usize::try_from(npages).map_err(|_| EINVAL)?;
-        let charge = shim::LockedCharge::new(npages)?;
-        let mut pages: KVVec<*mut bindings::page> =
-            KVVec::from_elem(ptr::null_mut(), n, GFP_KERNEL_ACCOUNT)?;
-        let mut done = 0usize;
-        while done < n {
-            let start = uaddr + (done as u64) * memslot::PAGE_SIZE;
-            // SAFETY: `pages[done..n]` has room for `n - done` page pointers.
-            let got = unsafe {
-                shim::pin_user_pages(start, (n - done) as u64, pages.as_mut_ptr().add(done))
-            };
-            if got <= 0 {
-                // SAFETY: the first `done` entries were pinned by us and are unpinned once.
-                unsafe { shim::unpin_user_pages(pages.as_mut_ptr(), done as u64) };
-                return Err(if got < 0 { Error::from_errno(got as i32) } else { EFAULT });
-            }
-            done += got as usize;
-        }
-        Ok(Self { pages, _charge: charge })
-    }
-
-    /// Host-physical address of page `index` of the slot.
-    pub(crate) fn phys(&self, index: usize) -> Option<u64> {
-        // SAFETY: every entry is a page we pinned and still hold.
-        self.pages.get(index).map(|&p| unsafe { shim::raw_page_phys(p) })
-    }
-}
-
-impl Drop for PinnedPages {
-    fn drop(&mut self) {
-        // SAFETY: all entries were pinned in `pin` and are unpinned exactly once here.
-        unsafe { shim::unpin_user_pages(self.pages.as_mut_ptr(), self.pages.len() as u64) };
-    }
-}
 
 /// A slot and its pinned memory (unpinned when the slot is dropped: after every vCPU has left
 /// the memory generation that mapped it, see Vm::set_memory_region).
@@ -172,59 +115,12 @@ impl Vm {
         Ok(fd as isize)
     }
 
-    fn ioctl(this: ArcBorrow<'_, Vm>, cmd: u32, arg: usize) -> Result<isize> {
-        match cmd {
-            uapi::KVM_CHECK_EXTENSION => Ok(check_extension(arg)),
-            uapi::KVM_SET_USER_MEMORY_REGION => {
-                let r: KvmUserspaceMemoryRegion = read_user(arg)?;
-                this.set_memory_region(&r.into())
-            }
-            // No guest_memfd: the v2 fields beyond v1 only matter with KVM_MEM_GUEST_MEMFD,
-            // which memslot::plan refuses like every other flag.
-            uapi::KVM_SET_USER_MEMORY_REGION2 => {
-                let r: KvmUserspaceMemoryRegion2 = read_user(arg)?;
-                this.set_memory_region(&r.v1.into())
-            }
-            uapi::KVM_CREATE_VCPU => Vcpu::create(this.into(), arg),
-            uapi::KVM_GET_TSC_KHZ => crate::vcpu::tsc_khz(),
-            // The size of KVM's shadow-MMU page cache. nvmx has no shadow MMU (its EPT has
-            // the tables it needs), so the value changes nothing; KVM's bounds still apply.
-            uapi::KVM_SET_NR_MMU_PAGES if arg < uapi::KVM_MIN_ALLOC_MMU_PAGES => Err(EINVAL),
-            uapi::KVM_SET_NR_MMU_PAGES => Ok(0),
-            uapi::KVM_GET_DIRTY_LOG => {
-                let d: uapi::KvmDirtyLog = read_user(arg)?;
-                this.get_dirty_log(&d)
-            }
-            uapi::KVM_CLEAR_DIRTY_LOG => {
-                let d: uapi::KvmClearDirtyLog = read_user(arg)?;
-                this.clear_dirty_log(&d)
-            }
-            uapi::KVM_SIGNAL_MSI => {
-                let msi: uapi::KvmMsi = read_user(arg)?;
-                // KVM's rules: an in-kernel APIC, no flag but VALID_DEVID.
-                if !this.has_lapic() || msi.flags & !uapi::KVM_MSI_VALID_DEVID != 0 {
-                    return Err(EINVAL);
-                }
-                // KVM returns the number of APICs that took it, 0 if it matched only ones
-                // that refused it, and -1 (EPERM) if it matched none.
-                let Some(m) = crate::vmx_core::lapic::msi(msi.address_lo, msi.data) else { return Ok(0) };
-                let boxes = this.mailboxes.lock();
-                crate::apic::deliver_msi(&boxes, m).map(|n| n as isize).ok_or(EPERM)
-            }
-            uapi::KVM_ENABLE_CAP => {
-                let c: KvmEnableCap = read_user(arg)?;
-                this.enable_cap(&c)
-            }
-            _ => Err(ENOTTY),
-        }
-    }
-
     /// `KVM_ENABLE_CAP` on the VM, with KVM's rules: `KVM_CAP_SPLIT_IRQCHIP` (flags 0, at
     /// most KVM_MAX_IRQ_ROUTES routes, EEXIST if already on, EINVAL once a vCPU exists) and
     /// `KVM_CAP_MAX_VCPU_ID` (at most the reported maximum, settable once: the same value
     /// again is accepted) and `KVM_CAP_DISABLE_QUIRKS2` (only quirks nvmx has; they stay
     /// disabled). Every other capability is EINVAL, as KVM says for one it cannot enable.
-    fn enable_cap(&self, c: &KvmEnableCap) -> Result<isize> {
+    pub(crate) fn enable_cap(&self, c: &KvmEnableCap) -> Result<isize> {
         if c.flags != 0 {
             return Err(EINVAL);
         }
@@ -303,7 +199,7 @@ impl Vm {
         }
     }
 
-    fn set_memory_region(&self, req: &Request) -> Result<isize> {
+    pub(crate) fn set_memory_region(&self, req: &Request) -> Result<isize> {
         let user_limit = shim::task_size_max();
         let mut st = self.state.lock();
         let current: KVec<Slot> = {
@@ -377,7 +273,7 @@ impl Vm {
     /// `KVM_GET_DIRTY_LOG`: the pages of slot `d.slot` written since the last call (or since
     /// logging started), one bit per page in a bitmap of whole u64s; they are
     /// write-protected again. ENOENT for a slot that does not exist or does not log, as KVM.
-    fn get_dirty_log(&self, d: &uapi::KvmDirtyLog) -> Result<isize> {
+    pub(crate) fn get_dirty_log(&self, d: &uapi::KvmDirtyLog) -> Result<isize> {
         let (as_id, id) = (d.slot >> 16, d.slot & 0xffff);
         let st = self.state.lock();
         let s = st.logged_slot(id).filter(|_| as_id == 0).ok_or(ENOENT)?;
@@ -406,7 +302,7 @@ impl Vm {
     /// (EINVAL); a slot that does not log (ENOENT). The pages whose bits are set are
     /// write-protected again, and no vCPU writes them through an old translation once the
     /// ioctl returns.
-    fn clear_dirty_log(&self, d: &uapi::KvmClearDirtyLog) -> Result<isize> {
+    pub(crate) fn clear_dirty_log(&self, d: &uapi::KvmClearDirtyLog) -> Result<isize> {
         let (as_id, id) = (d.slot >> 16, d.slot & 0xffff);
         if as_id != 0 || id >= memslot::USER_MEM_SLOTS || d.first_page & 63 != 0 {
             return Err(EINVAL);
@@ -506,36 +402,11 @@ impl From<KvmUserspaceMemoryRegion> for Request {
 /// The KVM quirks nvmx has, which a VMM may disable: only KVM_X86_QUIRK_STUFF_FEATURE_MSRS
 /// (a new vCPU's IA32_VMX_* MSRs are the full nested offer; disabled, they start as zeros
 /// for the VMM to set).
-pub(crate) const SUPPORTED_QUIRKS: u64 = crate::nested::QUIRK_STUFF_FEATURE_MSRS;
-
-pub(crate) fn check_extension(capability: usize) -> isize {
-    match capability {
-        cap::USER_MEMORY | cap::USER_MEMORY2 | cap::IMMEDIATE_EXIT | cap::EXT_CPUID | cap::MP_STATE
-        | cap::GET_TSC_KHZ | cap::ENABLE_CAP_VM | cap::SPLIT_IRQCHIP | cap::SIGNAL_MSI | cap::DEBUGREGS => 1,
-        cap::NR_MEMSLOTS => memslot::USER_MEM_SLOTS as isize,
-        cap::DISABLE_QUIRKS2 => SUPPORTED_QUIRKS as isize,
-        cap::MANUAL_DIRTY_LOG_PROTECT2 => uapi::KVM_DIRTY_LOG_MANUAL_CAPS as isize,
-        cap::GET_MSR_FEATURES => crate::nested::available() as isize,
-        // KVM_CAP_NR_VCPUS is the recommended maximum; nvmx has no other number to offer.
-        cap::NR_VCPUS | cap::MAX_VCPUS | cap::MAX_VCPU_ID => MAX_VCPUS as isize,
-        _ => 0,
-    }
-}
+pub(crate) const SUPPORTED_QUIRKS: u64 = crate::nested_msrs::QUIRK_STUFF_FEATURE_MSRS;
 
 /// Read a `T` from the user pointer `arg` (EFAULT if it cannot be read in full).
 pub(crate) fn read_user<T: kernel::transmute::FromBytes>(arg: usize) -> Result<T> {
     UserSlice::new(UserPtr::from_addr(arg), core::mem::size_of::<T>()).reader().read::<T>()
-}
-
-#[no_mangle]
-extern "C" fn nvmx_vm_ioctl(vm: *mut c_void, cmd: u32, arg: usize) -> isize {
-    // SAFETY: `vm` is the file's private data: an `Arc<Vm>` from `into_foreign`, alive until
-    // release, which cannot run while an ioctl holds the file.
-    let this = unsafe { <Arc<Vm> as ForeignOwnable>::borrow(vm) };
-    match Vm::ioctl(this, cmd, arg) {
-        Ok(v) => v,
-        Err(e) => e.to_errno() as isize,
-    }
 }
 
 #[no_mangle]

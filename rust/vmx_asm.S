@@ -16,7 +16,8 @@
 
 #define VMCS_HOST_RSP	0x6c14
 
-/* struct nvmx_gprs (rust/run.rs GuestGprs): x86 register-number order, RSP unused. */
+/* The guest GPRs: 16 u64 in x86 register-number order (ArchState::gprs in
+ * rust/core/src/arch_state.rs); slot 4 (RSP) is unused: RSP is a VMCS field. */
 #define R_AX	(0 * 8)
 #define R_CX	(1 * 8)
 #define R_DX	(2 * 8)

@@ -47,7 +47,7 @@ pub(crate) fn read_cr4() -> u64 {
 /// # Safety
 ///
 /// Interrupts must be disabled from here until CR4 is restored to the kernel's shadow value,
-/// so that nothing rewrites CR4 from the shadow in between (design.md §1), and `v` may differ
+/// so that nothing rewrites CR4 from the shadow in between (Documentation/nvmx.rst, "Why IRQs-off regions only"), and `v` may differ
 /// from the current value only in VMXE.
 pub(crate) unsafe fn write_cr4(v: u64) {
     // SAFETY: the caller guarantees the IRQs-off region and that only VMXE changes.

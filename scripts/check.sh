@@ -25,6 +25,9 @@ step "cargo test (nvmx-status)"
 (cd "$NVMX_ROOT/rust/nvmx-status" && CARGO_TARGET_DIR=$NVMX_ROOT/build/nvmx-status-target \
     cargo test --quiet -- --test-threads=2 --format=pretty) > "$res/cargo-status.txt" 2>&1
 
+step "module layers (no import circle among rust/*.rs)"
+{ echo "@@NVMX-TAP-BEGIN layers"; python3 "$NVMX_ROOT/scripts/layers.py" --tap; echo "@@NVMX-TAP-END layers rc=$?"; } > "$res/layers.txt" 2>&1
+
 step "QEMU TCG, AMD vendor (refusal: not Intel)"
 "$NVMX_ROOT/scripts/run-qemu.sh" tcg-amd tcg-amd "$res/tcg-amd.serial"
 step "QEMU TCG, Intel vendor without VMX (refusal: no VMX)"
@@ -45,6 +48,7 @@ bench="bench-kvm_intel,bench-nvmx"
 # nvmx's own raw-ioctl tests, and what vm/init runs beside them, in check mode (vm/init).
 own="nvmx_module_test,mitigations,nvmx_device_test,nvmx_vm_test,nvmx_run_test,nvmx_apic_test,nvmx_busy_test"
 machines=(
+    --machine tree "$res/layers.txt" layers
     --machine tcg-amd "$res/tcg-amd.serial" nvmx_novmx_test,status-amd,kernel-log
     --machine tcg-intel "$res/tcg-intel.serial" nvmx_novmx_test,status-no-vmx,kernel-log
     --machine bochs "$res/bochs-check.serial" "$own,$status,$bench$upstream,kernel-log"

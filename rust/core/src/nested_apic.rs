@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-//! APIC virtualization that L1 may give L2 (nested VMX, issue 5; SDM vol. 3C ch. 30): the
+//! APIC virtualization that L1 may give L2 (nested VMX; SDM vol. 3C ch. 30): the
 //! TPR shadow, virtualized APIC accesses and virtualize x2APIC mode. Neither APIC-register
 //! virtualization nor virtual-interrupt delivery is offered.
 //!

@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
-//! The VMX capabilities an L1 guest is offered (nested VMX, issue 5): its IA32_VMX_* MSRs,
+//! The VMX capabilities an L1 guest is offered (nested VMX): its IA32_VMX_* MSRs,
 //! computed once from the host's (so that every vCPU of every VM sees the same), restricted
 //! to what nvmx emulates, and the rules by which a VMM may restrict them further with
 //! KVM_SET_MSRS before the first run (KVM's vmx_set_vmx_msr: a restored value may only
 //! take capabilities away).
 //!
-//! The offer covers what kvm_intel needs to run as L1 (design.md §4): pin-based external-
+//! The offer covers what kvm_intel needs to run as L1 (Documentation/nvmx.rst, "Nested VMX"): pin-based external-
 //! interrupt and NMI exiting; HLT, CR3 load/store, unconditional I/O, MOV-DR, TSC
 //! offsetting, MWAIT/MONITOR, INVLPG, RDPMC, interrupt-window, CR8 exiting, the TPR shadow
 //! with virtualized APIC accesses and virtualize x2APIC mode; exits saving

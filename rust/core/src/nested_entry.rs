@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
-//! The checks of an emulated VMLAUNCH/VMRESUME on VMCS12 (nested VMX, issue 5), in the
+//! The checks of an emulated VMLAUNCH/VMRESUME on VMCS12 (nested VMX), in the
 //! SDM's order (vol. 3C 27.2 and 27.3): VMX controls (failure: VMfailValid(7)), host state
 //! (VMfailValid(8)), guest state (a VM-entry-failure exit to L1 with reason 33 and an exit
 //! qualification, SDM 27.8). Each failure names the SDM rule, the field and its value, which
-//! nvmx reports to the VMM (issue 6).
+//! nvmx reports to the VMM.
 //!
 //! What is checked here is what L1 could get wrong without the CPU noticing on VMCS02 (the
 //! controls are merged with L0's, the host state is L0's) plus the guest-state rules the

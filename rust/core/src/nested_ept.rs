@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-//! Nested EPT (issue 5): L1's EPT ("EPT12", mapping L2-physical to L1-physical addresses) as
+//! Nested EPT: L1's EPT ("EPT12", mapping L2-physical to L1-physical addresses) as
 //! the CPU would walk it, so that nvmx can build the EPT the CPU really uses for L2 ("EPT02",
 //! L2-physical to host-physical: EPT12 composed with L0's EPT) and answer an L2 access that
 //! EPT12 does not allow with the EPT violation or misconfiguration L1 expects.

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-//! Which L2 exits go to L1 (nested VMX, issue 5): an exit is reflected exactly when L1's
+//! Which L2 exits go to L1 (nested VMX): an exit is reflected exactly when L1's
 //! VMCS12 controls would have caused it on real hardware (SDM vol. 3C 26.1-26.2, "Instructions
 //! that cause VM exits" conditionally and unconditionally), including the I/O and MSR bitmaps
 //! and the CR0/CR4 guest/host masks. Everything else is L0's: exits caused by nvmx's own

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-//! VMCS12: the VMCS an L1 hypervisor sees (nested VMX, issue 5).
+//! VMCS12: the VMCS an L1 hypervisor sees (nested VMX).
 //!
 //! The SDM leaves the format of a VMCS region to the implementation (25.2): only the
 //! revision identifier (bytes 0-3) and the VMX-abort indicator (bytes 4-7) are

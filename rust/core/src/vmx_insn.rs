@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-//! The VMX instructions as an L1 guest sees them (nested VMX, issue 5): the SDM's operation
+//! The VMX instructions as an L1 guest sees them (nested VMX): the SDM's operation
 //! pseudocode (vol. 3C 32.3, "VMX Instruction Reference") as pure functions over L1's VMX
 //! state, down to every #UD, #GP(0), VMfailInvalid and VMfailValid(n). The module fetches
 //! operands (through L1's paging) and carries out the memory effects; the decisions are made

@@ -1,0 +1,274 @@
+// SPDX-License-Identifier: GPL-2.0
+//! A vCPU's state between runs: its architectural state (rust/core/src/arch_state.rs), the
+//! MSRs, FPU, local APIC and nested-VMX state around it, the I/O and MMIO it waits to
+//! complete, and RESET/INIT/SIPI.
+
+use kernel::prelude::*;
+
+use crate::kvm_state;
+use crate::nested_state::Nested;
+use crate::uapi::{mp_state, KvmSregs, NvmxVcpuStats};
+use crate::vmx_core::arch_state::{ArchState, Seg};
+use crate::vmx_core::cpuid::{CpuidEntry, GuestFeatures};
+use crate::vmx_core::guest_cr;
+use crate::vmx_core::guest_msr::{self, apic_base, Msr, WriteContext, Writer};
+use crate::vmx_core::insn;
+use crate::vmx_core::lapic::Lapic;
+use crate::vmx_ops::FxArea;
+
+/// An IN exit whose data userspace provides before the next KVM_RUN.
+pub(crate) struct PendingIn {
+    pub(crate) size: u8,
+}
+
+/// A (REP) INS batch whose data userspace puts into the PIO page before the next KVM_RUN.
+pub(crate) struct PendingIns {
+    pub(crate) size: u8,
+    pub(crate) count: u64,
+    pub(crate) rep: bool,
+    pub(crate) df: bool,
+    pub(crate) addr_mask: u64,
+    pub(crate) insn_len: u64,
+}
+
+/// An MMIO read whose data userspace provides in `kvm_run.mmio.data` before the next
+/// KVM_RUN: where the value goes.
+pub(crate) struct PendingMmio {
+    pub(crate) dst: insn::Gpr,
+    pub(crate) dst_size: u8,
+    pub(crate) size: u8,
+    pub(crate) extend: insn::Extend,
+}
+
+/// The vCPU's architectural state between runs (inside a run the VMCS holds it).
+pub(crate) struct VcpuState {
+    /// The running guest's registers (L2's while L2 runs): owned here outside an IRQs-off
+    /// region, by the loaded VMCS inside one (rust/core/src/arch_state.rs).
+    pub(crate) arch: ArchState,
+    /// IA32_APIC_BASE.
+    pub(crate) apic_base: u64,
+    /// CR8 as last written, for a vCPU without the in-kernel local APIC (with one, its TPR).
+    pub(crate) cr8_value: u64,
+    pub(crate) pending_in: Option<PendingIn>,
+    pub(crate) pending_mmio: Option<PendingMmio>,
+    pub(crate) pending_ins: Option<PendingIns>,
+    /// The guest's CPUID (`KVM_SET_CPUID2`; empty until then, as on KVM) and what it offers.
+    pub(crate) cpuid: KVec<CpuidEntry>,
+    pub(crate) features: GuestFeatures,
+    /// Whether the vCPU has entered the guest once (CPUID is frozen from then on).
+    pub(crate) ran: bool,
+    /// Host code ran since the last VM entry (a new IRQs-off region): the next entry
+    /// flushes L1D where the host needs that (rust/run.rs, l1d_flush).
+    pub(crate) l1d_flush_pending: bool,
+    /// MSRs switched around each guest stretch (rust/run.rs): STAR, LSTAR, CSTAR, FMASK,
+    /// KERNEL_GS_BASE, in [`SYSCALL_MSRS`] order.
+    pub(crate) syscall_msrs: [u64; 5],
+    pub(crate) misc_enable: u64,
+    pub(crate) hwcr: u64,
+    /// Guest TSC = host TSC + this (the VMCS TSC offset).
+    pub(crate) tsc_offset: u64,
+    /// IA32_TSC_ADJUST.
+    pub(crate) tsc_adjust: u64,
+    /// The guest's x87/SSE state, loaded into the FPU for each guest stretch.
+    pub(crate) fpu: FxArea,
+    /// The host's FPU registers while the guest's are loaded.
+    pub(crate) host_fpu: FxArea,
+    /// The in-kernel local APIC (VMs with `KVM_CAP_SPLIT_IRQCHIP`).
+    pub(crate) lapic: Option<Lapic>,
+    /// An NMI waiting for the guest to be able to take it.
+    pub(crate) nmi_pending: bool,
+    /// `KVM_MP_STATE_*`: runnable, halted (in-kernel HLT), or an application processor
+    /// waiting for INIT / SIPI. Only RUNNABLE exists without the in-kernel local APIC.
+    pub(crate) mp_state: u32,
+    /// (CPU, EPT pointer, memory generation) of the last INVEPT for this vCPU: while they
+    /// stay the same, no TLB entry the vCPU could use is stale (rust/run.rs).
+    pub(crate) flushed_for: Option<(u32, u64, u64)>,
+    /// What was last published to the status list (rust/status.rs).
+    pub(crate) published: Option<crate::status::Published>,
+    /// Nested VMX: L1's VMX operation, VMCS12, whether L2 runs (rust/nested.rs).
+    pub(crate) nested: Nested,
+    /// Path-length counters (`NVMX_GET_VCPU_STATS`).
+    pub(crate) stats: NvmxVcpuStats,
+}
+
+/// The hardware MSRs nvmx loads with guest values around each guest stretch.
+pub(crate) const SYSCALL_MSRS: [Msr; 5] = [Msr::Star, Msr::Lstar, Msr::Cstar, Msr::Fmask, Msr::KernelGsBase];
+
+/// The FPU after RESET as KVM sets it up: FCW 0x37f (all exceptions masked, 64-bit
+/// precision), MXCSR 0x1f80, every register empty.
+fn fpu_reset() -> FxArea {
+    let mut fx = FxArea([0; 512]);
+    fx.0[0..2].copy_from_slice(&0x37fu16.to_le_bytes());
+    fx.0[24..28].copy_from_slice(&0x1f80u32.to_le_bytes());
+    fx
+}
+
+impl VcpuState {
+    /// CR8: the in-kernel local APIC's TPR[7:4], or (without one) the value last written.
+    pub(crate) fn cr8(&self) -> u64 {
+        self.lapic.as_ref().map_or(self.cr8_value, |a| a.cr8())
+    }
+
+    /// MOV to CR8 / KVM_SET_SREGS: the TPR of the in-kernel APIC (SDM 11.8.6.1).
+    pub(crate) fn set_cr8(&mut self, cr8: u64) {
+        self.cr8_value = cr8 & 0xf;
+        if let Some(a) = self.lapic.as_mut() {
+            a.set_cr8(cr8);
+        }
+    }
+
+    /// The architectural state after RESET (SDM vol. 3A table 10-1), as KVM reports it before
+    /// the first KVM_SET_*REGS: real mode at F000:FFF0.
+    pub(crate) fn reset(id: u32, lapic: bool, stuff_vmx_msrs: bool) -> Self {
+        Self {
+            arch: ArchState::reset(),
+            apic_base: 0xfee0_0000 | (1 << 11) | if id == 0 { 1 << 8 } else { 0 },
+            cr8_value: 0,
+            pending_in: None,
+            pending_mmio: None,
+            pending_ins: None,
+            cpuid: KVec::new(),
+            features: GuestFeatures::from_cpuid(&[]),
+            ran: false,
+            l1d_flush_pending: true,
+            syscall_msrs: [0; 5],
+            misc_enable: guest_msr::MISC_ENABLE_RESET,
+            hwcr: 0,
+            tsc_offset: 0,
+            tsc_adjust: 0,
+            fpu: fpu_reset(),
+            host_fpu: FxArea([0; 512]),
+            lapic: lapic.then(|| Lapic::new(id)),
+            nmi_pending: false,
+            // With an in-kernel APIC, application processors wait for INIT/SIPI (KVM).
+            mp_state: if lapic && id != 0 { mp_state::UNINITIALIZED } else { mp_state::RUNNABLE },
+            flushed_for: None,
+            published: None,
+            nested: Nested::new(stuff_vmx_msrs),
+            stats: NvmxVcpuStats::default(),
+        }
+    }
+
+    /// INIT (SDM 10.1, table 10-1 "INIT" column, as KVM's kvm_vcpu_reset(init_event)):
+    /// registers as after RESET but the APIC base and the MSRs kept; the local APIC reset
+    /// keeping its ID and x2APIC mode; an application processor then waits for a SIPI.
+    pub(crate) fn init(&mut self, id: u32) {
+        let _ = id;
+        let apic_base = self.apic_base;
+        self.arch = self.arch.init();
+        self.pending_in = None;
+        self.pending_mmio = None;
+        self.pending_ins = None;
+        self.nmi_pending = false;
+        self.flushed_for = None;
+        if let Some(a) = &mut self.lapic {
+            let x2 = a.x2apic;
+            *a = Lapic::new(a.id);
+            if x2 {
+                a.enter_x2apic();
+            }
+        }
+        self.mp_state = if apic_base & apic_base::BSP != 0 { mp_state::RUNNABLE } else { mp_state::INIT_RECEIVED };
+    }
+
+    /// A start-up IPI: only a vCPU waiting after INIT starts, in real mode at
+    /// `vector`:0000 (CS = vector << 8, base vector << 12; SDM 10.4.4).
+    pub(crate) fn sipi(&mut self, vector: u8) {
+        if self.mp_state != mp_state::INIT_RECEIVED {
+            return;
+        }
+        self.arch.sipi(vector);
+        self.mp_state = mp_state::RUNNABLE;
+    }
+
+    /// The value of `msr` outside a run (inside one, rust/run.rs reads the VMCS first).
+    pub(crate) fn msr(&self, msr: Msr) -> u64 {
+        match msr {
+            Msr::Tsc => crate::vmx_ops::rdtsc().wrapping_add(self.tsc_offset),
+            Msr::TscAdjust => self.tsc_adjust,
+            Msr::ApicBase => self.apic_base,
+            Msr::SysenterCs => self.arch.sysenter[0],
+            Msr::SysenterEsp => self.arch.sysenter[1],
+            Msr::SysenterEip => self.arch.sysenter[2],
+            Msr::MiscEnable => self.misc_enable,
+            Msr::Hwcr => self.hwcr,
+            Msr::Pat => self.arch.pat,
+            Msr::Efer => self.arch.efer,
+            Msr::FsBase => self.arch.segs[Seg::Fs as usize].base,
+            Msr::GsBase => self.arch.segs[Seg::Gs as usize].base,
+            m => SYSCALL_MSRS.iter().position(|&s| s == m).map_or(0, |i| self.syscall_msrs[i]),
+        }
+    }
+
+    /// Store a checked value of `msr` written by `writer` (the TSC and TSC_ADJUST move
+    /// together for the guest's writes, guest_msr::tsc_write).
+    pub(crate) fn set_msr_by(&mut self, msr: Msr, v: u64, writer: Writer) {
+        if let Msr::Tsc | Msr::TscAdjust = msr {
+            let host = crate::vmx_ops::rdtsc();
+            (self.tsc_offset, self.tsc_adjust) =
+                guest_msr::tsc_write(msr, writer, self.tsc_offset, self.tsc_adjust, host, v);
+        } else {
+            self.set_msr(msr, v);
+        }
+    }
+
+    /// Store a checked value of `msr` outside a run (the VMM's view for the TSC).
+    pub(crate) fn set_msr(&mut self, msr: Msr, v: u64) {
+        match msr {
+            Msr::Tsc | Msr::TscAdjust => self.set_msr_by(msr, v, Writer::Host),
+            Msr::ApicBase => {
+                let old = self.apic_base;
+                self.apic_base = v;
+                if let Some(a) = &mut self.lapic {
+                    // SDM 11.12.5: setting EXTD enters x2APIC mode (logical ID derived from
+                    // the ID); clearing EN leaves it.
+                    if v & apic_base::EXTD != 0 && old & apic_base::EXTD == 0 {
+                        a.enter_x2apic();
+                    } else if v & apic_base::EXTD == 0 {
+                        a.x2apic = false;
+                    }
+                }
+            }
+            Msr::SysenterCs => self.arch.sysenter[0] = v,
+            Msr::SysenterEsp => self.arch.sysenter[1] = v,
+            Msr::SysenterEip => self.arch.sysenter[2] = v,
+            Msr::MiscEnable => self.misc_enable = v,
+            Msr::Hwcr => self.hwcr = v,
+            Msr::Pat => self.arch.pat = v,
+            Msr::Efer => self.arch.efer = v,
+            Msr::FsBase => self.arch.segs[Seg::Fs as usize].base = v,
+            Msr::GsBase => self.arch.segs[Seg::Gs as usize].base = v,
+            m => {
+                if let Some(i) = SYSCALL_MSRS.iter().position(|&s| s == m) {
+                    self.syscall_msrs[i] = v;
+                }
+            }
+        }
+    }
+
+    /// `KVM_SET_SREGS`: KVM's validity rules (kvm_is_valid_sregs, kvm_apic_set_base), all
+    /// checked before anything changes. A pending interrupt in `interrupt_bitmap` would need
+    /// interrupt injection, which nvmx does not have yet: EINVAL rather than dropping it.
+    pub(crate) fn set_sregs(&mut self, s: &KvmSregs) -> Result {
+        let f = &self.features;
+        if !guest_cr::sregs_valid(f, s.cr0, s.cr4, s.efer, s.cs.l != 0) {
+            return Err(EINVAL);
+        }
+        let cx = WriteContext { features: *f, writer: Writer::Host, current: self.apic_base, paging: false };
+        if guest_msr::check_write(Msr::ApicBase, s.apic_base, &cx).is_none() {
+            return Err(EINVAL);
+        }
+        if s.interrupt_bitmap.iter().any(|&w| w != 0) {
+            return Err(EINVAL);
+        }
+        let apic_base = s.apic_base;
+        self.arch = kvm_state::arch_with_sregs(&self.arch, s);
+        // New paging state from outside the guest: its TLB entries (tagged with the VPID,
+        // not with CR3) must go, as KVM_REQ_TLB_FLUSH_GUEST does on KVM.
+        self.flushed_for = None;
+        self.set_msr(Msr::ApicBase, apic_base);
+        self.set_cr8(s.cr8);
+        Ok(())
+    }
+}
+

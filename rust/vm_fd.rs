@@ -1,0 +1,90 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The VM file's ioctls (one arm per ioctl; the KVM ABI's structs are converted here) and
+//! KVM_CHECK_EXTENSION.
+
+use core::ffi::c_void;
+
+use kernel::prelude::*;
+use kernel::sync::{Arc, ArcBorrow};
+use kernel::types::ForeignOwnable;
+
+use crate::uapi::{self, cap, KvmEnableCap, KvmUserspaceMemoryRegion, KvmUserspaceMemoryRegion2};
+use crate::vcpu::Vcpu;
+use crate::vm::{read_user, Vm, MAX_VCPUS, SUPPORTED_QUIRKS};
+use crate::vmx_core::memslot;
+
+impl Vm {
+    fn ioctl(this: ArcBorrow<'_, Vm>, cmd: u32, arg: usize) -> Result<isize> {
+        match cmd {
+            uapi::KVM_CHECK_EXTENSION => Ok(check_extension(arg)),
+            uapi::KVM_SET_USER_MEMORY_REGION => {
+                let r: KvmUserspaceMemoryRegion = read_user(arg)?;
+                this.set_memory_region(&r.into())
+            }
+            // No guest_memfd: the v2 fields beyond v1 only matter with KVM_MEM_GUEST_MEMFD,
+            // which memslot::plan refuses like every other flag.
+            uapi::KVM_SET_USER_MEMORY_REGION2 => {
+                let r: KvmUserspaceMemoryRegion2 = read_user(arg)?;
+                this.set_memory_region(&r.v1.into())
+            }
+            uapi::KVM_CREATE_VCPU => Vcpu::create(this.into(), arg),
+            uapi::KVM_GET_TSC_KHZ => crate::vcpu_fd::tsc_khz(),
+            // The size of KVM's shadow-MMU page cache. nvmx has no shadow MMU (its EPT has
+            // the tables it needs), so the value changes nothing; KVM's bounds still apply.
+            uapi::KVM_SET_NR_MMU_PAGES if arg < uapi::KVM_MIN_ALLOC_MMU_PAGES => Err(EINVAL),
+            uapi::KVM_SET_NR_MMU_PAGES => Ok(0),
+            uapi::KVM_GET_DIRTY_LOG => {
+                let d: uapi::KvmDirtyLog = read_user(arg)?;
+                this.get_dirty_log(&d)
+            }
+            uapi::KVM_CLEAR_DIRTY_LOG => {
+                let d: uapi::KvmClearDirtyLog = read_user(arg)?;
+                this.clear_dirty_log(&d)
+            }
+            uapi::KVM_SIGNAL_MSI => {
+                let msi: uapi::KvmMsi = read_user(arg)?;
+                // KVM's rules: an in-kernel APIC, no flag but VALID_DEVID.
+                if !this.has_lapic() || msi.flags & !uapi::KVM_MSI_VALID_DEVID != 0 {
+                    return Err(EINVAL);
+                }
+                // KVM returns the number of APICs that took it, 0 if it matched only ones
+                // that refused it, and -1 (EPERM) if it matched none.
+                let Some(m) = crate::vmx_core::lapic::msi(msi.address_lo, msi.data) else { return Ok(0) };
+                let boxes = this.mailboxes.lock();
+                crate::apic::deliver_msi(&boxes, m).map(|n| n as isize).ok_or(EPERM)
+            }
+            uapi::KVM_ENABLE_CAP => {
+                let c: KvmEnableCap = read_user(arg)?;
+                this.enable_cap(&c)
+            }
+            _ => Err(ENOTTY),
+        }
+    }
+
+}
+
+pub(crate) fn check_extension(capability: usize) -> isize {
+    match capability {
+        cap::USER_MEMORY | cap::USER_MEMORY2 | cap::IMMEDIATE_EXIT | cap::EXT_CPUID | cap::MP_STATE
+        | cap::GET_TSC_KHZ | cap::ENABLE_CAP_VM | cap::SPLIT_IRQCHIP | cap::SIGNAL_MSI | cap::DEBUGREGS => 1,
+        cap::NR_MEMSLOTS => memslot::USER_MEM_SLOTS as isize,
+        cap::DISABLE_QUIRKS2 => SUPPORTED_QUIRKS as isize,
+        cap::MANUAL_DIRTY_LOG_PROTECT2 => uapi::KVM_DIRTY_LOG_MANUAL_CAPS as isize,
+        cap::GET_MSR_FEATURES => crate::nested::available() as isize,
+        // KVM_CAP_NR_VCPUS is the recommended maximum; nvmx has no other number to offer.
+        cap::NR_VCPUS | cap::MAX_VCPUS | cap::MAX_VCPU_ID => MAX_VCPUS as isize,
+        _ => 0,
+    }
+}
+
+#[no_mangle]
+extern "C" fn nvmx_vm_ioctl(vm: *mut c_void, cmd: u32, arg: usize) -> isize {
+    // SAFETY: `vm` is the file's private data: an `Arc<Vm>` from `into_foreign`, alive until
+    // release, which cannot run while an ioctl holds the file.
+    let this = unsafe { <Arc<Vm> as ForeignOwnable>::borrow(vm) };
+    match Vm::ioctl(this, cmd, arg) {
+        Ok(v) => v,
+        Err(e) => e.to_errno() as isize,
+    }
+}
+

@@ -1,0 +1,75 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The current VMCS of the running vCPU: field reads and writes, and the same as the core's
+//! [`Vmcs`] so that the core's state transfers (rust/core/src/arch_state.rs) drive the
+//! hardware VMCS exactly as they drive a VMCS12.
+//!
+//! Every caller is inside an IRQs-off region in VMX root operation with this vCPU's VMCS
+//! current (rust/run.rs loads VMCS01 or VMCS02 before the first access and clears it after
+//! the last). A failed VMWRITE is returned to the caller ([`w`]) or, through [`CurrentVmcs`],
+//! kept and reported by [`CurrentVmcs::finish`], never dropped.
+
+use crate::vmx_core::arch_state::Vmcs;
+use crate::vmx_core::field::Field;
+use crate::vmx_core::field_table as f;
+use crate::vmx_core::nested_switch::ExitInfo;
+use crate::vmx_ops;
+
+/// VMWRITE of `value` into `field`; Err(the encoding) if the CPU refused it.
+#[inline]
+pub(crate) fn w(field: Field, value: u64) -> Result<(), u32> {
+    // SAFETY: called only inside the IRQs-off region with the vCPU's VMCS current (above).
+    unsafe { vmx_ops::vmwrite(field.encoding(), value) }.map_err(|_| field.encoding())
+}
+
+/// VMREAD of `field`.
+#[inline]
+pub(crate) fn r(field: Field) -> u64 {
+    // SAFETY: as for `w`.
+    unsafe { vmx_ops::vmread(field.encoding()) }
+}
+
+/// The current VMCS as the core's transfers see it; remembers the first VMWRITE the CPU
+/// refused.
+pub(crate) struct CurrentVmcs {
+    failed: Option<u32>,
+}
+
+impl CurrentVmcs {
+    pub(crate) fn new() -> Self {
+        CurrentVmcs { failed: None }
+    }
+
+    /// Ok, or the encoding of the first field the CPU refused.
+    pub(crate) fn finish(self) -> Result<(), u32> {
+        self.failed.map_or(Ok(()), Err)
+    }
+}
+
+impl Vmcs for CurrentVmcs {
+    fn read(&self, field: Field) -> u64 {
+        r(field)
+    }
+
+    fn write(&mut self, field: Field, value: u64) {
+        if let Err(e) = w(field, value) {
+            self.failed.get_or_insert(e);
+        }
+    }
+}
+
+/// The exit-information fields of the exit that just happened (VMCS02's, when L2 ran).
+pub(crate) fn exit_info_from_vmcs() -> ExitInfo {
+    ExitInfo {
+        reason: r(f::VM_EXIT_REASON),
+        qualification: r(f::EXIT_QUALIFICATION),
+        intr_info: r(f::VM_EXIT_INTR_INFO),
+        intr_error: r(f::VM_EXIT_INTR_ERROR_CODE),
+        idt_info: r(f::IDT_VECTORING_INFO_FIELD),
+        idt_error: r(f::IDT_VECTORING_ERROR_CODE),
+        insn_len: r(f::VM_EXIT_INSTRUCTION_LEN),
+        insn_info: r(f::VMX_INSTRUCTION_INFO),
+        linear: r(f::GUEST_LINEAR_ADDRESS),
+        gpa: r(f::GUEST_PHYSICAL_ADDRESS),
+    }
+}
+
