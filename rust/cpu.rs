@@ -71,6 +71,11 @@ const S_VMXOFF_INVALID: u32 = 7;
 const S_VMXOFF_VALID: u32 = 8;
 
 /// Runs on each CPU in IPI context (IRQs off): CR4.VMXE, VMXON, VMXOFF, CR4 restored.
+///
+/// # Safety
+///
+/// `info` points to a `RoundTrip` that outlives the call (`on_each_cpu` waits for every
+/// CPU), and the caller runs it with IRQs off.
 unsafe extern "C" fn round_trip_on_cpu(info: *mut c_void) {
     // SAFETY: `info` is the `RoundTrip` that `VmxCpus::round_trip` keeps alive until
     // `on_each_cpu` has returned on every CPU.

@@ -4,7 +4,7 @@
 //! CR0/CR4, its paging registers and CPU mode. Used by the exit handlers and by nested VMX's
 //! instruction emulation alike.
 
-use crate::vmcs::{r, w};
+use crate::vmcs::{r, set};
 use crate::vmx_core::arch_state::EFER_LMA;
 use crate::vmx_core::controls::cr0;
 use crate::vmx_core::field_table as f;
@@ -38,8 +38,8 @@ pub(crate) fn inject(vector: u64, code: Option<u64>) {
     let code = code.filter(|_| protected);
     let info = INTR_INFO_VALID | INTR_TYPE_HW_EXCEPTION | vector
         | if code.is_some() { INTR_DELIVER_CODE } else { 0 };
-    let _ = w(f::VM_ENTRY_INTR_INFO_FIELD, info);
-    let _ = w(f::VM_ENTRY_EXCEPTION_ERROR_CODE, code.unwrap_or(0));
+    set(f::VM_ENTRY_INTR_INFO_FIELD, info);
+    set(f::VM_ENTRY_EXCEPTION_ERROR_CODE, code.unwrap_or(0));
 }
 
 /// Guest general-purpose register `n` (x86 number) in the guest loop: RSP lives in the
@@ -50,7 +50,7 @@ pub(crate) fn read_reg(g: &[u64; 16], n: u8) -> u64 {
 
 pub(crate) fn write_reg(g: &mut [u64; 16], n: u8, v: u64) {
     if n & 15 == 4 {
-        let _ = w(f::GUEST_RSP, v);
+        set(f::GUEST_RSP, v);
     } else {
         g[(n & 15) as usize] = v;
     }
@@ -84,10 +84,10 @@ pub(crate) fn cpu_mode() -> CpuMode {
 
 /// Move RIP past an instruction of `len` bytes that nvmx completed (see skip_instruction).
 pub(crate) fn advance_rip(len: u64) {
-    let _ = w(f::GUEST_RIP, r(f::GUEST_RIP).wrapping_add(len));
+    set(f::GUEST_RIP, r(f::GUEST_RIP).wrapping_add(len));
     let blocking = r(f::GUEST_INTERRUPTIBILITY_INFO);
     if blocking & 3 != 0 {
-        let _ = w(f::GUEST_INTERRUPTIBILITY_INFO, blocking & !3);
+        set(f::GUEST_INTERRUPTIBILITY_INFO, blocking & !3);
     }
 }
 

@@ -19,7 +19,7 @@ use kernel::prelude::*;
 
 use crate::guest_memory::{self, GuestMemory};
 use crate::guest_regs;
-use crate::vmcs::{r, w};
+use crate::vmcs::{r, set, w};
 use crate::vmx_core::nested_switch::{self, L0Controls, Vmcs02Pages};
 use crate::vcpu_state::VcpuState;
 pub(crate) use crate::nested_state::Switch;
@@ -165,7 +165,7 @@ fn finish(st: &mut VcpuState, o: Outcome) {
                     v.set(f::VM_INSTRUCTION_ERROR, e as u64);
                 }
             }
-            let _ = w(f::GUEST_RFLAGS, rflags_after(r(f::GUEST_RFLAGS), o));
+            set(f::GUEST_RFLAGS, rflags_after(r(f::GUEST_RFLAGS), o));
             guest_regs::skip_instruction();
         }
     }
@@ -447,12 +447,13 @@ pub(crate) fn vmx_instruction(st: &mut VcpuState, g: &mut [u64; 16], eptp: u64, 
 /// VMLAUNCH/VMRESUME past the instruction checks: the SDM 27.2-27.3 checks, then either
 /// VMfailValid(7/8), an entry-failure exit to L1, or the switch to L2.
 fn vm_entry(st: &mut VcpuState, eptp: u64, launch: bool) -> Handled {
-    let Some(v) = st.nested.vmcs12.as_ref() else {
+    let env = EntryEnv { maxphyaddr: st.features.maxphyaddr, l1_lma: r(f::GUEST_IA32_EFER) & EFER_LMA != 0 };
+    let Some(v) = st.nested.vmcs12.as_mut() else {
         finish(st, Outcome::FailInvalid);
         return Handled::Resume;
     };
-    let env = EntryEnv { maxphyaddr: st.features.maxphyaddr, l1_lma: r(f::GUEST_IA32_EFER) & EFER_LMA != 0 };
-    let checked = nested_entry::check(v, &st.nested.caps, &env, |a| read_phys_u32(eptp, a));
+    let checked = nested_entry::check_changed(v, &mut st.nested.entry_proved, &st.nested.caps, &env, |a| read_phys_u32(eptp, a));
+    let v = &**v;
     match checked {
         Err(EntryFailure::Controls(x)) => {
             report_failure(st, EntryFailure::Controls(x));
@@ -513,8 +514,6 @@ fn report_failure(st: &mut VcpuState, e: EntryFailure) {
 /// that ran.
 pub(crate) fn apply_switch(st: &mut VcpuState, eptp: u64, home: MsrHome) {
     let Some(s) = st.nested.switch.take() else { return };
-    // Every transition changes VMCS12 (exit information, saved guest state, VMfail number).
-    st.nested.shadow.stale = true;
     match s {
         Switch::Enter { launch, insn_len } => {
             enter_l2(st, launch, insn_len);

@@ -11,7 +11,7 @@ use crate::vmx_core::arch_state::ArchState;
 use crate::vmx_core::controls::{primary, secondary};
 use crate::vmx_core::field_table as f;
 use crate::vmx_core::nested_caps::L1VmxCaps;
-use crate::vmx_core::nested_entry::EntryFailure;
+use crate::vmx_core::nested_entry::{EntryEnv, EntryFailure};
 use crate::vmx_core::nested_switch::ExitInfo;
 use crate::vmx_core::vmcs12::Vmcs12;
 use crate::vmx_core::vmx_insn::{L1Vmx, Offered};
@@ -57,6 +57,9 @@ pub(crate) struct Nested {
     pub(crate) l1_at_entry: Option<L1AtEntry>,
     /// The last emulated VM entry that failed, for the VMM.
     pub(crate) last_failure: Option<EntryFailure>,
+    /// The environment in which the current VMCS12's controls and host state last passed
+    /// the entry checks (nested_entry::check_changed).
+    pub(crate) entry_proved: Option<EntryEnv>,
     /// EPT02, once L1 has run L2 under its own EPT.
     pub(crate) shadow_ept: Option<KBox<ShadowEpt>>,
     /// VMCS shadowing of VMCS12 for L1's VMREAD/VMWRITE (rust/shadow_vmcs.rs).
@@ -83,6 +86,7 @@ impl Nested {
             switch: None,
             l1_at_entry: None,
             last_failure: None,
+            entry_proved: None,
             shadow_ept: None,
             shadow: Default::default(),
             vmx_abort: false,
@@ -149,8 +153,6 @@ pub(crate) struct ShadowState {
     pub(crate) region: Option<u64>,
     /// VMCS01 as written now has shadowing on (write_vmcs writes it off).
     pub(crate) active: bool,
-    /// VMCS12 changed since it was last copied into the shadow VMCS.
-    pub(crate) stale: bool,
     /// The region was VMCLEARed once (initialized); it is VMCLEARed after each use since.
     pub(crate) initialized: bool,
 }

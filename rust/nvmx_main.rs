@@ -192,6 +192,10 @@ impl kernel::InPlaceModule for Nvmx {
 impl PinnedDrop for Nvmx {
     fn drop(self: Pin<&mut Self>) {
         // nvmx is in VMX operation only inside IRQs-off regions, so at this point no CPU is.
+        let failures = crate::vmcs::failures();
+        if failures != 0 {
+            pr_warn!("{failures} VMREAD/VMWRITE failures since load\n");
+        }
         pr_info!("unloaded; no CPU is in VMX operation\n");
     }
 }

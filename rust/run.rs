@@ -12,7 +12,7 @@ use kernel::prelude::*;
 
 use crate::shim::{self, pr_err_ratelimited, HostState};
 use crate::uapi::{exit as kvm_exit, mp_state, run as kvm_run};
-use crate::vmcs::{r, w, CurrentVmcs};
+use crate::vmcs::{r, set, w, CurrentVmcs};
 use crate::guest_regs::{
     advance_rip, cpu_mode, guest_cr0, guest_cr4, inject, read_reg, skip_instruction, write_reg, CR0_CD,
     CR0_NW, CR0_OWNED, GP_VECTOR, INTR_INFO_VALID, UD_VECTOR,
@@ -403,6 +403,8 @@ fn in_vmx(
 ) -> Result<Leave> {
     // Which of VMCS01 / VMCS02 has been written whole in this region.
     let mut written = [false; 2];
+    // The region's preemption-timer budget runs across nested switches (guest_loop).
+    let region_start = vmx_ops::rdtsc();
     loop {
         let l2 = st.nested.guest_mode;
         // L2 under L1's EPT needs EPT02 with spare tables, which only process context can
@@ -469,7 +471,7 @@ fn in_vmx(
                         st.flushed_for = Some(now);
                     }
                 }
-                guest_loop(vcpu, st, cpu, eptp, generation)
+                guest_loop(vcpu, st, cpu, eptp, generation, region_start)
             }
         };
         read_back(st);
@@ -484,6 +486,13 @@ fn in_vmx(
                 // A VMX abort (an MSR list failed at a nested exit): L1 is in shutdown.
                 if st.nested.take_vmx_abort() {
                     return Ok(Leave::User(UserExit::Shutdown));
+                }
+                // As after an exit handled for the guest (guest_loop): the scheduler, or a
+                // slot change waiting for this vCPU to leave its memory generation.
+                if shim::need_resched()
+                    || vcpu.vm.memory_generation.load(core::sync::atomic::Ordering::Relaxed) != generation
+                {
+                    return Ok(Leave::Host { nmi: false });
                 }
             }
             other => return Ok(other),
@@ -640,10 +649,9 @@ enum Next {
 }
 
 /// Run the guest until an exit must leave the region.
-fn guest_loop(vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, eptp: u64, generation: u64) -> Leave {
+fn guest_loop(vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, eptp: u64, generation: u64, start: u64) -> Leave {
     let mut gprs = st.arch.gprs;
     let mut launched = false;
-    let start = vmx_ops::rdtsc();
     let timer = HOST.as_ref().and_then(|h| {
         (h.controls.pin & crate::vmx_core::controls::pin::PREEMPTION_TIMER != 0)
             .then(|| h.caps.misc.preemption_timer_rate())
@@ -685,7 +693,7 @@ fn guest_loop(vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, eptp: u64, generation: 
             if let Some(d) = st.nested.l1_timer_deadline.filter(|_| st.nested.guest_mode) {
                 ticks = ticks.min(d.saturating_sub(vmx_ops::rdtsc()));
             }
-            let _ = w(f::VMX_PREEMPTION_TIMER_VALUE, ticks >> rate);
+            set(f::VMX_PREEMPTION_TIMER_VALUE, ticks >> rate);
         }
         if !st.nested.guest_mode {
             crate::shadow_vmcs::before_l1(st, vcpu.vmcs_phys);
@@ -796,9 +804,9 @@ fn requeue_vectoring_event() {
         return;
     }
     // Bit 12 (NMI unblocking / undefined here) is not part of the entry format.
-    let _ = w(f::VM_ENTRY_INTR_INFO_FIELD, info & !(1 << 12));
-    let _ = w(f::VM_ENTRY_EXCEPTION_ERROR_CODE, r(f::IDT_VECTORING_ERROR_CODE));
-    let _ = w(f::VM_ENTRY_INSTRUCTION_LEN, r(f::VM_EXIT_INSTRUCTION_LEN));
+    set(f::VM_ENTRY_INTR_INFO_FIELD, info & !(1 << 12));
+    set(f::VM_ENTRY_EXCEPTION_ERROR_CODE, r(f::IDT_VECTORING_ERROR_CODE));
+    set(f::VM_ENTRY_INSTRUCTION_LEN, r(f::VM_EXIT_INSTRUCTION_LEN));
 }
 
 /// Take what other vCPUs posted (IRR bits, an NMI) into the local APIC and run its timer at
@@ -829,20 +837,20 @@ fn prepare_events(vcpu: &Vcpu, st: &mut VcpuState) {
     // Bits 3 (blocking by NMI), 0-1 (STI, MOV SS).
     if st.nmi_pending && blocking & 0xb == 0 {
         st.nmi_pending = false;
-        let _ = w(f::VM_ENTRY_INTR_INFO_FIELD, INTR_INFO_VALID | INTR_TYPE_NMI | 2);
+        set(f::VM_ENTRY_INTR_INFO_FIELD, INTR_INFO_VALID | INTR_TYPE_NMI | 2);
         return;
     }
     let want = if global_enable { apic.deliverable() } else { None };
     match want {
         Some(v) if r(f::GUEST_RFLAGS) & RFLAGS_IF != 0 && blocking & 3 == 0 => {
             apic.acknowledge(v);
-            let _ = w(f::VM_ENTRY_INTR_INFO_FIELD, INTR_INFO_VALID | v as u64);
+            set(f::VM_ENTRY_INTR_INFO_FIELD, INTR_INFO_VALID | v as u64);
             primary &= !crate::vmx_core::controls::primary::INTR_WINDOW_EXITING;
         }
         Some(_) => primary |= crate::vmx_core::controls::primary::INTR_WINDOW_EXITING,
         None => primary &= !crate::vmx_core::controls::primary::INTR_WINDOW_EXITING,
     }
-    let _ = w(f::CPU_BASED_VM_EXEC_CONTROL, primary as u64);
+    set(f::CPU_BASED_VM_EXEC_CONTROL, primary as u64);
     vcpu.mailbox.mirror(apic);
 }
 
@@ -958,8 +966,8 @@ fn handle_exit(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32, ept
                 // not offered) are #GP(0).
                 match guest_cr::mov_to_cr4(&st.features, guest_cr4(), v, long, r(f::GUEST_CR3)) {
                     Some(v) => {
-                        let _ = w(f::CR4_READ_SHADOW, v);
-                        let _ = w(f::GUEST_CR4, v | cr4::VMXE);
+                        set(f::CR4_READ_SHADOW, v);
+                        set(f::GUEST_CR4, v | cr4::VMXE);
                         skip_instruction();
                     }
                     None => inject(GP_VECTOR, Some(0)),
@@ -1001,7 +1009,7 @@ fn handle_exit(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32, ept
             };
             match done {
                 Ok(()) => {
-                    let _ = w(f::GUEST_DR7, st.arch.debug.dr7);
+                    set(f::GUEST_DR7, st.arch.debug.dr7);
                     skip_instruction();
                     // DR0-DR3/DR6 are put on the CPU (or taken off) at region entry: leave
                     // and come back if a write changed what must be there.
@@ -1408,7 +1416,7 @@ fn live_msr(st: &VcpuState, msr: Msr) -> u64 {
 
 fn set_live_msr(st: &mut VcpuState, msr: Msr, v: u64) {
     if let Some(field) = msr_field(msr) {
-        let _ = w(field, v);
+        set(field, v);
     } else if SYSCALL_MSRS.contains(&msr) {
         // SAFETY: checked by guest_msr::check_write; the region restores the host's value.
         unsafe { vmx_ops::wrmsr(msr.index(), v) };
@@ -1418,7 +1426,7 @@ fn set_live_msr(st: &mut VcpuState, msr: Msr, v: u64) {
         // nested_tsc_adjust_test checks); L2's offset follows.
         if let Msr::Tsc | Msr::TscAdjust = msr {
             let offset = if st.nested.guest_mode { nested::vmcs02_tsc_offset(st) } else { st.tsc_offset };
-            let _ = w(f::TSC_OFFSET, offset);
+            set(f::TSC_OFFSET, offset);
         }
     }
 }
@@ -1466,13 +1474,13 @@ fn intercepted_exception(st: &mut VcpuState, reason_: u64, info: u64, q: u64, cp
                 unsafe { vmx_ops::write_dr(6, st.arch.debug.dr6) };
             }
             // Delivering #DB clears DR7.GD (SDM vol. 3B 18.2.4), as KVM does when injecting.
-            let _ = w(f::GUEST_DR7, r(f::GUEST_DR7) & !exception::DR7_GD);
+            set(f::GUEST_DR7, r(f::GUEST_DR7) & !exception::DR7_GD);
             inject(exception::DB_VECTOR as u64, None);
             Next::Resume
         }
         exception::Intercepted::AlignmentCheck => {
             // The image a fault pushes has RF set (SDM vol. 3A 18.3.1.1), as KVM injects it.
-            let _ = w(f::GUEST_RFLAGS, r(f::GUEST_RFLAGS) | exception::RFLAGS_RF);
+            set(f::GUEST_RFLAGS, r(f::GUEST_RFLAGS) | exception::RFLAGS_RF);
             inject(exception::AC_VECTOR as u64, Some(r(f::VM_EXIT_INTR_ERROR_CODE)));
             Next::Resume
         }
@@ -1494,15 +1502,15 @@ fn internal(suberror: u32, data: [u64; 3]) -> Next {
 /// MOV to CR0: the guest owns everything but NE/CD/NW/PG. A PG change with EFER.LME set
 /// switches IA-32e mode (SDM 10.8.5): EFER.LMA and the entry control follow.
 fn set_guest_cr0(v: u64) {
-    let _ = w(f::CR0_READ_SHADOW, v);
-    let _ = w(f::GUEST_CR0, (v | cr0::NE) & !(CR0_CD | CR0_NW));
+    set(f::CR0_READ_SHADOW, v);
+    set(f::GUEST_CR0, (v | cr0::NE) & !(CR0_CD | CR0_NW));
     let efer = r(f::GUEST_IA32_EFER);
     if efer & EFER_LME != 0 {
         let lma = v & cr0::PG != 0;
         let new_efer = if lma { efer | EFER_LMA } else { efer & !EFER_LMA };
-        let _ = w(f::GUEST_IA32_EFER, new_efer);
+        set(f::GUEST_IA32_EFER, new_efer);
         let ctl = r(f::VM_ENTRY_CONTROLS);
         let ctl = if lma { ctl | entry::IA32E_MODE_GUEST as u64 } else { ctl & !(entry::IA32E_MODE_GUEST as u64) };
-        let _ = w(f::VM_ENTRY_CONTROLS, ctl);
+        set(f::VM_ENTRY_CONTROLS, ctl);
     }
 }

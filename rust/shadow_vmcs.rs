@@ -8,12 +8,15 @@
 use kernel::page::Page;
 use kernel::prelude::*;
 
-use crate::vmcs::{r, w};
+use crate::vmcs::{r, set};
 use crate::shim;
 use crate::vcpu_state::VcpuState;
 use crate::vmx_core::controls::{secondary, VmxMisc};
+use crate::vmx_core::field::Field;
 use crate::vmx_core::field_table as f;
-use crate::vmx_core::shadow_vmcs::{vmread_clear_bits, vmwrite_clear_bits, Shadowed, READ_ONLY_COMPONENTS, READ_WRITE_COMPONENTS};
+use crate::vmx_core::field_table::ALL_FIELDS;
+use crate::vmx_core::shadow_vmcs::{vmread_clear_bits, vmwrite_clear_bits, READ_WRITE_COMPONENTS, READ_WRITE_SET, SHADOWED};
+use crate::vmx_core::vmcs12::Components;
 use crate::vmx_ops;
 
 /// The VMREAD and VMWRITE bitmaps, one pair for the host (they never change).
@@ -97,53 +100,59 @@ unsafe fn with_shadow(shadow: u64, initialized: &mut bool, vmcs01: u64, f: impl 
 }
 
 /// Before L1 runs (VMCS01 current, inside the region): shadowing on while L1 has a current
-/// VMCS12, with VMCS12 copied in if nvmx changed it; off otherwise.
+/// VMCS12, with the shadowed components nvmx changed in VMCS12 since the last copy (all of
+/// them for a VMCS12 just made current) copied in; off otherwise.
 pub(crate) fn before_l1(st: &mut VcpuState, vmcs01: u64) {
     let Some(shadow) = st.nested.shadow.region else { return };
     let Some(bitmaps) = crate::HOST.as_ref().and_then(|h| h.shadow_bitmaps.as_ref()) else { return };
     let mut want = st.nested.l1.vmxon.is_some() && st.nested.vmcs12.is_some();
-    if want && st.nested.shadow.stale {
-        if let Some(v) = st.nested.vmcs12.as_ref() {
-            let read_only: &[Shadowed] = if bitmaps.read_only { &READ_ONLY_COMPONENTS } else { &[] };
-            let copy_in = || {
-                for c in Iterator::chain(READ_WRITE_COMPONENTS.iter(), read_only) {
-                    // SAFETY: the shadow VMCS is current (with_shadow).
-                    let _ = unsafe { vmx_ops::vmwrite(c.encoding, v.raw(c.component)) };
+    if want {
+        if let Some(v) = st.nested.vmcs12.as_mut() {
+            let shadowed = if bitmaps.read_only { &SHADOWED } else { &READ_WRITE_SET };
+            let todo = v.take_for_shadow().and(shadowed);
+            if todo != Components::NONE {
+                let copy_in = || {
+                    for i in todo.iter() {
+                        // The shadow VMCS is current (with_shadow).
+                        set(ALL_FIELDS[i].1, v.raw(i));
+                    }
+                };
+                // SAFETY: called from the run loop with VMCS01 current, IRQs off.
+                let copied = unsafe { with_shadow(shadow, &mut st.nested.shadow.initialized, vmcs01, copy_in) };
+                // Failing that, shadowing stays off (every VMREAD/VMWRITE exits and is
+                // emulated from VMCS12) and the components are copied the next time.
+                if !copied {
+                    v.keep_for_shadow(todo);
+                    want = false;
                 }
-            };
-            // SAFETY: called from the run loop with VMCS01 current, IRQs off.
-            let copied = unsafe { with_shadow(shadow, &mut st.nested.shadow.initialized, vmcs01, copy_in) };
-            // Failing that, shadowing stays off: every VMREAD/VMWRITE exits and is emulated
-            // from VMCS12.
-            want = copied;
-            st.nested.shadow.stale = !copied;
+            }
         }
     }
     if want != st.nested.shadow.active {
         let sec = r(f::SECONDARY_VM_EXEC_CONTROL) as u32;
         let sec = if want { sec | secondary::SHADOW_VMCS } else { sec & !secondary::SHADOW_VMCS };
-        let _ = w(f::VMREAD_BITMAP, bitmaps.vmread);
-        let _ = w(f::VMWRITE_BITMAP, bitmaps.vmwrite);
-        let _ = w(f::VMCS_LINK_POINTER, if want { shadow } else { u64::MAX });
-        let _ = w(f::SECONDARY_VM_EXEC_CONTROL, sec as u64);
+        set(f::VMREAD_BITMAP, bitmaps.vmread);
+        set(f::VMWRITE_BITMAP, bitmaps.vmwrite);
+        set(f::VMCS_LINK_POINTER, if want { shadow } else { u64::MAX });
+        set(f::SECONDARY_VM_EXEC_CONTROL, sec as u64);
         st.nested.shadow.active = want;
     }
 }
 
 /// After an L1 exit, before nvmx acts on VMCS12 (VMCS01 current, inside the region): what
-/// L1 wrote into the shadow VMCS goes into VMCS12; VMCS12 is then the one to copy back.
+/// L1 wrote into the shadow VMCS goes into VMCS12 (the shadow holds it already, so it is no
+/// change for [`before_l1`]; what nvmx itself changes next is).
 pub(crate) fn pull(st: &mut VcpuState, vmcs01: u64) {
     if st.nested.shadow.active {
         if let (Some(shadow), Some(v)) = (st.nested.shadow.region, st.nested.vmcs12.as_mut()) {
             let copy_out = || {
                 for c in &READ_WRITE_COMPONENTS {
-                    // SAFETY: the shadow VMCS is current (with_shadow).
-                    v.set_raw(c.component, unsafe { vmx_ops::vmread(c.encoding) });
+                    // The shadow VMCS is current (with_shadow).
+                    v.set_raw(c.component, r(Field(c.encoding)));
                 }
             };
             // SAFETY: called from exit handling with VMCS01 current, IRQs off.
             unsafe { with_shadow(shadow, &mut st.nested.shadow.initialized, vmcs01, copy_out) };
         }
     }
-    st.nested.shadow.stale = true;
 }

@@ -463,9 +463,15 @@ fn write_user<T: kernel::transmute::AsBytes>(arg: usize, value: &T) -> Result<is
     Ok(0)
 }
 
+/// The vCPU file's `unlocked_ioctl` (called from rust/shim.c).
+///
+/// # Safety
+///
+/// `vcpu` is the file's private data: the pointer `Vcpu::create` made with `into_foreign` from an
+/// `Arc<Vcpu>`, and the file is open (its release has not run).
 #[no_mangle]
-extern "C" fn nvmx_vcpu_ioctl(vcpu: *mut c_void, cmd: u32, arg: usize) -> isize {
-    // SAFETY: the file's private data, an `Arc<Vcpu>` alive until release.
+unsafe extern "C" fn nvmx_vcpu_ioctl(vcpu: *mut c_void, cmd: u32, arg: usize) -> isize {
+    // SAFETY: by this function's contract, an `Arc<Vcpu>` alive until release.
     let this = unsafe { <Arc<Vcpu> as ForeignOwnable>::borrow(vcpu) };
     match Vcpu::ioctl(this, cmd, arg) {
         Ok(v) => v,
@@ -473,17 +479,29 @@ extern "C" fn nvmx_vcpu_ioctl(vcpu: *mut c_void, cmd: u32, arg: usize) -> isize 
     }
 }
 
+/// The vCPU file's `release`.
+///
+/// # Safety
+///
+/// `vcpu` is the file's private data as for [`nvmx_vcpu_ioctl`], and this is the file's
+/// last use of it: the reference it holds is given back here, exactly once.
 #[no_mangle]
-extern "C" fn nvmx_vcpu_release(vcpu: *mut c_void) {
-    // SAFETY: the file's reference, given back exactly once at release.
+unsafe extern "C" fn nvmx_vcpu_release(vcpu: *mut c_void) {
+    // SAFETY: by this function's contract, the file's reference, given back once.
     let this = unsafe { <Arc<Vcpu> as ForeignOwnable>::from_foreign(vcpu) };
     crate::status::remove(this.status_key);
     drop(this);
 }
 
+/// The page behind offset `pgoff` of the vCPU file's mapping (its `fault` handler).
+///
+/// # Safety
+///
+/// `vcpu` is the private data of the file the faulting mapping maps, as for
+/// [`nvmx_vcpu_ioctl`]; the mapping holds a reference to that file.
 #[no_mangle]
-extern "C" fn nvmx_vcpu_mmap_page(vcpu: *mut c_void, pgoff: usize) -> *mut bindings::page {
-    // SAFETY: the mapping holds a reference to the file, so its private data is alive.
+unsafe extern "C" fn nvmx_vcpu_mmap_page(vcpu: *mut c_void, pgoff: usize) -> *mut bindings::page {
+    // SAFETY: by this function's contract, the file's private data, alive while mapped.
     let this = unsafe { <Arc<Vcpu> as ForeignOwnable>::borrow(vcpu) };
     this.mmap_page(pgoff)
 }

@@ -409,8 +409,14 @@ pub(crate) fn read_user<T: kernel::transmute::FromBytes>(arg: usize) -> Result<T
     UserSlice::new(UserPtr::from_addr(arg), core::mem::size_of::<T>()).reader().read::<T>()
 }
 
+/// The VM file's `release`.
+///
+/// # Safety
+///
+/// `vm` is the file's private data as for `nvmx_vm_ioctl`, and this is its last use: the
+/// file's reference is given back here, exactly once.
 #[no_mangle]
-extern "C" fn nvmx_vm_release(vm: *mut c_void) {
-    // SAFETY: the file's reference, from `into_foreign`, given back exactly once at release.
+unsafe extern "C" fn nvmx_vm_release(vm: *mut c_void) {
+    // SAFETY: by this function's contract, the file's reference, given back once.
     drop(unsafe { <Arc<Vm> as ForeignOwnable>::from_foreign(vm) });
 }

@@ -77,10 +77,16 @@ pub(crate) fn check_extension(capability: usize) -> isize {
     }
 }
 
+/// The VM file's `unlocked_ioctl` (called from rust/shim.c).
+///
+/// # Safety
+///
+/// `vm` is the file's private data: the pointer made with `into_foreign` from an `Arc<Vm>`
+/// when the VM file was created, and the file is open (its release has not run).
 #[no_mangle]
-extern "C" fn nvmx_vm_ioctl(vm: *mut c_void, cmd: u32, arg: usize) -> isize {
-    // SAFETY: `vm` is the file's private data: an `Arc<Vm>` from `into_foreign`, alive until
-    // release, which cannot run while an ioctl holds the file.
+unsafe extern "C" fn nvmx_vm_ioctl(vm: *mut c_void, cmd: u32, arg: usize) -> isize {
+    // SAFETY: by this function's contract, an `Arc<Vm>` alive until release, which cannot
+    // run while an ioctl holds the file.
     let this = unsafe { <Arc<Vm> as ForeignOwnable>::borrow(vm) };
     match Vm::ioctl(this, cmd, arg) {
         Ok(v) => v,

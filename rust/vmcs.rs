@@ -8,24 +8,53 @@
 //! the last). A failed VMWRITE is returned to the caller ([`w`]) or, through [`CurrentVmcs`],
 //! kept and reported by [`CurrentVmcs::finish`], never dropped.
 
+use core::sync::atomic::{AtomicU64, Ordering};
+use kernel::prelude::*;
+
 use crate::vmx_core::arch_state::Vmcs;
 use crate::vmx_core::field::Field;
 use crate::vmx_core::field_table as f;
 use crate::vmx_core::nested_switch::ExitInfo;
 use crate::vmx_ops;
 
+/// VMREADs and VMWRITEs that failed since the module was loaded.
+static FAILURES: AtomicU64 = AtomicU64::new(0);
+
+/// How many VMX field accesses failed since load (reported at unload).
+pub(crate) fn failures() -> u64 {
+    FAILURES.load(Ordering::Relaxed)
+}
+
+#[cold]
+fn count_failure(insn: &str, field: Field) {
+    if FAILURES.fetch_add(1, Ordering::Relaxed) == 0 {
+        pr_warn!("{insn} of VMCS field {:#x} failed (an nvmx bug; later failures are only counted)\n", field.encoding());
+    }
+}
+
 /// VMWRITE of `value` into `field`; Err(the encoding) if the CPU refused it.
-#[inline]
+#[inline(always)]
 pub(crate) fn w(field: Field, value: u64) -> Result<(), u32> {
     // SAFETY: called only inside the IRQs-off region with the vCPU's VMCS current (above).
     unsafe { vmx_ops::vmwrite(field.encoding(), value) }.map_err(|_| field.encoding())
 }
 
-/// VMREAD of `field`.
+/// VMWRITE of `value` into `field` where a refusal has no one to go to: counted and logged.
 #[inline]
+pub(crate) fn set(field: Field, value: u64) {
+    if w(field, value).is_err() {
+        count_failure("VMWRITE", field);
+    }
+}
+
+/// VMREAD of `field`; a refused read is counted and logged, and reads as 0.
+#[inline(always)]
 pub(crate) fn r(field: Field) -> u64 {
     // SAFETY: as for `w`.
-    unsafe { vmx_ops::vmread(field.encoding()) }
+    unsafe { vmx_ops::vmread(field.encoding()) }.unwrap_or_else(|_| {
+        count_failure("VMREAD", field);
+        0
+    })
 }
 
 /// The current VMCS as the core's transfers see it; remembers the first VMWRITE the CPU
@@ -46,10 +75,12 @@ impl CurrentVmcs {
 }
 
 impl Vmcs for CurrentVmcs {
+    #[inline(always)]
     fn read(&self, field: Field) -> u64 {
         r(field)
     }
 
+    #[inline(always)]
     fn write(&mut self, field: Field, value: u64) {
         if let Err(e) = w(field, value) {
             self.failed.get_or_insert(e);

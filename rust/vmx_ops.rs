@@ -137,21 +137,23 @@ pub(crate) unsafe fn vmptrld(phys: u64) -> Result<(), VmFail> {
     vm_result(cf, zf)
 }
 
-/// VMREAD of `field` from the current VMCS; a failing read (no current VMCS, unsupported
-/// field: a bug in nvmx) reads as 0.
+/// VMREAD of `field` from the current VMCS (SDM 31.3: on VMfail the destination is left
+/// unchanged, so a failure is returned, not whatever the register held).
 ///
 /// # Safety
 ///
 /// In VMX root operation with a current VMCS.
 #[inline(always)]
-pub(crate) unsafe fn vmread(field: u32) -> u64 {
+pub(crate) unsafe fn vmread(field: u32) -> Result<u64, VmFail> {
     let v: u64;
+    let (cf, zf): (u8, u8);
     // SAFETY: guaranteed by the caller; VMREAD writes only the output register and flags.
     unsafe {
-        asm!("vmread {v}, {f}", f = in(reg) field as u64, v = out(reg) v,
+        asm!("vmread {v}, {f}", "setc {cf}", "setz {zf}", f = in(reg) field as u64,
+             v = inout(reg) 0u64 => v, cf = out(reg_byte) cf, zf = out(reg_byte) zf,
              options(nomem, nostack))
     };
-    v
+    vm_result(cf, zf).map(|()| v)
 }
 
 /// VMWRITE of `value` into `field` of the current VMCS.

@@ -162,66 +162,91 @@ pub enum StateField {
     Ar(Seg),
 }
 
-macro_rules! segment_rows {
-    ($($seg:ident: $sel:ident $base:ident $limit:ident $ar:ident;)*) => {
-        [$(
-            (StateField::Selector(Seg::$seg), f::$sel),
-            (StateField::Base(Seg::$seg), f::$base),
-            (StateField::Limit(Seg::$seg), f::$limit),
-            (StateField::Ar(Seg::$seg), f::$ar),
-        )*]
+/// The rows of the guest-state table, in VMCS-encoding groups (SDM app. B): every user of
+/// the table ([`GUEST_STATE`], [`ArchState::store`], [`ArchState::load`]) is an expansion of
+/// this one list, so that the transfers are straight-line code (each row a constant field and
+/// a constant component) rather than a loop over a table with a match per row.
+macro_rules! guest_state_table {
+    ($expand:ident!($($arg:tt)*)) => {
+        $expand!(($($arg)*) [
+            (StateField::Rsp, f::GUEST_RSP),
+            (StateField::Rip, f::GUEST_RIP),
+            (StateField::Rflags, f::GUEST_RFLAGS),
+            (StateField::Cr0, f::GUEST_CR0),
+            (StateField::Cr3, f::GUEST_CR3),
+            (StateField::Cr4, f::GUEST_CR4),
+            (StateField::Dr7, f::GUEST_DR7),
+            (StateField::Efer, f::GUEST_IA32_EFER),
+            (StateField::Pat, f::GUEST_IA32_PAT),
+            (StateField::Sysenter(0), f::GUEST_SYSENTER_CS),
+            (StateField::Sysenter(1), f::GUEST_SYSENTER_ESP),
+            (StateField::Sysenter(2), f::GUEST_SYSENTER_EIP),
+            (StateField::Interruptibility, f::GUEST_INTERRUPTIBILITY_INFO),
+            (StateField::GdtrBase, f::GUEST_GDTR_BASE),
+            (StateField::GdtrLimit, f::GUEST_GDTR_LIMIT),
+            (StateField::IdtrBase, f::GUEST_IDTR_BASE),
+            (StateField::IdtrLimit, f::GUEST_IDTR_LIMIT),
+            (StateField::Selector(Seg::Es), f::GUEST_ES_SELECTOR),
+            (StateField::Base(Seg::Es), f::GUEST_ES_BASE),
+            (StateField::Limit(Seg::Es), f::GUEST_ES_LIMIT),
+            (StateField::Ar(Seg::Es), f::GUEST_ES_AR_BYTES),
+            (StateField::Selector(Seg::Cs), f::GUEST_CS_SELECTOR),
+            (StateField::Base(Seg::Cs), f::GUEST_CS_BASE),
+            (StateField::Limit(Seg::Cs), f::GUEST_CS_LIMIT),
+            (StateField::Ar(Seg::Cs), f::GUEST_CS_AR_BYTES),
+            (StateField::Selector(Seg::Ss), f::GUEST_SS_SELECTOR),
+            (StateField::Base(Seg::Ss), f::GUEST_SS_BASE),
+            (StateField::Limit(Seg::Ss), f::GUEST_SS_LIMIT),
+            (StateField::Ar(Seg::Ss), f::GUEST_SS_AR_BYTES),
+            (StateField::Selector(Seg::Ds), f::GUEST_DS_SELECTOR),
+            (StateField::Base(Seg::Ds), f::GUEST_DS_BASE),
+            (StateField::Limit(Seg::Ds), f::GUEST_DS_LIMIT),
+            (StateField::Ar(Seg::Ds), f::GUEST_DS_AR_BYTES),
+            (StateField::Selector(Seg::Fs), f::GUEST_FS_SELECTOR),
+            (StateField::Base(Seg::Fs), f::GUEST_FS_BASE),
+            (StateField::Limit(Seg::Fs), f::GUEST_FS_LIMIT),
+            (StateField::Ar(Seg::Fs), f::GUEST_FS_AR_BYTES),
+            (StateField::Selector(Seg::Gs), f::GUEST_GS_SELECTOR),
+            (StateField::Base(Seg::Gs), f::GUEST_GS_BASE),
+            (StateField::Limit(Seg::Gs), f::GUEST_GS_LIMIT),
+            (StateField::Ar(Seg::Gs), f::GUEST_GS_AR_BYTES),
+            (StateField::Selector(Seg::Ldtr), f::GUEST_LDTR_SELECTOR),
+            (StateField::Base(Seg::Ldtr), f::GUEST_LDTR_BASE),
+            (StateField::Limit(Seg::Ldtr), f::GUEST_LDTR_LIMIT),
+            (StateField::Ar(Seg::Ldtr), f::GUEST_LDTR_AR_BYTES),
+            (StateField::Selector(Seg::Tr), f::GUEST_TR_SELECTOR),
+            (StateField::Base(Seg::Tr), f::GUEST_TR_BASE),
+            (StateField::Limit(Seg::Tr), f::GUEST_TR_LIMIT),
+            (StateField::Ar(Seg::Tr), f::GUEST_TR_AR_BYTES),
+        ])
     };
 }
 
-const SEGMENT_ROWS: [(StateField, Field); 32] = segment_rows! {
-    Es: GUEST_ES_SELECTOR GUEST_ES_BASE GUEST_ES_LIMIT GUEST_ES_AR_BYTES;
-    Cs: GUEST_CS_SELECTOR GUEST_CS_BASE GUEST_CS_LIMIT GUEST_CS_AR_BYTES;
-    Ss: GUEST_SS_SELECTOR GUEST_SS_BASE GUEST_SS_LIMIT GUEST_SS_AR_BYTES;
-    Ds: GUEST_DS_SELECTOR GUEST_DS_BASE GUEST_DS_LIMIT GUEST_DS_AR_BYTES;
-    Fs: GUEST_FS_SELECTOR GUEST_FS_BASE GUEST_FS_LIMIT GUEST_FS_AR_BYTES;
-    Gs: GUEST_GS_SELECTOR GUEST_GS_BASE GUEST_GS_LIMIT GUEST_GS_AR_BYTES;
-    Ldtr: GUEST_LDTR_SELECTOR GUEST_LDTR_BASE GUEST_LDTR_LIMIT GUEST_LDTR_AR_BYTES;
-    Tr: GUEST_TR_SELECTOR GUEST_TR_BASE GUEST_TR_LIMIT GUEST_TR_AR_BYTES;
-};
+macro_rules! table_as_array {
+    (() [$(($s:expr, $f:expr),)*]) => {
+        [$(($s, $f)),*]
+    };
+}
 
-const OTHER_ROWS: [(StateField, Field); 15] = [
-    (StateField::Rsp, f::GUEST_RSP),
-    (StateField::Rip, f::GUEST_RIP),
-    (StateField::Rflags, f::GUEST_RFLAGS),
-    (StateField::Cr0, f::GUEST_CR0),
-    (StateField::Cr3, f::GUEST_CR3),
-    (StateField::Cr4, f::GUEST_CR4),
-    (StateField::Dr7, f::GUEST_DR7),
-    (StateField::Efer, f::GUEST_IA32_EFER),
-    (StateField::Pat, f::GUEST_IA32_PAT),
-    (StateField::Sysenter(0), f::GUEST_SYSENTER_CS),
-    (StateField::Sysenter(1), f::GUEST_SYSENTER_ESP),
-    (StateField::Sysenter(2), f::GUEST_SYSENTER_EIP),
-    (StateField::Interruptibility, f::GUEST_INTERRUPTIBILITY_INFO),
-    (StateField::GdtrBase, f::GUEST_GDTR_BASE),
-    (StateField::GdtrLimit, f::GUEST_GDTR_LIMIT),
-];
+macro_rules! store_rows {
+    (($this:ident, $vmcs:ident, $rows:ident) [$(($s:expr, $f:expr),)*]) => {
+        $(if $rows.includes($s) {
+            $vmcs.write($f, $this.get($s));
+        })*
+    };
+}
 
-const fn concat_rows() -> [(StateField, Field); 49] {
-    let mut t = [(StateField::Rsp, f::GUEST_RSP); 49];
-    let mut i = 0;
-    while i < OTHER_ROWS.len() {
-        t[i] = OTHER_ROWS[i];
-        i += 1;
-    }
-    t[15] = (StateField::IdtrBase, f::GUEST_IDTR_BASE);
-    t[16] = (StateField::IdtrLimit, f::GUEST_IDTR_LIMIT);
-    let mut j = 0;
-    while j < SEGMENT_ROWS.len() {
-        t[17 + j] = SEGMENT_ROWS[j];
-        j += 1;
-    }
-    t
+macro_rules! load_rows {
+    (($this:ident, $vmcs:ident, $rows:ident) [$(($s:expr, $f:expr),)*]) => {
+        $(if $rows.includes($s) {
+            $this.set($s, $vmcs.read($f));
+        })*
+    };
 }
 
 /// The one mapping between [`ArchState`] and the VMCS guest-state area (SDM 25.4.1-25.4.2):
-/// every transfer iterates it.
-pub const GUEST_STATE: [(StateField, Field); 49] = concat_rows();
+/// every transfer is an expansion of it.
+pub const GUEST_STATE: [(StateField, Field); 49] = guest_state_table!(table_as_array!());
 
 /// A VMCS as the transfers see it: the CPU's current VMCS (VMREAD/VMWRITE) or a VMCS12.
 pub trait Vmcs {
@@ -232,9 +257,11 @@ pub trait Vmcs {
 }
 
 impl Vmcs for super::vmcs12::Vmcs12 {
+    #[inline(always)]
     fn read(&self, field: Field) -> u64 {
         self.get(field)
     }
+    #[inline(always)]
     fn write(&mut self, field: Field, value: u64) {
         self.set(field, value)
     }
@@ -255,6 +282,7 @@ impl Rows {
     /// Every row.
     pub const ALL: Rows = Rows { efer: true, pat: true, dr7: true };
 
+    #[inline(always)]
     const fn includes(self, s: StateField) -> bool {
         match s {
             StateField::Efer => self.efer,
@@ -267,6 +295,7 @@ impl Rows {
 
 impl ArchState {
     /// The value of one component, as its VMCS field holds it.
+    #[inline(always)]
     pub const fn get(&self, s: StateField) -> u64 {
         match s {
             StateField::Rsp => self.gprs[RSP],
@@ -293,6 +322,7 @@ impl ArchState {
 
     /// Set one component from its VMCS field's value (truncated to the component's width,
     /// as the VMCS field is).
+    #[inline(always)]
     pub fn set(&mut self, s: StateField, v: u64) {
         match s {
             StateField::Rsp => self.gprs[RSP] = v,
@@ -318,22 +348,16 @@ impl ArchState {
     }
 
     /// Write the `rows` of [`GUEST_STATE`] into `vmcs`.
+    #[inline]
     pub fn store(&self, vmcs: &mut impl Vmcs, rows: Rows) {
-        for &(s, field) in GUEST_STATE.iter() {
-            if rows.includes(s) {
-                vmcs.write(field, self.get(s));
-            }
-        }
+        guest_state_table!(store_rows!(self, vmcs, rows));
     }
 
     /// Take the `rows` of [`GUEST_STATE`] from `vmcs` (the others, and the GPRs but RSP,
     /// stay).
+    #[inline]
     pub fn load(&mut self, vmcs: &impl Vmcs, rows: Rows) {
-        for &(s, field) in GUEST_STATE.iter() {
-            if rows.includes(s) {
-                self.set(s, vmcs.read(field));
-            }
-        }
+        guest_state_table!(load_rows!(self, vmcs, rows));
     }
 
     /// One segment register.

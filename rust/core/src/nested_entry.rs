@@ -16,7 +16,8 @@ use super::controls::{cr0, cr4, entry, exit, pin, primary, secondary};
 use super::field::Field;
 use super::field_table as f;
 use super::nested_caps::L1VmxCaps;
-use super::vmcs12::Vmcs12;
+use super::field::Kind;
+use super::vmcs12::{Components, Vmcs12};
 
 /// One failed rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,7 +54,7 @@ impl EntryFailure {
 }
 
 /// What the checks need besides VMCS12 and L1's offered capabilities.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EntryEnv {
     /// L1's physical-address width.
     pub maxphyaddr: u8,
@@ -116,6 +117,55 @@ fn page_ok(a: u64, maxphyaddr: u8) -> bool {
 pub fn check(v: &Vmcs12, caps: &L1VmxCaps, env: &EntryEnv, read_u32: impl Fn(u64) -> Option<u32>) -> Result<(), EntryFailure> {
     check_controls(v, caps, env, &read_u32).map_err(EntryFailure::Controls)?;
     check_host(v, caps, env).map_err(EntryFailure::HostState)?;
+    check_guest(v, caps, env, read_u32)
+}
+
+/// The components the control and host-state checks read: the control and host-state
+/// fields, and the guest's CR0 (an injected exception's error code depends on CR0.PE,
+/// SDM 27.2.1.3). A core test changes every other component and sees the same verdicts.
+pub const CONTROL_AND_HOST_INPUTS: Components = {
+    let mut c = Components::NONE;
+    let mut i = 0;
+    while i < f::ALL_FIELDS.len() {
+        let field = f::ALL_FIELDS[i].1;
+        if matches!(field.kind(), Kind::Control | Kind::HostState) || field.0 == f::GUEST_CR0.0 {
+            c = c.with(i);
+        }
+        i += 1;
+    }
+    c
+};
+
+/// Whether the control checks read L1 memory (VTPR in the virtual-APIC page): their verdict
+/// can then change with no VMCS12 component changing.
+fn controls_read_memory(v: &Vmcs12) -> bool {
+    let prim = v.get(f::CPU_BASED_VM_EXEC_CONTROL) as u32;
+    let sec = if prim & primary::SECONDARY_CONTROLS != 0 { v.get(f::SECONDARY_VM_EXEC_CONTROL) as u32 } else { 0 };
+    prim & primary::TPR_SHADOW != 0 && sec & secondary::VIRTUALIZE_APIC_ACCESSES == 0
+}
+
+/// [`check`] for the VMLAUNCH/VMRESUME of a VMCS12 that may have passed the checks before:
+/// the control and host-state checks are pure functions of [`CONTROL_AND_HOST_INPUTS`], L1's
+/// capabilities (fixed while L1 is in VMX operation, which a VMCS12 needs) and `env`, so
+/// after they passed with this `env` (`proved`) and none of those components changed since,
+/// they pass again and are skipped; the guest-state checks always run. KVM runs all of them
+/// at every entry; an L1 hypervisor's VMRESUME loop changes guest state and exit information,
+/// rarely a control.
+pub fn check_changed(
+    v: &mut Vmcs12,
+    proved: &mut Option<EntryEnv>,
+    caps: &L1VmxCaps,
+    env: &EntryEnv,
+    read_u32: impl Fn(u64) -> Option<u32>,
+) -> Result<(), EntryFailure> {
+    let changed = v.take_for_checks();
+    let same = *proved == Some(*env) && !changed.intersects(&CONTROL_AND_HOST_INPUTS) && !controls_read_memory(v);
+    *proved = None;
+    if !same {
+        check_controls(v, caps, env, &read_u32).map_err(EntryFailure::Controls)?;
+        check_host(v, caps, env).map_err(EntryFailure::HostState)?;
+    }
+    *proved = Some(*env);
     check_guest(v, caps, env, read_u32)
 }
 
@@ -469,6 +519,93 @@ mod tests {
 
     fn run(v: &Vmcs12) -> Result<(), EntryFailure> {
         check(v, &caps(), &ENV, |_| None)
+    }
+
+    /// Control and host-state verdicts of `v` (the guest-state checks are not pure in
+    /// VMCS12's controls, so they are left out).
+    fn controls_and_host(v: &Vmcs12) -> (Result<(), Failed>, Result<(), Failed>) {
+        (check_controls(v, &caps(), &ENV, |_| None), check_host(v, &caps(), &ENV))
+    }
+
+    #[test]
+    fn control_and_host_checks_read_only_their_inputs() {
+        // Starting from a passing and from failing VMCS12s, no component outside
+        // CONTROL_AND_HOST_INPUTS changes the two verdicts, whatever its value.
+        let c = caps();
+        let mut bases = [selftest_vmcs12(&c), selftest_vmcs12(&c), selftest_vmcs12(&c)];
+        bases[1].set(f::VM_ENTRY_INTR_INFO_FIELD, (1 << 31) | (3 << 8) | 13);
+        bases[2].set(f::HOST_RIP, 1 << 63);
+        for base in &bases {
+            let want = controls_and_host(base);
+            for (i, &(name, field)) in f::ALL_FIELDS.iter().enumerate() {
+                if CONTROL_AND_HOST_INPUTS.contains(i) {
+                    continue;
+                }
+                for value in [0, 1, 0xffff_ffff, u64::MAX, 1 << 63] {
+                    let mut v = base.clone();
+                    v.set(field, value);
+                    assert_eq!(controls_and_host(&v), want, "{name} = {value:#x}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn unchanged_controls_and_host_state_are_not_checked_again() {
+        let c = caps();
+        let mut v = selftest_vmcs12(&c);
+        let mut proved = None;
+        assert_eq!(check_changed(&mut v, &mut proved, &c, &ENV, |_| None), Ok(()));
+        assert_eq!(proved, Some(ENV));
+        // Writing the same values is no change: still proved, and the verdict stands.
+        v.set(f::PIN_BASED_VM_EXEC_CONTROL, v.get(f::PIN_BASED_VM_EXEC_CONTROL));
+        v.set(f::GUEST_RIP, 0x40_3000);
+        assert!(!v.take_for_checks().intersects(&CONTROL_AND_HOST_INPUTS));
+        assert_eq!(check_changed(&mut v, &mut proved, &c, &ENV, |_| None), Ok(()));
+        // A changed control is checked (and fails), and the proof is gone.
+        v.set(f::CR3_TARGET_COUNT, 1);
+        assert!(matches!(check_changed(&mut v, &mut proved, &c, &ENV, |_| None), Err(EntryFailure::Controls(_))));
+        assert_eq!(proved, None);
+        // Mended, it passes; a changed host field is checked.
+        v.set(f::CR3_TARGET_COUNT, 0);
+        assert_eq!(check_changed(&mut v, &mut proved, &c, &ENV, |_| None), Ok(()));
+        v.set(f::HOST_RIP, 1 << 63);
+        assert!(matches!(check_changed(&mut v, &mut proved, &c, &ENV, |_| None), Err(EntryFailure::HostState(_))));
+        v.set(f::HOST_RIP, 0x40_1000);
+        assert_eq!(check_changed(&mut v, &mut proved, &c, &ENV, |_| None), Ok(()));
+        // Guest state is checked every time.
+        v.set(f::GUEST_CR3, u64::MAX);
+        assert!(matches!(check_changed(&mut v, &mut proved, &c, &ENV, |_| None), Err(EntryFailure::GuestState(..))));
+        v.set(f::GUEST_CR3, 0x10_0000);
+        // A changed environment (L1 left IA-32e mode) re-checks the host state.
+        let legacy = EntryEnv { l1_lma: false, ..ENV };
+        assert!(matches!(check_changed(&mut v, &mut proved, &c, &legacy, |_| None), Err(EntryFailure::HostState(_))));
+    }
+
+    #[test]
+    fn a_shadow_vmcs_copy_is_no_change_for_the_shadow_but_one_for_the_checks() {
+        let c = caps();
+        let mut v = selftest_vmcs12(&c);
+        let _ = (v.take_for_shadow(), v.take_for_checks());
+        let i = super::super::vmcs12::component(f::CR3_TARGET_COUNT).unwrap();
+        v.set_raw(i, 1);
+        assert_eq!(v.take_for_shadow(), Components::NONE);
+        let mut proved = Some(ENV);
+        assert!(matches!(check_changed(&mut v, &mut proved, &c, &ENV, |_| None), Err(EntryFailure::Controls(_))));
+    }
+
+    #[test]
+    fn controls_that_read_l1_memory_are_always_checked() {
+        // TPR shadow without virtualized APIC accesses: TPR_THRESHOLD[3:0] against VTPR[7:4],
+        // which L1 changes in memory without a VMWRITE.
+        let c = caps();
+        let mut v = selftest_vmcs12(&c);
+        v.set(f::CPU_BASED_VM_EXEC_CONTROL, v.get(f::CPU_BASED_VM_EXEC_CONTROL) | primary::TPR_SHADOW as u64);
+        v.set(f::VIRTUAL_APIC_PAGE_ADDR, 0x5000);
+        v.set(f::TPR_THRESHOLD, 4);
+        let mut proved = None;
+        assert_eq!(check_changed(&mut v, &mut proved, &c, &ENV, |_| Some(0x50)), Ok(()));
+        assert!(matches!(check_changed(&mut v, &mut proved, &c, &ENV, |_| Some(0x30)), Err(EntryFailure::Controls(_))));
     }
 
     #[test]

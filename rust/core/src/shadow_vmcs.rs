@@ -19,6 +19,7 @@
 
 use super::field::Field;
 use super::field_table as f;
+use super::vmcs12::Components;
 
 /// Components L1 reads and writes in the shadow VMCS.
 pub const READ_WRITE: &[Field] = &[
@@ -65,6 +66,21 @@ const fn components<const N: usize>(list: &[Field]) -> [Shadowed; N] {
 pub const READ_WRITE_COMPONENTS: [Shadowed; READ_WRITE.len()] = components(READ_WRITE);
 /// [`READ_ONLY`] likewise.
 pub const READ_ONLY_COMPONENTS: [Shadowed; READ_ONLY.len()] = components(READ_ONLY);
+
+const fn set_of(list: &[Shadowed]) -> Components {
+    let mut c = Components::NONE;
+    let mut i = 0;
+    while i < list.len() {
+        c = c.with(list[i].component);
+        i += 1;
+    }
+    c
+}
+
+/// [`READ_WRITE`] as a set of VMCS12 components.
+pub const READ_WRITE_SET: Components = set_of(&READ_WRITE_COMPONENTS);
+/// Every shadowed component, [`READ_WRITE`] and [`READ_ONLY`].
+pub const SHADOWED: Components = READ_WRITE_SET.or_const(&set_of(&READ_ONLY_COMPONENTS));
 
 /// A VMREAD or VMWRITE bitmap is 4 KiB of ones, bit `n` making the access to the component
 /// whose encoding bits 14:0 are `n` exit (SDM 25.6.15), except the bits this returns: those
@@ -135,6 +151,16 @@ mod tests {
                 assert_eq!(Some(c.component), super::super::vmcs12::component(*f));
             }
         }
+    }
+
+    #[test]
+    fn component_sets_are_the_lists() {
+        let in_list = |l: &[Field], i: usize| l.iter().any(|f| super::super::vmcs12::component(*f) == Some(i));
+        for i in 0..super::super::vmcs12::COMPONENTS {
+            assert_eq!(READ_WRITE_SET.contains(i), in_list(READ_WRITE, i), "{i}");
+            assert_eq!(SHADOWED.contains(i), in_list(READ_WRITE, i) || in_list(READ_ONLY, i), "{i}");
+        }
+        assert_eq!(SHADOWED.iter().count(), READ_WRITE.len() + READ_ONLY.len());
     }
 
     #[test]

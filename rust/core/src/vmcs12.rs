@@ -16,6 +16,12 @@
 //! While a VMCS is current, nvmx keeps it in kernel memory (this struct) and writes it back
 //! to L1's region on VMCLEAR, on VMPTRLD of another VMCS and on VMXOFF, as a CPU may cache
 //! the current VMCS (SDM 25.11.1: software must not touch a current VMCS's region).
+//!
+//! The struct also records which components changed, for the two consumers that would
+//! otherwise redo work for all of them at every nested switch: the copy into the shadow VMCS
+//! (rust/core/src/shadow_vmcs.rs, [`Vmcs12::take_for_shadow`]) and the VM-entry checks of
+//! controls and host state (rust/core/src/nested_entry.rs, [`Vmcs12::take_for_checks`]). A
+//! write that leaves a component's value as it was is not a change.
 
 use super::field::{Access, Field, Width};
 use super::field_table::ALL_FIELDS;
@@ -35,8 +41,96 @@ pub fn component(f: Field) -> Option<usize> {
     f.position()
 }
 
+const WORDS: usize = COMPONENTS.div_ceil(64);
+
+/// A set of VMCS12 components ([`component`] indexes), one bit each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Components([u64; WORDS]);
+
+impl Components {
+    /// No component.
+    pub const NONE: Components = Components([0; WORDS]);
+    /// Every component.
+    pub const ALL: Components = {
+        let mut w = [u64::MAX; WORDS];
+        if COMPONENTS % 64 != 0 {
+            w[WORDS - 1] = (1 << (COMPONENTS % 64)) - 1;
+        }
+        Components(w)
+    };
+
+    /// This set and component `i` (for building constant sets).
+    pub const fn with(mut self, i: usize) -> Components {
+        if i < COMPONENTS {
+            self.0[i / 64] |= 1 << (i % 64);
+        }
+        self
+    }
+
+    /// The components in either set (for building constant sets).
+    pub const fn or_const(self, other: &Components) -> Components {
+        let mut c = self;
+        let mut n = 0;
+        while n < WORDS {
+            c.0[n] |= other.0[n];
+            n += 1;
+        }
+        c
+    }
+
+    /// Add component `i`.
+    #[inline(always)]
+    pub fn insert(&mut self, i: usize) {
+        if let Some(w) = self.0.get_mut(i / 64) {
+            *w |= 1 << (i % 64);
+        }
+    }
+
+    /// Whether component `i` is in the set.
+    pub fn contains(&self, i: usize) -> bool {
+        self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
+    /// Whether the two sets share a component.
+    pub fn intersects(&self, other: &Components) -> bool {
+        self.0.iter().zip(other.0.iter()).any(|(a, b)| a & b != 0)
+    }
+
+    /// The components in both sets.
+    pub fn and(&self, other: &Components) -> Components {
+        let mut c = *self;
+        for (a, b) in c.0.iter_mut().zip(other.0.iter()) {
+            *a &= b;
+        }
+        c
+    }
+
+    /// The components in either set.
+    pub fn or(&self, other: &Components) -> Components {
+        let mut c = *self;
+        for (a, b) in c.0.iter_mut().zip(other.0.iter()) {
+            *a |= b;
+        }
+        c
+    }
+
+    /// The components, lowest index first.
+    pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.0.iter().enumerate().flat_map(|(n, &w)| {
+            let mut left = w;
+            core::iter::from_fn(move || {
+                (left != 0).then(|| {
+                    let bit = left.trailing_zeros() as usize;
+                    left &= left - 1;
+                    n * 64 + bit
+                })
+            })
+        })
+    }
+}
+
 /// A VMCS12 in kernel memory.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Vmcs12 {
     /// Revision identifier as L1 wrote it into the region.
     pub revision: u32,
@@ -45,11 +139,32 @@ pub struct Vmcs12 {
     /// Launch state (SDM 25.1): set by a successful VMLAUNCH, cleared by VMCLEAR.
     pub launched: bool,
     values: [u64; COMPONENTS],
+    /// Changed since the last copy into the shadow VMCS, other than by that copy's inverse.
+    for_shadow: Components,
+    /// Changed since the last VM-entry checks.
+    for_checks: Components,
 }
 
+/// The contents only: the change records are bookkeeping.
+impl PartialEq for Vmcs12 {
+    fn eq(&self, other: &Self) -> bool {
+        (self.revision, self.abort, self.launched, self.values) == (other.revision, other.abort, other.launched, other.values)
+    }
+}
+
+impl Eq for Vmcs12 {}
+
 impl Default for Vmcs12 {
+    /// All zero; every component counts as changed (nothing has seen it yet).
     fn default() -> Self {
-        Vmcs12 { revision: 0, abort: 0, launched: false, values: [0; COMPONENTS] }
+        Vmcs12 {
+            revision: 0,
+            abort: 0,
+            launched: false,
+            values: [0; COMPONENTS],
+            for_shadow: Components::ALL,
+            for_checks: Components::ALL,
+        }
     }
 }
 
@@ -74,13 +189,34 @@ impl Vmcs12 {
     pub fn write(&mut self, f: Field, v: u64) -> Option<()> {
         let i = component(f)?;
         let old = self.values[i];
-        self.values[i] = match (f.access(), f.width()) {
+        let new = match (f.access(), f.width()) {
             (Access::High, _) => (old & 0xffff_ffff) | (v << 32),
             (_, Width::Bits16) => v & 0xffff,
             (_, Width::Bits32) => v & 0xffff_ffff,
             _ => v,
         };
+        if new != old {
+            self.values[i] = new;
+            self.for_shadow.insert(i);
+            self.for_checks.insert(i);
+        }
         Some(())
+    }
+
+    /// The components changed since the last call (all of them for a VMCS12 just read from
+    /// its region), which the shadow VMCS therefore does not hold yet.
+    pub fn take_for_shadow(&mut self) -> Components {
+        core::mem::replace(&mut self.for_shadow, Components::NONE)
+    }
+
+    /// `c` still has to go to the shadow VMCS (the copy failed).
+    pub fn keep_for_shadow(&mut self, c: Components) {
+        self.for_shadow = self.for_shadow.or(&c);
+    }
+
+    /// The components changed since the last call, which the VM-entry checks have not seen.
+    pub fn take_for_checks(&mut self) -> Components {
+        core::mem::replace(&mut self.for_checks, Components::NONE)
     }
 
     /// Component `i` ([`component`]) as stored: the copy to and from a shadow VMCS, whose
@@ -90,10 +226,16 @@ impl Vmcs12 {
         self.values[i]
     }
 
-    /// Set component `i` as stored (a value VMREAD returned for it).
+    /// Set component `i` as stored (a value VMREAD returned for it from the shadow VMCS,
+    /// which therefore holds it already: a change only for the checks).
     #[inline(always)]
     pub fn set_raw(&mut self, i: usize, v: u64) {
-        self.values[i] = v;
+        if let Some(old) = self.values.get_mut(i) {
+            if *old != v {
+                *old = v;
+                self.for_checks.insert(i);
+            }
+        }
     }
 
     /// The full value of a component from the field table (0 for one it does not hold,
@@ -177,6 +319,29 @@ mod tests {
         let mut v = Vmcs12::default();
         assert_eq!(v.read(Field(0x6c3e)), None);
         assert_eq!(v.write(Field(0x6c3e), 1), None);
+    }
+
+    #[test]
+    fn changes_are_recorded_once_per_consumer() {
+        let mut v = Vmcs12::from_region(&[0u8; 4096]);
+        assert_eq!(v.take_for_shadow(), Components::ALL, "a VMCS12 just loaded is all new");
+        assert_eq!(v.take_for_checks(), Components::ALL);
+        v.set(f::GUEST_RIP, 0);
+        assert_eq!(v.take_for_shadow(), Components::NONE, "writing the value it has is no change");
+        v.set(f::GUEST_RIP, 0x1000);
+        v.write(Field(f::TSC_OFFSET.0 | 1), 7).unwrap();
+        let rip = component(f::GUEST_RIP).unwrap();
+        let tsc = component(f::TSC_OFFSET).unwrap();
+        let mut want = [rip, tsc];
+        want.sort();
+        let got = v.take_for_shadow();
+        assert!(got.iter().eq(want.iter().copied()));
+        assert!(got.contains(rip) && !got.contains(rip + 1));
+        assert_eq!(v.take_for_shadow(), Components::NONE);
+        assert_eq!(v.take_for_checks(), got);
+        v.keep_for_shadow(got);
+        assert_eq!(v.take_for_shadow(), got);
+        assert_eq!(Components::ALL.iter().count(), COMPONENTS);
     }
 
     #[test]
