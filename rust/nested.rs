@@ -19,7 +19,7 @@ use kernel::prelude::*;
 
 use crate::guest_memory::{self, GuestMemory};
 use crate::guest_regs;
-use crate::vmcs::{r, set, w};
+use crate::vmcs::{r, set, w, CurrentVmcs};
 use crate::vmx_core::nested_switch::{self, L0Controls, Vmcs02Pages};
 use crate::vcpu_state::VcpuState;
 pub(crate) use crate::nested_state::Switch;
@@ -564,14 +564,14 @@ pub(crate) fn apply_switch(st: &mut VcpuState, eptp: u64, home: MsrHome) {
 }
 
 /// VM entry (SDM 27.3.2-27.3.4, 27.6): VMCS12's guest state becomes the vCPU's
-/// (nested_switch::l2_entry_state).
+/// (nested_switch::load_l2_entry_state).
 fn enter_l2(st: &mut VcpuState, launch: bool, insn_len: u64) {
     let Some(v) = st.nested.vmcs12.as_mut() else { return };
     // L1 resumes after VMLAUNCH/VMRESUME if the CPU refuses VMCS02.
     let mut l1 = st.arch;
     l1.rip = l1.rip.wrapping_add(insn_len);
     st.nested.l1_at_entry = Some(L1AtEntry { launch, state: l1 });
-    st.arch = nested_switch::l2_entry_state(v, &st.arch);
+    nested_switch::load_l2_entry_state(v, &mut st.arch);
     if launch {
         v.launched = true;
     }
@@ -610,7 +610,7 @@ fn exit_to_l1(st: &mut VcpuState, info: &ExitInfo, eptp: u64, home: MsrHome) {
     }
     // SDM 28.5: VMCS12's host state becomes L1's.
     if let Some(v) = st.nested.vmcs12.as_ref() {
-        st.arch = nested_switch::l1_after_exit(v, &st.arch);
+        nested_switch::load_host_state(v, &mut st.arch);
     }
     st.nested.guest_mode = false;
     st.flushed_for = None;
@@ -704,10 +704,9 @@ pub(crate) fn merge_vmcs02(st: &VcpuState, eptp: u64) -> core::result::Result<()
         tsc_offset: st.tsc_offset,
     };
     let pages = Vmcs02Pages { virtual_apic: apic.virtual_apic, apic_access: apic.apic_access, ept02 };
-    for (field, value) in nested_switch::merge_vmcs02(&l0, v, &pages).into_iter().flatten() {
-        w(field, value)?;
-    }
-    Ok(())
+    let mut vmcs02 = CurrentVmcs::new();
+    nested_switch::merge_vmcs02(&l0, v, &pages, &mut vmcs02);
+    vmcs02.finish()
 }
 
 /// The CR0/CR4 an L2 exit reads back (nested_switch::l2_cr_readback).

@@ -68,6 +68,12 @@ impl CurrentVmcs {
         CurrentVmcs { failed: None }
     }
 
+    #[cold]
+    #[inline(never)]
+    fn refused(&mut self, field: Field) {
+        self.failed.get_or_insert(field.encoding());
+    }
+
     /// Ok, or the encoding of the first field the CPU refused.
     pub(crate) fn finish(self) -> Result<(), u32> {
         self.failed.map_or(Ok(()), Err)
@@ -82,8 +88,8 @@ impl Vmcs for CurrentVmcs {
 
     #[inline(always)]
     fn write(&mut self, field: Field, value: u64) {
-        if let Err(e) = w(field, value) {
-            self.failed.get_or_insert(e);
+        if w(field, value).is_err() {
+            self.refused(field);
         }
     }
 }

@@ -26,6 +26,19 @@ fn vm_result(cf: u8, zf: u8) -> Result<(), VmFail> {
     }
 }
 
+/// The outcome of VMREAD/VMWRITE, the two instructions on the nested fast path: `failed` is
+/// CF or ZF (one SETBE), so success costs one test.
+#[inline(always)]
+fn vm_failed(failed: u8, cf: u8) -> Result<(), VmFail> {
+    if failed == 0 {
+        Ok(())
+    } else if cf != 0 {
+        Err(VmFail::Invalid)
+    } else {
+        Err(VmFail::Valid)
+    }
+}
+
 /// Reads CR0.
 pub(crate) fn read_cr0() -> u64 {
     let v: u64;
@@ -146,14 +159,14 @@ pub(crate) unsafe fn vmptrld(phys: u64) -> Result<(), VmFail> {
 #[inline(always)]
 pub(crate) unsafe fn vmread(field: u32) -> Result<u64, VmFail> {
     let v: u64;
-    let (cf, zf): (u8, u8);
+    let (failed, cf): (u8, u8);
     // SAFETY: guaranteed by the caller; VMREAD writes only the output register and flags.
     unsafe {
-        asm!("vmread {v}, {f}", "setc {cf}", "setz {zf}", f = in(reg) field as u64,
-             v = inout(reg) 0u64 => v, cf = out(reg_byte) cf, zf = out(reg_byte) zf,
+        asm!("vmread {v}, {f}", "setbe {failed}", "setc {cf}", f = in(reg) field as u64,
+             v = inout(reg) 0u64 => v, failed = out(reg_byte) failed, cf = out(reg_byte) cf,
              options(nomem, nostack))
     };
-    vm_result(cf, zf).map(|()| v)
+    vm_failed(failed, cf).map(|()| v)
 }
 
 /// VMWRITE of `value` into `field` of the current VMCS.
@@ -163,14 +176,14 @@ pub(crate) unsafe fn vmread(field: u32) -> Result<u64, VmFail> {
 /// In VMX root operation with a current VMCS.
 #[inline(always)]
 pub(crate) unsafe fn vmwrite(field: u32, value: u64) -> Result<(), VmFail> {
-    let (cf, zf): (u8, u8);
+    let (failed, cf): (u8, u8);
     // SAFETY: guaranteed by the caller.
     unsafe {
-        asm!("vmwrite {f}, {v}", "setc {cf}", "setz {zf}", f = in(reg) field as u64,
-             v = in(reg) value, cf = out(reg_byte) cf, zf = out(reg_byte) zf,
+        asm!("vmwrite {f}, {v}", "setbe {failed}", "setc {cf}", f = in(reg) field as u64,
+             v = in(reg) value, failed = out(reg_byte) failed, cf = out(reg_byte) cf,
              options(nomem, nostack))
     };
-    vm_result(cf, zf)
+    vm_failed(failed, cf)
 }
 
 /// INVEPT (SDM 31.3): single-context for `eptp` (type 1), or all-context (type 2) when

@@ -7,7 +7,7 @@
 //! reference reading is KVM's `prepare_vmcs02`, `sync_vmcs02_to_vmcs12` and
 //! `load_vmcs12_host_state` (arch/x86/kvm/vmx/nested.c).
 
-use super::arch_state::{ArchState, Event, Rows, Seg, Segment, EFER_LMA, EFER_LME, EVENT_VALID, RFLAGS_FIXED, RSP};
+use super::arch_state::{ArchState, Event, Rows, Seg, Segment, Vmcs, EFER_LMA, EFER_LME, EVENT_VALID, RFLAGS_FIXED, RSP};
 use super::controls::{entry, exit as exit_ctl, pin, primary, secondary};
 use super::debug_regs::DR7_FIXED_1;
 use super::exception::vmcs02_exception_bitmap;
@@ -52,16 +52,15 @@ const EPT_VIOLATION: u64 = 48;
 const EPT_MISCONFIG: u64 = 49;
 
 /// L2's state after a VM entry that passed its checks (SDM 27.3.2 guest-state load, 27.6
-/// event injection): VMCS12's guest-state area over L1's state. The GPRs but RSP are L1's,
-/// which the entry does not change; so are CR2 and DR0-DR3/DR6.
-pub fn l2_entry_state(v: &Vmcs12, l1: &ArchState) -> ArchState {
+/// event injection): VMCS12's guest-state area loaded over L1's state `s`, in place. The
+/// GPRs but RSP stay L1's, which the entry does not change; so do CR2 and DR0-DR3/DR6.
+pub fn load_l2_entry_state(v: &Vmcs12, s: &mut ArchState) {
     let en = v.get(f::VM_ENTRY_CONTROLS) as u32;
-    let mut s = *l1;
     s.load(v, Rows { efer: en & entry::LOAD_IA32_EFER != 0, pat: en & entry::LOAD_IA32_PAT != 0, dr7: false });
     // SDM 27.3.2.1: without "load IA32_EFER", LMA (and LME when paging) follow the IA-32e
     // mode guest control.
     if en & entry::LOAD_IA32_EFER == 0 {
-        let e = l1.efer & !(EFER_LMA | EFER_LME);
+        let e = s.efer & !(EFER_LMA | EFER_LME);
         s.efer = if en & entry::IA32E_MODE_GUEST != 0 {
             e | EFER_LMA | if s.cr0 & (1 << 31) != 0 { EFER_LME } else { 0 }
         } else {
@@ -78,7 +77,6 @@ pub fn l2_entry_state(v: &Vmcs12, l1: &ArchState) -> ArchState {
         error_code: v.get(f::VM_ENTRY_EXCEPTION_ERROR_CODE) as u32,
         insn_len: v.get(f::VM_ENTRY_INSTRUCTION_LEN) as u32,
     });
-    s
 }
 
 /// SDM 28.3: L2's guest state into VMCS12, what the exit controls ask to save included;
@@ -118,21 +116,20 @@ pub fn write_exit_info(v: &mut Vmcs12, info: &ExitInfo) {
     v.set(f::VM_ENTRY_INTR_INFO_FIELD, ei & !(EVENT_VALID as u64));
 }
 
-/// SDM 28.5: L1's state after a VM exit — VMCS12's host-state area over the state L2 left
-/// (the GPRs but RSP, CR2 and DR0-DR3/DR6 are what L2 had).
-pub fn l1_after_exit(v: &Vmcs12, l2: &ArchState) -> ArchState {
+/// SDM 28.5: L1's state after a VM exit — VMCS12's host-state area loaded over the state
+/// `s` L2 left, in place (the GPRs but RSP, CR2 and DR0-DR3/DR6 stay what L2 had).
+pub fn load_host_state(v: &Vmcs12, s: &mut ArchState) {
     let ex = v.get(f::VM_EXIT_CONTROLS) as u32;
     let host64 = ex & exit_ctl::HOST_ADDR_SPACE_SIZE != 0;
-    let mut s = *l2;
     s.cr0 = v.get(f::HOST_CR0) | (1 << 4); // ET is always 1 (SDM 28.5.1)
     s.cr3 = v.get(f::HOST_CR3);
     s.cr4 = v.get(f::HOST_CR4);
     s.efer = if ex & exit_ctl::LOAD_IA32_EFER != 0 {
         v.get(f::HOST_IA32_EFER)
     } else if host64 {
-        l2.efer | EFER_LMA | EFER_LME
+        s.efer | EFER_LMA | EFER_LME
     } else {
-        l2.efer & !(EFER_LMA | EFER_LME)
+        s.efer & !(EFER_LMA | EFER_LME)
     };
     if ex & exit_ctl::LOAD_IA32_PAT != 0 {
         s.pat = v.get(f::HOST_IA32_PAT);
@@ -169,7 +166,6 @@ pub fn l1_after_exit(v: &Vmcs12, l2: &ArchState) -> ArchState {
     s.event = None;
     // SDM 28.5.1: DR7 is 400H after every VM exit.
     s.debug.dr7 = DR7_FIXED_1;
-    s
 }
 
 /// L1's state when the CPU refuses VMCS02 at the first entry (VMfailValid): as it was at
@@ -231,9 +227,6 @@ pub struct Vmcs02Pages {
     pub ept02: Option<u64>,
 }
 
-/// What the merge writes into VMCS02: `(field, value)` in the order given.
-pub type Vmcs02Writes = [Option<(super::field::Field, u64)>; 16];
-
 /// L1's primary controls that VMCS02 takes over as they are: each makes L2 exit where L1
 /// asked (SDM 26.1.3); the I/O and MSR bitmaps are evaluated by nvmx instead (VMCS02 exits
 /// on every I/O and MSR access), and TSC offsetting is folded into VMCS02's offset.
@@ -243,16 +236,13 @@ const PRIMARY_PASS: u32 = primary::INTR_WINDOW_EXITING | primary::HLT_EXITING | 
     | primary::CR8_STORE_EXITING | primary::NMI_WINDOW_EXITING | primary::MOV_DR_EXITING
     | primary::MONITOR_EXITING | primary::PAUSE_EXITING;
 
-/// VMCS02 = L0's controls for L2's state with VMCS12's merged in.
-pub fn merge_vmcs02(l0: &L0Controls, v: &Vmcs12, pages: &Vmcs02Pages) -> Vmcs02Writes {
+/// VMCS02 = L0's controls for L2's state with VMCS12's merged in: the fields that differ
+/// from L0's own setup are written into `out` (VMCS02, already holding L0's controls and L2's
+/// state).
+pub fn merge_vmcs02(l0: &L0Controls, v: &Vmcs12, pages: &Vmcs02Pages, out: &mut impl Vmcs) {
     let prim12 = v.get(f::CPU_BASED_VM_EXEC_CONTROL) as u32;
     let sec12 = if prim12 & primary::SECONDARY_CONTROLS != 0 { v.get(f::SECONDARY_VM_EXEC_CONTROL) as u32 } else { 0 };
-    let mut out: Vmcs02Writes = [None; 16];
-    let mut n = 0;
-    let mut put = |field, value| {
-        out[n] = Some((field, value));
-        n += 1;
-    };
+    let mut put = |field, value| out.write(field, value);
     let mut prim02 = l0.primary | (prim12 & PRIMARY_PASS);
     // L1's TPR shadow runs on the CPU, on L1's virtual-APIC page (SDM 30.1): L2's CR8 is
     // VTPR, not the host's TPR, so L0's CR8 exits are not needed — L2 exits on CR8 where L1
@@ -296,7 +286,6 @@ pub fn merge_vmcs02(l0: &L0Controls, v: &Vmcs12, pages: &Vmcs02Pages) -> Vmcs02W
     put(f::CR4_GUEST_HOST_MASK, l0.cr4_mask | m4);
     put(f::CR4_READ_SHADOW, (l0.cr4_shadow & !m4) | (v.get(f::CR4_READ_SHADOW) & m4));
     put(f::TSC_OFFSET, l2_tsc_offset(l0.tsc_offset, v));
-    out
 }
 
 
@@ -312,9 +301,22 @@ pub fn l2_tsc_offset(l0: u64, v: &Vmcs12) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::super::arch_state::DescriptorTable;
+    use super::super::field::Field;
     use super::*;
 
     /// L1 in 64-bit mode, as KVM's selftests run it.
+    fn l2_entry_state(v: &Vmcs12, l1: &ArchState) -> ArchState {
+        let mut s = *l1;
+        load_l2_entry_state(v, &mut s);
+        s
+    }
+
+    fn l1_after_exit(v: &Vmcs12, l2: &ArchState) -> ArchState {
+        let mut s = *l2;
+        load_host_state(v, &mut s);
+        s
+    }
+
     fn l1() -> ArchState {
         let mut s = ArchState::reset();
         for (i, g) in s.gprs.iter_mut().enumerate() {
@@ -491,6 +493,17 @@ mod tests {
 
     #[test]
     fn vmcs02_merge() {
+        /// The writes of the merge, in order.
+        #[derive(Default)]
+        struct Writes(Vec<(Field, u64)>);
+        impl Vmcs for Writes {
+            fn read(&self, _: Field) -> u64 {
+                unreachable!("the merge only writes")
+            }
+            fn write(&mut self, field: Field, value: u64) {
+                self.0.push((field, value));
+            }
+        }
         let l0 = L0Controls {
             pin: 0x9,
             primary: 0x8400_0000 | primary::CR8_LOAD_EXITING | primary::CR8_STORE_EXITING,
@@ -508,8 +521,9 @@ mod tests {
         v.set(f::TSC_OFFSET, 5);
         v.set(f::CR0_GUEST_HOST_MASK, 0x8);
         v.set(f::CR0_READ_SHADOW, 0x8);
-        let w = merge_vmcs02(&l0, &v, &Vmcs02Pages::default());
-        let get = |field| w.iter().flatten().find(|(x, _)| *x == field).map(|&(_, v)| v);
+        let mut w = Writes::default();
+        merge_vmcs02(&l0, &v, &Vmcs02Pages::default(), &mut w);
+        let get = |field| w.0.iter().find(|(x, _)| *x == field).map(|&(_, v)| v);
         let prim = get(f::CPU_BASED_VM_EXEC_CONTROL).unwrap() as u32;
         assert_ne!(prim & primary::HLT_EXITING, 0);
         assert_eq!(prim & primary::USE_IO_BITMAPS, 0, "nvmx evaluates L1's bitmaps");
@@ -524,8 +538,9 @@ mod tests {
         // With L1's TPR shadow: VTPR page and threshold, L1's CR8 exits instead of L0's.
         let pages = Vmcs02Pages { virtual_apic: Some(0x7000), apic_access: Some(0x8000), ept02: Some(0x9000 | 0x5e) };
         v.set(f::TPR_THRESHOLD, 3);
-        let w = merge_vmcs02(&l0, &v, &pages);
-        let get = |field| w.iter().flatten().find(|(x, _)| *x == field).map(|&(_, v)| v);
+        let mut w = Writes::default();
+        merge_vmcs02(&l0, &v, &pages, &mut w);
+        let get = |field| w.0.iter().find(|(x, _)| *x == field).map(|&(_, v)| v);
         let prim = get(f::CPU_BASED_VM_EXEC_CONTROL).unwrap() as u32;
         assert_eq!(prim & (primary::CR8_LOAD_EXITING | primary::CR8_STORE_EXITING), 0);
         assert_ne!(prim & primary::TPR_SHADOW, 0);
