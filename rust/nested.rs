@@ -19,7 +19,7 @@ use kernel::prelude::*;
 
 use crate::guest_memory::{self, GuestMemory};
 use crate::guest_regs;
-use crate::vmcs::{r, set, w, CurrentVmcs};
+use crate::vmcs::{CurrentVmcs, LoadedVmcs};
 use crate::vmx_core::nested_switch::{self, L0Controls, Vmcs02Pages};
 use crate::vcpu_state::VcpuState;
 pub(crate) use crate::nested_state::Switch;
@@ -142,90 +142,90 @@ fn write_back(st: &mut VcpuState, eptp: u64, addr: Option<u64>) {
 // VMX instructions executed by L1 (inside the IRQs-off region, VMCS01 current).
 
 /// L1's processor state as the permission checks read it.
-fn l1_cpu() -> L1Cpu {
-    let cs_ar = r(f::GUEST_CS_AR_BYTES);
+fn l1_cpu(cur: &LoadedVmcs<'_>) -> L1Cpu {
+    let cs_ar = cur.r(f::GUEST_CS_AR_BYTES);
     L1Cpu {
-        cr0: guest_regs::guest_cr0(),
-        cr4: guest_regs::guest_cr4(),
-        v8086: r(f::GUEST_RFLAGS) & (1 << 17) != 0,
-        lma: r(f::GUEST_IA32_EFER) & EFER_LMA != 0,
+        cr0: guest_regs::guest_cr0(cur),
+        cr4: guest_regs::guest_cr4(cur),
+        v8086: cur.r(f::GUEST_RFLAGS) & (1 << 17) != 0,
+        lma: cur.r(f::GUEST_IA32_EFER) & EFER_LMA != 0,
         cs_l: cs_ar & (1 << 13) != 0,
-        cpl: ((r(f::GUEST_SS_AR_BYTES) >> 5) & 3) as u8,
+        cpl: ((cur.r(f::GUEST_SS_AR_BYTES) >> 5) & 3) as u8,
     }
 }
 
 /// Carry out an outcome that ends the instruction.
-fn finish(st: &mut VcpuState, o: Outcome) {
+fn finish(cur: &LoadedVmcs<'_>, st: &mut VcpuState, o: Outcome) {
     match o {
-        Outcome::Ud => guest_regs::inject(guest_regs::UD_VECTOR, None),
-        Outcome::Gp => guest_regs::inject(guest_regs::GP_VECTOR, Some(0)),
+        Outcome::Ud => guest_regs::inject(cur, guest_regs::UD_VECTOR, None),
+        Outcome::Gp => guest_regs::inject(cur, guest_regs::GP_VECTOR, Some(0)),
         _ => {
             if let Outcome::FailValid(e) = o {
                 if let Some(v) = st.nested.vmcs12.as_mut() {
                     v.set(f::VM_INSTRUCTION_ERROR, e as u64);
                 }
             }
-            set(f::GUEST_RFLAGS, rflags_after(r(f::GUEST_RFLAGS), o));
-            guest_regs::skip_instruction();
+            cur.set(f::GUEST_RFLAGS, rflags_after(cur.r(f::GUEST_RFLAGS), o));
+            guest_regs::skip_instruction(cur);
         }
     }
 }
 
 /// An operand's linear address (or register), from the instruction information.
-fn operand(g: &[u64; 16], info: InsnInfo, q: u64) -> Place {
-    let bits64 = r(f::GUEST_IA32_EFER) & EFER_LMA != 0 && r(f::GUEST_CS_AR_BYTES) & (1 << 13) != 0;
+fn operand(cur: &LoadedVmcs<'_>, g: &[u64; 16], info: InsnInfo, q: u64) -> Place {
+    let bits64 = cur.r(f::GUEST_IA32_EFER) & EFER_LMA != 0 && cur.r(f::GUEST_CS_AR_BYTES) & (1 << 13) != 0;
     let seg_base = match info.segment() {
-        4 => r(f::GUEST_FS_BASE),
-        5 => r(f::GUEST_GS_BASE),
+        4 => cur.r(f::GUEST_FS_BASE),
+        5 => cur.r(f::GUEST_GS_BASE),
         _ if bits64 => 0,
-        0 => r(f::GUEST_ES_BASE),
-        1 => r(f::GUEST_CS_BASE),
-        2 => r(f::GUEST_SS_BASE),
-        _ => r(f::GUEST_DS_BASE),
+        0 => cur.r(f::GUEST_ES_BASE),
+        1 => cur.r(f::GUEST_CS_BASE),
+        2 => cur.r(f::GUEST_SS_BASE),
+        _ => cur.r(f::GUEST_DS_BASE),
     };
     // The displacement is sign-extended to the address size in the qualification.
-    info.operand(q, |n| guest_regs::read_reg(g, n), seg_base, bits64)
+    info.operand(q, |n| guest_regs::read_reg(cur, g, n), seg_base, bits64)
 }
 
 /// Read `buf.len()` bytes at linear `la` of L1; on a translation failure L1 gets #PF.
-fn read_linear(eptp: u64, la: u64, buf: &mut [u8]) -> bool {
-    let ok = guest_memory::copy_guest(&guest_regs::paging_regs(), GuestMemory::Ept(eptp), la, buf, false).is_ok();
+fn read_linear(cur: &LoadedVmcs<'_>, eptp: u64, la: u64, buf: &mut [u8]) -> bool {
+    let ok = guest_memory::copy_guest(&guest_regs::paging_regs(cur), GuestMemory::Ept(eptp), la, buf, false).is_ok();
     if !ok {
-        guest_regs::inject_page_fault(la, false);
+        guest_regs::inject_page_fault(cur, la, false);
     }
     ok
 }
 
-fn write_linear(eptp: u64, la: u64, buf: &mut [u8]) -> bool {
-    let ok = guest_memory::copy_guest(&guest_regs::paging_regs(), GuestMemory::Ept(eptp), la, buf, true).is_ok();
+fn write_linear(cur: &LoadedVmcs<'_>, eptp: u64, la: u64, buf: &mut [u8]) -> bool {
+    let ok = guest_memory::copy_guest(&guest_regs::paging_regs(cur), GuestMemory::Ept(eptp), la, buf, true).is_ok();
     if !ok {
-        guest_regs::inject_page_fault(la, true);
+        guest_regs::inject_page_fault(cur, la, true);
     }
     ok
 }
 
 /// The 128-bit descriptor of INVEPT/INVVPID (a memory operand). Err: the outcome for a
 /// register operand (#UD), or `None` when reading it injected #PF.
-fn descriptor(g: &[u64; 16], eptp: u64, info: InsnInfo, q: u64) -> core::result::Result<[u8; 16], Option<Outcome>> {
-    match operand(g, info, q) {
+fn descriptor(cur: &LoadedVmcs<'_>, g: &[u64; 16], eptp: u64, info: InsnInfo, q: u64) -> core::result::Result<[u8; 16], Option<Outcome>> {
+    match operand(cur, g, info, q) {
         Place::Reg(_) => Err(Some(Outcome::Ud)),
         Place::Mem(la) => {
             let mut d = [0u8; 16];
-            if read_linear(eptp, la, &mut d) { Ok(d) } else { Err(None) }
+            if read_linear(cur, eptp, la, &mut d) { Ok(d) } else { Err(None) }
         }
     }
 }
 
 /// A 64-bit memory operand (VMXON, VMCLEAR, VMPTRLD). None: #UD or #PF already injected.
-fn mem_u64(g: &[u64; 16], eptp: u64, info: InsnInfo, q: u64) -> Option<u64> {
-    match operand(g, info, q) {
+fn mem_u64(cur: &LoadedVmcs<'_>, g: &[u64; 16], eptp: u64, info: InsnInfo, q: u64) -> Option<u64> {
+    match operand(cur, g, info, q) {
         Place::Reg(_) => {
-            guest_regs::inject(guest_regs::UD_VECTOR, None);
+            guest_regs::inject(cur, guest_regs::UD_VECTOR, None);
             None
         }
         Place::Mem(la) => {
             let mut b = [0u8; 8];
-            read_linear(eptp, la, &mut b).then(|| u64::from_le_bytes(b))
+            read_linear(cur, eptp, la, &mut b).then(|| u64::from_le_bytes(b))
         }
     }
 }
@@ -241,10 +241,10 @@ pub(crate) enum Handled {
 }
 
 /// Emulate the VMX instruction L1 executed (exit reason `basic`).
-pub(crate) fn vmx_instruction(st: &mut VcpuState, g: &mut [u64; 16], eptp: u64, basic: u16, q: u64) -> Handled {
-    let cpu = l1_cpu();
+pub(crate) fn vmx_instruction(cur: &LoadedVmcs<'_>, st: &mut VcpuState, g: &mut [u64; 16], eptp: u64, basic: u16, q: u64) -> Handled {
+    let cpu = l1_cpu(cur);
     let offered = st.nested.offered(st.features.maxphyaddr);
-    let info = InsnInfo(r(f::VMX_INSTRUCTION_INFO) as u32);
+    let info = InsnInfo(cur.r(f::VMX_INSTRUCTION_INFO) as u32);
     let outcome = match basic {
         reason::VMCALL => {
             // In VMX root operation VMCALL fails (SDM 32.3 "VMCALL", error 1); outside VMX
@@ -266,7 +266,7 @@ pub(crate) fn vmx_instruction(st: &mut VcpuState, g: &mut [u64; 16], eptp: u64, 
             if st.nested.l1.vmxon.is_none() && (cpu.cr4 & (1 << 13) == 0 || cpu.cr0 & 1 == 0) {
                 Outcome::Ud
             } else {
-                let Some(addr) = mem_u64(g, eptp, info, q) else { return Handled::Resume };
+                let Some(addr) = mem_u64(cur, g, eptp, info, q) else { return Handled::Resume };
                 st.nested.l1.vmxon(&cpu, &offered, Operand::Memory(addr), |a| read_phys_u32(eptp, a).unwrap_or(0))
             }
         }
@@ -282,7 +282,7 @@ pub(crate) fn vmx_instruction(st: &mut VcpuState, g: &mut [u64; 16], eptp: u64, 
             if let Some(o) = st.nested.l1.permission(&cpu) {
                 o
             } else {
-                let Some(addr) = mem_u64(g, eptp, info, q) else { return Handled::Resume };
+                let Some(addr) = mem_u64(cur, g, eptp, info, q) else { return Handled::Resume };
                 let was_current = st.nested.l1.current == Some(addr);
                 let o = st.nested.l1.vmclear(&cpu, &offered, Operand::Memory(addr));
                 if o == Outcome::Succeed {
@@ -305,7 +305,7 @@ pub(crate) fn vmx_instruction(st: &mut VcpuState, g: &mut [u64; 16], eptp: u64, 
             if let Some(o) = st.nested.l1.permission(&cpu) {
                 o
             } else {
-                let Some(addr) = mem_u64(g, eptp, info, q) else { return Handled::Resume };
+                let Some(addr) = mem_u64(cur, g, eptp, info, q) else { return Handled::Resume };
                 let old = st.nested.l1.current;
                 let o = st.nested.l1.vmptrld(&cpu, &offered, Operand::Memory(addr), |a| read_phys_u32(eptp, a).unwrap_or(0));
                 if o == Outcome::Succeed && old != Some(addr) {
@@ -324,10 +324,10 @@ pub(crate) fn vmx_instruction(st: &mut VcpuState, g: &mut [u64; 16], eptp: u64, 
         }
         reason::VMPTRST => match st.nested.l1.vmptrst(&cpu, Operand::Memory(0)) {
             Err(o) => o,
-            Ok(ptr) => match operand(g, info, q) {
+            Ok(ptr) => match operand(cur, g, info, q) {
                 Place::Reg(_) => Outcome::Ud,
                 Place::Mem(la) => {
-                    if !write_linear(eptp, la, &mut ptr.to_le_bytes()) {
+                    if !write_linear(cur, eptp, la, &mut ptr.to_le_bytes()) {
                         return Handled::Resume;
                     }
                     Outcome::Succeed
@@ -335,23 +335,23 @@ pub(crate) fn vmx_instruction(st: &mut VcpuState, g: &mut [u64; 16], eptp: u64, 
             },
         },
         reason::VMREAD => {
-            let encoding = guest_regs::read_reg(g, info.reg2());
+            let encoding = guest_regs::read_reg(cur, g, info.reg2());
             let has = |fl| st.nested.vmcs12.as_ref().is_some_and(|v| v.read(fl).is_some());
             match st.nested.l1.vmread(&cpu, encoding, has) {
                 Err(o) => o,
                 Ok(field) => {
                     let value = st.nested.vmcs12.as_ref().and_then(|v| v.read(field)).unwrap_or(0);
-                    match operand(g, info, q) {
+                    match operand(cur, g, info, q) {
                         Place::Reg(n) => {
                             let v = if cpu.lma && cpu.cs_l { value } else { value & 0xffff_ffff };
-                            guest_regs::write_reg(g, n, v);
+                            guest_regs::write_reg(cur, g, n, v);
                         }
                         Place::Mem(la) => {
                             let bytes = value.to_le_bytes();
                             let n = if cpu.lma && cpu.cs_l { 8 } else { 4 };
                             let mut b = [0u8; 8];
                             b[..n].copy_from_slice(&bytes[..n]);
-                            if !write_linear(eptp, la, &mut b[..n]) {
+                            if !write_linear(cur, eptp, la, &mut b[..n]) {
                                 return Handled::Resume;
                             }
                         }
@@ -361,17 +361,17 @@ pub(crate) fn vmx_instruction(st: &mut VcpuState, g: &mut [u64; 16], eptp: u64, 
             }
         }
         reason::VMWRITE => {
-            let encoding = guest_regs::read_reg(g, info.reg2());
+            let encoding = guest_regs::read_reg(cur, g, info.reg2());
             let has = |fl| st.nested.vmcs12.as_ref().is_some_and(|v| v.read(fl).is_some());
             match st.nested.l1.vmwrite(&cpu, &offered, encoding, has) {
                 Err(o) => o,
                 Ok(field) => {
-                    let value = match operand(g, info, q) {
-                        Place::Reg(n) => guest_regs::read_reg(g, n),
+                    let value = match operand(cur, g, info, q) {
+                        Place::Reg(n) => guest_regs::read_reg(cur, g, n),
                         Place::Mem(la) => {
                             let n = if cpu.lma && cpu.cs_l { 8 } else { 4 };
                             let mut b = [0u8; 8];
-                            if !read_linear(eptp, la, &mut b[..n]) {
+                            if !read_linear(cur, eptp, la, &mut b[..n]) {
                                 return Handled::Resume;
                             }
                             u64::from_le_bytes(b)
@@ -390,17 +390,17 @@ pub(crate) fn vmx_instruction(st: &mut VcpuState, g: &mut [u64; 16], eptp: u64, 
                 Some(v) if v.launched => LaunchState::Launched,
                 _ => LaunchState::Clear,
             };
-            let mov_ss = r(f::GUEST_INTERRUPTIBILITY_INFO) & 2 != 0;
+            let mov_ss = cur.r(f::GUEST_INTERRUPTIBILITY_INFO) & 2 != 0;
             match st.nested.l1.vmlaunch_vmresume(&cpu, launch, state, mov_ss) {
                 Some(o) => o,
-                None => return vm_entry(st, eptp, launch),
+                None => return vm_entry(cur, st, eptp, launch),
             }
         }
         reason::INVEPT => {
-            let kind = guest_regs::read_reg(g, info.reg2());
+            let kind = guest_regs::read_reg(cur, g, info.reg2());
             // Permission and type first; then the 128-bit descriptor (SDM 30.3 "INVEPT").
             match st.nested.l1.invept(&cpu, &offered, kind) {
-                Outcome::Succeed => match descriptor(g, eptp, info, q) {
+                Outcome::Succeed => match descriptor(cur, g, eptp, info, q) {
                     Err(Some(o)) => o,
                     Err(None) => return Handled::Resume,
                     Ok(d) => {
@@ -420,10 +420,10 @@ pub(crate) fn vmx_instruction(st: &mut VcpuState, g: &mut [u64; 16], eptp: u64, 
             }
         }
         reason::INVVPID => {
-            let kind = guest_regs::read_reg(g, info.reg2());
+            let kind = guest_regs::read_reg(cur, g, info.reg2());
             // Permission and type come first; then the 128-bit descriptor.
             match st.nested.l1.invvpid(&cpu, &offered, kind, 1, 0) {
-                Outcome::Succeed => match descriptor(g, eptp, info, q) {
+                Outcome::Succeed => match descriptor(cur, g, eptp, info, q) {
                     Err(Some(o)) => o,
                     Err(None) => return Handled::Resume,
                     Ok(d) => {
@@ -440,16 +440,16 @@ pub(crate) fn vmx_instruction(st: &mut VcpuState, g: &mut [u64; 16], eptp: u64, 
         // VMFUNC is not offered (IA32_VMX_VMFUNC = 0): #UD.
         _ => Outcome::Ud,
     };
-    finish(st, outcome);
+    finish(cur, st, outcome);
     Handled::Resume
 }
 
 /// VMLAUNCH/VMRESUME past the instruction checks: the SDM 27.2-27.3 checks, then either
 /// VMfailValid(7/8), an entry-failure exit to L1, or the switch to L2.
-fn vm_entry(st: &mut VcpuState, eptp: u64, launch: bool) -> Handled {
-    let env = EntryEnv { maxphyaddr: st.features.maxphyaddr, l1_lma: r(f::GUEST_IA32_EFER) & EFER_LMA != 0 };
+fn vm_entry(cur: &LoadedVmcs<'_>, st: &mut VcpuState, eptp: u64, launch: bool) -> Handled {
+    let env = EntryEnv { maxphyaddr: st.features.maxphyaddr, l1_lma: cur.r(f::GUEST_IA32_EFER) & EFER_LMA != 0 };
     let Some(v) = st.nested.vmcs12.as_mut() else {
-        finish(st, Outcome::FailInvalid);
+        finish(cur, st, Outcome::FailInvalid);
         return Handled::Resume;
     };
     let checked = nested_entry::check_changed(v, &mut st.nested.entry_proved, &st.nested.caps, &env, |a| read_phys_u32(eptp, a));
@@ -457,12 +457,12 @@ fn vm_entry(st: &mut VcpuState, eptp: u64, launch: bool) -> Handled {
     match checked {
         Err(EntryFailure::Controls(x)) => {
             report_failure(st, EntryFailure::Controls(x));
-            finish(st, Outcome::FailValid(VmError::EntryInvalidControls));
+            finish(cur, st, Outcome::FailValid(VmError::EntryInvalidControls));
             Handled::Resume
         }
         Err(EntryFailure::HostState(x)) => {
             report_failure(st, EntryFailure::HostState(x));
-            finish(st, Outcome::FailValid(VmError::EntryInvalidHostState));
+            finish(cur, st, Outcome::FailValid(VmError::EntryInvalidHostState));
             Handled::Resume
         }
         Err(EntryFailure::GuestState(x, qual)) => {
@@ -487,7 +487,7 @@ fn vm_entry(st: &mut VcpuState, eptp: u64, launch: bool) -> Handled {
                 }
                 return Handled::Unsupported(field.encoding() as u64);
             }
-            st.nested.switch = Some(Switch::Enter { launch, insn_len: r(f::VM_EXIT_INSTRUCTION_LEN) });
+            st.nested.switch = Some(Switch::Enter { launch, insn_len: cur.r(f::VM_EXIT_INSTRUCTION_LEN) });
             Handled::Switch
         }
     }
@@ -681,7 +681,7 @@ fn vmx_abort(st: &mut VcpuState, eptp: u64, code: u32) {
 /// VMCS12 (nested_switch::merge_vmcs02). The pages behind L1's APIC virtualization are
 /// looked up again at every entry into the region: the slot behind them may have gone since
 /// VMLAUNCH (vm_entry checked them then).
-pub(crate) fn merge_vmcs02(st: &VcpuState, eptp: u64) -> core::result::Result<(), u32> {
+pub(crate) fn merge_vmcs02(cur: &LoadedVmcs<'_>, st: &VcpuState, eptp: u64) -> core::result::Result<(), u32> {
     let Some(v) = st.nested.vmcs12.as_ref() else { return Ok(()) };
     let caps = &crate::HOST.as_ref().ok_or(0u32)?.caps;
     let apic = apic_pages(&ApicVirt::of(v), eptp).map_err(|field| field.encoding())?;
@@ -692,34 +692,34 @@ pub(crate) fn merge_vmcs02(st: &VcpuState, eptp: u64) -> core::result::Result<()
         None => None,
     };
     let l0 = L0Controls {
-        pin: r(f::PIN_BASED_VM_EXEC_CONTROL) as u32,
-        primary: r(f::CPU_BASED_VM_EXEC_CONTROL) as u32,
-        secondary: r(f::SECONDARY_VM_EXEC_CONTROL) as u32,
-        cr0_mask: r(f::CR0_GUEST_HOST_MASK),
-        cr4_mask: r(f::CR4_GUEST_HOST_MASK),
-        cr0_shadow: r(f::CR0_READ_SHADOW),
-        cr4_shadow: r(f::CR4_READ_SHADOW),
-        guest_cr0: r(f::GUEST_CR0),
+        pin: cur.r(f::PIN_BASED_VM_EXEC_CONTROL) as u32,
+        primary: cur.r(f::CPU_BASED_VM_EXEC_CONTROL) as u32,
+        secondary: cur.r(f::SECONDARY_VM_EXEC_CONTROL) as u32,
+        cr0_mask: cur.r(f::CR0_GUEST_HOST_MASK),
+        cr4_mask: cur.r(f::CR4_GUEST_HOST_MASK),
+        cr0_shadow: cur.r(f::CR0_READ_SHADOW),
+        cr4_shadow: cur.r(f::CR4_READ_SHADOW),
+        guest_cr0: cur.r(f::GUEST_CR0),
         cr0_fixed0: caps.cr0_fixed.fixed0,
         tsc_offset: st.tsc_offset,
     };
     let pages = Vmcs02Pages { virtual_apic: apic.virtual_apic, apic_access: apic.apic_access, ept02 };
-    let mut vmcs02 = CurrentVmcs::new();
+    let mut vmcs02 = CurrentVmcs::new(cur);
     nested_switch::merge_vmcs02(&l0, v, &pages, &mut vmcs02);
     vmcs02.finish()
 }
 
 /// The CR0/CR4 an L2 exit reads back (nested_switch::l2_cr_readback).
-pub(crate) fn fix_l2_readback(st: &mut VcpuState, prev_cr0: u64, prev_cr4: u64, l0_cr0_mask: u64, l0_cr4_mask: u64) {
+pub(crate) fn fix_l2_readback(cur: &LoadedVmcs<'_>, st: &mut VcpuState, prev_cr0: u64, prev_cr4: u64, l0_cr0_mask: u64, l0_cr4_mask: u64) {
     let Some(v) = st.nested.vmcs12.as_ref() else { return };
     (st.arch.cr0, st.arch.cr4) =
-        nested_switch::l2_cr_readback(v, (st.arch.cr0, st.arch.cr4), (prev_cr0, prev_cr4), r(f::GUEST_CR4), (l0_cr0_mask, l0_cr4_mask));
+        nested_switch::l2_cr_readback(v, (st.arch.cr0, st.arch.cr4), (prev_cr0, prev_cr4), cur.r(f::GUEST_CR4), (l0_cr0_mask, l0_cr4_mask));
 }
 
 /// Decide an L2 exit (VMCS02 current): `Some(info)` if L1 gets it.
-pub(crate) fn reflect(st: &VcpuState, g: &[u64; 16], eptp: u64) -> Option<ExitInfo> {
+pub(crate) fn reflect(cur: &LoadedVmcs<'_>, st: &VcpuState, g: &[u64; 16], eptp: u64) -> Option<ExitInfo> {
     let v = st.nested.vmcs12.as_ref()?;
-    let info = exit_info_from_vmcs();
+    let info = exit_info_from_vmcs(cur);
     if info.reason & (1 << 31) != 0 {
         // The CPU refused L2's guest state at the first entry after L1's VMLAUNCH/VMRESUME:
         // L1 gets the entry failure. On a later entry (L2 resumed after an exit nvmx or
@@ -738,7 +738,7 @@ pub(crate) fn reflect(st: &VcpuState, g: &[u64; 16], eptp: u64) -> Option<ExitIn
         error_code: info.intr_error,
         rcx: g[1],
     };
-    nested_exit::l1_wants(v, &e, |n| guest_regs::read_reg(g, n), |gpa| read_phys_byte(eptp, gpa)).then_some(info)
+    nested_exit::l1_wants(v, &e, |n| guest_regs::read_reg(cur, g, n), |gpa| read_phys_byte(eptp, gpa)).then_some(info)
 }
 
 /// What an RDMSR/WRMSR of L2 that L1 let through did under virtualize x2APIC mode.
@@ -786,18 +786,18 @@ pub(crate) fn x2apic_virtual_msr(st: &VcpuState, eptp: u64, msr: u32, write: Opt
 /// L1 would have got from the CPU (SDM 26.2, 28.2.2; KVM's nested_vmx_check_exception), and
 /// is withdrawn from VMCS02. `requeued` is what was queued before: an event re-injected after
 /// an exit during its delivery, which L1 already let through.
-pub(crate) fn raised_exception_exit(st: &VcpuState, requeued: u64) -> Option<ExitInfo> {
+pub(crate) fn raised_exception_exit(cur: &LoadedVmcs<'_>, st: &VcpuState, requeued: u64) -> Option<ExitInfo> {
     let v = st.nested.vmcs12.as_ref()?;
-    let info = r(f::VM_ENTRY_INTR_INFO_FIELD);
+    let info = cur.r(f::VM_ENTRY_INTR_INFO_FIELD);
     if info & INTR_INFO_VALID == 0 || info == requeued || info & (7 << 8) != INTR_TYPE_HW_EXCEPTION {
         return None;
     }
-    let code = if info & INTR_DELIVER_CODE != 0 { r(f::VM_ENTRY_EXCEPTION_ERROR_CODE) } else { 0 };
+    let code = if info & INTR_DELIVER_CODE != 0 { cur.r(f::VM_ENTRY_EXCEPTION_ERROR_CODE) } else { 0 };
     let vector = info & 0xff;
     if !nested_exit::exception_wanted(v, vector, code) {
         return None;
     }
-    w(f::VM_ENTRY_INTR_INFO_FIELD, 0).ok()?;
+    cur.w(f::VM_ENTRY_INTR_INFO_FIELD, 0).ok()?;
     // A page fault's qualification is its linear address (guest_regs::inject_page_fault set CR2).
     let qualification = if vector == 14 { crate::vmx_ops::read_cr2() } else { 0 };
     Some(ExitInfo {

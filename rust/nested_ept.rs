@@ -134,8 +134,8 @@ impl ShadowEpt {
 
     /// An EPT violation of EPT02 at L2-physical `gpa` with qualification `q`, L1 running
     /// L2 with `eptp12` (checked at entry), L0's EPT being `eptp01`.
-    pub(crate) fn violation(&mut self, eptp01: u64, eptp12: u64, caps: u64, maxphyaddr: u8, gpa: u64, q: u64) -> Fault {
-        let info = crate::vmcs::exit_info_from_vmcs();
+    pub(crate) fn violation(&mut self, cur: &crate::vmcs::LoadedVmcs<'_>, eptp01: u64, eptp12: u64, caps: u64, maxphyaddr: u8, gpa: u64, q: u64) -> Fault {
+        let info = crate::vmcs::exit_info_from_vmcs(cur);
         // Qualification bits 2:0 (read, write, fetch) are the EPT rights the access needs.
         match resolve(eptp01, eptp12, caps, maxphyaddr, gpa, q & ACCESS_MASK) {
             Resolved::Unreadable(table) => Fault::Unreadable(table),

@@ -8,11 +8,12 @@
 //! VMXOFF, host state and CR4 restored — before interrupts are enabled again, either to let
 //! the host run (external interrupt, NMI, reschedule, signal) or to return to userspace.
 
+use kernel::interrupt::LocalInterruptDisabled;
 use kernel::prelude::*;
 
 use crate::shim::{self, pr_err_ratelimited, HostState};
 use crate::uapi::{exit as kvm_exit, mp_state, run as kvm_run};
-use crate::vmcs::{r, set, w, CurrentVmcs};
+use crate::vmcs::{CurrentVmcs, LoadedVmcs};
 use crate::guest_regs::{
     advance_rip, cpu_mode, guest_cr0, guest_cr4, inject, read_reg, skip_instruction, write_reg, CR0_CD,
     CR0_NW, CR0_OWNED, GP_VECTOR, INTR_INFO_VALID, UD_VECTOR,
@@ -149,8 +150,8 @@ pub(crate) fn run(vcpu: &Vcpu) -> Result<isize> {
         nested::prepare_region(&mut st)?;
         let (generation, eptp) = vcpu.vm.current_ept();
         let leave = {
-            let _irqs_off = kernel::interrupt::local_interrupt_disable();
-            region(host, vcpu, &mut st, eptp, generation)
+            let irqs_off = kernel::interrupt::local_interrupt_disable();
+            region(&irqs_off, host, vcpu, &mut st, eptp, generation)
         };
         match leave? {
             Leave::Host { .. } => shim::cond_resched(),
@@ -265,7 +266,7 @@ fn report(run: *mut u8, pio: *mut u8, st: &mut VcpuState, exit: UserExit) {
 
 /// One IRQs-off region: enter VMX operation, run the guest until something needs the host
 /// or userspace, leave VMX operation. Interrupts must be disabled by the caller.
-fn region(host: &crate::HostInfo, vcpu: &Vcpu, st: &mut VcpuState, eptp: u64, generation: u64) -> Result<Leave> {
+fn region(irqs_off: &LocalInterruptDisabled, host: &crate::HostInfo, vcpu: &Vcpu, st: &mut VcpuState, eptp: u64, generation: u64) -> Result<Leave> {
     let cpu = shim::this_cpu();
     let vmxon = *host.vmxon_phys.get(cpu as usize).ok_or(EIO)?;
     let cr4_before = vmx_ops::read_cr4();
@@ -344,7 +345,7 @@ fn region(host: &crate::HostInfo, vcpu: &Vcpu, st: &mut VcpuState, eptp: u64, ge
         }
         Ok(()) => {
             st.stats.vmx_regions += 1;
-            let r = in_vmx(host, vcpu, st, eptp, generation, &hs, cpu);
+            let r = in_vmx(irqs_off, host, vcpu, st, eptp, generation, &hs, cpu);
             // SAFETY: VMXON succeeded above in this region; the VMCS was cleared by in_vmx.
             if let Err(e) = unsafe { vmx_ops::vmxoff() } {
                 pr_err_ratelimited!("cpu{cpu}: VMXOFF failed ({e:?})\n");
@@ -393,6 +394,7 @@ fn region(host: &crate::HostInfo, vcpu: &Vcpu, st: &mut VcpuState, eptp: u64, ge
 /// the guest state back, VMCLEAR. A nested VM entry or exit (rust/nested.rs) switches from
 /// one VMCS to the other without leaving VMX operation.
 fn in_vmx(
+    irqs_off: &LocalInterruptDisabled,
     host: &crate::HostInfo,
     vcpu: &Vcpu,
     st: &mut VcpuState,
@@ -420,64 +422,70 @@ fn in_vmx(
             vmx_ops::vmclear(vmcs).map_err(|_| EIO)?;
             vmx_ops::vmptrld(vmcs).map_err(|_| EIO)?;
         }
-        // VMCS02 is VMCS01's setup for L2's state, with L1's VMCS12 controls merged in; it
-        // has no VPID of its own (rust/nested.rs).
-        let what = match (written[l2 as usize], l2) {
-            (false, _) => VmcsWrite::All,
-            (true, true) => VmcsWrite::ControlsAndGuest,
-            (true, false) => VmcsWrite::Guest,
-        };
-        written[l2 as usize] = true;
-        let result = write_vmcs(&host.caps, &host.controls, st, eptp, hs, if l2 { 0 } else { vcpu.vpid.0 }, what)
-            .and_then(|()| if l2 { nested::merge_vmcs02(st, eptp) } else { Ok(()) });
-        let (prev_cr0, prev_cr4) = (st.arch.cr0, st.arch.cr4);
-        // Writing VMCS01's controls turns VMCS shadowing off; shadow_vmcs::before_l1 turns it
-        // on for L1 (VMCS01 written again in the region keeps it as it was).
-        if !l2 && what == VmcsWrite::All {
-            st.nested.shadow.active = false;
-        }
-        let leave = match result {
-            Err(field) => {
-                pr_err_ratelimited!("VMWRITE of field {field:#x} failed\n");
-                Leave::User(UserExit::Internal {
-                    suberror: INTERNAL_ERROR_EMULATION,
-                    data: [field as u64, 0, 0, 0, 0],
-                    ndata: 1,
-                })
+        let leave = {
+            // SAFETY: VMX root operation (region()'s VMXON) with this vCPU's VMCS just made
+            // current; the token ends with this block, before the VMCLEAR below.
+            let cur = &unsafe { LoadedVmcs::new(irqs_off) };
+            // VMCS02 is VMCS01's setup for L2's state, with L1's VMCS12 controls merged in; it
+            // has no VPID of its own (rust/nested.rs).
+            let what = match (written[l2 as usize], l2) {
+                (false, _) => VmcsWrite::All,
+                (true, true) => VmcsWrite::ControlsAndGuest,
+                (true, false) => VmcsWrite::Guest,
+            };
+            written[l2 as usize] = true;
+            let result = write_vmcs(cur, &host.caps, &host.controls, st, eptp, hs, if l2 { 0 } else { vcpu.vpid.0 }, what)
+                .and_then(|()| if l2 { nested::merge_vmcs02(cur, st, eptp) } else { Ok(()) });
+            let (prev_cr0, prev_cr4) = (st.arch.cr0, st.arch.cr4);
+            // Writing VMCS01's controls turns VMCS shadowing off; shadow_vmcs::before_l1 turns it
+            // on for L1 (VMCS01 written again in the region keeps it as it was).
+            if !l2 && what == VmcsWrite::All {
+                st.nested.shadow.active = false;
             }
-            Ok(()) => {
-                // TLB entries derived from an EPT are tagged with its EPTP (and the VPID):
-                // they can be stale only if this vCPU last ran on another CPU (where its guest
-                // may have invalidated since), or with another EPT or memory generation (an
-                // EPT's tables are freed with it, and a new one may reuse their addresses), or
-                // after a nested transition changed L1's CR3 without a MOV. Then INVEPT;
-                // otherwise the vCPU keeps its TLB across regions.
-                let now = (cpu, eptp, generation);
-                let single = host.caps.ept_vpid.invept_single_context();
-                let eptp12 = st.nested.l2_eptp12();
-                if let (Some(eptp12), Some(shadow)) = (eptp12, st.nested.shadow_ept.as_mut()) {
-                    // EPT02's translations: from this EPT12 and this L0 memory generation,
-                    // and invalidated on this CPU since they last changed.
-                    shadow.use_for(eptp12, generation);
-                    if shadow.flushed_for != Some((cpu, generation)) {
+            let leave = match result {
+                Err(field) => {
+                    pr_err_ratelimited!("VMWRITE of field {field:#x} failed\n");
+                    Leave::User(UserExit::Internal {
+                        suberror: INTERNAL_ERROR_EMULATION,
+                        data: [field as u64, 0, 0, 0, 0],
+                        ndata: 1,
+                    })
+                }
+                Ok(()) => {
+                    // TLB entries derived from an EPT are tagged with its EPTP (and the VPID):
+                    // they can be stale only if this vCPU last ran on another CPU (where its guest
+                    // may have invalidated since), or with another EPT or memory generation (an
+                    // EPT's tables are freed with it, and a new one may reuse their addresses), or
+                    // after a nested transition changed L1's CR3 without a MOV. Then INVEPT;
+                    // otherwise the vCPU keeps its TLB across regions.
+                    let now = (cpu, eptp, generation);
+                    let single = host.caps.ept_vpid.invept_single_context();
+                    let eptp12 = st.nested.l2_eptp12();
+                    if let (Some(eptp12), Some(shadow)) = (eptp12, st.nested.shadow_ept.as_mut()) {
+                        // EPT02's translations: from this EPT12 and this L0 memory generation,
+                        // and invalidated on this CPU since they last changed.
+                        shadow.use_for(eptp12, generation);
+                        if shadow.flushed_for != Some((cpu, generation)) {
+                            // SAFETY: VMX root operation.
+                            if unsafe { vmx_ops::invept(shadow.eptp, single) }.is_ok() {
+                                shadow.flushed_for = Some((cpu, generation));
+                            }
+                        }
+                    } else if st.flushed_for != Some(now) {
                         // SAFETY: VMX root operation.
-                        if unsafe { vmx_ops::invept(shadow.eptp, single) }.is_ok() {
-                            shadow.flushed_for = Some((cpu, generation));
+                        if unsafe { vmx_ops::invept(eptp, single) }.is_ok() {
+                            st.flushed_for = Some(now);
                         }
                     }
-                } else if st.flushed_for != Some(now) {
-                    // SAFETY: VMX root operation.
-                    if unsafe { vmx_ops::invept(eptp, single) }.is_ok() {
-                        st.flushed_for = Some(now);
-                    }
+                    guest_loop(cur, vcpu, st, cpu, eptp, generation, region_start)
                 }
-                guest_loop(vcpu, st, cpu, eptp, generation, region_start)
+            };
+            read_back(cur, st);
+            if l2 {
+                nested::fix_l2_readback(cur, st, prev_cr0, prev_cr4, CR0_OWNED, l0_cr4_mask(&host.caps, st));
             }
+            leave
         };
-        read_back(st);
-        if l2 {
-            nested::fix_l2_readback(st, prev_cr0, prev_cr4, CR0_OWNED, l0_cr4_mask(&host.caps, st));
-        }
         // SAFETY: see above.
         unsafe { vmx_ops::vmclear(vmcs).map_err(|_| EIO)? };
         match leave {
@@ -522,7 +530,7 @@ enum VmcsWrite {
 }
 
 /// Write controls, host state and guest state into the current VMCS (as `what` says).
-fn write_vmcs(
+fn write_vmcs(cur: &LoadedVmcs<'_>, 
     caps: &HostCaps,
     c: &GuestControls,
     st: &VcpuState,
@@ -532,69 +540,69 @@ fn write_vmcs(
     what: VmcsWrite,
 ) -> core::result::Result<(), u32> {
     if what != VmcsWrite::Guest {
-        write_controls(caps, c, st, eptp, vpid)?;
+        write_controls(cur, caps, c, st, eptp, vpid)?;
     }
     if what == VmcsWrite::All {
-        write_host_state(hs)?;
+        write_host_state(cur, hs)?;
     }
-    write_guest_state(caps, c, st)
+    write_guest_state(cur, caps, c, st)
 }
 
 /// L0's controls (SDM 25.6-25.8), the same for the vCPU's whole life but for VMCS02's merge.
-fn write_controls(caps: &HostCaps, c: &GuestControls, st: &VcpuState, eptp: u64, vpid: u16) -> core::result::Result<(), u32> {
-    w(f::PIN_BASED_VM_EXEC_CONTROL, c.pin as u64)?;
-    w(f::CPU_BASED_VM_EXEC_CONTROL, c.primary as u64)?;
+fn write_controls(cur: &LoadedVmcs<'_>, caps: &HostCaps, c: &GuestControls, st: &VcpuState, eptp: u64, vpid: u16) -> core::result::Result<(), u32> {
+    cur.w(f::PIN_BASED_VM_EXEC_CONTROL, c.pin as u64)?;
+    cur.w(f::CPU_BASED_VM_EXEC_CONTROL, c.primary as u64)?;
     let vpid_ctl = if vpid != 0 { crate::vmx_core::controls::secondary::ENABLE_VPID } else { 0 };
-    w(f::SECONDARY_VM_EXEC_CONTROL, (c.secondary | vpid_ctl) as u64)?;
+    cur.w(f::SECONDARY_VM_EXEC_CONTROL, (c.secondary | vpid_ctl) as u64)?;
     if vpid != 0 {
-        w(f::VIRTUAL_PROCESSOR_ID, vpid as u64)?;
+        cur.w(f::VIRTUAL_PROCESSOR_ID, vpid as u64)?;
     }
-    w(f::VM_EXIT_CONTROLS, c.exit as u64)?;
+    cur.w(f::VM_EXIT_CONTROLS, c.exit as u64)?;
     // #DB, #AC and #MC always exit (rust/core/src/exception.rs says why).
-    w(f::EXCEPTION_BITMAP, exception::L0_EXCEPTION_BITMAP)?;
+    cur.w(f::EXCEPTION_BITMAP, exception::L0_EXCEPTION_BITMAP)?;
     for field in [f::PAGE_FAULT_ERROR_CODE_MASK, f::PAGE_FAULT_ERROR_CODE_MATCH,
                   f::CR3_TARGET_COUNT, f::VM_EXIT_MSR_STORE_COUNT, f::VM_EXIT_MSR_LOAD_COUNT,
                   f::VM_ENTRY_MSR_LOAD_COUNT] {
-        w(field, 0)?;
+        cur.w(field, 0)?;
     }
-    w(f::EPT_POINTER, eptp)?;
-    w(f::VMCS_LINK_POINTER, u64::MAX)?;
-    w(f::CR0_GUEST_HOST_MASK, CR0_OWNED)?;
-    w(f::CR4_GUEST_HOST_MASK, l0_cr4_mask(caps, st))
+    cur.w(f::EPT_POINTER, eptp)?;
+    cur.w(f::VMCS_LINK_POINTER, u64::MAX)?;
+    cur.w(f::CR0_GUEST_HOST_MASK, CR0_OWNED)?;
+    cur.w(f::CR4_GUEST_HOST_MASK, l0_cr4_mask(caps, st))
 }
 
 /// Host state: this CPU, this task (SDM 27.2.2/27.2.3: selectors with RPL 0 and TI 0), the
 /// same for the whole region.
-fn write_host_state(hs: &HostState) -> core::result::Result<(), u32> {
+fn write_host_state(cur: &LoadedVmcs<'_>, hs: &HostState) -> core::result::Result<(), u32> {
     let (cs, ss, tr) = vmx_ops::host_selectors();
-    w(f::HOST_CR0, vmx_ops::read_cr0())?;
-    w(f::HOST_CR3, vmx_ops::read_cr3())?;
-    w(f::HOST_CR4, vmx_ops::read_cr4())?;
-    w(f::HOST_CS_SELECTOR, cs as u64)?;
-    w(f::HOST_SS_SELECTOR, ss as u64)?;
+    cur.w(f::HOST_CR0, vmx_ops::read_cr0())?;
+    cur.w(f::HOST_CR3, vmx_ops::read_cr3())?;
+    cur.w(f::HOST_CR4, vmx_ops::read_cr4())?;
+    cur.w(f::HOST_CS_SELECTOR, cs as u64)?;
+    cur.w(f::HOST_SS_SELECTOR, ss as u64)?;
     for field in [f::HOST_DS_SELECTOR, f::HOST_ES_SELECTOR, f::HOST_FS_SELECTOR, f::HOST_GS_SELECTOR] {
-        w(field, 0)?;
+        cur.w(field, 0)?;
     }
-    w(f::HOST_TR_SELECTOR, tr as u64)?;
-    w(f::HOST_FS_BASE, hs.fs_base)?;
-    w(f::HOST_GS_BASE, hs.gs_base)?;
-    w(f::HOST_TR_BASE, hs.tr_base)?;
-    w(f::HOST_GDTR_BASE, hs.gdt_base)?;
-    w(f::HOST_IDTR_BASE, hs.idt_base)?;
-    w(f::HOST_IA32_SYSENTER_CS, vmx_ops::rdmsr(0x174))?;
-    w(f::HOST_IA32_SYSENTER_ESP, vmx_ops::rdmsr(0x175))?;
-    w(f::HOST_IA32_SYSENTER_EIP, vmx_ops::rdmsr(0x176))?;
-    w(f::HOST_IA32_EFER, vmx_ops::rdmsr(0xc000_0080))?;
-    w(f::HOST_IA32_PAT, vmx_ops::rdmsr(0x277))?;
-    w(f::HOST_RIP, vmx_ops::vmx_exit_rip())
+    cur.w(f::HOST_TR_SELECTOR, tr as u64)?;
+    cur.w(f::HOST_FS_BASE, hs.fs_base)?;
+    cur.w(f::HOST_GS_BASE, hs.gs_base)?;
+    cur.w(f::HOST_TR_BASE, hs.tr_base)?;
+    cur.w(f::HOST_GDTR_BASE, hs.gdt_base)?;
+    cur.w(f::HOST_IDTR_BASE, hs.idt_base)?;
+    cur.w(f::HOST_IA32_SYSENTER_CS, vmx_ops::rdmsr(0x174))?;
+    cur.w(f::HOST_IA32_SYSENTER_ESP, vmx_ops::rdmsr(0x175))?;
+    cur.w(f::HOST_IA32_SYSENTER_EIP, vmx_ops::rdmsr(0x176))?;
+    cur.w(f::HOST_IA32_EFER, vmx_ops::rdmsr(0xc000_0080))?;
+    cur.w(f::HOST_IA32_PAT, vmx_ops::rdmsr(0x277))?;
+    cur.w(f::HOST_RIP, vmx_ops::vmx_exit_rip())
 }
 
 /// The vCPU's state through the guest-state table, the hardware's view of CR0/CR4 over it,
 /// and what depends on the state (the IA-32e mode entry control, the event to inject, the
 /// TSC offset).
-fn write_guest_state(caps: &HostCaps, c: &GuestControls, st: &VcpuState) -> core::result::Result<(), u32> {
+fn write_guest_state(cur: &LoadedVmcs<'_>, caps: &HostCaps, c: &GuestControls, st: &VcpuState) -> core::result::Result<(), u32> {
     let a = &st.arch;
-    let mut vmcs = CurrentVmcs::new();
+    let mut vmcs = CurrentVmcs::new(cur);
     a.store(&mut vmcs, Rows::ALL);
     let entry_ctl = c.entry | if a.long_mode() { entry::IA32E_MODE_GUEST } else { 0 };
     let event = a.event.unwrap_or_default();
@@ -626,19 +634,19 @@ fn write_guest_state(caps: &HostCaps, c: &GuestControls, st: &VcpuState) -> core
 /// Copy the guest state out of the current VMCS into the vCPU state: the table, then the
 /// guest's view of CR0/CR4 (owned bits from the read shadows) and the event not yet
 /// delivered.
-fn read_back(st: &mut VcpuState) {
-    let vmcs = CurrentVmcs::new();
+fn read_back(cur: &LoadedVmcs<'_>, st: &mut VcpuState) {
+    let vmcs = CurrentVmcs::new(cur);
     let a = &mut st.arch;
     a.load(&vmcs, Rows::ALL);
-    a.cr0 = arch_state::guest_view(a.cr0, r(f::CR0_READ_SHADOW), CR0_OWNED);
-    a.cr4 = arch_state::guest_view(a.cr4, r(f::CR4_READ_SHADOW), r(f::CR4_GUEST_HOST_MASK));
+    a.cr0 = arch_state::guest_view(a.cr0, cur.r(f::CR0_READ_SHADOW), CR0_OWNED);
+    a.cr4 = arch_state::guest_view(a.cr4, cur.r(f::CR4_READ_SHADOW), cur.r(f::CR4_GUEST_HOST_MASK));
     // VM exits clear the valid bit of the entry interruption field (SDM 28.2.5): a valid one
     // now was set after the last exit and has not been delivered yet.
-    let info = r(f::VM_ENTRY_INTR_INFO_FIELD) as u32;
+    let info = cur.r(f::VM_ENTRY_INTR_INFO_FIELD) as u32;
     a.event = (info & EVENT_VALID != 0).then(|| arch_state::Event {
         info,
-        error_code: r(f::VM_ENTRY_EXCEPTION_ERROR_CODE) as u32,
-        insn_len: r(f::VM_ENTRY_INSTRUCTION_LEN) as u32,
+        error_code: cur.r(f::VM_ENTRY_EXCEPTION_ERROR_CODE) as u32,
+        insn_len: cur.r(f::VM_ENTRY_INSTRUCTION_LEN) as u32,
     });
 }
 
@@ -649,7 +657,7 @@ enum Next {
 }
 
 /// Run the guest until an exit must leave the region.
-fn guest_loop(vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, eptp: u64, generation: u64, start: u64) -> Leave {
+fn guest_loop(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, eptp: u64, generation: u64, start: u64) -> Leave {
     let mut gprs = st.arch.gprs;
     let mut launched = false;
     let timer = HOST.as_ref().and_then(|h| {
@@ -672,7 +680,7 @@ fn guest_loop(vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, eptp: u64, generation: 
                     break Leave::Nested;
                 }
             }
-            prepare_events(vcpu, st);
+            prepare_events(cur, vcpu, st);
         }
         // The whole region, not each guest stretch, gets the budget: a guest whose exits
         // nvmx handles in the kernel (and that restarts the timer at every entry) must
@@ -693,10 +701,10 @@ fn guest_loop(vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, eptp: u64, generation: 
             if let Some(d) = st.nested.l1_timer_deadline.filter(|_| st.nested.guest_mode) {
                 ticks = ticks.min(d.saturating_sub(vmx_ops::rdtsc()));
             }
-            set(f::VMX_PREEMPTION_TIMER_VALUE, ticks >> rate);
+            cur.set(f::VMX_PREEMPTION_TIMER_VALUE, ticks >> rate);
         }
         if !st.nested.guest_mode {
-            crate::shadow_vmcs::before_l1(st, vcpu.vmcs_phys);
+            crate::shadow_vmcs::before_l1(cur, st, vcpu.vmcs_phys);
         }
         if core::mem::take(&mut st.l1d_flush_pending) {
             l1d_flush();
@@ -704,7 +712,7 @@ fn guest_loop(vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, eptp: u64, generation: 
         // SAFETY: IRQs off, VMX operation, current VMCS fully written by write_vmcs.
         let ran = unsafe { vmx_ops::vmx_run(&mut gprs, launched) };
         if let Err(VmFail::Valid | VmFail::Invalid) = ran {
-            let err = r(f::VM_INSTRUCTION_ERROR);
+            let err = cur.r(f::VM_INSTRUCTION_ERROR);
             // The CPU refused VMCS02 at the first entry after VMLAUNCH/VMRESUME: L1 gets
             // that VMfail (what L1 could get wrong was checked before; rust/nested.rs).
             if st.nested.guest_mode && st.nested.l1_at_entry.is_some() {
@@ -721,32 +729,32 @@ fn guest_loop(vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, eptp: u64, generation: 
         st.stats.exits += 1;
         if st.nested.guest_mode {
             st.stats.l2_exits += 1;
-            if r(f::VM_EXIT_REASON) & (1 << 31) == 0 {
+            if cur.r(f::VM_EXIT_REASON) & (1 << 31) == 0 {
                 st.nested.l1_at_entry = None;
             }
             // The CPU's timer reaching L1's deadline is L1's preemption-timer exit; before
             // it, the timer exit is L0's own (its budget, the APIC timer).
-            if ExitReason(r(f::VM_EXIT_REASON) as u32).basic() == reason::PREEMPTION_TIMER {
+            if ExitReason(cur.r(f::VM_EXIT_REASON) as u32).basic() == reason::PREEMPTION_TIMER {
                 if st.nested.l1_timer_expired(vmx_ops::rdtsc()) {
-                    st.nested.switch = Some(nested::Switch::Exit(nested::exit_info_from_vmcs()));
+                    st.nested.switch = Some(nested::Switch::Exit(nested::exit_info_from_vmcs(cur)));
                     break Leave::Nested;
                 }
             }
             // An exit L1 asked for goes to L1 with its exit information, IDT-vectoring
             // information included (L1 re-injects, not nvmx).
-            if let Some(info) = nested::reflect(st, &gprs, eptp) {
+            if let Some(info) = nested::reflect(cur, st, &gprs, eptp) {
                 st.nested.switch = Some(nested::Switch::Exit(info));
                 break Leave::Nested;
             }
         }
-        requeue_vectoring_event();
-        let requeued = if st.nested.guest_mode { r(f::VM_ENTRY_INTR_INFO_FIELD) } else { 0 };
-        match handle_exit(vcpu, &mut gprs, st, cpu, eptp) {
+        requeue_vectoring_event(cur);
+        let requeued = if st.nested.guest_mode { cur.r(f::VM_ENTRY_INTR_INFO_FIELD) } else { 0 };
+        match handle_exit(cur, vcpu, &mut gprs, st, cpu, eptp) {
             Next::Resume => {
                 // An exception nvmx raised in L2 while doing something for it is L1's if
                 // L1's exception bitmap says so, as one the CPU raised would have been.
                 if st.nested.guest_mode {
-                    if let Some(info) = nested::raised_exception_exit(st, requeued) {
+                    if let Some(info) = nested::raised_exception_exit(cur, st, requeued) {
                         st.nested.switch = Some(nested::Switch::Exit(info));
                         break Leave::Nested;
                     }
@@ -798,15 +806,15 @@ fn l1d_flush() {
 
 /// An event whose delivery a VM exit interrupted (IDT-vectoring information, SDM 28.2.4)
 /// is delivered again at the next entry (SDM 29.2.3), as hardware would have.
-fn requeue_vectoring_event() {
-    let info = r(f::IDT_VECTORING_INFO_FIELD);
+fn requeue_vectoring_event(cur: &LoadedVmcs<'_>) {
+    let info = cur.r(f::IDT_VECTORING_INFO_FIELD);
     if info & INTR_INFO_VALID == 0 {
         return;
     }
     // Bit 12 (NMI unblocking / undefined here) is not part of the entry format.
-    set(f::VM_ENTRY_INTR_INFO_FIELD, info & !(1 << 12));
-    set(f::VM_ENTRY_EXCEPTION_ERROR_CODE, r(f::IDT_VECTORING_ERROR_CODE));
-    set(f::VM_ENTRY_INSTRUCTION_LEN, r(f::VM_EXIT_INSTRUCTION_LEN));
+    cur.set(f::VM_ENTRY_INTR_INFO_FIELD, info & !(1 << 12));
+    cur.set(f::VM_ENTRY_EXCEPTION_ERROR_CODE, cur.r(f::IDT_VECTORING_ERROR_CODE));
+    cur.set(f::VM_ENTRY_INSTRUCTION_LEN, cur.r(f::VM_EXIT_INSTRUCTION_LEN));
 }
 
 /// Take what other vCPUs posted (IRR bits, an NMI) into the local APIC and run its timer at
@@ -824,33 +832,33 @@ fn collect_events(vcpu: &Vcpu, st: &mut VcpuState, now: u64, if_set: bool) -> bo
 /// Before an entry with an in-kernel local APIC: merge what other vCPUs posted, run the
 /// APIC timer, and inject the highest deliverable interrupt (or an NMI) if the guest can
 /// take it now — otherwise ask for an interrupt-window exit (SDM 26.7.5).
-fn prepare_events(vcpu: &Vcpu, st: &mut VcpuState) {
+fn prepare_events(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, st: &mut VcpuState) {
     let now = vmx_ops::rdtsc().wrapping_add(st.tsc_offset);
     collect_events(vcpu, st, now, false);
     let global_enable = st.apic_base & crate::vmx_core::guest_msr::apic_base::ENABLE != 0;
     let Some(apic) = st.lapic.as_mut() else { return };
-    if r(f::VM_ENTRY_INTR_INFO_FIELD) & INTR_INFO_VALID != 0 {
+    if cur.r(f::VM_ENTRY_INTR_INFO_FIELD) & INTR_INFO_VALID != 0 {
         return; // an event is already being injected
     }
-    let blocking = r(f::GUEST_INTERRUPTIBILITY_INFO);
-    let mut primary = r(f::CPU_BASED_VM_EXEC_CONTROL) as u32;
+    let blocking = cur.r(f::GUEST_INTERRUPTIBILITY_INFO);
+    let mut primary = cur.r(f::CPU_BASED_VM_EXEC_CONTROL) as u32;
     // Bits 3 (blocking by NMI), 0-1 (STI, MOV SS).
     if st.nmi_pending && blocking & 0xb == 0 {
         st.nmi_pending = false;
-        set(f::VM_ENTRY_INTR_INFO_FIELD, INTR_INFO_VALID | INTR_TYPE_NMI | 2);
+        cur.set(f::VM_ENTRY_INTR_INFO_FIELD, INTR_INFO_VALID | INTR_TYPE_NMI | 2);
         return;
     }
     let want = if global_enable { apic.deliverable() } else { None };
     match want {
-        Some(v) if r(f::GUEST_RFLAGS) & RFLAGS_IF != 0 && blocking & 3 == 0 => {
+        Some(v) if cur.r(f::GUEST_RFLAGS) & RFLAGS_IF != 0 && blocking & 3 == 0 => {
             apic.acknowledge(v);
-            set(f::VM_ENTRY_INTR_INFO_FIELD, INTR_INFO_VALID | v as u64);
+            cur.set(f::VM_ENTRY_INTR_INFO_FIELD, INTR_INFO_VALID | v as u64);
             primary &= !crate::vmx_core::controls::primary::INTR_WINDOW_EXITING;
         }
         Some(_) => primary |= crate::vmx_core::controls::primary::INTR_WINDOW_EXITING,
         None => primary &= !crate::vmx_core::controls::primary::INTR_WINDOW_EXITING,
     }
-    set(f::CPU_BASED_VM_EXEC_CONTROL, primary as u64);
+    cur.set(f::CPU_BASED_VM_EXEC_CONTROL, primary as u64);
     vcpu.mailbox.mirror(apic);
 }
 
@@ -899,8 +907,8 @@ fn apply_apic_effect(vcpu: &Vcpu, st: &mut VcpuState, e: WriteEffect) -> Result<
     Ok(())
 }
 
-fn handle_exit(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32, eptp: u64) -> Next {
-    let exit = ExitReason(r(f::VM_EXIT_REASON) as u32);
+fn handle_exit(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32, eptp: u64) -> Next {
+    let exit = ExitReason(cur.r(f::VM_EXIT_REASON) as u32);
     if exit.entry_failed() {
         // A machine check during VM entry (SDM 27.8) is the host's, then the VMM's failure.
         if exit.basic() == reason::MCE_DURING_VMENTRY {
@@ -908,7 +916,7 @@ fn handle_exit(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32, ept
         }
         return Next::Leave(Leave::User(UserExit::FailEntry { reason: exit.0 as u64, cpu }));
     }
-    let q = r(f::EXIT_QUALIFICATION);
+    let q = cur.r(f::EXIT_QUALIFICATION);
     match exit.basic() {
         reason::EXTERNAL_INTERRUPT => Next::Leave(Leave::Host { nmi: false }),
         // Always leave: only with interrupts enabled can the host take what is pending
@@ -916,23 +924,23 @@ fn handle_exit(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32, ept
         // only then.
         reason::PREEMPTION_TIMER => Next::Leave(Leave::Host { nmi: false }),
         reason::EXCEPTION_NMI => {
-            let info = r(f::VM_EXIT_INTR_INFO);
+            let info = cur.r(f::VM_EXIT_INTR_INFO);
             if info & (7 << 8) == INTR_TYPE_NMI {
                 Next::Leave(Leave::Host { nmi: true })
             } else {
-                intercepted_exception(st, exit.0 as u64, info, q, cpu)
+                intercepted_exception(cur, st, exit.0 as u64, info, q, cpu)
             }
         }
         reason::TRIPLE_FAULT => Next::Leave(Leave::User(UserExit::Shutdown)),
         reason::HLT => {
-            skip_instruction();
+            skip_instruction(cur);
             if st.lapic.is_none() {
                 return Next::Leave(Leave::User(UserExit::Hlt));
             }
             // In-kernel APIC: HLT waits in the kernel (KVM_MP_STATE_HALTED) for an
             // interrupt the guest can take (RFLAGS.IF = 1) or an NMI.
             let now = vmx_ops::rdtsc().wrapping_add(st.tsc_offset);
-            if collect_events(vcpu, st, now, r(f::GUEST_RFLAGS) & RFLAGS_IF != 0) {
+            if collect_events(vcpu, st, now, cur.r(f::GUEST_RFLAGS) & RFLAGS_IF != 0) {
                 return Next::Resume;
             }
             st.mp_state = mp_state::HALTED;
@@ -943,54 +951,54 @@ fn handle_exit(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32, ept
             // The vCPU's table from KVM_SET_CPUID2, with KVM's out-of-range rule.
             let [a, b, c, d] = cpuid::guest_cpuid(&st.cpuid, g[0] as u32, g[1] as u32);
             [g[0], g[3], g[1], g[2]] = [a as u64, b as u64, c as u64, d as u64];
-            skip_instruction();
+            skip_instruction(cur);
             Next::Resume
         }
         reason::CR_ACCESS => match CrAccess::decode(q) {
             CrAccess::MovTo { cr: 0, gpr } => {
-                let v = read_reg(g, gpr);
-                let old = guest_cr0();
-                match guest_cr::mov_to_cr0(old, v, r(f::GUEST_IA32_EFER), guest_cr4()) {
+                let v = read_reg(cur, g, gpr);
+                let old = guest_cr0(cur);
+                match guest_cr::mov_to_cr0(old, v, cur.r(f::GUEST_IA32_EFER), guest_cr4(cur)) {
                     Some(v) => {
-                        set_guest_cr0(v);
-                        skip_instruction();
+                        set_guest_cr0(cur, v);
+                        skip_instruction(cur);
                     }
-                    None => inject(GP_VECTOR, Some(0)),
+                    None => inject(cur, GP_VECTOR, Some(0)),
                 }
                 Next::Resume
             }
             CrAccess::MovTo { cr: 4, gpr } => {
-                let v = read_reg(g, gpr);
-                let long = r(f::GUEST_IA32_EFER) & EFER_LMA != 0;
+                let v = read_reg(cur, g, gpr);
+                let long = cur.r(f::GUEST_IA32_EFER) & EFER_LMA != 0;
                 // Bits the guest's CPUID does not offer (VMXE among them while nested is
                 // not offered) are #GP(0).
-                match guest_cr::mov_to_cr4(&st.features, guest_cr4(), v, long, r(f::GUEST_CR3)) {
+                match guest_cr::mov_to_cr4(&st.features, guest_cr4(cur), v, long, cur.r(f::GUEST_CR3)) {
                     Some(v) => {
-                        set(f::CR4_READ_SHADOW, v);
-                        set(f::GUEST_CR4, v | cr4::VMXE);
-                        skip_instruction();
+                        cur.set(f::CR4_READ_SHADOW, v);
+                        cur.set(f::GUEST_CR4, v | cr4::VMXE);
+                        skip_instruction(cur);
                     }
-                    None => inject(GP_VECTOR, Some(0)),
+                    None => inject(cur, GP_VECTOR, Some(0)),
                 }
                 Next::Resume
             }
             // CR8 is the local APIC's TPR[7:4] (SDM 11.8.6); bits 63:4 are reserved.
             CrAccess::MovTo { cr: 8, gpr } => {
-                let v = read_reg(g, gpr);
+                let v = read_reg(cur, g, gpr);
                 if v >> 4 != 0 {
-                    inject(GP_VECTOR, Some(0));
+                    inject(cur, GP_VECTOR, Some(0));
                     return Next::Resume;
                 }
                 st.set_cr8(v);
                 if let Some(a) = &st.lapic {
                     vcpu.mailbox.mirror(a);
                 }
-                skip_instruction();
+                skip_instruction(cur);
                 Next::Resume
             }
             CrAccess::MovFrom { cr: 8, gpr } => {
-                write_reg(g, gpr, st.cr8());
-                skip_instruction();
+                write_reg(cur, g, gpr, st.cr8());
+                skip_instruction(cur);
                 Next::Resume
             }
             _ => internal(INTERNAL_ERROR_EMULATION, [exit.0 as u64, q, 0]),
@@ -998,36 +1006,36 @@ fn handle_exit(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32, ept
         // MOV to/from DRn at CPL 0 (the CPU raises #GP for CPL > 0 before exiting).
         reason::DR_ACCESS => {
             let a = DrAccess::decode(q);
-            let de = guest_cr4() & cr4::DE != 0;
-            let bits64 = cpu_mode() == CpuMode::Bits64;
+            let de = guest_cr4(cur) & cr4::DE != 0;
+            let bits64 = cpu_mode(cur) == CpuMode::Bits64;
             let loaded = sync_guest_dr6(st);
             let done = if a.read {
-                st.arch.debug.read(a.dr, de).map(|v| write_reg(g, a.gpr, if bits64 { v } else { v & 0xffff_ffff }))
+                st.arch.debug.read(a.dr, de).map(|v| write_reg(cur, g, a.gpr, if bits64 { v } else { v & 0xffff_ffff }))
             } else {
-                let v = read_reg(g, a.gpr);
+                let v = read_reg(cur, g, a.gpr);
                 st.arch.debug.write(a.dr, if bits64 { v } else { v & 0xffff_ffff }, de)
             };
             match done {
                 Ok(()) => {
-                    set(f::GUEST_DR7, st.arch.debug.dr7);
-                    skip_instruction();
+                    cur.set(f::GUEST_DR7, st.arch.debug.dr7);
+                    skip_instruction(cur);
                     // DR0-DR3/DR6 are put on the CPU (or taken off) at region entry: leave
                     // and come back if a write changed what must be there.
                     if !a.read && (loaded || st.arch.debug.breakpoints_enabled()) {
                         return Next::Leave(Leave::Host { nmi: false });
                     }
                 }
-                Err(DrFault::Ud) => inject(UD_VECTOR, None),
-                Err(DrFault::Gp) => inject(GP_VECTOR, Some(0)),
+                Err(DrFault::Ud) => inject(cur, UD_VECTOR, None),
+                Err(DrFault::Gp) => inject(cur, GP_VECTOR, Some(0)),
             }
             Next::Resume
         }
         reason::IO_INSTRUCTION => {
             let io = IoQualification(q);
             if io.is_string() {
-                return string_io(vcpu, g, st, eptp, io, exit.0 as u64, q);
+                return string_io(cur, vcpu, g, st, eptp, io, exit.0 as u64, q);
             }
-            skip_instruction();
+            skip_instruction(cur);
             Next::Leave(Leave::User(UserExit::Io {
                 is_in: io.is_in(),
                 size: io.size(),
@@ -1040,7 +1048,7 @@ fn handle_exit(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32, ept
             // L2's TPR under L1's virtualize x2APIC mode, else the vCPU's own x2APIC.
             let done = match nested::x2apic_virtual_msr(st, eptp, g[1] as u32, write) {
                 Some(nested::VirtualMsr::BelowThreshold) => {
-                    skip_instruction();
+                    skip_instruction(cur);
                     let info = nested::ExitInfo { reason: reason::TPR_BELOW_THRESHOLD as u64, ..Default::default() };
                     st.nested.switch = Some(nested::Switch::Exit(info));
                     return Next::Leave(Leave::Nested);
@@ -1053,14 +1061,14 @@ fn handle_exit(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32, ept
                     if write.is_none() {
                         [g[0], g[2]] = [v & 0xffff_ffff, v >> 32];
                     }
-                    skip_instruction();
+                    skip_instruction(cur);
                     Next::Resume
                 }
                 Some(Err(ApicError::Unsupported)) => {
                     internal(INTERNAL_ERROR_EMULATION, [exit.0 as u64, g[1], write.unwrap_or(0)])
                 }
                 Some(Err(ApicError::Gp)) | None => {
-                    inject(GP_VECTOR, Some(0));
+                    inject(cur, GP_VECTOR, Some(0));
                     Next::Resume
                 }
             }
@@ -1073,9 +1081,9 @@ fn handle_exit(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32, ept
                 nested::set_msr(st, index, (g[0] & 0xffff_ffff) | (g[2] << 32), false).is_ok()
             };
             if ok {
-                skip_instruction();
+                skip_instruction(cur);
             } else {
-                inject(GP_VECTOR, Some(0));
+                inject(cur, GP_VECTOR, Some(0));
             }
             Next::Resume
         }
@@ -1083,24 +1091,24 @@ fn handle_exit(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32, ept
             // An MSR nvmx does not have is #GP(0), as KVM does for one it does not know.
             match Msr::from_index(g[1] as u32) {
                 Some(m) => {
-                    let v = live_msr(st, m);
+                    let v = live_msr(cur, st, m);
                     [g[0], g[2]] = [v & 0xffff_ffff, v >> 32];
-                    skip_instruction();
+                    skip_instruction(cur);
                 }
-                None => inject(GP_VECTOR, Some(0)),
+                None => inject(cur, GP_VECTOR, Some(0)),
             }
             Next::Resume
         }
         reason::WRMSR => {
             let value = (g[0] & 0xffff_ffff) | (g[2] << 32);
             let checked = Msr::from_index(g[1] as u32)
-                .and_then(|m| check_guest_wrmsr(st, m, value, live_msr(st, m), r(f::GUEST_CR0)).map(|v| (m, v)));
+                .and_then(|m| check_guest_wrmsr(st, m, value, live_msr(cur, st, m), cur.r(f::GUEST_CR0)).map(|v| (m, v)));
             match checked {
                 Some((m, v)) => {
-                    set_live_msr(st, m, v);
-                    skip_instruction();
+                    set_live_msr(cur, st, m, v);
+                    skip_instruction(cur);
                 }
-                None => inject(GP_VECTOR, Some(0)),
+                None => inject(cur, GP_VECTOR, Some(0)),
             }
             Next::Resume
         }
@@ -1108,28 +1116,28 @@ fn handle_exit(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32, ept
             // VMX not exposed to this guest (CPUID.1:ECX.VMX = 0): #UD (SDM 31.3). L2's VMX
             // instructions never get here (they go to L1).
             if !st.features.vmx || !nested::available() {
-                inject(UD_VECTOR, None);
+                inject(cur, UD_VECTOR, None);
                 return Next::Resume;
             }
             // L1's writes into the shadow VMCS first: the instruction acts on VMCS12.
-            crate::shadow_vmcs::pull(st, vcpu.vmcs_phys);
-            match nested::vmx_instruction(st, g, eptp, b, q) {
+            crate::shadow_vmcs::pull(cur, st, vcpu.vmcs_phys);
+            match nested::vmx_instruction(cur, st, g, eptp, b, q) {
                 nested::Handled::Resume => Next::Resume,
                 nested::Handled::Switch => Next::Leave(Leave::Nested),
                 nested::Handled::Unsupported(d) => internal(INTERNAL_ERROR_EMULATION, [exit.0 as u64, q, d]),
             }
         }
         reason::EPT_VIOLATION if st.nested.l2_eptp12().is_some() => {
-            l2_ept_violation(vcpu, g, st, eptp, exit.0 as u64, q, cpu)
+            l2_ept_violation(cur, vcpu, g, st, eptp, exit.0 as u64, q, cpu)
         }
         reason::EPT_VIOLATION | reason::EPT_MISCONFIG => {
-            let gpa = r(f::GUEST_PHYSICAL_ADDRESS);
+            let gpa = cur.r(f::GUEST_PHYSICAL_ADDRESS);
             // A first write to a dirty-logged page: now dirty and writable; retry.
             if q & EPT_VIOLATION_WRITE != 0 && crate::ept::log_write(eptp, gpa) {
                 return Next::Resume;
             }
             // Every other slot page is mapped: this is an access outside every slot, MMIO.
-            mmio(vcpu, g, st, eptp, gpa, exit.0 as u64, q, cpu)
+            mmio(cur, vcpu, g, st, eptp, gpa, exit.0 as u64, q, cpu)
         }
         _ => internal(INTERNAL_ERROR_UNEXPECTED_EXIT_REASON, [exit.0 as u64, q, 0]),
     }
@@ -1137,15 +1145,15 @@ fn handle_exit(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32, ept
 
 /// An EPT violation of EPT02 (L2 under L1's EPT): filled from EPT12 and L0's EPT, reflected
 /// to L1 when EPT12 does not allow the access, or L1's MMIO.
-fn l2_ept_violation(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, eptp: u64, reason_: u64, q: u64, cpu: u32) -> Next {
-    let gpa = r(f::GUEST_PHYSICAL_ADDRESS);
+fn l2_ept_violation(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, eptp: u64, reason_: u64, q: u64, cpu: u32) -> Next {
+    let gpa = cur.r(f::GUEST_PHYSICAL_ADDRESS);
     let (Some(eptp12), caps, maxphyaddr) = (st.nested.l2_eptp12(), st.nested.caps.ept_vpid, st.features.maxphyaddr) else {
         return internal(INTERNAL_ERROR_UNEXPECTED_EXIT_REASON, [reason_, q, gpa]);
     };
     let Some(shadow) = st.nested.shadow_ept.as_mut() else {
         return Next::Leave(Leave::Host { nmi: false });
     };
-    match shadow.violation(eptp, eptp12, caps, maxphyaddr, gpa, q) {
+    match shadow.violation(cur, eptp, eptp12, caps, maxphyaddr, gpa, q) {
         nested_ept::Fault::Resume => {
             st.stats.ept02_fills += 1;
             Next::Resume
@@ -1156,7 +1164,7 @@ fn l2_ept_violation(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, eptp: u6
             st.nested.switch = Some(nested::Switch::Exit(info));
             Next::Leave(Leave::Nested)
         }
-        nested_ept::Fault::Mmio(l1_gpa) => mmio(vcpu, g, st, eptp, l1_gpa, reason_, q, cpu),
+        nested_ept::Fault::Mmio(l1_gpa) => mmio(cur, vcpu, g, st, eptp, l1_gpa, reason_, q, cpu),
         nested_ept::Fault::Unreadable(table) => internal(INTERNAL_ERROR_EMULATION, [reason_, gpa, table]),
     }
 }
@@ -1184,15 +1192,15 @@ fn pio_slice<'a>(pio: *mut u8) -> &'a mut [u8] {
 /// INS/OUTS (SDM vol. 2B): a batch of items (rust/core/src/exit.rs, string_io_batch) goes
 /// through the PIO page. OUTS copies from the guest now; INS is finished by the next
 /// KVM_RUN (complete_ins). REP with RCX = 0 does nothing.
-fn string_io(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, eptp: u64, io: IoQualification, reason_: u64, q: u64) -> Next {
+fn string_io(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, eptp: u64, io: IoQualification, reason_: u64, q: u64) -> Next {
     // The address size is in the instruction-information field where the CPU reports it
     // for INS/OUTS (IA32_VMX_BASIC[54]); otherwise it is the code segment's default (an
     // address-size prefix would go unseen: refuse nothing, but it cannot be honoured).
     let has_info = HOST.as_ref().is_some_and(|h| h.caps.basic.ins_outs_info());
     let mask = if has_info {
-        string_io_addr_mask(r(f::VMX_INSTRUCTION_INFO))
+        string_io_addr_mask(cur.r(f::VMX_INSTRUCTION_INFO))
     } else {
-        match cpu_mode() {
+        match cpu_mode(cur) {
             CpuMode::Bits64 => u64::MAX,
             CpuMode::Bits32 => 0xffff_ffff,
             CpuMode::Bits16 => 0xffff,
@@ -1201,20 +1209,20 @@ fn string_io(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, eptp: u64, io: 
     let rep = io.is_rep();
     let count = if rep { g[1] & mask } else { 1 };
     if count == 0 {
-        skip_instruction();
+        skip_instruction(cur);
         return Next::Resume;
     }
     let size = io.size();
-    let df = r(f::GUEST_RFLAGS) & (1 << 10) != 0;
-    let linear = r(f::GUEST_LINEAR_ADDRESS);
+    let df = cur.r(f::GUEST_RFLAGS) & (1 << 10) != 0;
+    let linear = cur.r(f::GUEST_LINEAR_ADDRESS);
     let n = string_io_batch(count, size, linear, df);
-    let insn_len = r(f::VM_EXIT_INSTRUCTION_LEN);
+    let insn_len = cur.r(f::VM_EXIT_INSTRUCTION_LEN);
     if io.is_in() {
         st.pending_ins = Some(PendingIns { size, count: n, rep, df, addr_mask: mask, insn_len });
         // RIP stays on the instruction until the last batch completes.
         return Next::Leave(Leave::User(UserExit::StringIo { is_in: true, size, port: io.port(), count: n as u32 }));
     }
-    let regs = PagingRegs { cr0: r(f::GUEST_CR0), cr3: r(f::GUEST_CR3), cr4: r(f::GUEST_CR4), efer: r(f::GUEST_IA32_EFER) };
+    let regs = PagingRegs { cr0: cur.r(f::GUEST_CR0), cr3: cur.r(f::GUEST_CR3), cr4: cur.r(f::GUEST_CR4), efer: cur.r(f::GUEST_IA32_EFER) };
     let buf = pio_slice(shim::page_address(&vcpu.pio_page));
     let step = if df { -(size as i64) } else { size as i64 };
     for k in 0..n as usize {
@@ -1239,7 +1247,7 @@ fn string_io(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, eptp: u64, io: 
         true
     };
     if done {
-        skip_instruction();
+        skip_instruction(cur);
     }
     Next::Leave(Leave::User(UserExit::StringIo { is_in: false, size, port: io.port(), count: n as u32 }))
 }
@@ -1286,16 +1294,16 @@ fn complete_ins(st: &mut VcpuState, ins: &PendingIns, pio: *mut u8, eptp: u64) {
 
 /// Fetch up to 15 bytes of the instruction at CS:RIP through the guest's paging and the EPT;
 /// returns how many could be read (fewer if a page of it is gone).
-fn fetch_instruction(mem: GuestMemory, buf: &mut [u8; 15]) -> usize {
+fn fetch_instruction(cur: &LoadedVmcs<'_>, mem: GuestMemory, buf: &mut [u8; 15]) -> usize {
     let regs = PagingRegs {
-        cr0: r(f::GUEST_CR0),
-        cr3: r(f::GUEST_CR3),
-        cr4: r(f::GUEST_CR4),
-        efer: r(f::GUEST_IA32_EFER),
+        cr0: cur.r(f::GUEST_CR0),
+        cr3: cur.r(f::GUEST_CR3),
+        cr4: cur.r(f::GUEST_CR4),
+        efer: cur.r(f::GUEST_IA32_EFER),
     };
-    let mode = cpu_mode();
-    let rip = r(f::GUEST_RIP);
-    let linear = if mode == CpuMode::Bits64 { rip } else { r(f::GUEST_CS_BASE).wrapping_add(rip) & 0xffff_ffff };
+    let mode = cpu_mode(cur);
+    let rip = cur.r(f::GUEST_RIP);
+    let linear = if mode == CpuMode::Bits64 { rip } else { cur.r(f::GUEST_CS_BASE).wrapping_add(rip) & 0xffff_ffff };
     for (i, b) in buf.iter_mut().enumerate() {
         if copy_guest(&regs, mem, linear.wrapping_add(i as u64), core::slice::from_mut(b), false).is_err() {
             return i;
@@ -1306,20 +1314,20 @@ fn fetch_instruction(mem: GuestMemory, buf: &mut [u8; 15]) -> usize {
 
 /// The whole register holding operand `r_` (for AH..BH: RAX..RBX; insn::load/store pick
 /// the byte).
-fn read_gpr(g: &[u64; 16], r_: Gpr) -> u64 {
-    read_reg(g, r_.reg())
+fn read_gpr(cur: &LoadedVmcs<'_>, g: &[u64; 16], r_: Gpr) -> u64 {
+    read_reg(cur, g, r_.reg())
 }
 
-fn write_gpr(g: &mut [u64; 16], r_: Gpr, v: u64) {
-    write_reg(g, r_.reg(), v);
+fn write_gpr(cur: &LoadedVmcs<'_>, g: &mut [u64; 16], r_: Gpr, v: u64) {
+    write_reg(cur, g, r_.reg(), v);
 }
 
 /// An access to `gpa`, outside every slot: decode the instruction, then either emulate it
 /// on the in-kernel xAPIC page or hand it to userspace as KVM_EXIT_MMIO. An instruction
 /// nvmx does not decode is KVM_EXIT_INTERNAL_ERROR (emulation) with the exit reason,
 /// qualification, GPA and the first 8 instruction bytes.
-fn mmio(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, eptp: u64, gpa: u64, reason_: u64, q: u64, cpu: u32) -> Next {
-    let vectoring = r(f::IDT_VECTORING_INFO_FIELD);
+fn mmio(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, eptp: u64, gpa: u64, reason_: u64, q: u64, cpu: u32) -> Next {
+    let vectoring = cur.r(f::IDT_VECTORING_INFO_FIELD);
     if vectoring & INTR_INFO_VALID != 0 {
         // The guest was delivering an event through MMIO (its IDT, say): nothing to
         // emulate; KVM reports the same (kvm_prepare_event_vectoring_exit).
@@ -1330,8 +1338,8 @@ fn mmio(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, eptp: u64, gpa: u64,
         }));
     }
     let mut bytes = [0u8; 15];
-    let n = fetch_instruction(guest_memory(st, eptp), &mut bytes);
-    let decoded = insn::decode(&bytes[..n], cpu_mode());
+    let n = fetch_instruction(cur, guest_memory(st, eptp), &mut bytes);
+    let decoded = insn::decode(&bytes[..n], cpu_mode(cur));
     let head = u64::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7]]);
     let fail = || Next::Leave(Leave::User(UserExit::Internal {
         suberror: INTERNAL_ERROR_EMULATION,
@@ -1340,7 +1348,7 @@ fn mmio(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, eptp: u64, gpa: u64,
     }));
     let (len, size, write_data) = match decoded {
         Decoded::Read { len, size, .. } => (len, size, None),
-        Decoded::WriteReg { len, size, src } => (len, size, Some(insn::store(read_gpr(g, src), src, size))),
+        Decoded::WriteReg { len, size, src } => (len, size, Some(insn::store(read_gpr(cur, g, src), src, size))),
         Decoded::WriteImm { len, size, value } => (len, size, Some(value)),
         Decoded::Unsupported => return fail(),
     };
@@ -1359,8 +1367,8 @@ fn mmio(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, eptp: u64, gpa: u64,
             (Decoded::Read { dst, dst_size, extend, .. }, _) => {
                 // Reserved xAPIC registers read as 0.
                 let v = apic.read(offset, now, tsc_khz).unwrap_or(0);
-                let old = read_gpr(g, dst);
-                write_gpr(g, dst, insn::load(old, dst, dst_size, 4, extend, v as u64));
+                let old = read_gpr(cur, g, dst);
+                write_gpr(cur, g, dst, insn::load(old, dst, dst_size, 4, extend, v as u64));
             }
             (_, Some(v)) => match apic.write(offset, v as u32, now, tsc_khz) {
                 Ok(effect) => match apply_apic_effect(vcpu, st, effect) {
@@ -1373,10 +1381,10 @@ fn mmio(vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, eptp: u64, gpa: u64,
             },
             _ => return fail(),
         }
-        advance_rip(len as u64);
+        advance_rip(cur, len as u64);
         return Next::Resume;
     }
-    advance_rip(len as u64);
+    advance_rip(cur, len as u64);
     if let Decoded::Read { dst, dst_size, extend, .. } = decoded {
         st.pending_mmio = Some(PendingMmio { dst, dst_size, size, extend });
     }
@@ -1400,13 +1408,13 @@ fn msr_field(msr: Msr) -> Option<crate::vmx_core::field::Field> {
 
 /// An MSR's value inside the region: from the VMCS or the loaded hardware MSR where it
 /// lives during the run, else from the vCPU state.
-fn live_msr(st: &VcpuState, msr: Msr) -> u64 {
+fn live_msr(cur: &LoadedVmcs<'_>, st: &VcpuState, msr: Msr) -> u64 {
     // L2 reads its own TSC (KVM: the current offset), L1's and L2's offsets together.
     if msr == Msr::Tsc && st.nested.guest_mode {
-        return vmx_ops::rdtsc().wrapping_add(r(f::TSC_OFFSET));
+        return vmx_ops::rdtsc().wrapping_add(cur.r(f::TSC_OFFSET));
     }
     if let Some(field) = msr_field(msr) {
-        r(field)
+        cur.r(field)
     } else if SYSCALL_MSRS.contains(&msr) {
         vmx_ops::rdmsr(msr.index())
     } else {
@@ -1414,9 +1422,9 @@ fn live_msr(st: &VcpuState, msr: Msr) -> u64 {
     }
 }
 
-fn set_live_msr(st: &mut VcpuState, msr: Msr, v: u64) {
+fn set_live_msr(cur: &LoadedVmcs<'_>, st: &mut VcpuState, msr: Msr, v: u64) {
     if let Some(field) = msr_field(msr) {
-        set(field, v);
+        cur.set(field, v);
     } else if SYSCALL_MSRS.contains(&msr) {
         // SAFETY: checked by guest_msr::check_write; the region restores the host's value.
         unsafe { vmx_ops::wrmsr(msr.index(), v) };
@@ -1426,7 +1434,7 @@ fn set_live_msr(st: &mut VcpuState, msr: Msr, v: u64) {
         // nested_tsc_adjust_test checks); L2's offset follows.
         if let Msr::Tsc | Msr::TscAdjust = msr {
             let offset = if st.nested.guest_mode { nested::vmcs02_tsc_offset(st) } else { st.tsc_offset };
-            set(f::TSC_OFFSET, offset);
+            cur.set(f::TSC_OFFSET, offset);
         }
     }
 }
@@ -1443,29 +1451,29 @@ fn sync_guest_dr6(st: &mut VcpuState) -> bool {
 
 /// An exception exit of one of the vectors nvmx always intercepts (exception.rs): #DB and
 /// #AC go back to the guest that raised them, #MC to the host's handler.
-fn intercepted_exception(st: &mut VcpuState, reason_: u64, info: u64, q: u64, cpu: u32) -> Next {
+fn intercepted_exception(cur: &LoadedVmcs<'_>, st: &mut VcpuState, reason_: u64, info: u64, q: u64, cpu: u32) -> Next {
     let ac = exception::AcContext {
-        cpl: ((r(f::GUEST_SS_AR_BYTES) >> 5) & 3) as u8,
-        cr0: guest_cr0(),
-        rflags: r(f::GUEST_RFLAGS),
+        cpl: ((cur.r(f::GUEST_SS_AR_BYTES) >> 5) & 3) as u8,
+        cr0: guest_cr0(cur),
+        rflags: cur.r(f::GUEST_RFLAGS),
     };
-    let decided = exception::decide(info, q, r(f::VM_EXIT_INSTRUCTION_LEN), &ac);
+    let decided = exception::decide(info, q, cur.r(f::VM_EXIT_INSTRUCTION_LEN), &ac);
     // An exception while the CPU delivered another event (IDT-vectoring information valid):
     // nvmx, like KVM, does not emulate the double delivery — the VMM gets
     // KVM_INTERNAL_ERROR_SIMUL_EX with KVM's four data words. This is where a guest whose
     // #AC delivery raises #AC again (a misaligned ring-3 handler stack) ends.
-    let vectoring = r(f::IDT_VECTORING_INFO_FIELD);
+    let vectoring = cur.r(f::IDT_VECTORING_INFO_FIELD);
     if vectoring & INTR_INFO_VALID != 0 && decided != exception::Intercepted::MachineCheck {
         return Next::Leave(Leave::User(UserExit::Internal {
             suberror: INTERNAL_ERROR_SIMUL_EX,
-            data: [vectoring, info, r(f::VM_EXIT_INTR_ERROR_CODE), u64::from(cpu), 0],
+            data: [vectoring, info, cur.r(f::VM_EXIT_INTR_ERROR_CODE), u64::from(cpu), 0],
             ndata: 4,
         }));
     }
     match decided {
         exception::Intercepted::Debug { payload, skip } => {
             if let Some(len) = skip {
-                advance_rip(len);
+                advance_rip(cur, len);
             }
             let loaded = sync_guest_dr6(st);
             st.arch.debug.dr6 = exception::dr6_after_db(st.arch.debug.dr6, payload);
@@ -1474,14 +1482,14 @@ fn intercepted_exception(st: &mut VcpuState, reason_: u64, info: u64, q: u64, cp
                 unsafe { vmx_ops::write_dr(6, st.arch.debug.dr6) };
             }
             // Delivering #DB clears DR7.GD (SDM vol. 3B 18.2.4), as KVM does when injecting.
-            set(f::GUEST_DR7, r(f::GUEST_DR7) & !exception::DR7_GD);
-            inject(exception::DB_VECTOR as u64, None);
+            cur.set(f::GUEST_DR7, cur.r(f::GUEST_DR7) & !exception::DR7_GD);
+            inject(cur, exception::DB_VECTOR as u64, None);
             Next::Resume
         }
         exception::Intercepted::AlignmentCheck => {
             // The image a fault pushes has RF set (SDM vol. 3A 18.3.1.1), as KVM injects it.
-            set(f::GUEST_RFLAGS, r(f::GUEST_RFLAGS) | exception::RFLAGS_RF);
-            inject(exception::AC_VECTOR as u64, Some(r(f::VM_EXIT_INTR_ERROR_CODE)));
+            cur.set(f::GUEST_RFLAGS, cur.r(f::GUEST_RFLAGS) | exception::RFLAGS_RF);
+            inject(cur, exception::AC_VECTOR as u64, Some(cur.r(f::VM_EXIT_INTR_ERROR_CODE)));
             Next::Resume
         }
         exception::Intercepted::MachineCheck => {
@@ -1501,16 +1509,16 @@ fn internal(suberror: u32, data: [u64; 3]) -> Next {
 
 /// MOV to CR0: the guest owns everything but NE/CD/NW/PG. A PG change with EFER.LME set
 /// switches IA-32e mode (SDM 10.8.5): EFER.LMA and the entry control follow.
-fn set_guest_cr0(v: u64) {
-    set(f::CR0_READ_SHADOW, v);
-    set(f::GUEST_CR0, (v | cr0::NE) & !(CR0_CD | CR0_NW));
-    let efer = r(f::GUEST_IA32_EFER);
+fn set_guest_cr0(cur: &LoadedVmcs<'_>, v: u64) {
+    cur.set(f::CR0_READ_SHADOW, v);
+    cur.set(f::GUEST_CR0, (v | cr0::NE) & !(CR0_CD | CR0_NW));
+    let efer = cur.r(f::GUEST_IA32_EFER);
     if efer & EFER_LME != 0 {
         let lma = v & cr0::PG != 0;
         let new_efer = if lma { efer | EFER_LMA } else { efer & !EFER_LMA };
-        set(f::GUEST_IA32_EFER, new_efer);
-        let ctl = r(f::VM_ENTRY_CONTROLS);
+        cur.set(f::GUEST_IA32_EFER, new_efer);
+        let ctl = cur.r(f::VM_ENTRY_CONTROLS);
         let ctl = if lma { ctl | entry::IA32E_MODE_GUEST as u64 } else { ctl & !(entry::IA32E_MODE_GUEST as u64) };
-        set(f::VM_ENTRY_CONTROLS, ctl);
+        cur.set(f::VM_ENTRY_CONTROLS, ctl);
     }
 }

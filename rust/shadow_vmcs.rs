@@ -8,7 +8,7 @@
 use kernel::page::Page;
 use kernel::prelude::*;
 
-use crate::vmcs::{r, set};
+use crate::vmcs::LoadedVmcs;
 use crate::shim;
 use crate::vcpu_state::VcpuState;
 use crate::vmx_core::controls::{secondary, VmxMisc};
@@ -102,7 +102,7 @@ unsafe fn with_shadow(shadow: u64, initialized: &mut bool, vmcs01: u64, f: impl 
 /// Before L1 runs (VMCS01 current, inside the region): shadowing on while L1 has a current
 /// VMCS12, with the shadowed components nvmx changed in VMCS12 since the last copy (all of
 /// them for a VMCS12 just made current) copied in; off otherwise.
-pub(crate) fn before_l1(st: &mut VcpuState, vmcs01: u64) {
+pub(crate) fn before_l1(cur: &LoadedVmcs<'_>, st: &mut VcpuState, vmcs01: u64) {
     let Some(shadow) = st.nested.shadow.region else { return };
     let Some(bitmaps) = crate::HOST.as_ref().and_then(|h| h.shadow_bitmaps.as_ref()) else { return };
     let mut want = st.nested.l1.vmxon.is_some() && st.nested.vmcs12.is_some();
@@ -114,7 +114,7 @@ pub(crate) fn before_l1(st: &mut VcpuState, vmcs01: u64) {
                 let copy_in = || {
                     for i in todo.iter() {
                         // The shadow VMCS is current (with_shadow).
-                        set(ALL_FIELDS[i].1, v.raw(i));
+                        cur.set(ALL_FIELDS[i].1, v.raw(i));
                     }
                 };
                 // SAFETY: called from the run loop with VMCS01 current, IRQs off.
@@ -129,12 +129,12 @@ pub(crate) fn before_l1(st: &mut VcpuState, vmcs01: u64) {
         }
     }
     if want != st.nested.shadow.active {
-        let sec = r(f::SECONDARY_VM_EXEC_CONTROL) as u32;
+        let sec = cur.r(f::SECONDARY_VM_EXEC_CONTROL) as u32;
         let sec = if want { sec | secondary::SHADOW_VMCS } else { sec & !secondary::SHADOW_VMCS };
-        set(f::VMREAD_BITMAP, bitmaps.vmread);
-        set(f::VMWRITE_BITMAP, bitmaps.vmwrite);
-        set(f::VMCS_LINK_POINTER, if want { shadow } else { u64::MAX });
-        set(f::SECONDARY_VM_EXEC_CONTROL, sec as u64);
+        cur.set(f::VMREAD_BITMAP, bitmaps.vmread);
+        cur.set(f::VMWRITE_BITMAP, bitmaps.vmwrite);
+        cur.set(f::VMCS_LINK_POINTER, if want { shadow } else { u64::MAX });
+        cur.set(f::SECONDARY_VM_EXEC_CONTROL, sec as u64);
         st.nested.shadow.active = want;
     }
 }
@@ -142,13 +142,13 @@ pub(crate) fn before_l1(st: &mut VcpuState, vmcs01: u64) {
 /// After an L1 exit, before nvmx acts on VMCS12 (VMCS01 current, inside the region): what
 /// L1 wrote into the shadow VMCS goes into VMCS12 (the shadow holds it already, so it is no
 /// change for [`before_l1`]; what nvmx itself changes next is).
-pub(crate) fn pull(st: &mut VcpuState, vmcs01: u64) {
+pub(crate) fn pull(cur: &LoadedVmcs<'_>, st: &mut VcpuState, vmcs01: u64) {
     if st.nested.shadow.active {
         if let (Some(shadow), Some(v)) = (st.nested.shadow.region, st.nested.vmcs12.as_mut()) {
             let copy_out = || {
                 for c in &READ_WRITE_COMPONENTS {
                     // The shadow VMCS is current (with_shadow).
-                    v.set_raw(c.component, r(Field(c.encoding)));
+                    v.set_raw(c.component, cur.r(Field(c.encoding)));
                 }
             };
             // SAFETY: called from exit handling with VMCS01 current, IRQs off.

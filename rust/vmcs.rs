@@ -3,12 +3,19 @@
 //! [`Vmcs`] so that the core's state transfers (rust/core/src/arch_state.rs) drive the
 //! hardware VMCS exactly as they drive a VMCS12.
 //!
-//! Every caller is inside an IRQs-off region in VMX root operation with this vCPU's VMCS
-//! current (rust/run.rs loads VMCS01 or VMCS02 before the first access and clears it after
-//! the last). A failed VMWRITE is returned to the caller ([`w`]) or, through [`CurrentVmcs`],
-//! kept and reported by [`CurrentVmcs::finish`], never dropped.
+//! VMREAD and VMWRITE are methods of [`LoadedVmcs`], a token that only the region
+//! (rust/run.rs) makes, right after it loaded VMCS01 or VMCS02, and that borrows the region's
+//! IRQs-off guard: code that can read or write a VMCS field is code that runs in VMX root
+//! operation with IRQs off and this vCPU's VMCS current, and the compiler says so. A VMREAD
+//! or VMWRITE that fails there is a bug in nvmx, never a guest's doing: [`LoadedVmcs::w`]
+//! returns the failure to callers that turn it into an exit to userspace, [`CurrentVmcs`]
+//! keeps the first one for [`CurrentVmcs::finish`], and everywhere else ([`LoadedVmcs::r`],
+//! [`LoadedVmcs::set`]) it is counted and the first one is logged with its field
+//! ([`failures`]).
 
+use core::marker::PhantomData;
 use core::sync::atomic::{AtomicU64, Ordering};
+use kernel::interrupt::LocalInterruptDisabled;
 use kernel::prelude::*;
 
 use crate::vmx_core::arch_state::Vmcs;
@@ -32,40 +39,60 @@ fn count_failure(insn: &str, field: Field) {
     }
 }
 
-/// VMWRITE of `value` into `field`; Err(the encoding) if the CPU refused it.
-#[inline(always)]
-pub(crate) fn w(field: Field, value: u64) -> Result<(), u32> {
-    // SAFETY: called only inside the IRQs-off region with the vCPU's VMCS current (above).
-    unsafe { vmx_ops::vmwrite(field.encoding(), value) }.map_err(|_| field.encoding())
+/// Proof that this CPU is in VMX root operation, with IRQs off (the borrowed guard), and that
+/// one of this vCPU's VMCSs is current; the only way to VMREAD and VMWRITE.
+pub(crate) struct LoadedVmcs<'irq> {
+    _irqs_off: PhantomData<&'irq LocalInterruptDisabled>,
 }
 
-/// VMWRITE of `value` into `field` where a refusal has no one to go to: counted and logged.
-#[inline]
-pub(crate) fn set(field: Field, value: u64) {
-    if w(field, value).is_err() {
-        count_failure("VMWRITE", field);
+impl<'irq> LoadedVmcs<'irq> {
+    /// # Safety
+    ///
+    /// The CPU is in VMX root operation and a VMCS region of the caller's vCPU is current,
+    /// and stays so (or another of the vCPU's, such as its shadow VMCS while it is copied)
+    /// as long as the token lives; the region ends the token before its VMCLEAR.
+    #[inline(always)]
+    pub(crate) unsafe fn new(_irqs_off: &'irq LocalInterruptDisabled) -> Self {
+        LoadedVmcs { _irqs_off: PhantomData }
     }
-}
 
-/// VMREAD of `field`; a refused read is counted and logged, and reads as 0.
-#[inline(always)]
-pub(crate) fn r(field: Field) -> u64 {
-    // SAFETY: as for `w`.
-    unsafe { vmx_ops::vmread(field.encoding()) }.unwrap_or_else(|_| {
-        count_failure("VMREAD", field);
-        0
-    })
+    /// VMWRITE of `value` into `field`; Err(the encoding) if the CPU refused it.
+    #[inline(always)]
+    pub(crate) fn w(&self, field: Field, value: u64) -> Result<(), u32> {
+        // SAFETY: the token's invariant: VMX root operation with a VMCS current.
+        unsafe { vmx_ops::vmwrite(field.encoding(), value) }.map_err(|_| field.encoding())
+    }
+
+    /// VMWRITE of `value` into `field` where a refusal has no one to go to: counted and
+    /// logged.
+    #[inline(always)]
+    pub(crate) fn set(&self, field: Field, value: u64) {
+        if self.w(field, value).is_err() {
+            count_failure("VMWRITE", field);
+        }
+    }
+
+    /// VMREAD of `field`; a refused read is counted and logged, and reads as 0.
+    #[inline(always)]
+    pub(crate) fn r(&self, field: Field) -> u64 {
+        // SAFETY: the token's invariant.
+        unsafe { vmx_ops::vmread(field.encoding()) }.unwrap_or_else(|_| {
+            count_failure("VMREAD", field);
+            0
+        })
+    }
 }
 
 /// The current VMCS as the core's transfers see it; remembers the first VMWRITE the CPU
 /// refused.
-pub(crate) struct CurrentVmcs {
+pub(crate) struct CurrentVmcs<'a, 'irq> {
+    loaded: &'a LoadedVmcs<'irq>,
     failed: Option<u32>,
 }
 
-impl CurrentVmcs {
-    pub(crate) fn new() -> Self {
-        CurrentVmcs { failed: None }
+impl<'a, 'irq> CurrentVmcs<'a, 'irq> {
+    pub(crate) fn new(loaded: &'a LoadedVmcs<'irq>) -> Self {
+        CurrentVmcs { loaded, failed: None }
     }
 
     #[cold]
@@ -80,33 +107,32 @@ impl CurrentVmcs {
     }
 }
 
-impl Vmcs for CurrentVmcs {
+impl Vmcs for CurrentVmcs<'_, '_> {
     #[inline(always)]
     fn read(&self, field: Field) -> u64 {
-        r(field)
+        self.loaded.r(field)
     }
 
     #[inline(always)]
     fn write(&mut self, field: Field, value: u64) {
-        if w(field, value).is_err() {
+        if self.loaded.w(field, value).is_err() {
             self.refused(field);
         }
     }
 }
 
 /// The exit-information fields of the exit that just happened (VMCS02's, when L2 ran).
-pub(crate) fn exit_info_from_vmcs() -> ExitInfo {
+pub(crate) fn exit_info_from_vmcs(cur: &LoadedVmcs<'_>) -> ExitInfo {
     ExitInfo {
-        reason: r(f::VM_EXIT_REASON),
-        qualification: r(f::EXIT_QUALIFICATION),
-        intr_info: r(f::VM_EXIT_INTR_INFO),
-        intr_error: r(f::VM_EXIT_INTR_ERROR_CODE),
-        idt_info: r(f::IDT_VECTORING_INFO_FIELD),
-        idt_error: r(f::IDT_VECTORING_ERROR_CODE),
-        insn_len: r(f::VM_EXIT_INSTRUCTION_LEN),
-        insn_info: r(f::VMX_INSTRUCTION_INFO),
-        linear: r(f::GUEST_LINEAR_ADDRESS),
-        gpa: r(f::GUEST_PHYSICAL_ADDRESS),
+        reason: cur.r(f::VM_EXIT_REASON),
+        qualification: cur.r(f::EXIT_QUALIFICATION),
+        intr_info: cur.r(f::VM_EXIT_INTR_INFO),
+        intr_error: cur.r(f::VM_EXIT_INTR_ERROR_CODE),
+        idt_info: cur.r(f::IDT_VECTORING_INFO_FIELD),
+        idt_error: cur.r(f::IDT_VECTORING_ERROR_CODE),
+        insn_len: cur.r(f::VM_EXIT_INSTRUCTION_LEN),
+        insn_info: cur.r(f::VMX_INSTRUCTION_INFO),
+        linear: cur.r(f::GUEST_LINEAR_ADDRESS),
+        gpa: cur.r(f::GUEST_PHYSICAL_ADDRESS),
     }
 }
-
