@@ -9,7 +9,7 @@
 use kernel::prelude::*;
 use kernel::sync::global_lock;
 
-use crate::uapi::{NvmxEntryFailure, NvmxVcpuStatus};
+use crate::uapi::{entry_kind, NvmxEntryFailure, NvmxVcpuStatus};
 use crate::vmx_core::nested_entry::EntryFailure;
 
 /// A vCPU's entry: its uapi status and the effective UID that created it, which decides who
@@ -31,15 +31,8 @@ pub(crate) fn init() {
     unsafe { VCPUS.init() };
 }
 
-/// `NVMX_VCPU_*` flags.
-pub(crate) mod flags {
-    /// CPUID.1:ECX.VMX is offered to the vCPU.
-    pub(crate) const VMX_EXPOSED: u32 = 1 << 0;
-    /// L1 is in VMX operation.
-    pub(crate) const VMXON: u32 = 1 << 1;
-    /// L2 runs.
-    pub(crate) const GUEST_MODE: u32 = 1 << 2;
-}
+/// `NVMX_VCPU_*` flags: CPUID.1:ECX.VMX offered, L1 in VMX operation, L2 running.
+pub(crate) use crate::uapi::vcpu_flags as flags;
 
 /// A vCPU's published status: its flags and last entry failure.
 #[derive(Clone, Copy, PartialEq, Eq, Default)]
@@ -48,9 +41,12 @@ pub(crate) struct Published {
     pub(crate) failure: Option<EntryFailure>,
 }
 
-fn copy_str(dst: &mut [u8], s: &str) {
-    let n = s.len().min(dst.len() - 1);
-    dst[..n].copy_from_slice(&s.as_bytes()[..n]);
+/// `s` as a NUL-terminated C string in `dst` (cut to fit).
+fn copy_str(dst: &mut [core::ffi::c_char], s: &str) {
+    let room = dst.len().saturating_sub(1);
+    for (d, &b) in dst.iter_mut().take(room).zip(s.as_bytes()) {
+        *d = b as core::ffi::c_char;
+    }
 }
 
 /// The uapi form of an entry failure (kind 0: none).
@@ -58,9 +54,9 @@ pub(crate) fn failure_uapi(f: Option<EntryFailure>) -> NvmxEntryFailure {
     let mut out = NvmxEntryFailure::default();
     let Some(f) = f else { return out };
     let (kind, qualification) = match f {
-        EntryFailure::Controls(_) => (1, 0),
-        EntryFailure::HostState(_) => (2, 0),
-        EntryFailure::GuestState(_, q) => (3, q),
+        EntryFailure::Controls(_) => (entry_kind::CONTROLS, 0),
+        EntryFailure::HostState(_) => (entry_kind::HOST_STATE, 0),
+        EntryFailure::GuestState(_, q) => (entry_kind::GUEST_STATE, q),
     };
     let x = f.failed();
     out.kind = kind;
