@@ -7,15 +7,12 @@
 use crate::vmcs::LoadedVmcs;
 use crate::vmx_core::arch_state::EFER_LMA;
 use crate::vmx_core::controls::cr0;
+use crate::vmx_core::exit::{intr_kind, InterruptionInfo};
 use crate::vmx_core::field_table as f;
 use crate::vmx_core::insn::CpuMode;
 use crate::vmx_core::paging::PagingRegs;
 use crate::vmx_ops;
 
-/// Interruption-information: valid, hardware exception, error code delivered.
-pub(crate) const INTR_INFO_VALID: u64 = 1 << 31;
-pub(crate) const INTR_TYPE_HW_EXCEPTION: u64 = 3 << 8;
-pub(crate) const INTR_DELIVER_CODE: u64 = 1 << 11;
 pub(crate) const GP_VECTOR: u64 = 13;
 pub(crate) const UD_VECTOR: u64 = 6;
 /// CR0 bits the guest may not own: NE must stay 1 in VMX operation; CD/NW are kept clear in
@@ -36,9 +33,8 @@ pub(crate) fn skip_instruction(cur: &LoadedVmcs<'_>) {
 pub(crate) fn inject(cur: &LoadedVmcs<'_>, vector: u64, code: Option<u64>) {
     let protected = cur.r(f::GUEST_CR0) & cr0::PE != 0;
     let code = code.filter(|_| protected);
-    let info = INTR_INFO_VALID | INTR_TYPE_HW_EXCEPTION | vector
-        | if code.is_some() { INTR_DELIVER_CODE } else { 0 };
-    cur.set(f::VM_ENTRY_INTR_INFO_FIELD, info);
+    let info = InterruptionInfo::event(intr_kind::HW_EXCEPTION, vector as u8, code.is_some());
+    cur.set(f::VM_ENTRY_INTR_INFO_FIELD, info.0 as u64);
     cur.set(f::VM_ENTRY_EXCEPTION_ERROR_CODE, code.unwrap_or(0));
 }
 

@@ -27,7 +27,7 @@ use crate::nested_state::L1AtEntry;
 pub(crate) use crate::nested_msrs::{available, cpuid_changed, get_msr, is_nested_msr, set_msr};
 pub(crate) use crate::msr_route::vmcs02_tsc_offset;
 use crate::vmx_core::controls::{exit as exit_ctl, pin};
-use crate::vmx_core::exit::reason;
+use crate::vmx_core::exit::{intr_kind, reason, ExitReason, InterruptionInfo};
 use crate::vmx_core::field_table as f;
 use crate::vmx_core::field::Field;
 use crate::vmx_core::lapic::ApicError;
@@ -44,7 +44,6 @@ use crate::vmx_core::vmx_insn::{
 };
 
 const EFER_LMA: u64 = crate::vmx_core::arch_state::EFER_LMA;
-use crate::guest_regs::{INTR_DELIVER_CODE, INTR_INFO_VALID, INTR_TYPE_HW_EXCEPTION};
 
 pub(crate) use crate::vmx_core::nested_switch::ExitInfo;
 
@@ -469,7 +468,7 @@ fn vm_entry(cur: &LoadedVmcs<'_>, st: &mut VcpuState, eptp: u64, launch: bool) -
             report_failure(st, EntryFailure::GuestState(x, qual));
             // SDM 27.8: a VM exit with bit 31 of the reason set; the host state is loaded.
             st.nested.switch = Some(Switch::Exit(ExitInfo {
-                reason: (1 << 31) | reason::INVALID_GUEST_STATE as u64,
+                reason: ExitReason::entry_failure(reason::INVALID_GUEST_STATE).0 as u64,
                 qualification: qual,
                 ..ExitInfo::default()
             }));
@@ -534,7 +533,7 @@ pub(crate) fn apply_switch(st: &mut VcpuState, eptp: u64, home: MsrHome) {
                 Err(n) => {
                     st.stats.l2_exits_reflected += 1;
                     let info = ExitInfo {
-                        reason: (1 << 31) | reason::MSR_LOADING as u64,
+                        reason: ExitReason::entry_failure(reason::MSR_LOADING).0 as u64,
                         qualification: u64::from(n),
                         ..ExitInfo::default()
                     };
@@ -586,7 +585,7 @@ fn enter_l2(st: &mut VcpuState, launch: bool, insn_len: u64) {
 /// guest state: either nvmx's checks failed (L2 never became the vCPU's state) or the CPU
 /// refused VMCS02 at its first entry; a VMLAUNCH then leaves the VMCS clear.
 fn exit_to_l1(st: &mut VcpuState, info: &ExitInfo, eptp: u64, home: MsrHome) {
-    let entry_failed = info.reason & (1 << 31) != 0;
+    let entry_failed = info.entry_failed();
     let at_entry = st.nested.l1_at_entry.take();
     let Some(mut v) = st.nested.vmcs12.take() else { return };
     if entry_failed {
@@ -720,7 +719,7 @@ pub(crate) fn fix_l2_readback(cur: &LoadedVmcs<'_>, st: &mut VcpuState, prev_cr0
 pub(crate) fn reflect(cur: &LoadedVmcs<'_>, st: &VcpuState, g: &[u64; 16], eptp: u64) -> Option<ExitInfo> {
     let v = st.nested.vmcs12.as_ref()?;
     let info = exit_info_from_vmcs(cur);
-    if info.reason & (1 << 31) != 0 {
+    if info.entry_failed() {
         // The CPU refused L2's guest state at the first entry after L1's VMLAUNCH/VMRESUME:
         // L1 gets the entry failure. On a later entry (L2 resumed after an exit nvmx or
         // userspace handled) the state is not L1's doing — the CPU saved it, or userspace
@@ -789,11 +788,12 @@ pub(crate) fn x2apic_virtual_msr(st: &VcpuState, eptp: u64, msr: u32, write: Opt
 pub(crate) fn raised_exception_exit(cur: &LoadedVmcs<'_>, st: &VcpuState, requeued: u64) -> Option<ExitInfo> {
     let v = st.nested.vmcs12.as_ref()?;
     let info = cur.r(f::VM_ENTRY_INTR_INFO_FIELD);
-    if info & INTR_INFO_VALID == 0 || info == requeued || info & (7 << 8) != INTR_TYPE_HW_EXCEPTION {
+    let event = InterruptionInfo(info as u32);
+    if !event.valid() || info == requeued || event.kind() != intr_kind::HW_EXCEPTION {
         return None;
     }
-    let code = if info & INTR_DELIVER_CODE != 0 { cur.r(f::VM_ENTRY_EXCEPTION_ERROR_CODE) } else { 0 };
-    let vector = info & 0xff;
+    let code = if event.deliver_error_code() { cur.r(f::VM_ENTRY_EXCEPTION_ERROR_CODE) } else { 0 };
+    let vector = u64::from(event.vector());
     if !nested_exit::exception_wanted(v, vector, code) {
         return None;
     }
@@ -825,7 +825,7 @@ pub(crate) fn l1_interrupt_exit(st: &mut VcpuState) -> Option<ExitInfo> {
     let vector = apic.deliverable()?;
     let intr_info = if ack {
         apic.acknowledge(vector);
-        INTR_INFO_VALID | vector as u64
+        InterruptionInfo::event(intr_kind::EXTERNAL, vector, false).0 as u64
     } else {
         0
     };

@@ -12,11 +12,11 @@ use kernel::interrupt::LocalInterruptDisabled;
 use kernel::prelude::*;
 
 use crate::shim::{self, pr_err_ratelimited, HostState};
-use crate::uapi::{exit as kvm_exit, mp_state, run as kvm_run};
+use crate::uapi::{exit as kvm_exit, mp_state, KvmRunPage};
 use crate::vmcs::{CurrentVmcs, LoadedVmcs};
 use crate::guest_regs::{
     advance_rip, cpu_mode, guest_cr0, guest_cr4, inject, read_reg, skip_instruction, write_reg, CR0_CD,
-    CR0_NW, CR0_OWNED, GP_VECTOR, INTR_INFO_VALID, UD_VECTOR,
+    CR0_NW, CR0_OWNED, GP_VECTOR, UD_VECTOR,
 };
 use crate::guest_memory::{copy_guest, AccessError, GuestMemory};
 use crate::msr_route::{check_guest_wrmsr, MsrHome};
@@ -33,8 +33,8 @@ use crate::vmx_core::guest_cr;
 use crate::vmx_core::guest_msr::{Msr, Writer};
 use crate::vmx_core::lapic::{reg as lapic_reg, ApicError, Delivery, Destination, WriteEffect};
 use crate::vmx_core::exit::{
-    merge_in, reason, string_io_addr_mask, string_io_batch, string_reg_add, CrAccess, ExitReason,
-    IoQualification,
+    intr_kind, merge_in, reason, string_io_addr_mask, string_io_batch, string_reg_add, CrAccess, ExitReason,
+    InterruptionInfo, IoQualification,
 };
 use crate::vmx_core::field_table as f;
 use crate::vmx_core::host::{self, GuestControls, HostCaps};
@@ -55,7 +55,6 @@ const INTERNAL_ERROR_UNEXPECTED_EXIT_REASON: u32 = 4;
 const INTERNAL_ERROR_SIMUL_EX: u32 = 2;
 /// KVM_INTERNAL_ERROR_DELIVERY_EV: an exit during event delivery that nvmx cannot resolve.
 const INTERNAL_ERROR_DELIVERY_EV: u32 = 3;
-const INTR_TYPE_NMI: u64 = 2 << 8;
 /// Budget of one guest stretch in TSC ticks when the VMX-preemption timer is active: the
 /// guest leaves the CPU to the host at least this often, whether or not host interrupts turn
 /// into VM exits (Bochs, for one, does not while the guest runs with RFLAGS.IF=0 after a host
@@ -103,7 +102,8 @@ enum UserExit {
 pub(crate) fn run(vcpu: &Vcpu) -> Result<isize> {
     let host = HOST.as_ref().ok_or(ENODEV)?;
     let mut st = vcpu.state.lock();
-    let run = shim::page_address(&vcpu.run_page);
+    // SAFETY: the vCPU's own kvm_run page, allocated with it.
+    let run = unsafe { KvmRunPage::new(shim::page_address(&vcpu.run_page)) };
     let pio = shim::page_address(&vcpu.pio_page);
 
     // Finish an IN whose data userspace has put into the PIO page.
@@ -121,25 +121,23 @@ pub(crate) fn run(vcpu: &Vcpu) -> Result<isize> {
     }
     // Finish an MMIO read with the data userspace put into kvm_run.mmio.data.
     if let Some(PendingMmio { dst, dst_size, size, extend }) = st.pending_mmio.take() {
-        // SAFETY: in-bounds read of our kvm_run page (mmio.data at union offset 8).
-        let data = unsafe { (run.add(kvm_run::EXIT_UNION + 8) as *const u64).read_unaligned() };
+        let data = run.mmio_data();
         let reg = &mut st.arch.gprs[usize::from(dst.reg() & 15)];
         *reg = insn::load(*reg, dst, dst_size, size, extend, data);
     }
 
     loop {
-        // SAFETY: `run` is the kvm_run page; byte reads of userspace-written fields.
         // KVM returns EINTR for immediate_exit without touching exit_reason: a client that
         // completes an I/O this way still sees its last exit (the selftests' ucalls do).
-        if unsafe { run.add(kvm_run::IMMEDIATE_EXIT).read_volatile() } != 0 {
+        if run.immediate_exit() {
             return Err(EINTR);
         }
         if current!().signal_pending() {
-            set_exit_reason(run, kvm_exit::INTR);
+            run.set_exit_reason(kvm_exit::INTR);
             return Err(EINTR);
         }
         if st.lapic.is_some() && !wait_until_runnable(host, vcpu, &mut st) {
-            set_exit_reason(run, kvm_exit::INTR);
+            run.set_exit_reason(kvm_exit::INTR);
             return Err(EINTR);
         }
         // A VMX abort outside a region (a nested exit while completing INS): L1's shutdown.
@@ -197,33 +195,11 @@ fn wait_until_runnable(host: &crate::HostInfo, vcpu: &Vcpu, st: &mut VcpuState) 
     }
 }
 
-fn set_exit_reason(run: *mut u8, reason: u32) {
-    // SAFETY: `run` is our kvm_run page; the field is in bounds.
-    unsafe { (run.add(kvm_run::EXIT_REASON) as *mut u32).write_volatile(reason) };
-}
-
-/// KVM_EXIT_IO: `struct { __u8 direction, size; __u16 port; __u32 count; __u64 data_offset; }`,
-/// the data in the PIO page (offset 4096 of the vCPU mmap).
-fn report_io(run: *mut u8, is_in: bool, size: u8, port: u16, count: u32) {
-    set_exit_reason(run, kvm_exit::IO);
-    // SAFETY: in-bounds fields of the exit union of our kvm_run page.
-    unsafe {
-        let u = run.add(kvm_run::EXIT_UNION);
-        u.write_volatile(if is_in { 0 } else { 1 });
-        u.add(1).write_volatile(size);
-        (u.add(2) as *mut u16).write_volatile(port);
-        (u.add(4) as *mut u32).write_volatile(count);
-        (u.add(8) as *mut u64).write_volatile(4096);
-    }
-}
-
 /// Fill `struct kvm_run` for an exit to userspace.
-fn report(run: *mut u8, pio: *mut u8, st: &mut VcpuState, exit: UserExit) {
-    // SAFETY (all writes below): in-bounds fields of our kvm_run / PIO pages.
-    let u = unsafe { run.add(kvm_run::EXIT_UNION) };
+fn report(run: KvmRunPage, pio: *mut u8, st: &mut VcpuState, exit: UserExit) {
     match exit {
         UserExit::Io { is_in, size, port, data } => {
-            report_io(run, is_in, size, port, 1);
+            run.set_io(is_in, size, port, 1);
             if is_in {
                 st.pending_in = Some(PendingIn { size });
             } else {
@@ -231,36 +207,12 @@ fn report(run: *mut u8, pio: *mut u8, st: &mut VcpuState, exit: UserExit) {
                 unsafe { (pio as *mut u32).write_volatile(data) };
             }
         }
-        UserExit::StringIo { is_in, size, port, count } => report_io(run, is_in, size, port, count),
-        UserExit::Mmio { gpa, size, is_write, data } => {
-            set_exit_reason(run, kvm_exit::MMIO);
-            // struct { __u64 phys_addr; __u8 data[8]; __u32 len; __u8 is_write; }
-            unsafe {
-                (u as *mut u64).write_volatile(gpa);
-                (u.add(8) as *mut u64).write_unaligned(if is_write { data } else { 0 });
-                (u.add(16) as *mut u32).write_volatile(size as u32);
-                u.add(20).write_volatile(is_write as u8);
-            }
-        }
-        UserExit::Hlt => set_exit_reason(run, kvm_exit::HLT),
-        UserExit::Shutdown => set_exit_reason(run, kvm_exit::SHUTDOWN),
-        UserExit::FailEntry { reason, cpu } => {
-            set_exit_reason(run, kvm_exit::FAIL_ENTRY);
-            unsafe {
-                (u as *mut u64).write_volatile(reason);
-                (u.add(8) as *mut u32).write_volatile(cpu);
-            }
-        }
-        UserExit::Internal { suberror, data, ndata } => {
-            set_exit_reason(run, kvm_exit::INTERNAL_ERROR);
-            unsafe {
-                (u as *mut u32).write_volatile(suberror);
-                (u.add(4) as *mut u32).write_volatile(ndata);
-                for (i, d) in data.iter().enumerate() {
-                    (u.add(8 + 8 * i) as *mut u64).write_volatile(*d);
-                }
-            }
-        }
+        UserExit::StringIo { is_in, size, port, count } => run.set_io(is_in, size, port, count),
+        UserExit::Mmio { gpa, size, is_write, data } => run.set_mmio(gpa, size as u32, is_write, data),
+        UserExit::Hlt => run.set_exit_reason(kvm_exit::HLT),
+        UserExit::Shutdown => run.set_exit_reason(kvm_exit::SHUTDOWN),
+        UserExit::FailEntry { reason, cpu } => run.set_fail_entry(reason, cpu),
+        UserExit::Internal { suberror, data, ndata } => run.set_internal(suberror, &data, ndata),
     }
 }
 
@@ -729,7 +681,7 @@ fn guest_loop(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, e
         st.stats.exits += 1;
         if st.nested.guest_mode {
             st.stats.l2_exits += 1;
-            if cur.r(f::VM_EXIT_REASON) & (1 << 31) == 0 {
+            if !ExitReason(cur.r(f::VM_EXIT_REASON) as u32).entry_failed() {
                 st.nested.l1_at_entry = None;
             }
             // The CPU's timer reaching L1's deadline is L1's preemption-timer exit; before
@@ -807,12 +759,12 @@ fn l1d_flush() {
 /// An event whose delivery a VM exit interrupted (IDT-vectoring information, SDM 28.2.4)
 /// is delivered again at the next entry (SDM 29.2.3), as hardware would have.
 fn requeue_vectoring_event(cur: &LoadedVmcs<'_>) {
-    let info = cur.r(f::IDT_VECTORING_INFO_FIELD);
-    if info & INTR_INFO_VALID == 0 {
+    let info = InterruptionInfo(cur.r(f::IDT_VECTORING_INFO_FIELD) as u32);
+    if !info.valid() {
         return;
     }
     // Bit 12 (NMI unblocking / undefined here) is not part of the entry format.
-    cur.set(f::VM_ENTRY_INTR_INFO_FIELD, info & !(1 << 12));
+    cur.set(f::VM_ENTRY_INTR_INFO_FIELD, info.with_nmi_unblocking(false).0 as u64);
     cur.set(f::VM_ENTRY_EXCEPTION_ERROR_CODE, cur.r(f::IDT_VECTORING_ERROR_CODE));
     cur.set(f::VM_ENTRY_INSTRUCTION_LEN, cur.r(f::VM_EXIT_INSTRUCTION_LEN));
 }
@@ -837,7 +789,7 @@ fn prepare_events(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, st: &mut VcpuState) {
     collect_events(vcpu, st, now, false);
     let global_enable = st.apic_base & crate::vmx_core::guest_msr::apic_base::ENABLE != 0;
     let Some(apic) = st.lapic.as_mut() else { return };
-    if cur.r(f::VM_ENTRY_INTR_INFO_FIELD) & INTR_INFO_VALID != 0 {
+    if InterruptionInfo(cur.r(f::VM_ENTRY_INTR_INFO_FIELD) as u32).valid() {
         return; // an event is already being injected
     }
     let blocking = cur.r(f::GUEST_INTERRUPTIBILITY_INFO);
@@ -845,14 +797,14 @@ fn prepare_events(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, st: &mut VcpuState) {
     // Bits 3 (blocking by NMI), 0-1 (STI, MOV SS).
     if st.nmi_pending && blocking & 0xb == 0 {
         st.nmi_pending = false;
-        cur.set(f::VM_ENTRY_INTR_INFO_FIELD, INTR_INFO_VALID | INTR_TYPE_NMI | 2);
+        cur.set(f::VM_ENTRY_INTR_INFO_FIELD, InterruptionInfo::event(intr_kind::NMI, 2, false).0 as u64);
         return;
     }
     let want = if global_enable { apic.deliverable() } else { None };
     match want {
         Some(v) if cur.r(f::GUEST_RFLAGS) & RFLAGS_IF != 0 && blocking & 3 == 0 => {
             apic.acknowledge(v);
-            cur.set(f::VM_ENTRY_INTR_INFO_FIELD, INTR_INFO_VALID | v as u64);
+            cur.set(f::VM_ENTRY_INTR_INFO_FIELD, InterruptionInfo::event(intr_kind::EXTERNAL, v, false).0 as u64);
             primary &= !crate::vmx_core::controls::primary::INTR_WINDOW_EXITING;
         }
         Some(_) => primary |= crate::vmx_core::controls::primary::INTR_WINDOW_EXITING,
@@ -925,7 +877,7 @@ fn handle_exit(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, g: &mut [u64; 16], st: &mut Vc
         reason::PREEMPTION_TIMER => Next::Leave(Leave::Host { nmi: false }),
         reason::EXCEPTION_NMI => {
             let info = cur.r(f::VM_EXIT_INTR_INFO);
-            if info & (7 << 8) == INTR_TYPE_NMI {
+            if InterruptionInfo(info as u32).kind() == intr_kind::NMI {
                 Next::Leave(Leave::Host { nmi: true })
             } else {
                 intercepted_exception(cur, st, exit.0 as u64, info, q, cpu)
@@ -1328,7 +1280,7 @@ fn write_gpr(cur: &LoadedVmcs<'_>, g: &mut [u64; 16], r_: Gpr, v: u64) {
 /// qualification, GPA and the first 8 instruction bytes.
 fn mmio(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, eptp: u64, gpa: u64, reason_: u64, q: u64, cpu: u32) -> Next {
     let vectoring = cur.r(f::IDT_VECTORING_INFO_FIELD);
-    if vectoring & INTR_INFO_VALID != 0 {
+    if InterruptionInfo(vectoring as u32).valid() {
         // The guest was delivering an event through MMIO (its IDT, say): nothing to
         // emulate; KVM reports the same (kvm_prepare_event_vectoring_exit).
         return Next::Leave(Leave::User(UserExit::Internal {
@@ -1463,7 +1415,7 @@ fn intercepted_exception(cur: &LoadedVmcs<'_>, st: &mut VcpuState, reason_: u64,
     // KVM_INTERNAL_ERROR_SIMUL_EX with KVM's four data words. This is where a guest whose
     // #AC delivery raises #AC again (a misaligned ring-3 handler stack) ends.
     let vectoring = cur.r(f::IDT_VECTORING_INFO_FIELD);
-    if vectoring & INTR_INFO_VALID != 0 && decided != exception::Intercepted::MachineCheck {
+    if InterruptionInfo(vectoring as u32).valid() && decided != exception::Intercepted::MachineCheck {
         return Next::Leave(Leave::User(UserExit::Internal {
             suberror: INTERNAL_ERROR_SIMUL_EX,
             data: [vectoring, info, cur.r(f::VM_EXIT_INTR_ERROR_CODE), u64::from(cpu), 0],

@@ -25,7 +25,14 @@ impl Vm {
             // which memslot::plan refuses like every other flag.
             uapi::KVM_SET_USER_MEMORY_REGION2 => {
                 let r: KvmUserspaceMemoryRegion2 = read_user(arg)?;
-                this.set_memory_region(&r.v1.into())
+                let v1 = KvmUserspaceMemoryRegion {
+                    slot: r.slot,
+                    flags: r.flags,
+                    guest_phys_addr: r.guest_phys_addr,
+                    memory_size: r.memory_size,
+                    userspace_addr: r.userspace_addr,
+                };
+                this.set_memory_region(&v1.into())
             }
             uapi::KVM_CREATE_VCPU => Vcpu::create(this.into(), arg),
             uapi::KVM_GET_TSC_KHZ => crate::vcpu_fd::tsc_khz(),

@@ -8,7 +8,7 @@ use std::process::Command;
 
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let script = root.join("scripts/bindgen-nvmx-uapi.sh");
+    let script = root.join("scripts/bindgen-uapi.sh");
     let header = root.join("include/uapi/linux/nvmx.h");
     println!("cargo:rerun-if-changed={}", script.display());
     println!("cargo:rerun-if-changed={}", header.display());
@@ -20,6 +20,7 @@ fn main() {
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("nvmx_uapi.rs");
     let status = Command::new("sh")
         .arg(&script)
+        .arg("nvmx")
         .arg(&bindgen)
         .arg(&out)
         .arg("-I/usr/include")

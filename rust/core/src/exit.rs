@@ -2,7 +2,7 @@
 //! VM-exit information: basic exit reasons (SDM vol. 3D, appendix C) and the exit
 //! qualifications nvmx decodes (SDM 28.2.1).
 
-use super::bits::{extract, test};
+use super::bits::{bitfield, extract};
 
 /// Basic exit reasons (SDM appendix C).
 pub mod reason {
@@ -94,20 +94,22 @@ pub mod reason {
     pub const VMFUNC: u16 = 59;
 }
 
-/// The exit-reason field (SDM 25.9.1): basic reason in bits 15:0, bit 31 set when VM entry
-/// failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ExitReason(pub u32);
+bitfield! {
+    /// The exit-reason field (SDM 25.9.1).
+    pub struct ExitReason(u32) {
+        /// Basic exit reason.
+        basic, with_basic: 15:0 as u16;
+        /// Bit 31: VM-entry failure.
+        entry_failed, with_entry_failed: 31;
+    }
+}
 
 impl ExitReason {
-    /// Basic exit reason.
-    pub const fn basic(self) -> u16 {
-        extract(self.0 as u64, 15, 0) as u16
+    /// A VM-entry failure with basic reason `basic` (SDM 27.8: bit 31 set).
+    pub const fn entry_failure(basic: u16) -> Self {
+        ExitReason(0).with_basic(basic).with_entry_failed(true)
     }
-    /// Bit 31: VM-entry failure.
-    pub const fn entry_failed(self) -> bool {
-        test(self.0 as u64, 31)
-    }
+
     /// Whether the basic reason is one of the VMX instructions that exit unconditionally in
     /// VMX non-root operation (VMCALL, VMCLEAR..VMXON, INVEPT, INVVPID, VMFUNC).
     pub const fn is_vmx_instruction(self) -> bool {
@@ -120,30 +122,66 @@ impl ExitReason {
     }
 }
 
-/// Exit qualification of an I/O instruction (SDM table 28-5).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct IoQualification(pub u64);
+bitfield! {
+    /// Exit qualification of an I/O instruction (SDM table 28-5).
+    pub struct IoQualification(u64) {
+        /// Size of access minus one (0: 1 byte, 1: 2 bytes, 3: 4 bytes).
+        size_code, with_size_code: 2:0 as u8;
+        /// IN (true) or OUT.
+        is_in, with_in: 3;
+        /// INS/OUTS.
+        is_string, with_string: 4;
+        /// REP prefixed.
+        is_rep, with_rep: 5;
+        /// Port number.
+        port, with_port: 31:16 as u16;
+    }
+}
 
 impl IoQualification {
     /// Access size in bytes (1, 2 or 4).
     pub const fn size(self) -> u8 {
-        extract(self.0, 2, 0) as u8 + 1
+        self.size_code() + 1
     }
-    /// IN (true) or OUT.
-    pub const fn is_in(self) -> bool {
-        test(self.0, 3)
+}
+
+/// Interruption types (SDM table 25-17, bits 10:8 of [`InterruptionInfo`]).
+pub mod intr_kind {
+    /// External interrupt.
+    pub const EXTERNAL: u8 = 0;
+    /// Non-maskable interrupt.
+    pub const NMI: u8 = 2;
+    /// Hardware exception.
+    pub const HW_EXCEPTION: u8 = 3;
+    /// Software interrupt (INT n).
+    pub const SW_INTERRUPT: u8 = 4;
+    /// Privileged software exception (INT1).
+    pub const PRIV_SW_EXCEPTION: u8 = 5;
+    /// Software exception (INT3, INTO).
+    pub const SW_EXCEPTION: u8 = 6;
+}
+
+bitfield! {
+    /// Interruption information: the VM-entry field (SDM 25.8.3, table 25-17), the VM-exit
+    /// field (25.9.2) and the IDT-vectoring field (25.9.3) share this layout.
+    pub struct InterruptionInfo(u32) {
+        /// Vector of the interrupt or exception.
+        vector, with_vector: 7:0 as u8;
+        /// Interruption type ([`intr_kind`]).
+        kind, with_kind: 10:8 as u8;
+        /// Deliver (or delivered) an error code.
+        deliver_error_code, with_deliver_error_code: 11;
+        /// Exit fields: NMI unblocking due to IRET; undefined in the entry field.
+        nmi_unblocking, with_nmi_unblocking: 12;
+        /// Valid.
+        valid, with_valid: 31;
     }
-    /// INS/OUTS.
-    pub const fn is_string(self) -> bool {
-        test(self.0, 4)
-    }
-    /// REP prefixed.
-    pub const fn is_rep(self) -> bool {
-        test(self.0, 5)
-    }
-    /// Port number.
-    pub const fn port(self) -> u16 {
-        extract(self.0, 31, 16) as u16
+}
+
+impl InterruptionInfo {
+    /// A valid event of `kind` with `vector`, with an error code or not.
+    pub const fn event(kind: u8, vector: u8, error_code: bool) -> Self {
+        InterruptionInfo(0).with_valid(true).with_kind(kind).with_vector(vector).with_deliver_error_code(error_code)
     }
 }
 
@@ -232,6 +270,32 @@ pub const fn merge_in(old: u64, data: u32, size: u8) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interruption_information_is_sdm_table_25_17() {
+        // #GP with an error code: vector 13, type 3, bit 11, valid.
+        let gp = InterruptionInfo::event(intr_kind::HW_EXCEPTION, 13, true);
+        assert_eq!(gp.0, 0x8000_0b0d);
+        assert_eq!((gp.valid(), gp.kind(), gp.vector(), gp.deliver_error_code()), (true, 3, 13, true));
+        assert_eq!(InterruptionInfo::event(intr_kind::NMI, 2, false).0, 0x8000_0202);
+        // An exit's NMI-unblocking bit is not part of the entry format.
+        let exit = InterruptionInfo(0x8000_1202);
+        assert!(exit.nmi_unblocking());
+        assert_eq!(exit.with_nmi_unblocking(false).0, 0x8000_0202);
+        assert!(!InterruptionInfo(0x0000_0b0d).valid());
+    }
+
+    #[test]
+    fn io_qualification_fields() {
+        // OUT DX, AL to port 0x3f8 (SDM table 28-5): size code 0, OUT, not string.
+        let q = IoQualification(0x03f8_0000);
+        assert_eq!((q.size(), q.is_in(), q.is_string(), q.port()), (1, false, false, 0x3f8));
+        // REP INSD from port 0x1f0.
+        let q = IoQualification(0x01f0_0000 | 0b11_1011);
+        assert_eq!((q.size(), q.is_in(), q.is_string(), q.is_rep()), (4, true, true, true));
+        assert_eq!(ExitReason(0x8000_0021).basic(), 33);
+        assert!(ExitReason(0x8000_0021).entry_failed());
+    }
 
     #[test]
     fn exit_reason_fields() {

@@ -43,7 +43,7 @@ pub struct ExitInfo {
 impl ExitInfo {
     /// Whether this is a VM-entry failure (SDM 27.8).
     pub const fn entry_failed(&self) -> bool {
-        self.reason & (1 << 31) != 0
+        super::exit::ExitReason(self.reason as u32).entry_failed()
     }
 }
 
