@@ -9,6 +9,7 @@
 //! handle_vmclear, handle_vmptrld, handle_vmread, handle_vmwrite, nested_vmx_run) is the
 //! reference reading; Bochs' VMX model is the backstop in tests.
 
+use super::bits::bitfield;
 use super::field::{Field, Kind};
 
 /// VM-instruction error numbers (SDM vol. 3C 32.4, table 32-1).
@@ -356,10 +357,33 @@ pub const fn valid_address(addr: u64, maxphyaddr: u8) -> bool {
 }
 
 
-/// The VM-exit instruction-information field of a VMX instruction's exit (SDM 28.2.5,
-/// tables 28-13 to 28-15): where its operands are.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct InsnInfo(pub u32);
+bitfield! {
+    /// The VM-exit instruction-information field of a VMX instruction's exit (SDM 28.2.5,
+    /// tables 28-13 to 28-15): where its operands are.
+    pub struct InsnInfo(u32) {
+        /// Bits 1:0: scaling of the index register.
+        scaling, with_scaling: 1:0 as u32;
+        /// Bits 6:3 (VMREAD/VMWRITE): the register of a register r/m operand.
+        reg1, with_reg1: 6:3 as u8;
+        /// Bits 9:7: address size (0: 16-bit, 1: 32-bit, 2: 64-bit).
+        address_size, with_address_size: 9:7 as u32;
+        /// Bit 10 (VMREAD/VMWRITE only): the r/m operand is a register.
+        is_register, with_register: 10;
+        /// Bits 17:15: segment register (0 ES, 1 CS, 2 SS, 3 DS, 4 FS, 5 GS).
+        segment, with_segment: 17:15 as u8;
+        /// Bits 21:18: the index register, if bit 22 is clear.
+        index_reg, with_index_reg: 21:18 as u8;
+        /// Bit 22: no index register.
+        index_invalid, with_index_invalid: 22;
+        /// Bits 26:23: the base register, if bit 27 is clear.
+        base_reg, with_base_reg: 26:23 as u8;
+        /// Bit 27: no base register.
+        base_invalid, with_base_invalid: 27;
+        /// Bits 31:28: the second register operand (VMREAD/VMWRITE: the field encoding;
+        /// INVEPT/INVVPID: the type).
+        reg2, with_reg2: 31:28 as u8;
+    }
+}
 
 /// A memory or register operand of a VMX instruction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -371,38 +395,13 @@ pub enum Place {
 }
 
 impl InsnInfo {
-    /// Bits 1:0: scaling of the index register.
-    pub const fn scaling(self) -> u32 {
-        self.0 & 3
-    }
-    /// Bits 9:7: address size (0: 16-bit, 1: 32-bit, 2: 64-bit).
-    pub const fn address_size(self) -> u32 {
-        (self.0 >> 7) & 7
-    }
-    /// Bit 10 (VMREAD/VMWRITE only): the r/m operand is a register.
-    pub const fn is_register(self) -> bool {
-        self.0 & (1 << 10) != 0
-    }
-    /// Bits 6:3 (VMREAD/VMWRITE): the register of a register r/m operand.
-    pub const fn reg1(self) -> u8 {
-        ((self.0 >> 3) & 15) as u8
-    }
-    /// Bits 17:15: segment register (0 ES, 1 CS, 2 SS, 3 DS, 4 FS, 5 GS).
-    pub const fn segment(self) -> u8 {
-        ((self.0 >> 15) & 7) as u8
-    }
     /// Bits 21:18 with bit 22 (invalid): the index register.
     pub const fn index(self) -> Option<u8> {
-        if self.0 & (1 << 22) != 0 { None } else { Some(((self.0 >> 18) & 15) as u8) }
+        if self.index_invalid() { None } else { Some(self.index_reg()) }
     }
     /// Bits 26:23 with bit 27 (invalid): the base register.
     pub const fn base(self) -> Option<u8> {
-        if self.0 & (1 << 27) != 0 { None } else { Some(((self.0 >> 23) & 15) as u8) }
-    }
-    /// Bits 31:28: the second register operand (VMREAD/VMWRITE: the field encoding;
-    /// INVEPT/INVVPID: the type).
-    pub const fn reg2(self) -> u8 {
-        ((self.0 >> 28) & 15) as u8
+        if self.base_invalid() { None } else { Some(self.base_reg()) }
     }
 
     /// The r/m operand: a register, or the linear address of a memory operand from base,
