@@ -135,15 +135,20 @@ impl ShadowEpt {
     /// An EPT violation of EPT02 at L2-physical `gpa` with qualification `q`, L1 running
     /// L2 with `eptp12` (checked at entry), L0's EPT being `eptp01`.
     pub(crate) fn violation(&mut self, cur: &crate::vmcs::LoadedVmcs<'_>, eptp01: u64, eptp12: u64, caps: u64, maxphyaddr: u8, gpa: u64, q: u64) -> Fault {
-        let info = crate::vmcs::exit_info_from_vmcs(cur);
         // Qualification bits 2:0 (read, write, fetch) are the EPT rights the access needs.
+        // The exit information is read only for a fault that goes to L1.
         match resolve(eptp01, eptp12, caps, maxphyaddr, gpa, q & ACCESS_MASK) {
             Resolved::Unreadable(table) => Fault::Unreadable(table),
             // SDM 28.2.1: an EPT misconfiguration has no qualification.
-            Resolved::Denied(None) => Fault::Reflect(ExitInfo { reason: reason::EPT_MISCONFIG as u64, qualification: 0, ..info }),
-            Resolved::Denied(Some(rights)) => {
-                Fault::Reflect(ExitInfo { qualification: violation_qualification(q, rights), ..info })
-            }
+            Resolved::Denied(None) => Fault::Reflect(ExitInfo {
+                reason: reason::EPT_MISCONFIG as u64,
+                qualification: 0,
+                ..crate::vmcs::exit_info_from_vmcs(cur)
+            }),
+            Resolved::Denied(Some(rights)) => Fault::Reflect(ExitInfo {
+                qualification: violation_qualification(q, rights),
+                ..crate::vmcs::exit_info_from_vmcs(cur)
+            }),
             Resolved::L1Mmio(l1_gpa) => Fault::Mmio(l1_gpa),
             Resolved::Host { hpa, rights } => {
                 if self.map(gpa & !0xfff, hpa, rights) {

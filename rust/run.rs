@@ -447,11 +447,8 @@ fn in_vmx(
                 if st.nested.take_vmx_abort() {
                     return Ok(Leave::User(UserExit::Shutdown));
                 }
-                // As after an exit handled for the guest (guest_loop): the scheduler, or a
-                // slot change waiting for this vCPU to leave its memory generation.
-                if shim::need_resched()
-                    || vcpu.vm.memory_generation.load(core::sync::atomic::Ordering::Relaxed) != generation
-                {
+                // As after an exit handled for the guest (guest_loop).
+                if host_waits(vcpu, generation) {
                     return Ok(Leave::Host { nmi: false });
                 }
             }
@@ -602,6 +599,12 @@ fn read_back(cur: &LoadedVmcs<'_>, st: &mut VcpuState) {
     });
 }
 
+/// Whether the host waits for the region to end: the scheduler, or a change of the VM's
+/// memory (the slot ioctl waits for every vCPU on the old generation to leave).
+fn host_waits(vcpu: &Vcpu, generation: u64) -> bool {
+    shim::need_resched() || vcpu.vm.memory_generation.load(core::sync::atomic::Ordering::Relaxed) != generation
+}
+
 /// What a handled exit asks for.
 enum Next {
     Resume,
@@ -711,11 +714,7 @@ fn guest_loop(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, e
                         break Leave::Nested;
                     }
                 }
-                // Leave for the scheduler, or because the VM's memory changed (the slot
-                // ioctl waits for every vCPU on the old generation to leave).
-                if shim::need_resched()
-                    || vcpu.vm.memory_generation.load(core::sync::atomic::Ordering::Relaxed) != generation
-                {
+                if host_waits(vcpu, generation) {
                     break Leave::Host { nmi: false };
                 }
             }

@@ -16,14 +16,9 @@ pub(crate) enum VmFail {
     Valid,
 }
 
+/// The outcome of a VMX instruction from CF and ZF (SDM 31.2).
 fn vm_result(cf: u8, zf: u8) -> Result<(), VmFail> {
-    if cf != 0 {
-        Err(VmFail::Invalid)
-    } else if zf != 0 {
-        Err(VmFail::Valid)
-    } else {
-        Ok(())
-    }
+    vm_failed(cf | zf, cf)
 }
 
 /// The outcome of VMREAD/VMWRITE, the two instructions on the nested fast path: `failed` is

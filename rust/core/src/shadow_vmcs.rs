@@ -80,7 +80,7 @@ const fn set_of(list: &[Shadowed]) -> Components {
 /// [`READ_WRITE`] as a set of VMCS12 components.
 pub const READ_WRITE_SET: Components = set_of(&READ_WRITE_COMPONENTS);
 /// Every shadowed component, [`READ_WRITE`] and [`READ_ONLY`].
-pub const SHADOWED: Components = READ_WRITE_SET.or_const(&set_of(&READ_ONLY_COMPONENTS));
+pub const SHADOWED: Components = READ_WRITE_SET.or(&set_of(&READ_ONLY_COMPONENTS));
 
 /// A VMREAD or VMWRITE bitmap is 4 KiB of ones, bit `n` making the access to the component
 /// whose encoding bits 14:0 are `n` exit (SDM 25.6.15), except the bits this returns: those

@@ -59,7 +59,8 @@ impl Components {
         Components(w)
     };
 
-    /// This set and component `i` (for building constant sets).
+    /// This set and component `i` (const: it also builds the constant sets).
+    #[inline(always)]
     pub const fn with(mut self, i: usize) -> Components {
         if i < COMPONENTS {
             self.0[i / 64] |= 1 << (i % 64);
@@ -67,23 +68,10 @@ impl Components {
         self
     }
 
-    /// The components in either set (for building constant sets).
-    pub const fn or_const(self, other: &Components) -> Components {
-        let mut c = self;
-        let mut n = 0;
-        while n < WORDS {
-            c.0[n] |= other.0[n];
-            n += 1;
-        }
-        c
-    }
-
     /// Add component `i`.
     #[inline(always)]
     pub fn insert(&mut self, i: usize) {
-        if let Some(w) = self.0.get_mut(i / 64) {
-            *w |= 1 << (i % 64);
-        }
+        *self = self.with(i);
     }
 
     /// Whether component `i` is in the set.
@@ -105,11 +93,13 @@ impl Components {
         c
     }
 
-    /// The components in either set.
-    pub fn or(&self, other: &Components) -> Components {
+    /// The components in either set (const: it also builds the constant sets).
+    pub const fn or(&self, other: &Components) -> Components {
         let mut c = *self;
-        for (a, b) in c.0.iter_mut().zip(other.0.iter()) {
-            *a |= b;
+        let mut n = 0;
+        while n < WORDS {
+            c.0[n] |= other.0[n];
+            n += 1;
         }
         c
     }
