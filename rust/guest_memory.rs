@@ -143,9 +143,9 @@ impl Ept12Denial {
     /// The exit L1 gets (SDM 28.2.1, table 28-7): linear address valid (bit 7).
     pub(crate) fn exit_info(&self) -> ExitInfo {
         match self.rights {
-            None => ExitInfo { reason: reason::EPT_MISCONFIG as u64, gpa: self.gpa, ..ExitInfo::default() },
+            None => ExitInfo { reason: reason::EPT_MISCONFIG.into(), gpa: self.gpa, ..ExitInfo::default() },
             Some(rights) => ExitInfo {
-                reason: reason::EPT_VIOLATION as u64,
+                reason: reason::EPT_VIOLATION.into(),
                 qualification: self.access | (rights << 3) | (1 << 7) | ((self.translated as u64) << 8),
                 linear: self.linear,
                 gpa: self.gpa,

@@ -25,16 +25,16 @@ pub(crate) const CR0_OWNED: u64 = cr0::NE | CR0_CD | CR0_NW | cr0::PG;
 /// covers only the instruction that just retired (SDM 26.3.1.5; KVM's
 /// skip_emulated_instruction does the same).
 pub(crate) fn skip_instruction(cur: &LoadedVmcs<'_>) {
-    advance_rip(cur, cur.r(f::VM_EXIT_INSTRUCTION_LEN));
+    advance_rip(cur, u64::from(cur.r(f::VM_EXIT_INSTRUCTION_LEN)));
 }
 
 /// Inject a hardware exception at the next entry. Real mode pushes no error code, and
 /// VM entry rejects one there (SDM 27.2.1.3), so it is delivered only in protected mode.
-pub(crate) fn inject(cur: &LoadedVmcs<'_>, vector: u64, code: Option<u64>) {
+pub(crate) fn inject(cur: &LoadedVmcs<'_>, vector: u64, code: Option<u32>) {
     let protected = cur.r(f::GUEST_CR0) & cr0::PE != 0;
     let code = code.filter(|_| protected);
     let info = InterruptionInfo::event(intr_kind::HW_EXCEPTION, vector as u8, code.is_some());
-    cur.set(f::VM_ENTRY_INTR_INFO_FIELD, info.0 as u64);
+    cur.set(f::VM_ENTRY_INTR_INFO_FIELD, info.0);
     cur.set(f::VM_ENTRY_EXCEPTION_ERROR_CODE, code.unwrap_or(0));
 }
 

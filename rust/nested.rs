@@ -161,7 +161,7 @@ fn finish(cur: &LoadedVmcs<'_>, st: &mut VcpuState, o: Outcome) {
         _ => {
             if let Outcome::FailValid(e) = o {
                 if let Some(v) = st.nested.vmcs12.as_mut() {
-                    v.set(f::VM_INSTRUCTION_ERROR, e as u64);
+                    v.set(f::VM_INSTRUCTION_ERROR, e as u32);
                 }
             }
             cur.set(f::GUEST_RFLAGS, rflags_after(cur.r(f::GUEST_RFLAGS), o));
@@ -243,7 +243,7 @@ pub(crate) enum Handled {
 pub(crate) fn vmx_instruction(cur: &LoadedVmcs<'_>, st: &mut VcpuState, g: &mut [u64; 16], eptp: u64, basic: u16, q: u64) -> Handled {
     let cpu = l1_cpu(cur);
     let offered = st.nested.offered(st.features.maxphyaddr);
-    let info = InsnInfo(cur.r(f::VMX_INSTRUCTION_INFO) as u32);
+    let info = InsnInfo(cur.r(f::VMX_INSTRUCTION_INFO));
     let outcome = match basic {
         reason::VMCALL => {
             // In VMX root operation VMCALL fails (SDM 32.3 "VMCALL", error 1); outside VMX
@@ -468,7 +468,7 @@ fn vm_entry(cur: &LoadedVmcs<'_>, st: &mut VcpuState, eptp: u64, launch: bool) -
             report_failure(st, EntryFailure::GuestState(x, qual));
             // SDM 27.8: a VM exit with bit 31 of the reason set; the host state is loaded.
             st.nested.switch = Some(Switch::Exit(ExitInfo {
-                reason: ExitReason::entry_failure(reason::INVALID_GUEST_STATE).0 as u64,
+                reason: ExitReason::entry_failure(reason::INVALID_GUEST_STATE).0,
                 qualification: qual,
                 ..ExitInfo::default()
             }));
@@ -482,7 +482,7 @@ fn vm_entry(cur: &LoadedVmcs<'_>, st: &mut VcpuState, eptp: u64, launch: bool) -
             // VMLAUNCH/VMRESUME.
             if let Err(field) = apic_pages(&ApicVirt::of(v), eptp) {
                 if crate::shim::printk_ratelimit() {
-                    pr_info!("nested VM entry: field {:#x} = {:#x} is not guest RAM\n", field.encoding(), v.get(field));
+                    pr_info!("nested VM entry: field {:#x} = {:#x} is not guest RAM\n", field.encoding(), v.read(field).unwrap_or(0));
                 }
                 return Handled::Unsupported(field.encoding() as u64);
             }
@@ -523,17 +523,17 @@ pub(crate) fn apply_switch(st: &mut VcpuState, eptp: u64, home: MsrHome) {
                     st.stats.nested_entries += 1;
                     // Every entry loads the timer from VMCS12 (SDM 27.7.4 / 26.7.4).
                     let timer = st.nested.vmcs12.as_ref().and_then(|v| {
-                        (v.get(f::PIN_BASED_VM_EXEC_CONTROL) as u32 & pin::PREEMPTION_TIMER != 0)
+                        (v.get(f::PIN_BASED_VM_EXEC_CONTROL) & pin::PREEMPTION_TIMER != 0)
                             .then(|| v.get(f::VMX_PREEMPTION_TIMER_VALUE))
                     });
                     let rate = st.nested.l1_timer_rate();
                     st.nested.l1_timer_deadline =
-                        timer.map(|t| crate::vmx_ops::rdtsc().saturating_add(t.checked_shl(rate).unwrap_or(u64::MAX)));
+                        timer.map(|t| crate::vmx_ops::rdtsc().saturating_add(u64::from(t).checked_shl(rate).unwrap_or(u64::MAX)));
                 }
                 Err(n) => {
                     st.stats.l2_exits_reflected += 1;
                     let info = ExitInfo {
-                        reason: ExitReason::entry_failure(reason::MSR_LOADING).0 as u64,
+                        reason: ExitReason::entry_failure(reason::MSR_LOADING).0,
                         qualification: u64::from(n),
                         ..ExitInfo::default()
                     };
@@ -564,11 +564,11 @@ pub(crate) fn apply_switch(st: &mut VcpuState, eptp: u64, home: MsrHome) {
 
 /// VM entry (SDM 27.3.2-27.3.4, 27.6): VMCS12's guest state becomes the vCPU's
 /// (nested_switch::load_l2_entry_state).
-fn enter_l2(st: &mut VcpuState, launch: bool, insn_len: u64) {
+fn enter_l2(st: &mut VcpuState, launch: bool, insn_len: u32) {
     let Some(v) = st.nested.vmcs12.as_mut() else { return };
     // L1 resumes after VMLAUNCH/VMRESUME if the CPU refuses VMCS02.
     let mut l1 = st.arch;
-    l1.rip = l1.rip.wrapping_add(insn_len);
+    l1.rip = l1.rip.wrapping_add(u64::from(insn_len));
     st.nested.l1_at_entry = Some(L1AtEntry { launch, state: l1 });
     nested_switch::load_l2_entry_state(v, &mut st.arch);
     if launch {
@@ -595,9 +595,9 @@ fn exit_to_l1(st: &mut VcpuState, info: &ExitInfo, eptp: u64, home: MsrHome) {
     } else {
         nested_switch::save_l2(&st.arch, &mut v);
         // SDM 28.3.3: with "save VMX-preemption timer value", what is left of L1's timer.
-        if v.get(f::VM_EXIT_CONTROLS) as u32 & exit_ctl::SAVE_PREEMPTION_TIMER != 0 {
+        if v.get(f::VM_EXIT_CONTROLS) & exit_ctl::SAVE_PREEMPTION_TIMER != 0 {
             let left = st.nested.l1_timer_deadline.map_or(0, |d| d.saturating_sub(crate::vmx_ops::rdtsc()));
-            v.set(f::VMX_PREEMPTION_TIMER_VALUE, left >> st.nested.l1_timer_rate());
+            v.set(f::VMX_PREEMPTION_TIMER_VALUE, u32::try_from(left >> st.nested.l1_timer_rate()).unwrap_or(u32::MAX));
         }
     }
     st.nested.l1_timer_deadline = None;
@@ -676,13 +676,12 @@ fn vmx_abort(st: &mut VcpuState, eptp: u64, code: u32) {
 // ---------------------------------------------------------------------------------------
 // VMCS02 and L2 exits (inside the region).
 
-/// After write_vmcs wrote L2's state with L0's controls: merge in what L1 asked for in
-/// VMCS12 (nested_switch::merge_vmcs02). The pages behind L1's APIC virtualization are
+/// After write_vmcs wrote L2's state: VMCS02's controls, L0's `l0` with what L1 asked for
+/// in VMCS12 merged in (nested_switch::merge_vmcs02). The pages behind L1's APIC virtualization are
 /// looked up again at every entry into the region: the slot behind them may have gone since
 /// VMLAUNCH (vm_entry checked them then).
-pub(crate) fn merge_vmcs02(cur: &LoadedVmcs<'_>, st: &VcpuState, eptp: u64) -> core::result::Result<(), u32> {
+pub(crate) fn merge_vmcs02(cur: &LoadedVmcs<'_>, st: &VcpuState, l0: &L0Controls, eptp: u64) -> core::result::Result<(), u32> {
     let Some(v) = st.nested.vmcs12.as_ref() else { return Ok(()) };
-    let caps = &crate::HOST.as_ref().ok_or(0u32)?.caps;
     let apic = apic_pages(&ApicVirt::of(v), eptp).map_err(|field| field.encoding())?;
     // Under L1's EPT, L2's memory is EPT02's (rust/nested_ept.rs); otherwise L2 shares L1's
     // guest-physical space and L0's EPT.
@@ -690,21 +689,9 @@ pub(crate) fn merge_vmcs02(cur: &LoadedVmcs<'_>, st: &VcpuState, eptp: u64) -> c
         Some(_) => Some(st.nested.shadow_ept.as_ref().ok_or(f::EPT_POINTER.encoding())?.eptp),
         None => None,
     };
-    let l0 = L0Controls {
-        pin: cur.r(f::PIN_BASED_VM_EXEC_CONTROL) as u32,
-        primary: cur.r(f::CPU_BASED_VM_EXEC_CONTROL) as u32,
-        secondary: cur.r(f::SECONDARY_VM_EXEC_CONTROL) as u32,
-        cr0_mask: cur.r(f::CR0_GUEST_HOST_MASK),
-        cr4_mask: cur.r(f::CR4_GUEST_HOST_MASK),
-        cr0_shadow: cur.r(f::CR0_READ_SHADOW),
-        cr4_shadow: cur.r(f::CR4_READ_SHADOW),
-        guest_cr0: cur.r(f::GUEST_CR0),
-        cr0_fixed0: caps.cr0_fixed.fixed0,
-        tsc_offset: st.tsc_offset,
-    };
     let pages = Vmcs02Pages { virtual_apic: apic.virtual_apic, apic_access: apic.apic_access, ept02 };
     let mut vmcs02 = CurrentVmcs::new(cur);
-    nested_switch::merge_vmcs02(&l0, v, &pages, &mut vmcs02);
+    nested_switch::merge_vmcs02(l0, v, &pages, &mut vmcs02);
     vmcs02.finish()
 }
 
@@ -726,15 +713,15 @@ pub(crate) fn reflect(cur: &LoadedVmcs<'_>, st: &VcpuState, g: &[u64; 16], eptp:
         // stuffed it with KVM_SET_SREGS — and no entry failure exists architecturally there:
         // L2 triple-faults to L1, as on KVM (which cannot emulate invalid L2 state either).
         if st.nested.l1_at_entry.is_none() {
-            return Some(ExitInfo { reason: reason::TRIPLE_FAULT as u64, ..ExitInfo::default() });
+            return Some(ExitInfo { reason: reason::TRIPLE_FAULT.into(), ..ExitInfo::default() });
         }
         return Some(info);
     }
     let e = L2Exit {
-        reason: info.reason as u16,
+        reason: ExitReason(info.reason).basic(),
         qualification: info.qualification,
-        intr_info: info.intr_info,
-        error_code: info.intr_error,
+        intr_info: u64::from(info.intr_info),
+        error_code: u64::from(info.intr_error),
         rcx: g[1],
     };
     nested_exit::l1_wants(v, &e, |n| guest_regs::read_reg(cur, g, n), |gpa| read_phys_byte(eptp, gpa)).then_some(info)
@@ -785,23 +772,23 @@ pub(crate) fn x2apic_virtual_msr(st: &VcpuState, eptp: u64, msr: u32, write: Opt
 /// L1 would have got from the CPU (SDM 26.2, 28.2.2; KVM's nested_vmx_check_exception), and
 /// is withdrawn from VMCS02. `requeued` is what was queued before: an event re-injected after
 /// an exit during its delivery, which L1 already let through.
-pub(crate) fn raised_exception_exit(cur: &LoadedVmcs<'_>, st: &VcpuState, requeued: u64) -> Option<ExitInfo> {
+pub(crate) fn raised_exception_exit(cur: &LoadedVmcs<'_>, st: &VcpuState, requeued: u32) -> Option<ExitInfo> {
     let v = st.nested.vmcs12.as_ref()?;
     let info = cur.r(f::VM_ENTRY_INTR_INFO_FIELD);
-    let event = InterruptionInfo(info as u32);
+    let event = InterruptionInfo(info);
     if !event.valid() || info == requeued || event.kind() != intr_kind::HW_EXCEPTION {
         return None;
     }
     let code = if event.deliver_error_code() { cur.r(f::VM_ENTRY_EXCEPTION_ERROR_CODE) } else { 0 };
     let vector = u64::from(event.vector());
-    if !nested_exit::exception_wanted(v, vector, code) {
+    if !nested_exit::exception_wanted(v, vector, u64::from(code)) {
         return None;
     }
     cur.w(f::VM_ENTRY_INTR_INFO_FIELD, 0).ok()?;
     // A page fault's qualification is its linear address (guest_regs::inject_page_fault set CR2).
     let qualification = if vector == 14 { crate::vmx_ops::read_cr2() } else { 0 };
     Some(ExitInfo {
-        reason: reason::EXCEPTION_NMI as u64,
+        reason: reason::EXCEPTION_NMI.into(),
         qualification,
         intr_info: info,
         intr_error: code,
@@ -814,10 +801,10 @@ pub(crate) fn raised_exception_exit(cur: &LoadedVmcs<'_>, st: &VcpuState, requeu
 /// is taken from the APIC into the exit interruption information, SDM 28.2.2).
 pub(crate) fn l1_interrupt_exit(st: &mut VcpuState) -> Option<ExitInfo> {
     let v = st.nested.vmcs12.as_ref()?;
-    if v.get(f::PIN_BASED_VM_EXEC_CONTROL) as u32 & pin::EXT_INTR_EXITING == 0 {
+    if v.get(f::PIN_BASED_VM_EXEC_CONTROL) & pin::EXT_INTR_EXITING == 0 {
         return None;
     }
-    let ack = v.get(f::VM_EXIT_CONTROLS) as u32 & exit_ctl::ACK_INTR_ON_EXIT != 0;
+    let ack = v.get(f::VM_EXIT_CONTROLS) & exit_ctl::ACK_INTR_ON_EXIT != 0;
     if st.apic_base & crate::vmx_core::guest_msr::apic_base::ENABLE == 0 {
         return None;
     }
@@ -825,9 +812,9 @@ pub(crate) fn l1_interrupt_exit(st: &mut VcpuState) -> Option<ExitInfo> {
     let vector = apic.deliverable()?;
     let intr_info = if ack {
         apic.acknowledge(vector);
-        InterruptionInfo::event(intr_kind::EXTERNAL, vector, false).0 as u64
+        InterruptionInfo::event(intr_kind::EXTERNAL, vector, false).0
     } else {
         0
     };
-    Some(ExitInfo { reason: reason::EXTERNAL_INTERRUPT as u64, intr_info, ..ExitInfo::default() })
+    Some(ExitInfo { reason: reason::EXTERNAL_INTERRUPT.into(), intr_info, ..ExitInfo::default() })
 }

@@ -18,7 +18,7 @@ use crate::vmx_core::nested_switch::ExitInfo;
 use crate::shim;
 use crate::vmx_core::ept;
 use crate::vmx_core::exit::reason;
-use crate::vmx_core::nested_ept::{allows, violation_qualification, walk, Walk, ACCESS_MASK};
+use crate::vmx_core::nested_ept::{allows, violation_qualification, walk, EptViolation, Walk};
 
 /// EPT02's size limit in tables (2 MiB per vCPU): enough for 256 MiB of L2 memory touched in
 /// scattered 2 MiB regions; beyond it the cache is dropped and refilled.
@@ -137,11 +137,11 @@ impl ShadowEpt {
     pub(crate) fn violation(&mut self, cur: &crate::vmcs::LoadedVmcs<'_>, eptp01: u64, eptp12: u64, caps: u64, maxphyaddr: u8, gpa: u64, q: u64) -> Fault {
         // Qualification bits 2:0 (read, write, fetch) are the EPT rights the access needs.
         // The exit information is read only for a fault that goes to L1.
-        match resolve(eptp01, eptp12, caps, maxphyaddr, gpa, q & ACCESS_MASK) {
+        match resolve(eptp01, eptp12, caps, maxphyaddr, gpa, EptViolation(q).access()) {
             Resolved::Unreadable(table) => Fault::Unreadable(table),
             // SDM 28.2.1: an EPT misconfiguration has no qualification.
             Resolved::Denied(None) => Fault::Reflect(ExitInfo {
-                reason: reason::EPT_MISCONFIG as u64,
+                reason: reason::EPT_MISCONFIG.into(),
                 qualification: 0,
                 ..crate::vmcs::exit_info_from_vmcs(cur)
             }),

@@ -22,11 +22,11 @@ use crate::vmx_core::vmx_insn::{L1Vmx, Offered};
 pub(crate) enum Switch {
     /// VMLAUNCH (`launch`) / VMRESUME into L2; `insn_len` is the instruction's length (L1
     /// resumes after it if the CPU then refuses VMCS02 with VMfail).
-    Enter { launch: bool, insn_len: u64 },
+    Enter { launch: bool, insn_len: u32 },
     /// An L2 exit for L1, with the exit-information fields as the CPU wrote them.
     Exit(ExitInfo),
     /// The CPU refused VMCS02 with VMfailValid(n): L1 gets the same VMfail.
-    EntryVmFail(u64),
+    EntryVmFail(u32),
 }
 
 /// L1's state at an emulated VM entry, kept until the CPU has accepted VMCS02 (a VMfail
@@ -130,8 +130,8 @@ impl Nested {
     /// L1's EPT pointer for L2 when VMCS12 enables EPT (checked at VM entry).
     pub(crate) fn eptp12(&self) -> Option<u64> {
         let v = self.vmcs12.as_ref()?;
-        let prim = v.get(f::CPU_BASED_VM_EXEC_CONTROL) as u32;
-        let sec = if prim & primary::SECONDARY_CONTROLS != 0 { v.get(f::SECONDARY_VM_EXEC_CONTROL) as u32 } else { 0 };
+        let prim = v.get(f::CPU_BASED_VM_EXEC_CONTROL);
+        let sec = if prim & primary::SECONDARY_CONTROLS != 0 { v.get(f::SECONDARY_VM_EXEC_CONTROL) } else { 0 };
         (sec & secondary::ENABLE_EPT != 0).then(|| v.get(f::EPT_POINTER))
     }
 

@@ -21,6 +21,7 @@ use crate::guest_regs::{
 use crate::guest_memory::{copy_guest, AccessError, GuestMemory};
 use crate::msr_route::{check_guest_wrmsr, MsrHome};
 use crate::vmx_core::arch_state::{self, Rows, Seg, Vmcs, EVENT_VALID};
+use crate::vmx_core::nested_switch::L0Controls;
 use crate::vcpu::Vcpu;
 use crate::vcpu_state::{PendingIn, PendingIns, PendingMmio, VcpuState, SYSCALL_MSRS};
 use crate::vmx_core::insn::{self, CpuMode, Decoded, Gpr};
@@ -380,14 +381,10 @@ fn in_vmx(
             let cur = &unsafe { LoadedVmcs::new(irqs_off) };
             // VMCS02 is VMCS01's setup for L2's state, with L1's VMCS12 controls merged in; it
             // has no VPID of its own (rust/nested.rs).
-            let what = match (written[l2 as usize], l2) {
-                (false, _) => VmcsWrite::All,
-                (true, true) => VmcsWrite::ControlsAndGuest,
-                (true, false) => VmcsWrite::Guest,
-            };
+            let what = if written[l2 as usize] { VmcsWrite::Guest } else { VmcsWrite::All };
             written[l2 as usize] = true;
-            let result = write_vmcs(cur, &host.caps, &host.controls, st, eptp, hs, if l2 { 0 } else { vcpu.vpid.0 }, what)
-                .and_then(|()| if l2 { nested::merge_vmcs02(cur, st, eptp) } else { Ok(()) });
+            let result = write_vmcs(cur, &host.caps, &host.controls, st, eptp, hs, if l2 { 0 } else { vcpu.vpid.0 }, what, l2)
+                .and_then(|()| if l2 { nested::merge_vmcs02(cur, st, &l0_controls(&host.caps, &host.controls, st, eptp), eptp) } else { Ok(()) });
             let (prev_cr0, prev_cr4) = (st.arch.cr0, st.arch.cr4);
             // Writing VMCS01's controls turns VMCS shadowing off; shadow_vmcs::before_l1 turns it
             // on for L1 (VMCS01 written again in the region keeps it as it was).
@@ -466,16 +463,33 @@ fn l0_cr4_mask(caps: &HostCaps, st: &VcpuState) -> u64 {
 /// What of the current VMCS [`write_vmcs`] writes. A VMCS keeps its contents through
 /// VMCLEAR and VMPTRLD, so within one region (one CPU, one task, one EPT) the host state and
 /// L0's fixed controls written at a VMCS's first load stay valid: a nested switch back to it
-/// writes only what changes. VMCS02's controls are written every time, as the merge of
-/// VMCS12's into them starts from L0's.
+/// writes only what changes. For VMCS02 that is the guest state and the merge, which writes
+/// every control it derives from L0's and VMCS12's (nested_switch::merge_vmcs02).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum VmcsWrite {
     /// First load in this region: everything.
     All,
-    /// VMCS02 again: controls and guest state.
-    ControlsAndGuest,
-    /// VMCS01 again: guest state.
+    /// Loaded before in this region: the guest state.
     Guest,
+}
+
+/// L0's controls for L2's state as [`write_vmcs`] wrote them into VMCS02, without reading
+/// them back: the merge's starting point.
+fn l0_controls(caps: &HostCaps, c: &GuestControls, st: &VcpuState, eptp: u64) -> L0Controls {
+    let a = &st.arch;
+    L0Controls {
+        pin: c.pin,
+        primary: c.primary,
+        secondary: c.secondary,
+        cr0_mask: CR0_OWNED,
+        cr4_mask: l0_cr4_mask(caps, st),
+        cr0_shadow: a.cr0,
+        cr4_shadow: a.cr4,
+        guest_cr0: arch_state::hw_cr0(a.cr0, caps.cr0_fixed.fixed0, true),
+        cr0_fixed0: caps.cr0_fixed.fixed0,
+        tsc_offset: st.tsc_offset,
+        eptp,
+    }
 }
 
 /// Write controls, host state and guest state into the current VMCS (as `what` says).
@@ -487,6 +501,7 @@ fn write_vmcs(cur: &LoadedVmcs<'_>,
     hs: &HostState,
     vpid: u16,
     what: VmcsWrite,
+    vmcs02: bool,
 ) -> core::result::Result<(), u32> {
     if what != VmcsWrite::Guest {
         write_controls(cur, caps, c, st, eptp, vpid)?;
@@ -494,19 +509,19 @@ fn write_vmcs(cur: &LoadedVmcs<'_>,
     if what == VmcsWrite::All {
         write_host_state(cur, hs)?;
     }
-    write_guest_state(cur, caps, c, st)
+    write_guest_state(cur, caps, c, st, vmcs02)
 }
 
 /// L0's controls (SDM 25.6-25.8), the same for the vCPU's whole life but for VMCS02's merge.
 fn write_controls(cur: &LoadedVmcs<'_>, caps: &HostCaps, c: &GuestControls, st: &VcpuState, eptp: u64, vpid: u16) -> core::result::Result<(), u32> {
-    cur.w(f::PIN_BASED_VM_EXEC_CONTROL, c.pin as u64)?;
-    cur.w(f::CPU_BASED_VM_EXEC_CONTROL, c.primary as u64)?;
+    cur.w(f::PIN_BASED_VM_EXEC_CONTROL, c.pin)?;
+    cur.w(f::CPU_BASED_VM_EXEC_CONTROL, c.primary)?;
     let vpid_ctl = if vpid != 0 { crate::vmx_core::controls::secondary::ENABLE_VPID } else { 0 };
-    cur.w(f::SECONDARY_VM_EXEC_CONTROL, (c.secondary | vpid_ctl) as u64)?;
+    cur.w(f::SECONDARY_VM_EXEC_CONTROL, c.secondary | vpid_ctl)?;
     if vpid != 0 {
-        cur.w(f::VIRTUAL_PROCESSOR_ID, vpid as u64)?;
+        cur.w(f::VIRTUAL_PROCESSOR_ID, vpid)?;
     }
-    cur.w(f::VM_EXIT_CONTROLS, c.exit as u64)?;
+    cur.w(f::VM_EXIT_CONTROLS, c.exit)?;
     // #DB, #AC and #MC always exit (rust/core/src/exception.rs says why).
     cur.w(f::EXCEPTION_BITMAP, exception::L0_EXCEPTION_BITMAP)?;
     for field in [f::PAGE_FAULT_ERROR_CODE_MASK, f::PAGE_FAULT_ERROR_CODE_MATCH,
@@ -527,18 +542,19 @@ fn write_host_state(cur: &LoadedVmcs<'_>, hs: &HostState) -> core::result::Resul
     cur.w(f::HOST_CR0, vmx_ops::read_cr0())?;
     cur.w(f::HOST_CR3, vmx_ops::read_cr3())?;
     cur.w(f::HOST_CR4, vmx_ops::read_cr4())?;
-    cur.w(f::HOST_CS_SELECTOR, cs as u64)?;
-    cur.w(f::HOST_SS_SELECTOR, ss as u64)?;
+    cur.w(f::HOST_CS_SELECTOR, cs)?;
+    cur.w(f::HOST_SS_SELECTOR, ss)?;
     for field in [f::HOST_DS_SELECTOR, f::HOST_ES_SELECTOR, f::HOST_FS_SELECTOR, f::HOST_GS_SELECTOR] {
         cur.w(field, 0)?;
     }
-    cur.w(f::HOST_TR_SELECTOR, tr as u64)?;
+    cur.w(f::HOST_TR_SELECTOR, tr)?;
     cur.w(f::HOST_FS_BASE, hs.fs_base)?;
     cur.w(f::HOST_GS_BASE, hs.gs_base)?;
     cur.w(f::HOST_TR_BASE, hs.tr_base)?;
     cur.w(f::HOST_GDTR_BASE, hs.gdt_base)?;
     cur.w(f::HOST_IDTR_BASE, hs.idt_base)?;
-    cur.w(f::HOST_IA32_SYSENTER_CS, vmx_ops::rdmsr(0x174))?;
+    // A 32-bit field: the selector the MSR's low bits hold (SDM 25.5).
+    cur.w(f::HOST_IA32_SYSENTER_CS, vmx_ops::rdmsr(0x174) as u32)?;
     cur.w(f::HOST_IA32_SYSENTER_ESP, vmx_ops::rdmsr(0x175))?;
     cur.w(f::HOST_IA32_SYSENTER_EIP, vmx_ops::rdmsr(0x176))?;
     cur.w(f::HOST_IA32_EFER, vmx_ops::rdmsr(0xc000_0080))?;
@@ -549,33 +565,32 @@ fn write_host_state(cur: &LoadedVmcs<'_>, hs: &HostState) -> core::result::Resul
 /// The vCPU's state through the guest-state table, the hardware's view of CR0/CR4 over it,
 /// and what depends on the state (the IA-32e mode entry control, the event to inject, the
 /// TSC offset).
-fn write_guest_state(cur: &LoadedVmcs<'_>, caps: &HostCaps, c: &GuestControls, st: &VcpuState) -> core::result::Result<(), u32> {
+fn write_guest_state(cur: &LoadedVmcs<'_>, caps: &HostCaps, c: &GuestControls, st: &VcpuState, vmcs02: bool) -> core::result::Result<(), u32> {
     let a = &st.arch;
     let mut vmcs = CurrentVmcs::new(cur);
-    a.store(&mut vmcs, Rows::ALL);
+    a.store(&mut vmcs, Rows::FOR_HARDWARE);
     let entry_ctl = c.entry | if a.long_mode() { entry::IA32E_MODE_GUEST } else { 0 };
     let event = a.event.unwrap_or_default();
+    vmcs.put(f::VM_ENTRY_CONTROLS, entry_ctl);
+    vmcs.put(f::VM_ENTRY_INTR_INFO_FIELD, event.info);
+    vmcs.put(f::VM_ENTRY_EXCEPTION_ERROR_CODE, event.error_code);
+    vmcs.put(f::VM_ENTRY_INSTRUCTION_LEN, event.insn_len);
     // Hardware CR0: the guest's, with NE forced and CD/NW cleared (the shadow shows the
-    // guest's own value); unrestricted guest lifts the PE/PG requirement of CR0_FIXED0.
-    for (field, value) in [
-        (f::VM_ENTRY_CONTROLS, entry_ctl as u64),
-        (f::VM_ENTRY_INTR_INFO_FIELD, event.info as u64),
-        (f::VM_ENTRY_EXCEPTION_ERROR_CODE, event.error_code as u64),
-        (f::VM_ENTRY_INSTRUCTION_LEN, event.insn_len as u64),
-        (f::GUEST_CR0, arch_state::hw_cr0(a.cr0, caps.cr0_fixed.fixed0, true)),
-        (f::CR0_READ_SHADOW, a.cr0),
-        (f::GUEST_CR4, a.cr4 | caps.cr4_fixed.fixed0),
-        (f::CR4_READ_SHADOW, a.cr4),
-        (f::GUEST_RFLAGS, a.rflags | arch_state::RFLAGS_FIXED),
-        (f::TSC_OFFSET, st.tsc_offset),
-        (f::GUEST_IA32_DEBUGCTL, 0),
-        (f::GUEST_ACTIVITY_STATE, 0),
-        (f::GUEST_PENDING_DBG_EXCEPTIONS, 0),
-    ] {
-        vmcs.write(field, value);
+    // guest's own value); unrestricted guest lifts the PE/PG requirement of CR0_FIXED0. In
+    // VMCS02 the merge writes CR0 and the read shadows with L1's bits, and L2's TSC offset.
+    if !vmcs02 {
+        vmcs.put(f::GUEST_CR0, arch_state::hw_cr0(a.cr0, caps.cr0_fixed.fixed0, true));
+        vmcs.put(f::CR0_READ_SHADOW, a.cr0);
+        vmcs.put(f::CR4_READ_SHADOW, a.cr4);
+        vmcs.put(f::TSC_OFFSET, st.tsc_offset);
     }
+    vmcs.put(f::GUEST_CR4, a.cr4 | caps.cr4_fixed.fixed0);
+    vmcs.put(f::GUEST_RFLAGS, a.rflags | arch_state::RFLAGS_FIXED);
+    vmcs.put(f::GUEST_IA32_DEBUGCTL, 0);
+    vmcs.put(f::GUEST_ACTIVITY_STATE, 0);
+    vmcs.put(f::GUEST_PENDING_DBG_EXCEPTIONS, 0);
     if c.pin & crate::vmx_core::controls::pin::PREEMPTION_TIMER != 0 {
-        vmcs.write(f::VMX_PREEMPTION_TIMER_VALUE, PREEMPTION_TSC_BUDGET >> caps.misc.preemption_timer_rate());
+        vmcs.put(f::VMX_PREEMPTION_TIMER_VALUE, u32::try_from(PREEMPTION_TSC_BUDGET >> caps.misc.preemption_timer_rate()).unwrap_or(u32::MAX));
     }
     vmcs.finish()
 }
@@ -591,11 +606,11 @@ fn read_back(cur: &LoadedVmcs<'_>, st: &mut VcpuState) {
     a.cr4 = arch_state::guest_view(a.cr4, cur.r(f::CR4_READ_SHADOW), cur.r(f::CR4_GUEST_HOST_MASK));
     // VM exits clear the valid bit of the entry interruption field (SDM 28.2.5): a valid one
     // now was set after the last exit and has not been delivered yet.
-    let info = cur.r(f::VM_ENTRY_INTR_INFO_FIELD) as u32;
+    let info = cur.r(f::VM_ENTRY_INTR_INFO_FIELD);
     a.event = (info & EVENT_VALID != 0).then(|| arch_state::Event {
         info,
-        error_code: cur.r(f::VM_ENTRY_EXCEPTION_ERROR_CODE) as u32,
-        insn_len: cur.r(f::VM_ENTRY_INSTRUCTION_LEN) as u32,
+        error_code: cur.r(f::VM_ENTRY_EXCEPTION_ERROR_CODE),
+        insn_len: cur.r(f::VM_ENTRY_INSTRUCTION_LEN),
     });
 }
 
@@ -656,7 +671,7 @@ fn guest_loop(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, e
             if let Some(d) = st.nested.l1_timer_deadline.filter(|_| st.nested.guest_mode) {
                 ticks = ticks.min(d.saturating_sub(vmx_ops::rdtsc()));
             }
-            cur.set(f::VMX_PREEMPTION_TIMER_VALUE, ticks >> rate);
+            cur.set(f::VMX_PREEMPTION_TIMER_VALUE, u32::try_from(ticks >> rate).unwrap_or(u32::MAX));
         }
         if !st.nested.guest_mode {
             crate::shadow_vmcs::before_l1(cur, st, vcpu.vmcs_phys);
@@ -676,7 +691,7 @@ fn guest_loop(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, e
             }
             break Leave::User(UserExit::Internal {
                 suberror: INTERNAL_ERROR_EMULATION,
-                data: [u64::from(launched), err, 0, 0, 0],
+                data: [u64::from(launched), u64::from(err), 0, 0, 0],
                 ndata: 2,
             });
         }
@@ -684,12 +699,12 @@ fn guest_loop(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, e
         st.stats.exits += 1;
         if st.nested.guest_mode {
             st.stats.l2_exits += 1;
-            if !ExitReason(cur.r(f::VM_EXIT_REASON) as u32).entry_failed() {
+            if !ExitReason(cur.r(f::VM_EXIT_REASON)).entry_failed() {
                 st.nested.l1_at_entry = None;
             }
             // The CPU's timer reaching L1's deadline is L1's preemption-timer exit; before
             // it, the timer exit is L0's own (its budget, the APIC timer).
-            if ExitReason(cur.r(f::VM_EXIT_REASON) as u32).basic() == reason::PREEMPTION_TIMER {
+            if ExitReason(cur.r(f::VM_EXIT_REASON)).basic() == reason::PREEMPTION_TIMER {
                 if st.nested.l1_timer_expired(vmx_ops::rdtsc()) {
                     st.nested.switch = Some(nested::Switch::Exit(nested::exit_info_from_vmcs(cur)));
                     break Leave::Nested;
@@ -758,12 +773,12 @@ fn l1d_flush() {
 /// An event whose delivery a VM exit interrupted (IDT-vectoring information, SDM 28.2.4)
 /// is delivered again at the next entry (SDM 29.2.3), as hardware would have.
 fn requeue_vectoring_event(cur: &LoadedVmcs<'_>) {
-    let info = InterruptionInfo(cur.r(f::IDT_VECTORING_INFO_FIELD) as u32);
+    let info = InterruptionInfo(cur.r(f::IDT_VECTORING_INFO_FIELD));
     if !info.valid() {
         return;
     }
     // Bit 12 (NMI unblocking / undefined here) is not part of the entry format.
-    cur.set(f::VM_ENTRY_INTR_INFO_FIELD, info.with_nmi_unblocking(false).0 as u64);
+    cur.set(f::VM_ENTRY_INTR_INFO_FIELD, info.with_nmi_unblocking(false).0);
     cur.set(f::VM_ENTRY_EXCEPTION_ERROR_CODE, cur.r(f::IDT_VECTORING_ERROR_CODE));
     cur.set(f::VM_ENTRY_INSTRUCTION_LEN, cur.r(f::VM_EXIT_INSTRUCTION_LEN));
 }
@@ -788,28 +803,28 @@ fn prepare_events(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, st: &mut VcpuState) {
     collect_events(vcpu, st, now, false);
     let global_enable = st.apic_base & crate::vmx_core::guest_msr::apic_base::ENABLE != 0;
     let Some(apic) = st.lapic.as_mut() else { return };
-    if InterruptionInfo(cur.r(f::VM_ENTRY_INTR_INFO_FIELD) as u32).valid() {
+    if InterruptionInfo(cur.r(f::VM_ENTRY_INTR_INFO_FIELD)).valid() {
         return; // an event is already being injected
     }
     let blocking = cur.r(f::GUEST_INTERRUPTIBILITY_INFO);
-    let mut primary = cur.r(f::CPU_BASED_VM_EXEC_CONTROL) as u32;
+    let mut primary = cur.r(f::CPU_BASED_VM_EXEC_CONTROL);
     // Bits 3 (blocking by NMI), 0-1 (STI, MOV SS).
     if st.nmi_pending && blocking & 0xb == 0 {
         st.nmi_pending = false;
-        cur.set(f::VM_ENTRY_INTR_INFO_FIELD, InterruptionInfo::event(intr_kind::NMI, 2, false).0 as u64);
+        cur.set(f::VM_ENTRY_INTR_INFO_FIELD, InterruptionInfo::event(intr_kind::NMI, 2, false).0);
         return;
     }
     let want = if global_enable { apic.deliverable() } else { None };
     match want {
         Some(v) if cur.r(f::GUEST_RFLAGS) & RFLAGS_IF != 0 && blocking & 3 == 0 => {
             apic.acknowledge(v);
-            cur.set(f::VM_ENTRY_INTR_INFO_FIELD, InterruptionInfo::event(intr_kind::EXTERNAL, v, false).0 as u64);
+            cur.set(f::VM_ENTRY_INTR_INFO_FIELD, InterruptionInfo::event(intr_kind::EXTERNAL, v, false).0);
             primary &= !crate::vmx_core::controls::primary::INTR_WINDOW_EXITING;
         }
         Some(_) => primary |= crate::vmx_core::controls::primary::INTR_WINDOW_EXITING,
         None => primary &= !crate::vmx_core::controls::primary::INTR_WINDOW_EXITING,
     }
-    cur.set(f::CPU_BASED_VM_EXEC_CONTROL, primary as u64);
+    cur.set(f::CPU_BASED_VM_EXEC_CONTROL, primary);
     vcpu.mailbox.mirror(apic);
 }
 
@@ -859,13 +874,13 @@ fn apply_apic_effect(vcpu: &Vcpu, st: &mut VcpuState, e: WriteEffect) -> Result<
 }
 
 fn handle_exit(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, cpu: u32, eptp: u64) -> Next {
-    let exit = ExitReason(cur.r(f::VM_EXIT_REASON) as u32);
+    let exit = ExitReason(cur.r(f::VM_EXIT_REASON));
     if exit.entry_failed() {
         // A machine check during VM entry (SDM 27.8) is the host's, then the VMM's failure.
         if exit.basic() == reason::MCE_DURING_VMENTRY {
             shim::machine_check();
         }
-        return Next::Leave(Leave::User(UserExit::FailEntry { reason: exit.0 as u64, cpu }));
+        return Next::Leave(Leave::User(UserExit::FailEntry { reason: u64::from(exit.0), cpu }));
     }
     let q = cur.r(f::EXIT_QUALIFICATION);
     match exit.basic() {
@@ -876,10 +891,10 @@ fn handle_exit(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, g: &mut [u64; 16], st: &mut Vc
         reason::PREEMPTION_TIMER => Next::Leave(Leave::Host { nmi: false }),
         reason::EXCEPTION_NMI => {
             let info = cur.r(f::VM_EXIT_INTR_INFO);
-            if InterruptionInfo(info as u32).kind() == intr_kind::NMI {
+            if InterruptionInfo(info).kind() == intr_kind::NMI {
                 Next::Leave(Leave::Host { nmi: true })
             } else {
-                intercepted_exception(cur, st, exit.0 as u64, info, q, cpu)
+                intercepted_exception(cur, st, exit.0, info, q, cpu)
             }
         }
         reason::TRIPLE_FAULT => Next::Leave(Leave::User(UserExit::Shutdown)),
@@ -952,7 +967,7 @@ fn handle_exit(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, g: &mut [u64; 16], st: &mut Vc
                 skip_instruction(cur);
                 Next::Resume
             }
-            _ => internal(INTERNAL_ERROR_EMULATION, [exit.0 as u64, q, 0]),
+            _ => internal(INTERNAL_ERROR_EMULATION, [u64::from(exit.0), q, 0]),
         },
         // MOV to/from DRn at CPL 0 (the CPU raises #GP for CPL > 0 before exiting).
         reason::DR_ACCESS => {
@@ -984,7 +999,7 @@ fn handle_exit(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, g: &mut [u64; 16], st: &mut Vc
         reason::IO_INSTRUCTION => {
             let io = IoQualification(q);
             if io.is_string() {
-                return string_io(cur, vcpu, g, st, eptp, io, exit.0 as u64, q);
+                return string_io(cur, vcpu, g, st, eptp, io, u64::from(exit.0), q);
             }
             skip_instruction(cur);
             Next::Leave(Leave::User(UserExit::Io {
@@ -1000,7 +1015,7 @@ fn handle_exit(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, g: &mut [u64; 16], st: &mut Vc
             let done = match nested::x2apic_virtual_msr(st, eptp, g[1] as u32, write) {
                 Some(nested::VirtualMsr::BelowThreshold) => {
                     skip_instruction(cur);
-                    let info = nested::ExitInfo { reason: reason::TPR_BELOW_THRESHOLD as u64, ..Default::default() };
+                    let info = nested::ExitInfo { reason: reason::TPR_BELOW_THRESHOLD.into(), ..Default::default() };
                     st.nested.switch = Some(nested::Switch::Exit(info));
                     return Next::Leave(Leave::Nested);
                 }
@@ -1016,7 +1031,7 @@ fn handle_exit(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, g: &mut [u64; 16], st: &mut Vc
                     Next::Resume
                 }
                 Some(Err(ApicError::Unsupported)) => {
-                    internal(INTERNAL_ERROR_EMULATION, [exit.0 as u64, g[1], write.unwrap_or(0)])
+                    internal(INTERNAL_ERROR_EMULATION, [u64::from(exit.0), g[1], write.unwrap_or(0)])
                 }
                 Some(Err(ApicError::Gp)) | None => {
                     inject(cur, GP_VECTOR, Some(0));
@@ -1075,11 +1090,11 @@ fn handle_exit(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, g: &mut [u64; 16], st: &mut Vc
             match nested::vmx_instruction(cur, st, g, eptp, b, q) {
                 nested::Handled::Resume => Next::Resume,
                 nested::Handled::Switch => Next::Leave(Leave::Nested),
-                nested::Handled::Unsupported(d) => internal(INTERNAL_ERROR_EMULATION, [exit.0 as u64, q, d]),
+                nested::Handled::Unsupported(d) => internal(INTERNAL_ERROR_EMULATION, [u64::from(exit.0), q, d]),
             }
         }
         reason::EPT_VIOLATION if st.nested.l2_eptp12().is_some() => {
-            l2_ept_violation(cur, vcpu, g, st, eptp, exit.0 as u64, q, cpu)
+            l2_ept_violation(cur, vcpu, g, st, eptp, u64::from(exit.0), q, cpu)
         }
         reason::EPT_VIOLATION | reason::EPT_MISCONFIG => {
             let gpa = cur.r(f::GUEST_PHYSICAL_ADDRESS);
@@ -1088,9 +1103,9 @@ fn handle_exit(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, g: &mut [u64; 16], st: &mut Vc
                 return Next::Resume;
             }
             // Every other slot page is mapped: this is an access outside every slot, MMIO.
-            mmio(cur, vcpu, g, st, eptp, gpa, exit.0 as u64, q, cpu)
+            mmio(cur, vcpu, g, st, eptp, gpa, u64::from(exit.0), q, cpu)
         }
-        _ => internal(INTERNAL_ERROR_UNEXPECTED_EXIT_REASON, [exit.0 as u64, q, 0]),
+        _ => internal(INTERNAL_ERROR_UNEXPECTED_EXIT_REASON, [u64::from(exit.0), q, 0]),
     }
 }
 
@@ -1149,7 +1164,7 @@ fn string_io(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, g: &mut [u64; 16], st: &mut Vcpu
     // address-size prefix would go unseen: refuse nothing, but it cannot be honoured).
     let has_info = HOST.as_ref().is_some_and(|h| h.caps.basic.ins_outs_info());
     let mask = if has_info {
-        string_io_addr_mask(cur.r(f::VMX_INSTRUCTION_INFO))
+        string_io_addr_mask(u64::from(cur.r(f::VMX_INSTRUCTION_INFO)))
     } else {
         match cpu_mode(cur) {
             CpuMode::Bits64 => u64::MAX,
@@ -1167,7 +1182,7 @@ fn string_io(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, g: &mut [u64; 16], st: &mut Vcpu
     let df = cur.r(f::GUEST_RFLAGS) & (1 << 10) != 0;
     let linear = cur.r(f::GUEST_LINEAR_ADDRESS);
     let n = string_io_batch(count, size, linear, df);
-    let insn_len = cur.r(f::VM_EXIT_INSTRUCTION_LEN);
+    let insn_len = u64::from(cur.r(f::VM_EXIT_INSTRUCTION_LEN));
     if io.is_in() {
         st.pending_ins = Some(PendingIns { size, count: n, rep, df, addr_mask: mask, insn_len });
         // RIP stays on the instruction until the last batch completes.
@@ -1279,12 +1294,12 @@ fn write_gpr(cur: &LoadedVmcs<'_>, g: &mut [u64; 16], r_: Gpr, v: u64) {
 /// qualification, GPA and the first 8 instruction bytes.
 fn mmio(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState, eptp: u64, gpa: u64, reason_: u64, q: u64, cpu: u32) -> Next {
     let vectoring = cur.r(f::IDT_VECTORING_INFO_FIELD);
-    if InterruptionInfo(vectoring as u32).valid() {
+    if InterruptionInfo(vectoring).valid() {
         // The guest was delivering an event through MMIO (its IDT, say): nothing to
         // emulate; KVM reports the same (kvm_prepare_event_vectoring_exit).
         return Next::Leave(Leave::User(UserExit::Internal {
             suberror: INTERNAL_ERROR_DELIVERY_EV,
-            data: [vectoring, reason_, q, gpa, cpu as u64],
+            data: [vectoring.into(), reason_, q, gpa, cpu as u64],
             ndata: 5,
         }));
     }
@@ -1346,13 +1361,13 @@ fn mmio(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState
 /// The VMCS field that holds `msr` while the guest runs, if one does.
 fn msr_field(msr: Msr) -> Option<crate::vmx_core::field::Field> {
     Some(match msr {
-        Msr::SysenterCs => f::GUEST_SYSENTER_CS,
-        Msr::SysenterEsp => f::GUEST_SYSENTER_ESP,
-        Msr::SysenterEip => f::GUEST_SYSENTER_EIP,
-        Msr::Pat => f::GUEST_IA32_PAT,
-        Msr::Efer => f::GUEST_IA32_EFER,
-        Msr::FsBase => f::GUEST_FS_BASE,
-        Msr::GsBase => f::GUEST_GS_BASE,
+        Msr::SysenterCs => f::GUEST_SYSENTER_CS.field(),
+        Msr::SysenterEsp => f::GUEST_SYSENTER_ESP.field(),
+        Msr::SysenterEip => f::GUEST_SYSENTER_EIP.field(),
+        Msr::Pat => f::GUEST_IA32_PAT.field(),
+        Msr::Efer => f::GUEST_IA32_EFER.field(),
+        Msr::FsBase => f::GUEST_FS_BASE.field(),
+        Msr::GsBase => f::GUEST_GS_BASE.field(),
         _ => return None,
     })
 }
@@ -1365,7 +1380,7 @@ fn live_msr(cur: &LoadedVmcs<'_>, st: &VcpuState, msr: Msr) -> u64 {
         return vmx_ops::rdtsc().wrapping_add(cur.r(f::TSC_OFFSET));
     }
     if let Some(field) = msr_field(msr) {
-        cur.r(field)
+        cur.read_raw(field)
     } else if SYSCALL_MSRS.contains(&msr) {
         vmx_ops::rdmsr(msr.index())
     } else {
@@ -1375,7 +1390,7 @@ fn live_msr(cur: &LoadedVmcs<'_>, st: &VcpuState, msr: Msr) -> u64 {
 
 fn set_live_msr(cur: &LoadedVmcs<'_>, st: &mut VcpuState, msr: Msr, v: u64) {
     if let Some(field) = msr_field(msr) {
-        cur.set(field, v);
+        cur.set_raw(field, v);
     } else if SYSCALL_MSRS.contains(&msr) {
         // SAFETY: checked by guest_msr::check_write; the region restores the host's value.
         unsafe { vmx_ops::wrmsr(msr.index(), v) };
@@ -1402,22 +1417,22 @@ fn sync_guest_dr6(st: &mut VcpuState) -> bool {
 
 /// An exception exit of one of the vectors nvmx always intercepts (exception.rs): #DB and
 /// #AC go back to the guest that raised them, #MC to the host's handler.
-fn intercepted_exception(cur: &LoadedVmcs<'_>, st: &mut VcpuState, reason_: u64, info: u64, q: u64, cpu: u32) -> Next {
+fn intercepted_exception(cur: &LoadedVmcs<'_>, st: &mut VcpuState, reason_: u32, info: u32, q: u64, cpu: u32) -> Next {
     let ac = exception::AcContext {
         cpl: ((cur.r(f::GUEST_SS_AR_BYTES) >> 5) & 3) as u8,
         cr0: guest_cr0(cur),
         rflags: cur.r(f::GUEST_RFLAGS),
     };
-    let decided = exception::decide(info, q, cur.r(f::VM_EXIT_INSTRUCTION_LEN), &ac);
+    let decided = exception::decide(u64::from(info), q, u64::from(cur.r(f::VM_EXIT_INSTRUCTION_LEN)), &ac);
     // An exception while the CPU delivered another event (IDT-vectoring information valid):
     // nvmx, like KVM, does not emulate the double delivery — the VMM gets
     // KVM_INTERNAL_ERROR_SIMUL_EX with KVM's four data words. This is where a guest whose
     // #AC delivery raises #AC again (a misaligned ring-3 handler stack) ends.
     let vectoring = cur.r(f::IDT_VECTORING_INFO_FIELD);
-    if InterruptionInfo(vectoring as u32).valid() && decided != exception::Intercepted::MachineCheck {
+    if InterruptionInfo(vectoring).valid() && decided != exception::Intercepted::MachineCheck {
         return Next::Leave(Leave::User(UserExit::Internal {
             suberror: INTERNAL_ERROR_SIMUL_EX,
-            data: [vectoring, info, cur.r(f::VM_EXIT_INTR_ERROR_CODE), u64::from(cpu), 0],
+            data: [vectoring.into(), info.into(), cur.r(f::VM_EXIT_INTR_ERROR_CODE).into(), u64::from(cpu), 0],
             ndata: 4,
         }));
     }
@@ -1448,7 +1463,7 @@ fn intercepted_exception(cur: &LoadedVmcs<'_>, st: &mut VcpuState, reason_: u64,
             Next::Resume
         }
         exception::Intercepted::ForeignAlignmentCheck | exception::Intercepted::Unexpected => {
-            internal(INTERNAL_ERROR_UNEXPECTED_EXIT_REASON, [reason_, info, q])
+            internal(INTERNAL_ERROR_UNEXPECTED_EXIT_REASON, [reason_.into(), info.into(), q])
         }
     }
 }
@@ -1469,7 +1484,7 @@ fn set_guest_cr0(cur: &LoadedVmcs<'_>, v: u64) {
         let new_efer = if lma { efer | EFER_LMA } else { efer & !EFER_LMA };
         cur.set(f::GUEST_IA32_EFER, new_efer);
         let ctl = cur.r(f::VM_ENTRY_CONTROLS);
-        let ctl = if lma { ctl | entry::IA32E_MODE_GUEST as u64 } else { ctl & !(entry::IA32E_MODE_GUEST as u64) };
+        let ctl = if lma { ctl | entry::IA32E_MODE_GUEST } else { ctl & !entry::IA32E_MODE_GUEST };
         cur.set(f::VM_ENTRY_CONTROLS, ctl);
     }
 }

@@ -114,7 +114,7 @@ pub(crate) fn before_l1(cur: &LoadedVmcs<'_>, st: &mut VcpuState, vmcs01: u64) {
                 let copy_in = || {
                     for i in todo.iter() {
                         // The shadow VMCS is current (with_shadow).
-                        cur.set(ALL_FIELDS[i].1, v.raw(i));
+                        cur.set_raw(ALL_FIELDS[i].1, v.raw(i));
                     }
                 };
                 // SAFETY: called from the run loop with VMCS01 current, IRQs off.
@@ -129,12 +129,12 @@ pub(crate) fn before_l1(cur: &LoadedVmcs<'_>, st: &mut VcpuState, vmcs01: u64) {
         }
     }
     if want != st.nested.shadow.active {
-        let sec = cur.r(f::SECONDARY_VM_EXEC_CONTROL) as u32;
+        let sec = cur.r(f::SECONDARY_VM_EXEC_CONTROL);
         let sec = if want { sec | secondary::SHADOW_VMCS } else { sec & !secondary::SHADOW_VMCS };
         cur.set(f::VMREAD_BITMAP, bitmaps.vmread);
         cur.set(f::VMWRITE_BITMAP, bitmaps.vmwrite);
         cur.set(f::VMCS_LINK_POINTER, if want { shadow } else { u64::MAX });
-        cur.set(f::SECONDARY_VM_EXEC_CONTROL, sec as u64);
+        cur.set(f::SECONDARY_VM_EXEC_CONTROL, sec);
         st.nested.shadow.active = want;
     }
 }
@@ -148,7 +148,7 @@ pub(crate) fn pull(cur: &LoadedVmcs<'_>, st: &mut VcpuState, vmcs01: u64) {
             let copy_out = || {
                 for c in &READ_WRITE_COMPONENTS {
                     // The shadow VMCS is current (with_shadow).
-                    v.set_raw(c.component, cur.r(Field(c.encoding)));
+                    v.set_raw(c.component, cur.read_raw(Field(c.encoding)));
                 }
             };
             // SAFETY: called from exit handling with VMCS01 current, IRQs off.

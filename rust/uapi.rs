@@ -2,9 +2,8 @@
 //! The userspace ABI: the subset of `<linux/kvm.h>` /dev/nvmx speaks and nvmx's own
 //! `include/uapi/linux/nvmx.h`. The structs are generated from the headers by bindgen at
 //! build time (out-of-tree modules get no uapi bindings from the kernel crate); what bindgen
-//! cannot give — the ioctl numbers (function-like macros), the constants nvmx answers with,
-//! `struct kvm_dirty_log`/`kvm_clear_dirty_log` (a user pointer in a union) — is written here,
-//! and the struct sizes are asserted. `struct kvm_run` is reached through [`KvmRunPage`],
+//! cannot give — the ioctl numbers (function-like macros), the constants nvmx answers with —
+//! is written here, and the struct sizes are asserted. `struct kvm_run` is reached through [`KvmRunPage`],
 //! field by field, never as bytes at offsets.
 
 use kernel::ioctl::{_IO, _IOR, _IOW, _IOWR};
@@ -123,7 +122,8 @@ mod kvm_h {
 }
 
 pub(crate) use kvm_h::{
-    kvm_cpuid_entry2 as KvmCpuidEntry2, kvm_debugregs as KvmDebugregs, kvm_device_attr as KvmDeviceAttr,
+    kvm_clear_dirty_log as KvmClearDirtyLog, kvm_cpuid_entry2 as KvmCpuidEntry2, kvm_debugregs as KvmDebugregs,
+    kvm_device_attr as KvmDeviceAttr, kvm_dirty_log as KvmDirtyLog,
     kvm_dtable as KvmDtable, kvm_enable_cap as KvmEnableCap, kvm_fpu as KvmFpu, kvm_msi as KvmMsi,
     kvm_msr_entry as KvmMsrEntry, kvm_regs as KvmRegs, kvm_segment as KvmSegment, kvm_sregs as KvmSregs,
     kvm_userspace_memory_region as KvmUserspaceMemoryRegion,
@@ -144,6 +144,8 @@ const _: () = assert!(core::mem::size_of::<KvmSregs>() == 312);
 const _: () = assert!(core::mem::size_of::<KvmMsrEntry>() == 16);
 const _: () = assert!(core::mem::size_of::<KvmFpu>() == 416);
 const _: () = assert!(core::mem::size_of::<KvmDebugregs>() == 128);
+const _: () = assert!(core::mem::size_of::<KvmDirtyLog>() == 16);
+const _: () = assert!(core::mem::size_of::<KvmClearDirtyLog>() == 24);
 
 /// `KVM_GET_SUPPORTED_CPUID` (`struct kvm_cpuid2` is an 8-byte header before its entries).
 pub(crate) const KVM_GET_SUPPORTED_CPUID: u32 = _IOWR::<[u32; 2]>(KVMIO, 0x05);
@@ -245,29 +247,28 @@ pub(crate) const KVM_GET_DEVICE_ATTR: u32 = _IOW::<KvmDeviceAttr>(KVMIO, 0xe2);
 /// `KVM_HAS_DEVICE_ATTR`.
 pub(crate) const KVM_HAS_DEVICE_ATTR: u32 = _IOW::<KvmDeviceAttr>(KVMIO, 0xe3);
 
-/// `struct kvm_dirty_log`.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub(crate) struct KvmDirtyLog {
-    pub(crate) slot: u32,
-    pub(crate) padding1: u32,
-    pub(crate) dirty_bitmap: u64,
-}
-const _: () = assert!(core::mem::size_of::<KvmDirtyLog>() == 16);
-// SAFETY: `repr(C)`, integers only, no padding (asserted size = sum of fields).
+// SAFETY: `repr(C)`: two u32s and a union of a pointer and a u64, which any 8 bytes are
+// (asserted size 16, no padding).
 unsafe impl FromBytes for KvmDirtyLog {}
-/// `struct kvm_clear_dirty_log`.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub(crate) struct KvmClearDirtyLog {
-    pub(crate) slot: u32,
-    pub(crate) num_pages: u32,
-    pub(crate) first_page: u64,
-    pub(crate) dirty_bitmap: u64,
-}
-const _: () = assert!(core::mem::size_of::<KvmClearDirtyLog>() == 24);
-// SAFETY: `repr(C)`, integers only, no padding (asserted size = sum of fields).
+// SAFETY: as above: u32, u32, u64 and the same union (24 bytes, no padding).
 unsafe impl FromBytes for KvmClearDirtyLog {}
+
+impl KvmDirtyLog {
+    /// The bitmap's user address (`dirty_bitmap`).
+    pub(crate) fn bitmap_addr(&self) -> usize {
+        // SAFETY: both members of the union are 8 bytes and every 8 bytes are a valid u64;
+        // reading the address as an integer is what the ioctl does with it.
+        unsafe { self.__bindgen_anon_1.padding2 as usize }
+    }
+}
+
+impl KvmClearDirtyLog {
+    /// The bitmap's user address (`dirty_bitmap`).
+    pub(crate) fn bitmap_addr(&self) -> usize {
+        // SAFETY: as for [`KvmDirtyLog::bitmap_addr`].
+        unsafe { self.__bindgen_anon_1.padding2 as usize }
+    }
+}
 /// `KVM_CLEAR_DIRTY_LOG`.
 pub(crate) const KVM_CLEAR_DIRTY_LOG: u32 = _IOWR::<KvmClearDirtyLog>(KVMIO, 0xc0);
 /// `KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE | KVM_DIRTY_LOG_INITIALLY_SET`: what

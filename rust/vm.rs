@@ -290,7 +290,7 @@ impl Vm {
         } else {
             drop(st);
         }
-        let mut w = UserSlice::new(UserPtr::from_addr(d.dirty_bitmap as usize), words * 8).writer();
+        let mut w = UserSlice::new(UserPtr::from_addr(d.bitmap_addr()), words * 8).writer();
         for word in bitmap.iter() {
             w.write(word)?;
         }
@@ -315,7 +315,7 @@ impl Vm {
         }
         let words = count.div_ceil(64) as usize;
         let mut bitmap = KVec::from_elem(0u64, words, GFP_KERNEL)?;
-        let mut r = UserSlice::new(UserPtr::from_addr(d.dirty_bitmap as usize), words * 8).reader();
+        let mut r = UserSlice::new(UserPtr::from_addr(d.bitmap_addr()), words * 8).reader();
         for w in bitmap.iter_mut() {
             *w = r.read()?;
         }

@@ -12,6 +12,11 @@
 //! keeps the first one for [`CurrentVmcs::finish`], and everywhere else ([`LoadedVmcs::r`],
 //! [`LoadedVmcs::set`]) it is counted and the first one is logged with its field
 //! ([`failures`]).
+//!
+//! The field table types every constant by its width (`TypedField<u16>`, `<u32>`, `<u64>`),
+//! so `r` of a 32-bit field returns a `u32` and `w`/`set` take one. The `_raw` forms move a
+//! component by encoding as the 64-bit operand; only the table transfers and the shadow-VMCS
+//! copies use them.
 
 use core::marker::PhantomData;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +24,7 @@ use kernel::interrupt::LocalInterruptDisabled;
 use kernel::prelude::*;
 
 use crate::vmx_core::arch_state::Vmcs;
-use crate::vmx_core::field::Field;
+use crate::vmx_core::field::{Field, FieldValue, TypedField};
 use crate::vmx_core::field_table as f;
 use crate::vmx_core::nested_switch::ExitInfo;
 use crate::vmx_ops;
@@ -58,23 +63,44 @@ impl<'irq> LoadedVmcs<'irq> {
 
     /// VMWRITE of `value` into `field`; Err(the encoding) if the CPU refused it.
     #[inline(always)]
-    pub(crate) fn w(&self, field: Field, value: u64) -> Result<(), u32> {
-        // SAFETY: the token's invariant: VMX root operation with a VMCS current.
-        unsafe { vmx_ops::vmwrite(field.encoding(), value) }.map_err(|_| field.encoding())
+    pub(crate) fn w<T: FieldValue>(&self, field: TypedField<T>, value: T) -> Result<(), u32> {
+        self.write_raw(field.field(), value.to_operand())
     }
 
     /// VMWRITE of `value` into `field` where a refusal has no one to go to: counted and
     /// logged.
     #[inline(always)]
-    pub(crate) fn set(&self, field: Field, value: u64) {
-        if self.w(field, value).is_err() {
+    pub(crate) fn set<T: FieldValue>(&self, field: TypedField<T>, value: T) {
+        self.set_raw(field.field(), value.to_operand())
+    }
+
+    /// VMREAD of `field`, as its width's type; a refused read is counted and logged, and
+    /// reads as 0.
+    #[inline(always)]
+    pub(crate) fn r<T: FieldValue>(&self, field: TypedField<T>) -> T {
+        T::from_operand(self.read_raw(field.field()))
+    }
+
+    /// VMWRITE of the 64-bit operand `value` into any component (the table transfers and
+    /// the shadow-VMCS copies, which move components by encoding).
+    #[inline(always)]
+    pub(crate) fn write_raw(&self, field: Field, value: u64) -> Result<(), u32> {
+        // SAFETY: the token's invariant: VMX root operation with a VMCS current.
+        unsafe { vmx_ops::vmwrite(field.encoding(), value) }.map_err(|_| field.encoding())
+    }
+
+    /// [`Self::write_raw`] where a refusal is counted and logged.
+    #[inline(always)]
+    pub(crate) fn set_raw(&self, field: Field, value: u64) {
+        if self.write_raw(field, value).is_err() {
             count_failure("VMWRITE", field);
         }
     }
 
-    /// VMREAD of `field`; a refused read is counted and logged, and reads as 0.
+    /// VMREAD of any component as the 64-bit operand (zero-extended); a refused read is
+    /// counted and logged, and reads as 0.
     #[inline(always)]
-    pub(crate) fn r(&self, field: Field) -> u64 {
+    pub(crate) fn read_raw(&self, field: Field) -> u64 {
         // SAFETY: the token's invariant.
         unsafe { vmx_ops::vmread(field.encoding()) }.unwrap_or_else(|_| {
             count_failure("VMREAD", field);
@@ -110,12 +136,12 @@ impl<'a, 'irq> CurrentVmcs<'a, 'irq> {
 impl Vmcs for CurrentVmcs<'_, '_> {
     #[inline(always)]
     fn read(&self, field: Field) -> u64 {
-        self.loaded.r(field)
+        self.loaded.read_raw(field)
     }
 
     #[inline(always)]
     fn write(&mut self, field: Field, value: u64) {
-        if self.loaded.w(field, value).is_err() {
+        if self.loaded.write_raw(field, value).is_err() {
             self.refused(field);
         }
     }

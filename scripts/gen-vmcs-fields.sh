@@ -12,19 +12,24 @@ out=$(dirname "$0")/../rust/core/src/field_table.rs
     echo "// Encodings: Intel SDM vol. 3D, appendix B. Edit the generator, not this file."
     echo "//! The VMCS field table: every component nvmx knows, by its full encoding."
     echo
-    echo "use super::field::Field;"
+    echo "use super::field::{Field, TypedField};"
     echo
     awk '/^enum vmcs_field/,/^};/' "$tree/arch/x86/include/asm/vmx.h" \
       | sed -n 's/^[[:space:]]*\([A-Z0-9_]*\)[[:space:]]*=[[:space:]]*\(0x[0-9a-fA-F]*\),.*/\1 \2/p' \
       | grep -v '_HIGH ' \
       | while read -r name enc; do
-            printf '/// `%s` (encoding %s).\npub const %s: Field = Field(%s);\n' "$name" "$enc" "$name" "$enc"
+            # Bits 14:13 of the encoding are the width (SDM 25.11.2, table 25-21).
+            case $(( (enc >> 13) & 3 )) in
+                0) ty=u16 ;; 2) ty=u32 ;; *) ty=u64 ;;
+            esac
+            printf '/// `%s` (encoding %s).\npub const %s: TypedField<%s> = TypedField::new(%s);\n' \
+                "$name" "$enc" "$name" "$ty" "$enc"
         done
     echo
     echo "/// Every field the table knows, by name, in encoding order of the SDM appendix."
     echo "pub const ALL_FIELDS: &[(&str, Field)] = &["
     awk '/^enum vmcs_field/,/^};/' "$tree/arch/x86/include/asm/vmx.h" \
       | sed -n 's/^[[:space:]]*\([A-Z0-9_]*\)[[:space:]]*=[[:space:]]*\(0x[0-9a-fA-F]*\),.*/\1/p' \
-      | grep -v '_HIGH$' | sed 's/.*/    ("&", &),/'
+      | grep -v '_HIGH$' | sed 's/.*/    ("&", &.field()),/'
     echo "];"
 } > "$out"

@@ -16,7 +16,7 @@
 //! `struct kvm_segment` exists only at the file-descriptor layer.
 
 use super::debug_regs::DebugRegs;
-use super::field::Field;
+use super::field::{Field, FieldValue, TypedField};
 use super::field_table as f;
 use super::segment::AR_UNUSABLE;
 
@@ -224,14 +224,14 @@ macro_rules! guest_state_table {
 
 macro_rules! table_as_array {
     (() [$(($s:expr, $f:expr),)*]) => {
-        [$(($s, $f)),*]
+        [$(($s, $f.field())),*]
     };
 }
 
 macro_rules! store_rows {
     (($this:ident, $vmcs:ident, $rows:ident) [$(($s:expr, $f:expr),)*]) => {
         $(if $rows.includes($s) {
-            $vmcs.write($f, $this.get($s));
+            $vmcs.write($f.field(), $this.get($s));
         })*
     };
 }
@@ -239,7 +239,7 @@ macro_rules! store_rows {
 macro_rules! load_rows {
     (($this:ident, $vmcs:ident, $rows:ident) [$(($s:expr, $f:expr),)*]) => {
         $(if $rows.includes($s) {
-            $this.set($s, $vmcs.read($f));
+            $this.set($s, $vmcs.read($f.field()));
         })*
     };
 }
@@ -254,16 +254,28 @@ pub trait Vmcs {
     fn read(&self, field: Field) -> u64;
     /// Set the field (truncated to its width).
     fn write(&mut self, field: Field, value: u64);
+
+    /// A field of the table, as its width's type.
+    #[inline(always)]
+    fn get<T: FieldValue>(&self, field: TypedField<T>) -> T {
+        T::from_operand(self.read(field.field()))
+    }
+
+    /// Set a field of the table.
+    #[inline(always)]
+    fn put<T: FieldValue>(&mut self, field: TypedField<T>, value: T) {
+        self.write(field.field(), value.to_operand())
+    }
 }
 
 impl Vmcs for super::vmcs12::Vmcs12 {
     #[inline(always)]
     fn read(&self, field: Field) -> u64 {
-        self.get(field)
+        super::vmcs12::Vmcs12::read(self, field.full()).unwrap_or(0)
     }
     #[inline(always)]
     fn write(&mut self, field: Field, value: u64) {
-        self.set(field, value)
+        let _ = super::vmcs12::Vmcs12::write(self, field.full(), value);
     }
 }
 
@@ -276,11 +288,17 @@ pub struct Rows {
     pub pat: bool,
     /// DR7 ("load/save debug controls").
     pub dr7: bool,
+    /// CR0, CR4 and RFLAGS as the guest sees them. A VMCS that L0 runs holds other values
+    /// there (CR0 with NE forced, the CR4 fixed bits, RFLAGS bit 1), which its writer puts
+    /// in itself, so that each field is written once.
+    pub cr_rflags: bool,
 }
 
 impl Rows {
     /// Every row.
-    pub const ALL: Rows = Rows { efer: true, pat: true, dr7: true };
+    pub const ALL: Rows = Rows { efer: true, pat: true, dr7: true, cr_rflags: true };
+    /// Every row but CR0, CR4 and RFLAGS: the store into a VMCS that L0 runs.
+    pub const FOR_HARDWARE: Rows = Rows { cr_rflags: false, ..Rows::ALL };
 
     #[inline(always)]
     const fn includes(self, s: StateField) -> bool {
@@ -288,6 +306,7 @@ impl Rows {
             StateField::Efer => self.efer,
             StateField::Pat => self.pat,
             StateField::Dr7 => self.dr7,
+            StateField::Cr0 | StateField::Cr4 | StateField::Rflags => self.cr_rflags,
             _ => true,
         }
     }
@@ -499,12 +518,18 @@ mod tests {
         let s = sample();
         let mut v = Vmcs12::default();
         v.set(f::GUEST_IA32_PAT, 7);
-        s.store(&mut v, Rows { efer: true, pat: false, dr7: false });
+        s.store(&mut v, Rows { efer: true, pat: false, dr7: false, cr_rflags: true });
         assert_eq!(v.get(f::GUEST_IA32_PAT), 7);
         assert_eq!(v.get(f::GUEST_DR7), 0);
         let mut back = ArchState::reset();
-        back.load(&v, Rows { efer: false, pat: true, dr7: false });
+        back.load(&v, Rows { efer: false, pat: true, dr7: false, cr_rflags: true });
         assert_eq!((back.efer, back.pat, back.debug.dr7), (0, 7, 0x400));
+        // The store for a VMCS L0 runs leaves CR0, CR4 and RFLAGS to its writer.
+        let mut hw = Vmcs12::default();
+        hw.set(f::GUEST_CR0, 0x21);
+        s.store(&mut hw, Rows::FOR_HARDWARE);
+        assert_eq!((hw.get(f::GUEST_CR0), hw.get(f::GUEST_CR4), hw.get(f::GUEST_RFLAGS)), (0x21, 0, 0));
+        assert_eq!(hw.get(f::GUEST_RSP), s.gprs[4]);
     }
 
     #[test]

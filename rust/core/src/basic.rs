@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 //! IA32_VMX_BASIC (Intel SDM vol. 3D, appendix A.1).
 
-use super::bits::{extract, test};
+use super::bits::bitfield;
 
 /// Memory type the processor uses to access the VMCS and related structures (A.1, bits 53:50).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -14,54 +14,41 @@ pub enum MemoryType {
     Other(u8),
 }
 
-/// Decoded IA32_VMX_BASIC.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct VmxBasic(pub u64);
+bitfield! {
+    /// IA32_VMX_BASIC (SDM A.1).
+    pub struct VmxBasic(u64) {
+        /// Bits 30:0: VMCS revision identifier, written to the first dword of VMXON/VMCS
+        /// regions.
+        revision_id, with_revision_id: 30:0 as u32;
+        /// Bits 44:32: bytes to allocate for the VMXON region and any VMCS region (at most
+        /// 4096).
+        region_size, with_region_size: 44:32 as u32;
+        /// Bit 48: VMXON/VMCS/bitmap addresses limited to 32 bits (never set on Intel 64 CPUs).
+        addresses_32bit_only, with_addresses_32bit_only: 48;
+        /// Bit 49: dual-monitor treatment of SMIs and SMM is supported.
+        dual_monitor, with_dual_monitor: 49;
+        /// Bits 53:50: memory type for the VMCS and the structures it points to
+        /// ([`VmxBasic::memory_type`]).
+        memory_type_bits, with_memory_type_bits: 53:50 as u8;
+        /// Bit 54: VM exits due to INS/OUTS report instruction information.
+        ins_outs_info, with_ins_outs_info: 54;
+        /// Bit 55: the IA32_VMX_TRUE_*_CTLS MSRs exist and report default1 controls that may
+        /// be 0.
+        true_controls, with_true_controls: 55;
+        /// Bit 56: VM entry may deliver a hardware exception with or without an error code
+        /// regardless of vector.
+        no_hw_errcode_check, with_no_hw_errcode_check: 56;
+    }
+}
 
 impl VmxBasic {
-    /// Bits 30:0: VMCS revision identifier, written to the first dword of VMXON/VMCS regions.
-    pub const fn revision_id(self) -> u32 {
-        extract(self.0, 30, 0) as u32
-    }
-
-    /// Bits 44:32: bytes to allocate for the VMXON region and any VMCS region (at most 4096).
-    pub const fn region_size(self) -> u32 {
-        extract(self.0, 44, 32) as u32
-    }
-
-    /// Bit 48: VMXON/VMCS/bitmap addresses limited to 32 bits (never set on Intel 64 CPUs).
-    pub const fn addresses_32bit_only(self) -> bool {
-        test(self.0, 48)
-    }
-
-    /// Bit 49: dual-monitor treatment of SMIs and SMM is supported.
-    pub const fn dual_monitor(self) -> bool {
-        test(self.0, 49)
-    }
-
-    /// Bits 53:50: memory type for the VMCS and the structures it points to.
+    /// The memory type for the VMCS and the structures it points to (bits 53:50).
     pub const fn memory_type(self) -> MemoryType {
-        match extract(self.0, 53, 50) as u8 {
+        match self.memory_type_bits() {
             0 => MemoryType::Uncacheable,
             6 => MemoryType::WriteBack,
             other => MemoryType::Other(other),
         }
-    }
-
-    /// Bit 54: VM exits due to INS/OUTS report instruction information.
-    pub const fn ins_outs_info(self) -> bool {
-        test(self.0, 54)
-    }
-
-    /// Bit 55: the IA32_VMX_TRUE_*_CTLS MSRs exist and report default1 controls that may be 0.
-    pub const fn true_controls(self) -> bool {
-        test(self.0, 55)
-    }
-
-    /// Bit 56: VM entry may deliver a hardware exception with or without an error code
-    /// regardless of vector.
-    pub const fn no_hw_errcode_check(self) -> bool {
-        test(self.0, 56)
     }
 }
 

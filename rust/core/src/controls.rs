@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 //! VMX capability MSRs that constrain what a VMCS may contain (Intel SDM vol. 3D, app. A).
 
-use super::bits::{bit, extract, test};
+use super::bits::{bit, bitfield, extract};
 
 /// A VMX control capability MSR: the low dword holds the allowed 0-settings (a set bit means
 /// the control must be 1), the high dword the allowed 1-settings (a clear bit means the
@@ -186,113 +186,70 @@ pub mod entry {
     pub const LOAD_IA32_EFER: u32 = 1 << 15;
 }
 
-/// IA32_VMX_EPT_VPID_CAP (SDM A.10).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct EptVpidCap(pub u64);
-
-impl EptVpidCap {
-    /// Bit 0: execute-only EPT translations.
-    pub const fn execute_only(self) -> bool {
-        test(self.0, 0)
-    }
-    /// Bit 6: page-walk length of 4.
-    pub const fn walk_length_4(self) -> bool {
-        test(self.0, 6)
-    }
-    /// Bit 7: page-walk length of 5.
-    pub const fn walk_length_5(self) -> bool {
-        test(self.0, 7)
-    }
-    /// Bit 8: EPT paging-structure memory type uncacheable.
-    pub const fn memtype_uc(self) -> bool {
-        test(self.0, 8)
-    }
-    /// Bit 14: EPT paging-structure memory type write-back.
-    pub const fn memtype_wb(self) -> bool {
-        test(self.0, 14)
-    }
-    /// Bit 16: 2 MiB EPT pages.
-    pub const fn pages_2m(self) -> bool {
-        test(self.0, 16)
-    }
-    /// Bit 17: 1 GiB EPT pages.
-    pub const fn pages_1g(self) -> bool {
-        test(self.0, 17)
-    }
-    /// Bit 20: INVEPT.
-    pub const fn invept(self) -> bool {
-        test(self.0, 20)
-    }
-    /// Bit 21: accessed and dirty flags for EPT.
-    pub const fn accessed_dirty(self) -> bool {
-        test(self.0, 21)
-    }
-    /// Bit 25: single-context INVEPT.
-    pub const fn invept_single_context(self) -> bool {
-        test(self.0, 25)
-    }
-    /// Bit 26: all-context INVEPT.
-    pub const fn invept_all_context(self) -> bool {
-        test(self.0, 26)
-    }
-    /// Bit 32: INVVPID.
-    pub const fn invvpid(self) -> bool {
-        test(self.0, 32)
-    }
-    /// Bit 40: individual-address INVVPID.
-    pub const fn invvpid_individual_address(self) -> bool {
-        test(self.0, 40)
-    }
-    /// Bit 41: single-context INVVPID.
-    pub const fn invvpid_single_context(self) -> bool {
-        test(self.0, 41)
-    }
-    /// Bit 42: all-context INVVPID.
-    pub const fn invvpid_all_context(self) -> bool {
-        test(self.0, 42)
-    }
-    /// Bit 43: single-context-retaining-globals INVVPID.
-    pub const fn invvpid_single_context_retaining_globals(self) -> bool {
-        test(self.0, 43)
+bitfield! {
+    /// IA32_VMX_EPT_VPID_CAP (SDM A.10).
+    pub struct EptVpidCap(u64) {
+        /// Bit 0: execute-only EPT translations.
+        execute_only, with_execute_only: 0;
+        /// Bit 6: page-walk length of 4.
+        walk_length_4, with_walk_length_4: 6;
+        /// Bit 7: page-walk length of 5.
+        walk_length_5, with_walk_length_5: 7;
+        /// Bit 8: EPT paging-structure memory type uncacheable.
+        memtype_uc, with_memtype_uc: 8;
+        /// Bit 14: EPT paging-structure memory type write-back.
+        memtype_wb, with_memtype_wb: 14;
+        /// Bit 16: 2 MiB EPT pages.
+        pages_2m, with_pages_2m: 16;
+        /// Bit 17: 1 GiB EPT pages.
+        pages_1g, with_pages_1g: 17;
+        /// Bit 20: INVEPT.
+        invept, with_invept: 20;
+        /// Bit 21: accessed and dirty flags for EPT.
+        accessed_dirty, with_accessed_dirty: 21;
+        /// Bit 25: single-context INVEPT.
+        invept_single_context, with_invept_single_context: 25;
+        /// Bit 26: all-context INVEPT.
+        invept_all_context, with_invept_all_context: 26;
+        /// Bit 32: INVVPID.
+        invvpid, with_invvpid: 32;
+        /// Bit 40: individual-address INVVPID.
+        invvpid_individual_address, with_invvpid_individual_address: 40;
+        /// Bit 41: single-context INVVPID.
+        invvpid_single_context, with_invvpid_single_context: 41;
+        /// Bit 42: all-context INVVPID.
+        invvpid_all_context, with_invvpid_all_context: 42;
+        /// Bit 43: single-context-retaining-globals INVVPID.
+        invvpid_single_context_retaining_globals, with_invvpid_single_context_retaining_globals: 43;
     }
 }
 
-/// IA32_VMX_MISC (SDM A.6).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct VmxMisc(pub u64);
+bitfield! {
+    /// IA32_VMX_MISC (SDM A.6).
+    pub struct VmxMisc(u64) {
+        /// Bits 4:0: the preemption timer counts down by 1 every 2^X TSC ticks.
+        preemption_timer_rate, with_preemption_timer_rate: 4:0 as u32;
+        /// Bit 5: VM exits store EFER.LMA into the "IA-32e mode guest" entry control.
+        stores_lma, with_stores_lma: 5;
+        /// Bits 8:6: supported activity states (bit 6 HLT, 7 shutdown, 8 wait-for-SIPI).
+        activity_states, with_activity_states: 8:6 as u32;
+        /// Bit 14: Intel Processor Trace can be used in VMX operation.
+        pt_in_vmx, with_pt_in_vmx: 14;
+        /// Bits 24:16: number of CR3-target values.
+        cr3_targets, with_cr3_targets: 24:16 as u32;
+        /// Bits 27:25: N, where 512 * (N + 1) is the recommended maximum MSR-list length.
+        msr_list_scale, with_msr_list_scale: 27:25 as u32;
+        /// Bit 29: VMWRITE may write any supported field, including VM-exit information fields.
+        vmwrite_any_field, with_vmwrite_any_field: 29;
+        /// Bits 63:32: MSEG revision identifier.
+        mseg_revision, with_mseg_revision: 63:32 as u32;
+    }
+}
 
 impl VmxMisc {
-    /// Bits 4:0: the preemption timer counts down by 1 every 2^X TSC ticks.
-    pub const fn preemption_timer_rate(self) -> u32 {
-        extract(self.0, 4, 0) as u32
-    }
-    /// Bit 5: VM exits store EFER.LMA into the "IA-32e mode guest" entry control.
-    pub const fn stores_lma(self) -> bool {
-        test(self.0, 5)
-    }
-    /// Bit 14: Intel Processor Trace can be used in VMX operation (SDM A.6).
-    pub const fn pt_in_vmx(self) -> bool {
-        test(self.0, 14)
-    }
-    /// Bits 8:6: supported activity states (bit 6 HLT, 7 shutdown, 8 wait-for-SIPI).
-    pub const fn activity_states(self) -> u32 {
-        extract(self.0, 8, 6) as u32
-    }
-    /// Bits 24:16: number of CR3-target values.
-    pub const fn cr3_targets(self) -> u32 {
-        extract(self.0, 24, 16) as u32
-    }
-    /// Bits 27:25: the recommended maximum MSR-list length is 512 * (N + 1).
+    /// The recommended maximum MSR-list length, 512 * (N + 1) (bits 27:25).
     pub const fn max_msr_list_len(self) -> u32 {
-        512 * (extract(self.0, 27, 25) as u32 + 1)
-    }
-    /// Bit 29: VMWRITE may write any supported field, including VM-exit information fields.
-    pub const fn vmwrite_any_field(self) -> bool {
-        test(self.0, 29)
-    }
-    /// Bits 63:32: MSEG revision identifier.
-    pub const fn mseg_revision(self) -> u32 {
-        extract(self.0, 63, 32) as u32
+        512 * (self.msr_list_scale() + 1)
     }
 }
 

@@ -21,12 +21,12 @@ pub const AC_VECTOR: u8 = 17;
 pub const MC_VECTOR: u8 = 18;
 
 /// The exception bitmap of VMCS01: #DB, #AC, #MC.
-pub const L0_EXCEPTION_BITMAP: u64 = (1 << DB_VECTOR) | (1 << AC_VECTOR) | (1 << MC_VECTOR);
+pub const L0_EXCEPTION_BITMAP: u32 = (1 << DB_VECTOR) | (1 << AC_VECTOR) | (1 << MC_VECTOR);
 
-/// VMCS02's exception bitmap: L1's (VMCS12's, a 32-bit field) with L0's on top. An exception
-/// that L1's bitmap does not ask for then exits to L0, which re-injects it into L2.
-pub const fn vmcs02_exception_bitmap(bitmap12: u64) -> u64 {
-    (bitmap12 & 0xffff_ffff) | L0_EXCEPTION_BITMAP
+/// VMCS02's exception bitmap: L1's (VMCS12's) with L0's on top. An exception that L1's
+/// bitmap does not ask for then exits to L0, which re-injects it into L2.
+pub const fn vmcs02_exception_bitmap(bitmap12: u32) -> u32 {
+    bitmap12 | L0_EXCEPTION_BITMAP
 }
 
 /// VM-exit interruption-information type (bits 10:8, SDM table 25-19).
@@ -134,7 +134,7 @@ mod tests {
         assert_eq!(L0_EXCEPTION_BITMAP, 0x0006_0002);
         assert_eq!(vmcs02_exception_bitmap(0), 0x0006_0002);
         assert_eq!(vmcs02_exception_bitmap(1 << 14), 0x0006_4002, "L1's #PF kept");
-        assert_eq!(vmcs02_exception_bitmap(u64::MAX), 0xffff_ffff, "32-bit field");
+        assert_eq!(vmcs02_exception_bitmap(u32::MAX), u32::MAX);
     }
 
     #[test]

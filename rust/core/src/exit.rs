@@ -149,6 +149,8 @@ impl IoQualification {
 pub mod intr_kind {
     /// External interrupt.
     pub const EXTERNAL: u8 = 0;
+    /// Reserved.
+    pub const RESERVED: u8 = 1;
     /// Non-maskable interrupt.
     pub const NMI: u8 = 2;
     /// Hardware exception.
@@ -159,6 +161,8 @@ pub mod intr_kind {
     pub const PRIV_SW_EXCEPTION: u8 = 5;
     /// Software exception (INT3, INTO).
     pub const SW_EXCEPTION: u8 = 6;
+    /// Other event (monitor trap flag, with vector 0).
+    pub const OTHER: u8 = 7;
 }
 
 bitfield! {
@@ -243,16 +247,32 @@ pub enum CrAccess {
     Lmsw(u16),
 }
 
+bitfield! {
+    /// Exit qualification of a control-register access (SDM table 28-3).
+    pub struct CrQualification(u64) {
+        /// Number of the control register (0 for CLTS and LMSW).
+        cr, with_cr: 3:0 as u8;
+        /// Access type: 0 MOV to CR, 1 MOV from CR, 2 CLTS, 3 LMSW.
+        access_type, with_access_type: 5:4 as u8;
+        /// LMSW operand type: memory (true) or register.
+        lmsw_memory, with_lmsw_memory: 6;
+        /// The general-purpose register of a MOV CR (0 = RAX ... 15 = R15).
+        gpr, with_gpr: 11:8 as u8;
+        /// LMSW source data.
+        lmsw_source, with_lmsw_source: 31:16 as u16;
+    }
+}
+
 impl CrAccess {
     /// Decode a CR-access exit qualification.
     pub const fn decode(q: u64) -> CrAccess {
-        let cr = extract(q, 3, 0) as u8;
-        let gpr = extract(q, 11, 8) as u8;
-        match extract(q, 5, 4) {
+        let q = CrQualification(q);
+        let (cr, gpr) = (q.cr(), q.gpr());
+        match q.access_type() {
             0 => CrAccess::MovTo { cr, gpr },
             1 => CrAccess::MovFrom { cr, gpr },
             2 => CrAccess::Clts,
-            _ => CrAccess::Lmsw(extract(q, 31, 16) as u16),
+            _ => CrAccess::Lmsw(q.lmsw_source()),
         }
     }
 }

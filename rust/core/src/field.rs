@@ -5,6 +5,8 @@
 //! table in [`super::field_table`] needs only names and encodings: everything else is
 //! decoded here.
 
+use core::marker::PhantomData;
+
 use super::bits::{extract, test};
 use super::field_table::ALL_FIELDS;
 
@@ -52,6 +54,91 @@ pub enum Access {
     Full,
     /// High 32 bits of a 64-bit field; only valid with [`Width::Bits64`].
     High,
+}
+
+/// The Rust type a component of some width reads and writes as. VMREAD of a 16- or 32-bit
+/// component zero-extends it and VMWRITE of one ignores the bits above its width (SDM 31.3,
+/// VMREAD/VMWRITE), so the conversions to and from the 64-bit operand are exact.
+pub trait FieldValue: Copy {
+    /// The component width this type stands for, in bytes.
+    const BYTES: usize;
+    /// The value of a VMREAD destination operand.
+    fn from_operand(operand: u64) -> Self;
+    /// The VMWRITE source operand for this value.
+    fn to_operand(self) -> u64;
+}
+
+macro_rules! field_value {
+    ($($ty:ty),*) => {$(
+        impl FieldValue for $ty {
+            const BYTES: usize = core::mem::size_of::<$ty>();
+            #[inline(always)]
+            fn from_operand(operand: u64) -> Self {
+                operand as $ty
+            }
+            #[inline(always)]
+            fn to_operand(self) -> u64 {
+                self as u64
+            }
+        }
+    )*};
+}
+field_value!(u16, u32, u64);
+
+/// A component of the field table, typed by its width: a 32-bit field reads as `u32`.
+/// Natural-width fields are `u64` (64 bits on processors that support Intel 64). The
+/// generated table makes every constant with [`TypedField::new`], which refuses at compile
+/// time a type that does not match the width bits of the encoding.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TypedField<T>(Field, PhantomData<T>);
+
+impl<T> Clone for TypedField<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for TypedField<T> {}
+
+impl<T: FieldValue> TypedField<T> {
+    /// The component with full-access `encoding`, whose width must be `T`'s.
+    pub const fn new(encoding: u32) -> Self {
+        let field = Field(encoding);
+        assert!(field.width().bytes() == T::BYTES, "a field's type differs from its width");
+        TypedField(field, PhantomData)
+    }
+}
+
+impl<T> TypedField<T> {
+    /// The untyped component, for tables and for encodings that come from a guest.
+    #[inline(always)]
+    pub const fn field(self) -> Field {
+        self.0
+    }
+
+    /// The raw encoding.
+    #[inline(always)]
+    pub const fn encoding(self) -> u32 {
+        self.0 .0
+    }
+}
+
+impl<T> From<TypedField<T>> for Field {
+    #[inline(always)]
+    fn from(f: TypedField<T>) -> Field {
+        f.0
+    }
+}
+
+impl<T> PartialEq<Field> for TypedField<T> {
+    fn eq(&self, other: &Field) -> bool {
+        self.0 == *other
+    }
+}
+
+impl<T> PartialEq<TypedField<T>> for Field {
+    fn eq(&self, other: &TypedField<T>) -> bool {
+        *self == other.0
+    }
 }
 
 /// A VMCS component encoding as used by VMREAD and VMWRITE.
@@ -209,26 +296,26 @@ mod tests {
     #[test]
     fn sdm_appendix_b_examples() {
         let cases: &[(Field, u32, Width, Kind)] = &[
-            (VIRTUAL_PROCESSOR_ID, 0x0000, Width::Bits16, Kind::Control), // B.1.1
-            (GUEST_ES_SELECTOR, 0x0800, Width::Bits16, Kind::GuestState), // B.1.2
-            (HOST_ES_SELECTOR, 0x0c00, Width::Bits16, Kind::HostState),   // B.1.3
-            (IO_BITMAP_A, 0x2000, Width::Bits64, Kind::Control),          // B.2.1
-            (GUEST_PHYSICAL_ADDRESS, 0x2400, Width::Bits64, Kind::ExitInfo), // B.2.2
-            (VMCS_LINK_POINTER, 0x2800, Width::Bits64, Kind::GuestState), // B.2.3
-            (HOST_IA32_PAT, 0x2c00, Width::Bits64, Kind::HostState),      // B.2.4
-            (PIN_BASED_VM_EXEC_CONTROL, 0x4000, Width::Bits32, Kind::Control), // B.3.1
-            (VM_INSTRUCTION_ERROR, 0x4400, Width::Bits32, Kind::ExitInfo), // B.3.2
-            (GUEST_ES_LIMIT, 0x4800, Width::Bits32, Kind::GuestState),    // B.3.3
-            (HOST_IA32_SYSENTER_CS, 0x4c00, Width::Bits32, Kind::HostState), // B.3.4
-            (CR0_GUEST_HOST_MASK, 0x6000, Width::Natural, Kind::Control), // B.4.1
-            (EXIT_QUALIFICATION, 0x6400, Width::Natural, Kind::ExitInfo), // B.4.2
-            (GUEST_CR0, 0x6800, Width::Natural, Kind::GuestState),        // B.4.3
-            (HOST_CR0, 0x6c00, Width::Natural, Kind::HostState),          // B.4.4
-            (HOST_RIP, 0x6c16, Width::Natural, Kind::HostState),
-            (VM_EXIT_REASON, 0x4402, Width::Bits32, Kind::ExitInfo),
-            (CPU_BASED_VM_EXEC_CONTROL, 0x4002, Width::Bits32, Kind::Control),
-            (SECONDARY_VM_EXEC_CONTROL, 0x401e, Width::Bits32, Kind::Control),
-            (EPT_POINTER, 0x201a, Width::Bits64, Kind::Control),
+            (VIRTUAL_PROCESSOR_ID.field(), 0x0000, Width::Bits16, Kind::Control), // B.1.1
+            (GUEST_ES_SELECTOR.field(), 0x0800, Width::Bits16, Kind::GuestState), // B.1.2
+            (HOST_ES_SELECTOR.field(), 0x0c00, Width::Bits16, Kind::HostState),   // B.1.3
+            (IO_BITMAP_A.field(), 0x2000, Width::Bits64, Kind::Control),          // B.2.1
+            (GUEST_PHYSICAL_ADDRESS.field(), 0x2400, Width::Bits64, Kind::ExitInfo), // B.2.2
+            (VMCS_LINK_POINTER.field(), 0x2800, Width::Bits64, Kind::GuestState), // B.2.3
+            (HOST_IA32_PAT.field(), 0x2c00, Width::Bits64, Kind::HostState),      // B.2.4
+            (PIN_BASED_VM_EXEC_CONTROL.field(), 0x4000, Width::Bits32, Kind::Control), // B.3.1
+            (VM_INSTRUCTION_ERROR.field(), 0x4400, Width::Bits32, Kind::ExitInfo), // B.3.2
+            (GUEST_ES_LIMIT.field(), 0x4800, Width::Bits32, Kind::GuestState),    // B.3.3
+            (HOST_IA32_SYSENTER_CS.field(), 0x4c00, Width::Bits32, Kind::HostState), // B.3.4
+            (CR0_GUEST_HOST_MASK.field(), 0x6000, Width::Natural, Kind::Control), // B.4.1
+            (EXIT_QUALIFICATION.field(), 0x6400, Width::Natural, Kind::ExitInfo), // B.4.2
+            (GUEST_CR0.field(), 0x6800, Width::Natural, Kind::GuestState),        // B.4.3
+            (HOST_CR0.field(), 0x6c00, Width::Natural, Kind::HostState),          // B.4.4
+            (HOST_RIP.field(), 0x6c16, Width::Natural, Kind::HostState),
+            (VM_EXIT_REASON.field(), 0x4402, Width::Bits32, Kind::ExitInfo),
+            (CPU_BASED_VM_EXEC_CONTROL.field(), 0x4002, Width::Bits32, Kind::Control),
+            (SECONDARY_VM_EXEC_CONTROL.field(), 0x401e, Width::Bits32, Kind::Control),
+            (EPT_POINTER.field(), 0x201a, Width::Bits64, Kind::Control),
         ];
         for &(f, enc, w, k) in cases {
             assert_eq!(f.encoding(), enc, "{:?}", f.name());
@@ -236,9 +323,9 @@ mod tests {
             assert_eq!(f.kind(), k, "{:?}", f.name());
             assert_eq!(f.access(), Access::Full);
         }
-        assert_eq!(VM_INSTRUCTION_ERROR.index(), 0);
-        assert_eq!(VM_EXIT_REASON.index(), 1);
-        assert_eq!(HOST_RIP.index(), 11);
+        assert_eq!(VM_INSTRUCTION_ERROR.field().index(), 0);
+        assert_eq!(VM_EXIT_REASON.field().index(), 1);
+        assert_eq!(HOST_RIP.field().index(), 11);
     }
 
     /// The names in the table agree with what their encodings say (the kernel's naming
@@ -299,11 +386,32 @@ mod tests {
         assert_eq!(f.name(), None);
     }
 
+    /// Every constant of the table has the type of its width (`TypedField::new` refuses any
+    /// other at compile time), and a VMCS reads and writes it as that type.
+    #[test]
+    fn table_constants_are_typed_by_width() {
+        let w16: TypedField<u16> = GUEST_CS_SELECTOR;
+        let w32: TypedField<u32> = VM_EXIT_REASON;
+        let w64: TypedField<u64> = EPT_POINTER;
+        let nat: TypedField<u64> = GUEST_RIP;
+        assert_eq!((w16.field().width(), w32.field().width()), (Width::Bits16, Width::Bits32));
+        assert_eq!((w64.field().width(), nat.field().width()), (Width::Bits64, Width::Natural));
+        assert_eq!(u32::from_operand(0x1234_5678_9abc_def0), 0x9abc_def0);
+        assert_eq!(u16::from_operand(0x1234_5678_9abc_def0), 0xdef0);
+        assert_eq!(0xffff_ffffu32.to_operand(), 0xffff_ffff);
+        let mut v = super::super::vmcs12::Vmcs12::default();
+        v.write(VM_EXIT_REASON, u64::MAX).unwrap();
+        assert_eq!(v.get(VM_EXIT_REASON), u32::MAX);
+        v.set(GUEST_CS_SELECTOR, 0x1b);
+        assert_eq!(v.read(GUEST_CS_SELECTOR), Some(0x1b));
+        assert!(VM_EXIT_REASON == Field(0x4402) && Field(0x4402) == VM_EXIT_REASON);
+    }
+
     #[test]
     fn widths_in_bytes() {
-        assert_eq!(GUEST_CS_SELECTOR.width().bytes(), 2);
-        assert_eq!(GUEST_CS_LIMIT.width().bytes(), 4);
-        assert_eq!(EPT_POINTER.width().bytes(), 8);
-        assert_eq!(GUEST_RIP.width().bytes(), 8);
+        assert_eq!(GUEST_CS_SELECTOR.field().width().bytes(), 2);
+        assert_eq!(GUEST_CS_LIMIT.field().width().bytes(), 4);
+        assert_eq!(EPT_POINTER.field().width().bytes(), 8);
+        assert_eq!(GUEST_RIP.field().width().bytes(), 8);
     }
 }

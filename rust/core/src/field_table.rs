@@ -3,486 +3,486 @@
 // Encodings: Intel SDM vol. 3D, appendix B. Edit the generator, not this file.
 //! The VMCS field table: every component nvmx knows, by its full encoding.
 
-use super::field::Field;
+use super::field::{Field, TypedField};
 
 /// `VIRTUAL_PROCESSOR_ID` (encoding 0x00000000).
-pub const VIRTUAL_PROCESSOR_ID: Field = Field(0x00000000);
+pub const VIRTUAL_PROCESSOR_ID: TypedField<u16> = TypedField::new(0x00000000);
 /// `POSTED_INTR_NV` (encoding 0x00000002).
-pub const POSTED_INTR_NV: Field = Field(0x00000002);
+pub const POSTED_INTR_NV: TypedField<u16> = TypedField::new(0x00000002);
 /// `LAST_PID_POINTER_INDEX` (encoding 0x00000008).
-pub const LAST_PID_POINTER_INDEX: Field = Field(0x00000008);
+pub const LAST_PID_POINTER_INDEX: TypedField<u16> = TypedField::new(0x00000008);
 /// `GUEST_ES_SELECTOR` (encoding 0x00000800).
-pub const GUEST_ES_SELECTOR: Field = Field(0x00000800);
+pub const GUEST_ES_SELECTOR: TypedField<u16> = TypedField::new(0x00000800);
 /// `GUEST_CS_SELECTOR` (encoding 0x00000802).
-pub const GUEST_CS_SELECTOR: Field = Field(0x00000802);
+pub const GUEST_CS_SELECTOR: TypedField<u16> = TypedField::new(0x00000802);
 /// `GUEST_SS_SELECTOR` (encoding 0x00000804).
-pub const GUEST_SS_SELECTOR: Field = Field(0x00000804);
+pub const GUEST_SS_SELECTOR: TypedField<u16> = TypedField::new(0x00000804);
 /// `GUEST_DS_SELECTOR` (encoding 0x00000806).
-pub const GUEST_DS_SELECTOR: Field = Field(0x00000806);
+pub const GUEST_DS_SELECTOR: TypedField<u16> = TypedField::new(0x00000806);
 /// `GUEST_FS_SELECTOR` (encoding 0x00000808).
-pub const GUEST_FS_SELECTOR: Field = Field(0x00000808);
+pub const GUEST_FS_SELECTOR: TypedField<u16> = TypedField::new(0x00000808);
 /// `GUEST_GS_SELECTOR` (encoding 0x0000080a).
-pub const GUEST_GS_SELECTOR: Field = Field(0x0000080a);
+pub const GUEST_GS_SELECTOR: TypedField<u16> = TypedField::new(0x0000080a);
 /// `GUEST_LDTR_SELECTOR` (encoding 0x0000080c).
-pub const GUEST_LDTR_SELECTOR: Field = Field(0x0000080c);
+pub const GUEST_LDTR_SELECTOR: TypedField<u16> = TypedField::new(0x0000080c);
 /// `GUEST_TR_SELECTOR` (encoding 0x0000080e).
-pub const GUEST_TR_SELECTOR: Field = Field(0x0000080e);
+pub const GUEST_TR_SELECTOR: TypedField<u16> = TypedField::new(0x0000080e);
 /// `GUEST_INTR_STATUS` (encoding 0x00000810).
-pub const GUEST_INTR_STATUS: Field = Field(0x00000810);
+pub const GUEST_INTR_STATUS: TypedField<u16> = TypedField::new(0x00000810);
 /// `GUEST_PML_INDEX` (encoding 0x00000812).
-pub const GUEST_PML_INDEX: Field = Field(0x00000812);
+pub const GUEST_PML_INDEX: TypedField<u16> = TypedField::new(0x00000812);
 /// `HOST_ES_SELECTOR` (encoding 0x00000c00).
-pub const HOST_ES_SELECTOR: Field = Field(0x00000c00);
+pub const HOST_ES_SELECTOR: TypedField<u16> = TypedField::new(0x00000c00);
 /// `HOST_CS_SELECTOR` (encoding 0x00000c02).
-pub const HOST_CS_SELECTOR: Field = Field(0x00000c02);
+pub const HOST_CS_SELECTOR: TypedField<u16> = TypedField::new(0x00000c02);
 /// `HOST_SS_SELECTOR` (encoding 0x00000c04).
-pub const HOST_SS_SELECTOR: Field = Field(0x00000c04);
+pub const HOST_SS_SELECTOR: TypedField<u16> = TypedField::new(0x00000c04);
 /// `HOST_DS_SELECTOR` (encoding 0x00000c06).
-pub const HOST_DS_SELECTOR: Field = Field(0x00000c06);
+pub const HOST_DS_SELECTOR: TypedField<u16> = TypedField::new(0x00000c06);
 /// `HOST_FS_SELECTOR` (encoding 0x00000c08).
-pub const HOST_FS_SELECTOR: Field = Field(0x00000c08);
+pub const HOST_FS_SELECTOR: TypedField<u16> = TypedField::new(0x00000c08);
 /// `HOST_GS_SELECTOR` (encoding 0x00000c0a).
-pub const HOST_GS_SELECTOR: Field = Field(0x00000c0a);
+pub const HOST_GS_SELECTOR: TypedField<u16> = TypedField::new(0x00000c0a);
 /// `HOST_TR_SELECTOR` (encoding 0x00000c0c).
-pub const HOST_TR_SELECTOR: Field = Field(0x00000c0c);
+pub const HOST_TR_SELECTOR: TypedField<u16> = TypedField::new(0x00000c0c);
 /// `IO_BITMAP_A` (encoding 0x00002000).
-pub const IO_BITMAP_A: Field = Field(0x00002000);
+pub const IO_BITMAP_A: TypedField<u64> = TypedField::new(0x00002000);
 /// `IO_BITMAP_B` (encoding 0x00002002).
-pub const IO_BITMAP_B: Field = Field(0x00002002);
+pub const IO_BITMAP_B: TypedField<u64> = TypedField::new(0x00002002);
 /// `MSR_BITMAP` (encoding 0x00002004).
-pub const MSR_BITMAP: Field = Field(0x00002004);
+pub const MSR_BITMAP: TypedField<u64> = TypedField::new(0x00002004);
 /// `VM_EXIT_MSR_STORE_ADDR` (encoding 0x00002006).
-pub const VM_EXIT_MSR_STORE_ADDR: Field = Field(0x00002006);
+pub const VM_EXIT_MSR_STORE_ADDR: TypedField<u64> = TypedField::new(0x00002006);
 /// `VM_EXIT_MSR_LOAD_ADDR` (encoding 0x00002008).
-pub const VM_EXIT_MSR_LOAD_ADDR: Field = Field(0x00002008);
+pub const VM_EXIT_MSR_LOAD_ADDR: TypedField<u64> = TypedField::new(0x00002008);
 /// `VM_ENTRY_MSR_LOAD_ADDR` (encoding 0x0000200a).
-pub const VM_ENTRY_MSR_LOAD_ADDR: Field = Field(0x0000200a);
+pub const VM_ENTRY_MSR_LOAD_ADDR: TypedField<u64> = TypedField::new(0x0000200a);
 /// `PML_ADDRESS` (encoding 0x0000200e).
-pub const PML_ADDRESS: Field = Field(0x0000200e);
+pub const PML_ADDRESS: TypedField<u64> = TypedField::new(0x0000200e);
 /// `TSC_OFFSET` (encoding 0x00002010).
-pub const TSC_OFFSET: Field = Field(0x00002010);
+pub const TSC_OFFSET: TypedField<u64> = TypedField::new(0x00002010);
 /// `VIRTUAL_APIC_PAGE_ADDR` (encoding 0x00002012).
-pub const VIRTUAL_APIC_PAGE_ADDR: Field = Field(0x00002012);
+pub const VIRTUAL_APIC_PAGE_ADDR: TypedField<u64> = TypedField::new(0x00002012);
 /// `APIC_ACCESS_ADDR` (encoding 0x00002014).
-pub const APIC_ACCESS_ADDR: Field = Field(0x00002014);
+pub const APIC_ACCESS_ADDR: TypedField<u64> = TypedField::new(0x00002014);
 /// `POSTED_INTR_DESC_ADDR` (encoding 0x00002016).
-pub const POSTED_INTR_DESC_ADDR: Field = Field(0x00002016);
+pub const POSTED_INTR_DESC_ADDR: TypedField<u64> = TypedField::new(0x00002016);
 /// `VM_FUNCTION_CONTROL` (encoding 0x00002018).
-pub const VM_FUNCTION_CONTROL: Field = Field(0x00002018);
+pub const VM_FUNCTION_CONTROL: TypedField<u64> = TypedField::new(0x00002018);
 /// `EPT_POINTER` (encoding 0x0000201a).
-pub const EPT_POINTER: Field = Field(0x0000201a);
+pub const EPT_POINTER: TypedField<u64> = TypedField::new(0x0000201a);
 /// `EOI_EXIT_BITMAP0` (encoding 0x0000201c).
-pub const EOI_EXIT_BITMAP0: Field = Field(0x0000201c);
+pub const EOI_EXIT_BITMAP0: TypedField<u64> = TypedField::new(0x0000201c);
 /// `EOI_EXIT_BITMAP1` (encoding 0x0000201e).
-pub const EOI_EXIT_BITMAP1: Field = Field(0x0000201e);
+pub const EOI_EXIT_BITMAP1: TypedField<u64> = TypedField::new(0x0000201e);
 /// `EOI_EXIT_BITMAP2` (encoding 0x00002020).
-pub const EOI_EXIT_BITMAP2: Field = Field(0x00002020);
+pub const EOI_EXIT_BITMAP2: TypedField<u64> = TypedField::new(0x00002020);
 /// `EOI_EXIT_BITMAP3` (encoding 0x00002022).
-pub const EOI_EXIT_BITMAP3: Field = Field(0x00002022);
+pub const EOI_EXIT_BITMAP3: TypedField<u64> = TypedField::new(0x00002022);
 /// `EPTP_LIST_ADDRESS` (encoding 0x00002024).
-pub const EPTP_LIST_ADDRESS: Field = Field(0x00002024);
+pub const EPTP_LIST_ADDRESS: TypedField<u64> = TypedField::new(0x00002024);
 /// `VMREAD_BITMAP` (encoding 0x00002026).
-pub const VMREAD_BITMAP: Field = Field(0x00002026);
+pub const VMREAD_BITMAP: TypedField<u64> = TypedField::new(0x00002026);
 /// `VMWRITE_BITMAP` (encoding 0x00002028).
-pub const VMWRITE_BITMAP: Field = Field(0x00002028);
+pub const VMWRITE_BITMAP: TypedField<u64> = TypedField::new(0x00002028);
 /// `VE_INFORMATION_ADDRESS` (encoding 0x0000202A).
-pub const VE_INFORMATION_ADDRESS: Field = Field(0x0000202A);
+pub const VE_INFORMATION_ADDRESS: TypedField<u64> = TypedField::new(0x0000202A);
 /// `XSS_EXIT_BITMAP` (encoding 0x0000202C).
-pub const XSS_EXIT_BITMAP: Field = Field(0x0000202C);
+pub const XSS_EXIT_BITMAP: TypedField<u64> = TypedField::new(0x0000202C);
 /// `ENCLS_EXITING_BITMAP` (encoding 0x0000202E).
-pub const ENCLS_EXITING_BITMAP: Field = Field(0x0000202E);
+pub const ENCLS_EXITING_BITMAP: TypedField<u64> = TypedField::new(0x0000202E);
 /// `TSC_MULTIPLIER` (encoding 0x00002032).
-pub const TSC_MULTIPLIER: Field = Field(0x00002032);
+pub const TSC_MULTIPLIER: TypedField<u64> = TypedField::new(0x00002032);
 /// `TERTIARY_VM_EXEC_CONTROL` (encoding 0x00002034).
-pub const TERTIARY_VM_EXEC_CONTROL: Field = Field(0x00002034);
+pub const TERTIARY_VM_EXEC_CONTROL: TypedField<u64> = TypedField::new(0x00002034);
 /// `SHARED_EPT_POINTER` (encoding 0x0000203C).
-pub const SHARED_EPT_POINTER: Field = Field(0x0000203C);
+pub const SHARED_EPT_POINTER: TypedField<u64> = TypedField::new(0x0000203C);
 /// `PID_POINTER_TABLE` (encoding 0x00002042).
-pub const PID_POINTER_TABLE: Field = Field(0x00002042);
+pub const PID_POINTER_TABLE: TypedField<u64> = TypedField::new(0x00002042);
 /// `GUEST_PHYSICAL_ADDRESS` (encoding 0x00002400).
-pub const GUEST_PHYSICAL_ADDRESS: Field = Field(0x00002400);
+pub const GUEST_PHYSICAL_ADDRESS: TypedField<u64> = TypedField::new(0x00002400);
 /// `VMCS_LINK_POINTER` (encoding 0x00002800).
-pub const VMCS_LINK_POINTER: Field = Field(0x00002800);
+pub const VMCS_LINK_POINTER: TypedField<u64> = TypedField::new(0x00002800);
 /// `GUEST_IA32_DEBUGCTL` (encoding 0x00002802).
-pub const GUEST_IA32_DEBUGCTL: Field = Field(0x00002802);
+pub const GUEST_IA32_DEBUGCTL: TypedField<u64> = TypedField::new(0x00002802);
 /// `GUEST_IA32_PAT` (encoding 0x00002804).
-pub const GUEST_IA32_PAT: Field = Field(0x00002804);
+pub const GUEST_IA32_PAT: TypedField<u64> = TypedField::new(0x00002804);
 /// `GUEST_IA32_EFER` (encoding 0x00002806).
-pub const GUEST_IA32_EFER: Field = Field(0x00002806);
+pub const GUEST_IA32_EFER: TypedField<u64> = TypedField::new(0x00002806);
 /// `GUEST_IA32_PERF_GLOBAL_CTRL` (encoding 0x00002808).
-pub const GUEST_IA32_PERF_GLOBAL_CTRL: Field = Field(0x00002808);
+pub const GUEST_IA32_PERF_GLOBAL_CTRL: TypedField<u64> = TypedField::new(0x00002808);
 /// `GUEST_PDPTR0` (encoding 0x0000280a).
-pub const GUEST_PDPTR0: Field = Field(0x0000280a);
+pub const GUEST_PDPTR0: TypedField<u64> = TypedField::new(0x0000280a);
 /// `GUEST_PDPTR1` (encoding 0x0000280c).
-pub const GUEST_PDPTR1: Field = Field(0x0000280c);
+pub const GUEST_PDPTR1: TypedField<u64> = TypedField::new(0x0000280c);
 /// `GUEST_PDPTR2` (encoding 0x0000280e).
-pub const GUEST_PDPTR2: Field = Field(0x0000280e);
+pub const GUEST_PDPTR2: TypedField<u64> = TypedField::new(0x0000280e);
 /// `GUEST_PDPTR3` (encoding 0x00002810).
-pub const GUEST_PDPTR3: Field = Field(0x00002810);
+pub const GUEST_PDPTR3: TypedField<u64> = TypedField::new(0x00002810);
 /// `GUEST_BNDCFGS` (encoding 0x00002812).
-pub const GUEST_BNDCFGS: Field = Field(0x00002812);
+pub const GUEST_BNDCFGS: TypedField<u64> = TypedField::new(0x00002812);
 /// `GUEST_IA32_RTIT_CTL` (encoding 0x00002814).
-pub const GUEST_IA32_RTIT_CTL: Field = Field(0x00002814);
+pub const GUEST_IA32_RTIT_CTL: TypedField<u64> = TypedField::new(0x00002814);
 /// `HOST_IA32_PAT` (encoding 0x00002c00).
-pub const HOST_IA32_PAT: Field = Field(0x00002c00);
+pub const HOST_IA32_PAT: TypedField<u64> = TypedField::new(0x00002c00);
 /// `HOST_IA32_EFER` (encoding 0x00002c02).
-pub const HOST_IA32_EFER: Field = Field(0x00002c02);
+pub const HOST_IA32_EFER: TypedField<u64> = TypedField::new(0x00002c02);
 /// `HOST_IA32_PERF_GLOBAL_CTRL` (encoding 0x00002c04).
-pub const HOST_IA32_PERF_GLOBAL_CTRL: Field = Field(0x00002c04);
+pub const HOST_IA32_PERF_GLOBAL_CTRL: TypedField<u64> = TypedField::new(0x00002c04);
 /// `PIN_BASED_VM_EXEC_CONTROL` (encoding 0x00004000).
-pub const PIN_BASED_VM_EXEC_CONTROL: Field = Field(0x00004000);
+pub const PIN_BASED_VM_EXEC_CONTROL: TypedField<u32> = TypedField::new(0x00004000);
 /// `CPU_BASED_VM_EXEC_CONTROL` (encoding 0x00004002).
-pub const CPU_BASED_VM_EXEC_CONTROL: Field = Field(0x00004002);
+pub const CPU_BASED_VM_EXEC_CONTROL: TypedField<u32> = TypedField::new(0x00004002);
 /// `EXCEPTION_BITMAP` (encoding 0x00004004).
-pub const EXCEPTION_BITMAP: Field = Field(0x00004004);
+pub const EXCEPTION_BITMAP: TypedField<u32> = TypedField::new(0x00004004);
 /// `PAGE_FAULT_ERROR_CODE_MASK` (encoding 0x00004006).
-pub const PAGE_FAULT_ERROR_CODE_MASK: Field = Field(0x00004006);
+pub const PAGE_FAULT_ERROR_CODE_MASK: TypedField<u32> = TypedField::new(0x00004006);
 /// `PAGE_FAULT_ERROR_CODE_MATCH` (encoding 0x00004008).
-pub const PAGE_FAULT_ERROR_CODE_MATCH: Field = Field(0x00004008);
+pub const PAGE_FAULT_ERROR_CODE_MATCH: TypedField<u32> = TypedField::new(0x00004008);
 /// `CR3_TARGET_COUNT` (encoding 0x0000400a).
-pub const CR3_TARGET_COUNT: Field = Field(0x0000400a);
+pub const CR3_TARGET_COUNT: TypedField<u32> = TypedField::new(0x0000400a);
 /// `VM_EXIT_CONTROLS` (encoding 0x0000400c).
-pub const VM_EXIT_CONTROLS: Field = Field(0x0000400c);
+pub const VM_EXIT_CONTROLS: TypedField<u32> = TypedField::new(0x0000400c);
 /// `VM_EXIT_MSR_STORE_COUNT` (encoding 0x0000400e).
-pub const VM_EXIT_MSR_STORE_COUNT: Field = Field(0x0000400e);
+pub const VM_EXIT_MSR_STORE_COUNT: TypedField<u32> = TypedField::new(0x0000400e);
 /// `VM_EXIT_MSR_LOAD_COUNT` (encoding 0x00004010).
-pub const VM_EXIT_MSR_LOAD_COUNT: Field = Field(0x00004010);
+pub const VM_EXIT_MSR_LOAD_COUNT: TypedField<u32> = TypedField::new(0x00004010);
 /// `VM_ENTRY_CONTROLS` (encoding 0x00004012).
-pub const VM_ENTRY_CONTROLS: Field = Field(0x00004012);
+pub const VM_ENTRY_CONTROLS: TypedField<u32> = TypedField::new(0x00004012);
 /// `VM_ENTRY_MSR_LOAD_COUNT` (encoding 0x00004014).
-pub const VM_ENTRY_MSR_LOAD_COUNT: Field = Field(0x00004014);
+pub const VM_ENTRY_MSR_LOAD_COUNT: TypedField<u32> = TypedField::new(0x00004014);
 /// `VM_ENTRY_INTR_INFO_FIELD` (encoding 0x00004016).
-pub const VM_ENTRY_INTR_INFO_FIELD: Field = Field(0x00004016);
+pub const VM_ENTRY_INTR_INFO_FIELD: TypedField<u32> = TypedField::new(0x00004016);
 /// `VM_ENTRY_EXCEPTION_ERROR_CODE` (encoding 0x00004018).
-pub const VM_ENTRY_EXCEPTION_ERROR_CODE: Field = Field(0x00004018);
+pub const VM_ENTRY_EXCEPTION_ERROR_CODE: TypedField<u32> = TypedField::new(0x00004018);
 /// `VM_ENTRY_INSTRUCTION_LEN` (encoding 0x0000401a).
-pub const VM_ENTRY_INSTRUCTION_LEN: Field = Field(0x0000401a);
+pub const VM_ENTRY_INSTRUCTION_LEN: TypedField<u32> = TypedField::new(0x0000401a);
 /// `TPR_THRESHOLD` (encoding 0x0000401c).
-pub const TPR_THRESHOLD: Field = Field(0x0000401c);
+pub const TPR_THRESHOLD: TypedField<u32> = TypedField::new(0x0000401c);
 /// `SECONDARY_VM_EXEC_CONTROL` (encoding 0x0000401e).
-pub const SECONDARY_VM_EXEC_CONTROL: Field = Field(0x0000401e);
+pub const SECONDARY_VM_EXEC_CONTROL: TypedField<u32> = TypedField::new(0x0000401e);
 /// `PLE_GAP` (encoding 0x00004020).
-pub const PLE_GAP: Field = Field(0x00004020);
+pub const PLE_GAP: TypedField<u32> = TypedField::new(0x00004020);
 /// `PLE_WINDOW` (encoding 0x00004022).
-pub const PLE_WINDOW: Field = Field(0x00004022);
+pub const PLE_WINDOW: TypedField<u32> = TypedField::new(0x00004022);
 /// `NOTIFY_WINDOW` (encoding 0x00004024).
-pub const NOTIFY_WINDOW: Field = Field(0x00004024);
+pub const NOTIFY_WINDOW: TypedField<u32> = TypedField::new(0x00004024);
 /// `VM_INSTRUCTION_ERROR` (encoding 0x00004400).
-pub const VM_INSTRUCTION_ERROR: Field = Field(0x00004400);
+pub const VM_INSTRUCTION_ERROR: TypedField<u32> = TypedField::new(0x00004400);
 /// `VM_EXIT_REASON` (encoding 0x00004402).
-pub const VM_EXIT_REASON: Field = Field(0x00004402);
+pub const VM_EXIT_REASON: TypedField<u32> = TypedField::new(0x00004402);
 /// `VM_EXIT_INTR_INFO` (encoding 0x00004404).
-pub const VM_EXIT_INTR_INFO: Field = Field(0x00004404);
+pub const VM_EXIT_INTR_INFO: TypedField<u32> = TypedField::new(0x00004404);
 /// `VM_EXIT_INTR_ERROR_CODE` (encoding 0x00004406).
-pub const VM_EXIT_INTR_ERROR_CODE: Field = Field(0x00004406);
+pub const VM_EXIT_INTR_ERROR_CODE: TypedField<u32> = TypedField::new(0x00004406);
 /// `IDT_VECTORING_INFO_FIELD` (encoding 0x00004408).
-pub const IDT_VECTORING_INFO_FIELD: Field = Field(0x00004408);
+pub const IDT_VECTORING_INFO_FIELD: TypedField<u32> = TypedField::new(0x00004408);
 /// `IDT_VECTORING_ERROR_CODE` (encoding 0x0000440a).
-pub const IDT_VECTORING_ERROR_CODE: Field = Field(0x0000440a);
+pub const IDT_VECTORING_ERROR_CODE: TypedField<u32> = TypedField::new(0x0000440a);
 /// `VM_EXIT_INSTRUCTION_LEN` (encoding 0x0000440c).
-pub const VM_EXIT_INSTRUCTION_LEN: Field = Field(0x0000440c);
+pub const VM_EXIT_INSTRUCTION_LEN: TypedField<u32> = TypedField::new(0x0000440c);
 /// `VMX_INSTRUCTION_INFO` (encoding 0x0000440e).
-pub const VMX_INSTRUCTION_INFO: Field = Field(0x0000440e);
+pub const VMX_INSTRUCTION_INFO: TypedField<u32> = TypedField::new(0x0000440e);
 /// `GUEST_ES_LIMIT` (encoding 0x00004800).
-pub const GUEST_ES_LIMIT: Field = Field(0x00004800);
+pub const GUEST_ES_LIMIT: TypedField<u32> = TypedField::new(0x00004800);
 /// `GUEST_CS_LIMIT` (encoding 0x00004802).
-pub const GUEST_CS_LIMIT: Field = Field(0x00004802);
+pub const GUEST_CS_LIMIT: TypedField<u32> = TypedField::new(0x00004802);
 /// `GUEST_SS_LIMIT` (encoding 0x00004804).
-pub const GUEST_SS_LIMIT: Field = Field(0x00004804);
+pub const GUEST_SS_LIMIT: TypedField<u32> = TypedField::new(0x00004804);
 /// `GUEST_DS_LIMIT` (encoding 0x00004806).
-pub const GUEST_DS_LIMIT: Field = Field(0x00004806);
+pub const GUEST_DS_LIMIT: TypedField<u32> = TypedField::new(0x00004806);
 /// `GUEST_FS_LIMIT` (encoding 0x00004808).
-pub const GUEST_FS_LIMIT: Field = Field(0x00004808);
+pub const GUEST_FS_LIMIT: TypedField<u32> = TypedField::new(0x00004808);
 /// `GUEST_GS_LIMIT` (encoding 0x0000480a).
-pub const GUEST_GS_LIMIT: Field = Field(0x0000480a);
+pub const GUEST_GS_LIMIT: TypedField<u32> = TypedField::new(0x0000480a);
 /// `GUEST_LDTR_LIMIT` (encoding 0x0000480c).
-pub const GUEST_LDTR_LIMIT: Field = Field(0x0000480c);
+pub const GUEST_LDTR_LIMIT: TypedField<u32> = TypedField::new(0x0000480c);
 /// `GUEST_TR_LIMIT` (encoding 0x0000480e).
-pub const GUEST_TR_LIMIT: Field = Field(0x0000480e);
+pub const GUEST_TR_LIMIT: TypedField<u32> = TypedField::new(0x0000480e);
 /// `GUEST_GDTR_LIMIT` (encoding 0x00004810).
-pub const GUEST_GDTR_LIMIT: Field = Field(0x00004810);
+pub const GUEST_GDTR_LIMIT: TypedField<u32> = TypedField::new(0x00004810);
 /// `GUEST_IDTR_LIMIT` (encoding 0x00004812).
-pub const GUEST_IDTR_LIMIT: Field = Field(0x00004812);
+pub const GUEST_IDTR_LIMIT: TypedField<u32> = TypedField::new(0x00004812);
 /// `GUEST_ES_AR_BYTES` (encoding 0x00004814).
-pub const GUEST_ES_AR_BYTES: Field = Field(0x00004814);
+pub const GUEST_ES_AR_BYTES: TypedField<u32> = TypedField::new(0x00004814);
 /// `GUEST_CS_AR_BYTES` (encoding 0x00004816).
-pub const GUEST_CS_AR_BYTES: Field = Field(0x00004816);
+pub const GUEST_CS_AR_BYTES: TypedField<u32> = TypedField::new(0x00004816);
 /// `GUEST_SS_AR_BYTES` (encoding 0x00004818).
-pub const GUEST_SS_AR_BYTES: Field = Field(0x00004818);
+pub const GUEST_SS_AR_BYTES: TypedField<u32> = TypedField::new(0x00004818);
 /// `GUEST_DS_AR_BYTES` (encoding 0x0000481a).
-pub const GUEST_DS_AR_BYTES: Field = Field(0x0000481a);
+pub const GUEST_DS_AR_BYTES: TypedField<u32> = TypedField::new(0x0000481a);
 /// `GUEST_FS_AR_BYTES` (encoding 0x0000481c).
-pub const GUEST_FS_AR_BYTES: Field = Field(0x0000481c);
+pub const GUEST_FS_AR_BYTES: TypedField<u32> = TypedField::new(0x0000481c);
 /// `GUEST_GS_AR_BYTES` (encoding 0x0000481e).
-pub const GUEST_GS_AR_BYTES: Field = Field(0x0000481e);
+pub const GUEST_GS_AR_BYTES: TypedField<u32> = TypedField::new(0x0000481e);
 /// `GUEST_LDTR_AR_BYTES` (encoding 0x00004820).
-pub const GUEST_LDTR_AR_BYTES: Field = Field(0x00004820);
+pub const GUEST_LDTR_AR_BYTES: TypedField<u32> = TypedField::new(0x00004820);
 /// `GUEST_TR_AR_BYTES` (encoding 0x00004822).
-pub const GUEST_TR_AR_BYTES: Field = Field(0x00004822);
+pub const GUEST_TR_AR_BYTES: TypedField<u32> = TypedField::new(0x00004822);
 /// `GUEST_INTERRUPTIBILITY_INFO` (encoding 0x00004824).
-pub const GUEST_INTERRUPTIBILITY_INFO: Field = Field(0x00004824);
+pub const GUEST_INTERRUPTIBILITY_INFO: TypedField<u32> = TypedField::new(0x00004824);
 /// `GUEST_ACTIVITY_STATE` (encoding 0x00004826).
-pub const GUEST_ACTIVITY_STATE: Field = Field(0x00004826);
+pub const GUEST_ACTIVITY_STATE: TypedField<u32> = TypedField::new(0x00004826);
 /// `GUEST_SYSENTER_CS` (encoding 0x0000482A).
-pub const GUEST_SYSENTER_CS: Field = Field(0x0000482A);
+pub const GUEST_SYSENTER_CS: TypedField<u32> = TypedField::new(0x0000482A);
 /// `VMX_PREEMPTION_TIMER_VALUE` (encoding 0x0000482E).
-pub const VMX_PREEMPTION_TIMER_VALUE: Field = Field(0x0000482E);
+pub const VMX_PREEMPTION_TIMER_VALUE: TypedField<u32> = TypedField::new(0x0000482E);
 /// `HOST_IA32_SYSENTER_CS` (encoding 0x00004c00).
-pub const HOST_IA32_SYSENTER_CS: Field = Field(0x00004c00);
+pub const HOST_IA32_SYSENTER_CS: TypedField<u32> = TypedField::new(0x00004c00);
 /// `CR0_GUEST_HOST_MASK` (encoding 0x00006000).
-pub const CR0_GUEST_HOST_MASK: Field = Field(0x00006000);
+pub const CR0_GUEST_HOST_MASK: TypedField<u64> = TypedField::new(0x00006000);
 /// `CR4_GUEST_HOST_MASK` (encoding 0x00006002).
-pub const CR4_GUEST_HOST_MASK: Field = Field(0x00006002);
+pub const CR4_GUEST_HOST_MASK: TypedField<u64> = TypedField::new(0x00006002);
 /// `CR0_READ_SHADOW` (encoding 0x00006004).
-pub const CR0_READ_SHADOW: Field = Field(0x00006004);
+pub const CR0_READ_SHADOW: TypedField<u64> = TypedField::new(0x00006004);
 /// `CR4_READ_SHADOW` (encoding 0x00006006).
-pub const CR4_READ_SHADOW: Field = Field(0x00006006);
+pub const CR4_READ_SHADOW: TypedField<u64> = TypedField::new(0x00006006);
 /// `CR3_TARGET_VALUE0` (encoding 0x00006008).
-pub const CR3_TARGET_VALUE0: Field = Field(0x00006008);
+pub const CR3_TARGET_VALUE0: TypedField<u64> = TypedField::new(0x00006008);
 /// `CR3_TARGET_VALUE1` (encoding 0x0000600a).
-pub const CR3_TARGET_VALUE1: Field = Field(0x0000600a);
+pub const CR3_TARGET_VALUE1: TypedField<u64> = TypedField::new(0x0000600a);
 /// `CR3_TARGET_VALUE2` (encoding 0x0000600c).
-pub const CR3_TARGET_VALUE2: Field = Field(0x0000600c);
+pub const CR3_TARGET_VALUE2: TypedField<u64> = TypedField::new(0x0000600c);
 /// `CR3_TARGET_VALUE3` (encoding 0x0000600e).
-pub const CR3_TARGET_VALUE3: Field = Field(0x0000600e);
+pub const CR3_TARGET_VALUE3: TypedField<u64> = TypedField::new(0x0000600e);
 /// `EXIT_QUALIFICATION` (encoding 0x00006400).
-pub const EXIT_QUALIFICATION: Field = Field(0x00006400);
+pub const EXIT_QUALIFICATION: TypedField<u64> = TypedField::new(0x00006400);
 /// `GUEST_LINEAR_ADDRESS` (encoding 0x0000640a).
-pub const GUEST_LINEAR_ADDRESS: Field = Field(0x0000640a);
+pub const GUEST_LINEAR_ADDRESS: TypedField<u64> = TypedField::new(0x0000640a);
 /// `GUEST_CR0` (encoding 0x00006800).
-pub const GUEST_CR0: Field = Field(0x00006800);
+pub const GUEST_CR0: TypedField<u64> = TypedField::new(0x00006800);
 /// `GUEST_CR3` (encoding 0x00006802).
-pub const GUEST_CR3: Field = Field(0x00006802);
+pub const GUEST_CR3: TypedField<u64> = TypedField::new(0x00006802);
 /// `GUEST_CR4` (encoding 0x00006804).
-pub const GUEST_CR4: Field = Field(0x00006804);
+pub const GUEST_CR4: TypedField<u64> = TypedField::new(0x00006804);
 /// `GUEST_ES_BASE` (encoding 0x00006806).
-pub const GUEST_ES_BASE: Field = Field(0x00006806);
+pub const GUEST_ES_BASE: TypedField<u64> = TypedField::new(0x00006806);
 /// `GUEST_CS_BASE` (encoding 0x00006808).
-pub const GUEST_CS_BASE: Field = Field(0x00006808);
+pub const GUEST_CS_BASE: TypedField<u64> = TypedField::new(0x00006808);
 /// `GUEST_SS_BASE` (encoding 0x0000680a).
-pub const GUEST_SS_BASE: Field = Field(0x0000680a);
+pub const GUEST_SS_BASE: TypedField<u64> = TypedField::new(0x0000680a);
 /// `GUEST_DS_BASE` (encoding 0x0000680c).
-pub const GUEST_DS_BASE: Field = Field(0x0000680c);
+pub const GUEST_DS_BASE: TypedField<u64> = TypedField::new(0x0000680c);
 /// `GUEST_FS_BASE` (encoding 0x0000680e).
-pub const GUEST_FS_BASE: Field = Field(0x0000680e);
+pub const GUEST_FS_BASE: TypedField<u64> = TypedField::new(0x0000680e);
 /// `GUEST_GS_BASE` (encoding 0x00006810).
-pub const GUEST_GS_BASE: Field = Field(0x00006810);
+pub const GUEST_GS_BASE: TypedField<u64> = TypedField::new(0x00006810);
 /// `GUEST_LDTR_BASE` (encoding 0x00006812).
-pub const GUEST_LDTR_BASE: Field = Field(0x00006812);
+pub const GUEST_LDTR_BASE: TypedField<u64> = TypedField::new(0x00006812);
 /// `GUEST_TR_BASE` (encoding 0x00006814).
-pub const GUEST_TR_BASE: Field = Field(0x00006814);
+pub const GUEST_TR_BASE: TypedField<u64> = TypedField::new(0x00006814);
 /// `GUEST_GDTR_BASE` (encoding 0x00006816).
-pub const GUEST_GDTR_BASE: Field = Field(0x00006816);
+pub const GUEST_GDTR_BASE: TypedField<u64> = TypedField::new(0x00006816);
 /// `GUEST_IDTR_BASE` (encoding 0x00006818).
-pub const GUEST_IDTR_BASE: Field = Field(0x00006818);
+pub const GUEST_IDTR_BASE: TypedField<u64> = TypedField::new(0x00006818);
 /// `GUEST_DR7` (encoding 0x0000681a).
-pub const GUEST_DR7: Field = Field(0x0000681a);
+pub const GUEST_DR7: TypedField<u64> = TypedField::new(0x0000681a);
 /// `GUEST_RSP` (encoding 0x0000681c).
-pub const GUEST_RSP: Field = Field(0x0000681c);
+pub const GUEST_RSP: TypedField<u64> = TypedField::new(0x0000681c);
 /// `GUEST_RIP` (encoding 0x0000681e).
-pub const GUEST_RIP: Field = Field(0x0000681e);
+pub const GUEST_RIP: TypedField<u64> = TypedField::new(0x0000681e);
 /// `GUEST_RFLAGS` (encoding 0x00006820).
-pub const GUEST_RFLAGS: Field = Field(0x00006820);
+pub const GUEST_RFLAGS: TypedField<u64> = TypedField::new(0x00006820);
 /// `GUEST_PENDING_DBG_EXCEPTIONS` (encoding 0x00006822).
-pub const GUEST_PENDING_DBG_EXCEPTIONS: Field = Field(0x00006822);
+pub const GUEST_PENDING_DBG_EXCEPTIONS: TypedField<u64> = TypedField::new(0x00006822);
 /// `GUEST_SYSENTER_ESP` (encoding 0x00006824).
-pub const GUEST_SYSENTER_ESP: Field = Field(0x00006824);
+pub const GUEST_SYSENTER_ESP: TypedField<u64> = TypedField::new(0x00006824);
 /// `GUEST_SYSENTER_EIP` (encoding 0x00006826).
-pub const GUEST_SYSENTER_EIP: Field = Field(0x00006826);
+pub const GUEST_SYSENTER_EIP: TypedField<u64> = TypedField::new(0x00006826);
 /// `GUEST_S_CET` (encoding 0x00006828).
-pub const GUEST_S_CET: Field = Field(0x00006828);
+pub const GUEST_S_CET: TypedField<u64> = TypedField::new(0x00006828);
 /// `GUEST_SSP` (encoding 0x0000682a).
-pub const GUEST_SSP: Field = Field(0x0000682a);
+pub const GUEST_SSP: TypedField<u64> = TypedField::new(0x0000682a);
 /// `GUEST_INTR_SSP_TABLE` (encoding 0x0000682c).
-pub const GUEST_INTR_SSP_TABLE: Field = Field(0x0000682c);
+pub const GUEST_INTR_SSP_TABLE: TypedField<u64> = TypedField::new(0x0000682c);
 /// `HOST_CR0` (encoding 0x00006c00).
-pub const HOST_CR0: Field = Field(0x00006c00);
+pub const HOST_CR0: TypedField<u64> = TypedField::new(0x00006c00);
 /// `HOST_CR3` (encoding 0x00006c02).
-pub const HOST_CR3: Field = Field(0x00006c02);
+pub const HOST_CR3: TypedField<u64> = TypedField::new(0x00006c02);
 /// `HOST_CR4` (encoding 0x00006c04).
-pub const HOST_CR4: Field = Field(0x00006c04);
+pub const HOST_CR4: TypedField<u64> = TypedField::new(0x00006c04);
 /// `HOST_FS_BASE` (encoding 0x00006c06).
-pub const HOST_FS_BASE: Field = Field(0x00006c06);
+pub const HOST_FS_BASE: TypedField<u64> = TypedField::new(0x00006c06);
 /// `HOST_GS_BASE` (encoding 0x00006c08).
-pub const HOST_GS_BASE: Field = Field(0x00006c08);
+pub const HOST_GS_BASE: TypedField<u64> = TypedField::new(0x00006c08);
 /// `HOST_TR_BASE` (encoding 0x00006c0a).
-pub const HOST_TR_BASE: Field = Field(0x00006c0a);
+pub const HOST_TR_BASE: TypedField<u64> = TypedField::new(0x00006c0a);
 /// `HOST_GDTR_BASE` (encoding 0x00006c0c).
-pub const HOST_GDTR_BASE: Field = Field(0x00006c0c);
+pub const HOST_GDTR_BASE: TypedField<u64> = TypedField::new(0x00006c0c);
 /// `HOST_IDTR_BASE` (encoding 0x00006c0e).
-pub const HOST_IDTR_BASE: Field = Field(0x00006c0e);
+pub const HOST_IDTR_BASE: TypedField<u64> = TypedField::new(0x00006c0e);
 /// `HOST_IA32_SYSENTER_ESP` (encoding 0x00006c10).
-pub const HOST_IA32_SYSENTER_ESP: Field = Field(0x00006c10);
+pub const HOST_IA32_SYSENTER_ESP: TypedField<u64> = TypedField::new(0x00006c10);
 /// `HOST_IA32_SYSENTER_EIP` (encoding 0x00006c12).
-pub const HOST_IA32_SYSENTER_EIP: Field = Field(0x00006c12);
+pub const HOST_IA32_SYSENTER_EIP: TypedField<u64> = TypedField::new(0x00006c12);
 /// `HOST_RSP` (encoding 0x00006c14).
-pub const HOST_RSP: Field = Field(0x00006c14);
+pub const HOST_RSP: TypedField<u64> = TypedField::new(0x00006c14);
 /// `HOST_RIP` (encoding 0x00006c16).
-pub const HOST_RIP: Field = Field(0x00006c16);
+pub const HOST_RIP: TypedField<u64> = TypedField::new(0x00006c16);
 /// `HOST_S_CET` (encoding 0x00006c18).
-pub const HOST_S_CET: Field = Field(0x00006c18);
+pub const HOST_S_CET: TypedField<u64> = TypedField::new(0x00006c18);
 /// `HOST_SSP` (encoding 0x00006c1a).
-pub const HOST_SSP: Field = Field(0x00006c1a);
+pub const HOST_SSP: TypedField<u64> = TypedField::new(0x00006c1a);
 
 /// Every field the table knows, by name, in encoding order of the SDM appendix.
 pub const ALL_FIELDS: &[(&str, Field)] = &[
-    ("VIRTUAL_PROCESSOR_ID", VIRTUAL_PROCESSOR_ID),
-    ("POSTED_INTR_NV", POSTED_INTR_NV),
-    ("LAST_PID_POINTER_INDEX", LAST_PID_POINTER_INDEX),
-    ("GUEST_ES_SELECTOR", GUEST_ES_SELECTOR),
-    ("GUEST_CS_SELECTOR", GUEST_CS_SELECTOR),
-    ("GUEST_SS_SELECTOR", GUEST_SS_SELECTOR),
-    ("GUEST_DS_SELECTOR", GUEST_DS_SELECTOR),
-    ("GUEST_FS_SELECTOR", GUEST_FS_SELECTOR),
-    ("GUEST_GS_SELECTOR", GUEST_GS_SELECTOR),
-    ("GUEST_LDTR_SELECTOR", GUEST_LDTR_SELECTOR),
-    ("GUEST_TR_SELECTOR", GUEST_TR_SELECTOR),
-    ("GUEST_INTR_STATUS", GUEST_INTR_STATUS),
-    ("GUEST_PML_INDEX", GUEST_PML_INDEX),
-    ("HOST_ES_SELECTOR", HOST_ES_SELECTOR),
-    ("HOST_CS_SELECTOR", HOST_CS_SELECTOR),
-    ("HOST_SS_SELECTOR", HOST_SS_SELECTOR),
-    ("HOST_DS_SELECTOR", HOST_DS_SELECTOR),
-    ("HOST_FS_SELECTOR", HOST_FS_SELECTOR),
-    ("HOST_GS_SELECTOR", HOST_GS_SELECTOR),
-    ("HOST_TR_SELECTOR", HOST_TR_SELECTOR),
-    ("IO_BITMAP_A", IO_BITMAP_A),
-    ("IO_BITMAP_B", IO_BITMAP_B),
-    ("MSR_BITMAP", MSR_BITMAP),
-    ("VM_EXIT_MSR_STORE_ADDR", VM_EXIT_MSR_STORE_ADDR),
-    ("VM_EXIT_MSR_LOAD_ADDR", VM_EXIT_MSR_LOAD_ADDR),
-    ("VM_ENTRY_MSR_LOAD_ADDR", VM_ENTRY_MSR_LOAD_ADDR),
-    ("PML_ADDRESS", PML_ADDRESS),
-    ("TSC_OFFSET", TSC_OFFSET),
-    ("VIRTUAL_APIC_PAGE_ADDR", VIRTUAL_APIC_PAGE_ADDR),
-    ("APIC_ACCESS_ADDR", APIC_ACCESS_ADDR),
-    ("POSTED_INTR_DESC_ADDR", POSTED_INTR_DESC_ADDR),
-    ("VM_FUNCTION_CONTROL", VM_FUNCTION_CONTROL),
-    ("EPT_POINTER", EPT_POINTER),
-    ("EOI_EXIT_BITMAP0", EOI_EXIT_BITMAP0),
-    ("EOI_EXIT_BITMAP1", EOI_EXIT_BITMAP1),
-    ("EOI_EXIT_BITMAP2", EOI_EXIT_BITMAP2),
-    ("EOI_EXIT_BITMAP3", EOI_EXIT_BITMAP3),
-    ("EPTP_LIST_ADDRESS", EPTP_LIST_ADDRESS),
-    ("VMREAD_BITMAP", VMREAD_BITMAP),
-    ("VMWRITE_BITMAP", VMWRITE_BITMAP),
-    ("VE_INFORMATION_ADDRESS", VE_INFORMATION_ADDRESS),
-    ("XSS_EXIT_BITMAP", XSS_EXIT_BITMAP),
-    ("ENCLS_EXITING_BITMAP", ENCLS_EXITING_BITMAP),
-    ("TSC_MULTIPLIER", TSC_MULTIPLIER),
-    ("TERTIARY_VM_EXEC_CONTROL", TERTIARY_VM_EXEC_CONTROL),
-    ("SHARED_EPT_POINTER", SHARED_EPT_POINTER),
-    ("PID_POINTER_TABLE", PID_POINTER_TABLE),
-    ("GUEST_PHYSICAL_ADDRESS", GUEST_PHYSICAL_ADDRESS),
-    ("VMCS_LINK_POINTER", VMCS_LINK_POINTER),
-    ("GUEST_IA32_DEBUGCTL", GUEST_IA32_DEBUGCTL),
-    ("GUEST_IA32_PAT", GUEST_IA32_PAT),
-    ("GUEST_IA32_EFER", GUEST_IA32_EFER),
-    ("GUEST_IA32_PERF_GLOBAL_CTRL", GUEST_IA32_PERF_GLOBAL_CTRL),
-    ("GUEST_PDPTR0", GUEST_PDPTR0),
-    ("GUEST_PDPTR1", GUEST_PDPTR1),
-    ("GUEST_PDPTR2", GUEST_PDPTR2),
-    ("GUEST_PDPTR3", GUEST_PDPTR3),
-    ("GUEST_BNDCFGS", GUEST_BNDCFGS),
-    ("GUEST_IA32_RTIT_CTL", GUEST_IA32_RTIT_CTL),
-    ("HOST_IA32_PAT", HOST_IA32_PAT),
-    ("HOST_IA32_EFER", HOST_IA32_EFER),
-    ("HOST_IA32_PERF_GLOBAL_CTRL", HOST_IA32_PERF_GLOBAL_CTRL),
-    ("PIN_BASED_VM_EXEC_CONTROL", PIN_BASED_VM_EXEC_CONTROL),
-    ("CPU_BASED_VM_EXEC_CONTROL", CPU_BASED_VM_EXEC_CONTROL),
-    ("EXCEPTION_BITMAP", EXCEPTION_BITMAP),
-    ("PAGE_FAULT_ERROR_CODE_MASK", PAGE_FAULT_ERROR_CODE_MASK),
-    ("PAGE_FAULT_ERROR_CODE_MATCH", PAGE_FAULT_ERROR_CODE_MATCH),
-    ("CR3_TARGET_COUNT", CR3_TARGET_COUNT),
-    ("VM_EXIT_CONTROLS", VM_EXIT_CONTROLS),
-    ("VM_EXIT_MSR_STORE_COUNT", VM_EXIT_MSR_STORE_COUNT),
-    ("VM_EXIT_MSR_LOAD_COUNT", VM_EXIT_MSR_LOAD_COUNT),
-    ("VM_ENTRY_CONTROLS", VM_ENTRY_CONTROLS),
-    ("VM_ENTRY_MSR_LOAD_COUNT", VM_ENTRY_MSR_LOAD_COUNT),
-    ("VM_ENTRY_INTR_INFO_FIELD", VM_ENTRY_INTR_INFO_FIELD),
-    ("VM_ENTRY_EXCEPTION_ERROR_CODE", VM_ENTRY_EXCEPTION_ERROR_CODE),
-    ("VM_ENTRY_INSTRUCTION_LEN", VM_ENTRY_INSTRUCTION_LEN),
-    ("TPR_THRESHOLD", TPR_THRESHOLD),
-    ("SECONDARY_VM_EXEC_CONTROL", SECONDARY_VM_EXEC_CONTROL),
-    ("PLE_GAP", PLE_GAP),
-    ("PLE_WINDOW", PLE_WINDOW),
-    ("NOTIFY_WINDOW", NOTIFY_WINDOW),
-    ("VM_INSTRUCTION_ERROR", VM_INSTRUCTION_ERROR),
-    ("VM_EXIT_REASON", VM_EXIT_REASON),
-    ("VM_EXIT_INTR_INFO", VM_EXIT_INTR_INFO),
-    ("VM_EXIT_INTR_ERROR_CODE", VM_EXIT_INTR_ERROR_CODE),
-    ("IDT_VECTORING_INFO_FIELD", IDT_VECTORING_INFO_FIELD),
-    ("IDT_VECTORING_ERROR_CODE", IDT_VECTORING_ERROR_CODE),
-    ("VM_EXIT_INSTRUCTION_LEN", VM_EXIT_INSTRUCTION_LEN),
-    ("VMX_INSTRUCTION_INFO", VMX_INSTRUCTION_INFO),
-    ("GUEST_ES_LIMIT", GUEST_ES_LIMIT),
-    ("GUEST_CS_LIMIT", GUEST_CS_LIMIT),
-    ("GUEST_SS_LIMIT", GUEST_SS_LIMIT),
-    ("GUEST_DS_LIMIT", GUEST_DS_LIMIT),
-    ("GUEST_FS_LIMIT", GUEST_FS_LIMIT),
-    ("GUEST_GS_LIMIT", GUEST_GS_LIMIT),
-    ("GUEST_LDTR_LIMIT", GUEST_LDTR_LIMIT),
-    ("GUEST_TR_LIMIT", GUEST_TR_LIMIT),
-    ("GUEST_GDTR_LIMIT", GUEST_GDTR_LIMIT),
-    ("GUEST_IDTR_LIMIT", GUEST_IDTR_LIMIT),
-    ("GUEST_ES_AR_BYTES", GUEST_ES_AR_BYTES),
-    ("GUEST_CS_AR_BYTES", GUEST_CS_AR_BYTES),
-    ("GUEST_SS_AR_BYTES", GUEST_SS_AR_BYTES),
-    ("GUEST_DS_AR_BYTES", GUEST_DS_AR_BYTES),
-    ("GUEST_FS_AR_BYTES", GUEST_FS_AR_BYTES),
-    ("GUEST_GS_AR_BYTES", GUEST_GS_AR_BYTES),
-    ("GUEST_LDTR_AR_BYTES", GUEST_LDTR_AR_BYTES),
-    ("GUEST_TR_AR_BYTES", GUEST_TR_AR_BYTES),
-    ("GUEST_INTERRUPTIBILITY_INFO", GUEST_INTERRUPTIBILITY_INFO),
-    ("GUEST_ACTIVITY_STATE", GUEST_ACTIVITY_STATE),
-    ("GUEST_SYSENTER_CS", GUEST_SYSENTER_CS),
-    ("VMX_PREEMPTION_TIMER_VALUE", VMX_PREEMPTION_TIMER_VALUE),
-    ("HOST_IA32_SYSENTER_CS", HOST_IA32_SYSENTER_CS),
-    ("CR0_GUEST_HOST_MASK", CR0_GUEST_HOST_MASK),
-    ("CR4_GUEST_HOST_MASK", CR4_GUEST_HOST_MASK),
-    ("CR0_READ_SHADOW", CR0_READ_SHADOW),
-    ("CR4_READ_SHADOW", CR4_READ_SHADOW),
-    ("CR3_TARGET_VALUE0", CR3_TARGET_VALUE0),
-    ("CR3_TARGET_VALUE1", CR3_TARGET_VALUE1),
-    ("CR3_TARGET_VALUE2", CR3_TARGET_VALUE2),
-    ("CR3_TARGET_VALUE3", CR3_TARGET_VALUE3),
-    ("EXIT_QUALIFICATION", EXIT_QUALIFICATION),
-    ("GUEST_LINEAR_ADDRESS", GUEST_LINEAR_ADDRESS),
-    ("GUEST_CR0", GUEST_CR0),
-    ("GUEST_CR3", GUEST_CR3),
-    ("GUEST_CR4", GUEST_CR4),
-    ("GUEST_ES_BASE", GUEST_ES_BASE),
-    ("GUEST_CS_BASE", GUEST_CS_BASE),
-    ("GUEST_SS_BASE", GUEST_SS_BASE),
-    ("GUEST_DS_BASE", GUEST_DS_BASE),
-    ("GUEST_FS_BASE", GUEST_FS_BASE),
-    ("GUEST_GS_BASE", GUEST_GS_BASE),
-    ("GUEST_LDTR_BASE", GUEST_LDTR_BASE),
-    ("GUEST_TR_BASE", GUEST_TR_BASE),
-    ("GUEST_GDTR_BASE", GUEST_GDTR_BASE),
-    ("GUEST_IDTR_BASE", GUEST_IDTR_BASE),
-    ("GUEST_DR7", GUEST_DR7),
-    ("GUEST_RSP", GUEST_RSP),
-    ("GUEST_RIP", GUEST_RIP),
-    ("GUEST_RFLAGS", GUEST_RFLAGS),
-    ("GUEST_PENDING_DBG_EXCEPTIONS", GUEST_PENDING_DBG_EXCEPTIONS),
-    ("GUEST_SYSENTER_ESP", GUEST_SYSENTER_ESP),
-    ("GUEST_SYSENTER_EIP", GUEST_SYSENTER_EIP),
-    ("GUEST_S_CET", GUEST_S_CET),
-    ("GUEST_SSP", GUEST_SSP),
-    ("GUEST_INTR_SSP_TABLE", GUEST_INTR_SSP_TABLE),
-    ("HOST_CR0", HOST_CR0),
-    ("HOST_CR3", HOST_CR3),
-    ("HOST_CR4", HOST_CR4),
-    ("HOST_FS_BASE", HOST_FS_BASE),
-    ("HOST_GS_BASE", HOST_GS_BASE),
-    ("HOST_TR_BASE", HOST_TR_BASE),
-    ("HOST_GDTR_BASE", HOST_GDTR_BASE),
-    ("HOST_IDTR_BASE", HOST_IDTR_BASE),
-    ("HOST_IA32_SYSENTER_ESP", HOST_IA32_SYSENTER_ESP),
-    ("HOST_IA32_SYSENTER_EIP", HOST_IA32_SYSENTER_EIP),
-    ("HOST_RSP", HOST_RSP),
-    ("HOST_RIP", HOST_RIP),
-    ("HOST_S_CET", HOST_S_CET),
-    ("HOST_SSP", HOST_SSP),
+    ("VIRTUAL_PROCESSOR_ID", VIRTUAL_PROCESSOR_ID.field()),
+    ("POSTED_INTR_NV", POSTED_INTR_NV.field()),
+    ("LAST_PID_POINTER_INDEX", LAST_PID_POINTER_INDEX.field()),
+    ("GUEST_ES_SELECTOR", GUEST_ES_SELECTOR.field()),
+    ("GUEST_CS_SELECTOR", GUEST_CS_SELECTOR.field()),
+    ("GUEST_SS_SELECTOR", GUEST_SS_SELECTOR.field()),
+    ("GUEST_DS_SELECTOR", GUEST_DS_SELECTOR.field()),
+    ("GUEST_FS_SELECTOR", GUEST_FS_SELECTOR.field()),
+    ("GUEST_GS_SELECTOR", GUEST_GS_SELECTOR.field()),
+    ("GUEST_LDTR_SELECTOR", GUEST_LDTR_SELECTOR.field()),
+    ("GUEST_TR_SELECTOR", GUEST_TR_SELECTOR.field()),
+    ("GUEST_INTR_STATUS", GUEST_INTR_STATUS.field()),
+    ("GUEST_PML_INDEX", GUEST_PML_INDEX.field()),
+    ("HOST_ES_SELECTOR", HOST_ES_SELECTOR.field()),
+    ("HOST_CS_SELECTOR", HOST_CS_SELECTOR.field()),
+    ("HOST_SS_SELECTOR", HOST_SS_SELECTOR.field()),
+    ("HOST_DS_SELECTOR", HOST_DS_SELECTOR.field()),
+    ("HOST_FS_SELECTOR", HOST_FS_SELECTOR.field()),
+    ("HOST_GS_SELECTOR", HOST_GS_SELECTOR.field()),
+    ("HOST_TR_SELECTOR", HOST_TR_SELECTOR.field()),
+    ("IO_BITMAP_A", IO_BITMAP_A.field()),
+    ("IO_BITMAP_B", IO_BITMAP_B.field()),
+    ("MSR_BITMAP", MSR_BITMAP.field()),
+    ("VM_EXIT_MSR_STORE_ADDR", VM_EXIT_MSR_STORE_ADDR.field()),
+    ("VM_EXIT_MSR_LOAD_ADDR", VM_EXIT_MSR_LOAD_ADDR.field()),
+    ("VM_ENTRY_MSR_LOAD_ADDR", VM_ENTRY_MSR_LOAD_ADDR.field()),
+    ("PML_ADDRESS", PML_ADDRESS.field()),
+    ("TSC_OFFSET", TSC_OFFSET.field()),
+    ("VIRTUAL_APIC_PAGE_ADDR", VIRTUAL_APIC_PAGE_ADDR.field()),
+    ("APIC_ACCESS_ADDR", APIC_ACCESS_ADDR.field()),
+    ("POSTED_INTR_DESC_ADDR", POSTED_INTR_DESC_ADDR.field()),
+    ("VM_FUNCTION_CONTROL", VM_FUNCTION_CONTROL.field()),
+    ("EPT_POINTER", EPT_POINTER.field()),
+    ("EOI_EXIT_BITMAP0", EOI_EXIT_BITMAP0.field()),
+    ("EOI_EXIT_BITMAP1", EOI_EXIT_BITMAP1.field()),
+    ("EOI_EXIT_BITMAP2", EOI_EXIT_BITMAP2.field()),
+    ("EOI_EXIT_BITMAP3", EOI_EXIT_BITMAP3.field()),
+    ("EPTP_LIST_ADDRESS", EPTP_LIST_ADDRESS.field()),
+    ("VMREAD_BITMAP", VMREAD_BITMAP.field()),
+    ("VMWRITE_BITMAP", VMWRITE_BITMAP.field()),
+    ("VE_INFORMATION_ADDRESS", VE_INFORMATION_ADDRESS.field()),
+    ("XSS_EXIT_BITMAP", XSS_EXIT_BITMAP.field()),
+    ("ENCLS_EXITING_BITMAP", ENCLS_EXITING_BITMAP.field()),
+    ("TSC_MULTIPLIER", TSC_MULTIPLIER.field()),
+    ("TERTIARY_VM_EXEC_CONTROL", TERTIARY_VM_EXEC_CONTROL.field()),
+    ("SHARED_EPT_POINTER", SHARED_EPT_POINTER.field()),
+    ("PID_POINTER_TABLE", PID_POINTER_TABLE.field()),
+    ("GUEST_PHYSICAL_ADDRESS", GUEST_PHYSICAL_ADDRESS.field()),
+    ("VMCS_LINK_POINTER", VMCS_LINK_POINTER.field()),
+    ("GUEST_IA32_DEBUGCTL", GUEST_IA32_DEBUGCTL.field()),
+    ("GUEST_IA32_PAT", GUEST_IA32_PAT.field()),
+    ("GUEST_IA32_EFER", GUEST_IA32_EFER.field()),
+    ("GUEST_IA32_PERF_GLOBAL_CTRL", GUEST_IA32_PERF_GLOBAL_CTRL.field()),
+    ("GUEST_PDPTR0", GUEST_PDPTR0.field()),
+    ("GUEST_PDPTR1", GUEST_PDPTR1.field()),
+    ("GUEST_PDPTR2", GUEST_PDPTR2.field()),
+    ("GUEST_PDPTR3", GUEST_PDPTR3.field()),
+    ("GUEST_BNDCFGS", GUEST_BNDCFGS.field()),
+    ("GUEST_IA32_RTIT_CTL", GUEST_IA32_RTIT_CTL.field()),
+    ("HOST_IA32_PAT", HOST_IA32_PAT.field()),
+    ("HOST_IA32_EFER", HOST_IA32_EFER.field()),
+    ("HOST_IA32_PERF_GLOBAL_CTRL", HOST_IA32_PERF_GLOBAL_CTRL.field()),
+    ("PIN_BASED_VM_EXEC_CONTROL", PIN_BASED_VM_EXEC_CONTROL.field()),
+    ("CPU_BASED_VM_EXEC_CONTROL", CPU_BASED_VM_EXEC_CONTROL.field()),
+    ("EXCEPTION_BITMAP", EXCEPTION_BITMAP.field()),
+    ("PAGE_FAULT_ERROR_CODE_MASK", PAGE_FAULT_ERROR_CODE_MASK.field()),
+    ("PAGE_FAULT_ERROR_CODE_MATCH", PAGE_FAULT_ERROR_CODE_MATCH.field()),
+    ("CR3_TARGET_COUNT", CR3_TARGET_COUNT.field()),
+    ("VM_EXIT_CONTROLS", VM_EXIT_CONTROLS.field()),
+    ("VM_EXIT_MSR_STORE_COUNT", VM_EXIT_MSR_STORE_COUNT.field()),
+    ("VM_EXIT_MSR_LOAD_COUNT", VM_EXIT_MSR_LOAD_COUNT.field()),
+    ("VM_ENTRY_CONTROLS", VM_ENTRY_CONTROLS.field()),
+    ("VM_ENTRY_MSR_LOAD_COUNT", VM_ENTRY_MSR_LOAD_COUNT.field()),
+    ("VM_ENTRY_INTR_INFO_FIELD", VM_ENTRY_INTR_INFO_FIELD.field()),
+    ("VM_ENTRY_EXCEPTION_ERROR_CODE", VM_ENTRY_EXCEPTION_ERROR_CODE.field()),
+    ("VM_ENTRY_INSTRUCTION_LEN", VM_ENTRY_INSTRUCTION_LEN.field()),
+    ("TPR_THRESHOLD", TPR_THRESHOLD.field()),
+    ("SECONDARY_VM_EXEC_CONTROL", SECONDARY_VM_EXEC_CONTROL.field()),
+    ("PLE_GAP", PLE_GAP.field()),
+    ("PLE_WINDOW", PLE_WINDOW.field()),
+    ("NOTIFY_WINDOW", NOTIFY_WINDOW.field()),
+    ("VM_INSTRUCTION_ERROR", VM_INSTRUCTION_ERROR.field()),
+    ("VM_EXIT_REASON", VM_EXIT_REASON.field()),
+    ("VM_EXIT_INTR_INFO", VM_EXIT_INTR_INFO.field()),
+    ("VM_EXIT_INTR_ERROR_CODE", VM_EXIT_INTR_ERROR_CODE.field()),
+    ("IDT_VECTORING_INFO_FIELD", IDT_VECTORING_INFO_FIELD.field()),
+    ("IDT_VECTORING_ERROR_CODE", IDT_VECTORING_ERROR_CODE.field()),
+    ("VM_EXIT_INSTRUCTION_LEN", VM_EXIT_INSTRUCTION_LEN.field()),
+    ("VMX_INSTRUCTION_INFO", VMX_INSTRUCTION_INFO.field()),
+    ("GUEST_ES_LIMIT", GUEST_ES_LIMIT.field()),
+    ("GUEST_CS_LIMIT", GUEST_CS_LIMIT.field()),
+    ("GUEST_SS_LIMIT", GUEST_SS_LIMIT.field()),
+    ("GUEST_DS_LIMIT", GUEST_DS_LIMIT.field()),
+    ("GUEST_FS_LIMIT", GUEST_FS_LIMIT.field()),
+    ("GUEST_GS_LIMIT", GUEST_GS_LIMIT.field()),
+    ("GUEST_LDTR_LIMIT", GUEST_LDTR_LIMIT.field()),
+    ("GUEST_TR_LIMIT", GUEST_TR_LIMIT.field()),
+    ("GUEST_GDTR_LIMIT", GUEST_GDTR_LIMIT.field()),
+    ("GUEST_IDTR_LIMIT", GUEST_IDTR_LIMIT.field()),
+    ("GUEST_ES_AR_BYTES", GUEST_ES_AR_BYTES.field()),
+    ("GUEST_CS_AR_BYTES", GUEST_CS_AR_BYTES.field()),
+    ("GUEST_SS_AR_BYTES", GUEST_SS_AR_BYTES.field()),
+    ("GUEST_DS_AR_BYTES", GUEST_DS_AR_BYTES.field()),
+    ("GUEST_FS_AR_BYTES", GUEST_FS_AR_BYTES.field()),
+    ("GUEST_GS_AR_BYTES", GUEST_GS_AR_BYTES.field()),
+    ("GUEST_LDTR_AR_BYTES", GUEST_LDTR_AR_BYTES.field()),
+    ("GUEST_TR_AR_BYTES", GUEST_TR_AR_BYTES.field()),
+    ("GUEST_INTERRUPTIBILITY_INFO", GUEST_INTERRUPTIBILITY_INFO.field()),
+    ("GUEST_ACTIVITY_STATE", GUEST_ACTIVITY_STATE.field()),
+    ("GUEST_SYSENTER_CS", GUEST_SYSENTER_CS.field()),
+    ("VMX_PREEMPTION_TIMER_VALUE", VMX_PREEMPTION_TIMER_VALUE.field()),
+    ("HOST_IA32_SYSENTER_CS", HOST_IA32_SYSENTER_CS.field()),
+    ("CR0_GUEST_HOST_MASK", CR0_GUEST_HOST_MASK.field()),
+    ("CR4_GUEST_HOST_MASK", CR4_GUEST_HOST_MASK.field()),
+    ("CR0_READ_SHADOW", CR0_READ_SHADOW.field()),
+    ("CR4_READ_SHADOW", CR4_READ_SHADOW.field()),
+    ("CR3_TARGET_VALUE0", CR3_TARGET_VALUE0.field()),
+    ("CR3_TARGET_VALUE1", CR3_TARGET_VALUE1.field()),
+    ("CR3_TARGET_VALUE2", CR3_TARGET_VALUE2.field()),
+    ("CR3_TARGET_VALUE3", CR3_TARGET_VALUE3.field()),
+    ("EXIT_QUALIFICATION", EXIT_QUALIFICATION.field()),
+    ("GUEST_LINEAR_ADDRESS", GUEST_LINEAR_ADDRESS.field()),
+    ("GUEST_CR0", GUEST_CR0.field()),
+    ("GUEST_CR3", GUEST_CR3.field()),
+    ("GUEST_CR4", GUEST_CR4.field()),
+    ("GUEST_ES_BASE", GUEST_ES_BASE.field()),
+    ("GUEST_CS_BASE", GUEST_CS_BASE.field()),
+    ("GUEST_SS_BASE", GUEST_SS_BASE.field()),
+    ("GUEST_DS_BASE", GUEST_DS_BASE.field()),
+    ("GUEST_FS_BASE", GUEST_FS_BASE.field()),
+    ("GUEST_GS_BASE", GUEST_GS_BASE.field()),
+    ("GUEST_LDTR_BASE", GUEST_LDTR_BASE.field()),
+    ("GUEST_TR_BASE", GUEST_TR_BASE.field()),
+    ("GUEST_GDTR_BASE", GUEST_GDTR_BASE.field()),
+    ("GUEST_IDTR_BASE", GUEST_IDTR_BASE.field()),
+    ("GUEST_DR7", GUEST_DR7.field()),
+    ("GUEST_RSP", GUEST_RSP.field()),
+    ("GUEST_RIP", GUEST_RIP.field()),
+    ("GUEST_RFLAGS", GUEST_RFLAGS.field()),
+    ("GUEST_PENDING_DBG_EXCEPTIONS", GUEST_PENDING_DBG_EXCEPTIONS.field()),
+    ("GUEST_SYSENTER_ESP", GUEST_SYSENTER_ESP.field()),
+    ("GUEST_SYSENTER_EIP", GUEST_SYSENTER_EIP.field()),
+    ("GUEST_S_CET", GUEST_S_CET.field()),
+    ("GUEST_SSP", GUEST_SSP.field()),
+    ("GUEST_INTR_SSP_TABLE", GUEST_INTR_SSP_TABLE.field()),
+    ("HOST_CR0", HOST_CR0.field()),
+    ("HOST_CR3", HOST_CR3.field()),
+    ("HOST_CR4", HOST_CR4.field()),
+    ("HOST_FS_BASE", HOST_FS_BASE.field()),
+    ("HOST_GS_BASE", HOST_GS_BASE.field()),
+    ("HOST_TR_BASE", HOST_TR_BASE.field()),
+    ("HOST_GDTR_BASE", HOST_GDTR_BASE.field()),
+    ("HOST_IDTR_BASE", HOST_IDTR_BASE.field()),
+    ("HOST_IA32_SYSENTER_ESP", HOST_IA32_SYSENTER_ESP.field()),
+    ("HOST_IA32_SYSENTER_EIP", HOST_IA32_SYSENTER_EIP.field()),
+    ("HOST_RSP", HOST_RSP.field()),
+    ("HOST_RIP", HOST_RIP.field()),
+    ("HOST_S_CET", HOST_S_CET.field()),
+    ("HOST_SSP", HOST_SSP.field()),
 ];

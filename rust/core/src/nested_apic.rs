@@ -36,8 +36,8 @@ pub struct ApicVirt {
 impl ApicVirt {
     /// What VMCS12 asks for.
     pub fn of(v: &Vmcs12) -> Self {
-        let prim = v.get(f::CPU_BASED_VM_EXEC_CONTROL) as u32;
-        let sec = if prim & primary::SECONDARY_CONTROLS != 0 { v.get(f::SECONDARY_VM_EXEC_CONTROL) as u32 } else { 0 };
+        let prim = v.get(f::CPU_BASED_VM_EXEC_CONTROL);
+        let sec = if prim & primary::SECONDARY_CONTROLS != 0 { v.get(f::SECONDARY_VM_EXEC_CONTROL) } else { 0 };
         let tpr_shadow = prim & primary::TPR_SHADOW != 0;
         ApicVirt {
             virtual_apic: tpr_shadow.then(|| v.get(f::VIRTUAL_APIC_PAGE_ADDR)),
@@ -82,8 +82,8 @@ mod tests {
 
     fn vmcs(prim: u32, sec: u32) -> Vmcs12 {
         let mut v = Vmcs12::default();
-        v.set(f::CPU_BASED_VM_EXEC_CONTROL, prim as u64);
-        v.set(f::SECONDARY_VM_EXEC_CONTROL, sec as u64);
+        v.set(f::CPU_BASED_VM_EXEC_CONTROL, prim);
+        v.set(f::SECONDARY_VM_EXEC_CONTROL, sec);
         v.set(f::VIRTUAL_APIC_PAGE_ADDR, 0x5000);
         v.set(f::APIC_ACCESS_ADDR, 0x6000);
         v.set(f::TPR_THRESHOLD, 0x4);

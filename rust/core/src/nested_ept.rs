@@ -10,6 +10,7 @@
 //! them needs INVEPT from L1 (SDM 29.4.3.2), which drops EPT02. The walk is a pure function
 //! of EPT12's entries, read through a closure.
 
+use super::bits::bitfield;
 use super::ept::{ADDR_MASK, EXEC, READ, WRITE};
 
 /// IA32_VMX_EPT_VPID_CAP bits (SDM A.10) nvmx reads here.
@@ -144,16 +145,35 @@ pub fn walk(eptp12: u64, gpa: u64, caps: u64, maxphyaddr: u8, mut read: impl FnM
     unreachable!("a 4-level walk ends at level 1")
 }
 
-/// EPT-violation exit qualification access bits (SDM table 28-7): 0 read, 1 write,
-/// 2 instruction fetch.
-pub const ACCESS_MASK: u64 = 7;
+bitfield! {
+    /// Exit qualification of an EPT violation (SDM table 28-7).
+    pub struct EptViolation(u64) {
+        /// Bits 2:0, the access: the three bits below together.
+        access, with_access: 2:0 as u64;
+        /// The access was a data read.
+        read, with_read: 0;
+        /// The access was a data write.
+        write, with_write: 1;
+        /// The access was an instruction fetch.
+        fetch, with_fetch: 2;
+        /// Bits 5:3: the guest-physical address was readable, writable, executable (the
+        /// EPT entries' rights, ANDed over the walk).
+        rights, with_rights: 5:3 as u64;
+        /// The guest linear-address field is valid.
+        linear_valid, with_linear_valid: 7;
+        /// The access was to the translation of a linear address (not to a paging
+        /// structure).
+        translated, with_translated: 8;
+        /// NMI unblocking due to IRET.
+        nmi_unblocking, with_nmi_unblocking: 12;
+    }
+}
 
 /// Whether the access described by an EPT-violation qualification (its bits 2:0) is
 /// allowed by `rights`.
 pub const fn allows(rights: u64, qualification: u64) -> bool {
-    let need = (if qualification & 1 != 0 { READ } else { 0 })
-        | (if qualification & 2 != 0 { WRITE } else { 0 })
-        | (if qualification & 4 != 0 { EXEC } else { 0 });
+    let q = EptViolation(qualification);
+    let need = (if q.read() { READ } else { 0 }) | (if q.write() { WRITE } else { 0 }) | (if q.fetch() { EXEC } else { 0 });
     rights & need == need
 }
 
@@ -161,7 +181,16 @@ pub const fn allows(rights: u64, qualification: u64) -> bool {
 /// linear-address / NMI-unblocking bits (7, 8, 12) as the CPU reported them for EPT02, and
 /// bits 5:3 from EPT12's rights for the address (0 where an entry is not present).
 pub const fn violation_qualification(hw: u64, rights: u64) -> u64 {
-    (hw & (ACCESS_MASK | (1 << 7) | (1 << 8) | (1 << 12))) | ((rights & 7) << 3)
+    let hw = EptViolation(hw);
+    EptViolation(0)
+        .with_read(hw.read())
+        .with_write(hw.write())
+        .with_fetch(hw.fetch())
+        .with_rights(rights & 7)
+        .with_linear_valid(hw.linear_valid())
+        .with_translated(hw.translated())
+        .with_nmi_unblocking(hw.nmi_unblocking())
+        .0
 }
 
 #[cfg(test)]

@@ -35,8 +35,8 @@ pub struct L2Exit {
 /// sources); `read_byte` reads L1 guest-physical memory (the bitmaps) — an unreadable bitmap
 /// byte counts as set, as on KVM (the access exits to L1).
 pub fn l1_wants(v: &Vmcs12, e: &L2Exit, gpr: impl Fn(u8) -> u64, read_byte: impl Fn(u64) -> Option<u8>) -> bool {
-    let prim = v.get(f::CPU_BASED_VM_EXEC_CONTROL) as u32;
-    let sec = if prim & primary::SECONDARY_CONTROLS != 0 { v.get(f::SECONDARY_VM_EXEC_CONTROL) as u32 } else { 0 };
+    let prim = v.get(f::CPU_BASED_VM_EXEC_CONTROL);
+    let sec = if prim & primary::SECONDARY_CONTROLS != 0 { v.get(f::SECONDARY_VM_EXEC_CONTROL) } else { 0 };
     match e.reason {
         reason::EXCEPTION_NMI => {
             // A hardware NMI is the host's (L0's NMI exiting); NMIs meant for L1 are
@@ -86,7 +86,7 @@ pub fn exception_wanted(v: &Vmcs12, vector: u64, error_code: u64) -> bool {
     let bitmap = v.get(f::EXCEPTION_BITMAP);
     let bit = bitmap & (1 << (vector & 31)) != 0;
     if vector == 14 {
-        let matches = error_code & v.get(f::PAGE_FAULT_ERROR_CODE_MASK) == v.get(f::PAGE_FAULT_ERROR_CODE_MATCH);
+        let matches = error_code & u64::from(v.get(f::PAGE_FAULT_ERROR_CODE_MASK)) == u64::from(v.get(f::PAGE_FAULT_ERROR_CODE_MATCH));
         return bit == matches;
     }
     bit
@@ -159,7 +159,7 @@ mod tests {
 
     fn vmcs(prim: u32) -> Vmcs12 {
         let mut v = Vmcs12::default();
-        v.set(f::CPU_BASED_VM_EXEC_CONTROL, prim as u64);
+        v.set(f::CPU_BASED_VM_EXEC_CONTROL, prim);
         v
     }
 
@@ -251,7 +251,7 @@ mod tests {
         assert!(!l1_wants(&v, &ex(14, 2), ZERO, NO_MEM));
         // A hardware NMI is the host's even when L1 has NMI exiting.
         let nmi = L2Exit { intr_info: (1 << 31) | (2 << 8) | 2, ..exit(reason::EXCEPTION_NMI, 0) };
-        v.set(f::PIN_BASED_VM_EXEC_CONTROL, pin::NMI_EXITING as u64);
+        v.set(f::PIN_BASED_VM_EXEC_CONTROL, pin::NMI_EXITING);
         assert!(!l1_wants(&v, &nmi, ZERO, NO_MEM));
     }
 }

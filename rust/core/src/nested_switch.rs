@@ -19,21 +19,21 @@ use super::vmcs12::Vmcs12;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ExitInfo {
     /// Exit reason (bit 31: VM-entry failure).
-    pub reason: u64,
+    pub reason: u32,
     /// Exit qualification.
     pub qualification: u64,
     /// VM-exit interruption information and error code.
-    pub intr_info: u64,
+    pub intr_info: u32,
     /// VM-exit interruption error code.
-    pub intr_error: u64,
+    pub intr_error: u32,
     /// IDT-vectoring information and error code.
-    pub idt_info: u64,
+    pub idt_info: u32,
     /// IDT-vectoring error code.
-    pub idt_error: u64,
+    pub idt_error: u32,
     /// VM-exit instruction length.
-    pub insn_len: u64,
+    pub insn_len: u32,
     /// VM-exit instruction information.
-    pub insn_info: u64,
+    pub insn_info: u32,
     /// Guest linear address.
     pub linear: u64,
     /// Guest-physical address (EPT violations and misconfigurations).
@@ -43,20 +43,20 @@ pub struct ExitInfo {
 impl ExitInfo {
     /// Whether this is a VM-entry failure (SDM 27.8).
     pub const fn entry_failed(&self) -> bool {
-        super::exit::ExitReason(self.reason as u32).entry_failed()
+        super::exit::ExitReason(self.reason).entry_failed()
     }
 }
 
 /// Basic exit reasons that carry a guest-physical address (SDM 28.2.1).
-const EPT_VIOLATION: u64 = 48;
-const EPT_MISCONFIG: u64 = 49;
+const EPT_VIOLATION: u16 = 48;
+const EPT_MISCONFIG: u16 = 49;
 
 /// L2's state after a VM entry that passed its checks (SDM 27.3.2 guest-state load, 27.6
 /// event injection): VMCS12's guest-state area loaded over L1's state `s`, in place. The
 /// GPRs but RSP stay L1's, which the entry does not change; so do CR2 and DR0-DR3/DR6.
 pub fn load_l2_entry_state(v: &Vmcs12, s: &mut ArchState) {
-    let en = v.get(f::VM_ENTRY_CONTROLS) as u32;
-    s.load(v, Rows { efer: en & entry::LOAD_IA32_EFER != 0, pat: en & entry::LOAD_IA32_PAT != 0, dr7: false });
+    let en = v.get(f::VM_ENTRY_CONTROLS);
+    s.load(v, Rows { efer: en & entry::LOAD_IA32_EFER != 0, pat: en & entry::LOAD_IA32_PAT != 0, dr7: false, cr_rflags: true });
     // SDM 27.3.2.1: without "load IA32_EFER", LMA (and LME when paging) follow the IA-32e
     // mode guest control.
     if en & entry::LOAD_IA32_EFER == 0 {
@@ -71,11 +71,11 @@ pub fn load_l2_entry_state(v: &Vmcs12, s: &mut ArchState) {
     if en & entry::LOAD_DEBUG_CONTROLS != 0 {
         let _ = s.debug.write(7, v.get(f::GUEST_DR7), false);
     }
-    let info = v.get(f::VM_ENTRY_INTR_INFO_FIELD) as u32;
+    let info = v.get(f::VM_ENTRY_INTR_INFO_FIELD);
     s.event = (info & EVENT_VALID != 0).then(|| Event {
         info,
-        error_code: v.get(f::VM_ENTRY_EXCEPTION_ERROR_CODE) as u32,
-        insn_len: v.get(f::VM_ENTRY_INSTRUCTION_LEN) as u32,
+        error_code: v.get(f::VM_ENTRY_EXCEPTION_ERROR_CODE),
+        insn_len: v.get(f::VM_ENTRY_INSTRUCTION_LEN),
     });
 }
 
@@ -83,15 +83,16 @@ pub fn load_l2_entry_state(v: &Vmcs12, s: &mut ArchState) {
 /// the activity state is active (nvmx offers no other) and the IA-32e mode guest control
 /// records EFER.LMA (IA32_VMX_MISC[5]).
 pub fn save_l2(l2: &ArchState, v: &mut Vmcs12) {
-    let ex = v.get(f::VM_EXIT_CONTROLS) as u32;
+    let ex = v.get(f::VM_EXIT_CONTROLS);
     l2.store(v, Rows {
         efer: ex & exit_ctl::SAVE_IA32_EFER != 0,
         pat: ex & exit_ctl::SAVE_IA32_PAT != 0,
         dr7: ex & exit_ctl::SAVE_DEBUG_CONTROLS != 0,
+        cr_rflags: true,
     });
     v.set(f::GUEST_ACTIVITY_STATE, 0);
-    let en = v.get(f::VM_ENTRY_CONTROLS) & !(entry::IA32E_MODE_GUEST as u64);
-    v.set(f::VM_ENTRY_CONTROLS, en | if l2.long_mode() { entry::IA32E_MODE_GUEST as u64 } else { 0 });
+    let en = v.get(f::VM_ENTRY_CONTROLS) & !entry::IA32E_MODE_GUEST;
+    v.set(f::VM_ENTRY_CONTROLS, en | if l2.long_mode() { entry::IA32E_MODE_GUEST } else { 0 });
 }
 
 /// SDM 28.2 (27.8 for entry failures): the exit-information fields. An entry failure
@@ -108,18 +109,18 @@ pub fn write_exit_info(v: &mut Vmcs12, info: &ExitInfo) {
         v.set(f::VM_EXIT_INSTRUCTION_LEN, info.insn_len);
         v.set(f::VMX_INSTRUCTION_INFO, info.insn_info);
         v.set(f::GUEST_LINEAR_ADDRESS, info.linear);
-        if matches!(info.reason & 0xffff, EPT_VIOLATION | EPT_MISCONFIG) {
+        if matches!(super::exit::ExitReason(info.reason).basic(), EPT_VIOLATION | EPT_MISCONFIG) {
             v.set(f::GUEST_PHYSICAL_ADDRESS, info.gpa);
         }
     }
     let ei = v.get(f::VM_ENTRY_INTR_INFO_FIELD);
-    v.set(f::VM_ENTRY_INTR_INFO_FIELD, ei & !(EVENT_VALID as u64));
+    v.set(f::VM_ENTRY_INTR_INFO_FIELD, ei & !EVENT_VALID);
 }
 
 /// SDM 28.5: L1's state after a VM exit — VMCS12's host-state area loaded over the state
 /// `s` L2 left, in place (the GPRs but RSP, CR2 and DR0-DR3/DR6 stay what L2 had).
 pub fn load_host_state(v: &Vmcs12, s: &mut ArchState) {
-    let ex = v.get(f::VM_EXIT_CONTROLS) as u32;
+    let ex = v.get(f::VM_EXIT_CONTROLS);
     let host64 = ex & exit_ctl::HOST_ADDR_SPACE_SIZE != 0;
     s.cr0 = v.get(f::HOST_CR0) | (1 << 4); // ET is always 1 (SDM 28.5.1)
     s.cr3 = v.get(f::HOST_CR3);
@@ -134,15 +135,15 @@ pub fn load_host_state(v: &Vmcs12, s: &mut ArchState) {
     if ex & exit_ctl::LOAD_IA32_PAT != 0 {
         s.pat = v.get(f::HOST_IA32_PAT);
     }
-    s.sysenter = [v.get(f::HOST_IA32_SYSENTER_CS), v.get(f::HOST_IA32_SYSENTER_ESP), v.get(f::HOST_IA32_SYSENTER_EIP)];
+    s.sysenter = [u64::from(v.get(f::HOST_IA32_SYSENTER_CS)), v.get(f::HOST_IA32_SYSENTER_ESP), v.get(f::HOST_IA32_SYSENTER_EIP)];
     // SDM 28.5.2. CS: execute/read accessed code, DPL 0, base 0, limit 4 GiB - 1, granular,
     // L = host address-space size, D = its complement.
     let code_ar = 0xb | (1 << 4) | (1 << 7) | ((host64 as u32) << 13) | ((!host64 as u32) << 14) | (1 << 15);
-    s.segs[Seg::Cs as usize] = Segment { selector: v.get(f::HOST_CS_SELECTOR) as u16, base: 0, limit: 0xffff_ffff, ar: code_ar };
+    s.segs[Seg::Cs as usize] = Segment { selector: v.get(f::HOST_CS_SELECTOR), base: 0, limit: 0xffff_ffff, ar: code_ar };
     // SS, DS, ES, FS, GS: read/write accessed data, unusable when the selector is null; the
     // FS and GS bases are loaded even then.
-    let data = |sel: u64, base: u64| Segment {
-        selector: sel as u16,
+    let data = |sel: u16, base: u64| Segment {
+        selector: sel,
         base,
         limit: 0xffff_ffff,
         ar: if sel == 0 { AR_UNUSABLE } else { 3 | (1 << 4) | (1 << 7) | (1 << 14) | (1 << 15) },
@@ -153,7 +154,7 @@ pub fn load_host_state(v: &Vmcs12, s: &mut ArchState) {
     s.segs[Seg::Fs as usize] = data(v.get(f::HOST_FS_SELECTOR), v.get(f::HOST_FS_BASE));
     s.segs[Seg::Gs as usize] = data(v.get(f::HOST_GS_SELECTOR), v.get(f::HOST_GS_BASE));
     // TR: busy 64-bit TSS, limit 67H; LDTR unusable.
-    s.segs[Seg::Tr as usize] = Segment { selector: v.get(f::HOST_TR_SELECTOR) as u16, base: v.get(f::HOST_TR_BASE), limit: 0x67, ar: 0xb | (1 << 7) };
+    s.segs[Seg::Tr as usize] = Segment { selector: v.get(f::HOST_TR_SELECTOR), base: v.get(f::HOST_TR_BASE), limit: 0x67, ar: 0xb | (1 << 7) };
     s.segs[Seg::Ldtr as usize] = Segment { selector: 0, base: 0, limit: 0, ar: AR_UNUSABLE };
     s.gdtr.base = v.get(f::HOST_GDTR_BASE);
     s.gdtr.limit = 0xffff;
@@ -191,7 +192,7 @@ pub fn l2_cr_readback(v: &Vmcs12, read: (u64, u64), before: (u64, u64), hw_cr4: 
     (cr0, cr4)
 }
 
-/// VMCS02's controls as L0 wrote them for L2's state (VMCS01's setup), before the merge.
+/// L0's controls for L2's state (VMCS01's setup), which the merge starts from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct L0Controls {
     /// Pin-based, primary and secondary processor-based controls.
@@ -214,6 +215,8 @@ pub struct L0Controls {
     pub cr0_fixed0: u64,
     /// L0's TSC offset for L1.
     pub tsc_offset: u64,
+    /// L0's EPT pointer (L2 without L1's EPT shares L1's guest-physical space).
+    pub eptp: u64,
 }
 
 /// Host addresses of L1's pages that VMCS02 gives the CPU (looked up in L0's EPT).
@@ -236,13 +239,14 @@ const PRIMARY_PASS: u32 = primary::INTR_WINDOW_EXITING | primary::HLT_EXITING | 
     | primary::CR8_STORE_EXITING | primary::NMI_WINDOW_EXITING | primary::MOV_DR_EXITING
     | primary::MONITOR_EXITING | primary::PAUSE_EXITING;
 
-/// VMCS02 = L0's controls for L2's state with VMCS12's merged in: the fields that differ
-/// from L0's own setup are written into `out` (VMCS02, already holding L0's controls and L2's
-/// state).
+/// VMCS02 = L0's controls for L2's state with VMCS12's merged in, written into `out`. The
+/// merge writes every control it derives, whatever VMCS12 asks (the pin-based controls and
+/// EPT pointer too when they are L0's own), so a VMCS02 that once got L0's fixed controls
+/// (exit controls, counts, link pointer) needs only this at each entry: no field is written
+/// twice and none keeps a value of an earlier VMCS12.
 pub fn merge_vmcs02(l0: &L0Controls, v: &Vmcs12, pages: &Vmcs02Pages, out: &mut impl Vmcs) {
-    let prim12 = v.get(f::CPU_BASED_VM_EXEC_CONTROL) as u32;
-    let sec12 = if prim12 & primary::SECONDARY_CONTROLS != 0 { v.get(f::SECONDARY_VM_EXEC_CONTROL) as u32 } else { 0 };
-    let mut put = |field, value| out.write(field, value);
+    let prim12 = v.get(f::CPU_BASED_VM_EXEC_CONTROL);
+    let sec12 = if prim12 & primary::SECONDARY_CONTROLS != 0 { v.get(f::SECONDARY_VM_EXEC_CONTROL) } else { 0 };
     let mut prim02 = l0.primary | (prim12 & PRIMARY_PASS);
     // L1's TPR shadow runs on the CPU, on L1's virtual-APIC page (SDM 30.1): L2's CR8 is
     // VTPR, not the host's TPR, so L0's CR8 exits are not needed — L2 exits on CR8 where L1
@@ -250,48 +254,44 @@ pub fn merge_vmcs02(l0: &L0Controls, v: &Vmcs12, pages: &Vmcs02Pages, out: &mut 
     if let Some(hpa) = pages.virtual_apic {
         const CR8_EXITS: u32 = primary::CR8_LOAD_EXITING | primary::CR8_STORE_EXITING;
         prim02 = (prim02 & !CR8_EXITS) | (prim12 & CR8_EXITS) | primary::TPR_SHADOW;
-        put(f::VIRTUAL_APIC_PAGE_ADDR, hpa);
-        put(f::TPR_THRESHOLD, v.get(f::TPR_THRESHOLD) & 0xf);
+        out.put(f::VIRTUAL_APIC_PAGE_ADDR, hpa);
+        out.put(f::TPR_THRESHOLD, v.get(f::TPR_THRESHOLD) & 0xf);
     }
-    put(f::CPU_BASED_VM_EXEC_CONTROL, prim02 as u64);
+    out.put(f::CPU_BASED_VM_EXEC_CONTROL, prim02);
     // NMI-window exiting needs virtual NMIs (SDM 26.2.1.1).
-    if prim12 & primary::NMI_WINDOW_EXITING != 0 {
-        put(f::PIN_BASED_VM_EXEC_CONTROL, (l0.pin | pin::VIRTUAL_NMIS) as u64);
-    }
+    let vnmi = if prim12 & primary::NMI_WINDOW_EXITING != 0 { pin::VIRTUAL_NMIS } else { 0 };
+    out.put(f::PIN_BASED_VM_EXEC_CONTROL, l0.pin | vnmi);
     // No VPID (L2's translations never outlive an entry or exit); unrestricted guest only
     // where L1 gives it to L2 (it needs L1's EPT), else the CPU checks L2's state in full.
     let mut sec02 = (l0.secondary & !(secondary::ENABLE_VPID | secondary::UNRESTRICTED_GUEST))
         | (sec12 & (secondary::DESC_TABLE_EXITING | secondary::WBINVD_EXITING | secondary::UNRESTRICTED_GUEST));
     if let Some(hpa) = pages.apic_access {
         sec02 |= secondary::VIRTUALIZE_APIC_ACCESSES;
-        put(f::APIC_ACCESS_ADDR, hpa);
+        out.put(f::APIC_ACCESS_ADDR, hpa);
     }
-    put(f::SECONDARY_VM_EXEC_CONTROL, sec02 as u64);
-    if let Some(eptp) = pages.ept02 {
-        put(f::EPT_POINTER, eptp);
-    }
+    out.put(f::SECONDARY_VM_EXEC_CONTROL, sec02);
+    out.put(f::EPT_POINTER, pages.ept02.unwrap_or(l0.eptp));
     // L1's exceptions, with L0's always-intercepted ones on top.
-    put(f::EXCEPTION_BITMAP, vmcs02_exception_bitmap(v.get(f::EXCEPTION_BITMAP)));
-    put(f::PAGE_FAULT_ERROR_CODE_MASK, v.get(f::PAGE_FAULT_ERROR_CODE_MASK));
-    put(f::PAGE_FAULT_ERROR_CODE_MATCH, v.get(f::PAGE_FAULT_ERROR_CODE_MATCH));
+    out.put(f::EXCEPTION_BITMAP, vmcs02_exception_bitmap(v.get(f::EXCEPTION_BITMAP)));
+    out.put(f::PAGE_FAULT_ERROR_CODE_MASK, v.get(f::PAGE_FAULT_ERROR_CODE_MASK));
+    out.put(f::PAGE_FAULT_ERROR_CODE_MATCH, v.get(f::PAGE_FAULT_ERROR_CODE_MATCH));
     // Without unrestricted guest CR0.PE/PG are fixed to 1 on VMCS02 (L2 has them: checked).
-    if sec02 & secondary::UNRESTRICTED_GUEST == 0 {
-        put(f::GUEST_CR0, l0.guest_cr0 | l0.cr0_fixed0);
-    }
+    let fixed = if sec02 & secondary::UNRESTRICTED_GUEST == 0 { l0.cr0_fixed0 } else { 0 };
+    out.put(f::GUEST_CR0, l0.guest_cr0 | fixed);
     // CR0/CR4: bits L1 owns read as VMCS12's shadow; the others as L0 shows them.
     let m0 = v.get(f::CR0_GUEST_HOST_MASK);
-    put(f::CR0_GUEST_HOST_MASK, l0.cr0_mask | m0);
-    put(f::CR0_READ_SHADOW, (l0.cr0_shadow & !m0) | (v.get(f::CR0_READ_SHADOW) & m0));
+    out.put(f::CR0_GUEST_HOST_MASK, l0.cr0_mask | m0);
+    out.put(f::CR0_READ_SHADOW, (l0.cr0_shadow & !m0) | (v.get(f::CR0_READ_SHADOW) & m0));
     let m4 = v.get(f::CR4_GUEST_HOST_MASK);
-    put(f::CR4_GUEST_HOST_MASK, l0.cr4_mask | m4);
-    put(f::CR4_READ_SHADOW, (l0.cr4_shadow & !m4) | (v.get(f::CR4_READ_SHADOW) & m4));
-    put(f::TSC_OFFSET, l2_tsc_offset(l0.tsc_offset, v));
+    out.put(f::CR4_GUEST_HOST_MASK, l0.cr4_mask | m4);
+    out.put(f::CR4_READ_SHADOW, (l0.cr4_shadow & !m4) | (v.get(f::CR4_READ_SHADOW) & m4));
+    out.put(f::TSC_OFFSET, l2_tsc_offset(l0.tsc_offset, v));
 }
 
 
 /// L2's TSC offset: L0's for L1 plus L1's for L2 when L1 uses TSC offsetting.
 pub fn l2_tsc_offset(l0: u64, v: &Vmcs12) -> u64 {
-    if v.get(f::CPU_BASED_VM_EXEC_CONTROL) as u32 & primary::USE_TSC_OFFSETTING != 0 {
+    if v.get(f::CPU_BASED_VM_EXEC_CONTROL) & primary::USE_TSC_OFFSETTING != 0 {
         l0.wrapping_add(v.get(f::TSC_OFFSET))
     } else {
         l0
@@ -333,7 +333,7 @@ mod tests {
 
     fn vmcs12_for_64bit_l2() -> Vmcs12 {
         let mut v = Vmcs12::default();
-        v.set(f::VM_ENTRY_CONTROLS, entry::IA32E_MODE_GUEST as u64);
+        v.set(f::VM_ENTRY_CONTROLS, entry::IA32E_MODE_GUEST);
         v.set(f::GUEST_CR0, 0x8000_0031);
         v.set(f::GUEST_CR3, 0x5000);
         v.set(f::GUEST_CR4, 0x2020);
@@ -376,7 +376,7 @@ mod tests {
         v32.set(f::VM_ENTRY_CONTROLS, 0);
         assert_eq!(l2_entry_state(&v32, &l1()).efer, 0x801);
         let mut load = v.clone();
-        load.set(f::VM_ENTRY_CONTROLS, (entry::IA32E_MODE_GUEST | entry::LOAD_IA32_EFER) as u64);
+        load.set(f::VM_ENTRY_CONTROLS, entry::IA32E_MODE_GUEST | entry::LOAD_IA32_EFER);
         load.set(f::GUEST_IA32_EFER, 0x500);
         assert_eq!(l2_entry_state(&load, &l1()).efer, 0x500);
     }
@@ -384,7 +384,7 @@ mod tests {
     #[test]
     fn entry_loads_pat_dr7_and_the_event_when_asked() {
         let mut v = vmcs12_for_64bit_l2();
-        v.set(f::VM_ENTRY_CONTROLS, (entry::IA32E_MODE_GUEST | entry::LOAD_IA32_PAT | entry::LOAD_DEBUG_CONTROLS) as u64);
+        v.set(f::VM_ENTRY_CONTROLS, entry::IA32E_MODE_GUEST | entry::LOAD_IA32_PAT | entry::LOAD_DEBUG_CONTROLS);
         v.set(f::VM_ENTRY_INTR_INFO_FIELD, 0x8000_0b0e); // #PF, hardware exception, error code
         v.set(f::VM_ENTRY_EXCEPTION_ERROR_CODE, 2);
         let s = l2_entry_state(&v, &l1());
@@ -400,22 +400,22 @@ mod tests {
         l2.gprs[RSP] = 0x7f_fff8;
         l2.pat = 0x77;
         l2.efer = 0x500; // L2 left IA-32e mode... as far as EFER says
-        v.set(f::VM_EXIT_CONTROLS, exit_ctl::SAVE_IA32_PAT as u64);
+        v.set(f::VM_EXIT_CONTROLS, exit_ctl::SAVE_IA32_PAT);
         save_l2(&l2, &mut v);
         assert_eq!((v.get(f::GUEST_RIP), v.get(f::GUEST_RSP)), (0x40_0010, 0x7f_fff8));
         assert_eq!(v.get(f::GUEST_IA32_PAT), 0x77);
         assert_eq!(v.get(f::GUEST_IA32_EFER), 0, "not saved without save IA32_EFER");
-        assert_eq!(v.get(f::VM_ENTRY_CONTROLS) as u32 & entry::IA32E_MODE_GUEST, entry::IA32E_MODE_GUEST);
+        assert_eq!(v.get(f::VM_ENTRY_CONTROLS) & entry::IA32E_MODE_GUEST, entry::IA32E_MODE_GUEST);
         l2.efer = 0;
         save_l2(&l2, &mut v);
-        assert_eq!(v.get(f::VM_ENTRY_CONTROLS) as u32 & entry::IA32E_MODE_GUEST, 0);
+        assert_eq!(v.get(f::VM_ENTRY_CONTROLS) & entry::IA32E_MODE_GUEST, 0);
     }
 
     #[test]
     fn exit_information_and_entry_failures() {
         let mut v = Vmcs12::default();
         v.set(f::VM_ENTRY_INTR_INFO_FIELD, 0x8000_0030);
-        let info = ExitInfo { reason: EPT_VIOLATION, qualification: 0x181, gpa: 0xabc000, linear: 0x1000, insn_len: 3, ..ExitInfo::default() };
+        let info = ExitInfo { reason: EPT_VIOLATION.into(), qualification: 0x181, gpa: 0xabc000, linear: 0x1000, insn_len: 3, ..ExitInfo::default() };
         write_exit_info(&mut v, &info);
         assert_eq!((v.get(f::VM_EXIT_REASON), v.get(f::EXIT_QUALIFICATION)), (48, 0x181));
         assert_eq!((v.get(f::GUEST_PHYSICAL_ADDRESS), v.get(f::GUEST_LINEAR_ADDRESS)), (0xabc000, 0x1000));
@@ -436,7 +436,7 @@ mod tests {
     #[test]
     fn host_state_load_is_sdm_28_5() {
         let mut v = vmcs12_for_64bit_l2();
-        v.set(f::VM_EXIT_CONTROLS, exit_ctl::HOST_ADDR_SPACE_SIZE as u64);
+        v.set(f::VM_EXIT_CONTROLS, exit_ctl::HOST_ADDR_SPACE_SIZE);
         v.set(f::HOST_CR0, 0x8000_0021);
         v.set(f::HOST_CR3, 0x9000);
         v.set(f::HOST_CR4, 0x2020);
@@ -515,37 +515,60 @@ mod tests {
             guest_cr0: 0x8000_0031,
             cr0_fixed0: 0x8000_0021,
             tsc_offset: 100,
+            eptp: 0x105e,
         };
         let mut v = Vmcs12::default();
-        v.set(f::CPU_BASED_VM_EXEC_CONTROL, (primary::HLT_EXITING | primary::USE_IO_BITMAPS | primary::USE_TSC_OFFSETTING | primary::NMI_WINDOW_EXITING) as u64);
+        v.set(f::CPU_BASED_VM_EXEC_CONTROL, primary::HLT_EXITING | primary::USE_IO_BITMAPS | primary::USE_TSC_OFFSETTING | primary::NMI_WINDOW_EXITING);
         v.set(f::TSC_OFFSET, 5);
         v.set(f::CR0_GUEST_HOST_MASK, 0x8);
         v.set(f::CR0_READ_SHADOW, 0x8);
         let mut w = Writes::default();
         merge_vmcs02(&l0, &v, &Vmcs02Pages::default(), &mut w);
-        let get = |field| w.0.iter().find(|(x, _)| *x == field).map(|&(_, v)| v);
-        let prim = get(f::CPU_BASED_VM_EXEC_CONTROL).unwrap() as u32;
+        let get = |field: Field| w.0.iter().find(|(x, _)| *x == field).map(|&(_, v)| v);
+        let prim = get(f::CPU_BASED_VM_EXEC_CONTROL.field()).unwrap() as u32;
         assert_ne!(prim & primary::HLT_EXITING, 0);
         assert_eq!(prim & primary::USE_IO_BITMAPS, 0, "nvmx evaluates L1's bitmaps");
-        assert_eq!(get(f::PIN_BASED_VM_EXEC_CONTROL), Some((0x9 | pin::VIRTUAL_NMIS) as u64));
-        let sec = get(f::SECONDARY_VM_EXEC_CONTROL).unwrap() as u32;
+        assert_eq!(get(f::PIN_BASED_VM_EXEC_CONTROL.field()), Some((0x9 | pin::VIRTUAL_NMIS) as u64));
+        let sec = get(f::SECONDARY_VM_EXEC_CONTROL.field()).unwrap() as u32;
         assert_eq!(sec & (secondary::ENABLE_VPID | secondary::UNRESTRICTED_GUEST), 0);
-        assert_eq!(get(f::GUEST_CR0), Some(0x8000_0031), "PE/PG fixed without unrestricted guest");
-        assert_eq!(get(f::CR0_GUEST_HOST_MASK), Some(0xe000_0028));
-        assert_eq!(get(f::CR0_READ_SHADOW), Some(0x8000_0039));
-        assert_eq!(get(f::TSC_OFFSET), Some(105));
-        assert_eq!(get(f::EPT_POINTER), None);
+        assert_eq!(get(f::GUEST_CR0.field()), Some(0x8000_0031), "PE/PG fixed without unrestricted guest");
+        assert_eq!(get(f::CR0_GUEST_HOST_MASK.field()), Some(0xe000_0028));
+        assert_eq!(get(f::CR0_READ_SHADOW.field()), Some(0x8000_0039));
+        assert_eq!(get(f::TSC_OFFSET.field()), Some(105));
+        assert_eq!(get(f::EPT_POINTER.field()), Some(0x105e), "L0's EPT without L1's");
         // With L1's TPR shadow: VTPR page and threshold, L1's CR8 exits instead of L0's.
         let pages = Vmcs02Pages { virtual_apic: Some(0x7000), apic_access: Some(0x8000), ept02: Some(0x9000 | 0x5e) };
         v.set(f::TPR_THRESHOLD, 3);
         let mut w = Writes::default();
         merge_vmcs02(&l0, &v, &pages, &mut w);
-        let get = |field| w.0.iter().find(|(x, _)| *x == field).map(|&(_, v)| v);
-        let prim = get(f::CPU_BASED_VM_EXEC_CONTROL).unwrap() as u32;
+        let get = |field: Field| w.0.iter().find(|(x, _)| *x == field).map(|&(_, v)| v);
+        let prim = get(f::CPU_BASED_VM_EXEC_CONTROL.field()).unwrap() as u32;
         assert_eq!(prim & (primary::CR8_LOAD_EXITING | primary::CR8_STORE_EXITING), 0);
         assert_ne!(prim & primary::TPR_SHADOW, 0);
-        assert_eq!((get(f::VIRTUAL_APIC_PAGE_ADDR), get(f::TPR_THRESHOLD)), (Some(0x7000), Some(3)));
-        assert_ne!(get(f::SECONDARY_VM_EXEC_CONTROL).unwrap() as u32 & secondary::VIRTUALIZE_APIC_ACCESSES, 0);
-        assert_eq!(get(f::EPT_POINTER), Some(0x905e));
+        assert_eq!((get(f::VIRTUAL_APIC_PAGE_ADDR.field()), get(f::TPR_THRESHOLD.field())), (Some(0x7000), Some(3)));
+        assert_ne!(get(f::SECONDARY_VM_EXEC_CONTROL.field()).unwrap() as u32 & secondary::VIRTUALIZE_APIC_ACCESSES, 0);
+        assert_eq!(get(f::EPT_POINTER.field()), Some(0x905e));
+        assert_eq!(get(f::PIN_BASED_VM_EXEC_CONTROL.field()), Some(u64::from(0x9 | pin::VIRTUAL_NMIS)));
+        // Without NMI-window exiting the pin controls are L0's, written all the same: VMCS02
+        // must not keep the virtual NMIs of an earlier VMCS12.
+        v.set(f::CPU_BASED_VM_EXEC_CONTROL, primary::HLT_EXITING);
+        let mut w = Writes::default();
+        merge_vmcs02(&l0, &v, &Vmcs02Pages::default(), &mut w);
+        let get = |field: Field| w.0.iter().find(|(x, _)| *x == field).map(|&(_, v)| v);
+        assert_eq!(get(f::PIN_BASED_VM_EXEC_CONTROL.field()), Some(0x9));
+        assert_eq!(get(f::GUEST_CR0.field()), Some(0x8000_0031), "PE/PG fixed");
+        // Under L1's unrestricted guest GUEST_CR0 is L2's (here real mode) as L0 wrote it.
+        v.set(f::CPU_BASED_VM_EXEC_CONTROL, primary::HLT_EXITING | primary::SECONDARY_CONTROLS);
+        v.set(f::SECONDARY_VM_EXEC_CONTROL, secondary::ENABLE_EPT | secondary::UNRESTRICTED_GUEST);
+        let real_mode = L0Controls { guest_cr0: 0x30, ..l0 };
+        let mut ug = Writes::default();
+        merge_vmcs02(&real_mode, &v, &Vmcs02Pages::default(), &mut ug);
+        assert!(ug.0.contains(&(f::GUEST_CR0.field(), 0x30)));
+        // No field twice.
+        let mut fields: Vec<Field> = w.0.iter().map(|&(x, _)| x).collect();
+        fields.sort();
+        let n = fields.len();
+        fields.dedup();
+        assert_eq!(fields.len(), n);
     }
 }

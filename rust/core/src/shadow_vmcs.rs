@@ -23,22 +23,22 @@ use super::vmcs12::Components;
 
 /// Components L1 reads and writes in the shadow VMCS.
 pub const READ_WRITE: &[Field] = &[
-    f::GUEST_RIP, f::GUEST_RSP, f::GUEST_RFLAGS, f::GUEST_CR0, f::GUEST_CR3, f::GUEST_CR4,
-    f::GUEST_INTERRUPTIBILITY_INFO, f::GUEST_CS_SELECTOR, f::GUEST_CS_AR_BYTES,
-    f::GUEST_SS_AR_BYTES, f::GUEST_ES_BASE, f::GUEST_CS_BASE, f::GUEST_SS_BASE, f::GUEST_DS_BASE,
-    f::GUEST_FS_BASE, f::GUEST_GS_BASE, f::CR0_READ_SHADOW, f::CR4_READ_SHADOW,
-    f::EXCEPTION_BITMAP, f::PIN_BASED_VM_EXEC_CONTROL, f::CPU_BASED_VM_EXEC_CONTROL,
-    f::SECONDARY_VM_EXEC_CONTROL, f::VM_EXIT_CONTROLS, f::VM_ENTRY_CONTROLS,
-    f::VM_ENTRY_INTR_INFO_FIELD, f::VM_ENTRY_EXCEPTION_ERROR_CODE, f::VM_ENTRY_INSTRUCTION_LEN,
-    f::TSC_OFFSET, f::HOST_RSP, f::HOST_RIP, f::HOST_FS_BASE, f::HOST_GS_BASE,
+    f::GUEST_RIP.field(), f::GUEST_RSP.field(), f::GUEST_RFLAGS.field(), f::GUEST_CR0.field(), f::GUEST_CR3.field(), f::GUEST_CR4.field(),
+    f::GUEST_INTERRUPTIBILITY_INFO.field(), f::GUEST_CS_SELECTOR.field(), f::GUEST_CS_AR_BYTES.field(),
+    f::GUEST_SS_AR_BYTES.field(), f::GUEST_ES_BASE.field(), f::GUEST_CS_BASE.field(), f::GUEST_SS_BASE.field(), f::GUEST_DS_BASE.field(),
+    f::GUEST_FS_BASE.field(), f::GUEST_GS_BASE.field(), f::CR0_READ_SHADOW.field(), f::CR4_READ_SHADOW.field(),
+    f::EXCEPTION_BITMAP.field(), f::PIN_BASED_VM_EXEC_CONTROL.field(), f::CPU_BASED_VM_EXEC_CONTROL.field(),
+    f::SECONDARY_VM_EXEC_CONTROL.field(), f::VM_EXIT_CONTROLS.field(), f::VM_ENTRY_CONTROLS.field(),
+    f::VM_ENTRY_INTR_INFO_FIELD.field(), f::VM_ENTRY_EXCEPTION_ERROR_CODE.field(), f::VM_ENTRY_INSTRUCTION_LEN.field(),
+    f::TSC_OFFSET.field(), f::HOST_RSP.field(), f::HOST_RIP.field(), f::HOST_FS_BASE.field(), f::HOST_GS_BASE.field(),
 ];
 
 /// Components L1 only reads from the shadow VMCS (VM-exit information, SDM 25.9).
 pub const READ_ONLY: &[Field] = &[
-    f::VM_EXIT_REASON, f::EXIT_QUALIFICATION, f::VM_EXIT_INTR_INFO, f::VM_EXIT_INTR_ERROR_CODE,
-    f::IDT_VECTORING_INFO_FIELD, f::IDT_VECTORING_ERROR_CODE, f::VM_EXIT_INSTRUCTION_LEN,
-    f::VMX_INSTRUCTION_INFO, f::VM_INSTRUCTION_ERROR, f::GUEST_LINEAR_ADDRESS,
-    f::GUEST_PHYSICAL_ADDRESS,
+    f::VM_EXIT_REASON.field(), f::EXIT_QUALIFICATION.field(), f::VM_EXIT_INTR_INFO.field(), f::VM_EXIT_INTR_ERROR_CODE.field(),
+    f::IDT_VECTORING_INFO_FIELD.field(), f::IDT_VECTORING_ERROR_CODE.field(), f::VM_EXIT_INSTRUCTION_LEN.field(),
+    f::VMX_INSTRUCTION_INFO.field(), f::VM_INSTRUCTION_ERROR.field(), f::GUEST_LINEAR_ADDRESS.field(),
+    f::GUEST_PHYSICAL_ADDRESS.field(),
 ];
 
 /// A shadowed component: its encoding and where VMCS12 keeps it.
@@ -126,7 +126,8 @@ mod tests {
         bitmap(vmwrite_clear_bits())
     }
 
-    fn exits(b: &[u8; 4096], field: Field) -> bool {
+    fn exits(b: &[u8; 4096], field: impl Into<Field>) -> bool {
+        let field: Field = field.into();
         let n = (field.encoding() & 0x7fff) as usize;
         b[n / 8] & (1 << (n % 8)) != 0
     }
@@ -172,7 +173,7 @@ mod tests {
         assert!(!exits(&r, f::TSC_OFFSET) && !exits(&r, Field(f::TSC_OFFSET.encoding() | 1)));
         assert!(!exits(&w, Field(f::TSC_OFFSET.encoding() | 1)));
         // Everything else exits: the EPT pointer, the link pointer itself, unknown encodings.
-        for other in [f::EPT_POINTER, f::VMCS_LINK_POINTER, f::GUEST_ACTIVITY_STATE, Field(0x7ffe)] {
+        for other in [f::EPT_POINTER.field(), f::VMCS_LINK_POINTER.field(), f::GUEST_ACTIVITY_STATE.field(), Field(0x7ffe)] {
             assert!(exits(&r, other) && exits(&w, other), "{other:?}");
         }
         let cleared = |b: &[u8; 4096]| b.iter().map(|x| x.count_zeros()).sum::<u32>() as usize;

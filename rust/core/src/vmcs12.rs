@@ -23,7 +23,7 @@
 //! controls and host state (rust/core/src/nested_entry.rs, [`Vmcs12::take_for_checks`]). A
 //! write that leaves a component's value as it was is not a change.
 
-use super::field::{Access, Field, Width};
+use super::field::{Access, Field, FieldValue, TypedField, Width};
 use super::field_table::ALL_FIELDS;
 
 /// Components VMCS12 holds: every entry of the field table.
@@ -37,7 +37,8 @@ const HEADER: usize = 16;
 
 /// The index of `f`'s component (either access type), if VMCS12 has it.
 #[inline(always)]
-pub fn component(f: Field) -> Option<usize> {
+pub fn component(f: impl Into<Field>) -> Option<usize> {
+    let f: Field = f.into();
     f.position()
 }
 
@@ -162,7 +163,8 @@ impl Vmcs12 {
     /// The value VMREAD returns for `f` (high access: bits 63:32 of the 64-bit component);
     /// `None` if VMCS12 has no such component.
     #[inline(always)]
-    pub fn read(&self, f: Field) -> Option<u64> {
+    pub fn read(&self, f: impl Into<Field>) -> Option<u64> {
+        let f = f.into();
         let v = self.values[component(f)?];
         Some(match (f.access(), f.width()) {
             (Access::High, _) => v >> 32,
@@ -176,7 +178,8 @@ impl Vmcs12 {
     /// "VMWRITE": "if the VMCS field is shorter than the operand, the high bits are
     /// ignored"); a high access writes bits 63:32 only. `None` if there is no such component.
     #[inline(always)]
-    pub fn write(&mut self, f: Field, v: u64) -> Option<()> {
+    pub fn write(&mut self, f: impl Into<Field>, v: u64) -> Option<()> {
+        let f = f.into();
         let i = component(f)?;
         let old = self.values[i];
         let new = match (f.access(), f.width()) {
@@ -228,17 +231,17 @@ impl Vmcs12 {
         }
     }
 
-    /// The full value of a component from the field table (0 for one it does not hold,
-    /// which the table's own constants never are).
+    /// A component from the field table, as its width's type (0 for one VMCS12 does not
+    /// hold, which the table's own constants never are).
     #[inline(always)]
-    pub fn get(&self, f: Field) -> u64 {
-        self.read(f.full()).unwrap_or(0)
+    pub fn get<T: FieldValue>(&self, f: TypedField<T>) -> T {
+        T::from_operand(self.read(f.field()).unwrap_or(0))
     }
 
     /// Set a component from nvmx's side (exit information, guest state saved at an exit).
     #[inline(always)]
-    pub fn set(&mut self, f: Field, v: u64) {
-        let _ = self.write(f.full(), v);
+    pub fn set<T: FieldValue>(&mut self, f: TypedField<T>, v: T) {
+        let _ = self.write(f.field(), v.to_operand());
     }
 
     /// Read a VMCS12 from its region as L1's memory holds it.
@@ -298,7 +301,7 @@ mod tests {
     fn high_access_reads_and_writes_bits_63_32() {
         let mut v = Vmcs12::default();
         v.write(f::TSC_OFFSET, 0x1111_2222_3333_4444).unwrap();
-        let high = Field(f::TSC_OFFSET.0 | 1);
+        let high = Field(f::TSC_OFFSET.encoding() | 1);
         assert_eq!(v.read(high), Some(0x1111_2222));
         v.write(high, 0xaaaa_bbbb).unwrap();
         assert_eq!(v.read(f::TSC_OFFSET), Some(0xaaaa_bbbb_3333_4444));
@@ -319,7 +322,7 @@ mod tests {
         v.set(f::GUEST_RIP, 0);
         assert_eq!(v.take_for_shadow(), Components::NONE, "writing the value it has is no change");
         v.set(f::GUEST_RIP, 0x1000);
-        v.write(Field(f::TSC_OFFSET.0 | 1), 7).unwrap();
+        v.write(Field(f::TSC_OFFSET.encoding() | 1), 7).unwrap();
         let rip = component(f::GUEST_RIP).unwrap();
         let tsc = component(f::TSC_OFFSET).unwrap();
         let mut want = [rip, tsc];

@@ -544,13 +544,13 @@ mod tests {
         let known = |fl: Field| fl.is_known();
         assert_eq!(on().vmread(&cpu64(), f::GUEST_RIP.encoding() as u64, known), Err(Outcome::FailInvalid));
         let v = with_vmcs();
-        assert_eq!(v.vmread(&cpu64(), f::GUEST_RIP.encoding() as u64, known), Ok(f::GUEST_RIP));
+        assert_eq!(v.vmread(&cpu64(), f::GUEST_RIP.encoding() as u64, known), Ok(f::GUEST_RIP.field()));
         assert_eq!(v.vmread(&cpu64(), 0x7fff_fffe, known), Err(Outcome::FailValid(VmError::UnsupportedComponent)));
         assert_eq!(v.vmread(&cpu64(), 1 << 40 | f::GUEST_RIP.encoding() as u64, known), Err(Outcome::FailValid(VmError::UnsupportedComponent)), "bits 63:32 set");
-        assert_eq!(v.vmwrite(&cpu64(), &o, f::GUEST_RIP.encoding() as u64, known), Ok(f::GUEST_RIP));
+        assert_eq!(v.vmwrite(&cpu64(), &o, f::GUEST_RIP.encoding() as u64, known), Ok(f::GUEST_RIP.field()));
         assert_eq!(v.vmwrite(&cpu64(), &o, f::VM_EXIT_REASON.encoding() as u64, known), Err(Outcome::FailValid(VmError::ReadOnlyComponent)));
         let any = Offered { vmwrite_any_field: true, ..o };
-        assert_eq!(v.vmwrite(&cpu64(), &any, f::VM_EXIT_REASON.encoding() as u64, known), Ok(f::VM_EXIT_REASON));
+        assert_eq!(v.vmwrite(&cpu64(), &any, f::VM_EXIT_REASON.encoding() as u64, known), Ok(f::VM_EXIT_REASON.field()));
         assert_eq!(v.vmwrite(&L1Cpu { cpl: 3, ..cpu64() }, &o, f::GUEST_RIP.encoding() as u64, known), Err(Outcome::Gp));
     }
 
