@@ -7,6 +7,7 @@ use crate::shim;
 use crate::vmx_core::ept;
 use crate::vmx_core::exit::reason;
 use crate::vmx_core::nested_switch::ExitInfo;
+use crate::vmx_core::nested_ept::EptViolation;
 use crate::vmx_core::paging::{self, GuestPhys, PagingRegs};
 
 /// Guest-physical memory as the running guest addresses it, for the accesses nvmx makes for
@@ -146,7 +147,11 @@ impl Ept12Denial {
             None => ExitInfo { reason: reason::EPT_MISCONFIG.into(), gpa: self.gpa, ..ExitInfo::default() },
             Some(rights) => ExitInfo {
                 reason: reason::EPT_VIOLATION.into(),
-                qualification: self.access | (rights << 3) | (1 << 7) | ((self.translated as u64) << 8),
+                qualification: EptViolation(self.access)
+                    .with_rights(rights)
+                    .with_linear_valid(true)
+                    .with_translated(self.translated)
+                    .0,
                 linear: self.linear,
                 gpa: self.gpa,
                 ..ExitInfo::default()

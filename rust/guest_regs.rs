@@ -8,6 +8,7 @@ use crate::vmcs::LoadedVmcs;
 use crate::vmx_core::arch_state::EFER_LMA;
 use crate::vmx_core::controls::cr0;
 use crate::vmx_core::exit::{intr_kind, InterruptionInfo};
+use crate::vmx_core::segment::AccessRights;
 use crate::vmx_core::field_table as f;
 use crate::vmx_core::insn::CpuMode;
 use crate::vmx_core::paging::PagingRegs;
@@ -68,10 +69,10 @@ pub(crate) fn inject_page_fault(cur: &LoadedVmcs<'_>, la: u64, write: bool) {
 
 /// The mode of the guest's code segment.
 pub(crate) fn cpu_mode(cur: &LoadedVmcs<'_>) -> CpuMode {
-    let ar = cur.r(f::GUEST_CS_AR_BYTES);
-    if cur.r(f::GUEST_IA32_EFER) & EFER_LMA != 0 && ar & (1 << 13) != 0 {
+    let cs = AccessRights(cur.r(f::GUEST_CS_AR_BYTES));
+    if cur.r(f::GUEST_IA32_EFER) & EFER_LMA != 0 && cs.long_mode() {
         CpuMode::Bits64
-    } else if ar & (1 << 14) != 0 {
+    } else if cs.db() {
         CpuMode::Bits32
     } else {
         CpuMode::Bits16

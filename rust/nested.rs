@@ -26,10 +26,11 @@ pub(crate) use crate::nested_state::Switch;
 use crate::nested_state::L1AtEntry;
 pub(crate) use crate::nested_msrs::{available, cpuid_changed, get_msr, is_nested_msr, set_msr};
 pub(crate) use crate::msr_route::vmcs02_tsc_offset;
-use crate::vmx_core::controls::{exit as exit_ctl, pin};
+use crate::vmx_core::controls::{cr0, cr4, exit as exit_ctl, pin};
 use crate::vmx_core::exit::{intr_kind, reason, ExitReason, InterruptionInfo};
 use crate::vmx_core::field_table as f;
 use crate::vmx_core::field::Field;
+use crate::vmx_core::segment::AccessRights;
 use crate::vmx_core::lapic::ApicError;
 use crate::vmx_core::nested_apic::{self, ApicVirt};
 use crate::vmx_core::nested_entry::{self, EntryEnv, EntryFailure};
@@ -142,14 +143,14 @@ fn write_back(st: &mut VcpuState, eptp: u64, addr: Option<u64>) {
 
 /// L1's processor state as the permission checks read it.
 fn l1_cpu(cur: &LoadedVmcs<'_>) -> L1Cpu {
-    let cs_ar = cur.r(f::GUEST_CS_AR_BYTES);
+    let cs = AccessRights(cur.r(f::GUEST_CS_AR_BYTES));
     L1Cpu {
         cr0: guest_regs::guest_cr0(cur),
         cr4: guest_regs::guest_cr4(cur),
-        v8086: cur.r(f::GUEST_RFLAGS) & (1 << 17) != 0,
+        v8086: cur.r(f::GUEST_RFLAGS) & crate::vmx_core::arch_state::RFLAGS_VM != 0,
         lma: cur.r(f::GUEST_IA32_EFER) & EFER_LMA != 0,
-        cs_l: cs_ar & (1 << 13) != 0,
-        cpl: ((cur.r(f::GUEST_SS_AR_BYTES) >> 5) & 3) as u8,
+        cs_l: cs.long_mode(),
+        cpl: AccessRights(cur.r(f::GUEST_SS_AR_BYTES)).dpl(),
     }
 }
 
@@ -172,7 +173,7 @@ fn finish(cur: &LoadedVmcs<'_>, st: &mut VcpuState, o: Outcome) {
 
 /// An operand's linear address (or register), from the instruction information.
 fn operand(cur: &LoadedVmcs<'_>, g: &[u64; 16], info: InsnInfo, q: u64) -> Place {
-    let bits64 = cur.r(f::GUEST_IA32_EFER) & EFER_LMA != 0 && cur.r(f::GUEST_CS_AR_BYTES) & (1 << 13) != 0;
+    let bits64 = cur.r(f::GUEST_IA32_EFER) & EFER_LMA != 0 && AccessRights(cur.r(f::GUEST_CS_AR_BYTES)).long_mode();
     let seg_base = match info.segment() {
         4 => cur.r(f::GUEST_FS_BASE),
         5 => cur.r(f::GUEST_GS_BASE),
@@ -262,7 +263,7 @@ pub(crate) fn vmx_instruction(cur: &LoadedVmcs<'_>, st: &mut VcpuState, g: &mut 
         }
         reason::VMXON => {
             // #UD checks come before the operand is read (SDM order).
-            if st.nested.l1.vmxon.is_none() && (cpu.cr4 & (1 << 13) == 0 || cpu.cr0 & 1 == 0) {
+            if st.nested.l1.vmxon.is_none() && (cpu.cr4 & cr4::VMXE == 0 || cpu.cr0 & cr0::PE == 0) {
                 Outcome::Ud
             } else {
                 let Some(addr) = mem_u64(cur, g, eptp, info, q) else { return Handled::Resume };

@@ -22,6 +22,7 @@ use crate::guest_memory::{copy_guest, AccessError, GuestMemory};
 use crate::msr_route::{check_guest_wrmsr, MsrHome};
 use crate::vmx_core::arch_state::{self, Rows, Seg, Vmcs, EVENT_VALID};
 use crate::vmx_core::nested_switch::L0Controls;
+use crate::vmx_core::segment::AccessRights;
 use crate::vcpu::Vcpu;
 use crate::vcpu_state::{PendingIn, PendingIns, PendingMmio, VcpuState, SYSCALL_MSRS};
 use crate::vmx_core::insn::{self, CpuMode, Decoded, Gpr};
@@ -1179,7 +1180,7 @@ fn string_io(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, g: &mut [u64; 16], st: &mut Vcpu
         return Next::Resume;
     }
     let size = io.size();
-    let df = cur.r(f::GUEST_RFLAGS) & (1 << 10) != 0;
+    let df = cur.r(f::GUEST_RFLAGS) & arch_state::RFLAGS_DF != 0;
     let linear = cur.r(f::GUEST_LINEAR_ADDRESS);
     let n = string_io_batch(count, size, linear, df);
     let insn_len = u64::from(cur.r(f::VM_EXIT_INSTRUCTION_LEN));
@@ -1419,7 +1420,7 @@ fn sync_guest_dr6(st: &mut VcpuState) -> bool {
 /// #AC go back to the guest that raised them, #MC to the host's handler.
 fn intercepted_exception(cur: &LoadedVmcs<'_>, st: &mut VcpuState, reason_: u32, info: u32, q: u64, cpu: u32) -> Next {
     let ac = exception::AcContext {
-        cpl: ((cur.r(f::GUEST_SS_AR_BYTES) >> 5) & 3) as u8,
+        cpl: AccessRights(cur.r(f::GUEST_SS_AR_BYTES)).dpl(),
         cr0: guest_cr0(cur),
         rflags: cur.r(f::GUEST_RFLAGS),
     };

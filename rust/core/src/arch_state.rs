@@ -136,6 +136,10 @@ pub const EFER_LME: u64 = 1 << 8;
 pub const EFER_LMA: u64 = 1 << 10;
 /// RFLAGS bit 1 reads as 1 (SDM vol. 1 3.4.3).
 pub const RFLAGS_FIXED: u64 = 1 << 1;
+/// RFLAGS.DF (bit 10): string instructions step down.
+pub const RFLAGS_DF: u64 = 1 << 10;
+/// RFLAGS.VM (bit 17): virtual-8086 mode.
+pub const RFLAGS_VM: u64 = 1 << 17;
 
 /// One component of [`ArchState`] that a VMCS guest-state field holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -16,6 +16,7 @@ use super::controls::{cr0, cr4, entry, exit, pin, primary, secondary};
 use super::exit::{intr_kind as kind, InterruptionInfo};
 use super::field::{Field, Kind, TypedField};
 use super::field_table as f;
+use super::arch_state::RFLAGS_VM;
 use super::nested_caps::L1VmxCaps;
 use super::vmcs12::{Components, Vmcs12};
 
@@ -73,7 +74,6 @@ const EFER_LMA: u64 = 1 << 10;
 /// EFER bits a guest may have: SCE, LME, LMA, NXE.
 const EFER_VALID: u64 = 1 | (1 << 8) | (1 << 10) | (1 << 11);
 const RFLAGS_IF: u64 = 1 << 9;
-const RFLAGS_VM: u64 = 1 << 17;
 
 /// 48-bit canonical (sign extension of bit 47): L1 is not offered 5-level paging.
 pub const fn canonical(a: u64) -> bool {

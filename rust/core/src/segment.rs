@@ -2,10 +2,34 @@
 //! Segment registers as `struct kvm_segment` has them and as the VMCS stores their access
 //! rights (SDM 25.4.1, table 25-2).
 
-use super::bits::{extract, test};
+use super::bits::bitfield;
 
 /// Bit 16 of the access rights: segment unusable.
 pub const AR_UNUSABLE: u32 = 1 << 16;
+
+bitfield! {
+    /// A segment's access rights as the VMCS holds them (SDM 25.4.1, table 25-2).
+    pub struct AccessRights(u32) {
+        /// Segment type.
+        type_, with_type: 3:0 as u8;
+        /// Descriptor type (S): code or data.
+        s, with_s: 4;
+        /// Descriptor privilege level; SS's is the CPL.
+        dpl, with_dpl: 6:5 as u8;
+        /// Present.
+        present, with_present: 7;
+        /// Available for use by system software.
+        avl, with_avl: 12;
+        /// 64-bit mode active (CS only).
+        long_mode, with_long_mode: 13;
+        /// Default operation size (D/B): 32-bit.
+        db, with_db: 14;
+        /// Granularity.
+        g, with_g: 15;
+        /// Segment unusable.
+        unusable, with_unusable: 16;
+    }
+}
 
 /// A segment register's hidden attributes (the fields of `struct kvm_segment`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -37,31 +61,32 @@ impl Attributes {
         if self.unusable != 0 {
             return AR_UNUSABLE;
         }
-        (self.type_ as u32 & 0xf)
-            | (self.s as u32 & 1) << 4
-            | (self.dpl as u32 & 3) << 5
-            | (self.present as u32 & 1) << 7
-            | (self.avl as u32 & 1) << 12
-            | (self.l as u32 & 1) << 13
-            | (self.db as u32 & 1) << 14
-            | (self.g as u32 & 1) << 15
+        AccessRights(0)
+            .with_type(self.type_)
+            .with_s(self.s & 1 != 0)
+            .with_dpl(self.dpl)
+            .with_present(self.present & 1 != 0)
+            .with_avl(self.avl & 1 != 0)
+            .with_long_mode(self.l & 1 != 0)
+            .with_db(self.db & 1 != 0)
+            .with_g(self.g & 1 != 0)
+            .0
     }
 
     /// Decode VMCS access rights. An unusable segment reads back as not present, as KVM
     /// reports it.
     pub const fn from_ar(ar: u32) -> Self {
-        let ar64 = ar as u64;
-        let unusable = test(ar64, 16);
+        let ar = AccessRights(ar);
         Attributes {
-            type_: extract(ar64, 3, 0) as u8,
-            s: test(ar64, 4) as u8,
-            dpl: extract(ar64, 6, 5) as u8,
-            present: (test(ar64, 7) && !unusable) as u8,
-            avl: test(ar64, 12) as u8,
-            l: test(ar64, 13) as u8,
-            db: test(ar64, 14) as u8,
-            g: test(ar64, 15) as u8,
-            unusable: unusable as u8,
+            type_: ar.type_(),
+            s: ar.s() as u8,
+            dpl: ar.dpl(),
+            present: (ar.present() && !ar.unusable()) as u8,
+            avl: ar.avl() as u8,
+            l: ar.long_mode() as u8,
+            db: ar.db() as u8,
+            g: ar.g() as u8,
+            unusable: ar.unusable() as u8,
         }
     }
 }
