@@ -73,6 +73,12 @@ impl Mailbox {
         self.enabled.store(apic.enabled(), Ordering::Relaxed);
     }
 
+    /// Whether an interrupt from outside (an MSI, not an IPI of this vCPU) for `dest`
+    /// reaches this vCPU.
+    pub(crate) fn is_target(&self, dest: Destination) -> bool {
+        self.matches(dest, false)
+    }
+
     fn matches(&self, dest: Destination, from_self: bool) -> bool {
         match dest {
             Destination::Myself => from_self,
@@ -119,6 +125,21 @@ impl Mailbox {
         let init = self.init.swap(false, Ordering::SeqCst);
         let sipi = self.sipi.swap(0, Ordering::SeqCst);
         (init, sipi.checked_sub(1).map(|v| v as u8))
+    }
+
+    /// Take a posted NMI (KVM_SET_VCPU_EVENTS replaces what is pending).
+    pub(crate) fn take_nmi(&self) -> bool {
+        self.nmi.swap(false, Ordering::SeqCst)
+    }
+
+    /// Whether an NMI was posted and not taken yet.
+    pub(crate) fn nmi_posted(&self) -> bool {
+        self.nmi.load(Ordering::SeqCst)
+    }
+
+    /// Set or withdraw a waiting INIT (KVM_SET_VCPU_EVENTS' `latched_init`).
+    pub(crate) fn set_init_pending(&self, init: bool) {
+        self.init.store(init, Ordering::SeqCst);
     }
 
     /// Whether an INIT is waiting (a running vCPU must leave the guest to take it).

@@ -6,7 +6,8 @@
 //! unusable or not present is stored as just "unusable" (VMCS access-rights bit 16), and
 //! reads back with every attribute 0 but `unusable`.
 
-use crate::uapi::{KvmDtable, KvmRegs, KvmSegment, KvmSregs};
+use crate::uapi::{KvmDtable, KvmRegs, KvmSegment, KvmSregs, KvmVcpuEvents};
+use crate::vmx_core::vcpu_events::VcpuEvents;
 use crate::vmx_core::arch_state::{ArchState, DescriptorTable, Seg, Segment};
 use crate::vmx_core::segment::Attributes;
 
@@ -108,4 +109,57 @@ pub(crate) fn arch_with_sregs(a: &ArchState, s: &KvmSregs) -> ArchState {
     n.idtr = DescriptorTable { base: s.idt.base, limit: s.idt.limit };
     (n.cr0, n.cr2, n.cr3, n.cr4, n.efer) = (s.cr0, s.cr2, s.cr3, s.cr4, s.efer);
     n
+}
+
+pub(crate) fn events_to_kvm(e: &VcpuEvents) -> KvmVcpuEvents {
+    let mut k = KvmVcpuEvents::default();
+    k.exception.injected = e.exception_injected as u8;
+    k.exception.nr = e.exception_nr;
+    k.exception.has_error_code = e.exception_has_error_code as u8;
+    k.exception.pending = e.exception_pending as u8;
+    k.exception.error_code = e.exception_error_code;
+    k.interrupt.injected = e.interrupt_injected as u8;
+    k.interrupt.nr = e.interrupt_nr;
+    k.interrupt.soft = e.interrupt_soft as u8;
+    k.interrupt.shadow = e.interrupt_shadow;
+    k.nmi.injected = e.nmi_injected as u8;
+    k.nmi.pending = e.nmi_pending;
+    k.nmi.masked = e.nmi_masked as u8;
+    k.sipi_vector = e.sipi_vector;
+    k.flags = e.flags;
+    k.smi.smm = e.smm as u8;
+    k.smi.pending = e.smi_pending as u8;
+    k.smi.smm_inside_nmi = e.smm_inside_nmi as u8;
+    k.smi.latched_init = e.latched_init as u8;
+    k.triple_fault.pending = e.triple_fault_pending as u8;
+    k.exception_has_payload = e.exception_has_payload as u8;
+    k.exception_payload = e.exception_payload;
+    k
+}
+
+/// KVM reads the byte fields as booleans (non-zero is true).
+pub(crate) fn events_from_kvm(k: &KvmVcpuEvents) -> VcpuEvents {
+    VcpuEvents {
+        exception_injected: k.exception.injected != 0,
+        exception_nr: k.exception.nr,
+        exception_has_error_code: k.exception.has_error_code != 0,
+        exception_pending: k.exception.pending != 0,
+        exception_error_code: k.exception.error_code,
+        interrupt_injected: k.interrupt.injected != 0,
+        interrupt_nr: k.interrupt.nr,
+        interrupt_soft: k.interrupt.soft != 0,
+        interrupt_shadow: k.interrupt.shadow,
+        nmi_injected: k.nmi.injected != 0,
+        nmi_pending: k.nmi.pending,
+        nmi_masked: k.nmi.masked != 0,
+        sipi_vector: k.sipi_vector,
+        flags: k.flags,
+        smm: k.smi.smm != 0,
+        smi_pending: k.smi.pending != 0,
+        smm_inside_nmi: k.smi.smm_inside_nmi != 0,
+        latched_init: k.smi.latched_init != 0,
+        triple_fault_pending: k.triple_fault.pending != 0,
+        exception_has_payload: k.exception_has_payload != 0,
+        exception_payload: k.exception_payload,
+    }
 }

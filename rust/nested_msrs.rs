@@ -16,6 +16,8 @@ const FEAT_VMX_OUTSIDE_SMX: u64 = 1 << 2;
 const FEAT_SUPPORTED: u64 = FEAT_LOCKED | FEAT_VMX_INSIDE_SMX | FEAT_VMX_OUTSIDE_SMX | (1 << 17) | (1 << 18) | (1 << 20);
 /// KVM_X86_QUIRK_STUFF_FEATURE_MSRS: the VMX capability MSRs start as the full offer.
 pub(crate) const QUIRK_STUFF_FEATURE_MSRS: u64 = 1 << 8;
+/// `KVM_X86_QUIRK_LINT0_REENABLED`: the BSP's LINT0 is ExtINT after RESET and INIT.
+pub(crate) const QUIRK_LINT0_REENABLED: u64 = 1 << 0;
 
 /// Whether the module offers nested VMX at all (`nested` parameter and a host that can).
 pub(crate) fn available() -> bool {

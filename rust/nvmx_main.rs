@@ -17,6 +17,7 @@ mod device;
 mod ept;
 mod guest_memory;
 mod guest_regs;
+mod irq_routing;
 mod pinned;
 mod kvm_state;
 mod nested;

@@ -98,6 +98,8 @@ enum UserExit {
     Shutdown,
     FailEntry { reason: u64, cpu: u32 },
     Internal { suberror: u32, data: [u64; 5], ndata: u32 },
+    /// The guest's EOI of a vector that a level-triggered I/O APIC route sent.
+    IoapicEoi(u8),
 }
 
 /// `KVM_RUN` on `vcpu`.
@@ -215,6 +217,7 @@ fn report(run: KvmRunPage, pio: *mut u8, st: &mut VcpuState, exit: UserExit) {
         UserExit::Shutdown => run.set_exit_reason(kvm_exit::SHUTDOWN),
         UserExit::FailEntry { reason, cpu } => run.set_fail_entry(reason, cpu),
         UserExit::Internal { suberror, data, ndata } => run.set_internal(suberror, &data, ndata),
+        UserExit::IoapicEoi(vector) => run.set_ioapic_eoi(vector),
     }
 }
 
@@ -571,7 +574,7 @@ fn write_guest_state(cur: &LoadedVmcs<'_>, caps: &HostCaps, c: &GuestControls, s
     let mut vmcs = CurrentVmcs::new(cur);
     a.store(&mut vmcs, Rows::FOR_HARDWARE);
     let entry_ctl = c.entry | if a.long_mode() { entry::IA32E_MODE_GUEST } else { 0 };
-    let event = a.event.unwrap_or_default();
+    let event = a.event.unwrap_or_default().for_entry(a.cr0 & crate::vmx_core::controls::cr0::PE != 0);
     vmcs.put(f::VM_ENTRY_CONTROLS, entry_ctl);
     vmcs.put(f::VM_ENTRY_INTR_INFO_FIELD, event.info);
     vmcs.put(f::VM_ENTRY_EXCEPTION_ERROR_CODE, event.error_code);
@@ -722,6 +725,9 @@ fn guest_loop(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, e
         let requeued = if st.nested.guest_mode { cur.r(f::VM_ENTRY_INTR_INFO_FIELD) } else { 0 };
         match handle_exit(cur, vcpu, &mut gprs, st, cpu, eptp) {
             Next::Resume => {
+                if let Some(v) = st.eoi_exit.take() {
+                    break Leave::User(UserExit::IoapicEoi(v));
+                }
                 // An exception nvmx raised in L2 while doing something for it is L1's if
                 // L1's exception bitmap says so, as one the CPU raised would have been.
                 if st.nested.guest_mode {
@@ -852,11 +858,21 @@ fn x2apic_msr(vcpu: &Vcpu, st: &mut VcpuState, index: u32, write: Option<u64>) -
 
 /// Carry out what an APIC write asks: self-IPIs here, the rest through the mailboxes.
 fn apply_apic_effect(vcpu: &Vcpu, st: &mut VcpuState, e: WriteEffect) -> Result<(), ApicError> {
-    let WriteEffect::Ipi(ipi) = e else {
-        if let Some(a) = &st.lapic {
-            vcpu.mailbox.mirror(a);
+    let ipi = match e {
+        WriteEffect::Ipi(ipi) => ipi,
+        WriteEffect::Eoi(v) => {
+            // The VMM's I/O APIC hears of it after the instruction (KVM_EXIT_IOAPIC_EOI).
+            if vcpu.vm.routes.lock().wants_eoi(v, &vcpu.mailbox) {
+                st.eoi_exit = Some(v);
+            }
+            return Ok(());
         }
-        return Ok(());
+        WriteEffect::None => {
+            if let Some(a) = &st.lapic {
+                vcpu.mailbox.mirror(a);
+            }
+            return Ok(());
+        }
     };
     match ipi.delivery {
         Delivery::Fixed(v) if ipi.dest == Destination::Myself => {

@@ -329,6 +329,27 @@ pub(crate) fn cond_resched() {
     unsafe { ffi_run::nvmx_cond_resched() }
 }
 
+/// The host's CLOCK_BOOTTIME and CLOCK_REALTIME at one instant, with the TSC it was read
+/// from when the kernel's clocksource is the TSC (the VM clock, rust/core/src/vm_clock.rs).
+pub(crate) fn host_time() -> crate::vmx_core::vm_clock::HostTime {
+    let mut snap = bindings::system_time_snapshot::default();
+    // SAFETY: `snap` is a valid, writable snapshot; CLOCK_MONOTONIC is a clock the function
+    // serves. Process context (the VM ioctls).
+    unsafe { bindings::ktime_get_snapshot_id(bindings::CLOCK_MONOTONIC as i32, &mut snap) };
+    // SAFETY: conversions of a monotonic time by the timekeeper's offsets; no preconditions.
+    let (boot, real) = unsafe {
+        (
+            bindings::ktime_mono_to_any(snap.systime, bindings::tk_offsets_TK_OFFS_BOOT),
+            bindings::ktime_mono_to_any(snap.systime, bindings::tk_offsets_TK_OFFS_REAL),
+        )
+    };
+    crate::vmx_core::vm_clock::HostTime {
+        boot_ns: boot as u64,
+        real_ns: real as u64,
+        tsc: (snap.cs_id == bindings::clocksource_ids_CSID_X86_TSC).then_some(snap.cycles),
+    }
+}
+
 /// The host's TSC frequency in kHz (0 if the kernel has not calibrated it).
 pub(crate) fn tsc_khz() -> u32 {
     // SAFETY: reads a kernel variable set at boot.

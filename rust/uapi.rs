@@ -123,7 +123,8 @@ mod kvm_h {
 
 pub(crate) use kvm_h::{
     kvm_clear_dirty_log as KvmClearDirtyLog, kvm_cpuid_entry2 as KvmCpuidEntry2, kvm_debugregs as KvmDebugregs,
-    kvm_device_attr as KvmDeviceAttr, kvm_dirty_log as KvmDirtyLog,
+    kvm_clock_data as KvmClockData, kvm_device_attr as KvmDeviceAttr, kvm_dirty_log as KvmDirtyLog,
+    kvm_irq_level as KvmIrqLevel, kvm_irq_routing_entry as KvmIrqRoutingEntry, kvm_vapic_addr as KvmVapicAddr, kvm_vcpu_events as KvmVcpuEvents, kvm_xcr as KvmXcr, kvm_xcrs as KvmXcrs,
     kvm_dtable as KvmDtable, kvm_enable_cap as KvmEnableCap, kvm_fpu as KvmFpu, kvm_msi as KvmMsi,
     kvm_msr_entry as KvmMsrEntry, kvm_regs as KvmRegs, kvm_segment as KvmSegment, kvm_sregs as KvmSregs,
     kvm_userspace_memory_region as KvmUserspaceMemoryRegion,
@@ -145,6 +146,12 @@ const _: () = assert!(core::mem::size_of::<KvmMsrEntry>() == 16);
 const _: () = assert!(core::mem::size_of::<KvmFpu>() == 416);
 const _: () = assert!(core::mem::size_of::<KvmDebugregs>() == 128);
 const _: () = assert!(core::mem::size_of::<KvmDirtyLog>() == 16);
+const _: () = assert!(core::mem::size_of::<KvmClockData>() == 48);
+const _: () = assert!(core::mem::size_of::<KvmVcpuEvents>() == 64);
+const _: () = assert!(core::mem::size_of::<KvmXcrs>() == 8 + 16 * 16 + 128);
+const _: () = assert!(core::mem::size_of::<KvmVapicAddr>() == 8);
+const _: () = assert!(core::mem::size_of::<KvmIrqRoutingEntry>() == 48);
+const _: () = assert!(core::mem::size_of::<KvmIrqLevel>() == 8);
 const _: () = assert!(core::mem::size_of::<KvmClearDirtyLog>() == 24);
 
 /// `KVM_GET_SUPPORTED_CPUID` (`struct kvm_cpuid2` is an 8-byte header before its entries).
@@ -301,6 +308,41 @@ pub(crate) const KVM_SIGNAL_MSI: u32 = _IOW::<KvmMsi>(KVMIO, 0xa5);
 /// `KVM_MSI_VALID_DEVID`: the one `kvm_msi.flags` bit KVM accepts (devid is unused on x86).
 pub(crate) const KVM_MSI_VALID_DEVID: u32 = 1;
 
+/// `KVM_RUN_X86_GUEST_MODE` in `kvm_run.flags`: the vCPU was running L2.
+const KVM_RUN_X86_GUEST_MODE: u16 = 1 << 2;
+
+/// `KVM_IRQ_LINE`.
+pub(crate) const KVM_IRQ_LINE: u32 = _IOW::<KvmIrqLevel>(KVMIO, 0x61);
+/// `KVM_SET_GSI_ROUTING` (`struct kvm_irq_routing` is an 8-byte header before its entries).
+pub(crate) const KVM_SET_GSI_ROUTING: u32 = _IOW::<[u32; 2]>(KVMIO, 0x6a);
+
+/// `KVM_SET_TSS_ADDR` (the address is the argument).
+pub(crate) const KVM_SET_TSS_ADDR: u32 = _IO(KVMIO, 0x47);
+/// `KVM_SET_IDENTITY_MAP_ADDR`.
+pub(crate) const KVM_SET_IDENTITY_MAP_ADDR: u32 = _IOW::<u64>(KVMIO, 0x48);
+/// `KVM_SET_CLOCK`.
+pub(crate) const KVM_SET_CLOCK: u32 = _IOW::<KvmClockData>(KVMIO, 0x7b);
+/// `KVM_GET_CLOCK`.
+pub(crate) const KVM_GET_CLOCK: u32 = _IOR::<KvmClockData>(KVMIO, 0x7c);
+/// `KVM_SET_VAPIC_ADDR`.
+pub(crate) const KVM_SET_VAPIC_ADDR: u32 = _IOW::<KvmVapicAddr>(KVMIO, 0x93);
+/// `KVM_GET_VCPU_EVENTS`.
+pub(crate) const KVM_GET_VCPU_EVENTS: u32 = _IOR::<KvmVcpuEvents>(KVMIO, 0x9f);
+/// `KVM_SET_VCPU_EVENTS`.
+pub(crate) const KVM_SET_VCPU_EVENTS: u32 = _IOW::<KvmVcpuEvents>(KVMIO, 0xa0);
+/// `struct kvm_xsave`: 4096 bytes (`region`; the flexible `extra` is only for KVM_GET_XSAVE2).
+pub(crate) type KvmXsave = [u8; crate::vmx_core::xsave::KVM_XSAVE_BYTES];
+/// `KVM_GET_XSAVE`.
+pub(crate) const KVM_GET_XSAVE: u32 = _IOR::<KvmXsave>(KVMIO, 0xa4);
+/// `KVM_SET_XSAVE`.
+pub(crate) const KVM_SET_XSAVE: u32 = _IOW::<KvmXsave>(KVMIO, 0xa5);
+/// `KVM_GET_XCRS`.
+pub(crate) const KVM_GET_XCRS: u32 = _IOR::<KvmXcrs>(KVMIO, 0xa6);
+/// `KVM_SET_XCRS`.
+pub(crate) const KVM_SET_XCRS: u32 = _IOW::<KvmXcrs>(KVMIO, 0xa7);
+/// `KVM_MAX_XCRS`.
+pub(crate) const KVM_MAX_XCRS: u32 = 16;
+
 /// `KVM_MAX_IRQ_ROUTES`: the largest IOAPIC-route count KVM_CAP_SPLIT_IRQCHIP takes.
 pub(crate) const KVM_MAX_IRQ_ROUTES: u64 = 4096;
 
@@ -356,6 +398,29 @@ pub(crate) mod cap {
     pub(crate) const DEBUGREGS: usize = 50;
     /// `KVM_CAP_DISABLE_QUIRKS2`: the quirks a VMM may disable (a mask).
     pub(crate) const DISABLE_QUIRKS2: usize = 213;
+    /// `KVM_CAP_IRQCHIP`: with KVM_CAP_SPLIT_IRQCHIP only (KVM_CREATE_IRQCHIP stays
+    /// ENOTTY, as on a KVM built without CONFIG_KVM_IOAPIC).
+    pub(crate) const IRQCHIP: usize = 0;
+    /// `KVM_CAP_SET_TSS_ADDR`.
+    pub(crate) const SET_TSS_ADDR: usize = 4;
+    /// `KVM_CAP_DESTROY_MEMORY_REGION_WORKS`: a slot of size 0 deletes it.
+    pub(crate) const DESTROY_MEMORY_REGION_WORKS: usize = 21;
+    /// `KVM_CAP_JOIN_MEMORY_REGIONS_WORKS`: adjacent slots are independent slots.
+    pub(crate) const JOIN_MEMORY_REGIONS_WORKS: usize = 30;
+    /// `KVM_CAP_SET_IDENTITY_MAP_ADDR`.
+    pub(crate) const SET_IDENTITY_MAP_ADDR: usize = 37;
+    /// `KVM_CAP_ADJUST_CLOCK`: KVM_GET/SET_CLOCK; the flags KVM_GET_CLOCK may return.
+    pub(crate) const ADJUST_CLOCK: usize = 39;
+    /// `KVM_CAP_INTERNAL_ERROR_DATA`: KVM_EXIT_INTERNAL_ERROR carries ndata/data.
+    pub(crate) const INTERNAL_ERROR_DATA: usize = 40;
+    /// `KVM_CAP_VCPU_EVENTS`.
+    pub(crate) const VCPU_EVENTS: usize = 41;
+    /// `KVM_CAP_XSAVE`: KVM_GET/SET_XSAVE.
+    pub(crate) const XSAVE: usize = 55;
+    /// `KVM_CAP_XCRS`: KVM_GET/SET_XCRS.
+    pub(crate) const XCRS: usize = 56;
+    /// `KVM_CAP_IRQ_ROUTING`: KVM_SET_GSI_ROUTING; the number of routes.
+    pub(crate) const IRQ_ROUTING: usize = 25;
 }
 
 
@@ -390,6 +455,76 @@ unsafe impl FromBytes for KvmDebugregs {}
 unsafe impl AsBytes for KvmDebugregs {}
 // SAFETY: see above.
 unsafe impl AsBytes for KvmFpu {}
+// SAFETY: see above (u64, u32, u32, u64, u64, 4 x u32: 48 bytes).
+unsafe impl FromBytes for KvmClockData {}
+// SAFETY: see above.
+unsafe impl AsBytes for KvmClockData {}
+// SAFETY: see above: u32, u32, then 16 `kvm_xcr`s (u32, u32, u64) and 16 u64s.
+unsafe impl FromBytes for KvmXcrs {}
+// SAFETY: see above.
+unsafe impl AsBytes for KvmXcrs {}
+// SAFETY: see above.
+unsafe impl FromBytes for KvmXcr {}
+// SAFETY: see above.
+unsafe impl AsBytes for KvmXcr {}
+// SAFETY: see above (one u64).
+unsafe impl FromBytes for KvmVapicAddr {}
+// SAFETY: four u32s and a union of structs of u32s (and u64s) and `pad[8]` u32, 48 bytes
+// without padding: every bit pattern is each member.
+unsafe impl FromBytes for KvmIrqRoutingEntry {}
+// SAFETY: a union of u32 and i32, then a u32.
+unsafe impl FromBytes for KvmIrqLevel {}
+
+impl KvmIrqRoutingEntry {
+    /// The entry as the core's routing rules see it (the MSI member of the union).
+    pub(crate) fn entry(&self) -> crate::vmx_core::irq_routing::RouteEntry {
+        // SAFETY: every member of the union is plain integers, and any bytes are a valid
+        // `kvm_irq_routing_msi`; the core looks at it only for MSI routes.
+        let msi = unsafe { self.u.msi };
+        crate::vmx_core::irq_routing::RouteEntry {
+            gsi: self.gsi,
+            kind: self.type_,
+            flags: self.flags,
+            address_lo: msi.address_lo,
+            address_hi: msi.address_hi,
+            data: msi.data,
+        }
+    }
+}
+
+impl KvmIrqLevel {
+    /// `irq` (the union's input member).
+    pub(crate) fn irq(&self) -> u32 {
+        // SAFETY: both members are 32-bit integers.
+        unsafe { self.__bindgen_anon_1.irq }
+    }
+}
+// SAFETY: see above: five structs of bytes and a u32 (exception: 4 x u8 + u32), u32s, 28
+// bytes and the u64 payload at offset 56 (64 bytes).
+unsafe impl FromBytes for KvmVcpuEvents {}
+// SAFETY: see above.
+unsafe impl AsBytes for KvmVcpuEvents {}
+// SAFETY (the five below): the members of `kvm_vcpu_events`, bytes (and one u32 after four
+// bytes), no padding.
+unsafe impl FromBytes for kvm_h::kvm_vcpu_events__bindgen_ty_1 {}
+// SAFETY: see above.
+unsafe impl AsBytes for kvm_h::kvm_vcpu_events__bindgen_ty_1 {}
+// SAFETY: see above.
+unsafe impl FromBytes for kvm_h::kvm_vcpu_events__bindgen_ty_2 {}
+// SAFETY: see above.
+unsafe impl AsBytes for kvm_h::kvm_vcpu_events__bindgen_ty_2 {}
+// SAFETY: see above.
+unsafe impl FromBytes for kvm_h::kvm_vcpu_events__bindgen_ty_3 {}
+// SAFETY: see above.
+unsafe impl AsBytes for kvm_h::kvm_vcpu_events__bindgen_ty_3 {}
+// SAFETY: see above.
+unsafe impl FromBytes for kvm_h::kvm_vcpu_events__bindgen_ty_4 {}
+// SAFETY: see above.
+unsafe impl AsBytes for kvm_h::kvm_vcpu_events__bindgen_ty_4 {}
+// SAFETY: see above.
+unsafe impl FromBytes for kvm_h::kvm_vcpu_events__bindgen_ty_5 {}
+// SAFETY: see above.
+unsafe impl AsBytes for kvm_h::kvm_vcpu_events__bindgen_ty_5 {}
 
 /// The vCPU's `struct kvm_run` page, shared with userspace (which may write it at any time):
 /// accessed field by field through the generated struct's layout, each access volatile, never
@@ -415,6 +550,19 @@ impl KvmRunPage {
         unsafe { core::ptr::addr_of!((*self.0).immediate_exit).read_volatile() != 0 }
     }
 
+    /// What KVM writes at the end of every KVM_RUN (post_kvm_run_save): `if_flag`, `cr8`,
+    /// `apic_base`, `ready_for_interrupt_injection` and `flags` (KVM_RUN_X86_GUEST_MODE).
+    pub(crate) fn set_vcpu_summary(&self, if_flag: bool, ready: bool, cr8: u64, apic_base: u64, guest_mode: bool) {
+        // SAFETY: in bounds of the page (`new`); integer fields, any value valid.
+        unsafe {
+            core::ptr::addr_of_mut!((*self.0).if_flag).write_volatile(if_flag as u8);
+            core::ptr::addr_of_mut!((*self.0).ready_for_interrupt_injection).write_volatile(ready as u8);
+            core::ptr::addr_of_mut!((*self.0).cr8).write_volatile(cr8);
+            core::ptr::addr_of_mut!((*self.0).apic_base).write_volatile(apic_base);
+            core::ptr::addr_of_mut!((*self.0).flags).write_volatile(if guest_mode { KVM_RUN_X86_GUEST_MODE } else { 0 });
+        }
+    }
+
     /// `exit_reason`.
     pub(crate) fn set_exit_reason(&self, reason: u32) {
         // SAFETY: as above.
@@ -434,6 +582,17 @@ impl KvmRunPage {
             core::ptr::addr_of_mut!((*io).port).write_volatile(port);
             core::ptr::addr_of_mut!((*io).count).write_volatile(count);
             core::ptr::addr_of_mut!((*io).data_offset).write_volatile(4096);
+        }
+    }
+
+    /// KVM_EXIT_IOAPIC_EOI: the guest ended an interrupt of vector `vector` that a
+    /// level-triggered I/O APIC route sent.
+    pub(crate) fn set_ioapic_eoi(&self, vector: u8) {
+        self.set_exit_reason(exit::IOAPIC_EOI);
+        // SAFETY: in bounds (`new`); writing a union member reads nothing.
+        unsafe {
+            let eoi = core::ptr::addr_of_mut!((*self.0).__bindgen_anon_1.eoi);
+            core::ptr::addr_of_mut!((*eoi).vector).write_volatile(vector);
         }
     }
 
@@ -499,4 +658,6 @@ pub(crate) mod exit {
     pub(crate) const INTR: u32 = 10;
     /// `KVM_EXIT_INTERNAL_ERROR`.
     pub(crate) const INTERNAL_ERROR: u32 = 17;
+    /// `KVM_EXIT_IOAPIC_EOI`.
+    pub(crate) const IOAPIC_EOI: u32 = 26;
 }

@@ -24,6 +24,7 @@ use crate::vcpu_state::VcpuState;
 use crate::vm::{read_user, Vm};
 use crate::vmx_core::cpuid::{self, CpuidEntry, GuestFeatures};
 use crate::vmx_core::debug_regs::DebugRegs;
+use crate::vmx_core::{vcpu_events, xsave};
 use crate::vmx_core::guest_msr::{self, Msr, WriteContext, Writer};
 use crate::vmx_ops::FxArea;
 use crate::HOST;
@@ -52,8 +53,10 @@ impl Vcpu {
             let vmcs02_phys = shim::page_phys(&vmcs02);
             let pio_page = Page::alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO)?;
             let has_lapic = vm2.has_lapic();
-            let stuff = vm2.state.lock().disabled_quirks & crate::nested_msrs::QUIRK_STUFF_FEATURE_MSRS == 0;
-            let mut state = VcpuState::reset(id, has_lapic, stuff);
+            let quirks = !vm2.state.lock().disabled_quirks;
+            let stuff = quirks & crate::nested_msrs::QUIRK_STUFF_FEATURE_MSRS != 0;
+            let lint0 = quirks & crate::nested_msrs::QUIRK_LINT0_REENABLED != 0;
+            let mut state = VcpuState::reset(id, has_lapic, stuff, lint0);
             let shadow_vmcs = match crate::HOST.as_ref().and_then(|h| h.shadow_bitmaps.as_ref()) {
                 Some(_) => Some(crate::shadow_vmcs::ShadowVmcs::new(revision)?),
                 None => None,
@@ -105,6 +108,20 @@ impl Vcpu {
     }
 
     /// Publish the vCPU's nested state into the host-wide status list, if it changed.
+    /// After every KVM_RUN, whatever it returned: the fields of `struct kvm_run` a VMM reads
+    /// after each exit (and writes back with KVM_SET_SREGS: a stale `apic_base` of 0 would
+    /// disable the local APIC), as KVM's post_kvm_run_save fills them.
+    fn publish_run_summary(&self) {
+        let st = self.state.lock();
+        let a = &st.arch;
+        let hw_enabled = st.apic_base & guest_msr::apic_base::ENABLE != 0;
+        let accepts_pic = st.lapic.as_ref().is_none_or(|l| l.accepts_pic_interrupt(hw_enabled));
+        let ready = vcpu_events::ready_for_interrupt_injection(a.rflags, a.interruptibility, a.event.is_some(), accepts_pic);
+        // SAFETY: the vCPU's own kvm_run page, allocated with it.
+        let run = unsafe { uapi::KvmRunPage::new(shim::page_address(&self.run_page)) };
+        run.set_vcpu_summary(a.rflags & (1 << 9) != 0, ready, st.cr8(), st.apic_base, st.nested.guest_mode);
+    }
+
     fn publish_status(&self) {
         let mut st = self.state.lock();
         let now = crate::status::Published {
@@ -127,6 +144,7 @@ impl Vcpu {
             uapi::KVM_RUN => {
                 let ran = crate::run::run(&this);
                 this.publish_status();
+                this.publish_run_summary();
                 ran
             }
             uapi::NVMX_GET_VCPU_STATS => {
@@ -214,6 +232,67 @@ impl Vcpu {
                 d.write(6, regs.dr6, false).map_err(|_| EINVAL)?;
                 d.write(7, regs.dr7, false).map_err(|_| EINVAL)?;
                 this.state.lock().arch.debug = d;
+                Ok(0)
+            }
+            uapi::KVM_GET_XSAVE => {
+                // 4 KiB: on the heap, not the kernel stack.
+                let mut buf = KVec::from_elem(0u8, xsave::KVM_XSAVE_BYTES, GFP_KERNEL)?;
+                xsave::write_xsave(&this.state.lock().fpu.0, &mut buf);
+                UserSlice::new(UserPtr::from_addr(arg), buf.len()).writer().write_slice(&buf)?;
+                Ok(0)
+            }
+            uapi::KVM_SET_XSAVE => {
+                let mut buf = KVec::from_elem(0u8, xsave::KVM_XSAVE_BYTES, GFP_KERNEL)?;
+                UserSlice::new(UserPtr::from_addr(arg), buf.len()).reader().read_slice(&mut buf)?;
+                let mask = HOST.as_ref().ok_or(ENODEV)?.mxcsr_mask;
+                let mut st = this.state.lock();
+                st.fpu.0 = xsave::read_xsave(&buf, &st.fpu.0, mask).map_err(|_| EINVAL)?;
+                Ok(0)
+            }
+            uapi::KVM_GET_XCRS => {
+                // The vCPU has no XSAVE, but XCR0 exists (x87 only): KVM on a host with XSAVE
+                // reports it the same way.
+                let mut x = uapi::KvmXcrs { nr_xcrs: 1, ..Default::default() };
+                x.xcrs[0] = uapi::KvmXcr { xcr: 0, reserved: 0, value: xsave::XCR0_RESET };
+                write_user(arg, &x)
+            }
+            uapi::KVM_SET_XCRS => {
+                // KVM's rules: no flags, at most KVM_MAX_XCRS entries; XCR0 must be a value
+                // the guest supports (x87 only here); other XCRs are ignored.
+                let x: uapi::KvmXcrs = read_user(arg)?;
+                if x.flags != 0 || x.nr_xcrs > uapi::KVM_MAX_XCRS {
+                    return Err(EINVAL);
+                }
+                let valid = x.xcrs.iter().take(x.nr_xcrs as usize).all(|e| e.xcr != 0 || xsave::xcr0_valid(e.value));
+                if valid { Ok(0) } else { Err(EINVAL) }
+            }
+            uapi::KVM_GET_VCPU_EVENTS => {
+                let st = this.state.lock();
+                let mut s = st.event_state();
+                s.nmi_pending |= this.mailbox.nmi_posted();
+                s.init_pending = this.mailbox.init_pending();
+                write_user(arg, &kvm_state::events_to_kvm(&vcpu_events::get(&s)))
+            }
+            uapi::KVM_SET_VCPU_EVENTS => {
+                let e: uapi::KvmVcpuEvents = read_user(arg)?;
+                let mut st = this.state.lock();
+                let mut s = st.event_state();
+                s.nmi_pending |= this.mailbox.nmi_posted();
+                s.init_pending = this.mailbox.init_pending();
+                let n = vcpu_events::set(&s, &kvm_state::events_from_kvm(&e)).map_err(|_| EINVAL)?;
+                this.mailbox.take_nmi();
+                this.mailbox.set_init_pending(n.init_pending);
+                st.set_event_state(&n);
+                Ok(0)
+            }
+            uapi::KVM_SET_VAPIC_ADDR => {
+                // KVM's TPR-access page for guests that patch their TPR accesses (KVM_CAP_VAPIC,
+                // which nvmx does not offer). Address 0 turns it off — what a VMM without it
+                // passes at every APIC reset; KVM needs an in-kernel APIC (EINVAL).
+                let a: uapi::KvmVapicAddr = read_user(arg)?;
+                if this.state.lock().lapic.is_none() || a.vapic_addr != 0 {
+                    return Err(EINVAL);
+                }
                 Ok(0)
             }
             uapi::KVM_GET_FPU => write_user(arg, &fpu_to_kvm(&this.state.lock().fpu)),

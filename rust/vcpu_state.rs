@@ -11,6 +11,7 @@ use crate::uapi::{mp_state, KvmSregs, NvmxVcpuStats};
 use crate::vmx_core::arch_state::{ArchState, Seg};
 use crate::vmx_core::cpuid::{CpuidEntry, GuestFeatures};
 use crate::vmx_core::guest_cr;
+use crate::vmx_core::vcpu_events::EventState;
 use crate::vmx_core::guest_msr::{self, apic_base, Msr, WriteContext, Writer};
 use crate::vmx_core::insn;
 use crate::vmx_core::lapic::Lapic;
@@ -77,6 +78,10 @@ pub(crate) struct VcpuState {
     pub(crate) lapic: Option<Lapic>,
     /// An NMI waiting for the guest to be able to take it.
     pub(crate) nmi_pending: bool,
+    /// An EOI the VMM's I/O APIC must see, to report when the instruction is done.
+    pub(crate) eoi_exit: Option<u8>,
+    /// vCPU 0 under KVM_X86_QUIRK_LINT0_REENABLED: its LINT0 is ExtINT after RESET and INIT.
+    pub(crate) bsp_lint0_extint: bool,
     /// `KVM_MP_STATE_*`: runnable, halted (in-kernel HLT), or an application processor
     /// waiting for INIT / SIPI. Only RUNNABLE exists without the in-kernel local APIC.
     pub(crate) mp_state: u32,
@@ -119,8 +124,10 @@ impl VcpuState {
 
     /// The architectural state after RESET (SDM vol. 3A table 10-1), as KVM reports it before
     /// the first KVM_SET_*REGS: real mode at F000:FFF0.
-    pub(crate) fn reset(id: u32, lapic: bool, stuff_vmx_msrs: bool) -> Self {
+    pub(crate) fn reset(id: u32, lapic: bool, stuff_vmx_msrs: bool, lint0_reenabled: bool) -> Self {
         Self {
+            bsp_lint0_extint: lint0_reenabled && id == 0,
+            eoi_exit: None,
             arch: ArchState::reset(),
             apic_base: 0xfee0_0000 | (1 << 11) | if id == 0 { 1 << 8 } else { 0 },
             cr8_value: 0,
@@ -138,7 +145,7 @@ impl VcpuState {
             tsc_adjust: 0,
             fpu: fpu_reset(),
             host_fpu: FxArea([0; 512]),
-            lapic: lapic.then(|| Lapic::new(id)),
+            lapic: lapic.then(|| Self::reset_lapic(id, lint0_reenabled && id == 0)),
             nmi_pending: false,
             // With an in-kernel APIC, application processors wait for INIT/SIPI (KVM).
             mp_state: if lapic && id != 0 { mp_state::UNINITIALIZED } else { mp_state::RUNNABLE },
@@ -152,6 +159,12 @@ impl VcpuState {
     /// INIT (SDM 10.1, table 10-1 "INIT" column, as KVM's kvm_vcpu_reset(init_event)):
     /// registers as after RESET but the APIC base and the MSRs kept; the local APIC reset
     /// keeping its ID and x2APIC mode; an application processor then waits for a SIPI.
+    /// The local APIC after RESET or INIT (KVM's kvm_lapic_reset).
+    fn reset_lapic(id: u32, lint0_extint: bool) -> Lapic {
+        let a = Lapic::new(id);
+        if lint0_extint { a.with_lint0_extint() } else { a }
+    }
+
     pub(crate) fn init(&mut self, id: u32) {
         let _ = id;
         let apic_base = self.apic_base;
@@ -163,7 +176,7 @@ impl VcpuState {
         self.flushed_for = None;
         if let Some(a) = &mut self.lapic {
             let x2 = a.x2apic;
-            *a = Lapic::new(a.id);
+            *a = Self::reset_lapic(a.id, self.bsp_lint0_extint);
             if x2 {
                 a.enter_x2apic();
             }
@@ -272,3 +285,23 @@ impl VcpuState {
     }
 }
 
+
+impl VcpuState {
+    /// The state KVM_GET/SET_VCPU_EVENTS describe (the mailbox's NMI and INIT are the
+    /// caller's to add).
+    pub(crate) fn event_state(&self) -> EventState {
+        EventState {
+            event: self.arch.event,
+            interruptibility: self.arch.interruptibility,
+            nmi_pending: self.nmi_pending,
+            init_pending: false,
+        }
+    }
+
+    /// Store what KVM_SET_VCPU_EVENTS decided (the INIT goes to the mailbox).
+    pub(crate) fn set_event_state(&mut self, s: &EventState) {
+        self.arch.event = s.event;
+        self.arch.interruptibility = s.interruptibility;
+        self.nmi_pending = s.nmi_pending;
+    }
+}

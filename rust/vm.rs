@@ -18,6 +18,9 @@ use crate::shim;
 use crate::uapi::{self, cap, KvmEnableCap, KvmUserspaceMemoryRegion};
 use crate::pinned::PinnedPages;
 use crate::vmx_core::memslot::{self, Change, Request, Slot};
+use crate::vmx_core::vm_clock::{self, ClockData};
+use crate::irq_routing::IrqRoutes;
+use crate::vmx_core::irq_routing;
 
 /// Most vCPUs one VM may have, and one more than the highest vCPU id.
 pub(crate) const MAX_VCPUS: u32 = 1024;
@@ -44,6 +47,11 @@ pub(crate) struct VmState {
     /// `KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2` flags: KVM_GET_DIRTY_LOG leaves pages as they are,
     /// KVM_CLEAR_DIRTY_LOG write-protects them again.
     manual_dirty_log: u64,
+    /// The VM clock's offset from the host's CLOCK_BOOTTIME (rust/core/src/vm_clock.rs).
+    clock_offset: u64,
+    /// `KVM_SET_IDENTITY_MAP_ADDR`'s address. KVM uses the page for real mode without
+    /// unrestricted guest; nvmx always has unrestricted guest, so it is only kept.
+    identity_map_addr: u64,
 }
 
 impl VmState {
@@ -73,6 +81,9 @@ pub(crate) struct Vm {
     /// The vCPUs' APIC mailboxes, for IPIs. A spinlock: senders are in IRQs-off regions.
     #[pin]
     pub(crate) mailboxes: SpinLock<KVec<Arc<Mailbox>>>,
+    /// GSI routes (KVM_SET_GSI_ROUTING). A spinlock: the EOI check is in IRQs-off regions.
+    #[pin]
+    pub(crate) routes: SpinLock<IrqRoutes>,
 }
 
 /// The next VM's id.
@@ -100,8 +111,11 @@ impl Vm {
                     max_vcpu_ids: 0,
                     disabled_quirks: 0,
                     manual_dirty_log: 0,
+                    clock_offset: vm_clock::offset_at_creation(&shim::host_time()),
+                    identity_map_addr: 0,
                 }),
                 mailboxes <- new_spinlock!(KVec::new()),
+                routes <- new_spinlock!(IrqRoutes::new()),
             }),
             GFP_KERNEL_ACCOUNT,
         )?;
@@ -163,6 +177,78 @@ impl Vm {
             return Err(EINVAL);
         }
         st.split_irqchip = true;
+        // At most KVM_MAX_IRQ_ROUTES (checked above).
+        self.routes.lock().set_pins(c.args[0] as u32);
+        Ok(0)
+    }
+
+    /// `KVM_SET_TSS_ADDR`: KVM's bound (the three pages must lie below 4 GiB), EINVAL beyond
+    /// it. KVM uses the pages for real mode without unrestricted guest only; with it, as on
+    /// nvmx always, the call does nothing else.
+    pub(crate) fn set_tss_addr(&self, addr: usize) -> Result<isize> {
+        if addr as u64 > u64::from(0u32.wrapping_sub(3 * 4096)) {
+            return Err(EINVAL);
+        }
+        Ok(0)
+    }
+
+    /// `KVM_SET_IDENTITY_MAP_ADDR`: only before the first vCPU (EINVAL after, as KVM).
+    pub(crate) fn set_identity_map_addr(&self, arg: usize) -> Result<isize> {
+        let mut st = self.state.lock();
+        if !st.vcpu_ids.is_empty() {
+            return Err(EINVAL);
+        }
+        st.identity_map_addr = read_user::<u64>(arg)?;
+        Ok(0)
+    }
+
+    /// `KVM_GET_CLOCK`.
+    pub(crate) fn get_clock(&self) -> ClockData {
+        let offset = self.state.lock().clock_offset;
+        vm_clock::get(offset, &shim::host_time())
+    }
+
+    /// `KVM_SET_CLOCK`: EINVAL for a flag KVM does not know.
+    pub(crate) fn set_clock(&self, data: &ClockData) -> Result<isize> {
+        let mut st = self.state.lock();
+        st.clock_offset = vm_clock::set(data, &shim::host_time()).ok_or(EINVAL)?;
+        Ok(0)
+    }
+
+    /// `KVM_SET_GSI_ROUTING`: the VM's routes replaced by the table at `arg`, with KVM's
+    /// rules: an in-kernel irqchip, at most KVM_MAX_IRQ_ROUTES entries, no flags (EINVAL);
+    /// each entry as rust/core/src/irq_routing.rs checks it. A refused table changes nothing.
+    pub(crate) fn set_gsi_routing(&self, arg: usize) -> Result<isize> {
+        let [nr, flags] = read_user::<[u32; 2]>(arg)?;
+        if !self.has_lapic() || nr > irq_routing::MAX_ROUTES || flags != 0 {
+            return Err(EINVAL);
+        }
+        let size = core::mem::size_of::<uapi::KvmIrqRoutingEntry>();
+        let entries = arg.checked_add(8).ok_or(EFAULT)?;
+        let mut r = UserSlice::new(UserPtr::from_addr(entries), nr as usize * size).reader();
+        let mut table = KVec::with_capacity(nr as usize, GFP_KERNEL_ACCOUNT)?;
+        for _ in 0..nr {
+            let e: uapi::KvmIrqRoutingEntry = r.read()?;
+            let route = irq_routing::route(&e.entry()).map_err(|_| EINVAL)?;
+            table.push(route, GFP_KERNEL_ACCOUNT)?;
+        }
+        table.sort_unstable_by_key(|r| r.gsi);
+        irq_routing::check_table(&table).map_err(|_| EINVAL)?;
+        let old = self.routes.lock().replace(table);
+        drop(old);
+        Ok(0)
+    }
+
+    /// `KVM_IRQ_LINE`: GSI `irq` raised (`level` non-zero) delivers its route's MSI; a GSI
+    /// without a route, or lowered, does nothing. ENXIO without an in-kernel irqchip (KVM).
+    pub(crate) fn irq_line(&self, irq: u32, level: u32) -> Result<isize> {
+        if !self.has_lapic() {
+            return Err(ENXIO);
+        }
+        let msi = self.routes.lock().msi(irq);
+        if let (Some(m), true) = (msi, level != 0) {
+            crate::apic::deliver_msi(&self.mailboxes.lock(), m);
+        }
         Ok(0)
     }
 
@@ -399,10 +485,12 @@ impl From<KvmUserspaceMemoryRegion> for Request {
 }
 
 /// `KVM_CHECK_EXTENSION`, on the system fd and the VM fd alike: what works, nothing else.
-/// The KVM quirks nvmx has, which a VMM may disable: only KVM_X86_QUIRK_STUFF_FEATURE_MSRS
-/// (a new vCPU's IA32_VMX_* MSRs are the full nested offer; disabled, they start as zeros
-/// for the VMM to set).
-pub(crate) const SUPPORTED_QUIRKS: u64 = crate::nested_msrs::QUIRK_STUFF_FEATURE_MSRS;
+/// The KVM quirks nvmx has, which a VMM may disable: KVM_X86_QUIRK_STUFF_FEATURE_MSRS (a new
+/// vCPU's IA32_VMX_* MSRs are the full nested offer; disabled, they start as zeros for the
+/// VMM to set) and KVM_X86_QUIRK_LINT0_REENABLED (vCPU 0's LINT0 is ExtINT after RESET and
+/// INIT; disabled, masked like every LVT). Both are decided when the vCPU is created.
+pub(crate) const SUPPORTED_QUIRKS: u64 =
+    crate::nested_msrs::QUIRK_STUFF_FEATURE_MSRS | crate::nested_msrs::QUIRK_LINT0_REENABLED;
 
 /// Read a `T` from the user pointer `arg` (EFAULT if it cannot be read in full).
 pub(crate) fn read_user<T: kernel::transmute::FromBytes>(arg: usize) -> Result<T> {

@@ -12,6 +12,8 @@ use crate::uapi::{self, cap, KvmEnableCap, KvmUserspaceMemoryRegion, KvmUserspac
 use crate::vcpu::Vcpu;
 use crate::vm::{read_user, Vm, MAX_VCPUS, SUPPORTED_QUIRKS};
 use crate::vmx_core::memslot;
+use crate::vmx_core::vm_clock::{self, ClockData};
+use kernel::uaccess::{UserPtr, UserSlice};
 
 impl Vm {
     fn ioctl(this: ArcBorrow<'_, Vm>, cmd: u32, arg: usize) -> Result<isize> {
@@ -60,6 +62,23 @@ impl Vm {
                 let boxes = this.mailboxes.lock();
                 crate::apic::deliver_msi(&boxes, m).map(|n| n as isize).ok_or(EPERM)
             }
+            uapi::KVM_SET_TSS_ADDR => this.set_tss_addr(arg),
+            uapi::KVM_SET_GSI_ROUTING => this.set_gsi_routing(arg),
+            uapi::KVM_IRQ_LINE => {
+                let l: uapi::KvmIrqLevel = read_user(arg)?;
+                this.irq_line(l.irq(), l.level)
+            }
+            uapi::KVM_SET_IDENTITY_MAP_ADDR => this.set_identity_map_addr(arg),
+            uapi::KVM_GET_CLOCK => {
+                let d = this.get_clock();
+                let out = uapi::KvmClockData { clock: d.clock, flags: d.flags, realtime: d.realtime, host_tsc: d.host_tsc, ..Default::default() };
+                UserSlice::new(UserPtr::from_addr(arg), core::mem::size_of::<uapi::KvmClockData>()).writer().write(&out)?;
+                Ok(0)
+            }
+            uapi::KVM_SET_CLOCK => {
+                let d: uapi::KvmClockData = read_user(arg)?;
+                this.set_clock(&ClockData { clock: d.clock, flags: d.flags, realtime: d.realtime, host_tsc: d.host_tsc })
+            }
             uapi::KVM_ENABLE_CAP => {
                 let c: KvmEnableCap = read_user(arg)?;
                 this.enable_cap(&c)
@@ -73,7 +92,11 @@ impl Vm {
 pub(crate) fn check_extension(capability: usize) -> isize {
     match capability {
         cap::USER_MEMORY | cap::USER_MEMORY2 | cap::IMMEDIATE_EXIT | cap::EXT_CPUID | cap::MP_STATE
-        | cap::GET_TSC_KHZ | cap::ENABLE_CAP_VM | cap::SPLIT_IRQCHIP | cap::SIGNAL_MSI | cap::DEBUGREGS => 1,
+        | cap::GET_TSC_KHZ | cap::ENABLE_CAP_VM | cap::SPLIT_IRQCHIP | cap::SIGNAL_MSI | cap::DEBUGREGS
+        | cap::IRQCHIP | cap::SET_TSS_ADDR | cap::SET_IDENTITY_MAP_ADDR | cap::DESTROY_MEMORY_REGION_WORKS
+        | cap::JOIN_MEMORY_REGIONS_WORKS | cap::INTERNAL_ERROR_DATA | cap::VCPU_EVENTS | cap::XSAVE | cap::XCRS => 1,
+        cap::ADJUST_CLOCK => vm_clock::REPORTED_FLAGS as isize,
+        cap::IRQ_ROUTING => crate::vmx_core::irq_routing::MAX_ROUTES as isize,
         cap::NR_MEMSLOTS => memslot::USER_MEM_SLOTS as isize,
         cap::DISABLE_QUIRKS2 => SUPPORTED_QUIRKS as isize,
         cap::MANUAL_DIRTY_LOG_PROTECT2 => uapi::KVM_DIRTY_LOG_MANUAL_CAPS as isize,

@@ -29,6 +29,8 @@ pub mod field_table;
 pub mod host;
 #[path = "core/src/insn.rs"]
 pub mod insn;
+#[path = "core/src/irq_routing.rs"]
+pub mod irq_routing;
 #[path = "core/src/lapic.rs"]
 pub mod lapic;
 #[path = "core/src/mitigation.rs"]
@@ -61,7 +63,13 @@ pub mod paging;
 pub mod segment;
 #[path = "core/src/shadow_vmcs.rs"]
 pub mod shadow_vmcs;
+#[path = "core/src/vcpu_events.rs"]
+pub mod vcpu_events;
+#[path = "core/src/vm_clock.rs"]
+pub mod vm_clock;
 #[path = "core/src/vmcs12.rs"]
 pub mod vmcs12;
 #[path = "core/src/vmx_insn.rs"]
 pub mod vmx_insn;
+#[path = "core/src/xsave.rs"]
+pub mod xsave;

@@ -24,14 +24,15 @@ kvm)
     header=$1
     shift
     types='kvm_run|kvm_regs|kvm_sregs|kvm_segment|kvm_dtable|kvm_cpuid_entry2|kvm_device_attr'
-    types="$types|kvm_dirty_log|kvm_clear_dirty_log"
+    types="$types|kvm_dirty_log|kvm_clear_dirty_log|kvm_clock_data|kvm_xcrs|kvm_xcr|kvm_vcpu_events"
+    types="$types|kvm_vapic_addr|kvm_irq_routing_entry|kvm_irq_level"
     types="$types|kvm_enable_cap|kvm_msi|kvm_msr_entry|kvm_fpu|kvm_debugregs"
     types="$types|kvm_userspace_memory_region|kvm_userspace_memory_region2"
     # No Default for the types with unions: bindgen would zero them in generated unsafe
     # code, and nvmx never makes one (it reads them from the VMM or writes them in place).
     # shellcheck disable=SC2086
     "$bindgen" "$header" $common --allowlist-type "$types" --with-derive-default \
-        --no-default 'kvm_run.*|kvm_enable_cap|kvm_(hyperv|xen)_exit.*|kvm_(clear_)?dirty_log.*' -o "$out" -- "$@"
+        --no-default 'kvm_run.*|kvm_enable_cap|kvm_(hyperv|xen)_exit.*|kvm_(clear_)?dirty_log.*|kvm_irq_(routing_entry|level).*' -o "$out" -- "$@"
     ;;
 *)
     echo "usage: $0 nvmx|kvm BINDGEN OUTPUT ..." >&2

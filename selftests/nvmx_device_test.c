@@ -73,9 +73,9 @@ TEST_F(dev, unknown_capability_is_zero)
 TEST_F(dev, unimplemented_capabilities_are_zero)
 {
 	/* Not implemented yet; claiming any of these would be a lie. */
-	static const long caps[] = { KVM_CAP_NESTED_STATE, KVM_CAP_TSC_CONTROL, KVM_CAP_IRQCHIP,
-				     KVM_CAP_READONLY_MEM, KVM_CAP_XSAVE, KVM_CAP_XCRS,
-				     KVM_CAP_IRQFD };
+	static const long caps[] = { KVM_CAP_NESTED_STATE, KVM_CAP_TSC_CONTROL, KVM_CAP_READONLY_MEM,
+				     KVM_CAP_XSAVE2, KVM_CAP_IRQFD, KVM_CAP_VAPIC,
+				     KVM_CAP_EXCEPTION_PAYLOAD, KVM_CAP_X86_TRIPLE_FAULT_EVENT };
 
 	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
 		EXPECT_EQ(0, ioctl(self->fd, KVM_CHECK_EXTENSION, caps[i]))
@@ -88,15 +88,22 @@ TEST_F(dev, implemented_capabilities_are_one)
 	static const long caps[] = { KVM_CAP_USER_MEMORY, KVM_CAP_IMMEDIATE_EXIT, KVM_CAP_EXT_CPUID,
 				     KVM_CAP_MP_STATE, KVM_CAP_GET_TSC_KHZ, KVM_CAP_SPLIT_IRQCHIP,
 				     KVM_CAP_ENABLE_CAP_VM, KVM_CAP_USER_MEMORY2,
-				     KVM_CAP_GET_MSR_FEATURES, KVM_CAP_SIGNAL_MSI };
+				     KVM_CAP_GET_MSR_FEATURES, KVM_CAP_SIGNAL_MSI, KVM_CAP_IRQCHIP,
+				     KVM_CAP_SET_TSS_ADDR, KVM_CAP_SET_IDENTITY_MAP_ADDR,
+				     KVM_CAP_DESTROY_MEMORY_REGION_WORKS,
+				     KVM_CAP_JOIN_MEMORY_REGIONS_WORKS, KVM_CAP_INTERNAL_ERROR_DATA,
+				     KVM_CAP_VCPU_EVENTS, KVM_CAP_XSAVE, KVM_CAP_XCRS };
 
 	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
 		EXPECT_EQ(1, ioctl(self->fd, KVM_CHECK_EXTENSION, caps[i]))
 			TH_LOG("capability %ld", caps[i]);
 	}
-	/* The one quirk nvmx has, and that a VMM may disable. */
-	EXPECT_EQ(KVM_X86_QUIRK_STUFF_FEATURE_MSRS,
+	/* The quirks nvmx has, and that a VMM may disable. */
+	EXPECT_EQ(KVM_X86_QUIRK_STUFF_FEATURE_MSRS | KVM_X86_QUIRK_LINT0_REENABLED,
 		  ioctl(self->fd, KVM_CHECK_EXTENSION, KVM_CAP_DISABLE_QUIRKS2));
+	/* KVM_GET_CLOCK's flags: real time and host TSC at the instant, never TSC_STABLE. */
+	EXPECT_EQ(KVM_CLOCK_REALTIME | KVM_CLOCK_HOST_TSC,
+		  ioctl(self->fd, KVM_CHECK_EXTENSION, KVM_CAP_ADJUST_CLOCK));
 }
 
 TEST_F(dev, system_attributes_are_enxio)

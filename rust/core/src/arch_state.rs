@@ -90,6 +90,23 @@ pub struct Event {
 /// Interruption-information bit 31: valid.
 pub const EVENT_VALID: u32 = 1 << 31;
 
+impl Event {
+    /// The event as VM entry can deliver it, where a VMM may have set it (KVM_SET_VCPU_EVENTS)
+    /// for any mode: a hardware exception in real mode pushes no error code, and the CPU takes
+    /// only bits 15:0 of one (SDM 27.2.1.3 refuses anything else; KVM strips both the same
+    /// way, kvm_inject_exception and vmx_inject_exception).
+    pub const fn for_entry(self, protected: bool) -> Event {
+        let info = super::exit::InterruptionInfo(self.info);
+        if !info.deliver_error_code() {
+            return self;
+        }
+        if !protected {
+            return Event { info: info.with_deliver_error_code(false).0, error_code: 0, ..self };
+        }
+        Event { error_code: self.error_code & 0xffff, ..self }
+    }
+}
+
 /// The architectural state of a vCPU (L1's, or L2's while it runs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ArchState {
@@ -515,6 +532,18 @@ mod tests {
         let mut back = ArchState { gprs: s.gprs, ..ArchState::reset() };
         back.load(&v, Rows::ALL);
         assert_eq!(back, s);
+    }
+
+    #[test]
+    fn events_for_entry() {
+        use super::super::exit::{intr_kind, InterruptionInfo};
+        let gp = Event { info: InterruptionInfo::event(intr_kind::HW_EXCEPTION, 13, true).0, error_code: 0xdead_0018, insn_len: 0 };
+        assert_eq!(gp.for_entry(true), Event { error_code: 0x0018, ..gp });
+        let real = gp.for_entry(false);
+        assert!(!InterruptionInfo(real.info).deliver_error_code());
+        assert_eq!((InterruptionInfo(real.info).vector(), real.error_code), (13, 0));
+        let irq = Event { info: InterruptionInfo::event(intr_kind::EXTERNAL, 0x30, false).0, ..Event::default() };
+        assert_eq!(irq.for_entry(false), irq);
     }
 
     #[test]

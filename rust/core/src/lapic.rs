@@ -142,6 +142,9 @@ pub enum WriteEffect {
     None,
     /// Send this IPI.
     Ipi(Ipi),
+    /// The guest ended the interrupt with this vector (an EOI that found it in service):
+    /// the VMM's I/O APIC may want to hear of it (rust/core/src/irq_routing.rs).
+    Eoi(u8),
 }
 
 /// One local APIC.
@@ -190,6 +193,22 @@ impl Lapic {
             timer_deadline: None,
             timer_period: 0,
         }
+    }
+
+    /// The bootstrap processor's APIC after RESET or INIT under KVM's default
+    /// KVM_X86_QUIRK_LINT0_REENABLED: LINT0 unmasked with delivery mode ExtINT (the virtual
+    /// wire a BIOS would set up), every other LVT masked.
+    pub const fn with_lint0_extint(mut self) -> Self {
+        self.lvt[3] = 7 << 8;
+        self
+    }
+
+    /// Whether an ExtINT from a PIC would be taken: LINT0 unmasked with delivery mode ExtINT
+    /// (SDM 11.5.1), or the APIC globally disabled (`hw_enabled` false: LINT0 is then the
+    /// CPU's INTR pin). KVM's kvm_apic_accept_pic_intr.
+    pub const fn accepts_pic_interrupt(&self, hw_enabled: bool) -> bool {
+        let lint0 = self.lvt[3];
+        !hw_enabled || (lint0 & LVT_MASKED == 0 && (lint0 >> 8) & 7 == 7)
     }
 
     /// Switch to x2APIC mode (SDM 11.12.5: the logical ID becomes derived from the ID).
@@ -268,12 +287,12 @@ impl Lapic {
         Self::set(&mut self.isr, vector);
     }
 
-    /// End of interrupt: the highest in-service vector is done.
-    pub fn eoi(&mut self) {
-        if let Some(v) = Self::highest(&self.isr) {
-            Self::clear(&mut self.isr, v);
-            Self::clear(&mut self.tmr, v);
-        }
+    /// End of interrupt: the highest in-service vector is done; which one, if any was.
+    pub fn eoi(&mut self) -> Option<u8> {
+        let v = Self::highest(&self.isr)?;
+        Self::clear(&mut self.isr, v);
+        Self::clear(&mut self.tmr, v);
+        Some(v)
     }
 
     fn timer_divisor(&self) -> u64 {
@@ -387,7 +406,9 @@ impl Lapic {
                 if x2 && value != 0 {
                     return Err(ApicError::Gp);
                 }
-                self.eoi();
+                if let Some(v) = self.eoi() {
+                    return Ok(WriteEffect::Eoi(v));
+                }
             }
             reg::LDR if !x2 => self.ldr = value & 0xff00_0000,
             reg::DFR if !x2 => self.dfr = value | 0x0fff_ffff,
@@ -703,9 +724,10 @@ mod tests {
         a.request(0x91);
         assert_eq!(a.deliverable(), Some(0x91), "a higher class preempts");
         a.acknowledge(0x91);
-        a.eoi();
+        assert_eq!(a.eoi(), Some(0x91));
         assert_eq!(a.ppr(), 0x80, "EOI retires the highest in-service vector");
-        a.eoi();
+        assert_eq!(a.eoi(), Some(0x82));
+        assert_eq!(a.eoi(), None);
         assert_eq!(a.deliverable(), Some(0x41));
         a.write(reg::TPR, 0x50, 0, KHZ).unwrap();
         assert_eq!(a.deliverable(), None, "TPR masks class 4");
@@ -856,7 +878,10 @@ mod tests {
         assert_eq!(a.read(reg::DFR, 0, KHZ), Err(ApicError::Gp), "no DFR in x2APIC mode");
         assert_eq!(a.read(reg::EOI, 0, KHZ), Err(ApicError::Gp), "write-only");
         assert_eq!(a.write(reg::EOI, 1, 0, KHZ), Err(ApicError::Gp), "non-zero EOI");
-        assert_eq!(a.write(reg::EOI, 0, 0, KHZ), Ok(WriteEffect::None));
+        assert_eq!(a.write(reg::EOI, 0, 0, KHZ), Ok(WriteEffect::None), "nothing in service");
+        a.request(0x41);
+        a.acknowledge(0x41);
+        assert_eq!(a.write(reg::EOI, 0, 0, KHZ), Ok(WriteEffect::Eoi(0x41)));
         assert_eq!(a.write(reg::ID, 5, 0, KHZ), Err(ApicError::Gp), "read-only ID");
         assert_eq!(a.write(reg::PPR, 0, 0, KHZ), Err(ApicError::Gp));
         let e = a.write(reg::SELF_IPI, 0x77, 0, KHZ).unwrap();
@@ -924,5 +949,23 @@ mod tests {
         let mut x = enabled(0x21);
         x.enter_x2apic();
         assert!(x.matches_logical((2 << 16) | 2) && !x.matches_logical((1 << 16) | 2));
+    }
+
+    #[test]
+    fn pic_interrupts_need_lint0_extint_or_a_disabled_apic() {
+        let mut a = Lapic::new(0);
+        assert!(!a.accepts_pic_interrupt(true), "LINT0 masked at reset");
+        assert!(a.accepts_pic_interrupt(false), "APIC disabled: INTR goes to the CPU");
+        a.write(reg::SVR, 0x1ff, 0, KHZ).unwrap();
+        a.write(reg::LVT_LINT0, 0x700, 0, KHZ).unwrap();
+        assert!(a.accepts_pic_interrupt(true), "ExtINT, unmasked");
+        a.write(reg::LVT_LINT0, 0x400, 0, KHZ).unwrap();
+        assert!(!a.accepts_pic_interrupt(true), "NMI delivery");
+        a.write(reg::LVT_LINT0, 0x1_0700, 0, KHZ).unwrap();
+        assert!(!a.accepts_pic_interrupt(true), "masked");
+        let bsp = Lapic::new(0).with_lint0_extint();
+        assert!(bsp.accepts_pic_interrupt(true));
+        assert_eq!(bsp.read(reg::LVT_LINT0, 0, KHZ), Ok(0x700));
+        assert_eq!(bsp.read(reg::LVT_LINT1, 0, KHZ), Ok(LVT_MASKED));
     }
 }

@@ -1,0 +1,292 @@
+// SPDX-License-Identifier: GPL-2.0
+//! `KVM_GET_VCPU_EVENTS`/`KVM_SET_VCPU_EVENTS` (Documentation/virt/kvm/api.rst 4.31, 4.32):
+//! the events a vCPU has in flight, as KVM reports and accepts them
+//! (arch/x86/kvm/x86.c, kvm_vcpu_ioctl_x86_{get,set}_vcpu_events).
+//!
+//! nvmx's vCPU has one event to inject at the next entry ([`Event`], the VM-entry
+//! interruption information), its interruptibility state (SDM 25.4.2, table 25-3), and an
+//! NMI waiting to be injected. KVM's separate exception, interrupt and NMI slots map onto the
+//! one event: only one is ever injected at an entry. nvmx has no SMM, no exception payloads
+//! (KVM_CAP_EXCEPTION_PAYLOAD) and no triple-fault event (KVM_CAP_X86_TRIPLE_FAULT_EVENT),
+//! which KVM reports and refuses as it does with those off.
+
+use super::arch_state::Event;
+use super::exit::{intr_kind, InterruptionInfo};
+
+/// `KVM_VCPUEVENT_VALID_NMI_PENDING`.
+pub const VALID_NMI_PENDING: u32 = 1;
+/// `KVM_VCPUEVENT_VALID_SIPI_VECTOR`.
+pub const VALID_SIPI_VECTOR: u32 = 2;
+/// `KVM_VCPUEVENT_VALID_SHADOW`.
+pub const VALID_SHADOW: u32 = 4;
+/// `KVM_VCPUEVENT_VALID_SMM`.
+pub const VALID_SMM: u32 = 8;
+/// `KVM_VCPUEVENT_VALID_PAYLOAD`.
+pub const VALID_PAYLOAD: u32 = 16;
+/// `KVM_VCPUEVENT_VALID_TRIPLE_FAULT`.
+pub const VALID_TRIPLE_FAULT: u32 = 32;
+
+/// `KVM_X86_SHADOW_INT_MOV_SS`.
+pub const SHADOW_MOV_SS: u8 = 1;
+/// `KVM_X86_SHADOW_INT_STI`.
+pub const SHADOW_STI: u8 = 2;
+
+/// Interruptibility state bits (SDM table 25-3).
+const BLOCKING_STI: u32 = 1;
+const BLOCKING_MOV_SS: u32 = 2;
+const BLOCKING_NMI: u32 = 8;
+
+const NMI_VECTOR: u8 = 2;
+
+/// `struct kvm_vcpu_events` without its padding.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VcpuEvents {
+    /// exception.injected.
+    pub exception_injected: bool,
+    /// exception.nr.
+    pub exception_nr: u8,
+    /// exception.has_error_code.
+    pub exception_has_error_code: bool,
+    /// exception.pending.
+    pub exception_pending: bool,
+    /// exception.error_code.
+    pub exception_error_code: u32,
+    /// interrupt.injected.
+    pub interrupt_injected: bool,
+    /// interrupt.nr.
+    pub interrupt_nr: u8,
+    /// interrupt.soft.
+    pub interrupt_soft: bool,
+    /// interrupt.shadow ([`SHADOW_STI`], [`SHADOW_MOV_SS`]).
+    pub interrupt_shadow: u8,
+    /// nmi.injected.
+    pub nmi_injected: bool,
+    /// nmi.pending (a count).
+    pub nmi_pending: u8,
+    /// nmi.masked.
+    pub nmi_masked: bool,
+    /// sipi_vector.
+    pub sipi_vector: u32,
+    /// `KVM_VCPUEVENT_VALID_*`.
+    pub flags: u32,
+    /// smi.smm.
+    pub smm: bool,
+    /// smi.pending.
+    pub smi_pending: bool,
+    /// smi.smm_inside_nmi.
+    pub smm_inside_nmi: bool,
+    /// smi.latched_init.
+    pub latched_init: bool,
+    /// triple_fault.pending.
+    pub triple_fault_pending: bool,
+    /// exception_has_payload.
+    pub exception_has_payload: bool,
+    /// exception_payload.
+    pub exception_payload: u64,
+}
+
+/// The part of a vCPU's state the events describe.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventState {
+    /// The event injected at the next entry.
+    pub event: Option<Event>,
+    /// Guest interruptibility state.
+    pub interruptibility: u32,
+    /// An NMI waits for the guest to be able to take it.
+    pub nmi_pending: bool,
+    /// An INIT arrived and was not taken yet.
+    pub init_pending: bool,
+}
+
+/// `KVM_GET_VCPU_EVENTS`. Software exceptions and software interrupts are not reported as
+/// injected (the ABI has no instruction length for them; KVM leaves them out too, and the
+/// guest executes the instruction again).
+pub fn get(s: &EventState) -> VcpuEvents {
+    let mut e = VcpuEvents {
+        interrupt_shadow: (if s.interruptibility & BLOCKING_STI != 0 { SHADOW_STI } else { 0 })
+            | (if s.interruptibility & BLOCKING_MOV_SS != 0 { SHADOW_MOV_SS } else { 0 }),
+        nmi_pending: s.nmi_pending as u8,
+        nmi_masked: s.interruptibility & BLOCKING_NMI != 0,
+        latched_init: s.init_pending,
+        flags: VALID_NMI_PENDING | VALID_SHADOW | VALID_SMM,
+        ..VcpuEvents::default()
+    };
+    if let Some(ev) = s.event {
+        let info = InterruptionInfo(ev.info);
+        match info.kind() {
+            intr_kind::HW_EXCEPTION => {
+                e.exception_injected = true;
+                e.exception_nr = info.vector();
+                e.exception_has_error_code = info.deliver_error_code();
+                e.exception_error_code = ev.error_code;
+            }
+            intr_kind::SW_EXCEPTION | intr_kind::PRIV_SW_EXCEPTION => e.exception_nr = info.vector(),
+            intr_kind::EXTERNAL => {
+                e.interrupt_injected = true;
+                e.interrupt_nr = info.vector();
+            }
+            intr_kind::SW_INTERRUPT => e.interrupt_nr = info.vector(),
+            intr_kind::NMI => e.nmi_injected = true,
+            _ => {}
+        }
+    }
+    e
+}
+
+/// `kvm_run.ready_for_interrupt_injection` after an exit (KVM's
+/// kvm_vcpu_ready_for_interrupt_injection): the guest can take an external interrupt now
+/// (RFLAGS.IF set, no STI or MOV-SS shadow), no event is half-injected, and the local APIC
+/// would take a PIC's ExtINT (`accepts_pic`, [`super::lapic::Lapic::accepts_pic_interrupt`];
+/// true without an in-kernel APIC). nvmx has no KVM_INTERRUPT, so no ExtINT is ever queued.
+pub const fn ready_for_interrupt_injection(rflags: u64, interruptibility: u32, event: bool, accepts_pic: bool) -> bool {
+    rflags & (1 << 9) != 0 && interruptibility & (BLOCKING_STI | BLOCKING_MOV_SS) == 0 && !event && accepts_pic
+}
+
+/// Why KVM_SET_VCPU_EVENTS is refused (EINVAL).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventsError {
+    /// A flag KVM does not know.
+    UnknownFlag,
+    /// Payloads, triple-fault events or SMM, which are off (nvmx has none).
+    NotEnabled,
+    /// An exception with a vector above 31, or the NMI vector.
+    BadVector,
+}
+
+/// `KVM_SET_VCPU_EVENTS` onto `s`: the new state, checked as KVM checks it before anything
+/// changes. An injected software interrupt (`interrupt.soft`) is taken as an external one, as
+/// nvmx has no instruction length to deliver it with; the SIPI vector is ignored as KVM
+/// ignores it (INIT/SIPI go through the local APIC).
+pub fn set(s: &EventState, e: &VcpuEvents) -> Result<EventState, EventsError> {
+    let known = VALID_NMI_PENDING | VALID_SIPI_VECTOR | VALID_SHADOW | VALID_SMM | VALID_PAYLOAD | VALID_TRIPLE_FAULT;
+    if e.flags & !known != 0 {
+        return Err(EventsError::UnknownFlag);
+    }
+    if e.flags & (VALID_PAYLOAD | VALID_TRIPLE_FAULT) != 0 {
+        return Err(EventsError::NotEnabled);
+    }
+    // Without payloads, "pending" is not part of the ABI (KVM clears it).
+    if e.exception_injected && (e.exception_nr > 31 || e.exception_nr == NMI_VECTOR) {
+        return Err(EventsError::BadVector);
+    }
+    if e.flags & VALID_SMM != 0 && (e.smm || e.smi_pending || e.smm_inside_nmi) {
+        return Err(EventsError::NotEnabled);
+    }
+    let mut n = *s;
+    // KVM injects an exception before an NMI before an interrupt (inject_pending_event).
+    n.event = if e.exception_injected {
+        let code = e.exception_has_error_code;
+        Some(Event {
+            info: InterruptionInfo::event(intr_kind::HW_EXCEPTION, e.exception_nr, code).0,
+            error_code: if code { e.exception_error_code } else { 0 },
+            insn_len: 0,
+        })
+    } else if e.nmi_injected {
+        Some(Event { info: InterruptionInfo::event(intr_kind::NMI, NMI_VECTOR, false).0, ..Event::default() })
+    } else if e.interrupt_injected {
+        Some(Event { info: InterruptionInfo::event(intr_kind::EXTERNAL, e.interrupt_nr, false).0, ..Event::default() })
+    } else {
+        None
+    };
+    if e.flags & VALID_SHADOW != 0 {
+        n.interruptibility &= !(BLOCKING_STI | BLOCKING_MOV_SS);
+        if e.interrupt_shadow & SHADOW_STI != 0 {
+            n.interruptibility |= BLOCKING_STI;
+        }
+        if e.interrupt_shadow & SHADOW_MOV_SS != 0 {
+            n.interruptibility |= BLOCKING_MOV_SS;
+        }
+    }
+    if e.flags & VALID_NMI_PENDING != 0 {
+        n.nmi_pending = e.nmi_pending != 0;
+    }
+    n.interruptibility = if e.nmi_masked { n.interruptibility | BLOCKING_NMI } else { n.interruptibility & !BLOCKING_NMI };
+    if e.flags & VALID_SMM != 0 {
+        n.init_pending = e.latched_init;
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(kind: u8, vector: u8, code: Option<u32>) -> Option<Event> {
+        Some(Event { info: InterruptionInfo::event(kind, vector, code.is_some()).0, error_code: code.unwrap_or(0), insn_len: 0 })
+    }
+
+    #[test]
+    fn get_reports_the_one_event_in_its_slot() {
+        let gp = get(&EventState { event: event(intr_kind::HW_EXCEPTION, 13, Some(0x18)), ..EventState::default() });
+        assert!(gp.exception_injected && gp.exception_has_error_code);
+        assert_eq!((gp.exception_nr, gp.exception_error_code), (13, 0x18));
+        assert!(!gp.interrupt_injected && !gp.nmi_injected);
+        assert_eq!(gp.flags, VALID_NMI_PENDING | VALID_SHADOW | VALID_SMM);
+        let irq = get(&EventState { event: event(intr_kind::EXTERNAL, 0x30, None), ..EventState::default() });
+        assert!(irq.interrupt_injected && !irq.exception_injected);
+        assert_eq!(irq.interrupt_nr, 0x30);
+        let nmi = get(&EventState { event: event(intr_kind::NMI, 2, None), ..EventState::default() });
+        assert!(nmi.nmi_injected);
+        // INT3 and INT n: not injected (no instruction length in the ABI), as on KVM.
+        let bp = get(&EventState { event: event(intr_kind::SW_EXCEPTION, 3, None), ..EventState::default() });
+        assert!(!bp.exception_injected);
+        let int = get(&EventState { event: event(intr_kind::SW_INTERRUPT, 0x80, None), ..EventState::default() });
+        assert!(!int.interrupt_injected);
+    }
+
+    #[test]
+    fn shadow_nmi_and_init() {
+        let e = get(&EventState { interruptibility: BLOCKING_STI | BLOCKING_NMI, nmi_pending: true, init_pending: true, ..EventState::default() });
+        assert_eq!((e.interrupt_shadow, e.nmi_masked, e.nmi_pending, e.latched_init), (SHADOW_STI, true, 1, true));
+        let e = get(&EventState { interruptibility: BLOCKING_MOV_SS, ..EventState::default() });
+        assert_eq!((e.interrupt_shadow, e.nmi_masked), (SHADOW_MOV_SS, false));
+    }
+
+    #[test]
+    fn set_then_get_round_trips() {
+        let states = [
+            EventState { event: event(intr_kind::HW_EXCEPTION, 14, Some(2)), interruptibility: BLOCKING_NMI, ..EventState::default() },
+            EventState { event: event(intr_kind::HW_EXCEPTION, 6, None), interruptibility: BLOCKING_STI, nmi_pending: true, ..EventState::default() },
+            EventState { event: event(intr_kind::EXTERNAL, 0xec, None), interruptibility: BLOCKING_MOV_SS, ..EventState::default() },
+            EventState { event: event(intr_kind::NMI, 2, None), init_pending: true, ..EventState::default() },
+            EventState::default(),
+        ];
+        for s in states {
+            assert_eq!(set(&EventState::default(), &get(&s)), Ok(s), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn set_without_flags_keeps_shadow_nmi_pending_and_init() {
+        let s = EventState { interruptibility: BLOCKING_STI, nmi_pending: true, init_pending: true, ..EventState::default() };
+        let n = set(&s, &VcpuEvents::default()).unwrap();
+        assert_eq!((n.interruptibility, n.nmi_pending, n.init_pending, n.event), (BLOCKING_STI, true, true, None));
+    }
+
+    #[test]
+    fn ready_for_interrupt_injection_is_kvms() {
+        const IF: u64 = 1 << 9;
+        assert!(ready_for_interrupt_injection(IF | 2, 0, false, true));
+        assert!(!ready_for_interrupt_injection(2, 0, false, true), "IF clear");
+        assert!(!ready_for_interrupt_injection(IF, BLOCKING_STI, false, true), "STI shadow");
+        assert!(!ready_for_interrupt_injection(IF, BLOCKING_MOV_SS, false, true), "MOV SS shadow");
+        assert!(ready_for_interrupt_injection(IF, BLOCKING_NMI, false, true), "NMI blocking does not matter");
+        assert!(!ready_for_interrupt_injection(IF, 0, true, true), "an event being injected");
+        assert!(!ready_for_interrupt_injection(IF, 0, false, false), "LINT0 does not take ExtINT");
+    }
+
+    #[test]
+    fn kvm_refusals() {
+        let s = EventState::default();
+        let with = |e: VcpuEvents| set(&s, &e);
+        assert_eq!(with(VcpuEvents { flags: 64, ..VcpuEvents::default() }), Err(EventsError::UnknownFlag));
+        assert_eq!(with(VcpuEvents { flags: VALID_PAYLOAD, ..VcpuEvents::default() }), Err(EventsError::NotEnabled));
+        assert_eq!(with(VcpuEvents { flags: VALID_TRIPLE_FAULT, ..VcpuEvents::default() }), Err(EventsError::NotEnabled));
+        assert_eq!(with(VcpuEvents { flags: VALID_SMM, smm: true, ..VcpuEvents::default() }), Err(EventsError::NotEnabled));
+        assert_eq!(with(VcpuEvents { exception_injected: true, exception_nr: 2, ..VcpuEvents::default() }), Err(EventsError::BadVector));
+        assert_eq!(with(VcpuEvents { exception_injected: true, exception_nr: 32, ..VcpuEvents::default() }), Err(EventsError::BadVector));
+        // A vector beyond 31 that is not injected is not looked at (KVM checks only then).
+        assert!(with(VcpuEvents { exception_nr: 200, ..VcpuEvents::default() }).is_ok());
+        assert!(with(VcpuEvents { flags: VALID_SIPI_VECTOR, sipi_vector: 0x12, ..VcpuEvents::default() }).is_ok());
+    }
+}
