@@ -38,6 +38,11 @@ impl MiscDevice for NvmxFile {
             uapi::KVM_GET_MSR_INDEX_LIST => crate::vcpu_fd::get_msr_index_list(arg),
             uapi::KVM_GET_MSR_FEATURE_INDEX_LIST => crate::vcpu_fd::get_msr_feature_index_list(arg),
             uapi::KVM_GET_MSRS => crate::vcpu_fd::get_feature_msrs(arg),
+            uapi::KVM_X86_GET_MCE_CAP_SUPPORTED => {
+                let cap: u64 = crate::vmx_core::mce::SUPPORTED_CAP;
+                kernel::uaccess::UserSlice::new(kernel::uaccess::UserPtr::from_addr(arg), 8).writer().write(&cap)?;
+                Ok(0)
+            }
             // System attributes (KVM_X86_XCOMP_GUEST_SUPP, ...): nvmx has none, so every
             // attribute is ENXIO, KVM's answer for one it does not know; a client then
             // knows the feature behind it (dynamic XSAVE state) is not there.

@@ -17,6 +17,8 @@ mod device;
 mod ept;
 mod guest_memory;
 mod guest_regs;
+mod ioeventfd;
+mod irqfd;
 mod irq_routing;
 mod pinned;
 mod kvm_state;

@@ -21,6 +21,9 @@ use crate::guest_regs::{
 use crate::guest_memory::{copy_guest, AccessError, GuestMemory};
 use crate::msr_route::{check_guest_wrmsr, MsrHome};
 use crate::vmx_core::arch_state::{self, Rows, Seg, Vmcs, EVENT_VALID};
+use crate::vmx_core::ioeventfd;
+use crate::vmx_core::mce::Mce;
+use crate::vmx_core::mtrr;
 use crate::vmx_core::nested_switch::L0Controls;
 use crate::vmx_core::segment::AccessRights;
 use crate::vcpu::Vcpu;
@@ -144,8 +147,9 @@ pub(crate) fn run(vcpu: &Vcpu) -> Result<isize> {
             run.set_exit_reason(kvm_exit::INTR);
             return Err(EINTR);
         }
-        // A VMX abort outside a region (a nested exit while completing INS): L1's shutdown.
-        if st.nested.take_vmx_abort() {
+        // A VMX abort outside a region (a nested exit while completing INS): L1's shutdown;
+        // so is a machine check KVM_X86_SET_MCE could not deliver.
+        if st.nested.take_vmx_abort() || core::mem::take(&mut st.shutdown_pending) {
             report(run, pio, &mut st, UserExit::Shutdown);
             return Ok(0);
         }
@@ -1019,12 +1023,13 @@ fn handle_exit(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, g: &mut [u64; 16], st: &mut Vc
                 return string_io(cur, vcpu, g, st, eptp, io, u64::from(exit.0), q);
             }
             skip_instruction(cur);
-            Next::Leave(Leave::User(UserExit::Io {
-                is_in: io.is_in(),
-                size: io.size(),
-                port: io.port(),
-                data: g[0] as u32,
-            }))
+            let size = io.size();
+            // An OUT that hits an ioeventfd signals it and is done (KVM's PIO bus).
+            let mask = u64::MAX >> (64 - 8 * u32::from(size));
+            if !io.is_in() && vcpu.vm.ioeventfd_write(ioeventfd::Bus::Pio, u64::from(io.port()), u32::from(size), g[0] & mask) {
+                return Next::Resume;
+            }
+            Next::Leave(Leave::User(UserExit::Io { is_in: io.is_in(), size, port: io.port(), data: g[0] as u32 }))
         }
         reason::RDMSR | reason::WRMSR if crate::vmx_core::lapic::x2apic_offset(g[1] as u32).is_some() => {
             let write = (exit.basic() == reason::WRMSR).then(|| (g[0] & 0xffff_ffff) | (g[2] << 32));
@@ -1055,6 +1060,38 @@ fn handle_exit(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, g: &mut [u64; 16], st: &mut Vc
                     Next::Resume
                 }
             }
+        }
+        // The machine-check MSRs (rust/core/src/mce.rs). A guest's non-zero MCi_STATUS write
+        // needs AMD's McStatusWrEn in a guest of AMD's vendor, which nvmx guests are not.
+        reason::RDMSR | reason::WRMSR if Mce::is_mce_msr(g[1] as u32) => {
+            let index = g[1] as u32;
+            let ok = if exit.basic() == reason::RDMSR {
+                st.mce.read(index, false).map(|v| [g[0], g[2]] = [v & 0xffff_ffff, v >> 32]).is_some()
+            } else {
+                st.mce.write(index, (g[0] & 0xffff_ffff) | (g[2] << 32), false, false)
+            };
+            if ok {
+                skip_instruction(cur);
+            } else {
+                inject(cur, GP_VECTOR, Some(0));
+            }
+            Next::Resume
+        }
+        // The MTRRs: storage, the same rules for the guest and the VMM (KVM's).
+        reason::RDMSR | reason::WRMSR if mtrr::is_mtrr_msr(g[1] as u32) => {
+            let index = g[1] as u32;
+            let ok = if exit.basic() == reason::RDMSR {
+                st.mtrrs.read(index).map(|v| [g[0], g[2]] = [v & 0xffff_ffff, v >> 32]).is_some()
+            } else {
+                let maxphyaddr = u32::from(st.features.maxphyaddr);
+                st.mtrrs.write(index, (g[0] & 0xffff_ffff) | (g[2] << 32), maxphyaddr)
+            };
+            if ok {
+                skip_instruction(cur);
+            } else {
+                inject(cur, GP_VECTOR, Some(0));
+            }
+            Next::Resume
         }
         reason::RDMSR | reason::WRMSR if nested::is_nested_msr(g[1] as u32) => {
             let index = g[1] as u32;
@@ -1368,6 +1405,12 @@ fn mmio(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, g: &mut [u64; 16], st: &mut VcpuState
         return Next::Resume;
     }
     advance_rip(cur, len as u64);
+    // A write that hits an ioeventfd signals it and is done (KVM's MMIO bus).
+    if let Some(v) = write_data {
+        if vcpu.vm.ioeventfd_write(ioeventfd::Bus::Mmio, gpa, u32::from(size), v) {
+            return Next::Resume;
+        }
+    }
     if let Decoded::Read { dst, dst_size, extend, .. } = decoded {
         st.pending_mmio = Some(PendingMmio { dst, dst_size, size, extend });
     }

@@ -9,6 +9,10 @@
 #include <linux/cpu.h>
 #include <linux/cred.h>
 #include <linux/cpumask.h>
+#include <linux/eventfd.h>
+#include <linux/file.h>
+#include <linux/poll.h>
+#include <linux/wait.h>
 #include <linux/fs.h>
 #include <linux/kobject.h>
 #include <linux/sysfs.h>
@@ -466,4 +470,100 @@ void nvmx_sysfs_remove(void)
 	if (nvmx_kobj)
 		kobject_put(nvmx_kobj);
 	nvmx_kobj = NULL;
+}
+
+struct nvmx_irqfd {
+	wait_queue_entry_t wait;
+	poll_table pt;
+	struct file *file;		/* from open until armed */
+	struct eventfd_ctx *eventfd;
+	wait_queue_head_t *wqh;		/* set when armed */
+	int arm_err;
+	void *owner;
+	u32 gsi;
+};
+
+static int nvmx_irqfd_wakeup(wait_queue_entry_t *wait, unsigned int mode, int sync, void *key)
+{
+	struct nvmx_irqfd *irqfd = container_of(wait, struct nvmx_irqfd, wait);
+	__poll_t flags = key_to_poll(key);
+	u64 cnt;
+
+	if (flags & EPOLLIN) {
+		eventfd_ctx_do_read(irqfd->eventfd, &cnt);
+		nvmx_irqfd_fire(irqfd->owner, irqfd->gsi);
+	}
+	/* The eventfd's file is being released: no more wake-ups (list_del_init keeps the
+	 * entry valid for the remove in nvmx_irqfd_destroy). */
+	if (flags & EPOLLHUP)
+		list_del_init(&wait->entry);
+	return flags & EPOLLIN ? 1 : 0;
+}
+
+static void nvmx_irqfd_queue(struct file *file, wait_queue_head_t *wqh, poll_table *pt)
+{
+	struct nvmx_irqfd *irqfd = container_of(pt, struct nvmx_irqfd, pt);
+
+	irqfd->arm_err = add_wait_queue_priority_exclusive(wqh, &irqfd->wait);
+	if (!irqfd->arm_err)
+		irqfd->wqh = wqh;
+}
+
+struct nvmx_irqfd *nvmx_irqfd_open(int fd, void *owner, u32 gsi, int *err)
+{
+	struct nvmx_irqfd *irqfd = kzalloc(sizeof(*irqfd), GFP_KERNEL_ACCOUNT);
+	struct eventfd_ctx *ctx;
+	struct file *file;
+
+	if (!irqfd) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	file = fget(fd);
+	if (!file) {
+		kfree(irqfd);
+		*err = -EBADF;
+		return NULL;
+	}
+	ctx = eventfd_ctx_fileget(file);
+	if (IS_ERR(ctx)) {
+		fput(file);
+		kfree(irqfd);
+		*err = PTR_ERR(ctx);
+		return NULL;
+	}
+	irqfd->file = file;
+	irqfd->eventfd = ctx;
+	irqfd->owner = owner;
+	irqfd->gsi = gsi;
+	init_waitqueue_func_entry(&irqfd->wait, nvmx_irqfd_wakeup);
+	init_poll_funcptr(&irqfd->pt, nvmx_irqfd_queue);
+	return irqfd;
+}
+
+void *nvmx_irqfd_eventfd(struct nvmx_irqfd *irqfd)
+{
+	return irqfd->eventfd;
+}
+
+int nvmx_irqfd_arm(struct nvmx_irqfd *irqfd, bool *pending)
+{
+	__poll_t events = vfs_poll(irqfd->file, &irqfd->pt);
+
+	fput(irqfd->file);
+	irqfd->file = NULL;
+	*pending = events & EPOLLIN;
+	return irqfd->arm_err;
+}
+
+void nvmx_irqfd_destroy(struct nvmx_irqfd *irqfd)
+{
+	u64 cnt;
+
+	if (irqfd->file)
+		fput(irqfd->file);
+	if (irqfd->wqh)
+		eventfd_ctx_remove_wait_queue(irqfd->eventfd, &irqfd->wait, &cnt);
+	eventfd_ctx_put(irqfd->eventfd);
+	kfree(irqfd);
 }

@@ -75,4 +75,17 @@ struct nvmx_sysfs_facts {
 int nvmx_sysfs_create(const struct nvmx_sysfs_facts *facts);
 void nvmx_sysfs_remove(void);
 
+/*
+ * An irqfd (KVM_IRQFD): a priority waiter on an eventfd whose wake-up calls Rust's
+ * nvmx_irqfd_fire(owner, gsi) (rust/irqfd.rs) with the eventfd's wait-queue lock held and
+ * IRQs off. Opened first (the file and its eventfd referenced), then armed (registered on
+ * the wait queue), then destroyed (removed from the wait queue: no wake-up runs after).
+ */
+struct nvmx_irqfd;
+struct nvmx_irqfd *nvmx_irqfd_open(int fd, void *owner, u32 gsi, int *err);
+void *nvmx_irqfd_eventfd(struct nvmx_irqfd *irqfd);
+int nvmx_irqfd_arm(struct nvmx_irqfd *irqfd, bool *pending);
+void nvmx_irqfd_destroy(struct nvmx_irqfd *irqfd);
+void nvmx_irqfd_fire(void *owner, u32 gsi);
+
 #endif /* NVMX_SHIM_H */

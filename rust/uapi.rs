@@ -124,7 +124,9 @@ mod kvm_h {
 pub(crate) use kvm_h::{
     kvm_clear_dirty_log as KvmClearDirtyLog, kvm_cpuid_entry2 as KvmCpuidEntry2, kvm_debugregs as KvmDebugregs,
     kvm_clock_data as KvmClockData, kvm_device_attr as KvmDeviceAttr, kvm_dirty_log as KvmDirtyLog,
-    kvm_irq_level as KvmIrqLevel, kvm_irq_routing_entry as KvmIrqRoutingEntry, kvm_vapic_addr as KvmVapicAddr, kvm_vcpu_events as KvmVcpuEvents, kvm_xcr as KvmXcr, kvm_xcrs as KvmXcrs,
+    kvm_ioeventfd as KvmIoeventfd, kvm_irq_level as KvmIrqLevel, kvm_irq_routing_entry as KvmIrqRoutingEntry,
+    kvm_irqfd as KvmIrqfd, kvm_vapic_addr as KvmVapicAddr, kvm_vcpu_events as KvmVcpuEvents,
+    kvm_x86_mce as KvmX86Mce, kvm_xcr as KvmXcr, kvm_xcrs as KvmXcrs,
     kvm_dtable as KvmDtable, kvm_enable_cap as KvmEnableCap, kvm_fpu as KvmFpu, kvm_msi as KvmMsi,
     kvm_msr_entry as KvmMsrEntry, kvm_regs as KvmRegs, kvm_segment as KvmSegment, kvm_sregs as KvmSregs,
     kvm_userspace_memory_region as KvmUserspaceMemoryRegion,
@@ -152,6 +154,9 @@ const _: () = assert!(core::mem::size_of::<KvmXcrs>() == 8 + 16 * 16 + 128);
 const _: () = assert!(core::mem::size_of::<KvmVapicAddr>() == 8);
 const _: () = assert!(core::mem::size_of::<KvmIrqRoutingEntry>() == 48);
 const _: () = assert!(core::mem::size_of::<KvmIrqLevel>() == 8);
+const _: () = assert!(core::mem::size_of::<KvmIoeventfd>() == 64);
+const _: () = assert!(core::mem::size_of::<KvmIrqfd>() == 32);
+const _: () = assert!(core::mem::size_of::<KvmX86Mce>() == 64);
 const _: () = assert!(core::mem::size_of::<KvmClearDirtyLog>() == 24);
 
 /// `KVM_GET_SUPPORTED_CPUID` (`struct kvm_cpuid2` is an 8-byte header before its entries).
@@ -311,6 +316,16 @@ pub(crate) const KVM_MSI_VALID_DEVID: u32 = 1;
 /// `KVM_RUN_X86_GUEST_MODE` in `kvm_run.flags`: the vCPU was running L2.
 const KVM_RUN_X86_GUEST_MODE: u16 = 1 << 2;
 
+/// `KVM_X86_SETUP_MCE`.
+pub(crate) const KVM_X86_SETUP_MCE: u32 = _IOW::<u64>(KVMIO, 0x9c);
+/// `KVM_X86_GET_MCE_CAP_SUPPORTED` (system fd).
+pub(crate) const KVM_X86_GET_MCE_CAP_SUPPORTED: u32 = _IOR::<u64>(KVMIO, 0x9d);
+/// `KVM_X86_SET_MCE`.
+pub(crate) const KVM_X86_SET_MCE: u32 = _IOW::<KvmX86Mce>(KVMIO, 0x9e);
+/// `KVM_IRQFD`.
+pub(crate) const KVM_IRQFD: u32 = _IOW::<KvmIrqfd>(KVMIO, 0x76);
+/// `KVM_IOEVENTFD`.
+pub(crate) const KVM_IOEVENTFD: u32 = _IOW::<KvmIoeventfd>(KVMIO, 0x79);
 /// `KVM_IRQ_LINE`.
 pub(crate) const KVM_IRQ_LINE: u32 = _IOW::<KvmIrqLevel>(KVMIO, 0x61);
 /// `KVM_SET_GSI_ROUTING` (`struct kvm_irq_routing` is an 8-byte header before its entries).
@@ -419,6 +434,16 @@ pub(crate) mod cap {
     pub(crate) const XSAVE: usize = 55;
     /// `KVM_CAP_XCRS`: KVM_GET/SET_XCRS.
     pub(crate) const XCRS: usize = 56;
+    /// `KVM_CAP_MCE`: the machine-check ioctls; the most banks.
+    pub(crate) const MCE: usize = 31;
+    /// `KVM_CAP_IRQFD`.
+    pub(crate) const IRQFD: usize = 32;
+    /// `KVM_CAP_IOEVENTFD`.
+    pub(crate) const IOEVENTFD: usize = 36;
+    /// `KVM_CAP_IOEVENTFD_NO_LENGTH`: a length of 0 matches any write to the address.
+    pub(crate) const IOEVENTFD_NO_LENGTH: usize = 100;
+    /// `KVM_CAP_IOEVENTFD_ANY_LENGTH`: lengths 1, 2, 4 and 8 (and 0).
+    pub(crate) const IOEVENTFD_ANY_LENGTH: usize = 122;
     /// `KVM_CAP_IRQ_ROUTING`: KVM_SET_GSI_ROUTING; the number of routes.
     pub(crate) const IRQ_ROUTING: usize = 25;
 }
@@ -474,6 +499,12 @@ unsafe impl FromBytes for KvmVapicAddr {}
 unsafe impl FromBytes for KvmIrqRoutingEntry {}
 // SAFETY: a union of u32 and i32, then a u32.
 unsafe impl FromBytes for KvmIrqLevel {}
+// SAFETY: see above (u64, u64, u32, i32, u32, 36 bytes: 64).
+unsafe impl FromBytes for KvmIoeventfd {}
+// SAFETY: see above (four u32s and 16 bytes).
+unsafe impl FromBytes for KvmIrqfd {}
+// SAFETY: see above (four u64s, a byte, 7 bytes, three u64s: 64).
+unsafe impl FromBytes for KvmX86Mce {}
 
 impl KvmIrqRoutingEntry {
     /// The entry as the core's routing rules see it (the MSI member of the union).

@@ -24,6 +24,8 @@ use crate::vcpu_state::VcpuState;
 use crate::vm::{read_user, Vm};
 use crate::vmx_core::cpuid::{self, CpuidEntry, GuestFeatures};
 use crate::vmx_core::debug_regs::DebugRegs;
+use crate::vmx_core::mce::{self, Mce};
+use crate::vmx_core::mtrr;
 use crate::vmx_core::{vcpu_events, xsave};
 use crate::vmx_core::guest_msr::{self, Msr, WriteContext, Writer};
 use crate::vmx_ops::FxArea;
@@ -285,6 +287,21 @@ impl Vcpu {
                 st.set_event_state(&n);
                 Ok(0)
             }
+            uapi::KVM_X86_SETUP_MCE => {
+                let cap: u64 = read_user(arg)?;
+                if this.state.lock().mce.setup(cap) { Ok(0) } else { Err(EINVAL) }
+            }
+            uapi::KVM_X86_SET_MCE => {
+                let m: uapi::KvmX86Mce = read_user(arg)?;
+                let e = crate::vmx_core::mce::InjectedError {
+                    status: m.status,
+                    addr: m.addr,
+                    misc: m.misc,
+                    mcg_status: m.mcg_status,
+                    bank: m.bank,
+                };
+                this.state.lock().inject_mce(&e)
+            }
             uapi::KVM_SET_VAPIC_ADDR => {
                 // KVM's TPR-access page for guests that patch their TPR accesses (KVM_CAP_VAPIC,
                 // which nvmx does not offer). Address 0 turns it off — what a VMM without it
@@ -399,6 +416,30 @@ fn msr_io(st: &mut VcpuState, arg: usize, set: bool) -> Result<isize> {
         st.flushed_for = None; // EFER may change paging: as for KVM_SET_SREGS
     }
     for e in entries.iter_mut() {
+        if mtrr::is_mtrr_msr(e.index) {
+            if set {
+                if !st.mtrrs.write(e.index, e.data, u32::from(st.features.maxphyaddr)) {
+                    break;
+                }
+            } else {
+                let Some(v) = st.mtrrs.read(e.index) else { break };
+                e.data = v;
+            }
+            done += 1;
+            continue;
+        }
+        if Mce::is_mce_msr(e.index) {
+            if set {
+                if !st.mce.write(e.index, e.data, true, false) {
+                    break;
+                }
+            } else {
+                let Some(v) = st.mce.read(e.index, true) else { break };
+                e.data = v;
+            }
+            done += 1;
+            continue;
+        }
         if nested::is_nested_msr(e.index) {
             if set {
                 if nested::set_msr(st, e.index, e.data, true).is_err() {
@@ -436,6 +477,9 @@ pub(crate) fn get_msr_index_list(arg: usize) -> Result<isize> {
     for m in Msr::ALL {
         list.push(m.index(), GFP_KERNEL_ACCOUNT)?;
     }
+    // The machine-check MSRs KVM lists (its emulated MSRs; the banks are not listed).
+    list.push(mce::MCG_STATUS, GFP_KERNEL_ACCOUNT)?;
+    list.push(mce::MCG_CTL, GFP_KERNEL_ACCOUNT)?;
     // With nested VMX: IA32_FEATURE_CONTROL and the IA32_VMX_* MSRs (KVM's emulated MSRs).
     if nested::available() {
         list.push(crate::nested_msrs::MSR_FEATURE_CONTROL, GFP_KERNEL_ACCOUNT)?;

@@ -11,6 +11,8 @@ use crate::uapi::{mp_state, KvmSregs, NvmxVcpuStats};
 use crate::vmx_core::arch_state::{ArchState, Seg};
 use crate::vmx_core::cpuid::{CpuidEntry, GuestFeatures};
 use crate::vmx_core::guest_cr;
+use crate::vmx_core::mce::Mce;
+use crate::vmx_core::mtrr::Mtrrs;
 use crate::vmx_core::vcpu_events::EventState;
 use crate::vmx_core::guest_msr::{self, apic_base, Msr, WriteContext, Writer};
 use crate::vmx_core::insn;
@@ -78,6 +80,13 @@ pub(crate) struct VcpuState {
     pub(crate) lapic: Option<Lapic>,
     /// An NMI waiting for the guest to be able to take it.
     pub(crate) nmi_pending: bool,
+    /// The machine-check banks and MSRs (rust/core/src/mce.rs).
+    pub(crate) mce: Mce,
+    /// The MTRRs (rust/core/src/mtrr.rs).
+    pub(crate) mtrrs: Mtrrs,
+    /// A shutdown (triple fault) to report at the next KVM_RUN: a machine check that could
+    /// not be delivered (KVM_X86_SET_MCE).
+    pub(crate) shutdown_pending: bool,
     /// An EOI the VMM's I/O APIC must see, to report when the instruction is done.
     pub(crate) eoi_exit: Option<u8>,
     /// vCPU 0 under KVM_X86_QUIRK_LINT0_REENABLED: its LINT0 is ExtINT after RESET and INIT.
@@ -128,6 +137,9 @@ impl VcpuState {
         Self {
             bsp_lint0_extint: lint0_reenabled && id == 0,
             eoi_exit: None,
+            mce: Mce::default(),
+            mtrrs: Mtrrs::default(),
+            shutdown_pending: false,
             arch: ArchState::reset(),
             apic_base: 0xfee0_0000 | (1 << 11) | if id == 0 { 1 << 8 } else { 0 },
             cr8_value: 0,
@@ -296,6 +308,40 @@ impl VcpuState {
             nmi_pending: self.nmi_pending,
             init_pending: false,
         }
+    }
+
+    /// `KVM_X86_SET_MCE`: log the error, and deliver a #MC or shut down as KVM decides. A
+    /// #MC replaces a hardware exception waiting to be injected (KVM's rule for a benign
+    /// exception after another); an interrupt or NMI waiting goes back to the APIC or the
+    /// pending NMI, to be delivered after it. EINVAL for a bank beyond the count or a status
+    /// without VAL.
+    pub(crate) fn inject_mce(&mut self, e: &crate::vmx_core::mce::InjectedError) -> kernel::error::Result<isize> {
+        use crate::vmx_core::exit::{intr_kind, InterruptionInfo};
+        use crate::vmx_core::mce::Outcome;
+        let cr4_mce = self.arch.cr4 & (1 << 6) != 0;
+        match self.mce.inject(e, cr4_mce).ok_or(kernel::error::code::EINVAL)? {
+            Outcome::Logged => {}
+            Outcome::TripleFault => self.shutdown_pending = true,
+            Outcome::Exception => {
+                if let Some(old) = self.arch.event {
+                    let info = InterruptionInfo(old.info);
+                    match info.kind() {
+                        intr_kind::EXTERNAL => {
+                            if let Some(a) = self.lapic.as_mut() {
+                                a.request(info.vector());
+                            }
+                        }
+                        intr_kind::NMI => self.nmi_pending = true,
+                        _ => {}
+                    }
+                }
+                self.arch.event = Some(crate::vmx_core::arch_state::Event {
+                    info: InterruptionInfo::event(intr_kind::HW_EXCEPTION, 18, false).0,
+                    ..Default::default()
+                });
+            }
+        }
+        Ok(0)
     }
 
     /// Store what KVM_SET_VCPU_EVENTS decided (the INIT goes to the mailbox).

@@ -19,7 +19,10 @@ use crate::uapi::{self, cap, KvmEnableCap, KvmUserspaceMemoryRegion};
 use crate::pinned::PinnedPages;
 use crate::vmx_core::memslot::{self, Change, Request, Slot};
 use crate::vmx_core::vm_clock::{self, ClockData};
+use crate::ioeventfd::{EventFd, Ioeventfds};
 use crate::irq_routing::IrqRoutes;
+use crate::irqfd::Irqfd;
+use crate::vmx_core::ioeventfd;
 use crate::vmx_core::irq_routing;
 
 /// Most vCPUs one VM may have, and one more than the highest vCPU id.
@@ -66,6 +69,11 @@ impl VmState {
 /// A VM, shared by its fd and its vCPUs.
 #[pin_data]
 pub(crate) struct Vm {
+    /// KVM_IRQFD's irqfds. First, so that they are dropped first: their eventfd wake-ups
+    /// use the VM until each is removed from its wait queue. The VM file's release drops
+    /// them too, as KVM does.
+    #[pin]
+    pub(crate) irqfds: Mutex<KVec<Irqfd>>,
     /// nvmx's id of the VM (for nvmx-status), unique while the module is loaded.
     pub(crate) id: u32,
     /// The thread group that created the VM.
@@ -84,6 +92,10 @@ pub(crate) struct Vm {
     /// GSI routes (KVM_SET_GSI_ROUTING). A spinlock: the EOI check is in IRQs-off regions.
     #[pin]
     pub(crate) routes: SpinLock<IrqRoutes>,
+    /// KVM_IOEVENTFD's registrations. A spinlock: guest writes are looked up in IRQs-off
+    /// regions.
+    #[pin]
+    pub(crate) ioeventfds: SpinLock<Ioeventfds>,
 }
 
 /// The next VM's id.
@@ -114,8 +126,10 @@ impl Vm {
                     clock_offset: vm_clock::offset_at_creation(&shim::host_time()),
                     identity_map_addr: 0,
                 }),
+                irqfds <- new_mutex!(KVec::new()),
                 mailboxes <- new_spinlock!(KVec::new()),
                 routes <- new_spinlock!(IrqRoutes::new()),
+                ioeventfds <- new_spinlock!(Ioeventfds::new()),
             }),
             GFP_KERNEL_ACCOUNT,
         )?;
@@ -239,15 +253,95 @@ impl Vm {
         Ok(0)
     }
 
+    /// `KVM_IOEVENTFD`: register (or, with KVM_IOEVENTFD_FLAG_DEASSIGN, remove) an eventfd
+    /// that guest writes signal, with KVM's rules (rust/core/src/ioeventfd.rs): EINVAL for
+    /// a bad length, range or flag; the eventfd's EBADF/EINVAL; EEXIST for a registration
+    /// that collides with one there; ENOSPC beyond 1000 on a bus; ENOENT for a deassign
+    /// that names none.
+    pub(crate) fn ioeventfd(&self, r: &uapi::KvmIoeventfd) -> Result<isize> {
+        let req = ioeventfd::Request { datamatch: r.datamatch, addr: r.addr, len: r.len, flags: r.flags };
+        if r.flags & ioeventfd::FLAG_DEASSIGN != 0 {
+            let fd = EventFd::get(r.fd)?;
+            // The registration is dropped after the lock (the guard ends with the statement).
+            let removed = self.ioeventfds.lock().remove(&req, &fd);
+            return removed.map(|_| 0);
+        }
+        let p = ioeventfd::assign(&req).ok_or(EINVAL)?;
+        let mut fd = EventFd::get(r.fd)?;
+        loop {
+            let len = {
+                let mut list = self.ioeventfds.lock();
+                match list.add(p, fd) {
+                    Ok(()) => return Ok(0),
+                    Err((Some(e), _fd)) => return Err(e),
+                    Err((None, back)) => fd = back,
+                }
+                list.len()
+            };
+            let mut bigger = KVec::with_capacity(len.saturating_mul(2).max(4), GFP_KERNEL_ACCOUNT)?;
+            self.ioeventfds.lock().grow(&mut bigger);
+            // `bigger` (now the old list, empty) is freed here, outside the lock.
+        }
+    }
+
+    /// A guest write the run loop is about to send to userspace: true if it signalled an
+    /// ioeventfd instead (the instruction is then done). IRQs may be off.
+    pub(crate) fn ioeventfd_write(&self, bus: ioeventfd::Bus, addr: u64, len: u32, value: u64) -> bool {
+        self.ioeventfds.lock().write(bus, addr, len, value)
+    }
+
     /// `KVM_IRQ_LINE`: GSI `irq` raised (`level` non-zero) delivers its route's MSI; a GSI
     /// without a route, or lowered, does nothing. ENXIO without an in-kernel irqchip (KVM).
     pub(crate) fn irq_line(&self, irq: u32, level: u32) -> Result<isize> {
         if !self.has_lapic() {
             return Err(ENXIO);
         }
-        let msi = self.routes.lock().msi(irq);
-        if let (Some(m), true) = (msi, level != 0) {
+        if level != 0 {
+            self.inject_gsi(irq);
+        }
+        Ok(0)
+    }
+
+    /// GSI `gsi` fired (KVM_IRQ_LINE raised, an irqfd signalled): deliver its route's MSI,
+    /// if it has one. Spinlocks only: callable from an eventfd's wake-up.
+    pub(crate) fn inject_gsi(&self, gsi: u32) {
+        let msi = self.routes.lock().msi(gsi);
+        if let Some(m) = msi {
             crate::apic::deliver_msi(&self.mailboxes.lock(), m);
+        }
+    }
+
+    /// `KVM_IRQFD`, with KVM's rules: EINVAL for an unknown flag; deassign removes the
+    /// irqfds of that eventfd and GSI (none is no error) and no wake-up of theirs runs after
+    /// it returns. Assign: EINVAL without the in-kernel irqchip (x86 KVM's
+    /// kvm_arch_irqfd_allowed) and for KVM_IRQFD_FLAG_RESAMPLE (KVM needs the in-kernel I/O
+    /// APIC for it), the eventfd's EBADF/EINVAL, EBUSY for an eventfd that already has an
+    /// irqfd.
+    pub(crate) fn irqfd(&self, fd: i32, gsi: u32, flags: u32) -> Result<isize> {
+        const DEASSIGN: u32 = 1;
+        const RESAMPLE: u32 = 2;
+        if flags & !(DEASSIGN | RESAMPLE) != 0 {
+            return Err(EINVAL);
+        }
+        if flags & DEASSIGN != 0 {
+            let e = EventFd::get(fd)?;
+            // Each is removed from its eventfd's wait queue as it is dropped.
+            self.irqfds.lock().retain(|q| !q.is(e.as_ptr(), gsi));
+            return Ok(0);
+        }
+        if !self.has_lapic() || flags & RESAMPLE != 0 {
+            return Err(EINVAL);
+        }
+        let mut list = self.irqfds.lock();
+        list.reserve(1, GFP_KERNEL_ACCOUNT)?;
+        // SAFETY: `nvmx_irqfd_fire` takes a `Vm`, and the VM drops its irqfds before anything
+        // else of it (the field order), so `self` outlives the irqfd.
+        let (q, pending) = unsafe { Irqfd::new((self as *const Vm).cast(), fd, gsi) }?;
+        // Cannot fail: room was reserved above.
+        let _ = list.push_within_capacity(q);
+        drop(list);
+        if pending {
+            self.inject_gsi(gsi);
         }
         Ok(0)
     }
@@ -497,6 +591,20 @@ pub(crate) fn read_user<T: kernel::transmute::FromBytes>(arg: usize) -> Result<T
     UserSlice::new(UserPtr::from_addr(arg), core::mem::size_of::<T>()).reader().read::<T>()
 }
 
+/// An irqfd's eventfd was signalled: inject its GSI. Called from the eventfd's wake-up
+/// (rust/shim.c), with its wait-queue lock held and IRQs off: spinlocks only.
+///
+/// # Safety
+///
+/// `owner` is the `Vm` the irqfd was made for (Vm::irqfd), alive until the irqfd is
+/// dropped, which happens before the VM is.
+#[no_mangle]
+unsafe extern "C" fn nvmx_irqfd_fire(owner: *const c_void, gsi: u32) {
+    // SAFETY: by this function's contract.
+    let vm = unsafe { &*owner.cast::<Vm>() };
+    vm.inject_gsi(gsi);
+}
+
 /// The VM file's `release`.
 ///
 /// # Safety
@@ -506,5 +614,9 @@ pub(crate) fn read_user<T: kernel::transmute::FromBytes>(arg: usize) -> Result<T
 #[no_mangle]
 unsafe extern "C" fn nvmx_vm_release(vm: *mut c_void) {
     // SAFETY: by this function's contract, the file's reference, given back once.
-    drop(unsafe { <Arc<Vm> as ForeignOwnable>::from_foreign(vm) });
+    let vm = unsafe { <Arc<Vm> as ForeignOwnable>::from_foreign(vm) };
+    // KVM ends a VM's irqfds when its file is released (kvm_irqfd_release): vCPU files may
+    // keep the VM itself alive longer.
+    vm.irqfds.lock().clear();
+    drop(vm);
 }

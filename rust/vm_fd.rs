@@ -64,6 +64,14 @@ impl Vm {
             }
             uapi::KVM_SET_TSS_ADDR => this.set_tss_addr(arg),
             uapi::KVM_SET_GSI_ROUTING => this.set_gsi_routing(arg),
+            uapi::KVM_IRQFD => {
+                let r: uapi::KvmIrqfd = read_user(arg)?;
+                this.irqfd(r.fd as i32, r.gsi, r.flags)
+            }
+            uapi::KVM_IOEVENTFD => {
+                let r: uapi::KvmIoeventfd = read_user(arg)?;
+                this.ioeventfd(&r)
+            }
             uapi::KVM_IRQ_LINE => {
                 let l: uapi::KvmIrqLevel = read_user(arg)?;
                 this.irq_line(l.irq(), l.level)
@@ -94,9 +102,11 @@ pub(crate) fn check_extension(capability: usize) -> isize {
         cap::USER_MEMORY | cap::USER_MEMORY2 | cap::IMMEDIATE_EXIT | cap::EXT_CPUID | cap::MP_STATE
         | cap::GET_TSC_KHZ | cap::ENABLE_CAP_VM | cap::SPLIT_IRQCHIP | cap::SIGNAL_MSI | cap::DEBUGREGS
         | cap::IRQCHIP | cap::SET_TSS_ADDR | cap::SET_IDENTITY_MAP_ADDR | cap::DESTROY_MEMORY_REGION_WORKS
-        | cap::JOIN_MEMORY_REGIONS_WORKS | cap::INTERNAL_ERROR_DATA | cap::VCPU_EVENTS | cap::XSAVE | cap::XCRS => 1,
+        | cap::JOIN_MEMORY_REGIONS_WORKS | cap::INTERNAL_ERROR_DATA | cap::VCPU_EVENTS | cap::XSAVE | cap::XCRS
+        | cap::IOEVENTFD | cap::IOEVENTFD_NO_LENGTH | cap::IOEVENTFD_ANY_LENGTH | cap::IRQFD => 1,
         cap::ADJUST_CLOCK => vm_clock::REPORTED_FLAGS as isize,
         cap::IRQ_ROUTING => crate::vmx_core::irq_routing::MAX_ROUTES as isize,
+        cap::MCE => crate::vmx_core::mce::MAX_BANKS as isize,
         cap::NR_MEMSLOTS => memslot::USER_MEM_SLOTS as isize,
         cap::DISABLE_QUIRKS2 => SUPPORTED_QUIRKS as isize,
         cap::MANUAL_DIRTY_LOG_PROTECT2 => uapi::KVM_DIRTY_LOG_MANUAL_CAPS as isize,

@@ -118,10 +118,11 @@ pub mod efer {
 /// bits 11 and 12, which are true here (no debug store is offered); fast strings (bit 0) off
 /// until the guest's firmware or OS turns it on.
 pub const MISC_ENABLE_RESET: u64 = bit(11) | bit(12);
-/// IA32_MISC_ENABLE bits a write may change: only fast strings. The rest of what real CPUs
-/// have there (thermal control, MONITOR enable, limit CPUID maxval, XD disable) is either
-/// not offered or would change the CPUID nvmx reports.
-const MISC_ENABLE_WRITABLE: u64 = bit(0);
+/// IA32_MISC_ENABLE bits the guest cannot change (KVM's MSR_IA32_MISC_ENABLE_PMU_RO_MASK:
+/// BTS and PEBS unavailable); a WRMSR that changes them is #GP.
+const MISC_ENABLE_READ_ONLY: u64 = bit(11) | bit(12);
+/// IA32_MISC_ENABLE's EMON bit (7), which ignores the guest's writes (KVM keeps it).
+const MISC_ENABLE_EMON: u64 = bit(7);
 
 /// IA32_APIC_BASE: BSP (8), x2APIC enable (10), xAPIC global enable (11), base (12+).
 pub mod apic_base {
@@ -214,9 +215,17 @@ pub fn check_write(msr: Msr, value: u64, cx: &WriteContext) -> Option<u64> {
             let v = value & !((1 << 3) | (1 << 6) | (1 << 8));
             (v & !((1 << 18) | (1 << 24)) == 0).then_some(v)
         }
+        // KVM's rules: the VMM writes any value (QEMU sets fast strings at every reset);
+        // the guest may not change the read-only bits, its EMON writes are ignored, and the
+        // other bits are storage (KVM does not act on thermal control, limit-CPUID or XD
+        // disable either; MONITOR/MWAIT is not offered, so its enable bit is storage too,
+        // as under KVM's default KVM_X86_QUIRK_MISC_ENABLE_NO_MWAIT).
+        Msr::MiscEnable if host => Some(value),
         Msr::MiscEnable => {
-            // Read-only bits may be written with their current value only.
-            ((value ^ cx.current) & !MISC_ENABLE_WRITABLE == 0).then_some(value)
+            if (value ^ cx.current) & MISC_ENABLE_READ_ONLY != 0 {
+                return None;
+            }
+            Some((value & !MISC_ENABLE_EMON) | (cx.current & MISC_ENABLE_EMON))
         }
         Msr::ApicBase => {
             // SDM 11.4.4 / 11.12.5: reserved bits beyond MAXPHYADDR and in 0..=7 and 9; x2APIC
@@ -347,13 +356,19 @@ mod tests {
     }
 
     #[test]
-    fn misc_enable_only_fast_strings() {
+    fn misc_enable_is_kvms() {
         let cur = MISC_ENABLE_RESET;
         assert_eq!(cur, 0x1800, "KVM's reset value");
+        // The guest: BTS/PEBS unavailable (11, 12) are read-only (#GP), EMON (7) ignores
+        // writes, the rest is storage.
         assert_eq!(check_write(Msr::MiscEnable, cur | 1, &guest(cur, false)), Some(cur | 1), "fast strings on");
         assert_eq!(check_write(Msr::MiscEnable, 1, &guest(cur, false)), None, "BTS/PEBS unavailable are read-only");
-        assert_eq!(check_write(Msr::MiscEnable, cur | (1 << 18), &guest(cur, false)), None, "MONITOR");
-        assert_eq!(check_write(Msr::MiscEnable, cur | (1 << 22), &guest(cur, false)), None, "limit CPUID");
+        assert_eq!(check_write(Msr::MiscEnable, cur | (1 << 7), &guest(cur, false)), Some(cur), "EMON ignored");
+        assert_eq!(check_write(Msr::MiscEnable, cur | (1 << 22), &guest(cur, false)), Some(cur | (1 << 22)), "limit CPUID");
+        assert_eq!(check_write(Msr::MiscEnable, cur | (1 << 18), &guest(cur, false)), Some(cur | (1 << 18)), "MWAIT");
+        // The VMM (QEMU writes 1 at every reset): anything.
+        assert_eq!(check_write(Msr::MiscEnable, 1, &host(cur)), Some(1));
+        assert_eq!(check_write(Msr::MiscEnable, u64::MAX, &host(cur)), Some(u64::MAX));
     }
 
     #[test]

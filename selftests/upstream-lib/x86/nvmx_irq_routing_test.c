@@ -9,6 +9,7 @@
  */
 #include "kvm_util.h"
 #include "processor.h"
+#include "nvmx_stages.h"
 #include "apic.h"
 #include "nvmx_split_irqchip.h"
 
@@ -100,26 +101,6 @@ static void test_refusals(struct kvm_vm *vm)
 		    "a bad pointer: EFAULT");
 }
 
-static void run_until(struct kvm_vcpu *vcpu, int stage)
-{
-	struct ucall uc;
-
-	vcpu_run(vcpu);
-	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
-	switch (get_ucall(vcpu, &uc)) {
-	case UCALL_ABORT:
-		REPORT_GUEST_ASSERT(uc);
-	case UCALL_SYNC:
-		TEST_ASSERT_EQ(uc.args[1], stage);
-		break;
-	case UCALL_DONE:
-		TEST_ASSERT_EQ(stage, 0);
-		break;
-	default:
-		TEST_FAIL("unexpected ucall %lu", uc.cmd);
-	}
-}
-
 static void irq_line(struct kvm_vm *vm, __u32 irq, __u32 level)
 {
 	struct kvm_irq_level l = { .irq = irq, .level = level };
@@ -146,14 +127,14 @@ int main(void)
 	t.e[2] = msi_route(40, 0x60);	/* beyond the pins: a device's MSI */
 	vm_ioctl(vm, KVM_SET_GSI_ROUTING, &t.hdr);
 
-	run_until(vcpu, 1);
+	nvmx_run_to_stage(vcpu, 1);
 	/* Lowered lines and GSIs without a route deliver nothing. */
 	irq_line(vm, EDGE_GSI, 0);
 	irq_line(vm, 20, 1);
 	irq_line(vm, 20, 0);
 	irq_line(vm, EDGE_GSI, 1);
 	irq_line(vm, EDGE_GSI, 0);
-	run_until(vcpu, 2);
+	nvmx_run_to_stage(vcpu, 2);
 	pr_info("KVM_IRQ_LINE of an edge-triggered route passed\n");
 
 	irq_line(vm, LEVEL_GSI, 1);
@@ -162,8 +143,8 @@ int main(void)
 	TEST_ASSERT_EQ(vcpu->run->eoi.vector, LEVEL_VECTOR);
 	irq_line(vm, LEVEL_GSI, 0);
 	pr_info("KVM_EXIT_IOAPIC_EOI of a level-triggered route passed\n");
-	run_until(vcpu, 3);
-	run_until(vcpu, 0);
+	nvmx_run_to_stage(vcpu, 3);
+	nvmx_run_to_stage(vcpu, 0);
 	kvm_vm_free(vm);
 	return 0;
 }

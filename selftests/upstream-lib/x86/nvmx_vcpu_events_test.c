@@ -10,6 +10,7 @@
  */
 #include "kvm_util.h"
 #include "processor.h"
+#include "nvmx_stages.h"
 #include "apic.h"
 #include "nvmx_split_irqchip.h"
 
@@ -53,26 +54,6 @@ static void guest_code(void)
 	GUEST_ASSERT_EQ(nmi_count, 1);
 	GUEST_ASSERT_EQ(ud_count, 1);
 	GUEST_DONE();
-}
-
-static void run_to_sync(struct kvm_vcpu *vcpu, int stage)
-{
-	struct ucall uc;
-
-	vcpu_run(vcpu);
-	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
-	switch (get_ucall(vcpu, &uc)) {
-	case UCALL_ABORT:
-		REPORT_GUEST_ASSERT(uc);
-	case UCALL_SYNC:
-		TEST_ASSERT_EQ(uc.args[1], stage);
-		break;
-	case UCALL_DONE:
-		TEST_ASSERT_EQ(stage, 0);
-		break;
-	default:
-		TEST_FAIL("unexpected ucall %lu", uc.cmd);
-	}
 }
 
 static void expect_einval(struct kvm_vcpu *vcpu, struct kvm_vcpu_events *e, const char *what)
@@ -184,14 +165,14 @@ int main(void)
 	TEST_ASSERT(__vcpu_ioctl(vcpu, KVM_SET_VAPIC_ADDR, (struct kvm_vapic_addr *)8) == -1 && errno == EFAULT,
 		    "KVM_SET_VAPIC_ADDR: EFAULT");
 
-	run_to_sync(vcpu, 1);
+	nvmx_run_to_stage(vcpu, 1);
 	check_run_summary(vcpu, 0, 0);
 	test_refusals(vcpu);
 	pr_info("kvm_run after CLI, KVM_SET_VCPU_EVENTS refusals passed\n");
 	inject_exception(vcpu, UD_VECTOR, 0, 0);
-	run_to_sync(vcpu, 2);
+	nvmx_run_to_stage(vcpu, 2);
 	inject_exception(vcpu, GP_VECTOR, 1, 0x18);
-	run_to_sync(vcpu, 3);
+	nvmx_run_to_stage(vcpu, 3);
 	pr_info("injected #UD and #GP(0x18) passed\n");
 	check_run_summary(vcpu, 1, 5);
 	pr_info("kvm_run after STI, CR8 = 5 passed\n");
@@ -204,7 +185,7 @@ int main(void)
 	vcpu_events_set(vcpu, &e);
 	vcpu_events_get(vcpu, &e);
 	TEST_ASSERT(e.nmi.pending || e.nmi.injected, "the NMI is pending");
-	run_to_sync(vcpu, 0);
+	nvmx_run_to_stage(vcpu, 0);
 	vcpu_events_get(vcpu, &e);
 	TEST_ASSERT(!e.nmi.pending && !e.nmi.injected, "the NMI was delivered");
 	pr_info("pending NMI delivered passed\n");

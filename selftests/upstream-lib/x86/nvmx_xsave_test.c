@@ -9,6 +9,7 @@
  */
 #include "kvm_util.h"
 #include "processor.h"
+#include "nvmx_stages.h"
 
 #define XMM_OFFSET	160
 #define MXCSR_OFFSET	24
@@ -91,10 +92,8 @@ int main(void)
 	struct kvm_xsave *x = malloc(sizeof(*x));
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm = vm_create_with_one_vcpu(&vcpu, guest_code);
-	struct ucall uc;
 
-	vcpu_run(vcpu);
-	TEST_ASSERT_EQ(get_ucall(vcpu, &uc), UCALL_SYNC);
+	nvmx_run_to_stage(vcpu, 1);
 
 	memset(x, 0xaa, sizeof(*x));
 	vcpu_ioctl(vcpu, KVM_GET_XSAVE, x);
@@ -117,15 +116,7 @@ int main(void)
 	test_xcrs(vcpu);
 	pr_info("KVM_GET/SET_XCRS passed\n");
 
-	vcpu_run(vcpu);
-	switch (get_ucall(vcpu, &uc)) {
-	case UCALL_ABORT:
-		REPORT_GUEST_ASSERT(uc);
-	case UCALL_DONE:
-		break;
-	default:
-		TEST_FAIL("unexpected ucall %lu", uc.cmd);
-	}
+	nvmx_run_to_stage(vcpu, 0);
 	pr_info("KVM_SET_XSAVE reached the guest\n");
 	free(x);
 	kvm_vm_free(vm);
