@@ -33,7 +33,8 @@ unsafe impl Send for Irqfd {}
 
 impl Irqfd {
     /// The irqfd for file descriptor `fd`, registered on its eventfd: each signal calls
-    /// `nvmx_irqfd_fire(owner, gsi)`. Also whether the eventfd was already signalled (KVM
+    /// `nvmx_irqfd_fire(owner, gsi)` (from the wake-up in task context, else from a worker
+    /// that dropping the irqfd waits for). Also whether the eventfd was already signalled (KVM
     /// then injects at once; the count stays). EBADF / EINVAL for a file that is not an
     /// eventfd, EBUSY for an eventfd that already has an irqfd (in any VM: KVM's irqfds are
     /// the eventfd's exclusive priority waiters, and so are nvmx's).

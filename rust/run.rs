@@ -21,6 +21,7 @@ use crate::guest_regs::{
 use crate::guest_memory::{copy_guest, AccessError, GuestMemory};
 use crate::msr_route::{check_guest_wrmsr, MsrHome};
 use crate::vmx_core::arch_state::{self, Rows, Seg, Vmcs, EVENT_VALID};
+use crate::vmx_core::guest_debug;
 use crate::vmx_core::ioeventfd;
 use crate::vmx_core::mce::Mce;
 use crate::vmx_core::mtrr;
@@ -103,6 +104,8 @@ enum UserExit {
     Internal { suberror: u32, data: [u64; 5], ndata: u32 },
     /// The guest's EOI of a vector that a level-triggered I/O APIC route sent.
     IoapicEoi(u8),
+    /// KVM_EXIT_DEBUG (KVM_SET_GUEST_DEBUG): a single step (1) or an INT3 (3) at `pc`.
+    Debug { exception: u32, pc: u64, dr6: u64, dr7: u64 },
 }
 
 /// `KVM_RUN` on `vcpu`.
@@ -222,6 +225,7 @@ fn report(run: KvmRunPage, pio: *mut u8, st: &mut VcpuState, exit: UserExit) {
         UserExit::FailEntry { reason, cpu } => run.set_fail_entry(reason, cpu),
         UserExit::Internal { suberror, data, ndata } => run.set_internal(suberror, &data, ndata),
         UserExit::IoapicEoi(vector) => run.set_ioapic_eoi(vector),
+        UserExit::Debug { exception, pc, dr6, dr7 } => run.set_debug(exception, pc, dr6, dr7),
     }
 }
 
@@ -531,7 +535,7 @@ fn write_controls(cur: &LoadedVmcs<'_>, caps: &HostCaps, c: &GuestControls, st: 
     }
     cur.w(f::VM_EXIT_CONTROLS, c.exit)?;
     // #DB, #AC and #MC always exit (rust/core/src/exception.rs says why).
-    cur.w(f::EXCEPTION_BITMAP, exception::L0_EXCEPTION_BITMAP)?;
+    cur.w(f::EXCEPTION_BITMAP, exception::l0_exception_bitmap(st.guest_debug & guest_debug::USE_SW_BP != 0))?;
     for field in [f::PAGE_FAULT_ERROR_CODE_MASK, f::PAGE_FAULT_ERROR_CODE_MATCH,
                   f::CR3_TARGET_COUNT, f::VM_EXIT_MSR_STORE_COUNT, f::VM_EXIT_MSR_LOAD_COUNT,
                   f::VM_ENTRY_MSR_LOAD_COUNT] {
@@ -593,10 +597,13 @@ fn write_guest_state(cur: &LoadedVmcs<'_>, caps: &HostCaps, c: &GuestControls, s
         vmcs.put(f::TSC_OFFSET, st.tsc_offset);
     }
     vmcs.put(f::GUEST_CR4, a.cr4 | caps.cr4_fixed.fixed0);
-    vmcs.put(f::GUEST_RFLAGS, a.rflags | arch_state::RFLAGS_FIXED);
+    // TF is the VMM's while it single-steps the guest; under an STI or MOV-SS shadow the
+    // step the shadow delays is pending (BS).
+    let rflags = guest_debug::hardware_rflags(a.rflags | arch_state::RFLAGS_FIXED, st.guest_debug);
+    vmcs.put(f::GUEST_RFLAGS, rflags);
     vmcs.put(f::GUEST_IA32_DEBUGCTL, 0);
     vmcs.put(f::GUEST_ACTIVITY_STATE, 0);
-    vmcs.put(f::GUEST_PENDING_DBG_EXCEPTIONS, 0);
+    vmcs.put(f::GUEST_PENDING_DBG_EXCEPTIONS, guest_debug::pending_debug_exceptions(rflags, a.interruptibility));
     if c.pin & crate::vmx_core::controls::pin::PREEMPTION_TIMER != 0 {
         vmcs.put(f::VMX_PREEMPTION_TIMER_VALUE, u32::try_from(PREEMPTION_TSC_BUDGET >> caps.misc.preemption_timer_rate()).unwrap_or(u32::MAX));
     }
@@ -610,6 +617,7 @@ fn read_back(cur: &LoadedVmcs<'_>, st: &mut VcpuState) {
     let vmcs = CurrentVmcs::new(cur);
     let a = &mut st.arch;
     a.load(&vmcs, Rows::ALL);
+    a.rflags = guest_debug::visible_rflags(a.rflags, st.guest_debug);
     a.cr0 = arch_state::guest_view(a.cr0, cur.r(f::CR0_READ_SHADOW), CR0_OWNED);
     a.cr4 = arch_state::guest_view(a.cr4, cur.r(f::CR4_READ_SHADOW), cur.r(f::CR4_GUEST_HOST_MASK));
     // VM exits clear the valid bit of the entry interruption field (SDM 28.2.5): a valid one
@@ -727,8 +735,22 @@ fn guest_loop(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, e
         }
         requeue_vectoring_event(cur);
         let requeued = if st.nested.guest_mode { cur.r(f::VM_ENTRY_INTR_INFO_FIELD) } else { 0 };
+        // An instruction nvmx completes under TF gets the single step the CPU did not see
+        // (KVM's robust single-step): what it was before, where it was.
+        let stepping = !st.nested.guest_mode && cur.r(f::GUEST_RFLAGS) & guest_debug::RFLAGS_TF != 0
+            && ExitReason(cur.r(f::VM_EXIT_REASON)).basic() != reason::EXCEPTION_NMI;
+        let rip_at_exit = cur.r(f::GUEST_RIP);
         match handle_exit(cur, vcpu, &mut gprs, st, cpu, eptp) {
             Next::Resume => {
+                if stepping && cur.r(f::GUEST_RIP) != rip_at_exit && !InterruptionInfo(cur.r(f::VM_ENTRY_INTR_INFO_FIELD)).valid() {
+                    match guest_debug::after_completed(st.guest_debug) {
+                        guest_debug::Step::ExitToVmm => {
+                            let dr6 = guest_debug::DR6_BS | guest_debug::DR6_ACTIVE_LOW;
+                            break Leave::User(UserExit::Debug { exception: 1, pc: linear_rip(cur), dr6, dr7: cur.r(f::GUEST_DR7) });
+                        }
+                        guest_debug::Step::GuestDb => deliver_db(cur, st, guest_debug::DR6_BS),
+                    }
+                }
                 if let Some(v) = st.eoi_exit.take() {
                     break Leave::User(UserExit::IoapicEoi(v));
                 }
@@ -1497,20 +1519,24 @@ fn intercepted_exception(cur: &LoadedVmcs<'_>, st: &mut VcpuState, reason_: u32,
         }));
     }
     match decided {
+        // The VMM single-steps the guest: every #DB is its own (KVM's handle_exception_nmi).
+        exception::Intercepted::Debug { payload, .. } if st.guest_debug & guest_debug::SINGLESTEP != 0 => {
+            let dr6 = payload | guest_debug::DR6_ACTIVE_LOW;
+            Next::Leave(Leave::User(UserExit::Debug { exception: 1, pc: linear_rip(cur), dr6, dr7: cur.r(f::GUEST_DR7) }))
+        }
         exception::Intercepted::Debug { payload, skip } => {
             if let Some(len) = skip {
                 advance_rip(cur, len);
             }
-            let loaded = sync_guest_dr6(st);
-            st.arch.debug.dr6 = exception::dr6_after_db(st.arch.debug.dr6, payload);
-            if loaded {
-                // SAFETY: the guest's DR6 (with its fixed bits) while the guest's are loaded.
-                unsafe { vmx_ops::write_dr(6, st.arch.debug.dr6) };
-            }
-            // Delivering #DB clears DR7.GD (SDM vol. 3B 18.2.4), as KVM does when injecting.
-            cur.set(f::GUEST_DR7, cur.r(f::GUEST_DR7) & !exception::DR7_GD);
-            inject(cur, exception::DB_VECTOR as u64, None);
+            deliver_db(cur, st, payload);
             Next::Resume
+        }
+        // INT3 is intercepted only for the VMM's software breakpoints (KVM_GUESTDBG_USE_SW_BP);
+        // KVM_GUESTDBG_INJECT_BP gives it back with this length.
+        exception::Intercepted::Breakpoint { insn_len } => {
+            st.bp_insn_len = insn_len as u32;
+            let dr6 = guest_debug::DR6_ACTIVE_LOW;
+            Next::Leave(Leave::User(UserExit::Debug { exception: 3, pc: linear_rip(cur), dr6, dr7: cur.r(f::GUEST_DR7) }))
         }
         exception::Intercepted::AlignmentCheck => {
             // The image a fault pushes has RF set (SDM vol. 3A 18.3.1.1), as KVM injects it.
@@ -1526,6 +1552,25 @@ fn intercepted_exception(cur: &LoadedVmcs<'_>, st: &mut VcpuState, reason_: u32,
             internal(INTERNAL_ERROR_UNEXPECTED_EXIT_REASON, [reason_.into(), info.into(), q])
         }
     }
+}
+
+/// The guest's linear RIP (CS base + RIP), as KVM_EXIT_DEBUG reports it.
+fn linear_rip(cur: &LoadedVmcs<'_>) -> u64 {
+    cur.r(f::GUEST_CS_BASE).wrapping_add(cur.r(f::GUEST_RIP))
+}
+
+/// Deliver a #DB with `payload` (DR6 bits in the pending-debug-exceptions format) to the
+/// guest: its DR6 as the CPU would have left it, DR7.GD cleared (SDM vol. 3B 18.2.4), as KVM
+/// does when it injects one.
+fn deliver_db(cur: &LoadedVmcs<'_>, st: &mut VcpuState, payload: u64) {
+    let loaded = sync_guest_dr6(st);
+    st.arch.debug.dr6 = exception::dr6_after_db(st.arch.debug.dr6, payload);
+    if loaded {
+        // SAFETY: the guest's DR6 (with its fixed bits) while the guest's are loaded.
+        unsafe { vmx_ops::write_dr(6, st.arch.debug.dr6) };
+    }
+    cur.set(f::GUEST_DR7, cur.r(f::GUEST_DR7) & !exception::DR7_GD);
+    inject(cur, exception::DB_VECTOR as u64, None);
 }
 
 fn internal(suberror: u32, data: [u64; 3]) -> Next {

@@ -13,6 +13,7 @@
 #include <linux/file.h>
 #include <linux/poll.h>
 #include <linux/wait.h>
+#include <linux/workqueue.h>
 #include <linux/fs.h>
 #include <linux/kobject.h>
 #include <linux/sysfs.h>
@@ -481,7 +482,15 @@ struct nvmx_irqfd {
 	int arm_err;
 	void *owner;
 	u32 gsi;
+	struct work_struct inject;	/* a wake-up outside task context */
 };
+
+static void nvmx_irqfd_inject(struct work_struct *work)
+{
+	struct nvmx_irqfd *irqfd = container_of(work, struct nvmx_irqfd, inject);
+
+	nvmx_irqfd_fire(irqfd->owner, irqfd->gsi);
+}
 
 static int nvmx_irqfd_wakeup(wait_queue_entry_t *wait, unsigned int mode, int sync, void *key)
 {
@@ -491,7 +500,15 @@ static int nvmx_irqfd_wakeup(wait_queue_entry_t *wait, unsigned int mode, int sy
 
 	if (flags & EPOLLIN) {
 		eventfd_ctx_do_read(irqfd->eventfd, &cnt);
-		nvmx_irqfd_fire(irqfd->owner, irqfd->gsi);
+		/*
+		 * The VM's routes and mailboxes are spinlocks that process context takes with
+		 * IRQs on: from an interrupt (an eventfd signalled by a device's handler) the
+		 * injection waits for a worker, as KVM's does when it cannot inject at once.
+		 */
+		if (in_task())
+			nvmx_irqfd_fire(irqfd->owner, irqfd->gsi);
+		else
+			schedule_work(&irqfd->inject);
 	}
 	/* The eventfd's file is being released: no more wake-ups (list_del_init keeps the
 	 * entry valid for the remove in nvmx_irqfd_destroy). */
@@ -536,6 +553,7 @@ struct nvmx_irqfd *nvmx_irqfd_open(int fd, void *owner, u32 gsi, int *err)
 	irqfd->eventfd = ctx;
 	irqfd->owner = owner;
 	irqfd->gsi = gsi;
+	INIT_WORK(&irqfd->inject, nvmx_irqfd_inject);
 	init_waitqueue_func_entry(&irqfd->wait, nvmx_irqfd_wakeup);
 	init_poll_funcptr(&irqfd->pt, nvmx_irqfd_queue);
 	return irqfd;
@@ -564,6 +582,8 @@ void nvmx_irqfd_destroy(struct nvmx_irqfd *irqfd)
 		fput(irqfd->file);
 	if (irqfd->wqh)
 		eventfd_ctx_remove_wait_queue(irqfd->eventfd, &irqfd->wait, &cnt);
+	/* No wake-up runs now: wait for an injection it handed to a worker. */
+	cancel_work_sync(&irqfd->inject);
 	eventfd_ctx_put(irqfd->eventfd);
 	kfree(irqfd);
 }

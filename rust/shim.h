@@ -78,7 +78,7 @@ void nvmx_sysfs_remove(void);
 /*
  * An irqfd (KVM_IRQFD): a priority waiter on an eventfd whose wake-up calls Rust's
  * nvmx_irqfd_fire(owner, gsi) (rust/irqfd.rs) with the eventfd's wait-queue lock held and
- * IRQs off. Opened first (the file and its eventfd referenced), then armed (registered on
+ * IRQs off — or, for a wake-up outside task context, from a worker. Opened first (the file and its eventfd referenced), then armed (registered on
  * the wait queue), then destroyed (removed from the wait queue: no wake-up runs after).
  */
 struct nvmx_irqfd;

@@ -124,6 +124,7 @@ mod kvm_h {
 pub(crate) use kvm_h::{
     kvm_clear_dirty_log as KvmClearDirtyLog, kvm_cpuid_entry2 as KvmCpuidEntry2, kvm_debugregs as KvmDebugregs,
     kvm_clock_data as KvmClockData, kvm_device_attr as KvmDeviceAttr, kvm_dirty_log as KvmDirtyLog,
+    kvm_guest_debug as KvmGuestDebug,
     kvm_ioeventfd as KvmIoeventfd, kvm_irq_level as KvmIrqLevel, kvm_irq_routing_entry as KvmIrqRoutingEntry,
     kvm_irqfd as KvmIrqfd, kvm_vapic_addr as KvmVapicAddr, kvm_vcpu_events as KvmVcpuEvents,
     kvm_x86_mce as KvmX86Mce, kvm_xcr as KvmXcr, kvm_xcrs as KvmXcrs,
@@ -157,6 +158,7 @@ const _: () = assert!(core::mem::size_of::<KvmIrqLevel>() == 8);
 const _: () = assert!(core::mem::size_of::<KvmIoeventfd>() == 64);
 const _: () = assert!(core::mem::size_of::<KvmIrqfd>() == 32);
 const _: () = assert!(core::mem::size_of::<KvmX86Mce>() == 64);
+const _: () = assert!(core::mem::size_of::<KvmGuestDebug>() == 72);
 const _: () = assert!(core::mem::size_of::<KvmClearDirtyLog>() == 24);
 
 /// `KVM_GET_SUPPORTED_CPUID` (`struct kvm_cpuid2` is an 8-byte header before its entries).
@@ -316,6 +318,8 @@ pub(crate) const KVM_MSI_VALID_DEVID: u32 = 1;
 /// `KVM_RUN_X86_GUEST_MODE` in `kvm_run.flags`: the vCPU was running L2.
 const KVM_RUN_X86_GUEST_MODE: u16 = 1 << 2;
 
+/// `KVM_SET_GUEST_DEBUG`.
+pub(crate) const KVM_SET_GUEST_DEBUG: u32 = _IOW::<KvmGuestDebug>(KVMIO, 0x9b);
 /// `KVM_X86_SETUP_MCE`.
 pub(crate) const KVM_X86_SETUP_MCE: u32 = _IOW::<u64>(KVMIO, 0x9c);
 /// `KVM_X86_GET_MCE_CAP_SUPPORTED` (system fd).
@@ -434,6 +438,13 @@ pub(crate) mod cap {
     pub(crate) const XSAVE: usize = 55;
     /// `KVM_CAP_XCRS`: KVM_GET/SET_XCRS.
     pub(crate) const XCRS: usize = 56;
+    /// `KVM_CAP_SET_GUEST_DEBUG`.
+    pub(crate) const SET_GUEST_DEBUG: usize = 23;
+    /// `KVM_CAP_SET_GUEST_DEBUG2`: the KVM_GUESTDBG_* flags that work.
+    pub(crate) const SET_GUEST_DEBUG2: usize = 195;
+    /// `KVM_CAP_X86_ROBUST_SINGLESTEP`: a single step over an instruction the hypervisor
+    /// completes is reported too.
+    pub(crate) const X86_ROBUST_SINGLESTEP: usize = 51;
     /// `KVM_CAP_MCE`: the machine-check ioctls; the most banks.
     pub(crate) const MCE: usize = 31;
     /// `KVM_CAP_IRQFD`.
@@ -505,6 +516,8 @@ unsafe impl FromBytes for KvmIoeventfd {}
 unsafe impl FromBytes for KvmIrqfd {}
 // SAFETY: see above (four u64s, a byte, 7 bytes, three u64s: 64).
 unsafe impl FromBytes for KvmX86Mce {}
+// SAFETY: see above (two u32s, then a struct of eight u64s: 72).
+unsafe impl FromBytes for KvmGuestDebug {}
 
 impl KvmIrqRoutingEntry {
     /// The entry as the core's routing rules see it (the MSI member of the union).
@@ -616,6 +629,20 @@ impl KvmRunPage {
         }
     }
 
+    /// KVM_EXIT_DEBUG: `debug.arch` with the exception (1 or 3), the guest's linear RIP, and
+    /// DR6/DR7 (for #DB).
+    pub(crate) fn set_debug(&self, exception: u32, pc: u64, dr6: u64, dr7: u64) {
+        self.set_exit_reason(exit::DEBUG);
+        // SAFETY: in bounds (`new`); writing union members reads nothing.
+        unsafe {
+            let d = core::ptr::addr_of_mut!((*self.0).__bindgen_anon_1.debug.arch);
+            core::ptr::addr_of_mut!((*d).exception).write_volatile(exception);
+            core::ptr::addr_of_mut!((*d).pc).write_volatile(pc);
+            core::ptr::addr_of_mut!((*d).dr6).write_volatile(dr6);
+            core::ptr::addr_of_mut!((*d).dr7).write_volatile(dr7);
+        }
+    }
+
     /// KVM_EXIT_IOAPIC_EOI: the guest ended an interrupt of vector `vector` that a
     /// level-triggered I/O APIC route sent.
     pub(crate) fn set_ioapic_eoi(&self, vector: u8) {
@@ -691,4 +718,6 @@ pub(crate) mod exit {
     pub(crate) const INTERNAL_ERROR: u32 = 17;
     /// `KVM_EXIT_IOAPIC_EOI`.
     pub(crate) const IOAPIC_EOI: u32 = 26;
+    /// `KVM_EXIT_DEBUG`.
+    pub(crate) const DEBUG: u32 = 4;
 }

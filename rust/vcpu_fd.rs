@@ -287,6 +287,10 @@ impl Vcpu {
                 st.set_event_state(&n);
                 Ok(0)
             }
+            uapi::KVM_SET_GUEST_DEBUG => {
+                let d: uapi::KvmGuestDebug = read_user(arg)?;
+                this.state.lock().set_guest_debug(d.control)
+            }
             uapi::KVM_X86_SETUP_MCE => {
                 let cap: u64 = read_user(arg)?;
                 if this.state.lock().mce.setup(cap) { Ok(0) } else { Err(EINVAL) }

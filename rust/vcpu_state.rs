@@ -84,6 +84,10 @@ pub(crate) struct VcpuState {
     pub(crate) mce: Mce,
     /// The MTRRs (rust/core/src/mtrr.rs).
     pub(crate) mtrrs: Mtrrs,
+    /// KVM_SET_GUEST_DEBUG's control (rust/core/src/guest_debug.rs), 0 when off.
+    pub(crate) guest_debug: u32,
+    /// The length of the INT3 of the last breakpoint exit, for KVM_GUESTDBG_INJECT_BP.
+    pub(crate) bp_insn_len: u32,
     /// A shutdown (triple fault) to report at the next KVM_RUN: a machine check that could
     /// not be delivered (KVM_X86_SET_MCE).
     pub(crate) shutdown_pending: bool,
@@ -139,6 +143,8 @@ impl VcpuState {
             eoi_exit: None,
             mce: Mce::default(),
             mtrrs: Mtrrs::default(),
+            guest_debug: 0,
+            bp_insn_len: 1,
             shutdown_pending: false,
             arch: ArchState::reset(),
             apic_base: 0xfee0_0000 | (1 << 11) | if id == 0 { 1 << 8 } else { 0 },
@@ -341,6 +347,34 @@ impl VcpuState {
                 });
             }
         }
+        Ok(0)
+    }
+
+    /// `KVM_SET_GUEST_DEBUG`: EINVAL for what nvmx does not offer (hardware breakpoints,
+    /// BLOCKIRQ); EBUSY for an injection while an exception waits, as KVM. KVM_GUESTDBG_
+    /// INJECT_DB/BP queue the exception (INT3's length is the last breakpoint exit's).
+    pub(crate) fn set_guest_debug(&mut self, requested: u32) -> kernel::error::Result<isize> {
+        use crate::vmx_core::exit::{intr_kind, InterruptionInfo};
+        use crate::vmx_core::guest_debug as gd;
+        let control = gd::control(requested).ok_or(kernel::error::code::EINVAL)?;
+        if requested & (gd::INJECT_DB | gd::INJECT_BP) != 0 {
+            let exception_waits = self.arch.event.is_some_and(|e| {
+                matches!(InterruptionInfo(e.info).kind(), intr_kind::HW_EXCEPTION | intr_kind::SW_EXCEPTION | intr_kind::PRIV_SW_EXCEPTION)
+            });
+            if exception_waits {
+                return Err(kernel::error::code::EBUSY);
+            }
+            self.arch.event = Some(if requested & gd::INJECT_DB != 0 {
+                crate::vmx_core::arch_state::Event { info: InterruptionInfo::event(intr_kind::HW_EXCEPTION, 1, false).0, ..Default::default() }
+            } else {
+                crate::vmx_core::arch_state::Event {
+                    info: InterruptionInfo::event(intr_kind::SW_EXCEPTION, 3, false).0,
+                    error_code: 0,
+                    insn_len: self.bp_insn_len,
+                }
+            });
+        }
+        self.guest_debug = control;
         Ok(0)
     }
 

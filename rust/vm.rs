@@ -592,7 +592,8 @@ pub(crate) fn read_user<T: kernel::transmute::FromBytes>(arg: usize) -> Result<T
 }
 
 /// An irqfd's eventfd was signalled: inject its GSI. Called from the eventfd's wake-up
-/// (rust/shim.c), with its wait-queue lock held and IRQs off: spinlocks only.
+/// (rust/shim.c) in task context, with its wait-queue lock held and IRQs off (spinlocks
+/// only), or from a worker when the signal came from an interrupt.
 ///
 /// # Safety
 ///

@@ -45,6 +45,8 @@ pub mod mtrr;
 pub mod memslot;
 #[path = "core/src/guest_cr.rs"]
 pub mod guest_cr;
+#[path = "core/src/guest_debug.rs"]
+pub mod guest_debug;
 #[path = "core/src/guest_msr.rs"]
 pub mod guest_msr;
 #[path = "core/src/msr.rs"]

@@ -15,6 +15,8 @@
 
 /// Debug exception.
 pub const DB_VECTOR: u8 = 1;
+/// Breakpoint (INT3).
+pub const BP_VECTOR: u8 = 3;
 /// Alignment check.
 pub const AC_VECTOR: u8 = 17;
 /// Machine check.
@@ -22,6 +24,12 @@ pub const MC_VECTOR: u8 = 18;
 
 /// The exception bitmap of VMCS01: #DB, #AC, #MC.
 pub const L0_EXCEPTION_BITMAP: u32 = (1 << DB_VECTOR) | (1 << AC_VECTOR) | (1 << MC_VECTOR);
+
+/// VMCS01's exception bitmap for a vCPU whose VMM takes its breakpoints
+/// (KVM_GUESTDBG_USE_SW_BP): #BP too.
+pub const fn l0_exception_bitmap(vmm_breakpoints: bool) -> u32 {
+    if vmm_breakpoints { L0_EXCEPTION_BITMAP | 1 << BP_VECTOR } else { L0_EXCEPTION_BITMAP }
+}
 
 /// VMCS02's exception bitmap: L1's (VMCS12's) with L0's on top. An exception that L1's
 /// bitmap does not ask for then exits to L0, which re-injects it into L2.
@@ -32,6 +40,7 @@ pub const fn vmcs02_exception_bitmap(bitmap12: u32) -> u32 {
 /// VM-exit interruption-information type (bits 10:8, SDM table 25-19).
 const TYPE_HW_EXCEPTION: u32 = 3;
 const TYPE_PRIV_SW_EXCEPTION: u32 = 5;
+const TYPE_SW_EXCEPTION: u32 = 6;
 
 /// DR6 bits: B0-B3 (set per #DB), RTM (bit 16, active low), bit 12 (reserved in DR6, but
 /// "enabled breakpoint" in the pending-debug-exceptions format of the exit qualification).
@@ -71,6 +80,12 @@ pub enum Intercepted {
     ForeignAlignmentCheck,
     /// #MC: the host's machine-check handler runs; the guest resumes (as on KVM).
     MachineCheck,
+    /// #BP of an INT3 (intercepted for the VMM's software breakpoints): the exit comes at
+    /// the instruction, of this length.
+    Breakpoint {
+        /// INT3's instruction length.
+        insn_len: u64,
+    },
     /// Some other exception, which nvmx does not intercept: unexpected.
     Unexpected,
 }
@@ -104,6 +119,7 @@ pub fn decide(intr_info: u64, qualification: u64, insn_len: u64, ac: &AcContext)
         (AC_VECTOR, TYPE_HW_EXCEPTION) if alignment_check_enabled(ac) => Intercepted::AlignmentCheck,
         (AC_VECTOR, TYPE_HW_EXCEPTION) => Intercepted::ForeignAlignmentCheck,
         (MC_VECTOR, TYPE_HW_EXCEPTION) => Intercepted::MachineCheck,
+        (BP_VECTOR, TYPE_SW_EXCEPTION) => Intercepted::Breakpoint { insn_len },
         _ => Intercepted::Unexpected,
     }
 }
@@ -135,6 +151,8 @@ mod tests {
         assert_eq!(vmcs02_exception_bitmap(0), 0x0006_0002);
         assert_eq!(vmcs02_exception_bitmap(1 << 14), 0x0006_4002, "L1's #PF kept");
         assert_eq!(vmcs02_exception_bitmap(u32::MAX), u32::MAX);
+        assert_eq!(l0_exception_bitmap(true), 0x0006_000a);
+        assert_eq!(l0_exception_bitmap(false), L0_EXCEPTION_BITMAP);
     }
 
     #[test]
@@ -163,7 +181,7 @@ mod tests {
         let ac = AcContext::default();
         assert_eq!(decide(VALID | HW | 18, 0, 0, &ac), Intercepted::MachineCheck);
         assert_eq!(decide(VALID | HW | 14, 0, 0, &ac), Intercepted::Unexpected);
-        assert_eq!(decide(VALID | (6 << 8) | 3, 0, 1, &ac), Intercepted::Unexpected, "INT3");
+        assert_eq!(decide(VALID | (6 << 8) | 3, 0, 1, &ac), Intercepted::Breakpoint { insn_len: 1 }, "INT3, when the VMM intercepts it");
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub mod mtrr;
 pub mod memslot;
 pub mod mitigation;
 pub mod guest_cr;
+pub mod guest_debug;
 pub mod guest_msr;
 pub mod msr;
 pub mod nested_apic;
