@@ -1099,6 +1099,18 @@ fn handle_exit(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, g: &mut [u64; 16], st: &mut Vc
             }
             Next::Resume
         }
+        // IA32_TSC_DEADLINE (the guest's TSC values): the in-kernel APIC's; 0 and ignored
+        // without one, as on KVM.
+        reason::RDMSR | reason::WRMSR if g[1] as u32 == crate::vmx_core::lapic::MSR_TSC_DEADLINE => {
+            if exit.basic() == reason::RDMSR {
+                let v = st.lapic.as_ref().map_or(0, |a| a.tsc_deadline());
+                [g[0], g[2]] = [v & 0xffff_ffff, v >> 32];
+            } else if let Some(a) = st.lapic.as_mut() {
+                a.set_tsc_deadline((g[0] & 0xffff_ffff) | (g[2] << 32));
+            }
+            skip_instruction(cur);
+            Next::Resume
+        }
         // The MTRRs: storage, the same rules for the guest and the VMM (KVM's).
         reason::RDMSR | reason::WRMSR if mtrr::is_mtrr_msr(g[1] as u32) => {
             let index = g[1] as u32;

@@ -438,6 +438,8 @@ pub(crate) mod cap {
     pub(crate) const XSAVE: usize = 55;
     /// `KVM_CAP_XCRS`: KVM_GET/SET_XCRS.
     pub(crate) const XCRS: usize = 56;
+    /// `KVM_CAP_TSC_DEADLINE_TIMER`: the in-kernel APIC's TSC-deadline mode.
+    pub(crate) const TSC_DEADLINE_TIMER: usize = 72;
     /// `KVM_CAP_SET_GUEST_DEBUG`.
     pub(crate) const SET_GUEST_DEBUG: usize = 23;
     /// `KVM_CAP_SET_GUEST_DEBUG2`: the KVM_GUESTDBG_* flags that work.

@@ -369,6 +369,10 @@ fn set_cpuid2(st: &mut VcpuState, arg: usize) -> Result<isize> {
         return Err(if features.vmx != st.features.vmx { EBUSY } else { EINVAL });
     }
     st.features = features;
+    // The local APIC's timer offers TSC-deadline mode as the guest's CPUID says (KVM).
+    if let Some(a) = st.lapic.as_mut() {
+        a.set_tsc_deadline_offered(features.tsc_deadline);
+    }
     st.cpuid = table;
     nested::cpuid_changed(st);
     Ok(0)
@@ -420,6 +424,16 @@ fn msr_io(st: &mut VcpuState, arg: usize, set: bool) -> Result<isize> {
         st.flushed_for = None; // EFER may change paging: as for KVM_SET_SREGS
     }
     for e in entries.iter_mut() {
+        // IA32_TSC_DEADLINE: the in-kernel APIC's (0 and ignored without one, as KVM).
+        if e.index == crate::vmx_core::lapic::MSR_TSC_DEADLINE {
+            match (set, st.lapic.as_mut()) {
+                (true, Some(a)) => a.set_tsc_deadline(e.data),
+                (true, None) => {}
+                (false, a) => e.data = a.map_or(0, |a| a.tsc_deadline()),
+            }
+            done += 1;
+            continue;
+        }
         if mtrr::is_mtrr_msr(e.index) {
             if set {
                 if !st.mtrrs.write(e.index, e.data, u32::from(st.features.maxphyaddr)) {
@@ -481,7 +495,9 @@ pub(crate) fn get_msr_index_list(arg: usize) -> Result<isize> {
     for m in Msr::ALL {
         list.push(m.index(), GFP_KERNEL_ACCOUNT)?;
     }
-    // The machine-check MSRs KVM lists (its emulated MSRs; the banks are not listed).
+    // IA32_TSC_DEADLINE and the machine-check MSRs KVM lists (its emulated MSRs; the banks
+    // are not listed).
+    list.push(crate::vmx_core::lapic::MSR_TSC_DEADLINE, GFP_KERNEL_ACCOUNT)?;
     list.push(mce::MCG_STATUS, GFP_KERNEL_ACCOUNT)?;
     list.push(mce::MCG_CTL, GFP_KERNEL_ACCOUNT)?;
     // With nested VMX: IA32_FEATURE_CONTROL and the IA32_VMX_* MSRs (KVM's emulated MSRs).

@@ -107,7 +107,7 @@ pub(crate) fn check_extension(capability: usize) -> isize {
         cap::ADJUST_CLOCK => vm_clock::REPORTED_FLAGS as isize,
         cap::IRQ_ROUTING => crate::vmx_core::irq_routing::MAX_ROUTES as isize,
         cap::MCE => crate::vmx_core::mce::MAX_BANKS as isize,
-        cap::SET_GUEST_DEBUG | cap::X86_ROBUST_SINGLESTEP => 1,
+        cap::SET_GUEST_DEBUG | cap::X86_ROBUST_SINGLESTEP | cap::TSC_DEADLINE_TIMER => 1,
         cap::SET_GUEST_DEBUG2 => crate::vmx_core::guest_debug::SUPPORTED as isize,
         cap::NR_MEMSLOTS => memslot::USER_MEM_SLOTS as isize,
         cap::DISABLE_QUIRKS2 => SUPPORTED_QUIRKS as isize,

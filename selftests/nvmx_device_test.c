@@ -95,7 +95,8 @@ TEST_F(dev, implemented_capabilities_are_one)
 				     KVM_CAP_VCPU_EVENTS, KVM_CAP_XSAVE, KVM_CAP_XCRS,
 				     KVM_CAP_IOEVENTFD, KVM_CAP_IOEVENTFD_NO_LENGTH,
 				     KVM_CAP_IOEVENTFD_ANY_LENGTH, KVM_CAP_IRQFD,
-				     KVM_CAP_SET_GUEST_DEBUG, KVM_CAP_X86_ROBUST_SINGLESTEP };
+				     KVM_CAP_SET_GUEST_DEBUG, KVM_CAP_X86_ROBUST_SINGLESTEP,
+				     KVM_CAP_TSC_DEADLINE_TIMER };
 
 	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
 		EXPECT_EQ(1, ioctl(self->fd, KVM_CHECK_EXTENSION, caps[i]))

@@ -140,6 +140,8 @@ pub struct GuestFeatures {
     pub pcid: bool,
     /// CPUID.1:ECX.XSAVE.
     pub xsave: bool,
+    /// CPUID.1:ECX.TSC-deadline: the local APIC timer's TSC-deadline mode.
+    pub tsc_deadline: bool,
     /// CPUID.(7,0):EBX.FSGSBASE.
     pub fsgsbase: bool,
     /// CPUID.(7,0):EBX.SMEP.
@@ -173,6 +175,7 @@ impl GuestFeatures {
             smx: has(l1c, 6),
             pcid: has(l1c, 17),
             xsave: has(l1c, 26),
+            tsc_deadline: has(l1c, 24),
             fsgsbase: has(l7b, 0),
             smep: has(l7b, 7),
             smap: has(l7b, 20),
@@ -200,6 +203,9 @@ const fn bits(list: &[u32]) -> u32 {
 pub const LEAF1_ECX: u32 = bits(&[0, 1, 9, 13, 19, 20, 21, 22, 23, 25, 30]);
 /// Leaf 1 ECX bit 31: running under a hypervisor.
 pub const LEAF1_ECX_HYPERVISOR: u32 = 1 << 31;
+/// Leaf 1 ECX bit 24: TSC-deadline timer, emulated by the in-kernel local APIC whatever the
+/// host has (as KVM offers it: EMULATED_F), and real only with it, like x2APIC.
+pub const LEAF1_ECX_TSC_DEADLINE: u32 = 1 << 24;
 /// Leaf 1 EDX: FPU, VME, DE, PSE, TSC, MSR, PAE, CX8, APIC, SEP, PGE, CMOV, PAT, PSE-36,
 /// CLFSH, MMX, FXSR, SSE, SSE2 (SYSENTER MSRs and PAT are switched by the VMCS).
 pub const LEAF1_EDX: u32 = bits(&[0, 1, 2, 3, 4, 5, 6, 8, 9, 11, 13, 15, 16, 17, 19, 23, 24, 25, 26]);
@@ -238,7 +244,7 @@ pub fn supported(host: &mut dyn FnMut(u32, u32) -> [u32; 4]) -> CpuidTable {
     if max >= 1 {
         let mut l1 = host(1, 0);
         l1[1] &= 0x00ff_ffff; // initial APIC id: set by the VMM per vCPU
-        l1[2] = (l1[2] & LEAF1_ECX) | LEAF1_ECX_HYPERVISOR;
+        l1[2] = (l1[2] & LEAF1_ECX) | LEAF1_ECX_HYPERVISOR | LEAF1_ECX_TSC_DEADLINE;
         l1[3] &= LEAF1_EDX;
         t.push(entry(1, 0, 0, l1));
     }
@@ -303,10 +309,10 @@ mod tests {
         assert_eq!(t.lookup(0, 0)[0], 7, "max basic leaf");
         assert_eq!(&t.lookup(0, 0)[1..], &[0x756e_6547, 0x6c65_746e, 0x4965_6e69]);
         let l1 = t.lookup(1, 0);
-        assert_eq!(l1[2], LEAF1_ECX | LEAF1_ECX_HYPERVISOR);
+        assert_eq!(l1[2], LEAF1_ECX | LEAF1_ECX_HYPERVISOR | LEAF1_ECX_TSC_DEADLINE);
         assert_eq!(l1[3], LEAF1_EDX);
         assert_eq!(l1[1] >> 24, 0, "no APIC id");
-        for (what, b) in [("VMX", 5), ("MONITOR", 3), ("TSC-deadline", 24), ("XSAVE", 26), ("AVX", 28)] {
+        for (what, b) in [("VMX", 5), ("MONITOR", 3), ("XSAVE", 26), ("AVX", 28)] {
             assert_eq!(l1[2] & (1 << b), 0, "{what}");
         }
         for (what, b) in [("MTRR", 12), ("MCE", 7)] {

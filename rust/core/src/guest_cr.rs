@@ -150,6 +150,7 @@ mod tests {
             smx: true,
             pcid: true,
             xsave: true,
+            tsc_deadline: true,
             fsgsbase: true,
             smep: true,
             smap: true,

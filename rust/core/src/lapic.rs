@@ -71,6 +71,9 @@ pub const SVR_ENABLE: u32 = 1 << 8;
 /// Nanoseconds per APIC-timer tick before division: the timer runs at 1 GHz, as KVM's.
 pub const TIMER_NS_PER_TICK: u64 = 1;
 
+/// IA32_TSC_DEADLINE.
+pub const MSR_TSC_DEADLINE: u32 = 0x6e0;
+
 const LVT_OFFSETS: [u32; 6] = [
     reg::LVT_TIMER,
     reg::LVT_THERMAL,
@@ -81,9 +84,9 @@ const LVT_OFFSETS: [u32; 6] = [
 ];
 
 /// Writable bits of each LVT (SDM figure 11-8): vector, delivery mode (not for timer and
-/// error), pin polarity/trigger (LINT only), mask, timer mode (one-shot/periodic; TSC
-/// deadline is not offered).
-const LVT_WRITABLE: [u32; 6] = [0x3_00ff, 0x1_07ff, 0x1_07ff, 0x1_a7ff, 0x1_a7ff, 0x1_00ff];
+/// error), pin polarity/trigger (LINT only), mask, timer mode (one-shot, periodic, and TSC
+/// deadline where the guest's CPUID offers it).
+const LVT_WRITABLE: [u32; 6] = [0x7_00ff, 0x1_07ff, 0x1_07ff, 0x1_a7ff, 0x1_a7ff, 0x1_00ff];
 
 /// Why an access or a command cannot be carried out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -170,6 +173,10 @@ pub struct Lapic {
     timer_deadline: Option<u64>,
     /// Guest TSC ticks per period (periodic mode) or of the one shot.
     timer_period: u64,
+    /// The guest's CPUID offers the TSC-deadline mode (LVT timer bits 18:17 = 10b).
+    deadline_offered: bool,
+    /// IA32_TSC_DEADLINE in TSC-deadline mode (0: disarmed, and after it fired).
+    tsc_deadline: u64,
 }
 
 impl Lapic {
@@ -192,7 +199,50 @@ impl Lapic {
             tdcr: 0,
             timer_deadline: None,
             timer_period: 0,
+            deadline_offered: false,
+            tsc_deadline: 0,
         }
+    }
+
+    /// The guest's CPUID offers (or not) the TSC-deadline timer mode: without it the LVT
+    /// timer's bit 18 is reserved (KVM's timer_mode_mask).
+    pub fn set_tsc_deadline_offered(&mut self, offered: bool) {
+        self.deadline_offered = offered;
+        if !offered && self.deadline_mode() {
+            self.lvt[0] &= !(1 << 18);
+            self.leave_deadline_mode();
+        }
+    }
+
+    /// The LVT timer is in TSC-deadline mode.
+    const fn deadline_mode(&self) -> bool {
+        (self.lvt[0] >> 17) & 3 == 2
+    }
+
+    /// A change between TSC-deadline and the count modes stops the timer, as on KVM
+    /// (apic_update_lvtt): TMICT and IA32_TSC_DEADLINE are cleared.
+    fn leave_deadline_mode(&mut self) {
+        self.tmict = 0;
+        self.timer_period = 0;
+        self.tsc_deadline = 0;
+        self.timer_deadline = None;
+    }
+
+    /// RDMSR IA32_TSC_DEADLINE: the deadline in TSC-deadline mode, else 0 (KVM).
+    pub const fn tsc_deadline(&self) -> u64 {
+        if self.deadline_mode() { self.tsc_deadline } else { 0 }
+    }
+
+    /// WRMSR IA32_TSC_DEADLINE at guest TSC `now`: arms the timer for guest TSC `value` (0
+    /// disarms; a deadline already passed is due at once). Ignored outside TSC-deadline
+    /// mode, as on KVM (SDM 11.5.4.1).
+    pub fn set_tsc_deadline(&mut self, value: u64) {
+        if !self.deadline_mode() {
+            return;
+        }
+        self.tsc_deadline = value;
+        self.timer_period = 0;
+        self.timer_deadline = (value != 0).then_some(value);
     }
 
     /// The bootstrap processor's APIC after RESET or INIT under KVM's default
@@ -338,6 +388,8 @@ impl Lapic {
                 if self.lvt[0] & LVT_MASKED == 0 {
                     self.request(self.lvt[0] as u8);
                 }
+                // A TSC deadline fires once; IA32_TSC_DEADLINE reads 0 afterwards.
+                self.tsc_deadline = 0;
                 self.timer_deadline = if self.timer_periodic() && self.timer_period > 0 {
                     // Skip periods missed entirely rather than firing a burst.
                     let missed = now.wrapping_sub(d) / self.timer_period;
@@ -440,12 +492,18 @@ impl Lapic {
                 if !self.enabled() {
                     v |= LVT_MASKED;
                 }
-                if i == 0 && v & (1 << 18) != 0 {
-                    // TSC-deadline mode is not offered: the bit is reserved.
+                if i == 0 && !self.deadline_offered {
+                    // Without the TSC-deadline mode in CPUID the bit is reserved.
                     v &= !(1 << 18);
                 }
+                let was_deadline = self.deadline_mode();
                 self.lvt[i] = v;
+                if i == 0 && was_deadline != self.deadline_mode() {
+                    self.leave_deadline_mode();
+                }
             }
+            // In TSC-deadline mode TMICT writes are ignored (SDM 11.5.4.1).
+            reg::TMICT if self.deadline_mode() => {}
             reg::TMICT => {
                 self.tmict = value;
                 self.timer_period = self.ticks_to_tsc(value as u64, tsc_khz);
@@ -566,12 +624,22 @@ impl Lapic {
             if !self.enabled() {
                 v |= LVT_MASKED;
             }
-            if i == 0 {
+            if i == 0 && !self.deadline_offered {
                 v &= !(1 << 18);
+            }
+            if i == 0 && ((v >> 17) & 3 == 2) != self.deadline_mode() {
+                self.tsc_deadline = 0;
             }
             self.lvt[i] = v;
         }
         self.tdcr = get(reg::TDCR) & 0xb;
+        // TSC-deadline mode: the deadline stays armed (KVM restarts it; TMICT is unused).
+        if self.deadline_mode() {
+            self.tmict = get(reg::TMICT);
+            self.timer_period = 0;
+            self.timer_deadline = (self.tsc_deadline != 0).then_some(self.tsc_deadline);
+            return;
+        }
         self.tmict = get(reg::TMICT);
         self.timer_period = self.ticks_to_tsc(self.tmict as u64, tsc_khz);
         // The timer resumes from the saved current count, as KVM's kvm_apic_set_state does
@@ -967,5 +1035,41 @@ mod tests {
         assert!(bsp.accepts_pic_interrupt(true));
         assert_eq!(bsp.read(reg::LVT_LINT0, 0, KHZ), Ok(0x700));
         assert_eq!(bsp.read(reg::LVT_LINT1, 0, KHZ), Ok(LVT_MASKED));
+    }
+
+    #[test]
+    fn tsc_deadline_mode_is_kvms() {
+        const DEADLINE: u32 = 2 << 17;
+        let mut a = enabled(0);
+        a.write(reg::LVT_TIMER, DEADLINE | 0x60, 0, KHZ).unwrap();
+        assert_eq!(a.read(reg::LVT_TIMER, 0, KHZ), Ok(0x60), "bit 18 reserved without the CPUID bit");
+        a.set_tsc_deadline(500);
+        assert_eq!((a.tsc_deadline(), a.timer_deadline()), (0, None), "ignored outside the mode");
+        a.set_tsc_deadline_offered(true);
+        a.write(reg::LVT_TIMER, DEADLINE | 0x60, 0, KHZ).unwrap();
+        a.set_tsc_deadline(500);
+        assert_eq!((a.tsc_deadline(), a.timer_deadline()), (500, Some(500)));
+        a.write(reg::TMICT, 1000, 0, KHZ).unwrap();
+        assert_eq!((a.read(reg::TMICT, 0, KHZ), a.timer_deadline()), (Ok(0), Some(500)), "TMICT ignored");
+        assert!(!a.poll_timer(499));
+        assert!(a.poll_timer(500));
+        assert_eq!(a.deliverable(), Some(0x60));
+        assert_eq!((a.tsc_deadline(), a.timer_deadline()), (0, None), "fires once, then reads 0");
+        // A deadline already passed is due at once; 0 disarms.
+        a.set_tsc_deadline(100);
+        assert_eq!(a.timer_ticks_left(200), Some(0));
+        a.set_tsc_deadline(0);
+        assert_eq!(a.timer_deadline(), None);
+        // Leaving the mode stops the timer and clears the deadline.
+        a.set_tsc_deadline(900);
+        a.write(reg::LVT_TIMER, 0x60, 0, KHZ).unwrap();
+        assert_eq!((a.tsc_deadline(), a.timer_deadline()), (0, None));
+        a.write(reg::LVT_TIMER, DEADLINE | 0x60, 0, KHZ).unwrap();
+        assert_eq!(a.tsc_deadline(), 0, "not re-armed");
+        // KVM_SET_LAPIC in the mode keeps the deadline armed.
+        a.set_tsc_deadline(4000);
+        let saved = a.state(0, KHZ);
+        a.set_state(&saved, 10, KHZ);
+        assert_eq!(a.timer_deadline(), Some(4000));
     }
 }
