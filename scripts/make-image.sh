@@ -26,6 +26,22 @@ mkdir -p "$root/upstream-nvmx"
 cp "$NVMX_ROOT"/build/upstream-nvmx/* "$root/upstream-nvmx/" 2>/dev/null || true
 mkdir -p "$root/bench"
 cp "$NVMX_ROOT"/build/bench/* "$root/bench/" 2>/dev/null || true
+# Debian's QEMU for vm/init's run_qemu: the binary with the libraries it links, the microvm
+# firmware (qboot) and the option ROM it loads with -kernel, and its guest: this kernel and
+# a busybox initramfs whose init is vm/guest-init.
+mkdir -p "$root/usr/bin" "$root/usr/share/qemu" "$root/guest"
+cp /usr/bin/qemu-system-x86_64 "$root/usr/bin/"
+for lib in $(ldd /usr/bin/qemu-system-x86_64 | awk '/=>/ { print $3 } /ld-linux/ { print $1 }'); do
+    mkdir -p "$root$(dirname "$lib")"
+    cp -L "$lib" "$root$lib"
+done
+cp /usr/share/qemu/qboot.rom /usr/share/qemu/linuxboot_dma.bin "$root/usr/share/qemu/"
+guest=$out/guest-root
+rm -rf "$guest"; mkdir -p "$guest"/{bin,dev,proc,sys}
+cp /bin/busybox "$guest/bin/busybox"
+install -m 0755 "$NVMX_ROOT/vm/guest-init" "$guest/init"
+(cd "$guest" && find . | cpio -o -H newc --quiet | gzip -6) > "$root/guest/initrd.gz"
+cp "$kdir/arch/x86/boot/bzImage" "$root/guest/bzImage"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -6) > "$out/initrd.gz"
 cp "$kdir/arch/x86/boot/bzImage" "$out/bzImage"
 fi
