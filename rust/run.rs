@@ -956,6 +956,14 @@ fn handle_exit(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, g: &mut [u64; 16], st: &mut Vc
             Next::Leave(Leave::Halt)
         }
         reason::INTERRUPT_WINDOW => Next::Resume,
+        // WBINVD/WBNOINVD (WBINVD exiting) and INVD: done, as on KVM. The guest may not
+        // write back or throw away the host's caches (INVD would lose other tasks' dirty
+        // lines), and no guest device does non-coherent DMA that would need a flush. The
+        // CPL check (#GP at CPL > 0) comes before the exit (SDM 26.1.1).
+        reason::WBINVD | reason::INVD => {
+            skip_instruction(cur);
+            Next::Resume
+        }
         reason::CPUID => {
             // The vCPU's table from KVM_SET_CPUID2, with KVM's out-of-range rule.
             let [a, b, c, d] = cpuid::guest_cpuid(&st.cpuid, g[0] as u32, g[1] as u32);

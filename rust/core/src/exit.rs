@@ -22,6 +22,8 @@ pub mod reason {
     pub const CPUID: u16 = 10;
     /// HLT.
     pub const HLT: u16 = 12;
+    /// INVD (always exits, SDM 26.1.2).
+    pub const INVD: u16 = 13;
     /// INVLPG.
     pub const INVLPG: u16 = 14;
     /// RDPMC.
@@ -84,7 +86,7 @@ pub mod reason {
     pub const RDTSCP: u16 = 51;
     /// VMX-preemption timer expired.
     pub const PREEMPTION_TIMER: u16 = 52;
-    /// WBINVD.
+    /// WBINVD or WBNOINVD with WBINVD exiting.
     pub const WBINVD: u16 = 54;
     /// XSETBV.
     pub const XSETBV: u16 = 55;
