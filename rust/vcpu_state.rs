@@ -174,15 +174,16 @@ impl VcpuState {
         }
     }
 
-    /// INIT (SDM 10.1, table 10-1 "INIT" column, as KVM's kvm_vcpu_reset(init_event)):
-    /// registers as after RESET but the APIC base and the MSRs kept; the local APIC reset
-    /// keeping its ID and x2APIC mode; an application processor then waits for a SIPI.
-    /// The local APIC after RESET or INIT (KVM's kvm_lapic_reset).
+    /// The local APIC after RESET (KVM's kvm_lapic_reset).
     fn reset_lapic(id: u32, lint0_extint: bool) -> Lapic {
         let a = Lapic::new(id);
         if lint0_extint { a.with_lint0_extint() } else { a }
     }
 
+    /// INIT (SDM 10.1, table 10-1 "INIT" column, as KVM's kvm_vcpu_reset(init_event)):
+    /// registers as after RESET but the APIC base and the MSRs kept; the local APIC's
+    /// registers reset, its ID, x2APIC mode and CPUID-offered timer modes kept; an
+    /// application processor then waits for a SIPI.
     pub(crate) fn init(&mut self, id: u32) {
         let _ = id;
         let apic_base = self.apic_base;
@@ -193,10 +194,9 @@ impl VcpuState {
         self.nmi_pending = false;
         self.flushed_for = None;
         if let Some(a) = &mut self.lapic {
-            let x2 = a.x2apic;
-            *a = Self::reset_lapic(a.id, self.bsp_lint0_extint);
-            if x2 {
-                a.enter_x2apic();
+            a.init();
+            if self.bsp_lint0_extint {
+                *a = a.with_lint0_extint();
             }
         }
         self.mp_state = if apic_base & apic_base::BSP != 0 { mp_state::RUNNABLE } else { mp_state::INIT_RECEIVED };

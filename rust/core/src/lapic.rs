@@ -245,6 +245,18 @@ impl Lapic {
         self.timer_deadline = (value != 0).then_some(value);
     }
 
+    /// INIT (SDM 11.4.7.3): the registers return to their power-up values; what is not a
+    /// register stays — the APIC ID, x2APIC mode (INIT leaves IA32_APIC_BASE alone) and the
+    /// timer modes the guest's CPUID offers (KVM keeps its timer_mode_mask).
+    pub fn init(&mut self) {
+        let (id, x2apic, deadline_offered) = (self.id, self.x2apic, self.deadline_offered);
+        *self = Lapic::new(id);
+        self.deadline_offered = deadline_offered;
+        if x2apic {
+            self.enter_x2apic();
+        }
+    }
+
     /// The bootstrap processor's APIC after RESET or INIT under KVM's default
     /// KVM_X86_QUIRK_LINT0_REENABLED: LINT0 unmasked with delivery mode ExtINT (the virtual
     /// wire a BIOS would set up), every other LVT masked.
@@ -1071,5 +1083,28 @@ mod tests {
         let saved = a.state(0, KHZ);
         a.set_state(&saved, 10, KHZ);
         assert_eq!(a.timer_deadline(), Some(4000));
+    }
+
+    #[test]
+    fn init_keeps_what_cpuid_and_apic_base_set() {
+        // An application processor is started by INIT: its registers return to their reset
+        // values, but the timer modes its CPUID offers and its x2APIC mode stay, or a
+        // Linux AP's TSC-deadline timer never fires.
+        const DEADLINE: u32 = 2 << 17;
+        let mut a = enabled(5);
+        a.set_tsc_deadline_offered(true);
+        a.enter_x2apic();
+        a.write(reg::LVT_TIMER, DEADLINE | 0x60, 0, KHZ).unwrap();
+        a.set_tsc_deadline(500);
+        a.init();
+        let mut fresh = Lapic::new(5);
+        fresh.set_tsc_deadline_offered(true);
+        fresh.enter_x2apic();
+        assert_eq!(a, fresh, "registers as after RESET, configuration kept");
+        assert_eq!(a.timer_deadline(), None, "INIT stops the timer");
+        a.write(reg::SVR, SVR_ENABLE | 0xff, 0, KHZ).unwrap();
+        a.write(reg::LVT_TIMER, DEADLINE | 0x60, 0, KHZ).unwrap();
+        a.set_tsc_deadline(700);
+        assert_eq!(a.timer_deadline(), Some(700), "the TSC-deadline mode is still offered");
     }
 }
