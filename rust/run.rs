@@ -21,7 +21,7 @@ use crate::guest_regs::{
 use crate::guest_memory::{copy_guest, AccessError, GuestMemory};
 use crate::msr_route::{check_guest_wrmsr, MsrHome};
 use crate::vmx_core::arch_state::{self, Rows, Seg, Vmcs, EVENT_VALID};
-use crate::vmx_core::guest_debug;
+use crate::vmx_core::{guest_debug, vcpu_events};
 use crate::vmx_core::ioeventfd;
 use crate::vmx_core::mce::Mce;
 use crate::vmx_core::mtrr;
@@ -106,6 +106,8 @@ enum UserExit {
     IoapicEoi(u8),
     /// KVM_EXIT_DEBUG (KVM_SET_GUEST_DEBUG): a single step (1) or an INT3 (3) at `pc`.
     Debug { exception: u32, pc: u64, dr6: u64, dr7: u64 },
+    /// KVM_EXIT_IRQ_WINDOW_OPEN: the VMM asked for it and may inject an ExtINT now.
+    IrqWindowOpen,
 }
 
 /// `KVM_RUN` on `vcpu`.
@@ -136,6 +138,7 @@ pub(crate) fn run(vcpu: &Vcpu) -> Result<isize> {
         *reg = insn::load(*reg, dst, dst_size, size, extend, data);
     }
 
+    st.irq_window_requested = run.request_interrupt_window();
     loop {
         // KVM returns EINTR for immediate_exit without touching exit_reason: a client that
         // completes an I/O this way still sees its last exit (the selftests' ucalls do).
@@ -149,6 +152,16 @@ pub(crate) fn run(vcpu: &Vcpu) -> Result<isize> {
         if st.lapic.is_some() && !wait_until_runnable(host, vcpu, &mut st) {
             run.set_exit_reason(kvm_exit::INTR);
             return Err(EINTR);
+        }
+        // The VMM asked for an interrupt window that is already open (KVM exits after one
+        // entry that runs no instruction; nvmx does not enter at all).
+        let a = &st.arch;
+        if st.irq_window_requested && !st.nested.guest_mode
+            && vcpu_events::ready_for_interrupt_injection(
+                a.rflags, a.interruptibility, a.event.is_some(), st.accepts_pic(), st.extint.is_some())
+        {
+            report(run, pio, &mut st, UserExit::IrqWindowOpen);
+            return Ok(0);
         }
         // A VMX abort outside a region (a nested exit while completing INS): L1's shutdown;
         // so is a machine check KVM_X86_SET_MCE could not deliver.
@@ -226,6 +239,7 @@ fn report(run: KvmRunPage, pio: *mut u8, st: &mut VcpuState, exit: UserExit) {
         UserExit::Internal { suberror, data, ndata } => run.set_internal(suberror, &data, ndata),
         UserExit::IoapicEoi(vector) => run.set_ioapic_eoi(vector),
         UserExit::Debug { exception, pc, dr6, dr7 } => run.set_debug(exception, pc, dr6, dr7),
+        UserExit::IrqWindowOpen => run.set_exit_reason(kvm_exit::IRQ_WINDOW_OPEN),
     }
 }
 
@@ -667,6 +681,9 @@ fn guest_loop(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, e
                 }
             }
             prepare_events(cur, vcpu, st);
+        } else if st.extint.is_some() || st.irq_window_requested {
+            // Without an in-kernel APIC: the VMM's KVM_INTERRUPT and interrupt window.
+            prepare_events(cur, vcpu, st);
         }
         // The whole region, not each guest stretch, gets the budget: a guest whose exits
         // nvmx handles in the kernel (and that restarts the timer at every entry) must
@@ -754,6 +771,9 @@ fn guest_loop(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, e
                 if let Some(v) = st.eoi_exit.take() {
                     break Leave::User(UserExit::IoapicEoi(v));
                 }
+                if !st.nested.guest_mode && vmm_irq_window_open(cur, st) {
+                    break Leave::User(UserExit::IrqWindowOpen);
+                }
                 // An exception nvmx raised in L2 while doing something for it is L1's if
                 // L1's exception bitmap says so, as one the CPU raised would have been.
                 if st.nested.guest_mode {
@@ -822,20 +842,22 @@ fn requeue_vectoring_event(cur: &LoadedVmcs<'_>) {
 fn collect_events(vcpu: &Vcpu, st: &mut VcpuState, now: u64, if_set: bool) -> bool {
     let (posted, nmi) = vcpu.mailbox.take();
     st.nmi_pending |= nmi;
-    let Some(apic) = st.lapic.as_mut() else { return st.nmi_pending };
+    let extint = st.deliverable_extint().is_some();
+    let Some(apic) = st.lapic.as_mut() else { return st.nmi_pending || (if_set && extint) };
     apic.merge_posted(&posted);
     apic.poll_timer(now);
-    st.nmi_pending || (if_set && apic.deliverable().is_some())
+    st.nmi_pending || (if_set && (extint || apic.deliverable().is_some()))
 }
 
-/// Before an entry with an in-kernel local APIC: merge what other vCPUs posted, run the
-/// APIC timer, and inject the highest deliverable interrupt (or an NMI) if the guest can
-/// take it now — otherwise ask for an interrupt-window exit (SDM 26.7.5).
+/// Before an entry: merge what other vCPUs posted, run the APIC timer, and inject the
+/// highest-priority event the guest can take now — an NMI, the ExtINT of the VMM's PIC
+/// (KVM_INTERRUPT), then the in-kernel APIC's highest deliverable interrupt — or ask for an
+/// interrupt-window exit (SDM 26.7.5) for one it cannot take yet, and for the VMM's
+/// `request_interrupt_window`.
 fn prepare_events(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, st: &mut VcpuState) {
     let now = vmx_ops::rdtsc().wrapping_add(st.tsc_offset);
     collect_events(vcpu, st, now, false);
     let global_enable = st.apic_base & crate::vmx_core::guest_msr::apic_base::ENABLE != 0;
-    let Some(apic) = st.lapic.as_mut() else { return };
     if InterruptionInfo(cur.r(f::VM_ENTRY_INTR_INFO_FIELD)).valid() {
         return; // an event is already being injected
     }
@@ -847,18 +869,44 @@ fn prepare_events(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, st: &mut VcpuState) {
         cur.set(f::VM_ENTRY_INTR_INFO_FIELD, InterruptionInfo::event(intr_kind::NMI, 2, false).0);
         return;
     }
-    let want = if global_enable { apic.deliverable() } else { None };
+    let window_open = vcpu_events::interrupt_window_open(cur.r(f::GUEST_RFLAGS), blocking as u32);
+    let extint = st.deliverable_extint();
+    // The VMM waits to inject an ExtINT (KVM's kvm_cpu_accept_dm_intr: none queued, the
+    // APIC takes them): exit when the guest opens its window.
+    let vmm_waits = st.irq_window_requested && st.extint.is_none() && st.accepts_pic();
+    let want = extint.or_else(|| st.lapic.as_ref().and_then(|a| if global_enable { a.deliverable() } else { None }));
     match want {
-        Some(v) if cur.r(f::GUEST_RFLAGS) & RFLAGS_IF != 0 && blocking & 3 == 0 => {
-            apic.acknowledge(v);
+        Some(v) if window_open => {
+            if extint.is_some() {
+                st.extint = None;
+            } else if let Some(apic) = st.lapic.as_mut() {
+                apic.acknowledge(v);
+            }
             cur.set(f::VM_ENTRY_INTR_INFO_FIELD, InterruptionInfo::event(intr_kind::EXTERNAL, v, false).0);
             primary &= !crate::vmx_core::controls::primary::INTR_WINDOW_EXITING;
         }
         Some(_) => primary |= crate::vmx_core::controls::primary::INTR_WINDOW_EXITING,
+        None if vmm_waits => primary |= crate::vmx_core::controls::primary::INTR_WINDOW_EXITING,
         None => primary &= !crate::vmx_core::controls::primary::INTR_WINDOW_EXITING,
     }
     cur.set(f::CPU_BASED_VM_EXEC_CONTROL, primary);
-    vcpu.mailbox.mirror(apic);
+    if let Some(apic) = st.lapic.as_ref() {
+        vcpu.mailbox.mirror(apic);
+    }
+}
+
+/// After an exit handled in the kernel: whether the VMM asked for an interrupt window
+/// and could now inject an ExtINT (KVM's dm_request_for_irq_injection and
+/// kvm_vcpu_ready_for_interrupt_injection), so KVM_RUN must return KVM_EXIT_IRQ_WINDOW_OPEN.
+fn vmm_irq_window_open(cur: &LoadedVmcs<'_>, st: &VcpuState) -> bool {
+    st.irq_window_requested
+        && vcpu_events::ready_for_interrupt_injection(
+            cur.r(f::GUEST_RFLAGS),
+            cur.r(f::GUEST_INTERRUPTIBILITY_INFO) as u32,
+            InterruptionInfo(cur.r(f::VM_ENTRY_INTR_INFO_FIELD)).valid(),
+            st.accepts_pic(),
+            st.extint.is_some(),
+        )
 }
 
 /// RDMSR/WRMSR of the x2APIC range 0x800..=0x8ff: `Some(result)` if the in-kernel APIC

@@ -124,7 +124,7 @@ mod kvm_h {
 pub(crate) use kvm_h::{
     kvm_clear_dirty_log as KvmClearDirtyLog, kvm_cpuid_entry2 as KvmCpuidEntry2, kvm_debugregs as KvmDebugregs,
     kvm_clock_data as KvmClockData, kvm_device_attr as KvmDeviceAttr, kvm_dirty_log as KvmDirtyLog,
-    kvm_guest_debug as KvmGuestDebug,
+    kvm_guest_debug as KvmGuestDebug, kvm_interrupt as KvmInterrupt,
     kvm_ioeventfd as KvmIoeventfd, kvm_irq_level as KvmIrqLevel, kvm_irq_routing_entry as KvmIrqRoutingEntry,
     kvm_irqfd as KvmIrqfd, kvm_vapic_addr as KvmVapicAddr, kvm_vcpu_events as KvmVcpuEvents,
     kvm_x86_mce as KvmX86Mce, kvm_xcr as KvmXcr, kvm_xcrs as KvmXcrs,
@@ -158,6 +158,7 @@ const _: () = assert!(core::mem::size_of::<KvmIrqLevel>() == 8);
 const _: () = assert!(core::mem::size_of::<KvmIoeventfd>() == 64);
 const _: () = assert!(core::mem::size_of::<KvmIrqfd>() == 32);
 const _: () = assert!(core::mem::size_of::<KvmX86Mce>() == 64);
+const _: () = assert!(core::mem::size_of::<KvmInterrupt>() == 4);
 const _: () = assert!(core::mem::size_of::<KvmGuestDebug>() == 72);
 const _: () = assert!(core::mem::size_of::<KvmClearDirtyLog>() == 24);
 
@@ -325,6 +326,11 @@ pub(crate) const KVM_X86_SETUP_MCE: u32 = _IOW::<u64>(KVMIO, 0x9c);
 /// `KVM_X86_GET_MCE_CAP_SUPPORTED` (system fd).
 pub(crate) const KVM_X86_GET_MCE_CAP_SUPPORTED: u32 = _IOR::<u64>(KVMIO, 0x9d);
 /// `KVM_X86_SET_MCE`.
+// SAFETY: `repr(C)`, one u32, no padding (asserted size).
+unsafe impl FromBytes for KvmInterrupt {}
+
+/// `KVM_INTERRUPT` (vCPU fd).
+pub(crate) const KVM_INTERRUPT: u32 = _IOW::<KvmInterrupt>(KVMIO, 0x86);
 pub(crate) const KVM_X86_SET_MCE: u32 = _IOW::<KvmX86Mce>(KVMIO, 0x9e);
 /// `KVM_IRQFD`.
 pub(crate) const KVM_IRQFD: u32 = _IOW::<KvmIrqfd>(KVMIO, 0x76);
@@ -590,6 +596,12 @@ impl KvmRunPage {
         KvmRunPage(page.cast())
     }
 
+    /// `request_interrupt_window`.
+    pub(crate) fn request_interrupt_window(&self) -> bool {
+        // SAFETY: in bounds of the page (`new`); a byte, any value valid.
+        unsafe { core::ptr::addr_of!((*self.0).request_interrupt_window).read_volatile() != 0 }
+    }
+
     /// `immediate_exit`.
     pub(crate) fn immediate_exit(&self) -> bool {
         // SAFETY: in bounds of the page (`new`); a byte, any value valid.
@@ -708,6 +720,8 @@ pub(crate) mod exit {
     pub(crate) const IO: u32 = 2;
     /// `KVM_EXIT_MMIO`.
     pub(crate) const MMIO: u32 = 6;
+    /// `KVM_EXIT_IRQ_WINDOW_OPEN`.
+    pub(crate) const IRQ_WINDOW_OPEN: u32 = 7;
     /// `KVM_EXIT_HLT`.
     pub(crate) const HLT: u32 = 5;
     /// `KVM_EXIT_SHUTDOWN`.

@@ -116,9 +116,8 @@ impl Vcpu {
     fn publish_run_summary(&self) {
         let st = self.state.lock();
         let a = &st.arch;
-        let hw_enabled = st.apic_base & guest_msr::apic_base::ENABLE != 0;
-        let accepts_pic = st.lapic.as_ref().is_none_or(|l| l.accepts_pic_interrupt(hw_enabled));
-        let ready = vcpu_events::ready_for_interrupt_injection(a.rflags, a.interruptibility, a.event.is_some(), accepts_pic);
+        let ready = vcpu_events::ready_for_interrupt_injection(
+            a.rflags, a.interruptibility, a.event.is_some(), st.accepts_pic(), st.extint.is_some());
         // SAFETY: the vCPU's own kvm_run page, allocated with it.
         let run = unsafe { uapi::KvmRunPage::new(shim::page_address(&self.run_page)) };
         run.set_vcpu_summary(a.rflags & (1 << 9) != 0, ready, st.cr8(), st.apic_base, st.nested.guest_mode);
@@ -285,6 +284,16 @@ impl Vcpu {
                 this.mailbox.take_nmi();
                 this.mailbox.set_init_pending(n.init_pending);
                 st.set_event_state(&n);
+                Ok(0)
+            }
+            uapi::KVM_INTERRUPT => {
+                let irq: uapi::KvmInterrupt = read_user(arg)?;
+                let mut st = this.state.lock();
+                let lapic = st.lapic.is_some();
+                st.extint = Some(vcpu_events::queue_interrupt(irq.irq, st.extint, lapic).map_err(|e| match e {
+                    vcpu_events::InterruptError::BadVector => EINVAL,
+                    vcpu_events::InterruptError::Busy => EEXIST,
+                })?);
                 Ok(0)
             }
             uapi::KVM_SET_GUEST_DEBUG => {

@@ -93,6 +93,13 @@ pub(crate) struct VcpuState {
     pub(crate) shutdown_pending: bool,
     /// An EOI the VMM's I/O APIC must see, to report when the instruction is done.
     pub(crate) eoi_exit: Option<u8>,
+    /// The vector of KVM_INTERRUPT not delivered yet: with the in-kernel local APIC the
+    /// ExtINT of the VMM's PIC (KVM's pending_external_vector), without one the VMM's
+    /// interrupt (rust/core/src/vcpu_events.rs, `queue_interrupt`).
+    pub(crate) extint: Option<u8>,
+    /// `kvm_run.request_interrupt_window` as this KVM_RUN found it: exit with
+    /// KVM_EXIT_IRQ_WINDOW_OPEN as soon as the VMM could inject an ExtINT.
+    pub(crate) irq_window_requested: bool,
     /// vCPU 0 under KVM_X86_QUIRK_LINT0_REENABLED: its LINT0 is ExtINT after RESET and INIT.
     pub(crate) bsp_lint0_extint: bool,
     /// `KVM_MP_STATE_*`: runnable, halted (in-kernel HLT), or an application processor
@@ -127,6 +134,19 @@ impl VcpuState {
         self.lapic.as_ref().map_or(self.cr8_value, |a| a.cr8())
     }
 
+    /// Whether an ExtINT from the VMM's PIC would be taken now (KVM's
+    /// kvm_apic_accept_pic_intr; always without an in-kernel local APIC).
+    pub(crate) fn accepts_pic(&self) -> bool {
+        let hw_enabled = self.apic_base & guest_msr::apic_base::ENABLE != 0;
+        self.lapic.as_ref().is_none_or(|l| l.accepts_pic_interrupt(hw_enabled))
+    }
+
+    /// The KVM_INTERRUPT vector the vCPU would take before any APIC interrupt (KVM's
+    /// kvm_cpu_has_extint / kvm_cpu_get_extint): ExtINT beats the APIC's priorities.
+    pub(crate) fn deliverable_extint(&self) -> Option<u8> {
+        self.extint.filter(|_| self.accepts_pic())
+    }
+
     /// MOV to CR8 / KVM_SET_SREGS: the TPR of the in-kernel APIC (SDM 11.8.6.1).
     pub(crate) fn set_cr8(&mut self, cr8: u64) {
         self.cr8_value = cr8 & 0xf;
@@ -141,6 +161,8 @@ impl VcpuState {
         Self {
             bsp_lint0_extint: lint0_reenabled && id == 0,
             eoi_exit: None,
+            extint: None,
+            irq_window_requested: false,
             mce: Mce::default(),
             mtrrs: Mtrrs::default(),
             guest_debug: 0,
@@ -192,6 +214,7 @@ impl VcpuState {
         self.pending_mmio = None;
         self.pending_ins = None;
         self.nmi_pending = false;
+        self.extint = None;
         self.flushed_for = None;
         if let Some(a) = &mut self.lapic {
             a.init();

@@ -26,7 +26,7 @@ kvm)
     types='kvm_run|kvm_regs|kvm_sregs|kvm_segment|kvm_dtable|kvm_cpuid_entry2|kvm_device_attr'
     types="$types|kvm_dirty_log|kvm_clear_dirty_log|kvm_clock_data|kvm_xcrs|kvm_xcr|kvm_vcpu_events"
     types="$types|kvm_vapic_addr|kvm_irq_routing_entry|kvm_irq_level|kvm_ioeventfd|kvm_irqfd|kvm_x86_mce"
-    types="$types|kvm_guest_debug"
+    types="$types|kvm_guest_debug|kvm_interrupt"
     types="$types|kvm_enable_cap|kvm_msi|kvm_msr_entry|kvm_fpu|kvm_debugregs"
     types="$types|kvm_userspace_memory_region|kvm_userspace_memory_region2"
     # No Default for the types with unions: bindgen would zero them in generated unsafe

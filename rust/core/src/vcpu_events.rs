@@ -135,11 +135,39 @@ pub fn get(s: &EventState) -> VcpuEvents {
 
 /// `kvm_run.ready_for_interrupt_injection` after an exit (KVM's
 /// kvm_vcpu_ready_for_interrupt_injection): the guest can take an external interrupt now
-/// (RFLAGS.IF set, no STI or MOV-SS shadow), no event is half-injected, and the local APIC
+/// (RFLAGS.IF set, no STI or MOV-SS shadow), no event is half-injected, the local APIC
 /// would take a PIC's ExtINT (`accepts_pic`, [`super::lapic::Lapic::accepts_pic_interrupt`];
-/// true without an in-kernel APIC). nvmx has no KVM_INTERRUPT, so no ExtINT is ever queued.
-pub const fn ready_for_interrupt_injection(rflags: u64, interruptibility: u32, event: bool, accepts_pic: bool) -> bool {
-    rflags & (1 << 9) != 0 && interruptibility & (BLOCKING_STI | BLOCKING_MOV_SS) == 0 && !event && accepts_pic
+/// true without an in-kernel APIC) and no interrupt from KVM_INTERRUPT waits (`queued`).
+pub const fn ready_for_interrupt_injection(rflags: u64, interruptibility: u32, event: bool, accepts_pic: bool, queued: bool) -> bool {
+    interrupt_window_open(rflags, interruptibility) && !event && accepts_pic && !queued
+}
+
+/// The guest can take an external interrupt at this instruction boundary: RFLAGS.IF set and
+/// neither STI nor MOV-SS blocking (SDM 25.4.1; VM entry refuses to inject one otherwise,
+/// SDM 27.3.1.5).
+pub const fn interrupt_window_open(rflags: u64, interruptibility: u32) -> bool {
+    rflags & (1 << 9) != 0 && interruptibility & (BLOCKING_STI | BLOCKING_MOV_SS) == 0
+}
+
+/// Why KVM_INTERRUPT is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InterruptError {
+    /// A vector above 255 (EINVAL).
+    BadVector,
+    /// With the in-kernel local APIC, an ExtINT from the userspace PIC still waits (EEXIST).
+    Busy,
+}
+
+/// `KVM_INTERRUPT` (KVM's kvm_vcpu_ioctl_interrupt): the vector to queue. Without an
+/// in-kernel local APIC it is the external interrupt the next entry delivers, replacing one
+/// queued before; with one (the split irqchip) it can only be the ExtINT of the VMM's PIC,
+/// delivered when the APIC takes PIC interrupts, and one at a time.
+pub fn queue_interrupt(irq: u32, queued: Option<u8>, lapic_in_kernel: bool) -> Result<u8, InterruptError> {
+    let vector = u8::try_from(irq).map_err(|_| InterruptError::BadVector)?;
+    if lapic_in_kernel && queued.is_some() {
+        return Err(InterruptError::Busy);
+    }
+    Ok(vector)
 }
 
 /// Why KVM_SET_VCPU_EVENTS is refused (EINVAL).
@@ -266,13 +294,24 @@ mod tests {
     #[test]
     fn ready_for_interrupt_injection_is_kvms() {
         const IF: u64 = 1 << 9;
-        assert!(ready_for_interrupt_injection(IF | 2, 0, false, true));
-        assert!(!ready_for_interrupt_injection(2, 0, false, true), "IF clear");
-        assert!(!ready_for_interrupt_injection(IF, BLOCKING_STI, false, true), "STI shadow");
-        assert!(!ready_for_interrupt_injection(IF, BLOCKING_MOV_SS, false, true), "MOV SS shadow");
-        assert!(ready_for_interrupt_injection(IF, BLOCKING_NMI, false, true), "NMI blocking does not matter");
-        assert!(!ready_for_interrupt_injection(IF, 0, true, true), "an event being injected");
-        assert!(!ready_for_interrupt_injection(IF, 0, false, false), "LINT0 does not take ExtINT");
+        assert!(ready_for_interrupt_injection(IF | 2, 0, false, true, false));
+        assert!(!ready_for_interrupt_injection(2, 0, false, true, false), "IF clear");
+        assert!(!ready_for_interrupt_injection(IF, BLOCKING_STI, false, true, false), "STI shadow");
+        assert!(!ready_for_interrupt_injection(IF, BLOCKING_MOV_SS, false, true, false), "MOV SS shadow");
+        assert!(ready_for_interrupt_injection(IF, BLOCKING_NMI, false, true, false), "NMI blocking does not matter");
+        assert!(!ready_for_interrupt_injection(IF, 0, true, true, false), "an event being injected");
+        assert!(!ready_for_interrupt_injection(IF, 0, false, false, false), "LINT0 does not take ExtINT");
+        assert!(!ready_for_interrupt_injection(IF, 0, false, true, true), "an ExtINT already waits");
+    }
+
+    #[test]
+    fn kvm_interrupt_is_kvms() {
+        assert_eq!(queue_interrupt(256, None, true), Err(InterruptError::BadVector));
+        assert_eq!(queue_interrupt(u32::MAX, None, false), Err(InterruptError::BadVector));
+        assert_eq!(queue_interrupt(0x20, None, true), Ok(0x20));
+        assert_eq!(queue_interrupt(0x21, Some(0x20), true), Err(InterruptError::Busy), "one ExtINT at a time");
+        assert_eq!(queue_interrupt(0x21, Some(0x20), false), Ok(0x21), "no in-kernel APIC: replaces");
+        assert_eq!(queue_interrupt(255, None, false), Ok(255));
     }
 
     #[test]
