@@ -35,7 +35,7 @@ for lib in $(ldd /usr/bin/qemu-system-x86_64 | awk '/=>/ { print $3 } /ld-linux/
     mkdir -p "$root$(dirname "$lib")"
     cp -L "$lib" "$root$lib"
 done
-cp /usr/share/qemu/qboot.rom /usr/share/qemu/linuxboot_dma.bin "$root/usr/share/qemu/"
+cp /usr/share/qemu/qboot.rom /usr/share/qemu/linuxboot_dma.bin /usr/share/qemu/kvmvapic.bin "$root/usr/share/qemu/"
 guest=$out/guest-root
 rm -rf "$guest"; mkdir -p "$guest"/{bin,dev,proc,sys}
 cp /bin/busybox "$guest/bin/busybox"
