@@ -68,6 +68,8 @@ pub(crate) struct VcpuState {
     pub(crate) syscall_msrs: [u64; 5],
     pub(crate) misc_enable: u64,
     pub(crate) hwcr: u64,
+    /// IA32_BIOS_SIGN_ID as the VMM set it (the guest's writes are ignored).
+    pub(crate) ucode_rev: u64,
     /// Guest TSC = host TSC + this (the VMCS TSC offset).
     pub(crate) tsc_offset: u64,
     /// IA32_TSC_ADJUST.
@@ -181,6 +183,7 @@ impl VcpuState {
             syscall_msrs: [0; 5],
             misc_enable: guest_msr::MISC_ENABLE_RESET,
             hwcr: 0,
+            ucode_rev: guest_msr::UCODE_REV_RESET,
             tsc_offset: 0,
             tsc_adjust: 0,
             fpu: fpu_reset(),
@@ -246,6 +249,7 @@ impl VcpuState {
             Msr::SysenterEip => self.arch.sysenter[2],
             Msr::MiscEnable => self.misc_enable,
             Msr::Hwcr => self.hwcr,
+            Msr::UcodeRev => self.ucode_rev,
             Msr::Pat => self.arch.pat,
             Msr::Efer => self.arch.efer,
             Msr::FsBase => self.arch.segs[Seg::Fs as usize].base,
@@ -288,6 +292,7 @@ impl VcpuState {
             Msr::SysenterEip => self.arch.sysenter[2] = v,
             Msr::MiscEnable => self.misc_enable = v,
             Msr::Hwcr => self.hwcr = v,
+            Msr::UcodeRev => self.ucode_rev = v,
             Msr::Pat => self.arch.pat = v,
             Msr::Efer => self.arch.efer = v,
             Msr::FsBase => self.arch.segs[Seg::Fs as usize].base = v,

@@ -49,11 +49,14 @@ pub enum Msr {
     /// MSR_K7_HWCR (0xc001_0015): AMD's hardware configuration register, which KVM
     /// emulates on every vendor because Linux guests read it; storage only.
     Hwcr,
+    /// IA32_BIOS_SIGN_ID (0x8b): the microcode revision in bits 63:32, which the VMM sets;
+    /// Linux writes 0 to it before CPUID(1) to read it, and KVM ignores guest writes.
+    UcodeRev,
 }
 
 impl Msr {
     /// Every MSR, in `KVM_GET_MSR_INDEX_LIST` order.
-    pub const ALL: [Msr; 17] = [
+    pub const ALL: [Msr; 18] = [
         Msr::Tsc,
         Msr::TscAdjust,
         Msr::ApicBase,
@@ -71,6 +74,7 @@ impl Msr {
         Msr::GsBase,
         Msr::KernelGsBase,
         Msr::Hwcr,
+        Msr::UcodeRev,
     ];
 
     /// The architectural index.
@@ -93,6 +97,7 @@ impl Msr {
             Msr::GsBase => 0xc000_0101,
             Msr::KernelGsBase => 0xc000_0102,
             Msr::Hwcr => 0xc001_0015,
+            Msr::UcodeRev => 0x8b,
         }
     }
 
@@ -118,6 +123,8 @@ pub mod efer {
 /// bits 11 and 12, which are true here (no debug store is offered); fast strings (bit 0) off
 /// until the guest's firmware or OS turns it on.
 pub const MISC_ENABLE_RESET: u64 = bit(11) | bit(12);
+/// IA32_BIOS_SIGN_ID after RESET, KVM's default microcode_version: revision 1.
+pub const UCODE_REV_RESET: u64 = 1 << 32;
 /// IA32_MISC_ENABLE bits the guest cannot change (KVM's MSR_IA32_MISC_ENABLE_PMU_RO_MASK:
 /// BTS and PEBS unavailable); a WRMSR that changes them is #GP.
 const MISC_ENABLE_READ_ONLY: u64 = bit(11) | bit(12);
@@ -207,6 +214,9 @@ pub fn check_write(msr: Msr, value: u64, cx: &WriteContext) -> Option<u64> {
         // STAR: both halves are selectors and the low word is SYSCALL's EIP; all 64 bits are
         // writable. FMASK: the upper 32 bits are reserved.
         Msr::Star => Some(value),
+        // KVM: the VMM sets the revision; a guest's write is ignored, not #GP.
+        Msr::UcodeRev if host => Some(value),
+        Msr::UcodeRev => Some(cx.current),
         Msr::Fmask => (value >> 32 == 0).then_some(value),
         Msr::SysenterCs => Some(value & 0xffff_ffff),
         // KVM's rule: flush-filter disable (6), IGNNE emulation (8) and TLB cache disable (3)
@@ -385,6 +395,16 @@ mod tests {
         assert_eq!(check_write(Msr::ApicBase, 0xfee0_0000 | apic_base::EXTD, &x2), None, "EXTD without EN");
         assert_eq!(check_write(Msr::ApicBase, 0xfee0_0000 | apic_base::ENABLE, &x2), None, "x2APIC -> xAPIC");
         assert_eq!(check_write(Msr::ApicBase, 0xfee0_0000, &x2), Some(0xfee0_0000), "x2APIC -> disabled");
+    }
+
+    #[test]
+    fn ucode_rev_is_the_vmms() {
+        let mut cx = guest(0, false);
+        cx.current = 0x1234 << 32;
+        assert_eq!(check_write(Msr::UcodeRev, 0, &cx), Some(0x1234 << 32), "the guest's write is ignored");
+        cx.writer = Writer::Host;
+        assert_eq!(check_write(Msr::UcodeRev, 0x42 << 32, &cx), Some(0x42 << 32));
+        assert_eq!(Msr::from_index(0x8b), Some(Msr::UcodeRev));
     }
 }
 
