@@ -806,27 +806,24 @@ pub(crate) fn l1_interrupt_exit(st: &mut VcpuState) -> Option<ExitInfo> {
         return None;
     }
     let ack = v.get(f::VM_EXIT_CONTROLS) & exit_ctl::ACK_INTR_ON_EXIT != 0;
-    // The ExtINT of the VMM's PIC comes first (KVM's kvm_cpu_get_interrupt); unacknowledged,
-    // it stays pending for L1.
-    if let Some(vector) = st.deliverable_extint() {
-        let intr_info = if ack {
+    // The ExtINT of the VMM's PIC comes first (KVM's kvm_cpu_get_interrupt), then the APIC's
+    // highest deliverable interrupt; unacknowledged, either stays pending for L1.
+    let vector = if let Some(vector) = st.deliverable_extint() {
+        if ack {
             st.extint = None;
-            InterruptionInfo::event(intr_kind::EXTERNAL, vector, false).0
-        } else {
-            0
-        };
-        return Some(ExitInfo { reason: reason::EXTERNAL_INTERRUPT.into(), intr_info, ..ExitInfo::default() });
-    }
-    if st.apic_base & crate::vmx_core::guest_msr::apic_base::ENABLE == 0 {
-        return None;
-    }
-    let apic = st.lapic.as_mut()?;
-    let vector = apic.deliverable()?;
-    let intr_info = if ack {
-        apic.acknowledge(vector);
-        InterruptionInfo::event(intr_kind::EXTERNAL, vector, false).0
+        }
+        vector
     } else {
-        0
+        if st.apic_base & crate::vmx_core::guest_msr::apic_base::ENABLE == 0 {
+            return None;
+        }
+        let apic = st.lapic.as_mut()?;
+        let vector = apic.deliverable()?;
+        if ack {
+            apic.acknowledge(vector);
+        }
+        vector
     };
+    let intr_info = if ack { InterruptionInfo::event(intr_kind::EXTERNAL, vector, false).0 } else { 0 };
     Some(ExitInfo { reason: reason::EXTERNAL_INTERRUPT.into(), intr_info, ..ExitInfo::default() })
 }

@@ -155,11 +155,7 @@ pub(crate) fn run(vcpu: &Vcpu) -> Result<isize> {
         }
         // The VMM asked for an interrupt window that is already open (KVM exits after one
         // entry that runs no instruction; nvmx does not enter at all).
-        let a = &st.arch;
-        if st.irq_window_requested && !st.nested.guest_mode
-            && vcpu_events::ready_for_interrupt_injection(
-                a.rflags, a.interruptibility, a.event.is_some(), st.accepts_pic(), st.extint.is_some())
-        {
+        if st.irq_window_requested && !st.nested.guest_mode && st.ready_for_interrupt_injection() {
             report(run, pio, &mut st, UserExit::IrqWindowOpen);
             return Ok(0);
         }

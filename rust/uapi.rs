@@ -326,12 +326,13 @@ pub(crate) const KVM_X86_SETUP_MCE: u32 = _IOW::<u64>(KVMIO, 0x9c);
 /// `KVM_X86_GET_MCE_CAP_SUPPORTED` (system fd).
 pub(crate) const KVM_X86_GET_MCE_CAP_SUPPORTED: u32 = _IOR::<u64>(KVMIO, 0x9d);
 /// `KVM_X86_SET_MCE`.
+pub(crate) const KVM_X86_SET_MCE: u32 = _IOW::<KvmX86Mce>(KVMIO, 0x9e);
+
 // SAFETY: `repr(C)`, one u32, no padding (asserted size).
 unsafe impl FromBytes for KvmInterrupt {}
 
 /// `KVM_INTERRUPT` (vCPU fd).
 pub(crate) const KVM_INTERRUPT: u32 = _IOW::<KvmInterrupt>(KVMIO, 0x86);
-pub(crate) const KVM_X86_SET_MCE: u32 = _IOW::<KvmX86Mce>(KVMIO, 0x9e);
 /// `KVM_IRQFD`.
 pub(crate) const KVM_IRQFD: u32 = _IOW::<KvmIrqfd>(KVMIO, 0x76);
 /// `KVM_IOEVENTFD`.

@@ -116,8 +116,7 @@ impl Vcpu {
     fn publish_run_summary(&self) {
         let st = self.state.lock();
         let a = &st.arch;
-        let ready = vcpu_events::ready_for_interrupt_injection(
-            a.rflags, a.interruptibility, a.event.is_some(), st.accepts_pic(), st.extint.is_some());
+        let ready = st.ready_for_interrupt_injection();
         // SAFETY: the vCPU's own kvm_run page, allocated with it.
         let run = unsafe { uapi::KvmRunPage::new(shim::page_address(&self.run_page)) };
         run.set_vcpu_summary(a.rflags & (1 << 9) != 0, ready, st.cr8(), st.apic_base, st.nested.guest_mode);

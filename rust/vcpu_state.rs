@@ -13,7 +13,7 @@ use crate::vmx_core::cpuid::{CpuidEntry, GuestFeatures};
 use crate::vmx_core::guest_cr;
 use crate::vmx_core::mce::Mce;
 use crate::vmx_core::mtrr::Mtrrs;
-use crate::vmx_core::vcpu_events::EventState;
+use crate::vmx_core::vcpu_events::{self, EventState};
 use crate::vmx_core::guest_msr::{self, apic_base, Msr, WriteContext, Writer};
 use crate::vmx_core::insn;
 use crate::vmx_core::lapic::Lapic;
@@ -147,6 +147,14 @@ impl VcpuState {
     /// kvm_cpu_has_extint / kvm_cpu_get_extint): ExtINT beats the APIC's priorities.
     pub(crate) fn deliverable_extint(&self) -> Option<u8> {
         self.extint.filter(|_| self.accepts_pic())
+    }
+
+    /// `kvm_run.ready_for_interrupt_injection` for the state between runs (rust/core's
+    /// `ready_for_interrupt_injection`).
+    pub(crate) fn ready_for_interrupt_injection(&self) -> bool {
+        let a = &self.arch;
+        vcpu_events::ready_for_interrupt_injection(
+            a.rflags, a.interruptibility, a.event.is_some(), self.accepts_pic(), self.extint.is_some())
     }
 
     /// MOV to CR8 / KVM_SET_SREGS: the TPR of the in-kernel APIC (SDM 11.8.6.1).

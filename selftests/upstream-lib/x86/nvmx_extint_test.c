@@ -81,6 +81,18 @@ static int kvm_interrupt(struct kvm_vcpu *vcpu, __u32 irq)
 	return __vcpu_ioctl(vcpu, KVM_INTERRUPT, &i);
 }
 
+/* With request_interrupt_window set, KVM_RUN must stop at KVM_EXIT_IRQ_WINDOW_OPEN, ready. */
+static void expect_window_exit(struct kvm_vcpu *vcpu, const char *what)
+{
+	struct kvm_run *run = vcpu->run;
+
+	run->request_interrupt_window = 1;
+	vcpu_run(vcpu);
+	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IRQ_WINDOW_OPEN);
+	TEST_ASSERT(run->if_flag && run->ready_for_interrupt_injection, "%s", what);
+	run->request_interrupt_window = 0;
+}
+
 int main(void)
 {
 	struct kvm_vcpu *vcpu;
@@ -108,18 +120,10 @@ int main(void)
 	nvmx_run_to_stage(vcpu, 3);
 
 	/* Asked for with the window open: KVM_RUN returns at once. */
-	run->request_interrupt_window = 1;
-	vcpu_run(vcpu);
-	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IRQ_WINDOW_OPEN);
-	TEST_ASSERT(run->if_flag && run->ready_for_interrupt_injection, "window open: ready");
-	run->request_interrupt_window = 0;
+	expect_window_exit(vcpu, "window open: ready");
 	nvmx_run_to_stage(vcpu, 4);
 	/* Asked for with IF = 0: the exit comes when the guest's STI opens the window. */
-	run->request_interrupt_window = 1;
-	vcpu_run(vcpu);
-	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IRQ_WINDOW_OPEN);
-	TEST_ASSERT(run->if_flag && run->ready_for_interrupt_injection, "STI opened the window");
-	run->request_interrupt_window = 0;
+	expect_window_exit(vcpu, "STI opened the window");
 	TEST_ASSERT_EQ(kvm_interrupt(vcpu, VECTOR + 2), 0);
 	nvmx_run_to_stage(vcpu, 5);
 	pr_info("request_interrupt_window, KVM_EXIT_IRQ_WINDOW_OPEN passed\n");
