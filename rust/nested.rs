@@ -24,7 +24,7 @@ use crate::vmx_core::nested_switch::{self, L0Controls, Vmcs02Pages};
 use crate::vcpu_state::VcpuState;
 pub(crate) use crate::nested_state::Switch;
 use crate::nested_state::L1AtEntry;
-pub(crate) use crate::nested_msrs::{available, cpuid_changed, get_msr, is_nested_msr, set_msr};
+pub(crate) use crate::nested_msrs::{available, cpuid_changed, get_msr, is_nested_msr, set_msr, MSR_FEATURE_CONTROL};
 pub(crate) use crate::msr_route::vmcs02_tsc_offset;
 use crate::vmx_core::controls::{cr0, cr4, exit as exit_ctl, pin};
 use crate::vmx_core::exit::{intr_kind, reason, ExitReason, InterruptionInfo};
@@ -608,16 +608,34 @@ fn exit_to_l1(st: &mut VcpuState, info: &ExitInfo, eptp: u64, home: MsrHome) {
     if !entry_failed && msr_list(st, eptp, List::ExitStore, home).is_err() {
         vmx_abort(st, eptp, msr_list::abort::SAVING_GUEST_MSRS);
     }
-    // SDM 28.5: VMCS12's host state becomes L1's.
+    load_l1_host_state(st, eptp, home);
+}
+
+/// The end of every VM exit to L1: VMCS12's host state becomes L1's (SDM 28.5), then L1's
+/// MSRs from the VM-exit MSR-load list (28.6; entry failures too, 27.8).
+fn load_l1_host_state(st: &mut VcpuState, eptp: u64, home: MsrHome) {
     if let Some(v) = st.nested.vmcs12.as_ref() {
         nested_switch::load_host_state(v, &mut st.arch);
     }
     st.nested.guest_mode = false;
     st.flushed_for = None;
-    // SDM 28.6: L1's MSRs from the VM-exit MSR-load list (entry failures too, 27.8).
     if msr_list(st, eptp, List::ExitLoad, home).is_err() {
         vmx_abort(st, eptp, msr_list::abort::LOADING_HOST_MSRS);
     }
+}
+
+/// The VMM wrote IA32_FEATURE_CONTROL = 0, as it does when it resets the vCPU: the vCPU
+/// leaves VMX operation (KVM's vmx_leave_nested). An L2 that runs is left for L1's host
+/// state with no exit information and none of L2's state saved in VMCS12 (KVM's exit
+/// reason -1); then L1's VMXON and current VMCS are forgotten, with everything derived from
+/// them. The cached VMCS12 is not written back to L1's memory (KVM's free_nested does not
+/// either): the VMM is about to give the vCPU its reset state.
+pub(crate) fn leave_vmx_operation(st: &mut VcpuState, eptp: u64) {
+    if st.nested.guest_mode {
+        st.nested.l1_at_entry = None;
+        load_l1_host_state(st, eptp, MsrHome::Process);
+    }
+    st.nested.forget_vmx_operation();
 }
 
 /// One of L1's MSR lists on the vCPU's MSRs (SDM 27.4, 28.4, 28.6; the rules in

@@ -94,6 +94,21 @@ impl Nested {
         }
     }
 
+    /// L1 is out of VMX operation with nothing left of it: no VMXON or current VMCS, no
+    /// VMCS12, L2 neither running nor about to, no EPT02 (a new VMXON starts afresh). The
+    /// capability MSRs, IA32_FEATURE_CONTROL and the shadow VMCS region stay.
+    pub(crate) fn forget_vmx_operation(&mut self) {
+        self.l1 = L1Vmx::default();
+        self.vmcs12 = None;
+        self.guest_mode = false;
+        self.switch = None;
+        self.l1_at_entry = None;
+        self.entry_proved = None;
+        self.shadow_ept = None;
+        self.vmx_abort = false;
+        self.l1_timer_deadline = None;
+    }
+
     /// What the VMX instructions check against.
     pub(crate) fn offered(&self, maxphyaddr: u8) -> Offered {
         let ev = self.caps.ept_vpid;

@@ -181,8 +181,8 @@ impl Vcpu {
                 set
             }
             uapi::KVM_GET_CPUID2 => get_cpuid2(&this.state.lock(), arg),
-            uapi::KVM_GET_MSRS => msr_io(&mut this.state.lock(), arg, false),
-            uapi::KVM_SET_MSRS => msr_io(&mut this.state.lock(), arg, true),
+            uapi::KVM_GET_MSRS => msr_io(&this.vm, &mut this.state.lock(), arg, false),
+            uapi::KVM_SET_MSRS => msr_io(&this.vm, &mut this.state.lock(), arg, true),
             uapi::KVM_GET_TSC_KHZ => tsc_khz(),
             uapi::KVM_GET_MP_STATE => write_user(arg, &this.state.lock().mp_state),
             // Without an in-kernel APIC only RUNNABLE exists (KVM: no INIT/SIPI, HLT exits to
@@ -424,7 +424,7 @@ fn read_msr_entries(arg: usize) -> Result<(KVec<KvmMsrEntry>, kernel::uaccess::U
 
 /// `KVM_GET_MSRS` / `KVM_SET_MSRS`: process entries in order and stop at the first MSR
 /// nvmx does not have or value it refuses; return how many were processed (KVM's __msr_io).
-fn msr_io(st: &mut VcpuState, arg: usize, set: bool) -> Result<isize> {
+fn msr_io(vm: &Vm, st: &mut VcpuState, arg: usize, set: bool) -> Result<isize> {
     let (entries, mut w) = read_msr_entries(arg)?;
     let mut entries = entries;
     let mut done = 0;
@@ -470,6 +470,10 @@ fn msr_io(st: &mut VcpuState, arg: usize, set: bool) -> Result<isize> {
             if set {
                 if nested::set_msr(st, e.index, e.data, true).is_err() {
                     break;
+                }
+                // KVM's reset rule: the VMM's IA32_FEATURE_CONTROL = 0 leaves VMX operation.
+                if e.index == nested::MSR_FEATURE_CONTROL && e.data == 0 {
+                    vm.with_memory(|eptp| nested::leave_vmx_operation(st, eptp));
                 }
             } else {
                 let Some(v) = nested::get_msr(st, e.index) else { break };
