@@ -8,7 +8,7 @@ use kernel::prelude::*;
 use crate::shim;
 use crate::pinned::PinnedPages;
 use crate::vmx_core::ept;
-use crate::vmx_core::memslot::{Slot, MEM_LOG_DIRTY_PAGES, PAGE_SIZE};
+use crate::vmx_core::memslot::{Slot, MEM_LOG_DIRTY_PAGES, MEM_READONLY, PAGE_SIZE};
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -43,17 +43,18 @@ impl Ept {
     }
 
     /// Map every page of `slot` to its pinned memory (write-protected for dirty logging if
-    /// the slot logs). On failure (no memory for a table) the pages mapped so far are
+    /// the slot logs, never writable if it is read-only). On failure (no memory for a table) the pages mapped so far are
     /// unmapped again.
     pub(crate) fn map_slot(&mut self, slot: &Slot, pages: &PinnedPages) -> Result {
         let root = self.root();
         let logged = slot.flags & MEM_LOG_DIRTY_PAGES != 0;
+        let readonly = slot.flags & MEM_READONLY != 0;
         for i in 0..slot.npages {
             let gpa = (slot.base_gfn + i) * PAGE_SIZE;
             let mapped = pages
                 .phys(i as usize)
                 .ok_or(EINVAL)
-                .and_then(|phys| Self::map(&mut self.tables, root, gpa, phys, logged, self.initially_dirty));
+                .and_then(|phys| Self::map(&mut self.tables, root, gpa, ept::slot_leaf(phys, readonly, logged, self.initially_dirty)));
             if let Err(e) = mapped {
                 self.unmap_range(slot.base_gfn, i);
                 return Err(e);
@@ -66,19 +67,14 @@ impl Ept {
     /// logged, or make them writable again. Starting needs a TLB flush afterwards (cached
     /// translations still allow writes); the caller bumps the memory generation.
     pub(crate) fn set_logging(&mut self, slot: &Slot, on: bool) {
+        let initially_dirty = self.initially_dirty;
         for i in 0..slot.npages {
             if let Some(leaf) = self.leaf((slot.base_gfn + i) * PAGE_SIZE) {
                 // SAFETY: a leaf of this EPT; vCPUs update leaves only atomically.
                 let e = unsafe { AtomicU64::from_ptr(leaf) };
-                if on {
-                    if !self.initially_dirty {
-                        e.fetch_and(!ept::WRITE, Ordering::SeqCst);
-                    }
-                    e.fetch_or(ept::LOGGED, Ordering::SeqCst);
-                } else {
-                    e.fetch_or(ept::WRITE, Ordering::SeqCst);
-                    e.fetch_and(!ept::LOGGED, Ordering::SeqCst);
-                }
+                let _ = e.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+                    Some(ept::with_logging(v, on, initially_dirty))
+                });
             }
         }
     }
@@ -192,8 +188,8 @@ impl Ept {
         leaf_entry(self.eptp, gpa)
     }
 
-    /// Map one 4 KiB page, allocating the tables on the way.
-    fn map(tables: &mut KVec<Page>, root: u64, gpa: u64, phys: u64, logged: bool, dirty: bool) -> Result {
+    /// Map one 4 KiB page with leaf `entry`, allocating the tables on the way.
+    fn map(tables: &mut KVec<Page>, root: u64, gpa: u64, entry: u64) -> Result {
         if gpa > ept::MAX_GPA {
             return Err(EINVAL);
         }
@@ -203,11 +199,6 @@ impl Ept {
             tables.push(page, GFP_KERNEL_ACCOUNT)?;
             Ok(next)
         })?;
-        let entry = match (logged, dirty) {
-            (false, _) => ept::leaf(phys),
-            (true, false) => ept::leaf_logged(phys),
-            (true, true) => ept::leaf(phys) | ept::LOGGED,
-        };
         // SAFETY: a leaf entry in a table page of this EPT, which we own.
         unsafe { leaf.write(entry) };
         Ok(())
@@ -320,4 +311,24 @@ pub(crate) fn log_write(eptp: u64, gpa: u64) -> bool {
 /// (page-aligned), if a slot maps it.
 pub(crate) fn host_page(eptp: u64, gpa: u64) -> Option<*mut u8> {
     translate(eptp, gpa & !0xfff).map(shim::phys_to_virt)
+}
+
+/// As [`translate`] of guest-physical page `gpa`, for nvmx to write on the guest's behalf:
+/// the write is logged for dirty tracking, and a read-only slot's page is not given (KVM
+/// refuses to write guest memory through a read-only slot too; the guest's own writes to it
+/// are the VMM's MMIO).
+pub(crate) fn translate_for_write(eptp: u64, gpa: u64) -> Option<u64> {
+    let page = gpa & !0xfff;
+    // SAFETY: a leaf of a live EPT (see translate).
+    let entry = unsafe { leaf_entry(eptp, page)?.read_volatile() };
+    if !ept::present(entry) || entry & ept::ROM != 0 {
+        return None;
+    }
+    log_write(eptp, page);
+    Some(entry & ept::ADDR_MASK)
+}
+
+/// As [`host_page`], for nvmx to write on the guest's behalf ([`translate_for_write`]).
+pub(crate) fn writable_host_page(eptp: u64, gpa: u64) -> Option<*mut u8> {
+    translate_for_write(eptp, gpa).map(shim::phys_to_virt)
 }

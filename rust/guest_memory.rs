@@ -42,11 +42,17 @@ impl GuestMemory {
     fn host_page(&self, gpa: u64, rights: u64) -> Result<u64, Option<Option<u64>>> {
         match *self {
             GuestMemory::Ept(eptp) => {
-                if rights & ept::WRITE != 0 {
-                    // nvmx writes the page for the guest: dirty-logged like a guest write.
-                    crate::ept::log_write(eptp, gpa & !0xfff);
+                let page = gpa & !0xfff;
+                if rights == ept::WRITE {
+                    // nvmx writes data for the guest: dirty-logged like a guest write, and not
+                    // into a read-only slot.
+                    return crate::ept::translate_for_write(eptp, page).ok_or(None);
                 }
-                crate::ept::translate(eptp, gpa & !0xfff).ok_or(None)
+                if rights & ept::WRITE != 0 {
+                    // A paging structure (its A/D bits may be written).
+                    crate::ept::log_write(eptp, page);
+                }
+                crate::ept::translate(eptp, page).ok_or(None)
             }
             GuestMemory::Nested { eptp01, eptp12, caps, maxphyaddr } => {
                 match crate::nested_ept::resolve(eptp01, eptp12, caps, maxphyaddr, gpa & !0xfff, rights) {

@@ -123,8 +123,7 @@ fn load_vmcs12(eptp: u64, gpa: u64) -> Option<KBox<Vmcs12>> {
 }
 
 fn store_vmcs12(eptp: u64, gpa: u64, v: &Vmcs12) {
-    if let Some(p) = l1_page(eptp, gpa) {
-        crate::ept::log_write(eptp, gpa & !0xfff);
+    if let Some(p) = crate::ept::writable_host_page(eptp, gpa) {
         // SAFETY: as in load_vmcs12, writing.
         let region = unsafe { core::slice::from_raw_parts_mut(p, REGION_BYTES) };
         v.to_region(region);
@@ -291,9 +290,8 @@ pub(crate) fn vmx_instruction(cur: &LoadedVmcs<'_>, st: &mut VcpuState, g: &mut 
                             v.launched = false;
                             store_vmcs12(eptp, addr, &v);
                         }
-                    } else if let Some(p) = l1_page(eptp, addr) {
+                    } else if let Some(p) = crate::ept::writable_host_page(eptp, addr) {
                         // The launch state lives in the region.
-                        crate::ept::log_write(eptp, addr);
                         // SAFETY: a pinned guest page; 4 aligned bytes inside it.
                         unsafe { (p.add(LAUNCH_STATE_OFFSET) as *mut u32).write_volatile(0) };
                     }
@@ -656,7 +654,9 @@ fn msr_list(st: &mut VcpuState, eptp: u64, list: List, home: MsrHome) -> core::r
         if i >= max || gpa & 0xf != 0 {
             return Err(n);
         }
-        let page = l1_page(eptp, gpa).ok_or(n)?;
+        // The store list is written (not into a read-only slot: a failure, as on KVM).
+        let page = if list == List::ExitStore { crate::ept::writable_host_page(eptp, gpa) } else { l1_page(eptp, gpa) };
+        let page = page.ok_or(n)?;
         let offset = (gpa & 0xfff) as usize;
         let mut bytes = [0u8; 16];
         // SAFETY: a pinned page of L1's; 16 bytes at a 16-byte aligned offset stay inside it.
@@ -668,7 +668,6 @@ fn msr_list(st: &mut VcpuState, eptp: u64, list: List, home: MsrHome) -> core::r
         }
         if list == List::ExitStore {
             let value = msr_route::msr_between_vmcs(st, e.index, home).ok_or(n)?;
-            crate::ept::log_write(eptp, gpa);
             // SAFETY: as above; the data field is bytes 15:8 of the entry.
             unsafe { (page.add(offset + 8) as *mut u64).write_volatile(value) };
         } else {
@@ -684,10 +683,9 @@ fn vmx_abort(st: &mut VcpuState, eptp: u64, code: u32) {
     if let Some(v) = st.nested.vmcs12.as_mut() {
         v.abort = code;
     }
-    if let Some(p) = st.nested.l1.current.and_then(|a| l1_page(eptp, a).map(|p| (a, p))) {
-        crate::ept::log_write(eptp, p.0);
+    if let Some(p) = st.nested.l1.current.and_then(|a| crate::ept::writable_host_page(eptp, a)) {
         // SAFETY: a pinned page of L1's (VMCS regions are 4 KiB aligned); bytes 4..8.
-        unsafe { (p.1.add(4) as *mut u32).write_volatile(code) };
+        unsafe { (p.add(4) as *mut u32).write_volatile(code) };
     }
     st.nested.vmx_abort = true;
 }

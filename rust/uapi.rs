@@ -466,6 +466,8 @@ pub(crate) mod cap {
     pub(crate) const IOEVENTFD_ANY_LENGTH: usize = 122;
     /// `KVM_CAP_IRQ_ROUTING`: KVM_SET_GSI_ROUTING; the number of routes.
     pub(crate) const IRQ_ROUTING: usize = 25;
+    /// `KVM_CAP_READONLY_MEM`: KVM_MEM_READONLY slots (writes exit as KVM_EXIT_MMIO).
+    pub(crate) const READONLY_MEM: usize = 81;
 }
 
 

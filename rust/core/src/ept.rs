@@ -36,6 +36,41 @@ pub const fn leaf_logged(phys: u64) -> u64 {
     (leaf(phys) & !WRITE) | LOGGED
 }
 
+/// Software bit: the page belongs to a read-only slot (`KVM_MEM_READONLY`, a VMM's ROM). Such
+/// a leaf never has WRITE: the guest's writes are EPT violations that go to the VMM as MMIO,
+/// and nvmx does not write it on the guest's behalf either. Dirty logging leaves it alone.
+pub const ROM: u64 = 1 << 59;
+
+/// A 4 KiB leaf for a page of a read-only slot: read and execute only, for good.
+pub const fn leaf_rom(phys: u64) -> u64 {
+    (leaf(phys) & !WRITE) | ROM
+}
+
+/// The leaf for a page of a slot at `phys`: a read-only slot's is [`leaf_rom`] whether or not
+/// the slot logs (its pages never become dirty); a dirty-logged slot's is write-protected
+/// until written, or writable and already dirty with `initially_dirty`
+/// (`KVM_DIRTY_LOG_INITIALLY_SET`); any other is a plain [`leaf`].
+pub const fn slot_leaf(phys: u64, readonly: bool, logged: bool, initially_dirty: bool) -> u64 {
+    match (readonly, logged, initially_dirty) {
+        (true, _, _) => leaf_rom(phys),
+        (false, false, _) => leaf(phys),
+        (false, true, false) => leaf_logged(phys),
+        (false, true, true) => leaf(phys) | LOGGED,
+    }
+}
+
+/// `entry` after dirty logging of its slot starts (`on`) or stops: write-protected (unless
+/// pages start dirty) and LOGGED, or writable and not LOGGED. A read-only slot's leaf stays.
+pub const fn with_logging(entry: u64, on: bool, initially_dirty: bool) -> u64 {
+    if entry & ROM != 0 {
+        entry
+    } else if on {
+        (if initially_dirty { entry } else { entry & !WRITE }) | LOGGED
+    } else {
+        (entry | WRITE) & !LOGGED
+    }
+}
+
 /// What a write EPT violation on `entry` means for dirty logging: `Some(new entry)` if the
 /// page is dirty-logged and write-protected (give WRITE back: the page is now dirty),
 /// `None` if the violation is not a logging one (not present: MMIO).
@@ -89,6 +124,28 @@ mod tests {
         assert_eq!(log_write(l | WRITE), None, "already writable: not a logging violation");
         assert_eq!(log_write(leaf(0x5000) & !WRITE), None, "not logged");
         assert_eq!(log_write(0), None, "not present: MMIO");
+    }
+
+    #[test]
+    fn read_only_slot_leaves() {
+        let rom = slot_leaf(0x7000, true, true, true);
+        assert_eq!(rom & (READ | WRITE | EXEC), READ | EXEC, "never writable, even logged and initially dirty");
+        assert_eq!(rom & LOGGED, 0, "not logged: a read-only page is never dirty");
+        assert_eq!(rom & ADDR_MASK, 0x7000);
+        assert_eq!(slot_leaf(0x7000, true, false, false), rom);
+        assert_eq!(log_write(rom), None, "a write to it is the VMM's MMIO");
+        assert_eq!(with_logging(rom, true, false), rom);
+        assert_eq!(with_logging(rom, false, false), rom, "stopping logging does not make it writable");
+    }
+
+    #[test]
+    fn slot_leaves_and_logging() {
+        assert_eq!(slot_leaf(0x7000, false, false, false), leaf(0x7000));
+        assert_eq!(slot_leaf(0x7000, false, true, false), leaf_logged(0x7000));
+        assert_eq!(slot_leaf(0x7000, false, true, true), leaf(0x7000) | LOGGED);
+        assert_eq!(with_logging(leaf(0x7000), true, false), leaf_logged(0x7000));
+        assert_eq!(with_logging(leaf(0x7000), true, true), leaf(0x7000) | LOGGED);
+        assert_eq!(with_logging(leaf_logged(0x7000), false, false), leaf(0x7000));
     }
 
     #[test]

@@ -20,9 +20,9 @@ pub const MEM_LOG_DIRTY_PAGES: u32 = 1 << 0;
 pub const MEM_READONLY: u32 = 1 << 1;
 /// `KVM_MEM_GUEST_MEMFD`.
 pub const MEM_GUEST_MEMFD: u32 = 1 << 2;
-/// Flags nvmx accepts: dirty logging (no read-only slots, no guest_memfd yet, and
+/// Flags nvmx accepts: dirty logging and read-only slots (no guest_memfd yet, and
 /// `KVM_CHECK_EXTENSION` says so).
-pub const SUPPORTED_FLAGS: u32 = MEM_LOG_DIRTY_PAGES;
+pub const SUPPORTED_FLAGS: u32 = MEM_LOG_DIRTY_PAGES | MEM_READONLY;
 
 /// A slot as userspace asks for it (`struct kvm_userspace_memory_region2`'s used fields).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,10 +179,22 @@ mod tests {
 
     #[test]
     fn bad_flags_are_einval() {
-        for flags in [MEM_READONLY, MEM_GUEST_MEMFD, 1 << 3, u32::MAX] {
+        for flags in [MEM_GUEST_MEMFD, 1 << 3, u32::MAX] {
             let r = Request { flags, ..req(0, 0, 0x1000, 0x1000) };
             assert_eq!(plan(&[], &r, LIMIT), Err(EINVAL), "flags {flags:#x}");
         }
+    }
+
+    #[test]
+    fn read_only_slots_keep_their_flag() {
+        let rom = Request { flags: MEM_READONLY, ..req(1, 0xf_0000, 0x1_0000, 0x10_0000) };
+        let Ok(Change::Create(s)) = plan(&[], &rom, LIMIT) else { panic!("a read-only slot is created") };
+        assert_eq!(s.flags, MEM_READONLY);
+        let logged = Request { flags: MEM_READONLY | MEM_LOG_DIRTY_PAGES, ..rom };
+        assert_eq!(plan(&[s], &logged, LIMIT), Ok(Change::FlagsOnly(Slot { flags: logged.flags, ..s })), "logging may change");
+        assert_eq!(plan(&[s], &Request { flags: 0, ..rom }, LIMIT), Err(EINVAL), "read-only cannot be taken away");
+        let ram = slot(1, 0xf_0000, 0x1_0000, 0x10_0000);
+        assert_eq!(plan(&[ram], &rom, LIMIT), Err(EINVAL), "nor given");
     }
 
     #[test]
