@@ -504,7 +504,7 @@ fn msr_io(vm: &Vm, st: &mut VcpuState, arg: usize, set: bool) -> Result<isize> {
 /// caller's room is too small, as on KVM.
 pub(crate) fn get_msr_index_list(arg: usize) -> Result<isize> {
     let mut list = KVec::new();
-    for m in Msr::ALL {
+    for m in Msr::ALL.into_iter().filter(|m| m.listed()) {
         list.push(m.index(), GFP_KERNEL_ACCOUNT)?;
     }
     // IA32_TSC_DEADLINE and the machine-check MSRs KVM lists (its emulated MSRs; the banks

@@ -52,11 +52,15 @@ pub enum Msr {
     /// IA32_BIOS_SIGN_ID (0x8b): the microcode revision in bits 63:32, which the VMM sets;
     /// Linux writes 0 to it before CPUID(1) to read it, and KVM ignores guest writes.
     UcodeRev,
+    /// IA32_DEBUGCTL (0x1d9): none of its features (LBR, BTF, bus-lock detection, RTM
+    /// debugging) is offered, so it reads 0 and keeps no state; KVM's write rules (not in
+    /// `KVM_GET_MSR_INDEX_LIST`, as on KVM).
+    DebugCtl,
 }
 
 impl Msr {
-    /// Every MSR, in `KVM_GET_MSR_INDEX_LIST` order.
-    pub const ALL: [Msr; 18] = [
+    /// Every MSR, in `KVM_GET_MSR_INDEX_LIST` order (of those [`Msr::listed`]).
+    pub const ALL: [Msr; 19] = [
         Msr::Tsc,
         Msr::TscAdjust,
         Msr::ApicBase,
@@ -75,7 +79,13 @@ impl Msr {
         Msr::KernelGsBase,
         Msr::Hwcr,
         Msr::UcodeRev,
+        Msr::DebugCtl,
     ];
+
+    /// Whether `KVM_GET_MSR_INDEX_LIST` reports it (KVM's list leaves IA32_DEBUGCTL out).
+    pub const fn listed(self) -> bool {
+        !matches!(self, Msr::DebugCtl)
+    }
 
     /// The architectural index.
     pub const fn index(self) -> u32 {
@@ -98,6 +108,7 @@ impl Msr {
             Msr::KernelGsBase => 0xc000_0102,
             Msr::Hwcr => 0xc001_0015,
             Msr::UcodeRev => 0x8b,
+            Msr::DebugCtl => 0x1d9,
         }
     }
 
@@ -123,6 +134,9 @@ pub mod efer {
 /// bits 11 and 12, which are true here (no debug store is offered); fast strings (bit 0) off
 /// until the guest's firmware or OS turns it on.
 pub const MISC_ENABLE_RESET: u64 = bit(11) | bit(12);
+/// IA32_DEBUGCTL's last-branch-record and single-step-on-branches bits (SDM vol. 3B 18.4.1).
+const DEBUGCTL_LBR: u64 = bit(0);
+const DEBUGCTL_BTF: u64 = bit(1);
 /// IA32_BIOS_SIGN_ID after RESET, KVM's default microcode_version: revision 1.
 pub const UCODE_REV_RESET: u64 = 1 << 32;
 /// IA32_MISC_ENABLE bits the guest cannot change (KVM's MSR_IA32_MISC_ENABLE_PMU_RO_MASK:
@@ -217,6 +231,9 @@ pub fn check_write(msr: Msr, value: u64, cx: &WriteContext) -> Option<u64> {
         // KVM: the VMM sets the revision; a guest's write is ignored, not #GP.
         Msr::UcodeRev if host => Some(value),
         Msr::UcodeRev => Some(cx.current),
+        // KVM's vmx_is_valid_debugctl with nothing supported: BTF and LBR are ignored (not
+        // implemented, the write succeeds), any other bit is refused; for the VMM too.
+        Msr::DebugCtl => (value & !(DEBUGCTL_LBR | DEBUGCTL_BTF) == 0).then_some(0),
         Msr::Fmask => (value >> 32 == 0).then_some(value),
         Msr::SysenterCs => Some(value & 0xffff_ffff),
         // KVM's rule: flush-filter disable (6), IGNNE emulation (8) and TLB cache disable (3)
@@ -405,6 +422,19 @@ mod tests {
         cx.writer = Writer::Host;
         assert_eq!(check_write(Msr::UcodeRev, 0x42 << 32, &cx), Some(0x42 << 32));
         assert_eq!(Msr::from_index(0x8b), Some(Msr::UcodeRev));
+    }
+
+    #[test]
+    fn debugctl_ignores_btf_and_lbr_and_refuses_the_rest() {
+        for cx in [guest(0, false), host(0)] {
+            assert_eq!(check_write(Msr::DebugCtl, 0, &cx), Some(0));
+            assert_eq!(check_write(Msr::DebugCtl, DEBUGCTL_BTF, &cx), Some(0), "BTF ignored");
+            assert_eq!(check_write(Msr::DebugCtl, DEBUGCTL_LBR | DEBUGCTL_BTF, &cx), Some(0), "LBR ignored");
+            assert_eq!(check_write(Msr::DebugCtl, 1 << 6, &cx), None, "trace messages");
+            assert_eq!(check_write(Msr::DebugCtl, 1 << 63, &cx), None);
+        }
+        assert_eq!(Msr::from_index(0x1d9), Some(Msr::DebugCtl));
+        assert!(!Msr::DebugCtl.listed() && Msr::Tsc.listed());
     }
 }
 
