@@ -45,8 +45,11 @@ upstream+=$(list_tests nvmx-only.list | sed 's|.*/||' | while read -r t; do
 status="status-not-loaded,status-usable,status-loaded,status-sysfs-facts,status-kvm-intel-holds-vmx"
 # The benchmark, once per column with a tiny count: that it runs, not how fast (make bench).
 bench="bench-kvm_intel,bench-nvmx"
-# Debian's QEMU booting Linux, once per column (vm/init's run_qemu).
-bench="$bench,qemu-kvm_intel,qemu-nvmx"
+# Debian's QEMU booting Linux, once per column on microvm and once on q35 (vm/init's
+# run_qemu and run_qemu_q35).
+bench="$bench,qemu-kvm_intel,qemu-q35-kvm_intel,qemu-nvmx,qemu-q35-nvmx"
+# An L1 hypervisor under QEMU running selftests/l1.list against its kvm_intel (run_qemu_l1).
+bench="$bench,qemu-l1-kvm_intel,qemu-l1-nvmx"
 # nvmx's own raw-ioctl tests, and what vm/init runs beside them, in check mode (vm/init).
 own="nvmx_module_test,mitigations,nvmx_device_test,nvmx_vm_test,nvmx_run_test,nvmx_apic_test,nvmx_busy_test"
 machines=(

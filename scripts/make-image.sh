@@ -41,6 +41,18 @@ rm -rf "$guest"; mkdir -p "$guest"/{bin,dev,proc,sys}
 cp /bin/busybox "$guest/bin/busybox"
 install -m 0755 "$NVMX_ROOT/vm/guest-init" "$guest/init"
 (cd "$guest" && find . | cpio -o -H newc --quiet | gzip -6) > "$root/guest/initrd.gz"
+# The L1 hypervisor guest: the same, with KVM's modules and the upstream selftests that
+# run inside it against its kvm_intel (selftests/l1.list).
+kver=$(ls "$root/lib/modules" | grep -v '^nvmx$' | head -n 1)
+mkdir -p "$guest/lib/modules/$kver/kernel" "$guest/l1"
+cp "$root/lib/modules/$kver"/modules.* "$guest/lib/modules/$kver/"
+cp -r "$root/lib/modules/$kver/kernel/arch" "$root/lib/modules/$kver/kernel/virt" "$guest/lib/modules/$kver/kernel/"
+grep -v '^#' "$NVMX_ROOT/selftests/l1.list" | awk 'NF { print $1 }' > "$guest/l1.list"
+cp "$guest/l1.list" "$root/l1.list"
+for t in $(cat "$guest/l1.list"); do
+    cp "${NVMX_UPSTREAM_DIR:-$NVMX_ROOT/build/upstream}/$(basename "$t")" "$guest/l1/"
+done
+(cd "$guest" && find . | cpio -o -H newc --quiet | gzip -6) > "$root/guest/l1-initrd.gz"
 cp "$kdir/arch/x86/boot/bzImage" "$root/guest/bzImage"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -6) > "$out/initrd.gz"
 cp "$kdir/arch/x86/boot/bzImage" "$out/bzImage"
