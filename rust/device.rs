@@ -96,6 +96,7 @@ fn get_host_status(arg: usize) -> Result<isize> {
     let host = HOST.as_ref().ok_or(ENODEV)?;
     let caps = &host.caps;
     let features = host_features(host);
+    let closed = crate::status::closed_totals();
     let status = NvmxHostStatus {
         vmcs_revision: caps.basic.revision_id(),
         online_cpus: host.online_cpus,
@@ -110,7 +111,8 @@ fn get_host_status(arg: usize) -> Result<isize> {
             // hypervisor's (kvm_intel loaded after nvmx enables VMX on every CPU).
             | (if crate::vmx_ops::read_cr4() & (1 << 13) != 0 { status_flags::VMX_BUSY } else { 0 }),
         nr_vcpus: crate::status::count() as u32,
-        reserved: [0; 2],
+        closed_l2_exits: closed.l2_exits,
+        closed_l2_exits_reflected: closed.l2_exits_reflected,
     };
     let user = UserSlice::new(UserPtr::from_addr(arg), core::mem::size_of::<NvmxHostStatus>());
     user.writer().write(&status)?;

@@ -9,7 +9,7 @@
 use kernel::prelude::*;
 use kernel::sync::global_lock;
 
-use crate::uapi::{entry_kind, NvmxEntryFailure, NvmxVcpuStatus};
+use crate::uapi::{entry_kind, NvmxEntryFailure, NvmxVcpuStats, NvmxVcpuStatus};
 use crate::vmx_core::nested_entry::EntryFailure;
 
 /// A vCPU's entry: its uapi status and the effective UID that created it, which decides who
@@ -20,9 +20,23 @@ struct Entry {
     status: NvmxVcpuStatus,
 }
 
+/// The open vCPUs, and what the closed ones counted.
+struct Registry {
+    open: KVec<Entry>,
+    closed: ClosedTotals,
+}
+
+/// The nested counters of the vCPUs closed since load (`struct nvmx_host_status`).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct ClosedTotals {
+    pub(crate) l2_exits: u64,
+    pub(crate) l2_exits_reflected: u64,
+}
+
 global_lock! {
     // SAFETY: initialized in module init (`init`) before any vCPU exists.
-    unsafe(uninit) static VCPUS: Mutex<KVec<Entry>> = KVec::new();
+    unsafe(uninit) static VCPUS: Mutex<Registry> =
+        Registry { open: KVec::new(), closed: ClosedTotals { l2_exits: 0, l2_exits_reflected: 0 } };
 }
 
 /// Module init: the lock is usable from here on.
@@ -71,26 +85,33 @@ pub(crate) fn failure_uapi(f: Option<EntryFailure>) -> NvmxEntryFailure {
 /// A new vCPU (`key`: unique for the module's life) of VM `vm_id` created by process `pid`.
 pub(crate) fn add(key: u64, vm_id: u32, vcpu_id: u32, pid: u32) -> Result {
     let owner = crate::shim::current_euid();
-    let mut list = VCPUS.lock();
-    list.push(
+    let mut reg = VCPUS.lock();
+    reg.open.push(
         Entry { owner, status: NvmxVcpuStatus { key, vm_id, vcpu_id, pid, ..NvmxVcpuStatus::default() } },
         GFP_KERNEL_ACCOUNT,
     )?;
     Ok(())
 }
 
-/// The vCPU's fd is gone.
-pub(crate) fn remove(key: u64) {
-    let mut list = VCPUS.lock();
-    if let Some(i) = list.iter().position(|e| e.status.key == key) {
-        let _ = list.remove(i);
+/// The vCPU's fd is gone; `stats` are its counters, added to the closed totals.
+pub(crate) fn remove(key: u64, stats: &NvmxVcpuStats) {
+    let mut reg = VCPUS.lock();
+    if let Some(i) = reg.open.iter().position(|e| e.status.key == key) {
+        let _ = reg.open.remove(i);
+        reg.closed.l2_exits = reg.closed.l2_exits.wrapping_add(stats.l2_exits);
+        reg.closed.l2_exits_reflected = reg.closed.l2_exits_reflected.wrapping_add(stats.l2_exits_reflected);
     }
+}
+
+/// The counters of the vCPUs closed since load.
+pub(crate) fn closed_totals() -> ClosedTotals {
+    VCPUS.lock().closed
 }
 
 /// Publish a vCPU's state.
 pub(crate) fn publish(key: u64, p: Published) {
-    let mut list = VCPUS.lock();
-    if let Some(e) = list.iter_mut().find(|e| e.status.key == key) {
+    let mut reg = VCPUS.lock();
+    if let Some(e) = reg.open.iter_mut().find(|e| e.status.key == key) {
         e.status.flags = p.flags;
         e.status.last_failure = failure_uapi(p.failure);
     }
@@ -107,7 +128,7 @@ fn visible_to_caller() -> impl Fn(&Entry) -> bool {
 /// How many vCPUs the caller may see.
 pub(crate) fn count() -> usize {
     let visible = visible_to_caller();
-    VCPUS.lock().iter().filter(|e| visible(e)).count()
+    VCPUS.lock().open.iter().filter(|e| visible(e)).count()
 }
 
 /// A copy of the vCPUs the caller may see (in creation order within each VM), taken under
@@ -116,9 +137,10 @@ pub(crate) fn count() -> usize {
 pub(crate) fn snapshot() -> Result<KVec<NvmxVcpuStatus>> {
     let visible = visible_to_caller();
     loop {
-        let n = VCPUS.lock().len();
+        let n = VCPUS.lock().open.len();
         let mut out = KVec::with_capacity(n, GFP_KERNEL)?;
-        let list = VCPUS.lock();
+        let reg = VCPUS.lock();
+        let list = &reg.open;
         if list.len() > out.capacity() {
             continue; // more vCPUs meanwhile: allocate again
         }

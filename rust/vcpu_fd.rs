@@ -96,7 +96,7 @@ impl Vcpu {
             let raw = vcpu.into_foreign();
             let fd = shim::vcpu_fd(raw);
             if fd < 0 {
-                crate::status::remove(status_key);
+                crate::status::remove(status_key, &Default::default());
                 // SAFETY: `raw` is from `into_foreign` above and no file took it.
                 drop(unsafe { Arc::<Vcpu>::from_foreign(raw) });
                 return Err(Error::from_errno(fd));
@@ -644,7 +644,8 @@ unsafe extern "C" fn nvmx_vcpu_ioctl(vcpu: *mut c_void, cmd: u32, arg: usize) ->
 unsafe extern "C" fn nvmx_vcpu_release(vcpu: *mut c_void) {
     // SAFETY: by this function's contract, the file's reference, given back once.
     let this = unsafe { <Arc<Vcpu> as ForeignOwnable>::from_foreign(vcpu) };
-    crate::status::remove(this.status_key);
+    let stats = this.state.lock().stats;
+    crate::status::remove(this.status_key, &stats);
     drop(this);
 }
 

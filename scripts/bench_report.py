@@ -40,6 +40,10 @@ METRICS = [
     ("p6_vmwrite_exits", "P6 host exits per VMWRITE", "exits", None),
     ("p1_l1_cpuid_vmxon_per_1000_exits", "VMXON/VMXOFF pairs per 1,000 exits (P1)", "pairs", None),
     ("p2_l2_cpuid_vmxon_per_1000_exits", "VMXON/VMXOFF pairs per 1,000 exits (P2)", "pairs", None),
+    # The whole chain (vm/init's qemu_l1): test-machine seconds from QEMU's start.
+    ("chain_l1_first_line_s", "Chain: QEMU start -> L1 Linux's first line", "s", 0.8),
+    ("chain_kvm_intel_loaded_s", "Chain: -> L1's kvm_intel loaded", "s", None),
+    ("chain_l1_tests_done_s", "Chain: -> L1's selftests (L2, L3) done", "s", None),
 ]
 # KVM stays in VMX operation: it pays no VMXON/VMXOFF pairs at all.
 ZERO_FOR_KVM = {"p1_l1_cpuid_vmxon_per_1000_exits", "p2_l2_cpuid_vmxon_per_1000_exits"}

@@ -33,7 +33,7 @@ step "QEMU TCG, AMD vendor (refusal: not Intel)"
 step "QEMU TCG, Intel vendor without VMX (refusal: no VMX)"
 "$NVMX_ROOT/scripts/run-qemu.sh" tcg-intel tcg-intel "$res/tcg-intel.serial"
 step "Bochs, 2 CPUs with VMX"
-NVMX_BOCHS_MEGS=2048 NVMX_BOCHS_IDLE=${NVMX_BOCHS_IDLE:-300} "$NVMX_ROOT/scripts/run-bochs.sh" check "$res/bochs-check.serial" "${NVMX_BOCHS_TIMEOUT:-1500}"
+NVMX_BOCHS_MEGS=2048 NVMX_BOCHS_IDLE=${NVMX_BOCHS_IDLE:-300} "$NVMX_ROOT/scripts/run-bochs.sh" check "$res/bochs-check.serial" "${NVMX_BOCHS_TIMEOUT:-2400}"
 
 # Each upstream test runs twice in the Bochs boot: against kvm_intel and against nvmx.
 upstream=$(list_tests upstream.list | sed 's|.*/||' | while read -r t; do

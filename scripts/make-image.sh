@@ -52,6 +52,8 @@ cp "$guest/l1.list" "$root/l1.list"
 for t in $(cat "$guest/l1.list"); do
     cp "${NVMX_UPSTREAM_DIR:-$NVMX_ROOT/build/upstream}/$(basename "$t")" "$guest/l1/"
 done
+# nvmx itself and nvmx-status, for the verdict inside L1.
+cp "$NVMX_ROOT/nvmx.ko" "$NVMX_ROOT/build/nvmx-status" "$guest/"
 (cd "$guest" && find . | cpio -o -H newc --quiet | gzip -6) > "$root/guest/l1-initrd.gz"
 cp "$kdir/arch/x86/boot/bzImage" "$root/guest/bzImage"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -6) > "$out/initrd.gz"

@@ -42,10 +42,11 @@ stop() { # why
     stopped=1
 }
 # A kernel panic (the debug kernel panics on lockups and hung tasks) halts the guest for
-# good: stop the machine at once instead of waiting for the timeout.
+# good: stop the machine at once instead of waiting for the timeout. Only the machine's own
+# kernel counts: the consoles of guests it runs are echoed as "# ..." lines.
 while kill -0 "$pid" 2>/dev/null; do
     sleep 5
-    if grep -a -q 'Kernel panic - not syncing' "$serial"; then
+    if grep -a -q -E '^(\[[ 0-9.]*\] )?Kernel panic - not syncing' "$serial"; then
         stop "kernel panic"; break
     fi
     now=$(stat -c %s "$serial")

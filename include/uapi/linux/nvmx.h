@@ -38,7 +38,14 @@ struct nvmx_host_status {
 	__u64 feature_control;	/* IA32_FEATURE_CONTROL */
 	__u32 flags;		/* NVMX_STATUS_* */
 	__u32 nr_vcpus;		/* vCPUs open on the host */
-	__u64 reserved[2];
+	/*
+	 * Of the vCPUs closed since the module was loaded (struct nvmx_vcpu_stats, summed when
+	 * each fd is released): the VM exits nvmx took while L2 ran, and of those the nested VM
+	 * exits it reflected to L1; the rest nvmx handled itself (EPT02 fills, host
+	 * interrupts, ...). Where a nested workload's exits went.
+	 */
+	__u64 closed_l2_exits;
+	__u64 closed_l2_exits_reflected;
 };
 
 /* Errors: EFAULT if the argument cannot be written. */

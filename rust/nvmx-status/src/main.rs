@@ -57,7 +57,8 @@ mod uapi {
                 feature_control: 0,
                 flags: 0,
                 nr_vcpus: 0,
-                reserved: [0; 2],
+                closed_l2_exits: 0,
+                closed_l2_exits_reflected: 0,
             }
         }
     }
@@ -142,6 +143,8 @@ fn nvmx_status() -> Option<(Nvmx, u64, VmxFeatures)> {
         nested: h.flags & uapi::STATUS_NESTED != 0,
         vmx_busy: h.flags & uapi::STATUS_VMX_BUSY != 0,
         vcpus,
+        closed_l2_exits: h.closed_l2_exits,
+        closed_l2_exits_reflected: h.closed_l2_exits_reflected,
     };
     Some((n, h.feature_control, features))
 }

@@ -48,6 +48,9 @@ pub struct Nvmx {
     pub nested: bool,
     pub vmx_busy: bool,
     pub vcpus: Vec<Vcpu>,
+    /// Of the vCPUs closed since load: exits while L2 ran, and those reflected to L1.
+    pub closed_l2_exits: u64,
+    pub closed_l2_exits_reflected: u64,
 }
 
 /// Everything the tool found out about the host.
@@ -228,6 +231,18 @@ pub fn judge(f: &Facts) -> Report {
             if n.nested { "nested=1" } else { "nested=0" },
             if n.nested { "" } else { "reload nvmx with nested=1 (the default)" },
         ));
+        if n.closed_l2_exits != 0 {
+            let handled = n.closed_l2_exits.saturating_sub(n.closed_l2_exits_reflected);
+            lines.push(line(
+                "L2 exits",
+                Status::Info,
+                format!(
+                    "{} by closed vCPUs since load: {} reflected to L1, {} handled by nvmx",
+                    n.closed_l2_exits, n.closed_l2_exits_reflected, handled
+                ),
+                "",
+            ));
+        }
         for v in &n.vcpus {
             let state = format!(
                 "VM {} (pid {}) vCPU {}: VT-x {}{}",
@@ -266,7 +281,7 @@ mod tests {
             feature_control: Some(5),
             features: Some(VmxFeatures { ept: true, unrestricted_guest: true, vpid: true, shadow_vmcs: true, preemption_timer: true }),
             nvmx_loaded: true,
-            nvmx: Some(Nvmx { vmcs_revision: 0x2b, online_cpus: 2, vmx_cpus: 2, nested: true, vmx_busy: false, vcpus: vec![] }),
+            nvmx: Some(Nvmx { vmcs_revision: 0x2b, online_cpus: 2, vmx_cpus: 2, nested: true, vmx_busy: false, vcpus: vec![], closed_l2_exits: 0, closed_l2_exits_reflected: 0 }),
             kvm_intel_loaded: false,
             fred: false,
         }
@@ -282,6 +297,21 @@ mod tests {
 
     fn status_of(r: &Report, check: &str) -> Status {
         r.lines.iter().find(|l| l.check == check).map(|l| l.status).unwrap()
+    }
+
+    #[test]
+    fn where_closed_vcpus_l2_exits_went() {
+        let mut f = usable_host();
+        if let Some(n) = f.nvmx.as_mut() {
+            n.closed_l2_exits = 1000;
+            n.closed_l2_exits_reflected = 600;
+        }
+        let r = judge(&f);
+        let l = r.lines.iter().find(|l| l.check == "L2 exits").unwrap();
+        assert_eq!(l.status, Status::Info);
+        assert_eq!(l.value, "1000 by closed vCPUs since load: 600 reflected to L1, 400 handled by nvmx");
+        assert!(r.usable);
+        assert!(judge(&usable_host()).lines.iter().all(|l| l.check != "L2 exits"), "none before any L2 ran");
     }
 
     #[test]

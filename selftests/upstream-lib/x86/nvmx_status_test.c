@@ -5,11 +5,15 @@
  * (CPUID.1:ECX.VMX cleared), one whose L1 enters VMX operation and fails a VMLAUNCH on a
  * reserved pin-based control (VMfailValid(7), SDM 27.2.1.1). While both are open, the tool
  * must list the first as "VT-x not exposed", the second as exposed and in VMX operation,
- * and explain the failed entry: section, field, value, rule.
+ * and explain the failed entry: section, field, value, rule. Then a third VM whose L2 makes
+ * three VMCALLs (exits L1 gets): once it is closed, NVMX_GET_HOST_STATUS's totals of closed
+ * vCPUs grew by at least those three reflected exits, and the tool says where L2's exits went.
  */
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
+#include <linux/nvmx.h>
 
 #include "kvm_util.h"
 #include "processor.h"
@@ -34,6 +38,39 @@ static void l1_code(struct vmx_pages *vmx)
 	GUEST_ASSERT_EQ(vmreadz(VM_INSTRUCTION_ERROR), 7);
 	GUEST_SYNC(1);
 	GUEST_DONE();
+}
+
+static void l2_vmcalls(void)
+{
+	vmcall();
+	vmcall();
+	vmcall();
+	GUEST_FAIL("L1 stops after three VMCALLs");
+}
+
+static void l1_runs_l2(struct vmx_pages *vmx)
+{
+	int i;
+
+	GUEST_ASSERT(prepare_for_vmx_operation(vmx));
+	GUEST_ASSERT(load_vmcs(vmx));
+	prepare_vmcs(vmx, l2_vmcalls);
+	for (i = 0; i < 3; i++) {
+		GUEST_ASSERT(!(i ? vmresume() : vmlaunch()));
+		GUEST_ASSERT_EQ(vmreadz(VM_EXIT_REASON), EXIT_REASON_VMCALL);
+		vmwrite(GUEST_RIP, vmreadz(GUEST_RIP) + vmreadz(VM_EXIT_INSTRUCTION_LEN));
+	}
+	GUEST_DONE();
+}
+
+static struct nvmx_host_status host_status(void)
+{
+	struct nvmx_host_status st;
+	int fd = open_kvm_dev_path_or_exit();
+
+	TEST_ASSERT_EQ(ioctl(fd, NVMX_GET_HOST_STATUS, &st), 0);
+	close(fd);
+	return st;
 }
 
 static void idle_code(void)
@@ -70,6 +107,7 @@ int main(int argc, char *argv[])
 	static char out[65536];
 	struct kvm_vcpu *hidden, *l1;
 	struct kvm_vm *vm_hidden, *vm_l1;
+	struct nvmx_host_status before, after;
 	char want[256];
 	gva_t vmx_gva;
 	struct ucall uc;
@@ -106,5 +144,20 @@ int main(int argc, char *argv[])
 	TEST_ASSERT_EQ(get_ucall(l1, &uc), UCALL_DONE);
 	kvm_vm_free(vm_l1);
 	kvm_vm_free(vm_hidden);
+
+	before = host_status();
+	vm_l1 = vm_create_with_one_vcpu(&l1, l1_runs_l2);
+	vcpu_alloc_vmx(vm_l1, &vmx_gva);
+	vcpu_args_set(l1, 1, vmx_gva);
+	TEST_ASSERT_EQ(nvmx_run_stages(l1, "L1 running L2", 0), 0);
+	kvm_vm_free(vm_l1);
+	after = host_status();
+	TEST_ASSERT(after.closed_l2_exits_reflected >= before.closed_l2_exits_reflected + 3,
+		    "reflected %llu -> %llu", before.closed_l2_exits_reflected, after.closed_l2_exits_reflected);
+	TEST_ASSERT(after.closed_l2_exits - before.closed_l2_exits >=
+		    after.closed_l2_exits_reflected - before.closed_l2_exits_reflected,
+		    "L2 exits %llu -> %llu", before.closed_l2_exits, after.closed_l2_exits);
+	TEST_ASSERT_EQ(tool("", out, sizeof(out)), 0);
+	expect(out, "reflected to L1");
 	return 0;
 }
