@@ -9,7 +9,7 @@ build_all
 "$NVMX_ROOT/scripts/make-image.sh" demo
 serial=$NVMX_ROOT/build/results/demo.serial
 mkdir -p "$(dirname "$serial")"
-"$NVMX_ROOT/scripts/run-bochs.sh" demo "$serial" 1500
+NVMX_BOCHS_MEGS=2048 "$NVMX_ROOT/scripts/run-bochs.sh" demo "$serial" 1500
 echo
 echo "==================== the emulated machine's console (Bochs, VT-x with EPT) ===================="
 sed -n '/^### nvmx demo/,/^@@NVMX-DONE/p' "$serial" | grep -v '^@@'
