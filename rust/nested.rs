@@ -630,7 +630,6 @@ fn load_l1_host_state(st: &mut VcpuState, eptp: u64, home: MsrHome) {
 /// either): the VMM is about to give the vCPU its reset state.
 pub(crate) fn leave_vmx_operation(st: &mut VcpuState, eptp: u64) {
     if st.nested.guest_mode {
-        st.nested.l1_at_entry = None;
         load_l1_host_state(st, eptp, MsrHome::Process);
     }
     st.nested.forget_vmx_operation();

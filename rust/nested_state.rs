@@ -94,19 +94,19 @@ impl Nested {
         }
     }
 
-    /// L1 is out of VMX operation with nothing left of it: no VMXON or current VMCS, no
-    /// VMCS12, L2 neither running nor about to, no EPT02 (a new VMXON starts afresh). The
-    /// capability MSRs, IA32_FEATURE_CONTROL and the shadow VMCS region stay.
+    /// L1 is out of VMX operation with nothing left of it: everything is as [`Nested::new`]
+    /// makes it (no VMXON or current VMCS, no VMCS12, L2 neither running nor about to, no
+    /// EPT02: a new VMXON starts afresh) but what belongs to the vCPU rather than to L1's VMX
+    /// operation — the capability MSRs, IA32_FEATURE_CONTROL, the shadow VMCS and the last
+    /// failed entry (for nvmx-status).
     pub(crate) fn forget_vmx_operation(&mut self) {
-        self.l1 = L1Vmx::default();
-        self.vmcs12 = None;
-        self.guest_mode = false;
-        self.switch = None;
-        self.l1_at_entry = None;
-        self.entry_proved = None;
-        self.shadow_ept = None;
-        self.vmx_abort = false;
-        self.l1_timer_deadline = None;
+        *self = Nested {
+            caps: self.caps,
+            feature_control: self.feature_control,
+            shadow: core::mem::take(&mut self.shadow),
+            last_failure: self.last_failure,
+            ..Nested::new(false)
+        };
     }
 
     /// What the VMX instructions check against.
