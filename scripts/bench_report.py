@@ -44,6 +44,8 @@ METRICS = [
     ("chain_l1_first_line_s", "Chain: QEMU start -> L1 Linux's first line", "s", 0.8),
     ("chain_kvm_intel_loaded_s", "Chain: -> L1's kvm_intel loaded", "s", None),
     ("chain_l1_tests_done_s", "Chain: -> L1's selftests (L2, L3) done", "s", None),
+    ("chain_l2_first_line_s", "Chain: -> L2 Linux's first line (QEMU in L1)", "s", 0.7),
+    ("chain_l2_up_s", "Chain: -> L2's init runs", "s", None),
 ]
 # KVM stays in VMX operation: it pays no VMXON/VMXOFF pairs at all.
 ZERO_FOR_KVM = {"p1_l1_cpuid_vmxon_per_1000_exits", "p2_l2_cpuid_vmxon_per_1000_exits"}

@@ -55,6 +55,18 @@ done
 # nvmx itself and nvmx-status, for the verdict inside L1.
 cp "$NVMX_ROOT/nvmx.ko" "$NVMX_ROOT/build/nvmx-status" "$guest/"
 (cd "$guest" && find . | cpio -o -H newc --quiet | gzip -6) > "$root/guest/l1-initrd.gz"
+# L2, booted by QEMU inside L1: this kernel with an initramfs whose init says one line and
+# powers off. vm/init packs QEMU (from this root), its libraries and firmware, the kernel and
+# this initramfs into the cpio archive L1 gets as a disk (the files of guest/l2-files).
+l2=$out/l2-root
+rm -rf "$l2"; mkdir -p "$l2/bin" "$l2/proc"
+cp /bin/busybox "$l2/bin/busybox"
+install -m 0755 "$NVMX_ROOT/vm/l2-init" "$l2/init"
+(cd "$l2" && find . | cpio -o -H newc --quiet | gzip -6) > "$root/guest/l2-initrd.gz"
+{ echo usr/bin/qemu-system-x86_64
+  ldd /usr/bin/qemu-system-x86_64 | awk '/=>/ { print $3 } /ld-linux/ { print $1 }' | sed 's|^/||'
+  echo usr/share/qemu/qboot.rom; echo usr/share/qemu/linuxboot_dma.bin
+  echo guest/bzImage; echo guest/l2-initrd.gz; } > "$root/guest/l2-files"
 cp "$kdir/arch/x86/boot/bzImage" "$root/guest/bzImage"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -6) > "$out/initrd.gz"
 cp "$kdir/arch/x86/boot/bzImage" "$out/bzImage"
