@@ -31,7 +31,8 @@ cp "$NVMX_ROOT"/build/bench/* "$root/bench/" 2>/dev/null || true
 # a busybox initramfs whose init is vm/guest-init.
 mkdir -p "$root/usr/bin" "$root/usr/share/qemu" "$root/guest"
 cp /usr/bin/qemu-system-x86_64 "$root/usr/bin/"
-for lib in $(ldd /usr/bin/qemu-system-x86_64 | awk '/=>/ { print $3 } /ld-linux/ { print $1 }'); do
+qemu_libs=$(ldd /usr/bin/qemu-system-x86_64 | awk '/=>/ { print $3 } /ld-linux/ { print $1 }')
+for lib in $qemu_libs; do
     mkdir -p "$root$(dirname "$lib")"
     cp -L "$lib" "$root$lib"
 done
@@ -64,7 +65,7 @@ cp /bin/busybox "$l2/bin/busybox"
 install -m 0755 "$NVMX_ROOT/vm/l2-init" "$l2/init"
 (cd "$l2" && find . | cpio -o -H newc --quiet | gzip -6) > "$root/guest/l2-initrd.gz"
 { echo usr/bin/qemu-system-x86_64
-  ldd /usr/bin/qemu-system-x86_64 | awk '/=>/ { print $3 } /ld-linux/ { print $1 }' | sed 's|^/||'
+  for lib in $qemu_libs; do echo "${lib#/}"; done
   echo usr/share/qemu/qboot.rom; echo usr/share/qemu/linuxboot_dma.bin
   echo guest/bzImage; echo guest/l2-initrd.gz; } > "$root/guest/l2-files"
 cp "$kdir/arch/x86/boot/bzImage" "$root/guest/bzImage"
