@@ -542,7 +542,8 @@ pub(crate) fn apply_switch(st: &mut VcpuState, eptp: u64, home: MsrHome) {
         }
         Switch::Exit(info) => {
             st.stats.l2_exits_reflected += 1;
-            exit_to_l1(st, &info, eptp, home)
+            exit_to_l1(st, &info, eptp, home);
+            nested_switch::block_nmis_after_nmi_exit(&info, &mut st.arch);
         }
         Switch::EntryVmFail(err) => {
             // Back to L1 as it was at VMLAUNCH/VMRESUME, which fails with the CPU's number.
@@ -812,10 +813,23 @@ pub(crate) fn raised_exception_exit(cur: &LoadedVmcs<'_>, st: &VcpuState, requeu
     })
 }
 
+/// While L2 runs: an NMI for L1, then an interrupt for L1, that L1's controls turn into a
+/// VM exit (NMIs come first, SDM 7.12 "Priority Among Simultaneous Exceptions and
+/// Interrupts"). The NMI is consumed by its exit (KVM's vmx_check_nested_events).
+pub(crate) fn l1_event_exit(st: &mut VcpuState) -> Option<ExitInfo> {
+    if st.nmi_pending {
+        if let Some(info) = st.nested.vmcs12.as_ref().and_then(|v| nested_switch::l1_nmi_exit(v)) {
+            st.nmi_pending = false;
+            return Some(info);
+        }
+    }
+    l1_interrupt_exit(st)
+}
+
 /// While L2 runs: an interrupt L1's local APIC can deliver, with L1's external-interrupt
 /// exiting on, is an exit to L1 (reason 1; with "acknowledge interrupt on exit" the vector
 /// is taken from the APIC into the exit interruption information, SDM 28.2.2).
-pub(crate) fn l1_interrupt_exit(st: &mut VcpuState) -> Option<ExitInfo> {
+fn l1_interrupt_exit(st: &mut VcpuState) -> Option<ExitInfo> {
     let v = st.nested.vmcs12.as_ref()?;
     if v.get(f::PIN_BASED_VM_EXEC_CONTROL) & pin::EXT_INTR_EXITING == 0 {
         return None;

@@ -31,7 +31,7 @@ use crate::vcpu::Vcpu;
 use crate::vcpu_state::{PendingIn, PendingIns, PendingMmio, VcpuState, SYSCALL_MSRS};
 use crate::vmx_core::insn::{self, CpuMode, Decoded, Gpr};
 use crate::vmx_core::paging::PagingRegs;
-use crate::vmx_core::controls::{cr0, cr4, entry};
+use crate::vmx_core::controls::{cr0, cr4, entry, pin, primary};
 use crate::vmx_core::cpuid;
 use crate::vmx_core::exception;
 use crate::vmx_core::debug_regs::{DrAccess, DrFault};
@@ -661,24 +661,24 @@ fn guest_loop(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, e
             .then(|| h.caps.misc.preemption_timer_rate())
     });
     let leave = loop {
-        if st.lapic.is_some() {
-            // An INIT resets the vCPU: leave, so that the run loop applies it to the state.
-            if vcpu.mailbox.init_pending() {
-                break Leave::Halt;
-            }
-            // While L2 runs, an interrupt for L1 with L1's external-interrupt exiting is a
-            // VM exit to L1 (SDM 26.2), not an event for L2.
-            if st.nested.guest_mode {
+        // An INIT resets the vCPU: leave, so that the run loop applies it to the state.
+        if st.lapic.is_some() && vcpu.mailbox.init_pending() {
+            break Leave::Halt;
+        }
+        // While L2 runs, an NMI or interrupt for L1 with L1's NMI or external-interrupt
+        // exiting is a VM exit to L1 (SDM 26.2), not an event for L2.
+        if st.nested.guest_mode {
+            if st.lapic.is_some() {
                 let now = vmx_ops::rdtsc().wrapping_add(st.tsc_offset);
                 collect_events(vcpu, st, now, false);
-                if let Some(info) = nested::l1_interrupt_exit(st) {
-                    st.nested.switch = Some(nested::Switch::Exit(info));
-                    break Leave::Nested;
-                }
             }
-            prepare_events(cur, vcpu, st);
-        } else if st.extint.is_some() || st.irq_window_requested {
-            // Without an in-kernel APIC: the VMM's KVM_INTERRUPT and interrupt window.
+            if let Some(info) = nested::l1_event_exit(st) {
+                st.nested.switch = Some(nested::Switch::Exit(info));
+                break Leave::Nested;
+            }
+        }
+        // Without an in-kernel APIC: the VMM's KVM_INTERRUPT, KVM_NMI and interrupt window.
+        if st.lapic.is_some() || st.nmi_pending || st.extint.is_some() || st.irq_window_requested {
             prepare_events(cur, vcpu, st);
         }
         // The whole region, not each guest stretch, gets the budget: a guest whose exits
@@ -745,6 +745,18 @@ fn guest_loop(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, e
                 st.nested.switch = Some(nested::Switch::Exit(info));
                 break Leave::Nested;
             }
+        }
+        // An IRET that unblocked NMIs and then faulted runs again: NMIs stay blocked until
+        // it completes (with virtual NMIs; L1 does this itself for the exits it gets).
+        if cur.r(f::PIN_BASED_VM_EXEC_CONTROL) & pin::VIRTUAL_NMIS != 0
+            && vcpu_events::nmi_unblocked_by_faulting_iret(
+                ExitReason(cur.r(f::VM_EXIT_REASON)).basic(),
+                cur.r(f::VM_EXIT_INTR_INFO),
+                cur.r(f::EXIT_QUALIFICATION),
+                cur.r(f::IDT_VECTORING_INFO_FIELD),
+            )
+        {
+            cur.set(f::GUEST_INTERRUPTIBILITY_INFO, cur.r(f::GUEST_INTERRUPTIBILITY_INFO) | vcpu_events::BLOCKING_NMI);
         }
         requeue_vectoring_event(cur);
         let requeued = if st.nested.guest_mode { cur.r(f::VM_ENTRY_INTR_INFO_FIELD) } else { 0 };
@@ -858,38 +870,53 @@ fn prepare_events(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, st: &mut VcpuState) {
         return; // an event is already being injected
     }
     let blocking = cur.r(f::GUEST_INTERRUPTIBILITY_INFO);
-    let mut primary = cur.r(f::CPU_BASED_VM_EXEC_CONTROL);
-    // Bits 3 (blocking by NMI), 0-1 (STI, MOV SS).
-    if st.nmi_pending && blocking & 0xb == 0 {
-        st.nmi_pending = false;
-        cur.set(f::VM_ENTRY_INTR_INFO_FIELD, InterruptionInfo::event(intr_kind::NMI, 2, false).0);
-        return;
+    let mut windows = 0;
+    let mut injected = false;
+    if st.nmi_pending {
+        if vcpu_events::nmi_window_open(blocking) {
+            st.nmi_pending = false;
+            cur.set(f::VM_ENTRY_INTR_INFO_FIELD, InterruptionInfo::event(intr_kind::NMI, 2, false).0);
+            injected = true;
+        } else if cur.r(f::PIN_BASED_VM_EXEC_CONTROL) & pin::VIRTUAL_NMIS != 0 {
+            // Exit as soon as the guest can take it: after its IRET (SDM 26.7.6).
+            windows |= primary::NMI_WINDOW_EXITING;
+        }
     }
-    let window_open = vcpu_events::interrupt_window_open(cur.r(f::GUEST_RFLAGS), blocking as u32);
+    let window_open = vcpu_events::interrupt_window_open(cur.r(f::GUEST_RFLAGS), blocking);
     let extint = st.deliverable_extint();
     // The VMM waits to inject an ExtINT (KVM's kvm_cpu_accept_dm_intr: none queued, the
     // APIC takes them): exit when the guest opens its window.
     let vmm_waits = st.irq_window_requested && st.extint.is_none() && st.accepts_pic();
     let want = extint.or_else(|| st.lapic.as_ref().and_then(|a| if global_enable { a.deliverable() } else { None }));
     match want {
-        Some(v) if window_open => {
+        Some(v) if window_open && !injected => {
             if extint.is_some() {
                 st.extint = None;
             } else if let Some(apic) = st.lapic.as_mut() {
                 apic.acknowledge(v);
             }
             cur.set(f::VM_ENTRY_INTR_INFO_FIELD, InterruptionInfo::event(intr_kind::EXTERNAL, v, false).0);
-            primary &= !crate::vmx_core::controls::primary::INTR_WINDOW_EXITING;
         }
-        Some(_) => primary |= crate::vmx_core::controls::primary::INTR_WINDOW_EXITING,
-        None if vmm_waits => primary |= crate::vmx_core::controls::primary::INTR_WINDOW_EXITING,
-        None => primary &= !crate::vmx_core::controls::primary::INTR_WINDOW_EXITING,
+        Some(_) => windows |= primary::INTR_WINDOW_EXITING,
+        None if vmm_waits => windows |= primary::INTR_WINDOW_EXITING,
+        None => {}
     }
-    cur.set(f::CPU_BASED_VM_EXEC_CONTROL, primary);
+    // While L2 runs, VMCS02 keeps the windows L1 asked for in VMCS12: their exits are L1's
+    // (rust/core/src/nested_exit.rs), the others nvmx's own.
+    let l1_windows = if st.nested.guest_mode {
+        st.nested.vmcs12.as_ref().map_or(0, |v| v.get(f::CPU_BASED_VM_EXEC_CONTROL) & WINDOW_EXITS)
+    } else {
+        0
+    };
+    let prim = cur.r(f::CPU_BASED_VM_EXEC_CONTROL);
+    cur.set(f::CPU_BASED_VM_EXEC_CONTROL, (prim & !WINDOW_EXITS) | windows | l1_windows);
     if let Some(apic) = st.lapic.as_ref() {
         vcpu.mailbox.mirror(apic);
     }
 }
+
+/// The event-window exits (SDM 26.7.5, 26.7.6).
+const WINDOW_EXITS: u32 = primary::INTR_WINDOW_EXITING | primary::NMI_WINDOW_EXITING;
 
 /// After an exit handled in the kernel: whether the VMM asked for an interrupt window
 /// and could now inject an ExtINT (KVM's dm_request_for_irq_injection and
@@ -999,7 +1026,8 @@ fn handle_exit(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, g: &mut [u64; 16], st: &mut Vc
             st.mp_state = mp_state::HALTED;
             Next::Leave(Leave::Halt)
         }
-        reason::INTERRUPT_WINDOW => Next::Resume,
+        // prepare_events injects what the window was for, or asks again.
+        reason::INTERRUPT_WINDOW | reason::NMI_WINDOW => Next::Resume,
         // WBINVD/WBNOINVD (WBINVD exiting) and INVD: done, as on KVM. The guest may not
         // write back or throw away the host's caches (INVD would lose other tasks' dirty
         // lines), and no guest device does non-coherent DMA that would need a flush. The

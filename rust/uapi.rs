@@ -331,6 +331,8 @@ pub(crate) const KVM_X86_SET_MCE: u32 = _IOW::<KvmX86Mce>(KVMIO, 0x9e);
 // SAFETY: `repr(C)`, one u32, no padding (asserted size).
 unsafe impl FromBytes for KvmInterrupt {}
 
+/// `KVM_NMI` (vCPU fd).
+pub(crate) const KVM_NMI: u32 = _IO(KVMIO, 0x9a);
 /// `KVM_INTERRUPT` (vCPU fd).
 pub(crate) const KVM_INTERRUPT: u32 = _IOW::<KvmInterrupt>(KVMIO, 0x86);
 /// `KVM_IRQFD`.
@@ -399,6 +401,8 @@ pub(crate) mod cap {
     pub(crate) const ENABLE_CAP_VM: usize = 98;
     /// `KVM_CAP_SPLIT_IRQCHIP`: in-kernel local APICs, I/O APIC and PIC in userspace.
     pub(crate) const SPLIT_IRQCHIP: usize = 121;
+    /// `KVM_CAP_USER_NMI`: KVM_NMI.
+    pub(crate) const USER_NMI: usize = 22;
     /// `KVM_CAP_SIGNAL_MSI`.
     pub(crate) const SIGNAL_MSI: usize = 77;
     /// `KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2`.

@@ -285,6 +285,11 @@ impl Vcpu {
                 st.set_event_state(&n);
                 Ok(0)
             }
+            // An NMI for the vCPU (KVM's kvm_vcpu_ioctl_nmi): pending until it can take it.
+            uapi::KVM_NMI => {
+                this.state.lock().nmi_pending = true;
+                Ok(0)
+            }
             uapi::KVM_INTERRUPT => {
                 let irq: uapi::KvmInterrupt = read_user(arg)?;
                 let mut st = this.state.lock();

@@ -103,7 +103,8 @@ pub(crate) fn check_extension(capability: usize) -> isize {
         | cap::GET_TSC_KHZ | cap::ENABLE_CAP_VM | cap::SPLIT_IRQCHIP | cap::SIGNAL_MSI | cap::DEBUGREGS
         | cap::IRQCHIP | cap::SET_TSS_ADDR | cap::SET_IDENTITY_MAP_ADDR | cap::DESTROY_MEMORY_REGION_WORKS
         | cap::JOIN_MEMORY_REGIONS_WORKS | cap::INTERNAL_ERROR_DATA | cap::VCPU_EVENTS | cap::XSAVE | cap::XCRS
-        | cap::IOEVENTFD | cap::IOEVENTFD_NO_LENGTH | cap::IOEVENTFD_ANY_LENGTH | cap::IRQFD | cap::READONLY_MEM => 1,
+        | cap::IOEVENTFD | cap::IOEVENTFD_NO_LENGTH | cap::IOEVENTFD_ANY_LENGTH | cap::IRQFD | cap::READONLY_MEM
+        | cap::USER_NMI => 1,
         cap::ADJUST_CLOCK => vm_clock::REPORTED_FLAGS as isize,
         cap::IRQ_ROUTING => crate::vmx_core::irq_routing::MAX_ROUTES as isize,
         cap::MCE => crate::vmx_core::mce::MAX_BANKS as isize,

@@ -329,10 +329,12 @@ impl GuestControls {
         let missing = |_| Refusal::Missing("controls nvmx requires for its guests");
         Ok(GuestControls {
             // The preemption timer, where the CPU has it, bounds how long a guest can keep
-            // the CPU even if an interrupt fails to cause an exit (see rust/run.rs).
+            // the CPU even if an interrupt fails to cause an exit (see rust/run.rs). Virtual
+            // NMIs, where the CPU has them, let nvmx deliver an NMI right after the guest's
+            // IRET unblocks NMIs (NMI-window exiting needs them, SDM 26.2.1.1).
             pin: caps
                 .pin
-                .adjust(pin::EXT_INTR_EXITING | pin::NMI_EXITING, pin::PREEMPTION_TIMER)
+                .adjust(pin::EXT_INTR_EXITING | pin::NMI_EXITING, pin::PREEMPTION_TIMER | pin::VIRTUAL_NMIS)
                 .map_err(missing)?,
             primary: caps
                 .primary
@@ -715,6 +717,10 @@ mod tests {
         assert!(caps.entry.is_valid(c.entry));
         assert_eq!(c.pin & (pin::EXT_INTR_EXITING | pin::NMI_EXITING), 0x9);
         assert_ne!(c.pin & pin::PREEMPTION_TIMER, 0, "offered by this CPU");
+        assert_ne!(c.pin & pin::VIRTUAL_NMIS, 0, "offered by this CPU");
+        let mut no_vnmi = caps;
+        no_vnmi.pin.may_be_one &= !pin::VIRTUAL_NMIS;
+        assert_eq!(GuestControls::for_host(&no_vnmi).unwrap().pin & pin::VIRTUAL_NMIS, 0);
         let mut no_timer = caps;
         no_timer.pin.may_be_one &= !pin::PREEMPTION_TIMER;
         assert_eq!(GuestControls::for_host(&no_timer).unwrap().pin & pin::PREEMPTION_TIMER, 0);

@@ -117,6 +117,31 @@ pub fn write_exit_info(v: &mut Vmcs12, info: &ExitInfo) {
     v.set(f::VM_ENTRY_INTR_INFO_FIELD, ei & !EVENT_VALID);
 }
 
+/// An NMI for L1 that arrives while L2 runs, with L1's "NMI exiting" (SDM 25.6.1): the VM
+/// exit it causes (SDM 26.2: exit reason 0, the interruption information of an NMI, vector
+/// 2). Without the control the NMI is L2's, delivered through L2's IDT (SDM 26.3).
+pub fn l1_nmi_exit(v: &Vmcs12) -> Option<ExitInfo> {
+    if v.get(f::PIN_BASED_VM_EXEC_CONTROL) & pin::NMI_EXITING == 0 {
+        return None;
+    }
+    let intr_info = super::exit::InterruptionInfo::event(super::exit::intr_kind::NMI, 2, false).0;
+    Some(ExitInfo { reason: super::exit::reason::EXCEPTION_NMI.into(), intr_info, ..ExitInfo::default() })
+}
+
+/// After an exit to L1 (once [`load_host_state`] ran): "An NMI causes subsequent NMIs to be
+/// blocked, but only after the VM exit completes" (SDM 26.2) — an NMI exit leaves L1
+/// NMI-blocked until its next IRET, as KVM's nested NMI exit does.
+pub fn block_nmis_after_nmi_exit(info: &ExitInfo, s: &mut ArchState) {
+    let i = super::exit::InterruptionInfo(info.intr_info);
+    if !info.entry_failed()
+        && super::exit::ExitReason(info.reason).basic() == super::exit::reason::EXCEPTION_NMI
+        && i.valid()
+        && i.kind() == super::exit::intr_kind::NMI
+    {
+        s.interruptibility |= super::vcpu_events::BLOCKING_NMI;
+    }
+}
+
 /// SDM 28.5: L1's state after a VM exit — VMCS12's host-state area loaded over the state
 /// `s` L2 left, in place (the GPRs but RSP, CR2 and DR0-DR3/DR6 stay what L2 had).
 pub fn load_host_state(v: &Vmcs12, s: &mut ArchState) {
@@ -329,6 +354,27 @@ mod tests {
         s.cr2 = 0xdead_0000;
         s.debug.db[0] = 0x1234;
         s
+    }
+
+    #[test]
+    fn nmi_exit_to_l1_blocks_nmis() {
+        let mut v = Vmcs12::default();
+        assert_eq!(l1_nmi_exit(&v), None, "without NMI exiting the NMI is L2's");
+        v.set(f::PIN_BASED_VM_EXEC_CONTROL, pin::NMI_EXITING | pin::EXT_INTR_EXITING);
+        let info = l1_nmi_exit(&v).unwrap();
+        assert_eq!((info.reason, info.intr_info, info.qualification), (0, 0x8000_0202, 0));
+        let mut s = l1();
+        s.interruptibility = 0;
+        block_nmis_after_nmi_exit(&info, &mut s);
+        assert_eq!(s.interruptibility, 8);
+        // A hardware exception through exit reason 0, an entry failure: no NMI blocking.
+        let mut s = l1();
+        s.interruptibility = 0;
+        let pf = ExitInfo { intr_info: 0x8000_0b0e, ..info };
+        block_nmis_after_nmi_exit(&pf, &mut s);
+        let failed = ExitInfo { reason: 0x8000_0021, ..info };
+        block_nmis_after_nmi_exit(&failed, &mut s);
+        assert_eq!(s.interruptibility, 0);
     }
 
     fn vmcs12_for_64bit_l2() -> Vmcs12 {

@@ -34,7 +34,8 @@ pub const SHADOW_STI: u8 = 2;
 /// Interruptibility state bits (SDM table 25-3).
 const BLOCKING_STI: u32 = 1;
 const BLOCKING_MOV_SS: u32 = 2;
-const BLOCKING_NMI: u32 = 8;
+/// Blocking by NMI (virtual-NMI blocking with "virtual NMIs", SDM 25.4.2).
+pub const BLOCKING_NMI: u32 = 8;
 
 const NMI_VECTOR: u8 = 2;
 
@@ -149,6 +150,33 @@ pub const fn interrupt_window_open(rflags: u64, interruptibility: u32) -> bool {
     rflags & (1 << 9) != 0 && interruptibility & (BLOCKING_STI | BLOCKING_MOV_SS) == 0
 }
 
+/// The guest can take an NMI at this instruction boundary: no blocking by NMI (virtual-NMI
+/// blocking with "virtual NMIs"), STI or MOV SS (SDM 25.4.2; VM entry refuses to inject an
+/// NMI under MOV-SS blocking, SDM 27.3.1.5; KVM's vmx_nmi_blocked counts STI too).
+pub const fn nmi_window_open(interruptibility: u32) -> bool {
+    interruptibility & (BLOCKING_STI | BLOCKING_MOV_SS | BLOCKING_NMI) == 0
+}
+
+/// Whether an exit happened after an IRET had already unblocked NMIs, so that blocking by
+/// NMI must be set again before the guest resumes and re-executes that IRET (SDM 28.2.2 and
+/// 28.2.3, bit 12 "NMI unblocking due to IRET" of the exit interruption information and of
+/// an EPT violation's qualification; with "virtual NMIs", SDM 26.3). Not when the exit
+/// interrupted an event's delivery (`idt_info` valid: the IRET completed) nor for a #DF.
+/// KVM's vmx_recover_nmi_blocking and handle_ept_violation.
+pub const fn nmi_unblocked_by_faulting_iret(basic_reason: u16, intr_info: u32, qualification: u64, idt_info: u32) -> bool {
+    if InterruptionInfo(idt_info).valid() {
+        return false;
+    }
+    match basic_reason {
+        super::exit::reason::EXCEPTION_NMI => {
+            let i = InterruptionInfo(intr_info);
+            i.valid() && i.nmi_unblocking() && i.vector() != 8
+        }
+        super::exit::reason::EPT_VIOLATION => qualification & (1 << 12) != 0,
+        _ => false,
+    }
+}
+
 /// Why KVM_INTERRUPT is refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InterruptError {
@@ -260,6 +288,27 @@ mod tests {
         assert!(!bp.exception_injected);
         let int = get(&EventState { event: event(intr_kind::SW_INTERRUPT, 0x80, None), ..EventState::default() });
         assert!(!int.interrupt_injected);
+    }
+
+    #[test]
+    fn nmi_window_and_iret_unblocking() {
+        assert!(nmi_window_open(0));
+        for b in [BLOCKING_STI, BLOCKING_MOV_SS, BLOCKING_NMI] {
+            assert!(!nmi_window_open(b));
+        }
+        use super::super::exit::reason;
+        let unblocked = InterruptionInfo::event(intr_kind::HW_EXCEPTION, 14, true).with_nmi_unblocking(true).0;
+        assert!(nmi_unblocked_by_faulting_iret(reason::EXCEPTION_NMI, unblocked, 0, 0));
+        // Bit 12 clear, a #DF, an exit during event delivery: nothing to restore.
+        assert!(!nmi_unblocked_by_faulting_iret(reason::EXCEPTION_NMI, unblocked & !(1 << 12), 0, 0));
+        let df = InterruptionInfo::event(intr_kind::HW_EXCEPTION, 8, true).with_nmi_unblocking(true).0;
+        assert!(!nmi_unblocked_by_faulting_iret(reason::EXCEPTION_NMI, df, 0, 0));
+        let delivering = InterruptionInfo::event(intr_kind::EXTERNAL, 0x30, false).0;
+        assert!(!nmi_unblocked_by_faulting_iret(reason::EXCEPTION_NMI, unblocked, 0, delivering));
+        // An EPT violation says it in its qualification; other exits never.
+        assert!(nmi_unblocked_by_faulting_iret(reason::EPT_VIOLATION, 0, (1 << 12) | 0x181, 0));
+        assert!(!nmi_unblocked_by_faulting_iret(reason::EPT_VIOLATION, 0, 0x181, 0));
+        assert!(!nmi_unblocked_by_faulting_iret(reason::CPUID, unblocked, 1 << 12, 0));
     }
 
     #[test]

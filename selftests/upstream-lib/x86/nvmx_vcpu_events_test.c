@@ -5,7 +5,7 @@
  * made pending, the interrupt shadow and NMI mask round trip, KVM's refusals), the fields of
  * struct kvm_run that KVM fills at the end of every KVM_RUN (if_flag, cr8, apic_base,
  * ready_for_interrupt_injection, flags), and KVM_SET_VAPIC_ADDR(0), which QEMU calls at
- * every APIC reset. Written with the upstream KVM selftest library so that it runs against
+ * every APIC reset; KVM_NMI. Written with the upstream KVM selftest library so that it runs against
  * kvm_intel and nvmx, with the split irqchip on both.
  */
 #include "kvm_util.h"
@@ -53,6 +53,9 @@ static void guest_code(void)
 	/* ... and made an NMI pending. */
 	GUEST_ASSERT_EQ(nmi_count, 1);
 	GUEST_ASSERT_EQ(ud_count, 1);
+	GUEST_SYNC(4);
+	/* ... and queued one with KVM_NMI. */
+	GUEST_ASSERT_EQ(nmi_count, 2);
 	GUEST_DONE();
 }
 
@@ -185,10 +188,18 @@ int main(void)
 	vcpu_events_set(vcpu, &e);
 	vcpu_events_get(vcpu, &e);
 	TEST_ASSERT(e.nmi.pending || e.nmi.injected, "the NMI is pending");
-	nvmx_run_to_stage(vcpu, 0);
+	nvmx_run_to_stage(vcpu, 4);
 	vcpu_events_get(vcpu, &e);
 	TEST_ASSERT(!e.nmi.pending && !e.nmi.injected, "the NMI was delivered");
 	pr_info("pending NMI delivered passed\n");
+
+	/* KVM_NMI (QEMU's for the monitor's "nmi" and the PIC's LINT1 NMIs). */
+	TEST_ASSERT(kvm_has_cap(KVM_CAP_USER_NMI), "KVM_CAP_USER_NMI");
+	vcpu_ioctl(vcpu, KVM_NMI, NULL);
+	vcpu_events_get(vcpu, &e);
+	TEST_ASSERT(e.nmi.pending, "KVM_NMI made an NMI pending");
+	nvmx_run_to_stage(vcpu, 0);
+	pr_info("KVM_NMI delivered passed\n");
 	kvm_vm_free(vm);
 	return 0;
 }
