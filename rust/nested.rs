@@ -826,6 +826,16 @@ pub(crate) fn l1_event_exit(st: &mut VcpuState) -> Option<ExitInfo> {
     l1_interrupt_exit(st)
 }
 
+/// Whether [`l1_event_exit`] has an exit to make, without taking the event.
+pub(crate) fn l1_event_pending(st: &VcpuState) -> bool {
+    let Some(v) = st.nested.vmcs12.as_ref() else { return false };
+    let l1 = nested_switch::L1Intercepts::of(v);
+    let apic = st.apic_base & crate::vmx_core::guest_msr::apic_base::ENABLE != 0;
+    (l1.nmi && st.nmi_pending)
+        || (l1.interrupts
+            && (st.deliverable_extint().is_some() || (apic && st.lapic.as_ref().is_some_and(|a| a.deliverable().is_some()))))
+}
+
 /// While L2 runs: an interrupt L1's local APIC can deliver, with L1's external-interrupt
 /// exiting on, is an exit to L1 (reason 1; with "acknowledge interrupt on exit" the vector
 /// is taken from the APIC into the exit interruption information, SDM 28.2.2).

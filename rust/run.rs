@@ -25,7 +25,7 @@ use crate::vmx_core::{guest_debug, vcpu_events};
 use crate::vmx_core::ioeventfd;
 use crate::vmx_core::mce::Mce;
 use crate::vmx_core::mtrr;
-use crate::vmx_core::nested_switch::L0Controls;
+use crate::vmx_core::nested_switch::{L0Controls, L1Intercepts};
 use crate::vmx_core::segment::AccessRights;
 use crate::vcpu::Vcpu;
 use crate::vcpu_state::{PendingIn, PendingIns, PendingMmio, VcpuState, SYSCALL_MSRS};
@@ -666,13 +666,20 @@ fn guest_loop(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, e
             break Leave::Halt;
         }
         // While L2 runs, an NMI or interrupt for L1 with L1's NMI or external-interrupt
-        // exiting is a VM exit to L1 (SDM 26.2), not an event for L2.
+        // exiting is a VM exit to L1 (SDM 26.2), not an event for L2 — after an event being
+        // injected into L2 was delivered: as on the CPU, where an interrupt cannot arrive in
+        // the middle of a delivery (and KVM, which blocks nested events while one needs
+        // reinjection), the entry delivers it and a VMX-preemption timer of 0 exits right
+        // after (SDM 26.7.4), before L2's first instruction.
+        let mut exit_after_delivery = false;
         if st.nested.guest_mode {
             if st.lapic.is_some() {
                 let now = vmx_ops::rdtsc().wrapping_add(st.tsc_offset);
                 collect_events(vcpu, st, now, false);
             }
-            if let Some(info) = nested::l1_event_exit(st) {
+            if InterruptionInfo(cur.r(f::VM_ENTRY_INTR_INFO_FIELD)).valid() {
+                exit_after_delivery = nested::l1_event_pending(st);
+            } else if let Some(info) = nested::l1_event_exit(st) {
                 st.nested.switch = Some(nested::Switch::Exit(info));
                 break Leave::Nested;
             }
@@ -699,6 +706,9 @@ fn guest_loop(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, e
             // L1's VMX-preemption timer for L2 runs on the same hardware timer.
             if let Some(d) = st.nested.l1_timer_deadline.filter(|_| st.nested.guest_mode) {
                 ticks = ticks.min(d.saturating_sub(vmx_ops::rdtsc()));
+            }
+            if exit_after_delivery {
+                ticks = 0;
             }
             cur.set(f::VMX_PREEMPTION_TIMER_VALUE, u32::try_from(ticks >> rate).unwrap_or(u32::MAX));
         }
@@ -863,8 +873,15 @@ fn collect_events(vcpu: &Vcpu, st: &mut VcpuState, now: u64, if_set: bool) -> bo
 /// interrupt-window exit (SDM 26.7.5) for one it cannot take yet, and for the VMM's
 /// `request_interrupt_window`.
 fn prepare_events(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, st: &mut VcpuState) {
-    let now = vmx_ops::rdtsc().wrapping_add(st.tsc_offset);
-    collect_events(vcpu, st, now, false);
+    // While L2 runs, L1's events were collected and turned into exits where L1 asked
+    // (guest_loop, nested::l1_event_exit) just before: collecting again here could find one
+    // that arrived since and hand it to L2 — what L1 intercepts never goes to L2.
+    let l1 = st.nested.guest_mode.then(|| st.nested.vmcs12.as_ref().map(|v| L1Intercepts::of(v))).flatten();
+    if !st.nested.guest_mode {
+        let now = vmx_ops::rdtsc().wrapping_add(st.tsc_offset);
+        collect_events(vcpu, st, now, false);
+    }
+    let (l1_nmi, l1_interrupts) = l1.map_or((false, false), |i| (i.nmi, i.interrupts));
     let global_enable = st.apic_base & crate::vmx_core::guest_msr::apic_base::ENABLE != 0;
     if InterruptionInfo(cur.r(f::VM_ENTRY_INTR_INFO_FIELD)).valid() {
         return; // an event is already being injected
@@ -872,7 +889,7 @@ fn prepare_events(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, st: &mut VcpuState) {
     let blocking = cur.r(f::GUEST_INTERRUPTIBILITY_INFO);
     let mut windows = 0;
     let mut injected = false;
-    if st.nmi_pending {
+    if st.nmi_pending && !l1_nmi {
         if vcpu_events::nmi_window_open(blocking) {
             st.nmi_pending = false;
             cur.set(f::VM_ENTRY_INTR_INFO_FIELD, InterruptionInfo::event(intr_kind::NMI, 2, false).0);
@@ -883,11 +900,12 @@ fn prepare_events(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, st: &mut VcpuState) {
         }
     }
     let window_open = vcpu_events::interrupt_window_open(cur.r(f::GUEST_RFLAGS), blocking);
-    let extint = st.deliverable_extint();
+    let extint = if l1_interrupts { None } else { st.deliverable_extint() };
     // The VMM waits to inject an ExtINT (KVM's kvm_cpu_accept_dm_intr: none queued, the
     // APIC takes them): exit when the guest opens its window.
-    let vmm_waits = st.irq_window_requested && st.extint.is_none() && st.accepts_pic();
-    let want = extint.or_else(|| st.lapic.as_ref().and_then(|a| if global_enable { a.deliverable() } else { None }));
+    let vmm_waits = st.irq_window_requested && st.extint.is_none() && st.accepts_pic() && !l1_interrupts;
+    let apic = st.lapic.as_ref().filter(|_| global_enable && !l1_interrupts);
+    let want = extint.or_else(|| apic.and_then(|a| a.deliverable()));
     match want {
         Some(v) if window_open && !injected => {
             if extint.is_some() {

@@ -217,6 +217,12 @@ pub const EXT1_ECX: u32 = bits(&[0, 5, 8]);
 /// Leaf 0x80000001 EDX: SYSCALL (STAR, LSTAR, CSTAR and FMASK are switched around every
 /// guest stretch), NX, 1 GiB pages, long mode.
 pub const EXT1_EDX: u32 = bits(&[11, 20, 26, 29]);
+/// Leaf 6 EAX bit 2: the APIC timer always runs (ARAT), whatever the guest's idle state —
+/// nvmx's APIC timer is emulated and a guest never reaches a real C-state (HLT and MWAIT
+/// exit). KVM offers exactly this in leaf 6. Without it Linux marks its local-APIC timer
+/// as stopping in deep C-states and, with no broadcast timer (a microvm guest has no HPET
+/// or PIT), runs a periodic tick instead of one-shot timers and NOHZ.
+pub const LEAF6_EAX_ARAT: u32 = 1 << 2;
 /// The hypervisor leaves: 0x40000000 gives the highest one and nvmx's signature (not KVM's:
 /// none of KVM's paravirtual features is implemented), 0x40000001 its features (none).
 pub const HYPERVISOR_BASE: u32 = 0x4000_0000;
@@ -236,7 +242,7 @@ pub fn supported(host: &mut dyn FnMut(u32, u32) -> [u32; 4]) -> CpuidTable {
         edx: r[3],
     };
     let host_max = host(0, 0)[0];
-    // Basic leaves offered: 0, 1, 2, 4 and 7; the maximum basic leaf says 7 (or less).
+    // Basic leaves offered: 0, 1, 2, 4, 6 and 7; the maximum basic leaf says 7 (or less).
     let max = host_max.min(7);
     let mut l0 = host(0, 0);
     l0[0] = max;
@@ -260,6 +266,9 @@ pub fn supported(host: &mut dyn FnMut(u32, u32) -> [u32; 4]) -> CpuidTable {
                 break;
             }
         }
+    }
+    if max >= 6 {
+        t.push(entry(6, 0, 0, [LEAF6_EAX_ARAT, 0, 0, 0]));
     }
     if max >= 7 {
         let r = host(7, 0);
@@ -318,6 +327,8 @@ mod tests {
         for (what, b) in [("MTRR", 12), ("MCE", 7)] {
             assert_eq!(l1[3] & (1 << b), 0, "{what}");
         }
+        // Leaf 6: only "APIC timer always running", whatever the host's thermal features.
+        assert_eq!(t.lookup(6, 0), [LEAF6_EAX_ARAT, 0, 0, 0]);
         let l7 = t.lookup(7, 0);
         assert_eq!(l7, [0, LEAF7_EBX, 0, 0]);
         assert_eq!(l7[1] & (1 << 5), 0, "AVX2");
@@ -405,6 +416,7 @@ mod tests {
         let t = supported(&mut small);
         assert_eq!(t.lookup(0, 0)[0], 2);
         assert_eq!(t.lookup(4, 0), [0; 4]);
+        assert!(t.entries().iter().all(|e| e.function != 6), "leaf 6 is above the host's maximum");
         assert_eq!(t.lookup(0x8000_0000, 0)[0], 0x8000_0001);
         assert_eq!(t.lookup(0x8000_0008, 0), [0; 4]);
         assert!(t.entries().len() <= MAX_ENTRIES);

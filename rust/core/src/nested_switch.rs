@@ -128,6 +128,25 @@ pub fn l1_nmi_exit(v: &Vmcs12) -> Option<ExitInfo> {
     Some(ExitInfo { reason: super::exit::reason::EXCEPTION_NMI.into(), intr_info, ..ExitInfo::default() })
 }
 
+/// Which of L1's own events L1's pin-based controls turn into VM exits while L2 runs (SDM
+/// 25.6.1): those never reach L2. With a control clear the event is delivered through L2's
+/// IDT instead (SDM 26.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct L1Intercepts {
+    /// "NMI exiting".
+    pub nmi: bool,
+    /// "External-interrupt exiting": the local APIC's interrupts and the VMM's ExtINT.
+    pub interrupts: bool,
+}
+
+impl L1Intercepts {
+    /// From VMCS12's pin-based controls.
+    pub fn of(v: &Vmcs12) -> Self {
+        let p = v.get(f::PIN_BASED_VM_EXEC_CONTROL);
+        Self { nmi: p & pin::NMI_EXITING != 0, interrupts: p & pin::EXT_INTR_EXITING != 0 }
+    }
+}
+
 /// After an exit to L1 (once [`load_host_state`] ran): "An NMI causes subsequent NMIs to be
 /// blocked, but only after the VM exit completes" (SDM 26.2) — an NMI exit leaves L1
 /// NMI-blocked until its next IRET, as KVM's nested NMI exit does.
@@ -375,6 +394,16 @@ mod tests {
         let failed = ExitInfo { reason: 0x8000_0021, ..info };
         block_nmis_after_nmi_exit(&failed, &mut s);
         assert_eq!(s.interruptibility, 0);
+    }
+
+    #[test]
+    fn l1_intercepts_follow_pin_controls() {
+        let mut v = Vmcs12::default();
+        assert_eq!(L1Intercepts::of(&v), L1Intercepts { nmi: false, interrupts: false });
+        v.set(f::PIN_BASED_VM_EXEC_CONTROL, pin::EXT_INTR_EXITING);
+        assert_eq!(L1Intercepts::of(&v), L1Intercepts { nmi: false, interrupts: true });
+        v.set(f::PIN_BASED_VM_EXEC_CONTROL, pin::NMI_EXITING | pin::VIRTUAL_NMIS);
+        assert_eq!(L1Intercepts::of(&v), L1Intercepts { nmi: true, interrupts: false });
     }
 
     fn vmcs12_for_64bit_l2() -> Vmcs12 {

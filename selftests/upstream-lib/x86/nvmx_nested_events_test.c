@@ -19,6 +19,10 @@
  *     instruction, and the exit comes there (L1's own APIC has nothing pending meanwhile).
  *  5. L1's NMI-window exiting with virtual NMIs (SDM 26.7.6): L2 entered with virtual-NMI
  *     blocking exits right after its IRET.
+ *  6. With L1's external-interrupt exiting, L1's own timer interrupt is an exit to L1 however
+ *     busy L2 keeps the hypervisor (here: x2APIC reads L1 lets through, each an exit the
+ *     hypervisor handles), never an interrupt delivered to L2 (SDM 26.2) — a Linux L1 whose
+ *     timer vector went to L2 kept it in service for good and lost its tick.
  */
 #include "kvm_util.h"
 #include "processor.h"
@@ -31,6 +35,12 @@
 #define INTR_INFO_NMI		((1u << 31) | (2u << 8) | NMI_VECTOR)
 
 static volatile int nmi_count;
+/* Stage 6: L1's TSC-deadline timer, and where its interrupts were taken. */
+#define TIMER_VECTOR		0x50
+#define TSC_DEADLINE_MODE	(2u << 17)
+#define TIMER_ROUNDS		64
+#define L2_BUSY_LOOPS		20000
+static volatile int l1_timer_count, l2_timer_count, in_l2;
 static volatile u64 self_nmi_icr;
 
 /* Blocking by NMI in the guest interruptibility state (SDM 25.4.2). */
@@ -41,6 +51,17 @@ extern char l2_after_first_nmi[], l2_window_open[], iret_done[];
 static void nmi_handler(struct ex_regs *regs)
 {
 	nmi_count++;
+}
+
+static void timer_handler(struct ex_regs *regs)
+{
+	/* Taken in L2: no EOI, L1's APIC keeps the vector in service. */
+	if (in_l2) {
+		l2_timer_count++;
+		return;
+	}
+	l1_timer_count++;
+	x2apic_write_reg(APIC_EOI, 0);
 }
 
 /* An NMI to this CPU's own APIC ID, physical destination (SDM 11.6.1, 11.12.9). */
@@ -96,6 +117,18 @@ static void l2_nmi_window_code(void)
 	GUEST_FAIL("L2 resumed after its last exit");
 }
 
+/* Busy in exits the hypervisor handles itself, until L1's timer takes the CPU back. */
+static void l2_busy_code(void)
+{
+	int i;
+
+	in_l2 = 1;
+	for (i = 0; i < L2_BUSY_LOOPS; i++)
+		rdmsr(APIC_BASE_MSR + (APIC_LVR >> 4));
+	vmcall();
+	GUEST_FAIL("L2 resumed after its last exit");
+}
+
 /* L2 starts over at `code`, on its stack, with RFLAGS.IF clear. */
 static void restart_l2(void (*code)(void), u64 rsp)
 {
@@ -108,6 +141,7 @@ static void l1_code(struct vmx_pages *vmx)
 {
 	u64 rsp;
 	u32 prim;
+	int i;
 
 	x2apic_enable();
 	self_nmi_icr = APIC_DEST_PHYSICAL | APIC_DM_NMI | APIC_INT_ASSERT |
@@ -170,6 +204,24 @@ static void l1_code(struct vmx_pages *vmx)
 	vmwrite(CPU_BASED_VM_EXEC_CONTROL, prim);
 	GUEST_ASSERT(!vmresume());
 	GUEST_ASSERT_EQ(vmreadz(VM_EXIT_REASON), EXIT_REASON_VMCALL);
+	GUEST_SYNC(5);
+
+	/* 6. L1's timer while L2 keeps the hypervisor busy (no acknowledge on exit). */
+	vmwrite(PIN_BASED_VM_EXEC_CONTROL, vmreadz(PIN_BASED_VM_EXEC_CONTROL) | PIN_BASED_EXT_INTR_MASK);
+	vmwrite(VM_EXIT_CONTROLS, vmreadz(VM_EXIT_CONTROLS) & ~VM_EXIT_ACK_INTR_ON_EXIT);
+	x2apic_write_reg(APIC_LVTT, TSC_DEADLINE_MODE | TIMER_VECTOR);
+	for (i = 0; i < TIMER_ROUNDS; i++) {
+		restart_l2(l2_busy_code, rsp);
+		vmwrite(GUEST_RFLAGS, X86_EFLAGS_FIXED | X86_EFLAGS_IF);
+		wrmsr(MSR_IA32_TSC_DEADLINE, rdtsc() + 20000 + 997 * i);
+		GUEST_ASSERT(!vmresume());
+		in_l2 = 0;
+		GUEST_ASSERT_EQ(vmreadz(VM_EXIT_REASON), EXIT_REASON_EXTERNAL_INTERRUPT);
+		GUEST_ASSERT_EQ(l2_timer_count, 0);
+		/* The interrupt waits in L1's APIC for L1 to take it. */
+		asm volatile("sti; nop; cli");
+		GUEST_ASSERT_EQ(l1_timer_count, i + 1);
+	}
 	GUEST_DONE();
 }
 
@@ -184,6 +236,7 @@ int main(void)
 	TEST_REQUIRE(kvm_cpu_has(X86_FEATURE_X2APIC));
 	vm = vm_create_with_one_vcpu(&vcpu, l1_code);
 	vm_install_exception_handler(vm, NMI_VECTOR, nmi_handler);
+	vm_install_exception_handler(vm, TIMER_VECTOR, timer_handler);
 	vcpu_alloc_vmx(vm, &vmx_gva);
 	vcpu_args_set(vcpu, 1, vmx_gva);
 
@@ -198,8 +251,10 @@ int main(void)
 	pr_info("without NMI exiting: L2's NMI delivered to L2 passed\n");
 	nvmx_run_to_stage(vcpu, 4);
 	pr_info("L1's interrupt window: exit after L2's STI shadow passed\n");
-	nvmx_run_to_stage(vcpu, 0);
+	nvmx_run_to_stage(vcpu, 5);
 	pr_info("L1's NMI window: exit after L2's IRET passed\n");
+	nvmx_run_to_stage(vcpu, 0);
+	pr_info("L1's timer while L2 runs: %d external-interrupt exits, none delivered to L2 passed\n", TIMER_ROUNDS);
 	kvm_vm_free(vm);
 	return 0;
 }
