@@ -830,39 +830,23 @@ pub(crate) fn l1_event_exit(st: &mut VcpuState) -> Option<ExitInfo> {
 pub(crate) fn l1_event_pending(st: &VcpuState) -> bool {
     let Some(v) = st.nested.vmcs12.as_ref() else { return false };
     let l1 = nested_switch::L1Intercepts::of(v);
-    let apic = st.apic_base & crate::vmx_core::guest_msr::apic_base::ENABLE != 0;
-    (l1.nmi && st.nmi_pending)
-        || (l1.interrupts
-            && (st.deliverable_extint().is_some() || (apic && st.lapic.as_ref().is_some_and(|a| a.deliverable().is_some()))))
+    (l1.nmi && st.nmi_pending) || (l1.interrupts && st.pending_interrupt().is_some())
 }
 
-/// While L2 runs: an interrupt L1's local APIC can deliver, with L1's external-interrupt
-/// exiting on, is an exit to L1 (reason 1; with "acknowledge interrupt on exit" the vector
-/// is taken from the APIC into the exit interruption information, SDM 28.2.2).
+/// While L2 runs: an interrupt L1 can take (the VMM's ExtINT, then its local APIC's), with
+/// L1's external-interrupt exiting on, is an exit to L1 (reason 1; with "acknowledge
+/// interrupt on exit" the vector is taken into the exit interruption information, SDM
+/// 28.2.2; unacknowledged, it stays pending for L1).
 fn l1_interrupt_exit(st: &mut VcpuState) -> Option<ExitInfo> {
     let v = st.nested.vmcs12.as_ref()?;
-    if v.get(f::PIN_BASED_VM_EXEC_CONTROL) & pin::EXT_INTR_EXITING == 0 {
+    if !nested_switch::L1Intercepts::of(v).interrupts {
         return None;
     }
     let ack = v.get(f::VM_EXIT_CONTROLS) & exit_ctl::ACK_INTR_ON_EXIT != 0;
-    // The ExtINT of the VMM's PIC comes first (KVM's kvm_cpu_get_interrupt), then the APIC's
-    // highest deliverable interrupt; unacknowledged, either stays pending for L1.
-    let vector = if let Some(vector) = st.deliverable_extint() {
-        if ack {
-            st.extint = None;
-        }
-        vector
-    } else {
-        if st.apic_base & crate::vmx_core::guest_msr::apic_base::ENABLE == 0 {
-            return None;
-        }
-        let apic = st.lapic.as_mut()?;
-        let vector = apic.deliverable()?;
-        if ack {
-            apic.acknowledge(vector);
-        }
-        vector
-    };
-    let intr_info = if ack { InterruptionInfo::event(intr_kind::EXTERNAL, vector, false).0 } else { 0 };
+    let pending = st.pending_interrupt()?;
+    if ack {
+        st.acknowledge(pending);
+    }
+    let intr_info = if ack { InterruptionInfo::event(intr_kind::EXTERNAL, pending.vector(), false).0 } else { 0 };
     Some(ExitInfo { reason: reason::EXTERNAL_INTERRUPT.into(), intr_info, ..ExitInfo::default() })
 }

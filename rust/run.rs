@@ -882,7 +882,6 @@ fn prepare_events(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, st: &mut VcpuState) {
         collect_events(vcpu, st, now, false);
     }
     let (l1_nmi, l1_interrupts) = l1.map_or((false, false), |i| (i.nmi, i.interrupts));
-    let global_enable = st.apic_base & crate::vmx_core::guest_msr::apic_base::ENABLE != 0;
     if InterruptionInfo(cur.r(f::VM_ENTRY_INTR_INFO_FIELD)).valid() {
         return; // an event is already being injected
     }
@@ -900,20 +899,14 @@ fn prepare_events(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, st: &mut VcpuState) {
         }
     }
     let window_open = vcpu_events::interrupt_window_open(cur.r(f::GUEST_RFLAGS), blocking);
-    let extint = if l1_interrupts { None } else { st.deliverable_extint() };
     // The VMM waits to inject an ExtINT (KVM's kvm_cpu_accept_dm_intr: none queued, the
     // APIC takes them): exit when the guest opens its window.
     let vmm_waits = st.irq_window_requested && st.extint.is_none() && st.accepts_pic() && !l1_interrupts;
-    let apic = st.lapic.as_ref().filter(|_| global_enable && !l1_interrupts);
-    let want = extint.or_else(|| apic.and_then(|a| a.deliverable()));
+    let want = if l1_interrupts { None } else { st.pending_interrupt() };
     match want {
-        Some(v) if window_open && !injected => {
-            if extint.is_some() {
-                st.extint = None;
-            } else if let Some(apic) = st.lapic.as_mut() {
-                apic.acknowledge(v);
-            }
-            cur.set(f::VM_ENTRY_INTR_INFO_FIELD, InterruptionInfo::event(intr_kind::EXTERNAL, v, false).0);
+        Some(p) if window_open && !injected => {
+            st.acknowledge(p);
+            cur.set(f::VM_ENTRY_INTR_INFO_FIELD, InterruptionInfo::event(intr_kind::EXTERNAL, p.vector(), false).0);
         }
         Some(_) => windows |= primary::INTR_WINDOW_EXITING,
         None if vmm_waits => windows |= primary::INTR_WINDOW_EXITING,

@@ -149,6 +149,32 @@ impl VcpuState {
         self.extint.filter(|_| self.accepts_pic())
     }
 
+    /// The external interrupt the vCPU would take next: the VMM's ExtINT first, then the
+    /// local APIC's highest deliverable interrupt while the APIC is globally enabled (KVM's
+    /// kvm_cpu_get_interrupt order).
+    pub(crate) fn pending_interrupt(&self) -> Option<PendingInterrupt> {
+        if let Some(v) = self.deliverable_extint() {
+            return Some(PendingInterrupt::ExtInt(v));
+        }
+        if self.apic_base & guest_msr::apic_base::ENABLE == 0 {
+            return None;
+        }
+        self.lapic.as_ref()?.deliverable().map(PendingInterrupt::Apic)
+    }
+
+    /// Take `p` (from [`Self::pending_interrupt`]) for delivery: the ExtINT is consumed, an
+    /// APIC interrupt moves from IRR to ISR.
+    pub(crate) fn acknowledge(&mut self, p: PendingInterrupt) {
+        match p {
+            PendingInterrupt::ExtInt(_) => self.extint = None,
+            PendingInterrupt::Apic(v) => {
+                if let Some(apic) = self.lapic.as_mut() {
+                    apic.acknowledge(v);
+                }
+            }
+        }
+    }
+
     /// `kvm_run.ready_for_interrupt_injection` for the state between runs (rust/core's
     /// `ready_for_interrupt_injection`).
     pub(crate) fn ready_for_interrupt_injection(&self) -> bool {
@@ -419,5 +445,22 @@ impl VcpuState {
         self.arch.event = s.event;
         self.arch.interruptibility = s.interruptibility;
         self.nmi_pending = s.nmi_pending;
+    }
+}
+
+/// Where the vCPU's next external interrupt comes from ([`VcpuState::pending_interrupt`]).
+#[derive(Clone, Copy)]
+pub(crate) enum PendingInterrupt {
+    /// The VMM's PIC (KVM_INTERRUPT).
+    ExtInt(u8),
+    /// The in-kernel local APIC.
+    Apic(u8),
+}
+
+impl PendingInterrupt {
+    pub(crate) fn vector(self) -> u8 {
+        match self {
+            PendingInterrupt::ExtInt(v) | PendingInterrupt::Apic(v) => v,
+        }
     }
 }
