@@ -69,6 +69,8 @@ pub(crate) struct HostInfo {
     pub(crate) vmxon_phys: KVec<u64>,
     pub(crate) online_cpus: u32,
     pub(crate) vmx_cpus: u32,
+    /// The extended state nvmx switches for guests (rust/core/src/xsave.rs).
+    pub(crate) xsave: vmx_core::xsave::XsaveHost,
     /// MXCSR bits FXRSTOR accepts (SDM vol. 1 11.6.6): guest FPU state is checked against it.
     pub(crate) mxcsr_mask: u32,
     /// The TSC frequency guests see (`KVM_GET_TSC_KHZ`): the host's, unscaled.
@@ -130,7 +132,12 @@ fn probe_host() -> Result<cpu::VmxCpus> {
     let online = shim::num_online_cpus();
     pr_info!("VMX operation verified on {} of {} online CPUs\n", vmx.vmx_cpus, online);
     let vmxon_phys = vmx.vmxon_phys()?;
-    let mut cpuid = vmx_core::cpuid::supported(&mut |leaf, sub| vmx_ops::cpuid(leaf, sub));
+    // Linux sets XCR0 once at boot (dynamic features use XFD, not XCR0).
+    let osxsave = vmx_ops::read_cr4() & vmx_core::guest_cr::CR4_OSXSAVE != 0;
+    let host_xcr0 = if osxsave { vmx_ops::xgetbv0() } else { 0 };
+    let xsave = vmx_core::xsave::XsaveHost::probe(osxsave, host_xcr0, &mut |leaf, sub| vmx_ops::cpuid(leaf, sub));
+    pr_info!("guest extended state: XCR0 {:#x} of the host's {:#x}\n", xsave.supported, host_xcr0);
+    let mut cpuid = vmx_core::cpuid::supported(&mut |leaf, sub| vmx_ops::cpuid(leaf, sub), &xsave);
     let nested = module_parameters::nested.value();
     if nested {
         cpuid.offer_vmx();
@@ -157,6 +164,7 @@ fn probe_host() -> Result<cpu::VmxCpus> {
     }
     HOST.populate(HostInfo {
         mitigations,
+        xsave,
         l1d_flush_pages,
         last_vcpu,
         mxcsr_mask: if mask == 0 { 0xffbf } else { mask },

@@ -33,6 +33,7 @@ use crate::vmx_core::insn::{self, CpuMode, Decoded, Gpr};
 use crate::vmx_core::paging::PagingRegs;
 use crate::vmx_core::controls::{cr0, cr4, entry, pin, primary};
 use crate::vmx_core::cpuid;
+use crate::vmx_core::xsave;
 use crate::vmx_core::exception;
 use crate::vmx_core::debug_regs::{DrAccess, DrFault};
 use crate::vmx_core::guest_cr;
@@ -270,11 +271,21 @@ fn region(irqs_off: &LocalInterruptDisabled, host: &crate::HostInfo, vcpu: &Vcpu
         }
         saved
     });
-    // The guest's FPU and SYSCALL MSRs replace the host's for the region (IRQs are off, so
-    // nothing else in the kernel sees or uses them meanwhile).
-    vmx_ops::fxsave(&mut st.host_fpu);
-    // SAFETY: KVM_SET_FPU checked the guest MXCSR against the CPU's mask; IRQs off.
-    unsafe { vmx_ops::fxrstor(&st.fpu) };
+    // The guest's extended state and XCR0 go on the CPU for the region, in a kernel-mode
+    // FPU section: the task's own state is saved and comes back on its way to userspace.
+    // XRSTOR runs under the host's XCR0 (the area's XSTATE_BV may name components the
+    // guest's XCR0 leaves out), then XSETBV gives the guest its own.
+    let fpu_section = shim::KernelFpu::begin(irqs_off);
+    let xs = &host.xsave;
+    // SAFETY: the area passed read_xsave's checks (or XSAVE wrote it); in the FPU section.
+    unsafe { vmx_ops::xrstor(&st.fpu, xs.enabled, xs.supported) };
+    if xs.enabled && st.xcr0 != xs.host_xcr0 {
+        // SAFETY: xcr0_valid within the host's XCR0 (XSETBV exit, KVM_SET_XCRS); the host's
+        // is written back below, still IRQs off.
+        unsafe { vmx_ops::xsetbv0(st.xcr0) };
+    }
+    // The guest's SYSCALL MSRs replace the host's for the region (IRQs are off, so nothing
+    // else in the kernel sees or uses them meanwhile).
     let host_msrs = SYSCALL_MSRS.map(|m| vmx_ops::rdmsr(m.index()));
     for (m, v) in SYSCALL_MSRS.iter().zip(st.syscall_msrs) {
         // SAFETY: values checked by guest_msr::check_write; the host's are put back below.
@@ -336,9 +347,12 @@ fn region(irqs_off: &LocalInterruptDisabled, host: &crate::HostInfo, vcpu: &Vcpu
         // SAFETY: the host's own values, read above.
         unsafe { vmx_ops::wrmsr(m.index(), host_msrs[i]) };
     }
-    vmx_ops::fxsave(&mut st.fpu);
-    // SAFETY: the host's own FPU image from the FXSAVE above.
-    unsafe { vmx_ops::fxrstor(&st.host_fpu) };
+    if xs.enabled && st.xcr0 != xs.host_xcr0 {
+        // SAFETY: the host's own XCR0, read at load (Linux does not change it afterwards).
+        unsafe { vmx_ops::xsetbv0(xs.host_xcr0) };
+    }
+    vmx_ops::xsave(&mut st.fpu, xs.enabled, xs.supported);
+    drop(fpu_section);
     if let Some(saved) = host_dbs {
         // A #DB in the guest set DR6 bits; DR0-DR3 only change through MOV DR, which exits.
         st.arch.debug.set_dr6_from_cpu(vmx_ops::read_dr(6));
@@ -1048,10 +1062,32 @@ fn handle_exit(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, g: &mut [u64; 16], st: &mut Vc
             Next::Resume
         }
         reason::CPUID => {
-            // The vCPU's table from KVM_SET_CPUID2, with KVM's out-of-range rule.
-            let [a, b, c, d] = cpuid::guest_cpuid(&st.cpuid, g[0] as u32, g[1] as u32);
+            // The vCPU's table from KVM_SET_CPUID2, with KVM's out-of-range rule and the
+            // bits that follow CR4 and XCR0.
+            let dynamic = st.cpuid_dynamic(guest_cr4(cur));
+            let [a, b, c, d] = cpuid::guest_cpuid(&st.cpuid, g[0] as u32, g[1] as u32, &dynamic);
             [g[0], g[3], g[1], g[2]] = [a as u64, b as u64, c as u64, d as u64];
             skip_instruction(cur);
+            Next::Resume
+        }
+        // XSETBV (SDM vol. 2D; KVM's kvm_emulate_xsetbv): the CPU raised #UD for
+        // CR4.OSXSAVE = 0 before the exit; CPL > 0, an XCR other than XCR0 or a value
+        // xcr0_valid refuses is #GP(0). The new XCR0 goes on the CPU at once: the region
+        // keeps the guest's there until it ends.
+        reason::XSETBV => {
+            let value = (g[0] & 0xffff_ffff) | (g[2] << 32);
+            let cpl = AccessRights(cur.r(f::GUEST_SS_AR_BYTES)).dpl();
+            let xs = HOST.as_ref().map(|h| h.xsave);
+            match xs {
+                Some(xs) if xs.enabled && cpl == 0 && g[1] as u32 == 0 && xsave::xcr0_valid(value, st.guest_supported_xcr0()) => {
+                    st.xcr0 = value;
+                    // SAFETY: valid within what the host switches, so within its XCR0; the
+                    // region puts the host's back before it ends.
+                    unsafe { vmx_ops::xsetbv0(value) };
+                    skip_instruction(cur);
+                }
+                _ => inject(cur, GP_VECTOR, Some(0)),
+            }
             Next::Resume
         }
         reason::CR_ACCESS => match CrAccess::decode(q) {

@@ -26,6 +26,7 @@
 #include <linux/smp.h>
 #include <asm/cpu_entry_area.h>
 #include <asm/desc.h>
+#include <asm/fpu/api.h>
 #include <asm/gsseg.h>
 #include <asm/io.h>
 #include <asm/mce.h>
@@ -272,6 +273,22 @@ void nvmx_host_state_restore(const struct nvmx_host_state *s)
 void *nvmx_phys_to_virt(u64 phys)
 {
 	return phys_to_virt(phys);
+}
+
+/*
+ * The FPU registers for a guest (IRQs off): the task's user state is saved to its fpstate
+ * and reloaded on the way back to userspace, and nothing else in the kernel uses the
+ * registers until kernel_fpu_end() — the guest's state may be loaded into them meanwhile.
+ * No control-register setup (mask 0): the guest's own state replaces all of it.
+ */
+void nvmx_kernel_fpu_begin(void)
+{
+	kernel_fpu_begin_mask(0);
+}
+
+void nvmx_kernel_fpu_end(void)
+{
+	kernel_fpu_end();
 }
 
 /* An NMI that caused a VM exit was consumed by it: hand it to the host's handler. */

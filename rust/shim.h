@@ -32,6 +32,8 @@ struct nvmx_host_state {
 void nvmx_host_state_save(struct nvmx_host_state *s);
 void nvmx_host_state_restore(const struct nvmx_host_state *s);
 void *nvmx_phys_to_virt(u64 phys);
+void nvmx_kernel_fpu_begin(void);
+void nvmx_kernel_fpu_end(void);
 void nvmx_deliver_host_nmi(void);
 void nvmx_machine_check(void);
 bool nvmx_printk_ratelimit(void);

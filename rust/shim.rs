@@ -154,6 +154,8 @@ mod ffi_run {
         pub(super) fn nvmx_host_state_save(s: *mut super::HostState);
         pub(super) fn nvmx_host_state_restore(s: *const super::HostState);
         pub(super) fn nvmx_phys_to_virt(phys: u64) -> *mut core::ffi::c_void;
+        pub(super) fn nvmx_kernel_fpu_begin();
+        pub(super) fn nvmx_kernel_fpu_end();
         pub(super) fn nvmx_deliver_host_nmi();
         pub(super) fn nvmx_machine_check();
         pub(super) fn nvmx_printk_ratelimit() -> bool;
@@ -214,6 +216,30 @@ impl HostState {
 pub(crate) fn phys_to_virt(phys: u64) -> *mut u8 {
     // SAFETY: pure address arithmetic.
     unsafe { ffi_run::nvmx_phys_to_virt(phys) as *mut u8 }
+}
+
+/// A kernel-mode FPU section (kernel_fpu_begin/end) inside an IRQs-off region: while it
+/// lives, the FPU, SSE and AVX registers and XCR0 are the module's to load a guest's state
+/// into — the task's own state is in its fpstate and comes back on its return to
+/// userspace, and no other kernel code uses the registers (IRQs are off, and the section
+/// makes irq_fpu_usable() false for an NMI).
+pub(crate) struct KernelFpu<'a>(core::marker::PhantomData<&'a kernel::interrupt::LocalInterruptDisabled>);
+
+impl<'a> KernelFpu<'a> {
+    /// Begin the section; IRQs stay off for as long as it lives (`_irqs_off`).
+    pub(crate) fn begin(_irqs_off: &'a kernel::interrupt::LocalInterruptDisabled) -> Self {
+        // SAFETY: IRQs are off (not nested in another section: nvmx opens one per region),
+        // so kernel_fpu_begin_mask neither sleeps nor takes a lock; ended in `drop`.
+        unsafe { ffi_run::nvmx_kernel_fpu_begin() };
+        KernelFpu(core::marker::PhantomData)
+    }
+}
+
+impl Drop for KernelFpu<'_> {
+    fn drop(&mut self) {
+        // SAFETY: the section `begin` opened, on this CPU with IRQs still off.
+        unsafe { ffi_run::nvmx_kernel_fpu_end() };
+    }
 }
 
 /// Run the host's NMI handler for an NMI a VM exit consumed (IRQs off, VMX off).

@@ -362,6 +362,8 @@ pub(crate) const KVM_SET_VCPU_EVENTS: u32 = _IOW::<KvmVcpuEvents>(KVMIO, 0xa0);
 pub(crate) type KvmXsave = [u8; crate::vmx_core::xsave::KVM_XSAVE_BYTES];
 /// `KVM_GET_XSAVE`.
 pub(crate) const KVM_GET_XSAVE: u32 = _IOR::<KvmXsave>(KVMIO, 0xa4);
+/// `KVM_GET_XSAVE2`: KVM_CAP_XSAVE2's size of the same format.
+pub(crate) const KVM_GET_XSAVE2: u32 = _IOR::<KvmXsave>(KVMIO, 0xcf);
 /// `KVM_SET_XSAVE`.
 pub(crate) const KVM_SET_XSAVE: u32 = _IOW::<KvmXsave>(KVMIO, 0xa5);
 /// `KVM_GET_XCRS`.
@@ -447,6 +449,8 @@ pub(crate) mod cap {
     pub(crate) const VCPU_EVENTS: usize = 41;
     /// `KVM_CAP_XSAVE`: KVM_GET/SET_XSAVE.
     pub(crate) const XSAVE: usize = 55;
+    /// `KVM_CAP_XSAVE2`: KVM_GET_XSAVE2 and the size of its buffer.
+    pub(crate) const XSAVE2: usize = 208;
     /// `KVM_CAP_XCRS`: KVM_GET/SET_XCRS.
     pub(crate) const XCRS: usize = 56;
     /// `KVM_CAP_TSC_DEADLINE_TIMER`: the in-kernel APIC's TSC-deadline mode.

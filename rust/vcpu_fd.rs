@@ -28,7 +28,6 @@ use crate::vmx_core::mce::{self, Mce};
 use crate::vmx_core::mtrr;
 use crate::vmx_core::{vcpu_events, xsave};
 use crate::vmx_core::guest_msr::{self, Msr, WriteContext, Writer};
-use crate::vmx_ops::FxArea;
 use crate::HOST;
 
 /// The next vCPU's status key.
@@ -58,7 +57,7 @@ impl Vcpu {
             let quirks = !vm2.state.lock().disabled_quirks;
             let stuff = quirks & crate::nested_msrs::QUIRK_STUFF_FEATURE_MSRS != 0;
             let lint0 = quirks & crate::nested_msrs::QUIRK_LINT0_REENABLED != 0;
-            let mut state = VcpuState::reset(id, has_lapic, stuff, lint0);
+            let mut state = VcpuState::reset(id, has_lapic, stuff, lint0, crate::vcpu_state::new_fpu()?);
             let shadow_vmcs = match crate::HOST.as_ref().and_then(|h| h.shadow_bitmaps.as_ref()) {
                 Some(_) => Some(crate::shadow_vmcs::ShadowVmcs::new(revision)?),
                 None => None,
@@ -234,37 +233,52 @@ impl Vcpu {
                 this.state.lock().arch.debug = d;
                 Ok(0)
             }
-            uapi::KVM_GET_XSAVE => {
+            // KVM_GET_XSAVE2 copies KVM_CAP_XSAVE2's size, 4096 bytes here like
+            // KVM_GET_XSAVE: everything nvmx switches fits struct kvm_xsave.
+            uapi::KVM_GET_XSAVE | uapi::KVM_GET_XSAVE2 => {
+                let xs = HOST.as_ref().ok_or(ENODEV)?.xsave;
                 // 4 KiB: on the heap, not the kernel stack.
-                let mut buf = KVec::from_elem(0u8, xsave::KVM_XSAVE_BYTES, GFP_KERNEL)?;
-                xsave::write_xsave(&this.state.lock().fpu.0, &mut buf);
-                UserSlice::new(UserPtr::from_addr(arg), buf.len()).writer().write_slice(&buf)?;
+                let mut buf = KBox::init(pin_init::init_zeroed::<[u8; xsave::KVM_XSAVE_BYTES]>(), GFP_KERNEL)?;
+                {
+                    let st = this.state.lock();
+                    xs.write_xsave(&st.fpu.0, st.guest_supported_xcr0(), &mut buf);
+                }
+                UserSlice::new(UserPtr::from_addr(arg), buf.len()).writer().write_slice(&buf[..])?;
                 Ok(0)
             }
             uapi::KVM_SET_XSAVE => {
-                let mut buf = KVec::from_elem(0u8, xsave::KVM_XSAVE_BYTES, GFP_KERNEL)?;
-                UserSlice::new(UserPtr::from_addr(arg), buf.len()).reader().read_slice(&mut buf)?;
-                let mask = HOST.as_ref().ok_or(ENODEV)?.mxcsr_mask;
+                let h = HOST.as_ref().ok_or(ENODEV)?;
+                let mut buf = KBox::init(pin_init::init_zeroed::<[u8; xsave::KVM_XSAVE_BYTES]>(), GFP_KERNEL)?;
+                UserSlice::new(UserPtr::from_addr(arg), buf.len()).reader().read_slice(&mut buf[..])?;
                 let mut st = this.state.lock();
-                st.fpu.0 = xsave::read_xsave(&buf, &st.fpu.0, mask).map_err(|_| EINVAL)?;
+                h.xsave.read_xsave(&buf, &mut st.fpu.0, h.mxcsr_mask).map_err(|_| EINVAL)?;
                 Ok(0)
             }
             uapi::KVM_GET_XCRS => {
-                // The vCPU has no XSAVE, but XCR0 exists (x87 only): KVM on a host with XSAVE
-                // reports it the same way.
-                let mut x = uapi::KvmXcrs { nr_xcrs: 1, ..Default::default() };
-                x.xcrs[0] = uapi::KvmXcr { xcr: 0, reserved: 0, value: xsave::XCR0_RESET };
+                // XCR0 alone (KVM's list), or no XCR at all on a host without XSAVE.
+                let mut x = uapi::KvmXcrs::default();
+                if HOST.as_ref().ok_or(ENODEV)?.xsave.enabled {
+                    x.nr_xcrs = 1;
+                    x.xcrs[0] = uapi::KvmXcr { xcr: 0, reserved: 0, value: this.state.lock().xcr0 };
+                }
                 write_user(arg, &x)
             }
             uapi::KVM_SET_XCRS => {
-                // KVM's rules: no flags, at most KVM_MAX_XCRS entries; XCR0 must be a value
-                // the guest supports (x87 only here); other XCRs are ignored.
+                // KVM's rules: EINVAL without XSAVE on the host, for flags, more than
+                // KVM_MAX_XCRS entries or an XCR0 the guest may not have (xcr0_valid); the
+                // first XCR0 entry counts, other XCRs are ignored.
                 let x: uapi::KvmXcrs = read_user(arg)?;
-                if x.flags != 0 || x.nr_xcrs > uapi::KVM_MAX_XCRS {
+                if !HOST.as_ref().ok_or(ENODEV)?.xsave.enabled || x.flags != 0 || x.nr_xcrs > uapi::KVM_MAX_XCRS {
                     return Err(EINVAL);
                 }
-                let valid = x.xcrs.iter().take(x.nr_xcrs as usize).all(|e| e.xcr != 0 || xsave::xcr0_valid(e.value));
-                if valid { Ok(0) } else { Err(EINVAL) }
+                let mut st = this.state.lock();
+                if let Some(e) = x.xcrs.iter().take(x.nr_xcrs as usize).find(|e| e.xcr == 0) {
+                    if !xsave::xcr0_valid(e.value, st.guest_supported_xcr0()) {
+                        return Err(EINVAL);
+                    }
+                    st.xcr0 = e.value;
+                }
+                Ok(0)
             }
             uapi::KVM_GET_VCPU_EVENTS => {
                 let st = this.state.lock();
@@ -329,7 +343,7 @@ impl Vcpu {
                 }
                 Ok(0)
             }
-            uapi::KVM_GET_FPU => write_user(arg, &fpu_to_kvm(&this.state.lock().fpu)),
+            uapi::KVM_GET_FPU => write_user(arg, &fpu_to_kvm(&this.state.lock().fpu.0)),
             uapi::KVM_SET_FPU => {
                 let fpu: KvmFpu = read_user(arg)?;
                 let mask = HOST.as_ref().ok_or(ENODEV)?.mxcsr_mask;
@@ -337,7 +351,9 @@ impl Vcpu {
                 if fpu.mxcsr & !mask != 0 {
                     return Err(EINVAL);
                 }
-                fpu_from_kvm(&mut this.state.lock().fpu, &fpu);
+                let mut st = this.state.lock();
+                fpu_from_kvm(&mut st.fpu.0, &fpu);
+                xsave::mark_legacy_present(&mut st.fpu.0);
                 Ok(0)
             }
             _ => Err(ENOTTY),
@@ -375,8 +391,10 @@ fn set_cpuid2(st: &mut VcpuState, arg: usize) -> Result<isize> {
     for _ in 0..nent {
         table.push(CpuidEntry::from(r.read::<KvmCpuidEntry2>()?), GFP_KERNEL_ACCOUNT)?;
     }
-    let features = GuestFeatures::from_cpuid(&table);
-    if st.ran && !cpuid::same_table(&st.cpuid, &table) {
+    let mut features = GuestFeatures::from_cpuid(&table);
+    // XSAVE (CR4.OSXSAVE) only where the host has it to switch the state with.
+    features.xsave &= HOST.as_ref().is_some_and(|h| h.xsave.enabled);
+    if st.ran && !cpuid::same_table(&st.cpuid, &table, &st.cpuid_dynamic(st.arch.cr4)) {
         // Turning VMX (nested virtualization) on or off is refused while the VM has run
         // (only while it is off); other changes get KVM's EINVAL.
         return Err(if features.vmx != st.features.vmx { EBUSY } else { EINVAL });
@@ -401,8 +419,10 @@ fn get_cpuid2(st: &VcpuState, arg: usize) -> Result<isize> {
     let size = 8 + st.cpuid.len() * core::mem::size_of::<KvmCpuidEntry2>();
     let mut w = UserSlice::new(UserPtr::from_addr(arg), size).writer();
     w.write(&[st.cpuid.len() as u32, 0u32])?;
+    // With the bits that follow CR4 and XCR0 as they are now, as KVM reports them.
+    let dynamic = st.cpuid_dynamic(st.arch.cr4);
     for e in st.cpuid.iter() {
-        w.write(&KvmCpuidEntry2::from(e))?;
+        w.write(&KvmCpuidEntry2::from(&dynamic.apply(e)))?;
     }
     Ok(0)
 }
@@ -517,10 +537,11 @@ pub(crate) fn get_msr_index_list(arg: usize) -> Result<isize> {
     list.push(crate::vmx_core::lapic::MSR_TSC_DEADLINE, GFP_KERNEL_ACCOUNT)?;
     list.push(mce::MCG_STATUS, GFP_KERNEL_ACCOUNT)?;
     list.push(mce::MCG_CTL, GFP_KERNEL_ACCOUNT)?;
-    // With nested VMX: IA32_FEATURE_CONTROL and the IA32_VMX_* MSRs (KVM's emulated MSRs).
+    // With nested VMX: IA32_FEATURE_CONTROL and the IA32_VMX_* MSRs a VMM restores (KVM's
+    // emulated MSRs).
     if nested::available() {
         list.push(crate::nested_msrs::MSR_FEATURE_CONTROL, GFP_KERNEL_ACCOUNT)?;
-        for i in crate::vmx_core::msr::IA32_VMX_BASIC..=crate::vmx_core::msr::IA32_VMX_VMFUNC {
+        for i in crate::vmx_core::msr::VMX_SAVED {
             list.push(i, GFP_KERNEL_ACCOUNT)?;
         }
     }
@@ -575,8 +596,7 @@ pub(crate) fn get_feature_msrs(arg: usize) -> Result<isize> {
     Ok(done)
 }
 
-fn fpu_to_kvm(fx: &FxArea) -> KvmFpu {
-    let b = &fx.0;
+fn fpu_to_kvm(b: &[u8; xsave::KVM_XSAVE_BYTES]) -> KvmFpu {
     let u16_at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]);
     let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap_or([0; 8]));
     let mut k = KvmFpu {
@@ -601,8 +621,7 @@ fn fpu_to_kvm(fx: &FxArea) -> KvmFpu {
     k
 }
 
-fn fpu_from_kvm(fx: &mut FxArea, k: &KvmFpu) {
-    let b = &mut fx.0;
+fn fpu_from_kvm(b: &mut [u8; xsave::KVM_XSAVE_BYTES], k: &KvmFpu) {
     b[0..2].copy_from_slice(&k.fcw.to_le_bytes());
     b[2..4].copy_from_slice(&k.fsw.to_le_bytes());
     b[4] = k.ftwx;

@@ -9,7 +9,7 @@ use crate::kvm_state;
 use crate::nested_state::Nested;
 use crate::uapi::{mp_state, KvmSregs, NvmxVcpuStats};
 use crate::vmx_core::arch_state::{ArchState, Seg};
-use crate::vmx_core::cpuid::{CpuidEntry, GuestFeatures};
+use crate::vmx_core::cpuid::{self, CpuidEntry, GuestFeatures};
 use crate::vmx_core::guest_cr;
 use crate::vmx_core::mce::Mce;
 use crate::vmx_core::mtrr::Mtrrs;
@@ -17,7 +17,8 @@ use crate::vmx_core::vcpu_events::{self, EventState};
 use crate::vmx_core::guest_msr::{self, apic_base, Msr, WriteContext, Writer};
 use crate::vmx_core::insn;
 use crate::vmx_core::lapic::Lapic;
-use crate::vmx_ops::FxArea;
+use crate::vmx_core::xsave;
+use crate::vmx_ops::XsaveArea;
 
 /// An IN exit whose data userspace provides before the next KVM_RUN.
 pub(crate) struct PendingIn {
@@ -74,10 +75,11 @@ pub(crate) struct VcpuState {
     pub(crate) tsc_offset: u64,
     /// IA32_TSC_ADJUST.
     pub(crate) tsc_adjust: u64,
-    /// The guest's x87/SSE state, loaded into the FPU for each guest stretch.
-    pub(crate) fpu: FxArea,
-    /// The host's FPU registers while the guest's are loaded.
-    pub(crate) host_fpu: FxArea,
+    /// The guest's x87/SSE/AVX/AVX-512 state (rust/core/src/xsave.rs), loaded into the
+    /// registers for each guest stretch.
+    pub(crate) fpu: KBox<XsaveArea>,
+    /// The guest's XCR0, on the CPU while the guest runs.
+    pub(crate) xcr0: u64,
     /// The in-kernel local APIC (VMs with `KVM_CAP_SPLIT_IRQCHIP`).
     pub(crate) lapic: Option<Lapic>,
     /// An NMI waiting for the guest to be able to take it.
@@ -122,12 +124,11 @@ pub(crate) struct VcpuState {
 pub(crate) const SYSCALL_MSRS: [Msr; 5] = [Msr::Star, Msr::Lstar, Msr::Cstar, Msr::Fmask, Msr::KernelGsBase];
 
 /// The FPU after RESET as KVM sets it up: FCW 0x37f (all exceptions masked, 64-bit
-/// precision), MXCSR 0x1f80, every register empty.
-fn fpu_reset() -> FxArea {
-    let mut fx = FxArea([0; 512]);
-    fx.0[0..2].copy_from_slice(&0x37fu16.to_le_bytes());
-    fx.0[24..28].copy_from_slice(&0x1f80u32.to_le_bytes());
-    fx
+/// precision), MXCSR 0x1f80, every register empty, the extended state initial.
+pub(crate) fn new_fpu() -> Result<KBox<XsaveArea>> {
+    let mut fpu = KBox::init(pin_init::init_zeroed::<XsaveArea>(), GFP_KERNEL_ACCOUNT)?;
+    xsave::reset_area(&mut fpu.0);
+    Ok(fpu)
 }
 
 impl VcpuState {
@@ -175,6 +176,23 @@ impl VcpuState {
         }
     }
 
+    /// The XCR0 bits this guest may set (KVM's guest_supported_xcr0): its CPUID.(0DH,0)
+    /// within what the host switches.
+    pub(crate) fn guest_supported_xcr0(&self) -> u64 {
+        crate::HOST.as_ref().map_or(0, |h| h.xsave.guest_supported(cpuid::lookup(&self.cpuid, 0xd, 0)))
+    }
+
+    /// The CPUID bits that follow the vCPU's state now, for a guest CR4 of `cr4`.
+    pub(crate) fn cpuid_dynamic(&self, cr4: u64) -> cpuid::Dynamic {
+        let xs = crate::HOST.as_ref().map_or(xsave::XsaveHost::legacy(), |h| h.xsave);
+        cpuid::Dynamic {
+            osxsave: cr4 & guest_cr::CR4_OSXSAVE != 0,
+            ospke: cr4 & guest_cr::CR4_PKE != 0,
+            xsave_size: xs.required_size(self.xcr0, false),
+            xsave_compacted_size: xs.required_size(self.xcr0, true),
+        }
+    }
+
     /// `kvm_run.ready_for_interrupt_injection` for the state between runs (rust/core's
     /// `ready_for_interrupt_injection`).
     pub(crate) fn ready_for_interrupt_injection(&self) -> bool {
@@ -193,7 +211,7 @@ impl VcpuState {
 
     /// The architectural state after RESET (SDM vol. 3A table 10-1), as KVM reports it before
     /// the first KVM_SET_*REGS: real mode at F000:FFF0.
-    pub(crate) fn reset(id: u32, lapic: bool, stuff_vmx_msrs: bool, lint0_reenabled: bool) -> Self {
+    pub(crate) fn reset(id: u32, lapic: bool, stuff_vmx_msrs: bool, lint0_reenabled: bool, fpu: KBox<XsaveArea>) -> Self {
         Self {
             bsp_lint0_extint: lint0_reenabled && id == 0,
             eoi_exit: None,
@@ -220,8 +238,8 @@ impl VcpuState {
             ucode_rev: guest_msr::UCODE_REV_RESET,
             tsc_offset: 0,
             tsc_adjust: 0,
-            fpu: fpu_reset(),
-            host_fpu: FxArea([0; 512]),
+            fpu,
+            xcr0: xsave::XCR0_RESET,
             lapic: lapic.then(|| Self::reset_lapic(id, lint0_reenabled && id == 0)),
             nmi_pending: false,
             // With an in-kernel APIC, application processors wait for INIT/SIPI (KVM).

@@ -106,6 +106,10 @@ pub(crate) fn check_extension(capability: usize) -> isize {
         | cap::IOEVENTFD | cap::IOEVENTFD_NO_LENGTH | cap::IOEVENTFD_ANY_LENGTH | cap::IRQFD | cap::READONLY_MEM
         | cap::USER_NMI => 1,
         cap::ADJUST_CLOCK => vm_clock::REPORTED_FLAGS as isize,
+        // KVM's rule: the area for every component offered, at least struct kvm_xsave.
+        cap::XSAVE2 => crate::HOST.as_ref().map_or(0, |h| {
+            (h.xsave.required_size(h.xsave.supported, false) as usize).max(crate::vmx_core::xsave::KVM_XSAVE_BYTES) as isize
+        }),
         cap::IRQ_ROUTING => crate::vmx_core::irq_routing::MAX_ROUTES as isize,
         cap::MCE => crate::vmx_core::mce::MAX_BANKS as isize,
         cap::SET_GUEST_DEBUG | cap::X86_ROBUST_SINGLESTEP | cap::TSC_DEADLINE_TIMER => 1,

@@ -322,15 +322,72 @@ pub(crate) fn fxsave(area: &mut FxArea) {
     unsafe { asm!("fxsave64 [{}]", in(reg) area.0.as_mut_ptr(), options(nostack, preserves_flags)) };
 }
 
-/// Loads the x87/MMX/SSE state from `area` (FXRSTOR64).
+/// A vCPU's extended state in the standard XSAVE format (rust/core/src/xsave.rs), 64-byte
+/// aligned as XSAVE/XRSTOR require; its first 512 bytes are an FXSAVE image.
+#[repr(C, align(64))]
+#[derive(kernel::prelude::Zeroable)]
+pub(crate) struct XsaveArea(pub(crate) [u8; crate::vmx_core::xsave::KVM_XSAVE_BYTES]);
+
+/// Saves the components in `mask` (a subset of XCR0) into `area` (XSAVE64, standard format);
+/// with `mask` 0 and no XSAVE on the host, the legacy region (FXSAVE64).
+pub(crate) fn xsave(area: &mut XsaveArea, xsave: bool, mask: u64) {
+    let p = area.0.as_mut_ptr();
+    // SAFETY: `area` is 4096 writable, 64-byte-aligned bytes, more than the standard format
+    // of every component nvmx switches needs (xsave::XsaveHost::probe); with `xsave`,
+    // CR4.OSXSAVE is set (the host uses XSAVE); otherwise CR4.OSFXSR is (x86-64).
+    unsafe {
+        if xsave {
+            asm!("xsave64 [{}]", in(reg) p, in("eax") mask as u32, in("edx") (mask >> 32) as u32,
+                 options(nostack, preserves_flags));
+        } else {
+            asm!("fxsave64 [{}]", in(reg) p, options(nostack, preserves_flags));
+        }
+    }
+}
+
+/// Loads the components in `mask` from `area` (XRSTOR64, standard format), or with no
+/// XSAVE on the host its legacy region (FXRSTOR64).
 ///
 /// # Safety
 ///
-/// `area`'s MXCSR has no bit outside the CPU's MXCSR mask (else #GP), and the caller owns
-/// the FPU registers until it loads back what they held (IRQs off, no kernel FPU use).
-pub(crate) unsafe fn fxrstor(area: &FxArea) {
-    // SAFETY: guaranteed by the caller; `area` is 512 readable, aligned bytes.
-    unsafe { asm!("fxrstor64 [{}]", in(reg) area.0.as_ptr(), options(nostack, preserves_flags)) };
+/// `area` passed xsave::XsaveHost::read_xsave's checks or was written by [`xsave`] (an
+/// MXCSR within the CPU's mask, XSTATE_BV within XCR0, the header's reserved bytes zero;
+/// else #GP), and the caller owns the FPU registers until the host's state is reloaded
+/// (IRQs off inside a [`crate::shim::KernelFpu`] section).
+pub(crate) unsafe fn xrstor(area: &XsaveArea, xsave: bool, mask: u64) {
+    let p = area.0.as_ptr();
+    // SAFETY: guaranteed by the caller; `area` is 4096 readable, aligned bytes.
+    unsafe {
+        if xsave {
+            asm!("xrstor64 [{}]", in(reg) p, in("eax") mask as u32, in("edx") (mask >> 32) as u32,
+                 options(nostack, preserves_flags));
+        } else {
+            asm!("fxrstor64 [{}]", in(reg) p, options(nostack, preserves_flags));
+        }
+    }
+}
+
+/// XCR0 (XGETBV with ECX = 0; CR4.OSXSAVE must be set).
+pub(crate) fn xgetbv0() -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: called only where the host has CR4.OSXSAVE set (else #UD); no side effects.
+    unsafe { asm!("xgetbv", in("ecx") 0u32, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) };
+    ((hi as u64) << 32) | lo as u64
+}
+
+/// Writes XCR0 (XSETBV with ECX = 0).
+///
+/// # Safety
+///
+/// CR4.OSXSAVE is set, `value` passed xsave::xcr0_valid within the host's XCR0 (else #GP),
+/// and the host's own XCR0 is written back before anything in the kernel uses the FPU
+/// (IRQs off).
+pub(crate) unsafe fn xsetbv0(value: u64) {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        asm!("xsetbv", in("ecx") 0u32, in("eax") value as u32, in("edx") (value >> 32) as u32,
+             options(nomem, nostack, preserves_flags))
+    };
 }
 
 /// The CS, SS and TR selectors of this CPU.

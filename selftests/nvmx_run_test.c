@@ -633,20 +633,12 @@ TEST(rdmsr_of_an_unknown_msr_is_gp)
 	EXPECT_EQ(13, vector_delivered(code, sizeof(code), 13)) TH_LOG("#GP delivered");
 }
 
-TEST(setting_cr4_osxsave_without_xsave_is_gp)
-{
-	/* mov eax,cr4; or eax,0x40000; mov cr4,eax; hlt — XSAVE is not in the guest's CPUID */
-	static const unsigned char code[] = { 0x0f, 0x20, 0xe0, 0x66, 0x0d, 0x00, 0x00, 0x04,
-					      0x00, 0x0f, 0x22, 0xe0, 0xf4 };
-
-	EXPECT_EQ(13, vector_delivered(code, sizeof(code), 13)) TH_LOG("#GP delivered");
-}
-
 /*
- * Give the vCPU the supported CPUID plus XSAVE (CPUID.1:ECX[26]) and PKU (CPUID.7.0:ECX[3]),
- * as a VMM may whatever KVM_GET_SUPPORTED_CPUID says.
+ * Give the vCPU the supported CPUID with CPUID.1:ECX bits `ecx1_set` set and `ecx1_clear`
+ * cleared, and CPUID.7.0:ECX bits `ecx7_set` set — as a VMM may, whatever
+ * KVM_GET_SUPPORTED_CPUID says.
  */
-static int offer_xsave_and_pku(struct guest *g)
+static int edit_cpuid(struct guest *g, __u32 ecx1_set, __u32 ecx1_clear, __u32 ecx7_set)
 {
 	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + 256 * sizeof(c->entries[0]));
 	int r, has7 = 0;
@@ -657,49 +649,64 @@ static int offer_xsave_and_pku(struct guest *g)
 	r = ioctl(g->sys, KVM_GET_SUPPORTED_CPUID, c);
 	for (__u32 i = 0; !r && i < c->nent; i++) {
 		if (c->entries[i].function == 1)
-			c->entries[i].ecx |= 1U << 26;
+			c->entries[i].ecx = (c->entries[i].ecx | ecx1_set) & ~ecx1_clear;
 		if (c->entries[i].function == 7 && c->entries[i].index == 0) {
-			c->entries[i].ecx |= 1U << 3;
+			c->entries[i].ecx |= ecx7_set;
 			has7 = 1;
 		}
 	}
 	if (!r && !has7)
-		c->entries[c->nent++] = (struct kvm_cpuid_entry2){ .function = 7, .ecx = 1U << 3 };
+		c->entries[c->nent++] = (struct kvm_cpuid_entry2){ .function = 7, .ecx = ecx7_set };
 	if (!r)
 		r = ioctl(g->vcpu, KVM_SET_CPUID2, c);
 	free(c);
 	return r;
 }
 
-/*
- * CR4.OSXSAVE and CR4.PKE would give the guest the host's XCR0/AVX state and the VMM's PKRU,
- * which nvmx does not switch: refused even when the VMM's CPUID offers XSAVE and PKU — #GP
- * for MOV to CR4, EINVAL for KVM_SET_SREGS.
- */
-TEST(osxsave_and_pke_stay_off_even_when_the_vmm_offers_them)
+/* mov eax,cr4; or eax,BIT; mov cr4,eax; hlt */
+#define MOV_CR4_OR(bit) { 0x0f, 0x20, 0xe0, 0x66, 0x0d, (bit) & 0xff, ((bit) >> 8) & 0xff, \
+			  ((bit) >> 16) & 0xff, ((bit) >> 24) & 0xff, 0x0f, 0x22, 0xe0, 0xf4 }
+
+TEST(setting_cr4_osxsave_without_xsave_is_gp)
 {
-	/* mov eax,cr4; or eax,BIT; mov cr4,eax; hlt */
-	unsigned char code[] = { 0x0f, 0x20, 0xe0, 0x66, 0x0d, 0x00, 0x00, 0x00, 0x00, 0x0f, 0x22,
-				 0xe0, 0xf4 };
-	const __u32 bits[] = { 1U << 18, 1U << 22 };
+	static const unsigned char code[] = MOV_CR4_OR(1U << 18);
+	struct kvm_sregs sregs;
+	struct guest g;
 
-	for (int i = 0; i < 2; i++) {
-		struct kvm_sregs sregs;
-		struct guest g;
+	ASSERT_EQ(0, guest_create(&g, code, sizeof(code)));
+	ASSERT_EQ(0, edit_cpuid(&g, 0, 1U << 26, 0)) TH_LOG("XSAVE taken out of the guest's CPUID");
+	ASSERT_EQ(0, ioctl(g.vcpu, KVM_GET_SREGS, &sregs));
+	sregs.cr4 |= 1U << 18;
+	EXPECT_EQ(-1, ioctl(g.vcpu, KVM_SET_SREGS, &sregs));
+	EXPECT_EQ(EINVAL, errno);
+	set_reporting_handler(&g, 13, 0x3000);
+	ASSERT_EQ(0, ioctl(g.vcpu, KVM_RUN, 0));
+	ASSERT_EXIT(&g, KVM_EXIT_IO);
+	EXPECT_EQ(13, *((unsigned char *)g.run + g.run->io.data_offset)) TH_LOG("#GP delivered");
+	guest_destroy(&g);
+}
 
-		memcpy(&code[5], &bits[i], 4);
-		ASSERT_EQ(0, guest_create(&g, code, sizeof(code)));
-		ASSERT_EQ(0, offer_xsave_and_pku(&g));
-		ASSERT_EQ(0, ioctl(g.vcpu, KVM_GET_SREGS, &sregs));
-		sregs.cr4 |= bits[i];
-		EXPECT_EQ(-1, ioctl(g.vcpu, KVM_SET_SREGS, &sregs)) TH_LOG("KVM_SET_SREGS with CR4 %#x", bits[i]);
-		EXPECT_EQ(EINVAL, errno);
-		set_reporting_handler(&g, 13, 0x3000);
-		ASSERT_EQ(0, ioctl(g.vcpu, KVM_RUN, 0));
-		ASSERT_EXIT(&g, KVM_EXIT_IO);
-		EXPECT_EQ(13, *((unsigned char *)g.run + g.run->io.data_offset)) TH_LOG("MOV to CR4 of %#x is #GP", bits[i]);
-		guest_destroy(&g);
-	}
+/*
+ * CR4.PKE would give the guest the VMM's PKRU, which nvmx does not switch: refused even when
+ * the VMM's CPUID offers PKU — #GP for MOV to CR4, EINVAL for KVM_SET_SREGS.
+ */
+TEST(pke_stays_off_even_when_the_vmm_offers_it)
+{
+	static const unsigned char code[] = MOV_CR4_OR(1U << 22);
+	struct kvm_sregs sregs;
+	struct guest g;
+
+	ASSERT_EQ(0, guest_create(&g, code, sizeof(code)));
+	ASSERT_EQ(0, edit_cpuid(&g, 1U << 26, 0, 1U << 3));
+	ASSERT_EQ(0, ioctl(g.vcpu, KVM_GET_SREGS, &sregs));
+	sregs.cr4 |= 1U << 22;
+	EXPECT_EQ(-1, ioctl(g.vcpu, KVM_SET_SREGS, &sregs)) TH_LOG("KVM_SET_SREGS with CR4.PKE");
+	EXPECT_EQ(EINVAL, errno);
+	set_reporting_handler(&g, 13, 0x3000);
+	ASSERT_EQ(0, ioctl(g.vcpu, KVM_RUN, 0));
+	ASSERT_EXIT(&g, KVM_EXIT_IO);
+	EXPECT_EQ(13, *((unsigned char *)g.run + g.run->io.data_offset)) TH_LOG("MOV to CR4.PKE is #GP");
+	guest_destroy(&g);
 }
 
 TEST(cpuid_without_set_cpuid2_is_empty)

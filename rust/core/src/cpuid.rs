@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 //! The CPUID nvmx offers guests (`KVM_GET_SUPPORTED_CPUID`): the host's leaves, reduced to
 //! the features a guest really gets today. It is a whitelist: a feature that needs an MSR
-//! nvmx does not emulate (every guest RDMSR/WRMSR is #GP), XSAVE state switching, a local
-//! APIC, or a VM-execution control nvmx does not enable (RDTSCP, INVPCID) is not offered.
+//! nvmx does not emulate (every guest RDMSR/WRMSR is #GP), state nvmx does not switch
+//! (PKRU, AMX, supervisor XSAVE state), a local APIC, or a VM-execution control nvmx does
+//! not enable (RDTSCP, INVPCID) is not offered. XSAVE, AVX and AVX-512 are offered as far
+//! as rust/core/src/xsave.rs switches their state on this host.
 
 use super::bits::bit;
+use super::xsave::{self, XsaveHost};
 
 /// `KVM_CPUID_FLAG_SIGNIFCANT_INDEX`: the entry applies to one subleaf only.
 pub const FLAG_SIGNIFICANT_INDEX: u32 = 1;
@@ -80,14 +83,19 @@ impl CpuidTable {
 /// (SDM vol. 2A, CPUID: "If a value entered for CPUID.EAX is higher than the maximum input
 /// value for basic or extended function ... the data for the highest basic information leaf
 /// is returned"); a missing leaf inside its class returns zeros.
-pub fn guest_cpuid(entries: &[CpuidEntry], function: u32, index: u32) -> [u32; 4] {
+/// `d` gives the bits that follow the vCPU's state.
+pub fn guest_cpuid(entries: &[CpuidEntry], function: u32, index: u32, d: &Dynamic) -> [u32; 4] {
     let find = |f: u32, i: u32| {
         entries.iter().find(|e| {
             e.function == f && (e.flags & FLAG_SIGNIFICANT_INDEX == 0 || e.index == i)
         })
     };
+    let out = |e: &CpuidEntry| {
+        let e = d.apply(e);
+        [e.eax, e.ebx, e.ecx, e.edx]
+    };
     if let Some(e) = find(function, index) {
-        return [e.eax, e.ebx, e.ecx, e.edx];
+        return out(e);
     }
     let Some(basic) = find(0, 0) else { return [0; 4] };
     let intel = [basic.ebx, basic.edx, basic.ecx] == [0x756e_6547, 0x4965_6e69, 0x6c65_746e];
@@ -102,14 +110,50 @@ pub fn guest_cpuid(entries: &[CpuidEntry], function: u32, index: u32) -> [u32; 4
     if find(class, 0).is_some_and(|c| function <= c.eax) {
         return [0; 4];
     }
-    find(basic.eax, index).map_or([0; 4], |e| [e.eax, e.ebx, e.ecx, e.edx])
+    find(basic.eax, index).map_or([0; 4], out)
 }
 
-/// Whether two CPUID tables describe the same vCPU (KVM allows `KVM_SET_CPUID2` after the
-/// first run only with an identical table: kvm_cpuid_check_equal). nvmx offers no feature
-/// whose bits change at run time (OSXSAVE, OSPKE), so the comparison is exact.
-pub fn same_table(a: &[CpuidEntry], b: &[CpuidEntry]) -> bool {
-    a == b
+/// The CPUID output bits that follow the vCPU's state rather than its table (KVM's
+/// kvm_update_cpuid_runtime): the guest's CPUID, `KVM_GET_CPUID2` and the comparison of
+/// [`same_table`] see them as the vCPU is now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Dynamic {
+    /// CPUID.1:ECX.OSXSAVE = CR4.OSXSAVE.
+    pub osxsave: bool,
+    /// CPUID.(7,0):ECX.OSPKE = CR4.PKE.
+    pub ospke: bool,
+    /// CPUID.(0DH,0):EBX: the standard-format XSAVE size for the current XCR0.
+    pub xsave_size: u32,
+    /// CPUID.(0DH,1):EBX (with XSAVEC or XSAVES offered): the compacted size for XCR0.
+    pub xsave_compacted_size: u32,
+}
+
+/// Leaf 1 ECX bit 27, OSXSAVE.
+pub const LEAF1_ECX_OSXSAVE: u32 = 1 << 27;
+/// Leaf 7 ECX bit 4, OSPKE.
+pub const LEAF7_ECX_OSPKE: u32 = 1 << 4;
+
+impl Dynamic {
+    /// `e` as the vCPU sees it now.
+    pub fn apply(&self, e: &CpuidEntry) -> CpuidEntry {
+        let mut e = *e;
+        let set = |w: &mut u32, b: u32, on: bool| if on { *w |= b } else { *w &= !b };
+        match (e.function, e.index) {
+            (1, _) => set(&mut e.ecx, LEAF1_ECX_OSXSAVE, self.osxsave),
+            (7, 0) => set(&mut e.ecx, LEAF7_ECX_OSPKE, self.ospke),
+            (0xd, 0) => e.ebx = self.xsave_size,
+            (0xd, 1) if e.eax & (xsave::LEAF_D1_XSAVEC | xsave::LEAF_D1_XSAVES) != 0 => e.ebx = self.xsave_compacted_size,
+            _ => {}
+        }
+        e
+    }
+}
+
+/// Whether `new` describes the same vCPU as `old` (KVM allows `KVM_SET_CPUID2` after the
+/// first run only with an identical table: kvm_cpuid_check_equal, which compares the new
+/// table with the old one's run-time bits as they are now).
+pub fn same_table(old: &[CpuidEntry], new: &[CpuidEntry], d: &Dynamic) -> bool {
+    old.len() == new.len() && old.iter().zip(new).all(|(o, n)| d.apply(o) == *n)
 }
 
 /// CPUID lookup in any entry list, exact: the matching entry or zeros.
@@ -209,9 +253,21 @@ pub const LEAF1_ECX_TSC_DEADLINE: u32 = 1 << 24;
 /// Leaf 1 EDX: FPU, VME, DE, PSE, TSC, MSR, PAE, CX8, APIC, SEP, PGE, CMOV, PAT, PSE-36,
 /// CLFSH, MMX, FXSR, SSE, SSE2 (SYSENTER MSRs and PAT are switched by the VMCS).
 pub const LEAF1_EDX: u32 = bits(&[0, 1, 2, 3, 4, 5, 6, 8, 9, 11, 13, 15, 16, 17, 19, 23, 24, 25, 26]);
+/// Leaf 1 ECX with AVX state switched: FMA, AVX, F16C.
+pub const LEAF1_ECX_AVX: u32 = bits(&[12, 28, 29]);
+/// Leaf 1 ECX bit 26: XSAVE (with the host's XSAVE: rust/core/src/xsave.rs).
+pub const LEAF1_ECX_XSAVE: u32 = 1 << 26;
 /// Leaf 7.0 EBX: FSGSBASE, TSC_ADJUST (emulated), BMI1, SMEP, BMI2, ERMS, RDSEED, ADX, SMAP,
 /// CLFLUSHOPT, SHA.
 pub const LEAF7_EBX: u32 = bits(&[0, 1, 3, 7, 8, 9, 18, 19, 20, 23, 29]);
+/// Leaf 7.0 EBX with AVX state switched: AVX2.
+pub const LEAF7_EBX_AVX: u32 = bits(&[5]);
+/// Leaf 7.0 EBX with AVX-512 state switched: AVX512F, DQ, IFMA, CD, BW, VL.
+pub const LEAF7_EBX_AVX512: u32 = bits(&[16, 17, 21, 28, 30, 31]);
+/// Leaf 7.0 ECX with AVX state switched (VEX-encoded forms): GFNI, VAES, VPCLMULQDQ.
+pub const LEAF7_ECX_AVX: u32 = bits(&[8, 9, 10]);
+/// Leaf 7.0 ECX with AVX-512 state switched: VBMI, VBMI2, VNNI, BITALG, VPOPCNTDQ.
+pub const LEAF7_ECX_AVX512: u32 = bits(&[1, 6, 11, 12, 14]);
 /// Leaf 0x80000001 ECX: LAHF/SAHF in 64-bit mode, LZCNT, PREFETCHW.
 pub const EXT1_ECX: u32 = bits(&[0, 5, 8]);
 /// Leaf 0x80000001 EDX: SYSCALL (STAR, LSTAR, CSTAR and FMASK are switched around every
@@ -229,8 +285,8 @@ pub const HYPERVISOR_BASE: u32 = 0x4000_0000;
 /// "nvmxnvmxnvmx" in EBX, ECX, EDX.
 pub const HYPERVISOR_SIGNATURE: [u32; 3] = [0x786d_766e, 0x786d_766e, 0x786d_766e];
 
-/// Build the table from the host's CPUID.
-pub fn supported(host: &mut dyn FnMut(u32, u32) -> [u32; 4]) -> CpuidTable {
+/// Build the table from the host's CPUID and the extended state nvmx switches on it.
+pub fn supported(host: &mut dyn FnMut(u32, u32) -> [u32; 4], xs: &XsaveHost) -> CpuidTable {
     let mut t = CpuidTable::default();
     let entry = |function: u32, index: u32, flags: u32, r: [u32; 4]| CpuidEntry {
         function,
@@ -242,15 +298,20 @@ pub fn supported(host: &mut dyn FnMut(u32, u32) -> [u32; 4]) -> CpuidTable {
         edx: r[3],
     };
     let host_max = host(0, 0)[0];
-    // Basic leaves offered: 0, 1, 2, 4, 6 and 7; the maximum basic leaf says 7 (or less).
-    let max = host_max.min(7);
+    // Basic leaves offered: 0, 1, 2, 4, 6, 7 and (with XSAVE) 0DH; the maximum basic leaf
+    // says 0DH, 7 without XSAVE, or less.
+    let max = host_max.min(if xs.enabled { 0xd } else { 7 });
+    let avx = xs.supported & xsave::XFEATURE_YMM != 0;
+    let avx512 = xs.supported & xsave::XFEATURE_AVX512 != 0;
+    let when = |on: bool, m: u32| if on { m } else { 0 };
     let mut l0 = host(0, 0);
     l0[0] = max;
     t.push(entry(0, 0, 0, l0));
     if max >= 1 {
         let mut l1 = host(1, 0);
         l1[1] &= 0x00ff_ffff; // initial APIC id: set by the VMM per vCPU
-        l1[2] = (l1[2] & LEAF1_ECX) | LEAF1_ECX_HYPERVISOR | LEAF1_ECX_TSC_DEADLINE;
+        let ecx = LEAF1_ECX | when(xs.enabled, LEAF1_ECX_XSAVE) | when(avx, LEAF1_ECX_AVX);
+        l1[2] = (l1[2] & ecx) | LEAF1_ECX_HYPERVISOR | LEAF1_ECX_TSC_DEADLINE;
         l1[3] &= LEAF1_EDX;
         t.push(entry(1, 0, 0, l1));
     }
@@ -272,7 +333,25 @@ pub fn supported(host: &mut dyn FnMut(u32, u32) -> [u32; 4]) -> CpuidTable {
     }
     if max >= 7 {
         let r = host(7, 0);
-        t.push(entry(7, 0, FLAG_SIGNIFICANT_INDEX, [0, r[1] & LEAF7_EBX, 0, 0]));
+        let ebx = LEAF7_EBX | when(avx, LEAF7_EBX_AVX) | when(avx512, LEAF7_EBX_AVX512);
+        let ecx = when(avx, LEAF7_ECX_AVX) | when(avx512, LEAF7_ECX_AVX512);
+        t.push(entry(7, 0, FLAG_SIGNIFICANT_INDEX, [0, r[1] & ebx, r[2] & ecx, 0]));
+    }
+    if max >= 0xd {
+        // Extended state (KVM's leaf 0DH): subleaf 0 the components a guest may enable and
+        // the largest area, 1 the XSAVE instructions, then each component's size and offset.
+        let all = xs.supported;
+        let size = xs.required_size(all, false);
+        t.push(entry(0xd, 0, FLAG_SIGNIFICANT_INDEX, [all as u32, size, size, (all >> 32) as u32]));
+        let compacted = if xs.leaf_d1_eax & xsave::LEAF_D1_XSAVEC != 0 { xs.required_size(all, true) } else { 0 };
+        t.push(entry(0xd, 1, FLAG_SIGNIFICANT_INDEX, [xs.leaf_d1_eax, compacted, 0, 0]));
+        for i in 2..64u32 {
+            if all & (1 << i) != 0 {
+                let c = host(0xd, i);
+                // ECX: bit 1 (64-byte alignment when compacted) only; user state, no XFD.
+                t.push(entry(0xd, i, FLAG_SIGNIFICANT_INDEX, [c[0], c[1], c[2] & 2, 0]));
+            }
+        }
     }
     let [s0, s1, s2] = HYPERVISOR_SIGNATURE;
     t.push(entry(HYPERVISOR_BASE, 0, 0, [HYPERVISOR_BASE + 1, s0, s1, s2]));
@@ -314,7 +393,7 @@ mod tests {
 
     #[test]
     fn whitelist_only() {
-        let t = supported(&mut all_ones);
+        let t = supported(&mut all_ones, &XsaveHost::legacy());
         assert_eq!(t.lookup(0, 0)[0], 7, "max basic leaf");
         assert_eq!(&t.lookup(0, 0)[1..], &[0x756e_6547, 0x6c65_746e, 0x4965_6e69]);
         let l1 = t.lookup(1, 0);
@@ -349,32 +428,32 @@ mod tests {
 
     #[test]
     fn guest_cpuid_follows_intel_out_of_range_rule() {
-        let t = supported(&mut all_ones);
+        let t = supported(&mut all_ones, &XsaveHost::legacy());
         let e = t.entries();
         let max_basic = t.lookup(7, 0);
-        assert_eq!(guest_cpuid(e, 1, 0), t.lookup(1, 0));
+        assert_eq!(guest_cpuid(e, 1, 0, &Dynamic::default()), t.lookup(1, 0));
         // Inside the basic range but absent: zeros.
-        assert_eq!(guest_cpuid(e, 3, 0), [0; 4]);
-        assert_eq!(guest_cpuid(e, 4, 7), [0; 4], "past the last cache subleaf");
+        assert_eq!(guest_cpuid(e, 3, 0, &Dynamic::default()), [0; 4]);
+        assert_eq!(guest_cpuid(e, 4, 7, &Dynamic::default()), [0; 4], "past the last cache subleaf");
         // Beyond the basic maximum (7): the highest basic leaf, with the caller's subleaf.
-        assert_eq!(guest_cpuid(e, 0xd, 0), max_basic);
-        assert_eq!(guest_cpuid(e, 0xd, 1), [0; 4], "leaf 7 has subleaf 0 only");
+        assert_eq!(guest_cpuid(e, 0xd, 0, &Dynamic::default()), max_basic);
+        assert_eq!(guest_cpuid(e, 0xd, 1, &Dynamic::default()), [0; 4], "leaf 7 has subleaf 0 only");
         // Beyond the extended maximum, and a hypervisor leaf past 0x40000001.
-        assert_eq!(guest_cpuid(e, 0x8000_0009, 0), max_basic);
-        assert_eq!(guest_cpuid(e, 0x4000_0002, 0), max_basic);
-        assert_eq!(guest_cpuid(e, 0x4000_0100, 0), max_basic, "no 0x40000100 class");
-        assert_eq!(guest_cpuid(e, 0xc000_0000, 0), max_basic, "no Centaur class");
+        assert_eq!(guest_cpuid(e, 0x8000_0009, 0, &Dynamic::default()), max_basic);
+        assert_eq!(guest_cpuid(e, 0x4000_0002, 0, &Dynamic::default()), max_basic);
+        assert_eq!(guest_cpuid(e, 0x4000_0100, 0, &Dynamic::default()), max_basic, "no 0x40000100 class");
+        assert_eq!(guest_cpuid(e, 0xc000_0000, 0, &Dynamic::default()), max_basic, "no Centaur class");
         // An empty table (no KVM_SET_CPUID2 yet) answers zeros, as KVM does.
-        assert_eq!(guest_cpuid(&[], 0, 0), [0; 4]);
+        assert_eq!(guest_cpuid(&[], 0, 0, &Dynamic::default()), [0; 4]);
         // A non-Intel vendor gets zeros out of range (KVM's AMD rule).
         let mut amd = t;
         amd.entries[0].ebx = 0x6874_7541;
-        assert_eq!(guest_cpuid(amd.entries(), 0xd, 0), [0; 4]);
+        assert_eq!(guest_cpuid(amd.entries(), 0xd, 0, &Dynamic::default()), [0; 4]);
     }
 
     #[test]
     fn guest_features_from_cpuid() {
-        let f = GuestFeatures::from_cpuid(supported(&mut all_ones).entries());
+        let f = GuestFeatures::from_cpuid(supported(&mut all_ones, &XsaveHost::legacy()).entries());
         assert!(f.long_mode && f.nx && f.fsgsbase && f.smep && f.smap);
         assert!(f.x2apic);
         assert!(!f.vmx && !f.xsave && !f.pcid && !f.pku && !f.la57 && !f.umip);
@@ -385,17 +464,17 @@ mod tests {
 
     #[test]
     fn same_table_is_exact() {
-        let t = supported(&mut all_ones);
+        let t = supported(&mut all_ones, &XsaveHost::legacy());
         let mut u = t;
-        assert!(same_table(t.entries(), u.entries()));
+        assert!(same_table(t.entries(), u.entries(), &Dynamic::default()));
         u.entries[1].ebx ^= 1;
-        assert!(!same_table(t.entries(), u.entries()));
-        assert!(!same_table(t.entries(), &t.entries()[1..]));
+        assert!(!same_table(t.entries(), u.entries(), &Dynamic::default()));
+        assert!(!same_table(t.entries(), &t.entries()[1..], &Dynamic::default()));
     }
 
     #[test]
     fn indexed_leaves() {
-        let t = supported(&mut all_ones);
+        let t = supported(&mut all_ones, &XsaveHost::legacy());
         for index in 0..4 {
             assert_eq!(t.lookup(4, index)[0], 0x121, "cache level {index}");
         }
@@ -413,12 +492,74 @@ mod tests {
             0x8000_0000 => [0x8000_0001, 0, 0, 0],
             _ => [u32::MAX; 4],
         };
-        let t = supported(&mut small);
+        let t = supported(&mut small, &XsaveHost::legacy());
         assert_eq!(t.lookup(0, 0)[0], 2);
         assert_eq!(t.lookup(4, 0), [0; 4]);
         assert!(t.entries().iter().all(|e| e.function != 6), "leaf 6 is above the host's maximum");
         assert_eq!(t.lookup(0x8000_0000, 0)[0], 0x8000_0001);
         assert_eq!(t.lookup(0x8000_0008, 0), [0; 4]);
         assert!(t.entries().len() <= MAX_ENTRIES);
+    }
+
+    /// A Skylake-X host with XSAVE, AVX and AVX-512 in XCR0 (and PKRU, not switched).
+    fn skylake_x(function: u32, index: u32) -> [u32; 4] {
+        match (function, index) {
+            (0xd, 0) => [0x2e7, 2696, 2696, 0],
+            (0xd, 1) => [0xf, 0, 0, 0],
+            (0xd, 2) => [256, 576, 0, 0],
+            (0xd, 5) => [64, 1088, 0, 0],
+            (0xd, 6) => [512, 1152, 0, 0],
+            (0xd, 7) => [1024, 1664, 0, 0],
+            (0xd, 9) => [8, 2688, 0, 0],
+            _ => all_ones(function, index),
+        }
+    }
+
+    #[test]
+    fn xsave_avx_and_avx512_with_the_hosts_xsave() {
+        let xs = XsaveHost::probe(true, 0x2e7, &mut skylake_x);
+        let t = supported(&mut skylake_x, &xs);
+        assert_eq!(t.lookup(0, 0)[0], 0xd, "max basic leaf");
+        let l1 = t.lookup(1, 0);
+        assert_eq!(l1[2] & (LEAF1_ECX_XSAVE | LEAF1_ECX_AVX), LEAF1_ECX_XSAVE | LEAF1_ECX_AVX);
+        assert_eq!(l1[2] & LEAF1_ECX_OSXSAVE, 0, "OSXSAVE is the guest's CR4, not offered");
+        let l7 = t.lookup(7, 0);
+        assert_eq!(l7[1], LEAF7_EBX | LEAF7_EBX_AVX | LEAF7_EBX_AVX512);
+        assert_eq!(l7[2], LEAF7_ECX_AVX | LEAF7_ECX_AVX512);
+        assert_eq!(l7[2] & (LEAF7_ECX_OSPKE | 1 << 3), 0, "no PKU");
+        assert_eq!(t.lookup(0xd, 0), [0xe7, 2688, 2688, 0], "PKRU not offered");
+        assert_eq!(t.lookup(0xd, 1), [0x7, 2432, 0, 0], "XSAVEOPT, XSAVEC, XGETBV1; no XSAVES");
+        assert_eq!(t.lookup(0xd, 2), [256, 576, 0, 0]);
+        assert_eq!(t.lookup(0xd, 7), [1024, 1664, 0, 0]);
+        assert_eq!(t.lookup(0xd, 9), [0; 4]);
+        assert_eq!(t.lookup(0xd, 3), [0; 4], "no MPX");
+        let f = GuestFeatures::from_cpuid(t.entries());
+        assert!(f.xsave);
+        // An AVX-only host XCR0: no AVX-512 feature bits.
+        let xs = XsaveHost::probe(true, 0x7, &mut skylake_x);
+        let t = supported(&mut skylake_x, &xs);
+        assert_eq!(t.lookup(7, 0)[1], LEAF7_EBX | LEAF7_EBX_AVX);
+        assert_eq!(t.lookup(0xd, 0), [0x7, 832, 832, 0]);
+    }
+
+    #[test]
+    fn dynamic_bits_follow_the_vcpu() {
+        let xs = XsaveHost::probe(true, 0x2e7, &mut skylake_x);
+        let t = supported(&mut skylake_x, &xs);
+        let e = t.entries();
+        let d = Dynamic { osxsave: true, ospke: false, xsave_size: 832, xsave_compacted_size: 832 };
+        assert_ne!(guest_cpuid(e, 1, 0, &d)[2] & LEAF1_ECX_OSXSAVE, 0);
+        assert_eq!(guest_cpuid(e, 1, 0, &Dynamic::default())[2] & LEAF1_ECX_OSXSAVE, 0);
+        assert_eq!(guest_cpuid(e, 0xd, 0, &d), [0xe7, 832, 2688, 0], "EBX for the current XCR0");
+        assert_eq!(guest_cpuid(e, 0xd, 1, &d)[1], 832);
+        assert_eq!(guest_cpuid(e, 0xd, 2, &d), [256, 576, 0, 0]);
+        // KVM_SET_CPUID2 after a run: equal to the table as KVM_GET_CPUID2 shows it now.
+        let now: std::vec::Vec<CpuidEntry> = e.iter().map(|x| d.apply(x)).collect();
+        assert!(same_table(e, &now, &d));
+        assert!(!same_table(e, e, &d), "the run-time bits differ from the table as set");
+        // Without XSAVEC/XSAVES, subleaf 1's EBX is left alone.
+        let mut no_c = t;
+        no_c.entries.iter_mut().filter(|x| x.function == 0xd && x.index == 1).for_each(|x| x.eax = 1);
+        assert_eq!(guest_cpuid(no_c.entries(), 0xd, 1, &d)[1], 2432);
     }
 }

@@ -36,12 +36,13 @@ pub const CR4_SMAP: u64 = 1 << 21;
 pub const CR4_PKE: u64 = 1 << 22;
 
 /// CR4 bits that turn on register state nvmx does not switch between guest and host (it
-/// switches the legacy FXSAVE area only): OSXSAVE (XCR0 and the AVX/AVX-512/AMX state),
-/// KL (19, Key Locker's IWKey), PKE (PKRU), CET (23), PKS (24, IA32_PKRS), UINTR (25),
-/// LAM_SUP (28) and FRED (32). A guest with one of them would use the host's registers —
-/// another task's vector state, the VMM's PKRU — so they are reserved for every guest,
-/// whatever its CPUID says, until their state is switched.
-pub const CR4_UNSWITCHED: u64 = CR4_OSXSAVE | (1 << 19) | CR4_PKE | (1 << 23) | (1 << 24) | (1 << 25) | (1 << 28) | (1 << 32);
+/// switches XCR0 and the x87/SSE/AVX/AVX-512 state, rust/core/src/xsave.rs): KL (19, Key
+/// Locker's IWKey), PKE (PKRU), CET (23), PKS (24, IA32_PKRS), UINTR (25), LAM_SUP (28)
+/// and FRED (32). A guest with one of them would use the host's registers — the VMM's
+/// PKRU, another task's shadow stack — so they are reserved for every guest, whatever its
+/// CPUID says, until their state is switched. OSXSAVE follows the guest's CPUID, whose
+/// XSAVE bit the module clears where the host has no XSAVE to switch the state with.
+pub const CR4_UNSWITCHED: u64 = (1 << 19) | CR4_PKE | (1 << 23) | (1 << 24) | (1 << 25) | (1 << 28) | (1 << 32);
 
 /// L1's IA32_VMX_CR4_FIXED1 (KVM: nested_vmx_cr_fixed1_bits_update): the host's, limited
 /// to what L1 itself may set — the bits its CPUID offers and nvmx switches — so that L1
@@ -165,7 +166,7 @@ mod tests {
     fn cr4_bits_follow_cpuid() {
         let none = GuestFeatures::default();
         assert_eq!(cr4_allowed(&none), CR4_ALWAYS_ALLOWED);
-        for b in [CR4_UMIP, CR4_LA57, cr4::VMXE, CR4_SMXE, CR4_FSGSBASE, CR4_PCIDE, CR4_SMEP, CR4_SMAP] {
+        for b in [CR4_UMIP, CR4_LA57, cr4::VMXE, CR4_SMXE, CR4_FSGSBASE, CR4_PCIDE, CR4_SMEP, CR4_SMAP, CR4_OSXSAVE] {
             assert_eq!(cr4_allowed(&none) & b, 0, "{b:#x} without CPUID");
             assert_ne!(cr4_allowed(&all()) & b, 0, "{b:#x} with CPUID");
         }
@@ -176,10 +177,10 @@ mod tests {
 
     #[test]
     fn cr4_bits_of_unswitched_state_stay_off() {
-        // Offered in CPUID by the VMM or not, OSXSAVE and PKE (and CET, PKS, UINTR, LAM,
-        // FRED, KL) would give the guest register state nvmx does not switch.
+        // Offered in CPUID by the VMM or not, PKE (and CET, PKS, UINTR, LAM, FRED, KL) would
+        // give the guest register state nvmx does not switch.
         let f = all();
-        for b in [CR4_OSXSAVE, CR4_PKE, 1 << 19, 1 << 23, 1 << 24, 1 << 25, 1 << 28, 1 << 32] {
+        for b in [CR4_PKE, 1 << 19, 1 << 23, 1 << 24, 1 << 25, 1 << 28, 1 << 32] {
             assert_eq!(cr4_allowed(&f) & b, 0, "{b:#x}");
             assert_eq!(CR4_UNSWITCHED & b, b, "{b:#x}");
             assert!(!sregs_valid(&f, cr0::PE | cr0::NE, b, 0, false), "KVM_SET_SREGS with {b:#x}");
@@ -189,7 +190,8 @@ mod tests {
         // nvmx does not switch; VMXE stays (it is fixed to 1 in VMX operation).
         let host_fixed1 = 0x0037_67ff;
         let fixed1 = l1_cr4_fixed1(host_fixed1, &f);
-        assert_eq!(fixed1 & (CR4_OSXSAVE | CR4_PKE), 0);
+        assert_eq!(fixed1 & CR4_PKE, 0);
+        assert_eq!(fixed1 & CR4_OSXSAVE, CR4_OSXSAVE, "XSAVE in L1's CPUID");
         assert_eq!(fixed1 & cr4::VMXE, cr4::VMXE);
         assert_eq!(fixed1 & CR4_SMEP, CR4_SMEP);
         assert_eq!(l1_cr4_fixed1(host_fixed1, &GuestFeatures::default()), (CR4_ALWAYS_ALLOWED | cr4::VMXE) & host_fixed1);
@@ -220,7 +222,8 @@ mod tests {
         assert!(!sregs_valid(&none, 0, 0, efer::LME, false));
         assert!(!sregs_valid(&none, 0, 0, efer::NXE, false));
         assert!(!sregs_valid(&none, 0, 1 << 12, 0, false), "SVME is never ours");
-        assert!(!sregs_valid(&none, 0, CR4_OSXSAVE, 0, false));
+        assert!(!sregs_valid(&none, 0, CR4_OSXSAVE, 0, false), "OSXSAVE without XSAVE");
+        assert!(sregs_valid(&f, 0, CR4_OSXSAVE, 0, false));
     }
 
     #[test]

@@ -40,6 +40,25 @@ pub const IA32_VMX_TRUE_ENTRY_CTLS: u32 = 0x490;
 /// IA32_VMX_VMFUNC (A.11).
 pub const IA32_VMX_VMFUNC: u32 = 0x491;
 
+/// The IA32_VMX_* MSRs a VMM saves and restores (`KVM_GET_MSR_INDEX_LIST`, KVM's
+/// emulated_msrs): those `KVM_SET_MSRS` accepts. The legacy control MSRs and the fixed1
+/// MSRs are derived (from the true controls and from CPUID) and not listed; they are still
+/// readable, and in the feature-MSR list.
+pub const VMX_SAVED: [u32; 12] = [
+    IA32_VMX_BASIC,
+    IA32_VMX_TRUE_PINBASED_CTLS,
+    IA32_VMX_TRUE_PROCBASED_CTLS,
+    IA32_VMX_TRUE_EXIT_CTLS,
+    IA32_VMX_TRUE_ENTRY_CTLS,
+    IA32_VMX_MISC,
+    IA32_VMX_CR0_FIXED0,
+    IA32_VMX_CR4_FIXED0,
+    IA32_VMX_VMCS_ENUM,
+    IA32_VMX_PROCBASED_CTLS2,
+    IA32_VMX_EPT_VPID_CAP,
+    IA32_VMX_VMFUNC,
+];
+
 /// IA32_FEATURE_CONTROL bits (SDM vol. 4, table 2-2).
 pub mod feature_control {
     /// Bit 0: lock. While clear, VMXON causes #GP (SDM 24.7).
