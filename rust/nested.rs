@@ -826,6 +826,27 @@ pub(crate) fn l1_event_exit(st: &mut VcpuState) -> Option<ExitInfo> {
     l1_interrupt_exit(st)
 }
 
+/// While L2 runs: the pending exception the VMM queued (KVM_CAP_EXCEPTION_PAYLOAD), if
+/// L1 intercepts it, is a VM exit to L1 (SDM 26.2; KVM's
+/// nested_vmx_inject_exception_vmexit): exception information and error code (bits 15:0,
+/// as hardware reports them) as for a fault L2 raised, the payload — not L2's CR2 or DR6, which stay as they are —
+/// in the exit qualification. Inside the region: CR2 on the CPU is L2's.
+pub(crate) fn pending_exception_exit(st: &mut VcpuState) -> Option<ExitInfo> {
+    let p = st.pending_exception?;
+    if !st.l1_intercepts_exception(&p) {
+        return None;
+    }
+    st.pending_exception = None;
+    let ev = p.event();
+    Some(ExitInfo {
+        reason: reason::EXCEPTION_NMI.into(),
+        qualification: p.exit_qualification(st.arch.debug.dr6, crate::vmx_ops::read_cr2()),
+        intr_info: ev.info,
+        intr_error: ev.error_code & 0xffff,
+        ..ExitInfo::default()
+    })
+}
+
 /// Whether [`l1_event_exit`] has an exit to make, without taking the event.
 pub(crate) fn l1_event_pending(st: &VcpuState) -> bool {
     let Some(v) = st.nested.vmcs12.as_ref() else { return false };

@@ -166,6 +166,7 @@ pub(crate) fn run(vcpu: &Vcpu) -> Result<isize> {
             report(run, pio, &mut st, UserExit::Shutdown);
             return Ok(0);
         }
+        st.deliver_pending_exception();
         nested::prepare_region(&mut st)?;
         let (generation, eptp) = vcpu.vm.current_ept();
         let leave = {
@@ -693,7 +694,7 @@ fn guest_loop(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, e
             }
             if InterruptionInfo(cur.r(f::VM_ENTRY_INTR_INFO_FIELD)).valid() {
                 exit_after_delivery = nested::l1_event_pending(st);
-            } else if let Some(info) = nested::l1_event_exit(st) {
+            } else if let Some(info) = nested::pending_exception_exit(st).or_else(|| nested::l1_event_exit(st)) {
                 st.nested.switch = Some(nested::Switch::Exit(info));
                 break Leave::Nested;
             }

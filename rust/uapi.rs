@@ -451,6 +451,8 @@ pub(crate) mod cap {
     pub(crate) const XSAVE: usize = 55;
     /// `KVM_CAP_XSAVE2`: KVM_GET_XSAVE2 and the size of its buffer.
     pub(crate) const XSAVE2: usize = 208;
+    /// `KVM_CAP_EXCEPTION_PAYLOAD`: pending exceptions and payloads in the vCPU events.
+    pub(crate) const EXCEPTION_PAYLOAD: usize = 164;
     /// `KVM_CAP_XCRS`: KVM_GET/SET_XCRS.
     pub(crate) const XCRS: usize = 56;
     /// `KVM_CAP_TSC_DEADLINE_TIMER`: the in-kernel APIC's TSC-deadline mode.

@@ -281,16 +281,18 @@ impl Vcpu {
                 Ok(0)
             }
             uapi::KVM_GET_VCPU_EVENTS => {
+                let payload = this.vm.exception_payload_enabled();
                 let st = this.state.lock();
-                let mut s = st.event_state();
+                let mut s = st.event_state(payload);
                 s.nmi_pending |= this.mailbox.nmi_posted();
                 s.init_pending = this.mailbox.init_pending();
                 write_user(arg, &kvm_state::events_to_kvm(&vcpu_events::get(&s)))
             }
             uapi::KVM_SET_VCPU_EVENTS => {
                 let e: uapi::KvmVcpuEvents = read_user(arg)?;
+                let payload = this.vm.exception_payload_enabled();
                 let mut st = this.state.lock();
-                let mut s = st.event_state();
+                let mut s = st.event_state(payload);
                 s.nmi_pending |= this.mailbox.nmi_posted();
                 s.init_pending = this.mailbox.init_pending();
                 let n = vcpu_events::set(&s, &kvm_state::events_from_kvm(&e)).map_err(|_| EINVAL)?;

@@ -13,7 +13,7 @@ use crate::vmx_core::cpuid::{self, CpuidEntry, GuestFeatures};
 use crate::vmx_core::guest_cr;
 use crate::vmx_core::mce::Mce;
 use crate::vmx_core::mtrr::Mtrrs;
-use crate::vmx_core::vcpu_events::{self, EventState};
+use crate::vmx_core::vcpu_events::{self, EventState, PendingException};
 use crate::vmx_core::guest_msr::{self, apic_base, Msr, WriteContext, Writer};
 use crate::vmx_core::insn;
 use crate::vmx_core::lapic::Lapic;
@@ -84,6 +84,10 @@ pub(crate) struct VcpuState {
     pub(crate) lapic: Option<Lapic>,
     /// An NMI waiting for the guest to be able to take it.
     pub(crate) nmi_pending: bool,
+    /// An exception the VMM queued as pending (KVM_CAP_EXCEPTION_PAYLOAD), not delivered
+    /// yet: [`VcpuState::deliver_pending_exception`] or, while L2 runs and L1 intercepts
+    /// it, a VM exit to L1 (nested::pending_exception_exit).
+    pub(crate) pending_exception: Option<PendingException>,
     /// The machine-check banks and MSRs (rust/core/src/mce.rs).
     pub(crate) mce: Mce,
     /// The MTRRs (rust/core/src/mtrr.rs).
@@ -193,6 +197,28 @@ impl VcpuState {
         }
     }
 
+    /// Whether L1's exception bitmap (with the #PF error-code mask/match rule, SDM 26.2)
+    /// intercepts the pending exception `p`.
+    pub(crate) fn l1_intercepts_exception(&self, p: &PendingException) -> bool {
+        self.nested.vmcs12.as_ref().is_some_and(|v| {
+            crate::vmx_core::nested_exit::exception_wanted(v, p.vector.into(), p.error_code.map_or(0, u64::from))
+        })
+    }
+
+    /// Before an entry: a pending exception is delivered — its payload into CR2 or DR6, the
+    /// exception into the event the entry injects — unless an event is being injected
+    /// already (it waits for that one), or L2 runs and L1 intercepts it (the entry's
+    /// region makes it a VM exit to L1 instead, nested::pending_exception_exit).
+    pub(crate) fn deliver_pending_exception(&mut self) {
+        let Some(p) = self.pending_exception else { return };
+        if self.arch.event.is_some() || (self.nested.guest_mode && self.l1_intercepts_exception(&p)) {
+            return;
+        }
+        self.pending_exception = None;
+        (self.arch.debug.dr6, self.arch.cr2) = p.deliver_payload(self.arch.debug.dr6, self.arch.cr2);
+        self.arch.event = Some(p.event());
+    }
+
     /// `kvm_run.ready_for_interrupt_injection` for the state between runs (rust/core's
     /// `ready_for_interrupt_injection`).
     pub(crate) fn ready_for_interrupt_injection(&self) -> bool {
@@ -242,6 +268,7 @@ impl VcpuState {
             xcr0: xsave::XCR0_RESET,
             lapic: lapic.then(|| Self::reset_lapic(id, lint0_reenabled && id == 0)),
             nmi_pending: false,
+            pending_exception: None,
             // With an in-kernel APIC, application processors wait for INIT/SIPI (KVM).
             mp_state: if lapic && id != 0 { mp_state::UNINITIALIZED } else { mp_state::RUNNABLE },
             flushed_for: None,
@@ -269,6 +296,7 @@ impl VcpuState {
         self.pending_mmio = None;
         self.pending_ins = None;
         self.nmi_pending = false;
+        self.pending_exception = None;
         self.extint = None;
         self.flushed_for = None;
         if let Some(a) = &mut self.lapic {
@@ -387,8 +415,10 @@ impl VcpuState {
 impl VcpuState {
     /// The state KVM_GET/SET_VCPU_EVENTS describe (the mailbox's NMI and INIT are the
     /// caller's to add).
-    pub(crate) fn event_state(&self) -> EventState {
+    pub(crate) fn event_state(&self, payload_enabled: bool) -> EventState {
         EventState {
+            pending_exception: self.pending_exception,
+            payload_enabled,
             event: self.arch.event,
             interruptibility: self.arch.interruptibility,
             nmi_pending: self.nmi_pending,
@@ -460,6 +490,7 @@ impl VcpuState {
 
     /// Store what KVM_SET_VCPU_EVENTS decided (the INIT goes to the mailbox).
     pub(crate) fn set_event_state(&mut self, s: &EventState) {
+        self.pending_exception = s.pending_exception;
         self.arch.event = s.event;
         self.arch.interruptibility = s.interruptibility;
         self.nmi_pending = s.nmi_pending;

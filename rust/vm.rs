@@ -47,6 +47,9 @@ pub(crate) struct VmState {
     max_vcpu_ids: u32,
     /// Quirks disabled with `KVM_CAP_DISABLE_QUIRKS2` (KVM_X86_QUIRK_* bits).
     pub(crate) disabled_quirks: u64,
+    /// `KVM_CAP_EXCEPTION_PAYLOAD` is on: KVM_GET/SET_VCPU_EVENTS tell pending and injected
+    /// exceptions apart, with payloads.
+    exception_payload: bool,
     /// `KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2` flags: KVM_GET_DIRTY_LOG leaves pages as they are,
     /// KVM_CLEAR_DIRTY_LOG write-protects them again.
     manual_dirty_log: u64,
@@ -122,6 +125,7 @@ impl Vm {
                     split_irqchip: false,
                     max_vcpu_ids: 0,
                     disabled_quirks: 0,
+                    exception_payload: false,
                     manual_dirty_log: 0,
                     clock_offset: vm_clock::offset_at_creation(&shim::host_time()),
                     identity_map_addr: 0,
@@ -143,6 +147,11 @@ impl Vm {
         Ok(fd as isize)
     }
 
+    /// `KVM_CAP_EXCEPTION_PAYLOAD` is on.
+    pub(crate) fn exception_payload_enabled(&self) -> bool {
+        self.state.lock().exception_payload
+    }
+
     /// `KVM_ENABLE_CAP` on the VM, with KVM's rules: `KVM_CAP_SPLIT_IRQCHIP` (flags 0, at
     /// most KVM_MAX_IRQ_ROUTES routes, EEXIST if already on, EINVAL once a vCPU exists) and
     /// `KVM_CAP_MAX_VCPU_ID` (at most the reported maximum, settable once: the same value
@@ -157,6 +166,11 @@ impl Vm {
                 return Err(EINVAL);
             }
             self.state.lock().disabled_quirks |= c.args[0];
+            return Ok(0);
+        }
+        // KVM's rule: on for a non-zero argument, off for 0, at any time.
+        if c.cap as usize == cap::EXCEPTION_PAYLOAD {
+            self.state.lock().exception_payload = c.args[0] != 0;
             return Ok(0);
         }
         if c.cap as usize == cap::MANUAL_DIRTY_LOG_PROTECT2 {

@@ -104,7 +104,7 @@ pub(crate) fn check_extension(capability: usize) -> isize {
         | cap::IRQCHIP | cap::SET_TSS_ADDR | cap::SET_IDENTITY_MAP_ADDR | cap::DESTROY_MEMORY_REGION_WORKS
         | cap::JOIN_MEMORY_REGIONS_WORKS | cap::INTERNAL_ERROR_DATA | cap::VCPU_EVENTS | cap::XSAVE | cap::XCRS
         | cap::IOEVENTFD | cap::IOEVENTFD_NO_LENGTH | cap::IOEVENTFD_ANY_LENGTH | cap::IRQFD | cap::READONLY_MEM
-        | cap::USER_NMI => 1,
+        | cap::USER_NMI | cap::EXCEPTION_PAYLOAD => 1,
         cap::ADJUST_CLOCK => vm_clock::REPORTED_FLAGS as isize,
         // KVM's rule: the area for every component offered, at least struct kvm_xsave.
         cap::XSAVE2 => crate::HOST.as_ref().map_or(0, |h| {

@@ -74,7 +74,7 @@ TEST_F(dev, unimplemented_capabilities_are_zero)
 {
 	/* Not implemented yet; claiming any of these would be a lie. */
 	static const long caps[] = { KVM_CAP_NESTED_STATE, KVM_CAP_TSC_CONTROL, KVM_CAP_VAPIC,
-				     KVM_CAP_EXCEPTION_PAYLOAD, KVM_CAP_X86_TRIPLE_FAULT_EVENT };
+				     KVM_CAP_X86_TRIPLE_FAULT_EVENT };
 
 	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
 		EXPECT_EQ(0, ioctl(self->fd, KVM_CHECK_EXTENSION, caps[i]))
@@ -95,7 +95,7 @@ TEST_F(dev, implemented_capabilities_are_one)
 				     KVM_CAP_IOEVENTFD, KVM_CAP_IOEVENTFD_NO_LENGTH,
 				     KVM_CAP_IOEVENTFD_ANY_LENGTH, KVM_CAP_IRQFD,
 				     KVM_CAP_SET_GUEST_DEBUG, KVM_CAP_X86_ROBUST_SINGLESTEP,
-				     KVM_CAP_TSC_DEADLINE_TIMER };
+				     KVM_CAP_TSC_DEADLINE_TIMER, KVM_CAP_EXCEPTION_PAYLOAD };
 
 	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
 		EXPECT_EQ(1, ioctl(self->fd, KVM_CHECK_EXTENSION, caps[i]))

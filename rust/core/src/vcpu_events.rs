@@ -4,11 +4,14 @@
 //! (arch/x86/kvm/x86.c, kvm_vcpu_ioctl_x86_{get,set}_vcpu_events).
 //!
 //! nvmx's vCPU has one event to inject at the next entry ([`Event`], the VM-entry
-//! interruption information), its interruptibility state (SDM 25.4.2, table 25-3), and an
-//! NMI waiting to be injected. KVM's separate exception, interrupt and NMI slots map onto the
-//! one event: only one is ever injected at an entry. nvmx has no SMM, no exception payloads
-//! (KVM_CAP_EXCEPTION_PAYLOAD) and no triple-fault event (KVM_CAP_X86_TRIPLE_FAULT_EVENT),
-//! which KVM reports and refuses as it does with those off.
+//! interruption information), its interruptibility state (SDM 25.4.2, table 25-3), an NMI
+//! waiting to be injected, and — from a VMM with `KVM_CAP_EXCEPTION_PAYLOAD` — an exception
+//! that is pending rather than injected ([`PendingException`]): not delivered yet, so that
+//! while L2 runs L1's exception bitmap decides whether it becomes a VM exit to L1, and its
+//! payload (a #PF's CR2, a #DB's DR6 bits) reaches the guest only on delivery. KVM's
+//! separate exception, interrupt and NMI slots map onto the one event: only one is ever
+//! injected at an entry. nvmx has no SMM and no triple-fault event
+//! (KVM_CAP_X86_TRIPLE_FAULT_EVENT), which KVM reports and refuses as it does with those off.
 
 use super::arch_state::Event;
 use super::exit::{intr_kind, InterruptionInfo};
@@ -86,9 +89,76 @@ pub struct VcpuEvents {
     pub exception_payload: u64,
 }
 
+/// An exception queued by the VMM and not yet delivered (KVM's pending exception).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PendingException {
+    /// Vector (0-31, not NMI).
+    pub vector: u8,
+    /// Error code, as the VMM gave it (KVM reports it back whole; delivery and a VM exit
+    /// carry bits 15:0, all VMX has room for, SDM 26.2.1.3).
+    pub error_code: Option<u32>,
+    /// Payload: the faulting address of a #PF (CR2), the DR6 bits of a #DB in the format of
+    /// the pending-debug-exceptions field.
+    pub payload: Option<u64>,
+}
+
+/// DR6 bits that read 1 when inactive (the fixed-1 bits and RTM), SDM 18.2.3.
+pub const DR6_ACTIVE_LOW: u64 = 0xffff_0ff0;
+/// DR6.B0-B3.
+const DR6_TRAP_BITS: u64 = 0xf;
+/// DR6.BT.
+pub const DR6_BT: u64 = 1 << 15;
+/// #DB and #PF, the two exceptions with a payload.
+pub const DB_VECTOR: u8 = 1;
+/// See [`DB_VECTOR`].
+pub const PF_VECTOR: u8 = 14;
+
+impl PendingException {
+    /// Delivery of the payload into the guest's registers (KVM's
+    /// kvm_deliver_exception_payload): a #PF's CR2; a #DB's DR6 — B0-B3 cleared, the fixed
+    /// bits set, the payload's active-high bits set and its active-low ones (RTM) cleared,
+    /// bit 12 (reserved in DR6) clear. `(dr6, cr2)` in, `(dr6, cr2)` out.
+    pub fn deliver_payload(&self, dr6: u64, cr2: u64) -> (u64, u64) {
+        match (self.vector, self.payload) {
+            (PF_VECTOR, Some(p)) => (dr6, p),
+            (DB_VECTOR, Some(p)) => {
+                let mut d = (dr6 & !DR6_TRAP_BITS) | DR6_ACTIVE_LOW | p;
+                d ^= p & DR6_ACTIVE_LOW;
+                (d & !(1 << 12), cr2)
+            }
+            _ => (dr6, cr2),
+        }
+    }
+
+    /// The event the next VM entry injects for it.
+    pub fn event(&self) -> Event {
+        Event {
+            info: InterruptionInfo::event(intr_kind::HW_EXCEPTION, self.vector, self.error_code.is_some()).0,
+            error_code: self.error_code.unwrap_or(0),
+            insn_len: 0,
+        }
+    }
+
+    /// The exit qualification of the VM exit to L1 it becomes (SDM 28.2.1; KVM's
+    /// nested_vmx_inject_exception_vmexit): for a #PF the faulting address, for a #DB the
+    /// debug-exception bits (without a payload: from CR2 and DR6 as they are), else 0.
+    pub fn exit_qualification(&self, dr6: u64, cr2: u64) -> u64 {
+        match self.vector {
+            PF_VECTOR => self.payload.unwrap_or(cr2),
+            DB_VECTOR => self.payload.unwrap_or((dr6 & !DR6_BT) ^ DR6_ACTIVE_LOW),
+            _ => 0,
+        }
+    }
+}
+
 /// The part of a vCPU's state the events describe.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EventState {
+    /// An exception queued by the VMM, not delivered yet.
+    pub pending_exception: Option<PendingException>,
+    /// `KVM_CAP_EXCEPTION_PAYLOAD` is on for the VM: pending and injected exceptions are
+    /// told apart, with payloads.
+    pub payload_enabled: bool,
     /// The event injected at the next entry.
     pub event: Option<Event>,
     /// Guest interruptibility state.
@@ -109,19 +179,29 @@ pub fn get(s: &EventState) -> VcpuEvents {
         nmi_pending: s.nmi_pending as u8,
         nmi_masked: s.interruptibility & BLOCKING_NMI != 0,
         latched_init: s.init_pending,
-        flags: VALID_NMI_PENDING | VALID_SHADOW | VALID_SMM,
+        flags: VALID_NMI_PENDING | VALID_SHADOW | VALID_SMM | if s.payload_enabled { VALID_PAYLOAD } else { 0 },
         ..VcpuEvents::default()
     };
+    if let Some(p) = s.pending_exception {
+        // Without payloads KVM reports a pending exception as injected (its old ABI).
+        e.exception_pending = s.payload_enabled;
+        e.exception_injected = !s.payload_enabled;
+        e.exception_nr = p.vector;
+        e.exception_has_error_code = p.error_code.is_some();
+        e.exception_error_code = p.error_code.unwrap_or(0);
+        e.exception_has_payload = p.payload.is_some();
+        e.exception_payload = p.payload.unwrap_or(0);
+    }
     if let Some(ev) = s.event {
         let info = InterruptionInfo(ev.info);
         match info.kind() {
-            intr_kind::HW_EXCEPTION => {
+            intr_kind::HW_EXCEPTION if s.pending_exception.is_none() => {
                 e.exception_injected = true;
                 e.exception_nr = info.vector();
                 e.exception_has_error_code = info.deliver_error_code();
                 e.exception_error_code = ev.error_code;
             }
-            intr_kind::SW_EXCEPTION | intr_kind::PRIV_SW_EXCEPTION => e.exception_nr = info.vector(),
+            intr_kind::SW_EXCEPTION | intr_kind::PRIV_SW_EXCEPTION if s.pending_exception.is_none() => e.exception_nr = info.vector(),
             intr_kind::EXTERNAL => {
                 e.interrupt_injected = true;
                 e.interrupt_nr = info.vector();
@@ -203,7 +283,8 @@ pub fn queue_interrupt(irq: u32, queued: Option<u8>, lapic_in_kernel: bool) -> R
 pub enum EventsError {
     /// A flag KVM does not know.
     UnknownFlag,
-    /// Payloads, triple-fault events or SMM, which are off (nvmx has none).
+    /// Payloads without KVM_CAP_EXCEPTION_PAYLOAD, triple-fault events or SMM (nvmx has
+    /// neither of the last two).
     NotEnabled,
     /// An exception with a vector above 31, or the NMI vector.
     BadVector,
@@ -212,31 +293,37 @@ pub enum EventsError {
 /// `KVM_SET_VCPU_EVENTS` onto `s`: the new state, checked as KVM checks it before anything
 /// changes. An injected software interrupt (`interrupt.soft`) is taken as an external one, as
 /// nvmx has no instruction length to deliver it with; the SIPI vector is ignored as KVM
-/// ignores it (INIT/SIPI go through the local APIC).
+/// ignores it (INIT/SIPI go through the local APIC). With `KVM_VCPUEVENT_VALID_PAYLOAD`
+/// (only with the capability on) an exception is pending or injected, a pending one with
+/// its payload; without it "pending" and the payload are not part of the ABI (KVM clears
+/// them).
 pub fn set(s: &EventState, e: &VcpuEvents) -> Result<EventState, EventsError> {
     let known = VALID_NMI_PENDING | VALID_SIPI_VECTOR | VALID_SHADOW | VALID_SMM | VALID_PAYLOAD | VALID_TRIPLE_FAULT;
     if e.flags & !known != 0 {
         return Err(EventsError::UnknownFlag);
     }
-    if e.flags & (VALID_PAYLOAD | VALID_TRIPLE_FAULT) != 0 {
+    if e.flags & VALID_TRIPLE_FAULT != 0 || (e.flags & VALID_PAYLOAD != 0 && !s.payload_enabled) {
         return Err(EventsError::NotEnabled);
     }
-    // Without payloads, "pending" is not part of the ABI (KVM clears it).
-    if e.exception_injected && (e.exception_nr > 31 || e.exception_nr == NMI_VECTOR) {
+    let with_payload = e.flags & VALID_PAYLOAD != 0;
+    let pending = with_payload && e.exception_pending;
+    let injected = e.exception_injected && !pending;
+    if (pending || injected) && (e.exception_nr > 31 || e.exception_nr == NMI_VECTOR) {
         return Err(EventsError::BadVector);
     }
     if e.flags & VALID_SMM != 0 && (e.smm || e.smi_pending || e.smm_inside_nmi) {
         return Err(EventsError::NotEnabled);
     }
     let mut n = *s;
+    let exception = PendingException {
+        vector: e.exception_nr,
+        error_code: e.exception_has_error_code.then_some(e.exception_error_code),
+        payload: (pending && e.exception_has_payload).then_some(e.exception_payload),
+    };
+    n.pending_exception = pending.then_some(exception);
     // KVM injects an exception before an NMI before an interrupt (inject_pending_event).
-    n.event = if e.exception_injected {
-        let code = e.exception_has_error_code;
-        Some(Event {
-            info: InterruptionInfo::event(intr_kind::HW_EXCEPTION, e.exception_nr, code).0,
-            error_code: if code { e.exception_error_code } else { 0 },
-            insn_len: 0,
-        })
+    n.event = if injected {
+        Some(exception.event())
     } else if e.nmi_injected {
         Some(Event { info: InterruptionInfo::event(intr_kind::NMI, NMI_VECTOR, false).0, ..Event::default() })
     } else if e.interrupt_injected {
@@ -368,7 +455,7 @@ mod tests {
         let s = EventState::default();
         let with = |e: VcpuEvents| set(&s, &e);
         assert_eq!(with(VcpuEvents { flags: 64, ..VcpuEvents::default() }), Err(EventsError::UnknownFlag));
-        assert_eq!(with(VcpuEvents { flags: VALID_PAYLOAD, ..VcpuEvents::default() }), Err(EventsError::NotEnabled));
+        assert_eq!(with(VcpuEvents { flags: VALID_PAYLOAD, ..VcpuEvents::default() }), Err(EventsError::NotEnabled), "capability off");
         assert_eq!(with(VcpuEvents { flags: VALID_TRIPLE_FAULT, ..VcpuEvents::default() }), Err(EventsError::NotEnabled));
         assert_eq!(with(VcpuEvents { flags: VALID_SMM, smm: true, ..VcpuEvents::default() }), Err(EventsError::NotEnabled));
         assert_eq!(with(VcpuEvents { exception_injected: true, exception_nr: 2, ..VcpuEvents::default() }), Err(EventsError::BadVector));
@@ -376,5 +463,59 @@ mod tests {
         // A vector beyond 31 that is not injected is not looked at (KVM checks only then).
         assert!(with(VcpuEvents { exception_nr: 200, ..VcpuEvents::default() }).is_ok());
         assert!(with(VcpuEvents { flags: VALID_SIPI_VECTOR, sipi_vector: 0x12, ..VcpuEvents::default() }).is_ok());
+    }
+
+    #[test]
+    fn pending_exceptions_with_payloads() {
+        let s = EventState { payload_enabled: true, ..EventState::default() };
+        let pf = VcpuEvents {
+            flags: VALID_PAYLOAD,
+            exception_pending: true,
+            exception_injected: true,
+            exception_nr: 14,
+            exception_has_error_code: true,
+            exception_error_code: 0xdead_0002,
+            exception_has_payload: true,
+            exception_payload: 0xdead_b000,
+            ..VcpuEvents::default()
+        };
+        let n = set(&s, &pf).unwrap();
+        assert_eq!(n.event, None, "pending wins over injected, as on KVM");
+        let p = n.pending_exception.unwrap();
+        assert_eq!(p, PendingException { vector: 14, error_code: Some(0xdead_0002), payload: Some(0xdead_b000) });
+        let back = get(&n);
+        assert!(back.exception_pending && !back.exception_injected);
+        assert_eq!(back.flags & VALID_PAYLOAD, VALID_PAYLOAD);
+        assert_eq!((back.exception_has_payload, back.exception_payload, back.exception_error_code), (true, 0xdead_b000, 0xdead_0002));
+        assert_eq!(set(&s, &back), Ok(n), "round trip");
+        // Injected with VALID_PAYLOAD: no payload (KVM drops it).
+        let inj = set(&s, &VcpuEvents { exception_pending: false, ..pf }).unwrap();
+        assert_eq!(inj.pending_exception, None);
+        assert_eq!(inj.event.unwrap().error_code, 0xdead_0002);
+        // Without VALID_PAYLOAD, "pending" means nothing: injected only if "injected".
+        let old = set(&s, &VcpuEvents { flags: 0, exception_injected: false, ..pf }).unwrap();
+        assert_eq!((old.pending_exception, old.event), (None, None));
+        assert_eq!(set(&s, &VcpuEvents { exception_nr: 2, ..pf }), Err(EventsError::BadVector), "NMI vector");
+        // The capability off: a pending one (there is none) is reported as injected.
+        let off = get(&EventState { payload_enabled: false, ..n });
+        assert!(off.exception_injected && !off.exception_pending);
+        assert_eq!(off.flags & VALID_PAYLOAD, 0);
+    }
+
+    #[test]
+    fn payload_delivery_and_exit_qualification() {
+        let pf = PendingException { vector: 14, error_code: Some(0), payload: Some(0x1234) };
+        assert_eq!(pf.deliver_payload(0xffff_0ff0, 7), (0xffff_0ff0, 0x1234));
+        assert_eq!(pf.exit_qualification(0, 7), 0x1234);
+        assert_eq!(PendingException { payload: None, ..pf }.exit_qualification(0, 7), 7, "CR2 without a payload");
+        // #DB: B0 and BS (14) set, B1 cleared, RTM (bit 16, active low) cleared by its payload bit.
+        let db = PendingException { vector: 1, error_code: None, payload: Some((1 << 14) | 1 | (1 << 16) | (1 << 12)) };
+        let (dr6, cr2) = db.deliver_payload(0xffff_0ff2, 9);
+        assert_eq!((dr6, cr2), ((0xffff_0ff0 | (1 << 14) | 1) & !(1 << 16), 9));
+        assert_eq!(db.exit_qualification(0, 0), (1 << 14) | 1 | (1 << 16) | (1 << 12));
+        let gp = PendingException { vector: 13, error_code: Some(0x18), payload: None };
+        assert_eq!(gp.exit_qualification(0xffff_0ff0, 5), 0);
+        assert_eq!(InterruptionInfo(gp.event().info).vector(), 13);
+        assert!(InterruptionInfo(gp.event().info).deliver_error_code());
     }
 }
