@@ -26,7 +26,7 @@ pub(crate) use crate::nested_state::Switch;
 use crate::nested_state::L1AtEntry;
 pub(crate) use crate::nested_msrs::{available, cpuid_changed, get_msr, is_nested_msr, set_msr, MSR_FEATURE_CONTROL};
 pub(crate) use crate::msr_route::vmcs02_tsc_offset;
-use crate::vmx_core::controls::{cr0, cr4, exit as exit_ctl, pin};
+use crate::vmx_core::controls::{cr0, cr4, exit as exit_ctl, pin, primary, secondary};
 use crate::vmx_core::exit::{intr_kind, reason, ExitReason, InterruptionInfo};
 use crate::vmx_core::field_table as f;
 use crate::vmx_core::field::Field;
@@ -111,6 +111,35 @@ fn apic_pages(apic: &ApicVirt, eptp: u64) -> core::result::Result<ApicPages, Fie
         None => None,
     };
     Ok(ApicPages { virtual_apic, apic_access })
+}
+
+/// The shadow VMCS12 of the current VMCS12 while L2 runs under VMCS shadowing: its link
+/// pointer, if VMCS12 enables shadowing and the pointer is not all ones.
+pub(crate) fn shadow_vmcs12_pointer(st: &VcpuState) -> Option<u64> {
+    let v = st.nested.vmcs12.as_ref().filter(|_| st.nested.guest_mode)?;
+    let prim = v.get(f::CPU_BASED_VM_EXEC_CONTROL);
+    let sec = if prim & primary::SECONDARY_CONTROLS != 0 { v.get(f::SECONDARY_VM_EXEC_CONTROL) } else { 0 };
+    let link = v.get(f::VMCS_LINK_POINTER);
+    (sec & secondary::SHADOW_VMCS != 0 && link != u64::MAX).then_some(link)
+}
+
+/// The shadow VMCS12 at `gpa` in L1's memory, as `KVM_GET_NESTED_STATE` saves it.
+pub(crate) fn read_shadow_vmcs12(eptp: u64, gpa: u64, out: &mut [u8]) -> bool {
+    let Some(p) = l1_page(eptp, gpa & !0xfff) else { return false };
+    // SAFETY: a whole pinned guest page, read only; L1 writing it meanwhile is its own doing.
+    let region = unsafe { core::slice::from_raw_parts(p as *const u8, REGION_BYTES) };
+    Vmcs12::from_region(region).to_region(out);
+    true
+}
+
+/// `KVM_SET_NESTED_STATE`: the shadow VMCS12 back into L1's memory at `gpa` (nvmx keeps no
+/// copy of it: L2's VMREAD/VMWRITE act on L1's memory).
+pub(crate) fn write_shadow_vmcs12(eptp: u64, gpa: u64, v: &Vmcs12) -> bool {
+    if crate::ept::writable_host_page(eptp, gpa & !0xfff).is_none() {
+        return false;
+    }
+    store_vmcs12(eptp, gpa, v);
+    true
 }
 
 /// Load a VMCS12 from L1's region at `gpa` (4 KiB aligned: VMPTRLD checked it).
@@ -237,6 +266,34 @@ pub(crate) enum Handled {
     Switch,
     /// Userspace must look (KVM_EXIT_INTERNAL_ERROR with this data).
     Unsupported(u64),
+}
+
+/// L2's VMREAD/VMWRITE that L1's "VMCS shadowing" and bitmaps let through (SDM 26.1.3,
+/// 31.3 "VMREAD"/"VMWRITE" in VMX non-root operation): they act on the shadow VMCS that
+/// VMCS12's link pointer names, in L1's memory — VMfailInvalid if the link pointer is all
+/// ones. The instruction runs as L1's would against that VMCS made current for it (the same
+/// checks, operands and outcomes), the shadow VMCS written back after a VMWRITE. A memory
+/// operand of an L2 under L1's EPT is not emulated (an emulation error to userspace).
+pub(crate) fn l2_vmcs_access(cur: &LoadedVmcs<'_>, st: &mut VcpuState, g: &mut [u64; 16], eptp: u64, basic: u16, q: u64) -> Handled {
+    let link = st.nested.vmcs12.as_ref().map_or(u64::MAX, |v| v.get(f::VMCS_LINK_POINTER));
+    if link == u64::MAX {
+        finish(cur, st, Outcome::FailInvalid);
+        return Handled::Resume;
+    }
+    if !InsnInfo(cur.r(f::VMX_INSTRUCTION_INFO)).is_register() && st.nested.l2_eptp12().is_some() {
+        return Handled::Unsupported(link);
+    }
+    let Some(shadow) = load_vmcs12(eptp, link) else { return Handled::Unsupported(link) };
+    let own = core::mem::replace(&mut st.nested.vmcs12, Some(shadow));
+    let current = core::mem::replace(&mut st.nested.l1.current, Some(link));
+    let handled = vmx_instruction(cur, st, g, eptp, basic, q);
+    st.nested.l1.current = current;
+    if let Some(shadow) = core::mem::replace(&mut st.nested.vmcs12, own) {
+        if basic == reason::VMWRITE {
+            store_vmcs12(eptp, link, &shadow);
+        }
+    }
+    handled
 }
 
 /// Emulate the VMX instruction L1 executed (exit reason `basic`).
@@ -389,7 +446,8 @@ pub(crate) fn vmx_instruction(cur: &LoadedVmcs<'_>, st: &mut VcpuState, g: &mut 
                 _ => LaunchState::Clear,
             };
             let mov_ss = cur.r(f::GUEST_INTERRUPTIBILITY_INFO) & 2 != 0;
-            match st.nested.l1.vmlaunch_vmresume(&cpu, launch, state, mov_ss) {
+            let shadow = st.nested.vmcs12.as_ref().is_some_and(|v| v.revision >> 31 != 0);
+            match st.nested.l1.vmlaunch_vmresume(&cpu, launch, state, mov_ss, shadow) {
                 Some(o) => o,
                 None => return vm_entry(cur, st, eptp, launch),
             }
@@ -623,6 +681,46 @@ fn load_l1_host_state(st: &mut VcpuState, eptp: u64, home: MsrHome) {
     }
 }
 
+/// `KVM_SET_NESTED_STATE` in guest mode: whether VMCS12 `v` (not current yet) passes what
+/// a VM entry checks — controls, host state, guest state (SDM 27.2-27.3; KVM's
+/// nested_vmx_check_restored_vmcs12) — for L1 in IA-32e mode as its exit controls say, and
+/// has its APIC-virtualization pages in guest RAM.
+pub(crate) fn restored_entry_valid(st: &VcpuState, v: &mut Vmcs12, eptp: u64) -> bool {
+    let env = EntryEnv {
+        maxphyaddr: st.features.maxphyaddr,
+        l1_lma: v.get(f::VM_EXIT_CONTROLS) & exit_ctl::HOST_ADDR_SPACE_SIZE != 0,
+    };
+    let mut proved = None;
+    nested_entry::check_changed(v, &mut proved, &st.nested.caps, &env, |a| read_phys_u32(eptp, a)).is_ok()
+        && apic_pages(&ApicVirt::of(v), eptp).is_ok()
+}
+
+/// `KVM_SET_NESTED_STATE` in guest mode, after [`restored_entry_valid`]: L2 becomes the
+/// vCPU's state as an entry loads it from VMCS12's guest area, the GPRs but RSP kept (the
+/// VMM's own, KVM_SET_REGS). The event the VMM restored stays the one to inject, unless the
+/// entry was still pending (`run_pending`): then it is VMCS12's, as at VMLAUNCH/VMRESUME.
+/// L1's VMX-preemption timer runs to `timer_deadline` (L1's TSC >> the timer's rate, KVM's
+/// unit) if the state had one,
+/// else from VMCS12's value. L1's state at the entry is not part of the state: a VMfail
+/// from the CPU at L2's first entry is then L2's triple fault for L1.
+pub(crate) fn enter_restored(st: &mut VcpuState, run_pending: bool, timer_deadline: Option<u64>) {
+    let Some(v) = st.nested.vmcs12.as_ref() else { return };
+    let event = st.arch.event;
+    nested_switch::load_l2_entry_state(v, &mut st.arch);
+    if !run_pending {
+        st.arch.event = event;
+    }
+    let timer = (v.get(f::PIN_BASED_VM_EXEC_CONTROL) & pin::PREEMPTION_TIMER != 0).then(|| v.get(f::VMX_PREEMPTION_TIMER_VALUE));
+    let rate = st.nested.l1_timer_rate();
+    st.nested.l1_timer_deadline = timer.map(|t| match timer_deadline {
+        Some(d) => d.checked_shl(rate).unwrap_or(u64::MAX).wrapping_sub(st.tsc_offset),
+        None => crate::vmx_ops::rdtsc().saturating_add(u64::from(t).checked_shl(rate).unwrap_or(u64::MAX)),
+    });
+    st.nested.guest_mode = true;
+    st.nested.l1_at_entry = None;
+    st.flushed_for = None;
+}
+
 /// The VMM wrote IA32_FEATURE_CONTROL = 0, as it does when it resets the vCPU: the vCPU
 /// leaves VMX operation (KVM's vmx_leave_nested). An L2 that runs is left for L1's host
 /// state with no exit information and none of L2's state saved in VMCS12 (KVM's exit
@@ -740,6 +838,7 @@ pub(crate) fn reflect(cur: &LoadedVmcs<'_>, st: &VcpuState, g: &[u64; 16], eptp:
         intr_info: u64::from(info.intr_info),
         error_code: u64::from(info.intr_error),
         rcx: g[1],
+        insn_info: cur.r(f::VMX_INSTRUCTION_INFO),
     };
     nested_exit::l1_wants(v, &e, |n| guest_regs::read_reg(cur, g, n), |gpa| read_phys_byte(eptp, gpa)).then_some(info)
 }

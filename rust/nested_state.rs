@@ -121,6 +121,7 @@ impl Nested {
             cr4_fixed1: self.caps.cr4.fixed1,
             feature_control: self.feature_control,
             vmwrite_any_field: self.caps.misc & (1 << 29) != 0,
+            shadow_vmcs: self.caps.secondary.allows(secondary::SHADOW_VMCS),
             invept_types: if ev & (1 << 20) != 0 { ((ev >> 24) & 6) as u8 } else { 0 },
             invvpid_types: if ev & (1 << 32) != 0 { ((ev >> 40) & 0xf) as u8 } else { 0 },
         }

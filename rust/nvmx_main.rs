@@ -24,6 +24,7 @@ mod pinned;
 mod kvm_state;
 mod nested;
 mod nested_ept;
+mod nested_save;
 mod run;
 mod shadow_vmcs;
 mod shim;

@@ -467,6 +467,11 @@ fn in_vmx(
                 }
             };
             read_back(cur, st);
+            // What L1 wrote into the shadow VMCS without an exit goes into VMCS12 before the
+            // region ends: outside a region VMCS12 is the whole truth (KVM_GET_NESTED_STATE).
+            if !l2 {
+                crate::shadow_vmcs::pull(cur, st, vcpu.vmcs_phys);
+            }
             if l2 {
                 nested::fix_l2_readback(cur, st, prev_cr0, prev_cr4, CR0_OWNED, l0_cr4_mask(&host.caps, st));
             }
@@ -1294,9 +1299,18 @@ fn handle_exit(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, g: &mut [u64; 16], st: &mut Vc
             }
             Next::Resume
         }
+        // L2's VMREAD/VMWRITE that L1's VMCS shadowing lets through (nested::reflect sent
+        // the others to L1): on the shadow VMCS12.
+        reason::VMREAD | reason::VMWRITE if st.nested.guest_mode => {
+            match nested::l2_vmcs_access(cur, st, g, eptp, exit.basic(), q) {
+                nested::Handled::Resume => Next::Resume,
+                nested::Handled::Switch => Next::Leave(Leave::Nested),
+                nested::Handled::Unsupported(d) => internal(INTERNAL_ERROR_EMULATION, [u64::from(exit.0), q, d]),
+            }
+        }
         b if exit.is_vmx_instruction() => {
             // VMX not exposed to this guest (CPUID.1:ECX.VMX = 0): #UD (SDM 31.3). L2's VMX
-            // instructions never get here (they go to L1).
+            // instructions never get here (they go to L1), but for the VMREAD/VMWRITE above.
             if !st.features.vmx || !nested::available() {
                 inject(cur, UD_VECTOR, None);
                 return Next::Resume;

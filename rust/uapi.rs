@@ -364,6 +364,13 @@ pub(crate) type KvmXsave = [u8; crate::vmx_core::xsave::KVM_XSAVE_BYTES];
 pub(crate) const KVM_GET_XSAVE: u32 = _IOR::<KvmXsave>(KVMIO, 0xa4);
 /// `KVM_GET_XSAVE2`: KVM_CAP_XSAVE2's size of the same format.
 pub(crate) const KVM_GET_XSAVE2: u32 = _IOR::<KvmXsave>(KVMIO, 0xcf);
+/// The header of `struct kvm_nested_state` (rust/core/src/kvm_nested_state.rs reads it);
+/// its data follow.
+pub(crate) type KvmNestedStateHeader = [u8; crate::vmx_core::kvm_nested_state::HEADER_BYTES];
+/// `KVM_GET_NESTED_STATE`.
+pub(crate) const KVM_GET_NESTED_STATE: u32 = _IOWR::<KvmNestedStateHeader>(KVMIO, 0xbe);
+/// `KVM_SET_NESTED_STATE`.
+pub(crate) const KVM_SET_NESTED_STATE: u32 = _IOW::<KvmNestedStateHeader>(KVMIO, 0xbf);
 /// `KVM_SET_XSAVE`.
 pub(crate) const KVM_SET_XSAVE: u32 = _IOW::<KvmXsave>(KVMIO, 0xa5);
 /// `KVM_GET_XCRS`.
@@ -451,6 +458,8 @@ pub(crate) mod cap {
     pub(crate) const XSAVE: usize = 55;
     /// `KVM_CAP_XSAVE2`: KVM_GET_XSAVE2 and the size of its buffer.
     pub(crate) const XSAVE2: usize = 208;
+    /// `KVM_CAP_NESTED_STATE`: KVM_GET/SET_NESTED_STATE and the most bytes a state takes.
+    pub(crate) const NESTED_STATE: usize = 157;
     /// `KVM_CAP_EXCEPTION_PAYLOAD`: pending exceptions and payloads in the vCPU events.
     pub(crate) const EXCEPTION_PAYLOAD: usize = 164;
     /// `KVM_CAP_XCRS`: KVM_GET/SET_XCRS.

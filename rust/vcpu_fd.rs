@@ -280,6 +280,8 @@ impl Vcpu {
                 }
                 Ok(0)
             }
+            uapi::KVM_GET_NESTED_STATE => crate::nested_save::get(&this, arg),
+            uapi::KVM_SET_NESTED_STATE => crate::nested_save::set(&this, arg),
             uapi::KVM_GET_VCPU_EVENTS => {
                 let payload = this.vm.exception_payload_enabled();
                 let st = this.state.lock();

@@ -110,6 +110,7 @@ pub(crate) fn check_extension(capability: usize) -> isize {
         cap::XSAVE2 => crate::HOST.as_ref().map_or(0, |h| {
             (h.xsave.required_size(h.xsave.supported, false) as usize).max(crate::vmx_core::xsave::KVM_XSAVE_BYTES) as isize
         }),
+        cap::NESTED_STATE => crate::nested_save::max_size() as isize,
         cap::IRQ_ROUTING => crate::vmx_core::irq_routing::MAX_ROUTES as isize,
         cap::MCE => crate::vmx_core::mce::MAX_BANKS as isize,
         cap::SET_GUEST_DEBUG | cap::X86_ROBUST_SINGLESTEP | cap::TSC_DEADLINE_TIMER => 1,

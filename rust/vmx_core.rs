@@ -33,6 +33,10 @@ pub mod insn;
 pub mod ioeventfd;
 #[path = "core/src/irq_routing.rs"]
 pub mod irq_routing;
+#[path = "core/src/kvm_nested_state.rs"]
+pub mod kvm_nested_state;
+#[path = "core/src/kvm_vmcs12_layout.rs"]
+pub mod kvm_vmcs12_layout;
 #[path = "core/src/lapic.rs"]
 pub mod lapic;
 #[path = "core/src/mitigation.rs"]

@@ -22,6 +22,8 @@ pub mod host;
 pub mod insn;
 pub mod ioeventfd;
 pub mod irq_routing;
+pub mod kvm_nested_state;
+pub mod kvm_vmcs12_layout;
 pub mod lapic;
 pub mod mce;
 pub mod mtrr;

@@ -17,9 +17,10 @@ use super::host::HostCaps;
 use super::msr;
 use super::nested_ept;
 
-/// nvmx's VMCS revision identifier for L1 ("nvmx" as four ASCII bytes; bit 31 clear: not a
-/// shadow VMCS). L1's VMCS12 layout is nvmx's own, so is its identifier.
-pub const VMCS12_REVISION: u32 = 0x6e76_6d78;
+/// The VMCS revision identifier L1 is offered: KVM's, as L1's VMCS12 regions use KVM's
+/// layout (rust/core/src/vmcs12.rs), so that an L1 moves between nvmx and kvm_intel with
+/// its VMCS regions and its IA32_VMX_BASIC unchanged. Bit 31 clear: not a shadow VMCS.
+pub const VMCS12_REVISION: u32 = super::kvm_vmcs12_layout::KVM_VMCS12_REVISION;
 
 /// Pin-based controls that are 1 in the default1 class (SDM A.2): bits 1, 2, 4.
 const PIN_DEFAULT1: u32 = 0x16;
@@ -54,14 +55,18 @@ const PRIMARY_OFFERED: u32 = primary::INTR_WINDOW_EXITING
     | primary::SECONDARY_CONTROLS;
 /// EPT is nested EPT (rust/nested_ept.rs): L2's memory through L1's EPT composed with L0's.
 /// Unrestricted guest comes with it (the CPU runs L2's real mode under EPT02). The TPR
-/// shadow, virtualized APIC accesses and virtualize x2APIC mode are nested_apic.rs's.
+/// shadow, virtualized APIC accesses and virtualize x2APIC mode are nested_apic.rs's. VMCS
+/// shadowing is emulated: L2's VMREAD/VMWRITE that L1's bitmaps let through act on the
+/// shadow VMCS12 in L1's memory (rust/nested.rs), offered where the host has the control
+/// (as KVM offers it).
 const SECONDARY_OFFERED: u32 = secondary::VIRTUALIZE_APIC_ACCESSES
     | secondary::VIRTUALIZE_X2APIC
     | secondary::ENABLE_EPT
     | secondary::DESC_TABLE_EXITING
     | secondary::ENABLE_VPID
     | secondary::UNRESTRICTED_GUEST
-    | secondary::WBINVD_EXITING;
+    | secondary::WBINVD_EXITING
+    | secondary::SHADOW_VMCS;
 const EXIT_OFFERED: u32 = exit::SAVE_DEBUG_CONTROLS
     | exit::SAVE_PREEMPTION_TIMER
     | exit::HOST_ADDR_SPACE_SIZE
@@ -307,7 +312,7 @@ mod tests {
         let c = L1VmxCaps::offer(&host(), 0x2e);
         assert!(!c.pin.allows(pin::POSTED_INTR));
         assert!(!c.primary.allows(primary::MONITOR_TRAP_FLAG));
-        for s in [secondary::SHADOW_VMCS, secondary::ENABLE_VMFUNC, secondary::ENABLE_PML,
+        for s in [secondary::ENABLE_VMFUNC, secondary::ENABLE_PML,
                   secondary::APIC_REGISTER_VIRT, secondary::VIRTUAL_INTR_DELIVERY,
                   secondary::ENABLE_RDTSCP, secondary::ENABLE_XSAVES] {
             assert!(!c.secondary.allows(s), "{s:#x}");

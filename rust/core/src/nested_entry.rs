@@ -205,6 +205,12 @@ fn check_controls(v: &Vmcs12, caps: &L1VmxCaps, env: &EntryEnv, read_u32: impl F
     if sec & secondary::UNRESTRICTED_GUEST != 0 {
         require!(sec & secondary::ENABLE_EPT != 0, S, f::SECONDARY_VM_EXEC_CONTROL, sec, "unrestricted guest only with EPT");
     }
+    if sec & secondary::SHADOW_VMCS != 0 {
+        for bitmap in [f::VMREAD_BITMAP, f::VMWRITE_BITMAP] {
+            let a = v.get(bitmap);
+            require!(page_ok(a), S, bitmap, a, "4-KByte aligned, within the physical-address width (VMCS shadowing)");
+        }
+    }
     if sec & secondary::ENABLE_EPT != 0 {
         let eptp = v.get(f::EPT_POINTER);
         require!(super::nested_ept::eptp_valid(eptp, caps.ept_vpid, env.maxphyaddr), S, f::EPT_POINTER, eptp,
@@ -360,15 +366,17 @@ fn check_guest(v: &Vmcs12, caps: &L1VmxCaps, env: &EntryEnv, read_u32: impl Fn(u
     let g = |x: Failed| EntryFailure::GuestState(x, 0);
     check_guest_regs(v, caps, env).map_err(g)?;
     check_guest_non_register(v).map_err(g)?;
-    // SDM 27.3.1.5: the VMCS link pointer (all ones, or a VMCS region with nvmx's revision
-    // and the shadow indicator clear: VMCS shadowing is not offered).
+    // SDM 27.3.1.5: the VMCS link pointer: all ones, or a VMCS region with the revision in
+    // bits 30:0 and the shadow-VMCS indicator (bit 31) equal to the "VMCS shadowing" control.
     let link = v.get(f::VMCS_LINK_POINTER);
     if link != u64::MAX {
-        let ok = link & 0xfff == 0 && phys_ok(link, env.maxphyaddr)
-            && read_u32(link).is_some_and(|r| r == caps.basic as u32 & 0x7fff_ffff);
+        let prim = v.get(f::CPU_BASED_VM_EXEC_CONTROL);
+        let sec = if prim & primary::SECONDARY_CONTROLS != 0 { v.get(f::SECONDARY_VM_EXEC_CONTROL) } else { 0 };
+        let want = (caps.basic as u32 & 0x7fff_ffff) | if sec & secondary::SHADOW_VMCS != 0 { 1 << 31 } else { 0 };
+        let ok = link & 0xfff == 0 && phys_ok(link, env.maxphyaddr) && read_u32(link).is_some_and(|r| r == want);
         if !ok {
             return Err(EntryFailure::GuestState(
-                fail("27.3.1.5", f::VMCS_LINK_POINTER, link, "all ones, or a VMCS region of the right revision"),
+                fail("27.3.1.5", f::VMCS_LINK_POINTER, link, "all ones, or a VMCS region of the right revision and shadow indicator"),
                 QUAL_LINK_POINTER,
             ));
         }

@@ -29,6 +29,8 @@ pub struct L2Exit {
     pub error_code: u64,
     /// RCX (the MSR index of RDMSR/WRMSR).
     pub rcx: u64,
+    /// VM-exit instruction information (VMREAD/VMWRITE: the register with the encoding).
+    pub insn_info: u32,
 }
 
 /// Whether L1 asked for this exit. `gpr` reads L2's general-purpose registers (MOV to CR
@@ -74,10 +76,27 @@ pub fn l1_wants(v: &Vmcs12, e: &L2Exit, gpr: impl Fn(u8) -> u64, read_byte: impl
         // EPT faults are L0's EPT or EPT02's: nested EPT decides which are L1's after its
         // own walk of EPT12 (nested_ept.rs). The preemption timer is L0's (not offered).
         reason::EPT_VIOLATION | reason::EPT_MISCONFIG | reason::PREEMPTION_TIMER => false,
-        // CPUID, GETSEC, INVD, XSETBV, VMCALL and the VMX instructions exit unconditionally
+        reason::VMREAD | reason::VMWRITE => vmcs_access_wanted(v, sec, e, gpr, read_byte),
+        // CPUID, GETSEC, INVD, XSETBV, VMCALL and the other VMX instructions exit unconditionally
         // (SDM 26.1.2); so does everything nvmx has no rule for, as on KVM.
         _ => true,
     }
+}
+
+/// L2's VMREAD/VMWRITE (SDM 26.1.3 and 25.6.15): with L1's "VMCS shadowing" off, always
+/// L1's; with it on, L1's if the encoding has a bit set above bit 14 or its bit in the
+/// VMREAD/VMWRITE bitmap (bits 14:0 index it) is 1 — else it acts on the shadow VMCS, which
+/// nvmx emulates (rust/nested.rs).
+fn vmcs_access_wanted(v: &Vmcs12, sec: u32, e: &L2Exit, gpr: impl Fn(u8) -> u64, read_byte: impl Fn(u64) -> Option<u8>) -> bool {
+    if sec & secondary::SHADOW_VMCS == 0 {
+        return true;
+    }
+    let encoding = gpr((e.insn_info >> 28) as u8 & 0xf);
+    if encoding >> 15 != 0 {
+        return true;
+    }
+    let bitmap = if e.reason == reason::VMREAD { v.get(f::VMREAD_BITMAP) } else { v.get(f::VMWRITE_BITMAP) };
+    read_byte(bitmap + encoding / 8).is_none_or(|b| b & (1 << (encoding % 8)) != 0)
 }
 
 /// The exception bitmap, with the page-fault error-code mask/match rule (SDM 26.2): for #PF,
@@ -154,7 +173,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn exit(reason: u16, q: u64) -> L2Exit {
-        L2Exit { reason, qualification: q, intr_info: 0, error_code: 0, rcx: 0 }
+        L2Exit { reason, qualification: q, intr_info: 0, error_code: 0, rcx: 0, insn_info: 0 }
     }
 
     fn vmcs(prim: u32) -> Vmcs12 {
@@ -253,5 +272,28 @@ mod tests {
         let nmi = L2Exit { intr_info: (1 << 31) | (2 << 8) | 2, ..exit(reason::EXCEPTION_NMI, 0) };
         v.set(f::PIN_BASED_VM_EXEC_CONTROL, pin::NMI_EXITING);
         assert!(!l1_wants(&v, &nmi, ZERO, NO_MEM));
+    }
+
+    #[test]
+    fn vmread_vmwrite_under_vmcs_shadowing() {
+        let mut v = Vmcs12::default();
+        v.set(f::CPU_BASED_VM_EXEC_CONTROL, primary::SECONDARY_CONTROLS);
+        v.set(f::VMREAD_BITMAP, 0x5000);
+        v.set(f::VMWRITE_BITMAP, 0x6000);
+        // The encoding in RAX (reg2 = 0); GUEST_RIP (0x681e) has its bit set in the VMWRITE
+        // bitmap only.
+        let rd = L2Exit { insn_info: 0, ..exit(reason::VMREAD, 0) };
+        let wr = L2Exit { insn_info: 0, ..exit(reason::VMWRITE, 0) };
+        let bitmaps = |a: u64| Some(if a == 0x6000 + 0x681e / 8 { 1 << (0x681e % 8) } else { 0 });
+        let rip = |_: u8| 0x681e;
+        assert!(l1_wants(&v, &rd, rip, bitmaps), "shadowing off: always L1's");
+        v.set(f::SECONDARY_VM_EXEC_CONTROL, secondary::SHADOW_VMCS);
+        assert!(!l1_wants(&v, &rd, rip, bitmaps), "bit clear: the shadow VMCS");
+        assert!(l1_wants(&v, &wr, rip, bitmaps), "bit set: L1's");
+        assert!(l1_wants(&v, &rd, |_| 1 << 15, bitmaps), "an encoding above bit 14");
+        assert!(l1_wants(&v, &rd, rip, |_| None), "an unreadable bitmap");
+        // The register comes from bits 31:28 of the instruction information.
+        let rd_rbx = L2Exit { insn_info: 3 << 28, ..rd };
+        assert!(!l1_wants(&v, &rd_rbx, |r| if r == 3 { 0x681e } else { 1 << 20 }, bitmaps));
     }
 }

@@ -3,15 +3,14 @@
 //!
 //! The SDM leaves the format of a VMCS region to the implementation (25.2): only the
 //! revision identifier (bytes 0-3) and the VMX-abort indicator (bytes 4-7) are
-//! architectural, and software must use VMREAD/VMWRITE for the rest. nvmx's layout, behind
-//! its own revision identifier ([`super::nested_caps::VMCS12_REVISION`]):
-//!
-//! | offset | contents |
-//! |---|---|
-//! | 0 | revision identifier (bit 31: shadow-VMCS indicator) |
-//! | 4 | VMX-abort indicator |
-//! | 8 | launch state (0 clear, 1 launched) |
-//! | 16 + 8·i | component `i` of [`ALL_FIELDS`], 64 bits little-endian |
+//! architectural, and software must use VMREAD/VMWRITE for the rest. nvmx uses KVM's
+//! layout, struct vmcs12 (rust/core/src/kvm_vmcs12_layout.rs, generated from KVM's
+//! source), behind KVM's revision identifier ([`super::nested_caps::VMCS12_REVISION`]):
+//! the same bytes are the VMCS12 of `KVM_GET/SET_NESTED_STATE`, and an L1 saved on nvmx
+//! finds its VMCS regions readable when restored on kvm_intel and back. The launch state
+//! is at offset 8 as in KVM's. The few fields nvmx has and struct vmcs12 lacks
+//! ([`NVMX_ONLY`], none of which KVM supports) are kept after it, at [`NVMX_ONLY_OFFSET`]
+//! + 8·i, where KVM neither looks nor writes.
 //!
 //! While a VMCS is current, nvmx keeps it in kernel memory (this struct) and writes it back
 //! to L1's region on VMCLEAR, on VMPTRLD of another VMCS and on VMXOFF, as a CPU may cache
@@ -25,15 +24,66 @@
 
 use super::field::{Access, Field, FieldValue, TypedField, Width};
 use super::field_table::ALL_FIELDS;
+use super::kvm_vmcs12_layout as kvm;
 
 /// Components VMCS12 holds: every entry of the field table.
 pub const COMPONENTS: usize = ALL_FIELDS.len();
-/// Bytes of the region nvmx uses (header plus components); the region is 4 KiB.
-pub const REGION_BYTES: usize = HEADER + 8 * COMPONENTS;
+/// Offset of the fields struct vmcs12 lacks, past its end.
+pub const NVMX_ONLY_OFFSET: usize = 2048;
+/// Where each component lives in the region: KVM's offset and width, or the index among
+/// the fields only nvmx has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// In struct vmcs12: offset, bytes.
+    Kvm(u16, u8),
+    /// After it: index `i` at [`NVMX_ONLY_OFFSET`] + 8·i.
+    NvmxOnly(u16),
+}
+
+/// [`Place`] of every component, by component index.
+pub const PLACES: [Place; COMPONENTS] = {
+    let mut out = [Place::NvmxOnly(0); COMPONENTS];
+    let mut extra = 0u16;
+    let mut i = 0;
+    while i < COMPONENTS {
+        let enc = ALL_FIELDS[i].1.encoding();
+        let mut j = 0;
+        let mut found = None;
+        while j < kvm::FIELDS.len() {
+            if kvm::FIELDS[j].0 == enc {
+                found = Some((kvm::FIELDS[j].1, kvm::FIELDS[j].2));
+            }
+            j += 1;
+        }
+        out[i] = match found {
+            Some((o, b)) => Place::Kvm(o, b),
+            None => {
+                extra += 1;
+                Place::NvmxOnly(extra - 1)
+            }
+        };
+        i += 1;
+    }
+    out
+};
+/// The fields without a place in struct vmcs12 (KVM refuses VMREAD/VMWRITE of them).
+pub const NVMX_ONLY: usize = {
+    let mut n = 0;
+    let mut i = 0;
+    while i < COMPONENTS {
+        if let Place::NvmxOnly(_) = PLACES[i] {
+            n += 1;
+        }
+        i += 1;
+    }
+    n
+};
+/// Bytes of the region nvmx reads and writes; the region is 4 KiB.
+pub const REGION_BYTES: usize = NVMX_ONLY_OFFSET + 8 * NVMX_ONLY;
 /// Offset of the launch state (a u32) in the region: VMCLEAR of a VMCS that is not current
 /// writes it there directly.
-pub const LAUNCH_STATE_OFFSET: usize = 8;
-const HEADER: usize = 16;
+pub const LAUNCH_STATE_OFFSET: usize = kvm::LAUNCH_STATE;
+const _: () = assert!(kvm::STRUCT_BYTES <= NVMX_ONLY_OFFSET && REGION_BYTES <= 4096);
 
 /// The index of `f`'s component (either access type), if VMCS12 has it.
 #[inline(always)]
@@ -244,22 +294,24 @@ impl Vmcs12 {
         let _ = self.write(f.field(), v.to_operand());
     }
 
-    /// Read a VMCS12 from its region as L1's memory holds it.
+    /// Read a VMCS12 from its region as L1's memory holds it (KVM's layout; a region
+    /// shorter than [`REGION_BYTES`] reads as zeros beyond its end).
     pub fn from_region(region: &[u8]) -> Self {
         let u32_at = |o: usize| region.get(o..o + 4).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
         let mut v = Vmcs12 { revision: u32_at(0), abort: u32_at(4), launched: u32_at(LAUNCH_STATE_OFFSET) == 1, ..Vmcs12::default() };
-        for (i, slot) in v.values.iter_mut().enumerate() {
-            let o = HEADER + 8 * i;
-            if let Some(b) = region.get(o..o + 8) {
+        for (slot, place) in v.values.iter_mut().zip(PLACES) {
+            let (o, n) = place_range(place);
+            if let Some(b) = region.get(o..o + n) {
                 let mut w = [0u8; 8];
-                w.copy_from_slice(b);
+                w[..n].copy_from_slice(b);
                 *slot = u64::from_le_bytes(w);
             }
         }
         v
     }
 
-    /// Write this VMCS12 into its region (the first [`REGION_BYTES`] bytes).
+    /// Write this VMCS12 into its region (the header and every field's place, within the
+    /// first [`REGION_BYTES`] bytes; KVM's padding is left as it was).
     pub fn to_region(&self, region: &mut [u8]) {
         let mut put = |o: usize, b: &[u8]| {
             if let Some(d) = region.get_mut(o..o + b.len()) {
@@ -269,10 +321,18 @@ impl Vmcs12 {
         put(0, &self.revision.to_le_bytes());
         put(4, &self.abort.to_le_bytes());
         put(LAUNCH_STATE_OFFSET, &(self.launched as u32).to_le_bytes());
-        put(12, &0u32.to_le_bytes());
-        for (i, v) in self.values.iter().enumerate() {
-            put(HEADER + 8 * i, &v.to_le_bytes());
+        for (v, place) in self.values.iter().zip(PLACES) {
+            let (o, n) = place_range(place);
+            put(o, &v.to_le_bytes()[..n]);
         }
+    }
+}
+
+/// Offset and bytes of a component's place in the region.
+const fn place_range(p: Place) -> (usize, usize) {
+    match p {
+        Place::Kvm(o, b) => (o as usize, b as usize),
+        Place::NvmxOnly(i) => (NVMX_ONLY_OFFSET + 8 * i as usize, 8),
     }
 }
 
@@ -284,6 +344,51 @@ mod tests {
     #[test]
     fn fits_in_a_4k_region() {
         assert!(REGION_BYTES <= 4096);
+    }
+
+    #[test]
+    fn kvm_layout_holds_every_field_kvm_has() {
+        // Each component's place is as wide as the field (natural width: 8 bytes).
+        for (i, (name, fld)) in ALL_FIELDS.iter().enumerate() {
+            if let Place::Kvm(o, b) = PLACES[i] {
+                assert_eq!(usize::from(b), fld.width().bytes(), "{name}");
+                assert!(usize::from(o) + usize::from(b) <= kvm::STRUCT_BYTES, "{name}");
+            }
+        }
+        // KVM's documented offsets for a few fields (struct vmcs12's CHECK_OFFSETs).
+        let at = |fld: Field| PLACES[fld.position().unwrap()];
+        assert_eq!(at(f::IO_BITMAP_A.field()), Place::Kvm(40, 8));
+        assert_eq!(at(f::GUEST_RIP.field()), Place::Kvm(544, 8));
+        assert_eq!(at(f::GUEST_ES_SELECTOR.field()), Place::Kvm(964, 2));
+        assert_eq!(at(f::PIN_BASED_VM_EXEC_CONTROL.field()), Place::Kvm(744, 4));
+        // What only nvmx has: CR3-target values, PLE, tertiary controls and the like.
+        assert_eq!(NVMX_ONLY, 13);
+        assert!(matches!(at(f::CR3_TARGET_VALUE0.field()), Place::NvmxOnly(_)));
+        // No two components share bytes.
+        let mut used = [false; 4096];
+        for p in PLACES {
+            let (o, n) = place_range(p);
+            for b in &mut used[o..o + n] {
+                assert!(!*b, "overlap at {o}");
+                *b = true;
+            }
+        }
+    }
+
+    #[test]
+    fn region_round_trip_in_kvm_layout() {
+        let mut v = Vmcs12 { revision: kvm::KVM_VMCS12_REVISION, abort: 7, launched: true, ..Vmcs12::default() };
+        for (i, (_, fld)) in ALL_FIELDS.iter().enumerate() {
+            let _ = v.write(*fld, 0x0101_0101_0101_0101u64.wrapping_mul(i as u64 + 1));
+        }
+        let mut region = [0u8; 4096];
+        v.to_region(&mut region);
+        assert_eq!(&region[0..4], &kvm::KVM_VMCS12_REVISION.to_le_bytes());
+        assert_eq!(&region[8..12], &1u32.to_le_bytes(), "launch state at KVM's offset 8");
+        assert_eq!(Vmcs12::from_region(&region), v);
+        // GUEST_RIP where KVM keeps it.
+        let rip = v.read(f::GUEST_RIP).unwrap();
+        assert_eq!(&region[544..552], &rip.to_le_bytes());
     }
 
     #[test]

@@ -117,6 +117,9 @@ pub struct Offered {
     pub feature_control: u64,
     /// IA32_VMX_MISC[29]: VMWRITE may write VM-exit information fields.
     pub vmwrite_any_field: bool,
+    /// The "VMCS shadowing" control may be 1 (IA32_VMX_PROCBASED_CTLS2[46]): VMPTRLD takes
+    /// a shadow VMCS (revision bit 31 set).
+    pub shadow_vmcs: bool,
     /// INVEPT types offered (bit 1 single-context, bit 2 all-context); 0: no INVEPT.
     pub invept_types: u8,
     /// INVVPID types offered (bit 0 individual address, 1 single, 2 all, 3 single keeping
@@ -242,8 +245,10 @@ impl L1Vmx {
         if Some(addr) == self.vmxon {
             return self.fail(VmError::VmptrldVmxonPointer);
         }
-        // Bit 31 set asks for a shadow VMCS, which nvmx does not offer: wrong revision too.
-        if region_revision(addr) != offered.revision {
+        // Bits 30:0 are the revision; bit 31 set asks for a shadow VMCS, which needs VMCS
+        // shadowing offered (SDM 31.3 "VMPTRLD": else the wrong revision too).
+        let r = region_revision(addr);
+        if r & 0x7fff_ffff != offered.revision || (r >> 31 != 0 && !offered.shadow_vmcs) {
             return self.fail(VmError::VmptrldWrongRevision);
         }
         self.current = Some(addr);
@@ -297,12 +302,13 @@ impl L1Vmx {
 
     /// VMLAUNCH (`launch`) / VMRESUME up to the entry checks: `None` means go on with the
     /// checks of controls (VMfail 7), host state (VMfail 8) and guest state (an
-    /// entry-failure exit), in rust/core's entry checks.
-    pub fn vmlaunch_vmresume(&self, cpu: &L1Cpu, launch: bool, state: LaunchState, mov_ss_blocking: bool) -> Option<Outcome> {
+    /// entry-failure exit), in rust/core's entry checks. `shadow`: the current VMCS is a
+    /// shadow VMCS, which cannot be entered (VMfailInvalid, SDM 31.3).
+    pub fn vmlaunch_vmresume(&self, cpu: &L1Cpu, launch: bool, state: LaunchState, mov_ss_blocking: bool, shadow: bool) -> Option<Outcome> {
         if let Some(o) = self.permission(cpu) {
             return Some(o);
         }
-        if self.current.is_none() {
+        if self.current.is_none() || shadow {
             return Some(Outcome::FailInvalid);
         }
         if mov_ss_blocking {
@@ -447,6 +453,7 @@ mod tests {
             cr4_fixed1: 0x3f_ffff,
             feature_control: 0b101,
             vmwrite_any_field: false,
+            shadow_vmcs: false,
             invept_types: 0b110,
             invvpid_types: 0b1111,
         }
@@ -526,6 +533,11 @@ mod tests {
         assert_eq!(v.vmptrld(&cpu64(), &o, Operand::Memory(0x3004), rev), Outcome::FailValid(VmError::VmptrldInvalidAddress));
         assert_eq!(v.vmptrld(&cpu64(), &o, Operand::Memory(0x1000), rev), Outcome::FailValid(VmError::VmptrldVmxonPointer));
         assert_eq!(v.vmptrld(&cpu64(), &o, Operand::Memory(0x3000), |_| 7), Outcome::FailValid(VmError::VmptrldWrongRevision));
+        // A shadow VMCS (bit 31): only with VMCS shadowing offered.
+        assert_eq!(v.vmptrld(&cpu64(), &o, Operand::Memory(0x3000), |_| REV | 1 << 31), Outcome::FailValid(VmError::VmptrldWrongRevision));
+        let mut w = v;
+        assert_eq!(w.vmptrld(&cpu64(), &Offered { shadow_vmcs: true, ..o }, Operand::Memory(0x3000), |_| REV | 1 << 31), Outcome::Succeed);
+        assert_eq!(w.vmptrld(&cpu64(), &Offered { shadow_vmcs: true, ..o }, Operand::Memory(0x3000), |_| (REV + 1) | 1 << 31), Outcome::FailValid(VmError::VmptrldWrongRevision));
         assert_eq!(v.current, Some(0x2000), "failures keep the current VMCS");
         assert_eq!(v.vmptrld(&cpu64(), &o, Operand::Memory(0x3000), rev), Outcome::Succeed);
         assert_eq!(v.vmptrst(&cpu64(), Operand::Memory(0)), Ok(0x3000));
@@ -557,13 +569,14 @@ mod tests {
     #[test]
     fn vmlaunch_vmresume_states() {
         let c = cpu64();
-        assert_eq!(on().vmlaunch_vmresume(&c, true, LaunchState::Clear, false), Some(Outcome::FailInvalid));
+        assert_eq!(on().vmlaunch_vmresume(&c, true, LaunchState::Clear, false, false), Some(Outcome::FailInvalid));
         let v = with_vmcs();
-        assert_eq!(v.vmlaunch_vmresume(&c, true, LaunchState::Clear, true), Some(Outcome::FailValid(VmError::EntryMovSsBlocking)));
-        assert_eq!(v.vmlaunch_vmresume(&c, true, LaunchState::Launched, false), Some(Outcome::FailValid(VmError::VmlaunchNonClear)));
-        assert_eq!(v.vmlaunch_vmresume(&c, false, LaunchState::Clear, false), Some(Outcome::FailValid(VmError::VmresumeNonLaunched)));
-        assert_eq!(v.vmlaunch_vmresume(&c, true, LaunchState::Clear, false), None);
-        assert_eq!(v.vmlaunch_vmresume(&c, false, LaunchState::Launched, false), None);
+        assert_eq!(v.vmlaunch_vmresume(&c, true, LaunchState::Clear, true, false), Some(Outcome::FailValid(VmError::EntryMovSsBlocking)));
+        assert_eq!(v.vmlaunch_vmresume(&c, true, LaunchState::Launched, false, false), Some(Outcome::FailValid(VmError::VmlaunchNonClear)));
+        assert_eq!(v.vmlaunch_vmresume(&c, false, LaunchState::Clear, false, false), Some(Outcome::FailValid(VmError::VmresumeNonLaunched)));
+        assert_eq!(v.vmlaunch_vmresume(&c, true, LaunchState::Clear, false, false), None);
+        assert_eq!(v.vmlaunch_vmresume(&c, false, LaunchState::Launched, false, false), None);
+        assert_eq!(v.vmlaunch_vmresume(&c, true, LaunchState::Clear, false, true), Some(Outcome::FailInvalid), "a shadow VMCS");
     }
 
     #[test]
