@@ -708,6 +708,15 @@ fn guest_loop(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, e
         if st.lapic.is_some() || st.nmi_pending || st.extint.is_some() || st.irq_window_requested {
             prepare_events(cur, vcpu, st);
         }
+        // The work before the entry comes first, the timer is armed last: it counts from
+        // the entry, and a deadline (L1's for L2) must not move by what ran in between (the
+        // software L1D flush alone is thousands of instructions).
+        if !st.nested.guest_mode {
+            crate::shadow_vmcs::before_l1(cur, st, vcpu.vmcs_phys);
+        }
+        if core::mem::take(&mut st.l1d_flush_pending) {
+            l1d_flush();
+        }
         // The whole region, not each guest stretch, gets the budget: a guest whose exits
         // nvmx handles in the kernel (and that restarts the timer at every entry) must
         // still give the CPU back, and a slot change waiting for it must see it leave
@@ -731,12 +740,6 @@ fn guest_loop(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, e
                 ticks = 0;
             }
             cur.set(f::VMX_PREEMPTION_TIMER_VALUE, u32::try_from(ticks >> rate).unwrap_or(u32::MAX));
-        }
-        if !st.nested.guest_mode {
-            crate::shadow_vmcs::before_l1(cur, st, vcpu.vmcs_phys);
-        }
-        if core::mem::take(&mut st.l1d_flush_pending) {
-            l1d_flush();
         }
         // SAFETY: IRQs off, VMX operation, current VMCS fully written by write_vmcs.
         let ran = unsafe { vmx_ops::vmx_run(&mut gprs, launched) };
