@@ -73,7 +73,7 @@ TEST_F(dev, unknown_capability_is_zero)
 TEST_F(dev, unimplemented_capabilities_are_zero)
 {
 	/* Not implemented yet; claiming any of these would be a lie. */
-	static const long caps[] = { KVM_CAP_NESTED_STATE, KVM_CAP_TSC_CONTROL, KVM_CAP_VAPIC,
+	static const long caps[] = { KVM_CAP_TSC_CONTROL, KVM_CAP_VAPIC,
 				     KVM_CAP_X86_TRIPLE_FAULT_EVENT };
 
 	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
@@ -104,6 +104,8 @@ TEST_F(dev, implemented_capabilities_are_one)
 	/* The quirks nvmx has, and that a VMM may disable. */
 	EXPECT_EQ(KVM_X86_QUIRK_STUFF_FEATURE_MSRS | KVM_X86_QUIRK_LINT0_REENABLED,
 		  ioctl(self->fd, KVM_CHECK_EXTENSION, KVM_CAP_DISABLE_QUIRKS2));
+	/* KVM_GET_NESTED_STATE's most: header, VMCS12 and shadow VMCS12 (nested=1). */
+	EXPECT_EQ(128 + 2 * 4096, ioctl(self->fd, KVM_CHECK_EXTENSION, KVM_CAP_NESTED_STATE));
 	/* KVM_GET_XSAVE2's size: struct kvm_xsave holds everything nvmx switches. */
 	EXPECT_EQ(4096, ioctl(self->fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2));
 	/* KVM_MAX_MCE_BANKS. */

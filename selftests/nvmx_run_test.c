@@ -667,46 +667,43 @@ static int edit_cpuid(struct guest *g, __u32 ecx1_set, __u32 ecx1_clear, __u32 e
 #define MOV_CR4_OR(bit) { 0x0f, 0x20, 0xe0, 0x66, 0x0d, (bit) & 0xff, ((bit) >> 8) & 0xff, \
 			  ((bit) >> 16) & 0xff, ((bit) >> 24) & 0xff, 0x0f, 0x22, 0xe0, 0xf4 }
 
-TEST(setting_cr4_osxsave_without_xsave_is_gp)
+/*
+ * MOV to CR4 of `bit` is #GP and KVM_SET_SREGS with it EINVAL, for a vCPU whose CPUID is the
+ * supported one edited as edit_cpuid says.
+ */
+static void expect_cr4_bit_refused(struct __test_metadata *_metadata, __u32 bit, __u32 ecx1_set,
+				   __u32 ecx1_clear, __u32 ecx7_set)
 {
-	static const unsigned char code[] = MOV_CR4_OR(1U << 18);
+	const unsigned char code[] = MOV_CR4_OR(bit);
 	struct kvm_sregs sregs;
 	struct guest g;
 
 	ASSERT_EQ(0, guest_create(&g, code, sizeof(code)));
-	ASSERT_EQ(0, edit_cpuid(&g, 0, 1U << 26, 0)) TH_LOG("XSAVE taken out of the guest's CPUID");
+	ASSERT_EQ(0, edit_cpuid(&g, ecx1_set, ecx1_clear, ecx7_set));
 	ASSERT_EQ(0, ioctl(g.vcpu, KVM_GET_SREGS, &sregs));
-	sregs.cr4 |= 1U << 18;
-	EXPECT_EQ(-1, ioctl(g.vcpu, KVM_SET_SREGS, &sregs));
+	sregs.cr4 |= bit;
+	EXPECT_EQ(-1, ioctl(g.vcpu, KVM_SET_SREGS, &sregs)) TH_LOG("KVM_SET_SREGS with CR4 %#x", bit);
 	EXPECT_EQ(EINVAL, errno);
 	set_reporting_handler(&g, 13, 0x3000);
 	ASSERT_EQ(0, ioctl(g.vcpu, KVM_RUN, 0));
 	ASSERT_EXIT(&g, KVM_EXIT_IO);
-	EXPECT_EQ(13, *((unsigned char *)g.run + g.run->io.data_offset)) TH_LOG("#GP delivered");
+	EXPECT_EQ(13, *((unsigned char *)g.run + g.run->io.data_offset)) TH_LOG("MOV to CR4 of %#x is #GP", bit);
 	guest_destroy(&g);
+}
+
+/* CR4.OSXSAVE needs XSAVE in the guest's CPUID. */
+TEST(setting_cr4_osxsave_without_xsave_is_gp)
+{
+	expect_cr4_bit_refused(_metadata, 1U << 18, 0, 1U << 26, 0);
 }
 
 /*
  * CR4.PKE would give the guest the VMM's PKRU, which nvmx does not switch: refused even when
- * the VMM's CPUID offers PKU — #GP for MOV to CR4, EINVAL for KVM_SET_SREGS.
+ * the VMM's CPUID offers PKU.
  */
 TEST(pke_stays_off_even_when_the_vmm_offers_it)
 {
-	static const unsigned char code[] = MOV_CR4_OR(1U << 22);
-	struct kvm_sregs sregs;
-	struct guest g;
-
-	ASSERT_EQ(0, guest_create(&g, code, sizeof(code)));
-	ASSERT_EQ(0, edit_cpuid(&g, 1U << 26, 0, 1U << 3));
-	ASSERT_EQ(0, ioctl(g.vcpu, KVM_GET_SREGS, &sregs));
-	sregs.cr4 |= 1U << 22;
-	EXPECT_EQ(-1, ioctl(g.vcpu, KVM_SET_SREGS, &sregs)) TH_LOG("KVM_SET_SREGS with CR4.PKE");
-	EXPECT_EQ(EINVAL, errno);
-	set_reporting_handler(&g, 13, 0x3000);
-	ASSERT_EQ(0, ioctl(g.vcpu, KVM_RUN, 0));
-	ASSERT_EXIT(&g, KVM_EXIT_IO);
-	EXPECT_EQ(13, *((unsigned char *)g.run + g.run->io.data_offset)) TH_LOG("MOV to CR4.PKE is #GP");
-	guest_destroy(&g);
+	expect_cr4_bit_refused(_metadata, 1U << 22, 1U << 26, 0, 1U << 3);
 }
 
 TEST(cpuid_without_set_cpuid2_is_empty)
