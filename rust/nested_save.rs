@@ -44,7 +44,7 @@ pub(crate) fn get(vcpu: &Vcpu, arg: usize) -> Result<isize> {
     };
     let h = abi::header_for(&saved);
     if user_size < h.size {
-        UserSlice::new(UserPtr::from_addr(arg + 4), 4).writer().write(&h.size)?;
+        UserSlice::new(UserPtr::from_addr(arg.wrapping_add(4)), 4).writer().write(&h.size)?;
         return Err(E2BIG);
     }
     let mut buf = KVec::from_elem(0u8, h.size as usize, GFP_KERNEL)?;
@@ -87,7 +87,7 @@ pub(crate) fn set(vcpu: &Vcpu, arg: usize) -> Result<isize> {
     let restore = abi::check_header(&h, vmx, st.features.maxphyaddr).map_err(|_| EINVAL)?;
     let read_vmcs = |offset: usize| -> Result<KBox<Vmcs12>> {
         let mut region = KVec::from_elem(0u8, abi::VMCS12_BYTES, GFP_KERNEL)?;
-        UserSlice::new(UserPtr::from_addr(arg + offset), region.len()).reader().read_slice(&mut region)?;
+        UserSlice::new(UserPtr::from_addr(arg.checked_add(offset).ok_or(EFAULT)?), region.len()).reader().read_slice(&mut region)?;
         Ok(KBox::new(Vmcs12::from_region(&region), GFP_KERNEL_ACCOUNT)?)
     };
     let (vmcs12, shadow) = match restore {
