@@ -26,7 +26,7 @@ pub(crate) use crate::nested_state::Switch;
 use crate::nested_state::L1AtEntry;
 pub(crate) use crate::nested_msrs::{available, cpuid_changed, get_msr, is_nested_msr, set_msr, MSR_FEATURE_CONTROL};
 pub(crate) use crate::msr_route::vmcs02_tsc_offset;
-use crate::vmx_core::controls::{cr0, cr4, exit as exit_ctl, pin, primary, secondary};
+use crate::vmx_core::controls::{cr0, cr4, exit as exit_ctl};
 use crate::vmx_core::exit::{intr_kind, reason, ExitReason, InterruptionInfo};
 use crate::vmx_core::field_table as f;
 use crate::vmx_core::field::Field;
@@ -116,20 +116,12 @@ fn apic_pages(apic: &ApicVirt, eptp: u64) -> core::result::Result<ApicPages, Fie
 /// The shadow VMCS12 of the current VMCS12 while L2 runs under VMCS shadowing: its link
 /// pointer, if VMCS12 enables shadowing and the pointer is not all ones.
 pub(crate) fn shadow_vmcs12_pointer(st: &VcpuState) -> Option<u64> {
-    let v = st.nested.vmcs12.as_ref().filter(|_| st.nested.guest_mode)?;
-    let prim = v.get(f::CPU_BASED_VM_EXEC_CONTROL);
-    let sec = if prim & primary::SECONDARY_CONTROLS != 0 { v.get(f::SECONDARY_VM_EXEC_CONTROL) } else { 0 };
-    let link = v.get(f::VMCS_LINK_POINTER);
-    (sec & secondary::SHADOW_VMCS != 0 && link != u64::MAX).then_some(link)
+    st.nested.vmcs12.as_ref().filter(|_| st.nested.guest_mode)?.shadow_vmcs_link()
 }
 
 /// The shadow VMCS12 at `gpa` in L1's memory, as `KVM_GET_NESTED_STATE` saves it.
 pub(crate) fn read_shadow_vmcs12(eptp: u64, gpa: u64, out: &mut [u8]) -> bool {
-    let Some(p) = l1_page(eptp, gpa & !0xfff) else { return false };
-    // SAFETY: a whole pinned guest page, read only; L1 writing it meanwhile is its own doing.
-    let region = unsafe { core::slice::from_raw_parts(p as *const u8, REGION_BYTES) };
-    Vmcs12::from_region(region).to_region(out);
-    true
+    load_vmcs12(eptp, gpa & !0xfff).map(|v| v.to_region(out)).is_some()
 }
 
 /// `KVM_SET_NESTED_STATE`: the shadow VMCS12 back into L1's memory at `gpa` (nvmx keeps no
@@ -579,10 +571,7 @@ pub(crate) fn apply_switch(st: &mut VcpuState, eptp: u64, home: MsrHome) {
                 Ok(()) => {
                     st.stats.nested_entries += 1;
                     // Every entry loads the timer from VMCS12 (SDM 27.7.4 / 26.7.4).
-                    let timer = st.nested.vmcs12.as_ref().and_then(|v| {
-                        (v.get(f::PIN_BASED_VM_EXEC_CONTROL) & pin::PREEMPTION_TIMER != 0)
-                            .then(|| v.get(f::VMX_PREEMPTION_TIMER_VALUE))
-                    });
+                    let timer = st.nested.vmcs12.as_ref().and_then(|v| v.preemption_timer());
                     let rate = st.nested.l1_timer_rate();
                     st.nested.l1_timer_deadline =
                         timer.map(|t| crate::vmx_ops::rdtsc().saturating_add(u64::from(t).checked_shl(rate).unwrap_or(u64::MAX)));
@@ -710,7 +699,7 @@ pub(crate) fn enter_restored(st: &mut VcpuState, run_pending: bool, timer_deadli
     if !run_pending {
         st.arch.event = event;
     }
-    let timer = (v.get(f::PIN_BASED_VM_EXEC_CONTROL) & pin::PREEMPTION_TIMER != 0).then(|| v.get(f::VMX_PREEMPTION_TIMER_VALUE));
+    let timer = v.preemption_timer();
     let rate = st.nested.l1_timer_rate();
     st.nested.l1_timer_deadline = timer.map(|t| match timer_deadline {
         Some(d) => d.checked_shl(rate).unwrap_or(u64::MAX).wrapping_sub(st.tsc_offset),

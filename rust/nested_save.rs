@@ -10,8 +10,6 @@ use kernel::uaccess::{UserPtr, UserSlice};
 use crate::nested;
 use crate::vcpu::Vcpu;
 use crate::vm::read_user;
-use crate::vmx_core::controls::{pin, primary, secondary};
-use crate::vmx_core::field_table as f;
 use crate::vmx_core::kvm_nested_state::{self as abi, Header, Restore, Saved};
 use crate::vmx_core::nested_caps::VMCS12_REVISION;
 use crate::vmx_core::nested_switch;
@@ -30,7 +28,7 @@ pub(crate) fn get(vcpu: &Vcpu, arg: usize) -> Result<isize> {
     let user_size: u32 = read_user(arg.checked_add(4).ok_or(EFAULT)?)?;
     let mut st = vcpu.state.lock();
     let guest_mode = st.nested.guest_mode;
-    let timer_on = st.nested.vmcs12.as_ref().is_some_and(|v| v.get(f::PIN_BASED_VM_EXEC_CONTROL) & pin::PREEMPTION_TIMER != 0);
+    let timer_on = st.nested.vmcs12.as_ref().is_some_and(|v| v.preemption_timer().is_some());
     let shadow = nested::shadow_vmcs12_pointer(&st);
     let saved = Saved {
         vmxon: st.nested.l1.vmxon,
@@ -97,10 +95,7 @@ pub(crate) fn set(vcpu: &Vcpu, arg: usize) -> Result<isize> {
                 return Err(EINVAL);
             }
             // The shadow VMCS12 a guest-mode VMCS12 with VMCS shadowing needs.
-            let prim = v.get(f::CPU_BASED_VM_EXEC_CONTROL);
-            let sec = if prim & primary::SECONDARY_CONTROLS != 0 { v.get(f::SECONDARY_VM_EXEC_CONTROL) } else { 0 };
-            let link = v.get(f::VMCS_LINK_POINTER);
-            let shadow = if guest_mode && sec & secondary::SHADOW_VMCS != 0 && link != u64::MAX {
+            let shadow = if let Some(link) = v.shadow_vmcs_link().filter(|_| guest_mode) {
                 if !shadow_data {
                     return Err(EINVAL);
                 }

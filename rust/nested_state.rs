@@ -8,7 +8,7 @@ use kernel::prelude::*;
 
 use crate::nested_ept::ShadowEpt;
 use crate::vmx_core::arch_state::ArchState;
-use crate::vmx_core::controls::{primary, secondary};
+use crate::vmx_core::controls::secondary;
 use crate::vmx_core::field_table as f;
 use crate::vmx_core::nested_caps::L1VmxCaps;
 use crate::vmx_core::nested_entry::{EntryEnv, EntryFailure};
@@ -146,8 +146,7 @@ impl Nested {
     /// L1's EPT pointer for L2 when VMCS12 enables EPT (checked at VM entry).
     pub(crate) fn eptp12(&self) -> Option<u64> {
         let v = self.vmcs12.as_ref()?;
-        let prim = v.get(f::CPU_BASED_VM_EXEC_CONTROL);
-        let sec = if prim & primary::SECONDARY_CONTROLS != 0 { v.get(f::SECONDARY_VM_EXEC_CONTROL) } else { 0 };
+        let sec = v.secondary_controls();
         (sec & secondary::ENABLE_EPT != 0).then(|| v.get(f::EPT_POINTER))
     }
 

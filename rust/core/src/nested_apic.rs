@@ -37,7 +37,7 @@ impl ApicVirt {
     /// What VMCS12 asks for.
     pub fn of(v: &Vmcs12) -> Self {
         let prim = v.get(f::CPU_BASED_VM_EXEC_CONTROL);
-        let sec = if prim & primary::SECONDARY_CONTROLS != 0 { v.get(f::SECONDARY_VM_EXEC_CONTROL) } else { 0 };
+        let sec = v.secondary_controls();
         let tpr_shadow = prim & primary::TPR_SHADOW != 0;
         ApicVirt {
             virtual_apic: tpr_shadow.then(|| v.get(f::VIRTUAL_APIC_PAGE_ADDR)),

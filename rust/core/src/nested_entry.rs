@@ -131,7 +131,7 @@ pub const CONTROL_AND_HOST_INPUTS: Components = {
 /// can then change with no VMCS12 component changing.
 fn controls_read_memory(v: &Vmcs12) -> bool {
     let prim = v.get(f::CPU_BASED_VM_EXEC_CONTROL);
-    let sec = if prim & primary::SECONDARY_CONTROLS != 0 { v.get(f::SECONDARY_VM_EXEC_CONTROL) } else { 0 };
+    let sec = v.secondary_controls();
     prim & primary::TPR_SHADOW != 0 && sec & secondary::VIRTUALIZE_APIC_ACCESSES == 0
 }
 
@@ -176,7 +176,7 @@ macro_rules! require {
 fn check_controls(v: &Vmcs12, caps: &L1VmxCaps, env: &EntryEnv, read_u32: impl Fn(u64) -> Option<u32>) -> Result<(), Failed> {
     let pin_ = v.get(f::PIN_BASED_VM_EXEC_CONTROL);
     let prim = v.get(f::CPU_BASED_VM_EXEC_CONTROL);
-    let sec = if prim & primary::SECONDARY_CONTROLS != 0 { v.get(f::SECONDARY_VM_EXEC_CONTROL) } else { 0 };
+    let sec = v.secondary_controls();
     const S: &str = "27.2.1.1";
     require!(caps.pin.is_valid(pin_), S, f::PIN_BASED_VM_EXEC_CONTROL, pin_, "allowed by IA32_VMX_TRUE_PINBASED_CTLS");
     require!(caps.primary.is_valid(prim), S, f::CPU_BASED_VM_EXEC_CONTROL, prim, "allowed by IA32_VMX_TRUE_PROCBASED_CTLS");
@@ -370,8 +370,7 @@ fn check_guest(v: &Vmcs12, caps: &L1VmxCaps, env: &EntryEnv, read_u32: impl Fn(u
     // bits 30:0 and the shadow-VMCS indicator (bit 31) equal to the "VMCS shadowing" control.
     let link = v.get(f::VMCS_LINK_POINTER);
     if link != u64::MAX {
-        let prim = v.get(f::CPU_BASED_VM_EXEC_CONTROL);
-        let sec = if prim & primary::SECONDARY_CONTROLS != 0 { v.get(f::SECONDARY_VM_EXEC_CONTROL) } else { 0 };
+        let sec = v.secondary_controls();
         let want = (caps.basic as u32 & 0x7fff_ffff) | if sec & secondary::SHADOW_VMCS != 0 { 1 << 31 } else { 0 };
         let ok = link & 0xfff == 0 && phys_ok(link, env.maxphyaddr) && read_u32(link).is_some_and(|r| r == want);
         if !ok {
@@ -387,8 +386,7 @@ fn check_guest(v: &Vmcs12, caps: &L1VmxCaps, env: &EntryEnv, read_u32: impl Fn(u
 fn check_guest_regs(v: &Vmcs12, caps: &L1VmxCaps, env: &EntryEnv) -> Result<(), Failed> {
     const S: &str = "27.3.1.1";
     let en = v.get(f::VM_ENTRY_CONTROLS);
-    let prim = v.get(f::CPU_BASED_VM_EXEC_CONTROL);
-    let sec = if prim & primary::SECONDARY_CONTROLS != 0 { v.get(f::SECONDARY_VM_EXEC_CONTROL) } else { 0 };
+    let sec = v.secondary_controls();
     let unrestricted = sec & secondary::UNRESTRICTED_GUEST != 0;
     let c0 = v.get(f::GUEST_CR0);
     let c4 = v.get(f::GUEST_CR4);

@@ -13,6 +13,7 @@ use super::controls::{primary, secondary};
 use super::exit::{reason, CrAccess, IoQualification};
 use super::field_table as f;
 use super::vmcs12::Vmcs12;
+use super::vmx_insn::InsnInfo;
 
 const CR0_TS: u64 = 1 << 3;
 
@@ -38,7 +39,7 @@ pub struct L2Exit {
 /// byte counts as set, as on KVM (the access exits to L1).
 pub fn l1_wants(v: &Vmcs12, e: &L2Exit, gpr: impl Fn(u8) -> u64, read_byte: impl Fn(u64) -> Option<u8>) -> bool {
     let prim = v.get(f::CPU_BASED_VM_EXEC_CONTROL);
-    let sec = if prim & primary::SECONDARY_CONTROLS != 0 { v.get(f::SECONDARY_VM_EXEC_CONTROL) } else { 0 };
+    let sec = v.secondary_controls();
     match e.reason {
         reason::EXCEPTION_NMI => {
             // A hardware NMI is the host's (L0's NMI exiting); NMIs meant for L1 are
@@ -91,7 +92,7 @@ fn vmcs_access_wanted(v: &Vmcs12, sec: u32, e: &L2Exit, gpr: impl Fn(u8) -> u64,
     if sec & secondary::SHADOW_VMCS == 0 {
         return true;
     }
-    let encoding = gpr((e.insn_info >> 28) as u8 & 0xf);
+    let encoding = gpr(InsnInfo(e.insn_info).reg2());
     if encoding >> 15 != 0 {
         return true;
     }

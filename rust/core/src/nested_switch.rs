@@ -290,7 +290,7 @@ const PRIMARY_PASS: u32 = primary::INTR_WINDOW_EXITING | primary::HLT_EXITING | 
 /// twice and none keeps a value of an earlier VMCS12.
 pub fn merge_vmcs02(l0: &L0Controls, v: &Vmcs12, pages: &Vmcs02Pages, out: &mut impl Vmcs) {
     let prim12 = v.get(f::CPU_BASED_VM_EXEC_CONTROL);
-    let sec12 = if prim12 & primary::SECONDARY_CONTROLS != 0 { v.get(f::SECONDARY_VM_EXEC_CONTROL) } else { 0 };
+    let sec12 = v.secondary_controls();
     let mut prim02 = l0.primary | (prim12 & PRIMARY_PASS);
     // L1's TPR shadow runs on the CPU, on L1's virtual-APIC page (SDM 30.1): L2's CR8 is
     // VTPR, not the host's TPR, so L0's CR8 exits are not needed — L2 exits on CR8 where L1

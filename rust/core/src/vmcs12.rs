@@ -23,7 +23,8 @@
 //! write that leaves a component's value as it was is not a change.
 
 use super::field::{Access, Field, FieldValue, TypedField, Width};
-use super::field_table::ALL_FIELDS;
+use super::controls::{pin, primary, secondary};
+use super::field_table::{self as f, ALL_FIELDS};
 use super::kvm_vmcs12_layout as kvm;
 
 /// Components VMCS12 holds: every entry of the field table.
@@ -292,6 +293,28 @@ impl Vmcs12 {
     #[inline(always)]
     pub fn set<T: FieldValue>(&mut self, f: TypedField<T>, v: T) {
         let _ = self.write(f.field(), v.to_operand());
+    }
+
+    /// The secondary processor-based controls in effect: the field when the primary
+    /// controls activate them, else 0 (SDM 25.6.2).
+    pub fn secondary_controls(&self) -> u32 {
+        if self.get(f::CPU_BASED_VM_EXEC_CONTROL) & primary::SECONDARY_CONTROLS != 0 {
+            self.get(f::SECONDARY_VM_EXEC_CONTROL)
+        } else {
+            0
+        }
+    }
+
+    /// The VMCS link pointer when "VMCS shadowing" is on and the pointer is not all ones:
+    /// the shadow VMCS that L2's VMREAD/VMWRITE act on (SDM 25.10).
+    pub fn shadow_vmcs_link(&self) -> Option<u64> {
+        let link = self.get(f::VMCS_LINK_POINTER);
+        (self.secondary_controls() & secondary::SHADOW_VMCS != 0 && link != u64::MAX).then_some(link)
+    }
+
+    /// The VMX-preemption timer value when the pin control turns the timer on.
+    pub fn preemption_timer(&self) -> Option<u32> {
+        (self.get(f::PIN_BASED_VM_EXEC_CONTROL) & pin::PREEMPTION_TIMER != 0).then(|| self.get(f::VMX_PREEMPTION_TIMER_VALUE))
     }
 
     /// Read a VMCS12 from its region as L1's memory holds it (KVM's layout; a region
