@@ -113,13 +113,15 @@ pub(crate) fn set(vcpu: &Vcpu, arg: usize) -> Result<isize> {
     };
     vcpu.vm.with_memory(|eptp| {
         let mut vmcs12 = vmcs12;
-        if let Some((link, s)) = shadow.as_ref() {
-            if !nested::write_shadow_vmcs12(eptp, *link, s) {
+        // The entry checks read the link pointer's region in L1's memory, as KVM's do; the
+        // shadow VMCS12 is written there only once everything passed.
+        if let (Restore::Current { guest_mode: true, .. }, Some(v)) = (restore, vmcs12.as_mut()) {
+            if !nested::restored_entry_valid(&st, v, eptp) {
                 return Err(EINVAL);
             }
         }
-        if let (Restore::Current { guest_mode: true, .. }, Some(v)) = (restore, vmcs12.as_mut()) {
-            if !nested::restored_entry_valid(&st, v, eptp) {
+        if let Some((link, s)) = shadow.as_ref() {
+            if !nested::write_shadow_vmcs12(eptp, *link, s) {
                 return Err(EINVAL);
             }
         }
