@@ -23,7 +23,7 @@ pub(crate) fn msr_between_vmcs(st: &VcpuState, index: u32, home: MsrHome) -> Opt
     if nested_msrs::is_nested_msr(index) {
         return nested_msrs::get_msr(st, index);
     }
-    let m = Msr::from_index(index)?;
+    let m = Msr::from_index(index).filter(|&m| st.guest_may_read(m))?;
     Some(match m {
         Msr::Tsc if st.nested.guest_mode => vmx_ops::rdtsc().wrapping_add(vmcs02_tsc_offset(st)),
         m if home == MsrHome::Region && SYSCALL_MSRS.contains(&m) => vmx_ops::rdmsr(m.index()),
@@ -52,7 +52,13 @@ pub(crate) fn set_msr_between_vmcs(st: &mut VcpuState, index: u32, v: u64, home:
 /// value to keep, or None for #GP — the one set of rules for the exit handler (state in the
 /// VMCS) and for nested switches (state in the vCPU).
 pub(crate) fn check_guest_wrmsr(st: &VcpuState, m: Msr, value: u64, current: u64, cr0: u64) -> Option<u64> {
-    let cx = WriteContext { features: st.features, writer: Writer::Guest, current, paging: cr0 & cr0::PG != 0 };
+    let cx = WriteContext {
+        features: st.features,
+        writer: Writer::Guest,
+        current,
+        paging: cr0 & cr0::PG != 0,
+        platform_info: st.platform_info,
+    };
     guest_msr::check_write(m, value, &cx)
 }
 

@@ -935,6 +935,18 @@ pub(crate) fn pending_exception_exit(st: &mut VcpuState) -> Option<ExitInfo> {
     })
 }
 
+/// While L2 runs: a pending triple fault (the VMM's, or a machine check that could not be
+/// delivered) is a triple-fault VM exit to L1 (reason 2), as KVM's nested_vmx_triple_fault.
+/// Like L1's other events, only once an event being injected into L2 was delivered (the
+/// guest loop's `exit_after_delivery`).
+pub(crate) fn triple_fault_exit(st: &mut VcpuState) -> Option<ExitInfo> {
+    if !st.triple_fault_pending {
+        return None;
+    }
+    st.triple_fault_pending = false;
+    Some(ExitInfo { reason: reason::TRIPLE_FAULT.into(), ..ExitInfo::default() })
+}
+
 /// Whether [`l1_event_exit`] has an exit to make, without taking the event.
 pub(crate) fn l1_event_pending(st: &VcpuState) -> bool {
     let Some(v) = st.nested.vmcs12.as_ref() else { return false };

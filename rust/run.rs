@@ -140,6 +140,7 @@ pub(crate) fn run(vcpu: &Vcpu) -> Result<isize> {
     }
 
     st.irq_window_requested = run.request_interrupt_window();
+    st.platform_info_readable = vcpu.vm.platform_info_readable();
     loop {
         // KVM returns EINTR for immediate_exit without touching exit_reason: a client that
         // completes an I/O this way still sees its last exit (the selftests' ucalls do).
@@ -161,8 +162,11 @@ pub(crate) fn run(vcpu: &Vcpu) -> Result<isize> {
             return Ok(0);
         }
         // A VMX abort outside a region (a nested exit while completing INS): L1's shutdown;
-        // so is a machine check KVM_X86_SET_MCE could not deliver.
-        if st.nested.take_vmx_abort() || core::mem::take(&mut st.shutdown_pending) {
+        // so is a pending triple fault outside guest mode (in guest mode it is L1's VM exit,
+        // nested::triple_fault_exit).
+        let triple_fault = st.triple_fault_pending && !st.nested.guest_mode;
+        if st.nested.take_vmx_abort() || triple_fault {
+            st.triple_fault_pending = false;
             report(run, pio, &mut st, UserExit::Shutdown);
             return Ok(0);
         }
@@ -698,8 +702,11 @@ fn guest_loop(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, st: &mut VcpuState, cpu: u32, e
                 collect_events(vcpu, st, now, false);
             }
             if InterruptionInfo(cur.r(f::VM_ENTRY_INTR_INFO_FIELD)).valid() {
-                exit_after_delivery = nested::l1_event_pending(st);
-            } else if let Some(info) = nested::pending_exception_exit(st).or_else(|| nested::l1_event_exit(st)) {
+                exit_after_delivery = st.triple_fault_pending || nested::l1_event_pending(st);
+            } else if let Some(info) = nested::triple_fault_exit(st)
+                .or_else(|| nested::pending_exception_exit(st))
+                .or_else(|| nested::l1_event_exit(st))
+            {
                 st.nested.switch = Some(nested::Switch::Exit(info));
                 break Leave::Nested;
             }
@@ -1071,6 +1078,11 @@ fn handle_exit(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, g: &mut [u64; 16], st: &mut Vc
             Next::Resume
         }
         reason::CPUID => {
+            // CPUID faulting (MSR_MISC_FEATURES_ENABLES) outside ring 0: #GP(0).
+            if crate::vmx_core::guest_msr::cpuid_faults(st.misc_features, AccessRights(cur.r(f::GUEST_SS_AR_BYTES)).dpl()) {
+                inject(cur, GP_VECTOR, Some(0));
+                return Next::Resume;
+            }
             // The vCPU's table from KVM_SET_CPUID2, with KVM's out-of-range rule and the
             // bits that follow CR4 and XCR0.
             let dynamic = st.cpuid_dynamic(guest_cr4(cur));
@@ -1279,7 +1291,7 @@ fn handle_exit(cur: &LoadedVmcs<'_>, vcpu: &Vcpu, g: &mut [u64; 16], st: &mut Vc
         }
         reason::RDMSR => {
             // An MSR nvmx does not have is #GP(0), as KVM does for one it does not know.
-            match Msr::from_index(g[1] as u32) {
+            match Msr::from_index(g[1] as u32).filter(|&m| st.guest_may_read(m)) {
                 Some(m) => {
                     let v = live_msr(cur, st, m);
                     [g[0], g[2]] = [v & 0xffff_ffff, v >> 32];

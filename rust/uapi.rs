@@ -319,6 +319,19 @@ pub(crate) const KVM_MSI_VALID_DEVID: u32 = 1;
 /// `KVM_RUN_X86_GUEST_MODE` in `kvm_run.flags`: the vCPU was running L2.
 const KVM_RUN_X86_GUEST_MODE: u16 = 1 << 2;
 
+/// `KVM_SYNC_X86_*`: the parts of `kvm_run.s.regs` that `kvm_valid_regs` and
+/// `kvm_dirty_regs` name (KVM_CAP_SYNC_REGS).
+pub(crate) mod sync {
+    /// `KVM_SYNC_X86_REGS`: `struct kvm_regs`.
+    pub(crate) const REGS: u64 = 1 << 0;
+    /// `KVM_SYNC_X86_SREGS`: `struct kvm_sregs`.
+    pub(crate) const SREGS: u64 = 1 << 1;
+    /// `KVM_SYNC_X86_EVENTS`: `struct kvm_vcpu_events`.
+    pub(crate) const EVENTS: u64 = 1 << 2;
+    /// `KVM_SYNC_X86_VALID_FIELDS`.
+    pub(crate) const VALID_FIELDS: u64 = REGS | SREGS | EVENTS;
+}
+
 /// `KVM_SET_GUEST_DEBUG`.
 pub(crate) const KVM_SET_GUEST_DEBUG: u32 = _IOW::<KvmGuestDebug>(KVMIO, 0x9b);
 /// `KVM_X86_SETUP_MCE`.
@@ -346,6 +359,8 @@ pub(crate) const KVM_SET_GSI_ROUTING: u32 = _IOW::<[u32; 2]>(KVMIO, 0x6a);
 
 /// `KVM_SET_TSS_ADDR` (the address is the argument).
 pub(crate) const KVM_SET_TSS_ADDR: u32 = _IO(KVMIO, 0x47);
+/// `KVM_SET_BOOT_CPU_ID` (VM fd): the vCPU id of the bootstrap processor, by value.
+pub(crate) const KVM_SET_BOOT_CPU_ID: u32 = _IO(KVMIO, 0x78);
 /// `KVM_SET_IDENTITY_MAP_ADDR`.
 pub(crate) const KVM_SET_IDENTITY_MAP_ADDR: u32 = _IOW::<u64>(KVMIO, 0x48);
 /// `KVM_SET_CLOCK`.
@@ -462,6 +477,14 @@ pub(crate) mod cap {
     pub(crate) const NESTED_STATE: usize = 157;
     /// `KVM_CAP_EXCEPTION_PAYLOAD`: pending exceptions and payloads in the vCPU events.
     pub(crate) const EXCEPTION_PAYLOAD: usize = 164;
+    /// `KVM_CAP_MSR_PLATFORM_INFO`: whether guests may read MSR_PLATFORM_INFO.
+    pub(crate) const MSR_PLATFORM_INFO: usize = 159;
+    /// `KVM_CAP_SET_BOOT_CPU_ID`: KVM_SET_BOOT_CPU_ID.
+    pub(crate) const SET_BOOT_CPU_ID: usize = 34;
+    /// `KVM_CAP_X86_TRIPLE_FAULT_EVENT`: a pending triple fault in the vCPU events.
+    pub(crate) const X86_TRIPLE_FAULT_EVENT: usize = 218;
+    /// `KVM_CAP_SYNC_REGS`: the `KVM_SYNC_X86_*` fields KVM_RUN syncs through `kvm_run.s`.
+    pub(crate) const SYNC_REGS: usize = 74;
     /// `KVM_CAP_XCRS`: KVM_GET/SET_XCRS.
     pub(crate) const XCRS: usize = 56;
     /// `KVM_CAP_TSC_DEADLINE_TIMER`: the in-kernel APIC's TSC-deadline mode.
@@ -718,6 +741,65 @@ impl KvmRunPage {
             core::ptr::addr_of_mut!((*f).hardware_entry_failure_reason).write_volatile(reason);
             core::ptr::addr_of_mut!((*f).cpu).write_volatile(cpu);
         }
+    }
+
+    /// `kvm_valid_regs` and `kvm_dirty_regs` (KVM_CAP_SYNC_REGS).
+    pub(crate) fn sync_masks(&self) -> (u64, u64) {
+        // SAFETY: in bounds of the page (`new`); integers, any value valid.
+        unsafe {
+            (
+                core::ptr::addr_of!((*self.0).kvm_valid_regs).read_volatile(),
+                core::ptr::addr_of!((*self.0).kvm_dirty_regs).read_volatile(),
+            )
+        }
+    }
+
+    /// Clear `bits` of `kvm_dirty_regs`, as KVM does once it has taken those parts.
+    pub(crate) fn clear_dirty_regs(&self, bits: u64) {
+        // SAFETY: as above. Userspace may write the field meanwhile (a racing VMM loses
+        // its own bits, as with KVM's `&=`).
+        unsafe {
+            let d = core::ptr::addr_of_mut!((*self.0).kvm_dirty_regs);
+            d.write_volatile(d.read_volatile() & !bits);
+        }
+    }
+
+    /// A copy of `s.regs.regs`: taken once, so that what is checked is what is used while
+    /// userspace goes on writing the page.
+    pub(crate) fn synced_regs(&self) -> KvmRegs {
+        // SAFETY: in bounds (`new`); a union member whose type is integers only (any bit
+        // pattern valid), read by value and never through a reference.
+        unsafe { core::ptr::addr_of!((*self.0).s.regs.regs).read_volatile() }
+    }
+
+    /// A copy of `s.regs.sregs` (as `synced_regs`).
+    pub(crate) fn synced_sregs(&self) -> KvmSregs {
+        // SAFETY: as in synced_regs.
+        unsafe { core::ptr::addr_of!((*self.0).s.regs.sregs).read_volatile() }
+    }
+
+    /// A copy of `s.regs.events` (as `synced_regs`).
+    pub(crate) fn synced_events(&self) -> KvmVcpuEvents {
+        // SAFETY: as in synced_regs.
+        unsafe { core::ptr::addr_of!((*self.0).s.regs.events).read_volatile() }
+    }
+
+    /// Store `s.regs.regs`.
+    pub(crate) fn set_synced_regs(&self, r: &KvmRegs) {
+        // SAFETY: in bounds (`new`); writing a union member by value reads nothing.
+        unsafe { core::ptr::addr_of_mut!((*self.0).s.regs.regs).write_volatile(*r) }
+    }
+
+    /// Store `s.regs.sregs`.
+    pub(crate) fn set_synced_sregs(&self, r: &KvmSregs) {
+        // SAFETY: as in set_synced_regs.
+        unsafe { core::ptr::addr_of_mut!((*self.0).s.regs.sregs).write_volatile(*r) }
+    }
+
+    /// Store `s.regs.events`.
+    pub(crate) fn set_synced_events(&self, e: &KvmVcpuEvents) {
+        // SAFETY: as in set_synced_regs.
+        unsafe { core::ptr::addr_of_mut!((*self.0).s.regs.events).write_volatile(*e) }
     }
 
     /// KVM_EXIT_INTERNAL_ERROR with `ndata` words of `data`.

@@ -57,7 +57,8 @@ impl Vcpu {
             let quirks = !vm2.state.lock().disabled_quirks;
             let stuff = quirks & crate::nested_msrs::QUIRK_STUFF_FEATURE_MSRS != 0;
             let lint0 = quirks & crate::nested_msrs::QUIRK_LINT0_REENABLED != 0;
-            let mut state = VcpuState::reset(id, has_lapic, stuff, lint0, crate::vcpu_state::new_fpu()?);
+            let bsp = id == vm2.bsp_vcpu_id();
+            let mut state = VcpuState::reset(id, bsp, has_lapic, stuff, lint0, crate::vcpu_state::new_fpu()?);
             let shadow_vmcs = match crate::HOST.as_ref().and_then(|h| h.shadow_bitmaps.as_ref()) {
                 Some(_) => Some(crate::shadow_vmcs::ShadowVmcs::new(revision)?),
                 None => None,
@@ -116,9 +117,80 @@ impl Vcpu {
         let st = self.state.lock();
         let a = &st.arch;
         let ready = st.ready_for_interrupt_injection();
-        // SAFETY: the vCPU's own kvm_run page, allocated with it.
-        let run = unsafe { uapi::KvmRunPage::new(shim::page_address(&self.run_page)) };
-        run.set_vcpu_summary(a.rflags & (1 << 9) != 0, ready, st.cr8(), st.apic_base, st.nested.guest_mode);
+        self.run_page().set_vcpu_summary(a.rflags & (1 << 9) != 0, ready, st.cr8(), st.apic_base, st.nested.guest_mode);
+    }
+
+    /// The vCPU's `struct kvm_run` page.
+    fn run_page(&self) -> uapi::KvmRunPage {
+        // SAFETY: the vCPU's own kvm_run page, allocated with it and freed with it.
+        unsafe { uapi::KvmRunPage::new(shim::page_address(&self.run_page)) }
+    }
+
+    /// KVM_GET_VCPU_EVENTS' state.
+    fn vcpu_events(&self) -> uapi::KvmVcpuEvents {
+        let (payload, triple_fault) = self.vm.event_caps();
+        let st = self.state.lock();
+        let mut s = st.event_state(payload, triple_fault);
+        s.nmi_pending |= self.mailbox.nmi_posted();
+        s.init_pending = self.mailbox.init_pending();
+        kvm_state::events_to_kvm(&vcpu_events::get(&s))
+    }
+
+    /// KVM_SET_VCPU_EVENTS: EINVAL, and nothing changed, for what KVM refuses.
+    fn set_vcpu_events(&self, e: &uapi::KvmVcpuEvents) -> Result {
+        let (payload, triple_fault) = self.vm.event_caps();
+        let mut st = self.state.lock();
+        let mut s = st.event_state(payload, triple_fault);
+        s.nmi_pending |= self.mailbox.nmi_posted();
+        s.init_pending = self.mailbox.init_pending();
+        let n = vcpu_events::set(&s, &kvm_state::events_from_kvm(e)).map_err(|_| EINVAL)?;
+        self.mailbox.take_nmi();
+        self.mailbox.set_init_pending(n.init_pending);
+        st.set_event_state(&n);
+        Ok(())
+    }
+
+    /// KVM_CAP_SYNC_REGS at the start of KVM_RUN, as KVM's sync_regs: EINVAL for a bit of
+    /// `kvm_valid_regs` or `kvm_dirty_regs` outside KVM_SYNC_X86_VALID_FIELDS; then each
+    /// dirty part is set as its ioctl would (KVM_SET_REGS, _SREGS, _VCPU_EVENTS, from one
+    /// copy of the page) and its dirty bit cleared; a part that ioctl refuses is EINVAL,
+    /// and the parts after it stay dirty.
+    fn sync_regs_from_user(&self, run: uapi::KvmRunPage) -> Result {
+        let (valid, dirty) = run.sync_masks();
+        if (valid | dirty) & !uapi::sync::VALID_FIELDS != 0 {
+            return Err(EINVAL);
+        }
+        if dirty & uapi::sync::REGS != 0 {
+            kvm_state::regs_from_kvm(&mut self.state.lock().arch, &run.synced_regs());
+            run.clear_dirty_regs(uapi::sync::REGS);
+        }
+        if dirty & uapi::sync::SREGS != 0 {
+            self.state.lock().set_sregs(&run.synced_sregs())?;
+            run.clear_dirty_regs(uapi::sync::SREGS);
+        }
+        if dirty & uapi::sync::EVENTS != 0 {
+            self.set_vcpu_events(&run.synced_events())?;
+            run.clear_dirty_regs(uapi::sync::EVENTS);
+        }
+        Ok(())
+    }
+
+    /// KVM_CAP_SYNC_REGS at the end of KVM_RUN, whatever it returned (KVM's store_regs):
+    /// the parts `kvm_valid_regs` asks for, as their KVM_GET ioctls give them.
+    fn sync_regs_to_user(&self, run: uapi::KvmRunPage) {
+        let (valid, _) = run.sync_masks();
+        if valid & uapi::sync::REGS != 0 {
+            run.set_synced_regs(&kvm_state::regs_to_kvm(&self.state.lock().arch));
+        }
+        if valid & uapi::sync::SREGS != 0 {
+            let st = self.state.lock();
+            let sregs = kvm_state::sregs_to_kvm(&st.arch, st.cr8(), st.apic_base);
+            drop(st);
+            run.set_synced_sregs(&sregs);
+        }
+        if valid & uapi::sync::EVENTS != 0 {
+            run.set_synced_events(&self.vcpu_events());
+        }
     }
 
     fn publish_status(&self) {
@@ -141,9 +213,11 @@ impl Vcpu {
         match cmd {
             uapi::KVM_RUN if arg != 0 => Err(EINVAL),
             uapi::KVM_RUN => {
-                let ran = crate::run::run(&this);
+                let run = this.run_page();
+                let ran = this.sync_regs_from_user(run).and_then(|()| crate::run::run(&this));
                 this.publish_status();
                 this.publish_run_summary();
+                this.sync_regs_to_user(run);
                 ran
             }
             uapi::NVMX_GET_VCPU_STATS => {
@@ -282,25 +356,10 @@ impl Vcpu {
             }
             uapi::KVM_GET_NESTED_STATE => crate::nested_save::get(&this, arg),
             uapi::KVM_SET_NESTED_STATE => crate::nested_save::set(&this, arg),
-            uapi::KVM_GET_VCPU_EVENTS => {
-                let payload = this.vm.exception_payload_enabled();
-                let st = this.state.lock();
-                let mut s = st.event_state(payload);
-                s.nmi_pending |= this.mailbox.nmi_posted();
-                s.init_pending = this.mailbox.init_pending();
-                write_user(arg, &kvm_state::events_to_kvm(&vcpu_events::get(&s)))
-            }
+            uapi::KVM_GET_VCPU_EVENTS => write_user(arg, &this.vcpu_events()),
             uapi::KVM_SET_VCPU_EVENTS => {
                 let e: uapi::KvmVcpuEvents = read_user(arg)?;
-                let payload = this.vm.exception_payload_enabled();
-                let mut st = this.state.lock();
-                let mut s = st.event_state(payload);
-                s.nmi_pending |= this.mailbox.nmi_posted();
-                s.init_pending = this.mailbox.init_pending();
-                let n = vcpu_events::set(&s, &kvm_state::events_from_kvm(&e)).map_err(|_| EINVAL)?;
-                this.mailbox.take_nmi();
-                this.mailbox.set_init_pending(n.init_pending);
-                st.set_event_state(&n);
+                this.set_vcpu_events(&e)?;
                 Ok(0)
             }
             // An NMI for the vCPU (KVM's kvm_vcpu_ioctl_nmi): pending until it can take it.
@@ -513,7 +572,13 @@ fn msr_io(vm: &Vm, st: &mut VcpuState, arg: usize, set: bool) -> Result<isize> {
         }
         let Some(msr) = Msr::from_index(e.index) else { break };
         if set {
-            let cx = WriteContext { features: st.features, writer: Writer::Host, current: st.msr(msr), paging: false };
+            let cx = WriteContext {
+                features: st.features,
+                writer: Writer::Host,
+                current: st.msr(msr),
+                paging: false,
+                platform_info: st.platform_info,
+            };
             let Some(v) = guest_msr::check_write(msr, e.data, &cx) else { break };
             st.set_msr(msr, v);
         } else {

@@ -68,6 +68,13 @@ pub(crate) struct VcpuState {
     /// KERNEL_GS_BASE, in [`SYSCALL_MSRS`] order.
     pub(crate) syscall_msrs: [u64; 5],
     pub(crate) misc_enable: u64,
+    /// MSR_PLATFORM_INFO, the VMM's (KVM's value after creation: CPUID faulting offered).
+    pub(crate) platform_info: u64,
+    /// MSR_MISC_FEATURES_ENABLES (CPUID faulting; 0 after RESET, kept across INIT).
+    pub(crate) misc_features: u64,
+    /// The guest may read MSR_PLATFORM_INFO (the VM's KVM_CAP_MSR_PLATFORM_INFO, taken at
+    /// each KVM_RUN).
+    pub(crate) platform_info_readable: bool,
     pub(crate) hwcr: u64,
     /// IA32_BIOS_SIGN_ID as the VMM set it (the guest's writes are ignored).
     pub(crate) ucode_rev: u64,
@@ -96,9 +103,11 @@ pub(crate) struct VcpuState {
     pub(crate) guest_debug: u32,
     /// The length of the INT3 of the last breakpoint exit, for KVM_GUESTDBG_INJECT_BP.
     pub(crate) bp_insn_len: u32,
-    /// A shutdown (triple fault) to report at the next KVM_RUN: a machine check that could
-    /// not be delivered (KVM_X86_SET_MCE).
-    pub(crate) shutdown_pending: bool,
+    /// A triple fault for the next entry (KVM's KVM_REQ_TRIPLE_FAULT): a machine check that
+    /// could not be delivered (KVM_X86_SET_MCE), or the VMM's (KVM_SET_VCPU_EVENTS with
+    /// KVM_CAP_X86_TRIPLE_FAULT_EVENT). A shutdown exit; while L2 runs, a triple-fault VM
+    /// exit to L1 (nested::triple_fault_exit), as KVM's nested_vmx_triple_fault.
+    pub(crate) triple_fault_pending: bool,
     /// An EOI the VMM's I/O APIC must see, to report when the instruction is done.
     pub(crate) eoi_exit: Option<u8>,
     /// The vector of KVM_INTERRUPT not delivered yet: with the in-kernel local APIC the
@@ -236,10 +245,11 @@ impl VcpuState {
     }
 
     /// The architectural state after RESET (SDM vol. 3A table 10-1), as KVM reports it before
-    /// the first KVM_SET_*REGS: real mode at F000:FFF0.
-    pub(crate) fn reset(id: u32, lapic: bool, stuff_vmx_msrs: bool, lint0_reenabled: bool, fpu: KBox<XsaveArea>) -> Self {
+    /// the first KVM_SET_*REGS: real mode at F000:FFF0. `bsp`: the VM's bootstrap processor
+    /// (KVM_SET_BOOT_CPU_ID).
+    pub(crate) fn reset(id: u32, bsp: bool, lapic: bool, stuff_vmx_msrs: bool, lint0_reenabled: bool, fpu: KBox<XsaveArea>) -> Self {
         Self {
-            bsp_lint0_extint: lint0_reenabled && id == 0,
+            bsp_lint0_extint: lint0_reenabled && bsp,
             eoi_exit: None,
             extint: None,
             irq_window_requested: false,
@@ -247,9 +257,9 @@ impl VcpuState {
             mtrrs: Mtrrs::default(),
             guest_debug: 0,
             bp_insn_len: 1,
-            shutdown_pending: false,
+            triple_fault_pending: false,
             arch: ArchState::reset(),
-            apic_base: 0xfee0_0000 | (1 << 11) | if id == 0 { 1 << 8 } else { 0 },
+            apic_base: 0xfee0_0000 | (1 << 11) | if bsp { apic_base::BSP } else { 0 },
             cr8_value: 0,
             pending_in: None,
             pending_mmio: None,
@@ -260,17 +270,20 @@ impl VcpuState {
             l1d_flush_pending: true,
             syscall_msrs: [0; 5],
             misc_enable: guest_msr::MISC_ENABLE_RESET,
+            platform_info: guest_msr::PLATFORM_INFO_CPUID_FAULT,
+            misc_features: 0,
+            platform_info_readable: true,
             hwcr: 0,
             ucode_rev: guest_msr::UCODE_REV_RESET,
             tsc_offset: 0,
             tsc_adjust: 0,
             fpu,
             xcr0: xsave::XCR0_RESET,
-            lapic: lapic.then(|| Self::reset_lapic(id, lint0_reenabled && id == 0)),
+            lapic: lapic.then(|| Self::reset_lapic(id, lint0_reenabled && bsp)),
             nmi_pending: false,
             pending_exception: None,
             // With an in-kernel APIC, application processors wait for INIT/SIPI (KVM).
-            mp_state: if lapic && id != 0 { mp_state::UNINITIALIZED } else { mp_state::RUNNABLE },
+            mp_state: if lapic && !bsp { mp_state::UNINITIALIZED } else { mp_state::RUNNABLE },
             flushed_for: None,
             published: None,
             nested: Nested::new(stuff_vmx_msrs),
@@ -318,6 +331,12 @@ impl VcpuState {
         self.mp_state = mp_state::RUNNABLE;
     }
 
+    /// Whether the guest's RDMSR of `msr` is allowed (else #GP(0), as KVM's for
+    /// MSR_PLATFORM_INFO with KVM_CAP_MSR_PLATFORM_INFO off).
+    pub(crate) fn guest_may_read(&self, msr: Msr) -> bool {
+        msr != Msr::PlatformInfo || self.platform_info_readable
+    }
+
     /// The value of `msr` outside a run (inside one, rust/run.rs reads the VMCS first).
     pub(crate) fn msr(&self, msr: Msr) -> u64 {
         match msr {
@@ -330,6 +349,8 @@ impl VcpuState {
             Msr::MiscEnable => self.misc_enable,
             Msr::Hwcr => self.hwcr,
             Msr::UcodeRev => self.ucode_rev,
+            Msr::PlatformInfo => self.platform_info,
+            Msr::MiscFeaturesEnables => self.misc_features,
             Msr::Pat => self.arch.pat,
             Msr::Efer => self.arch.efer,
             Msr::FsBase => self.arch.segs[Seg::Fs as usize].base,
@@ -373,6 +394,8 @@ impl VcpuState {
             Msr::MiscEnable => self.misc_enable = v,
             Msr::Hwcr => self.hwcr = v,
             Msr::UcodeRev => self.ucode_rev = v,
+            Msr::PlatformInfo => self.platform_info = v,
+            Msr::MiscFeaturesEnables => self.misc_features = v,
             Msr::Pat => self.arch.pat = v,
             Msr::Efer => self.arch.efer = v,
             Msr::FsBase => self.arch.segs[Seg::Fs as usize].base = v,
@@ -393,7 +416,7 @@ impl VcpuState {
         if !guest_cr::sregs_valid(f, s.cr0, s.cr4, s.efer, s.cs.l != 0) {
             return Err(EINVAL);
         }
-        let cx = WriteContext { features: *f, writer: Writer::Host, current: self.apic_base, paging: false };
+        let cx = WriteContext { features: *f, writer: Writer::Host, current: self.apic_base, paging: false, platform_info: self.platform_info };
         if guest_msr::check_write(Msr::ApicBase, s.apic_base, &cx).is_none() {
             return Err(EINVAL);
         }
@@ -415,7 +438,7 @@ impl VcpuState {
 impl VcpuState {
     /// The state KVM_GET/SET_VCPU_EVENTS describe (the mailbox's NMI and INIT are the
     /// caller's to add).
-    pub(crate) fn event_state(&self, payload_enabled: bool) -> EventState {
+    pub(crate) fn event_state(&self, payload_enabled: bool, triple_fault_enabled: bool) -> EventState {
         EventState {
             pending_exception: self.pending_exception,
             payload_enabled,
@@ -423,6 +446,8 @@ impl VcpuState {
             interruptibility: self.arch.interruptibility,
             nmi_pending: self.nmi_pending,
             init_pending: false,
+            triple_fault_enabled,
+            triple_fault_pending: self.triple_fault_pending,
         }
     }
 
@@ -437,7 +462,7 @@ impl VcpuState {
         let cr4_mce = self.arch.cr4 & (1 << 6) != 0;
         match self.mce.inject(e, cr4_mce).ok_or(kernel::error::code::EINVAL)? {
             Outcome::Logged => {}
-            Outcome::TripleFault => self.shutdown_pending = true,
+            Outcome::TripleFault => self.triple_fault_pending = true,
             Outcome::Exception => {
                 if let Some(old) = self.arch.event {
                     let info = InterruptionInfo(old.info);
@@ -494,6 +519,7 @@ impl VcpuState {
         self.arch.event = s.event;
         self.arch.interruptibility = s.interruptibility;
         self.nmi_pending = s.nmi_pending;
+        self.triple_fault_pending = s.triple_fault_pending;
     }
 }
 

@@ -45,11 +45,19 @@ pub(crate) struct VmState {
     pub(crate) split_irqchip: bool,
     /// `KVM_CAP_MAX_VCPU_ID` as enabled (0: not set, MAX_VCPUS applies).
     max_vcpu_ids: u32,
+    /// The bootstrap processor's vCPU id (KVM_SET_BOOT_CPU_ID; 0 by default): its APIC base
+    /// has the BSP flag, it runs at once while the others wait for INIT/SIPI.
+    bsp_vcpu_id: u32,
     /// Quirks disabled with `KVM_CAP_DISABLE_QUIRKS2` (KVM_X86_QUIRK_* bits).
     pub(crate) disabled_quirks: u64,
     /// `KVM_CAP_EXCEPTION_PAYLOAD` is on: KVM_GET/SET_VCPU_EVENTS tell pending and injected
     /// exceptions apart, with payloads.
     exception_payload: bool,
+    /// `KVM_CAP_X86_TRIPLE_FAULT_EVENT` is on: KVM_GET/SET_VCPU_EVENTS carry a pending
+    /// triple fault.
+    triple_fault_event: bool,
+    /// `KVM_CAP_MSR_PLATFORM_INFO`: guests may read MSR_PLATFORM_INFO (on by default).
+    platform_info_readable: bool,
     /// `KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2` flags: KVM_GET_DIRTY_LOG leaves pages as they are,
     /// KVM_CLEAR_DIRTY_LOG write-protects them again.
     manual_dirty_log: u64,
@@ -124,8 +132,11 @@ impl Vm {
                     vcpu_ids: KVec::new(),
                     split_irqchip: false,
                     max_vcpu_ids: 0,
+                    bsp_vcpu_id: 0,
                     disabled_quirks: 0,
                     exception_payload: false,
+                    triple_fault_event: false,
+                    platform_info_readable: true,
                     manual_dirty_log: 0,
                     clock_offset: vm_clock::offset_at_creation(&shim::host_time()),
                     identity_map_addr: 0,
@@ -147,9 +158,11 @@ impl Vm {
         Ok(fd as isize)
     }
 
-    /// `KVM_CAP_EXCEPTION_PAYLOAD` is on.
-    pub(crate) fn exception_payload_enabled(&self) -> bool {
-        self.state.lock().exception_payload
+    /// What KVM_GET/SET_VCPU_EVENTS carry: (`KVM_CAP_EXCEPTION_PAYLOAD`,
+    /// `KVM_CAP_X86_TRIPLE_FAULT_EVENT`), each on or off.
+    pub(crate) fn event_caps(&self) -> (bool, bool) {
+        let st = self.state.lock();
+        (st.exception_payload, st.triple_fault_event)
     }
 
     /// `KVM_ENABLE_CAP` on the VM, with KVM's rules: `KVM_CAP_SPLIT_IRQCHIP` (flags 0, at
@@ -171,6 +184,14 @@ impl Vm {
         // KVM's rule: on for a non-zero argument, off for 0, at any time.
         if c.cap as usize == cap::EXCEPTION_PAYLOAD {
             self.state.lock().exception_payload = c.args[0] != 0;
+            return Ok(0);
+        }
+        if c.cap as usize == cap::MSR_PLATFORM_INFO {
+            self.state.lock().platform_info_readable = c.args[0] != 0;
+            return Ok(0);
+        }
+        if c.cap as usize == cap::X86_TRIPLE_FAULT_EVENT {
+            self.state.lock().triple_fault_event = c.args[0] != 0;
             return Ok(0);
         }
         if c.cap as usize == cap::MANUAL_DIRTY_LOG_PROTECT2 {
@@ -218,6 +239,32 @@ impl Vm {
             return Err(EINVAL);
         }
         Ok(0)
+    }
+
+    /// `KVM_SET_BOOT_CPU_ID`, KVM's rules: EBUSY once a vCPU exists; EINVAL for an id
+    /// above KVM_CAP_MAX_VCPU_ID (or above the VM's own KVM_CAP_MAX_VCPU_ID once set; KVM
+    /// compares with `>`, so the limit itself is accepted though no vCPU can have it).
+    pub(crate) fn set_boot_cpu_id(&self, arg: usize) -> Result<isize> {
+        let mut st = self.state.lock();
+        if !st.vcpu_ids.is_empty() {
+            return Err(EBUSY);
+        }
+        let id = u32::try_from(arg).map_err(|_| EINVAL)?;
+        if id > MAX_VCPUS || (st.max_vcpu_ids != 0 && id > st.max_vcpu_ids) {
+            return Err(EINVAL);
+        }
+        st.bsp_vcpu_id = id;
+        Ok(0)
+    }
+
+    /// Whether guests may read MSR_PLATFORM_INFO (KVM_CAP_MSR_PLATFORM_INFO).
+    pub(crate) fn platform_info_readable(&self) -> bool {
+        self.state.lock().platform_info_readable
+    }
+
+    /// The bootstrap processor's vCPU id.
+    pub(crate) fn bsp_vcpu_id(&self) -> u32 {
+        self.state.lock().bsp_vcpu_id
     }
 
     /// `KVM_SET_IDENTITY_MAP_ADDR`: only before the first vCPU (EINVAL after, as KVM).

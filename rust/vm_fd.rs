@@ -77,6 +77,7 @@ impl Vm {
                 this.irq_line(l.irq(), l.level)
             }
             uapi::KVM_SET_IDENTITY_MAP_ADDR => this.set_identity_map_addr(arg),
+            uapi::KVM_SET_BOOT_CPU_ID => this.set_boot_cpu_id(arg),
             uapi::KVM_GET_CLOCK => {
                 let d = this.get_clock();
                 let out = uapi::KvmClockData { clock: d.clock, flags: d.flags, realtime: d.realtime, host_tsc: d.host_tsc, ..Default::default() };
@@ -104,7 +105,9 @@ pub(crate) fn check_extension(capability: usize) -> isize {
         | cap::IRQCHIP | cap::SET_TSS_ADDR | cap::SET_IDENTITY_MAP_ADDR | cap::DESTROY_MEMORY_REGION_WORKS
         | cap::JOIN_MEMORY_REGIONS_WORKS | cap::INTERNAL_ERROR_DATA | cap::VCPU_EVENTS | cap::XSAVE | cap::XCRS
         | cap::IOEVENTFD | cap::IOEVENTFD_NO_LENGTH | cap::IOEVENTFD_ANY_LENGTH | cap::IRQFD | cap::READONLY_MEM
-        | cap::USER_NMI | cap::EXCEPTION_PAYLOAD => 1,
+        | cap::USER_NMI | cap::EXCEPTION_PAYLOAD | cap::X86_TRIPLE_FAULT_EVENT | cap::SET_BOOT_CPU_ID
+        | cap::MSR_PLATFORM_INFO => 1,
+        cap::SYNC_REGS => uapi::sync::VALID_FIELDS as isize,
         cap::ADJUST_CLOCK => vm_clock::REPORTED_FLAGS as isize,
         // KVM's rule: the area for every component offered, at least struct kvm_xsave.
         cap::XSAVE2 => crate::HOST.as_ref().map_or(0, |h| {

@@ -56,11 +56,18 @@ pub enum Msr {
     /// debugging) is offered, so it reads 0 and keeps no state; KVM's write rules (not in
     /// `KVM_GET_MSR_INDEX_LIST`, as on KVM).
     DebugCtl,
+    /// MSR_PLATFORM_INFO (0xce): the VMM's value (CPUID faulting offered in bit 31 after
+    /// RESET, as KVM); the guest reads it while the VM allows (KVM_CAP_MSR_PLATFORM_INFO)
+    /// and never writes it.
+    PlatformInfo,
+    /// MSR_MISC_FEATURES_ENABLES (0x140): CPUID faulting (bit 0), where MSR_PLATFORM_INFO
+    /// offers it: CPUID at CPL > 0 is then #GP(0).
+    MiscFeaturesEnables,
 }
 
 impl Msr {
     /// Every MSR, in `KVM_GET_MSR_INDEX_LIST` order (of those [`Msr::listed`]).
-    pub const ALL: [Msr; 19] = [
+    pub const ALL: [Msr; 21] = [
         Msr::Tsc,
         Msr::TscAdjust,
         Msr::ApicBase,
@@ -80,6 +87,8 @@ impl Msr {
         Msr::Hwcr,
         Msr::UcodeRev,
         Msr::DebugCtl,
+        Msr::PlatformInfo,
+        Msr::MiscFeaturesEnables,
     ];
 
     /// Whether `KVM_GET_MSR_INDEX_LIST` reports it (KVM's list leaves IA32_DEBUGCTL out).
@@ -109,6 +118,8 @@ impl Msr {
             Msr::Hwcr => 0xc001_0015,
             Msr::UcodeRev => 0x8b,
             Msr::DebugCtl => 0x1d9,
+            Msr::PlatformInfo => 0xce,
+            Msr::MiscFeaturesEnables => 0x140,
         }
     }
 
@@ -145,6 +156,11 @@ const MISC_ENABLE_READ_ONLY: u64 = bit(11) | bit(12);
 /// IA32_MISC_ENABLE's EMON bit (7), which ignores the guest's writes (KVM keeps it).
 const MISC_ENABLE_EMON: u64 = bit(7);
 
+/// MSR_PLATFORM_INFO's "CPUID faulting supported" (bit 31): after RESET, as KVM sets it.
+pub const PLATFORM_INFO_CPUID_FAULT: u64 = bit(31);
+/// MSR_MISC_FEATURES_ENABLES' CPUID faulting enable (bit 0).
+pub const MISC_FEATURES_CPUID_FAULT: u64 = bit(0);
+
 /// IA32_APIC_BASE: BSP (8), x2APIC enable (10), xAPIC global enable (11), base (12+).
 pub mod apic_base {
     /// This vCPU is the bootstrap processor.
@@ -175,6 +191,8 @@ pub struct WriteContext {
     pub current: u64,
     /// Whether the guest has paging on (EFER.LME cannot change then: SDM 10.8.5).
     pub paging: bool,
+    /// MSR_PLATFORM_INFO's value (whether CPUID faulting may be enabled).
+    pub platform_info: u64,
 }
 
 /// Whether `v` is a canonical 48-bit linear address (SDM vol. 1 3.3.7.1).
@@ -235,6 +253,13 @@ pub fn check_write(msr: Msr, value: u64, cx: &WriteContext) -> Option<u64> {
         // implemented, the write succeeds), any other bit is refused; for the VMM too.
         Msr::DebugCtl => (value & !(DEBUGCTL_LBR | DEBUGCTL_BTF) == 0).then_some(0),
         Msr::Fmask => (value >> 32 == 0).then_some(value),
+        // KVM's rules: only the VMM writes it, any value.
+        Msr::PlatformInfo => host.then_some(value),
+        // KVM's rules, for the VMM too: CPUID faulting alone, and only where offered.
+        Msr::MiscFeaturesEnables => {
+            let offered = cx.platform_info & PLATFORM_INFO_CPUID_FAULT != 0;
+            (value & !MISC_FEATURES_CPUID_FAULT == 0 && (value == 0 || offered)).then_some(value)
+        }
         Msr::SysenterCs => Some(value & 0xffff_ffff),
         // KVM's rule: flush-filter disable (6), IGNNE emulation (8) and TLB cache disable (3)
         // are ignored; McStatusWrEn (18) and TscFreqSel (24) are kept; anything else fails.
@@ -282,20 +307,40 @@ pub fn check_write(msr: Msr, value: u64, cx: &WriteContext) -> Option<u64> {
     }
 }
 
+/// Whether CPUID is #GP(0) at `cpl` (KVM's kvm_is_cpuid_allowed; SDM: CPUID faulting
+/// applies outside ring 0).
+pub const fn cpuid_faults(misc_features: u64, cpl: u8) -> bool {
+    misc_features & MISC_FEATURES_CPUID_FAULT != 0 && cpl > 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn platform_info_and_cpuid_faulting_are_kvms() {
+        assert_eq!(check_write(Msr::PlatformInfo, 0xff00, &host(0)), Some(0xff00), "the VMM sets any value");
+        assert_eq!(check_write(Msr::PlatformInfo, 0, &guest(0, false)), None, "never the guest");
+        let offered = guest(0, false);
+        let not_offered = WriteContext { platform_info: 0, ..offered };
+        assert_eq!(check_write(Msr::MiscFeaturesEnables, 1, &offered), Some(1));
+        assert_eq!(check_write(Msr::MiscFeaturesEnables, 1, &not_offered), None);
+        assert_eq!(check_write(Msr::MiscFeaturesEnables, 1, &WriteContext { writer: Writer::Host, ..not_offered }), None, "the VMM too");
+        assert_eq!(check_write(Msr::MiscFeaturesEnables, 0, &not_offered), Some(0));
+        assert_eq!(check_write(Msr::MiscFeaturesEnables, 2, &offered), None, "ring-3 MWAIT is not offered");
+        assert!(cpuid_faults(1, 3) && !cpuid_faults(1, 0) && !cpuid_faults(0, 3));
+    }
 
     fn features() -> GuestFeatures {
         GuestFeatures { long_mode: true, nx: true, maxphyaddr: 39, ..GuestFeatures::default() }
     }
 
     fn guest(current: u64, paging: bool) -> WriteContext {
-        WriteContext { features: features(), writer: Writer::Guest, current, paging }
+        WriteContext { features: features(), writer: Writer::Guest, current, paging, platform_info: PLATFORM_INFO_CPUID_FAULT }
     }
 
     fn host(current: u64) -> WriteContext {
-        WriteContext { features: features(), writer: Writer::Host, current, paging: false }
+        WriteContext { features: features(), writer: Writer::Host, current, paging: false, platform_info: PLATFORM_INFO_CPUID_FAULT }
     }
 
     #[test]

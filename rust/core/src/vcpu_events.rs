@@ -167,6 +167,12 @@ pub struct EventState {
     pub nmi_pending: bool,
     /// An INIT arrived and was not taken yet.
     pub init_pending: bool,
+    /// `KVM_CAP_X86_TRIPLE_FAULT_EVENT` is on for the VM: the events carry a pending
+    /// triple fault.
+    pub triple_fault_enabled: bool,
+    /// A triple fault waits for the next entry (KVM's KVM_REQ_TRIPLE_FAULT): a shutdown,
+    /// or in guest mode a VM exit to L1.
+    pub triple_fault_pending: bool,
 }
 
 /// `KVM_GET_VCPU_EVENTS`. Software exceptions and software interrupts are not reported as
@@ -179,7 +185,10 @@ pub fn get(s: &EventState) -> VcpuEvents {
         nmi_pending: s.nmi_pending as u8,
         nmi_masked: s.interruptibility & BLOCKING_NMI != 0,
         latched_init: s.init_pending,
-        flags: VALID_NMI_PENDING | VALID_SHADOW | VALID_SMM | if s.payload_enabled { VALID_PAYLOAD } else { 0 },
+        flags: VALID_NMI_PENDING | VALID_SHADOW | VALID_SMM
+            | if s.payload_enabled { VALID_PAYLOAD } else { 0 }
+            | if s.triple_fault_enabled { VALID_TRIPLE_FAULT } else { 0 },
+        triple_fault_pending: s.triple_fault_enabled && s.triple_fault_pending,
         ..VcpuEvents::default()
     };
     if let Some(p) = s.pending_exception {
@@ -283,8 +292,8 @@ pub fn queue_interrupt(irq: u32, queued: Option<u8>, lapic_in_kernel: bool) -> R
 pub enum EventsError {
     /// A flag KVM does not know.
     UnknownFlag,
-    /// Payloads without KVM_CAP_EXCEPTION_PAYLOAD, triple-fault events or SMM (nvmx has
-    /// neither of the last two).
+    /// Payloads without KVM_CAP_EXCEPTION_PAYLOAD, a triple fault without
+    /// KVM_CAP_X86_TRIPLE_FAULT_EVENT, or SMM (which nvmx does not have).
     NotEnabled,
     /// An exception with a vector above 31, or the NMI vector.
     BadVector,
@@ -302,7 +311,7 @@ pub fn set(s: &EventState, e: &VcpuEvents) -> Result<EventState, EventsError> {
     if e.flags & !known != 0 {
         return Err(EventsError::UnknownFlag);
     }
-    if e.flags & VALID_TRIPLE_FAULT != 0 || (e.flags & VALID_PAYLOAD != 0 && !s.payload_enabled) {
+    if (e.flags & VALID_TRIPLE_FAULT != 0 && !s.triple_fault_enabled) || (e.flags & VALID_PAYLOAD != 0 && !s.payload_enabled) {
         return Err(EventsError::NotEnabled);
     }
     let with_payload = e.flags & VALID_PAYLOAD != 0;
@@ -346,6 +355,9 @@ pub fn set(s: &EventState, e: &VcpuEvents) -> Result<EventState, EventsError> {
     n.interruptibility = if e.nmi_masked { n.interruptibility | BLOCKING_NMI } else { n.interruptibility & !BLOCKING_NMI };
     if e.flags & VALID_SMM != 0 {
         n.init_pending = e.latched_init;
+    }
+    if e.flags & VALID_TRIPLE_FAULT != 0 {
+        n.triple_fault_pending = e.triple_fault_pending;
     }
     Ok(n)
 }
@@ -463,6 +475,24 @@ mod tests {
         // A vector beyond 31 that is not injected is not looked at (KVM checks only then).
         assert!(with(VcpuEvents { exception_nr: 200, ..VcpuEvents::default() }).is_ok());
         assert!(with(VcpuEvents { flags: VALID_SIPI_VECTOR, sipi_vector: 0x12, ..VcpuEvents::default() }).is_ok());
+    }
+
+    #[test]
+    fn triple_fault_event_with_the_capability() {
+        let off = EventState { triple_fault_pending: true, ..EventState::default() };
+        let e = get(&off);
+        assert_eq!(e.flags & VALID_TRIPLE_FAULT, 0, "not reported with the capability off");
+        assert!(!e.triple_fault_pending);
+        let on = EventState { triple_fault_enabled: true, ..EventState::default() };
+        let set_tf = |s: &EventState, pending| set(s, &VcpuEvents { flags: VALID_TRIPLE_FAULT, triple_fault_pending: pending, ..VcpuEvents::default() });
+        let n = set_tf(&on, true).unwrap();
+        assert!(n.triple_fault_pending);
+        let e = get(&n);
+        assert!(e.flags & VALID_TRIPLE_FAULT != 0 && e.triple_fault_pending);
+        assert!(!set_tf(&n, false).unwrap().triple_fault_pending, "withdrawn");
+        // Without the flag the pending triple fault stays as it is (KVM touches the request
+        // only with the flag).
+        assert!(set(&n, &VcpuEvents::default()).unwrap().triple_fault_pending);
     }
 
     #[test]

@@ -5,8 +5,10 @@
  * guest may not change, and KVM_SET_MSRS must take it. The guest's own rules for the same
  * MSR are checked too (read-only BTS/PEBS-unavailable bits, EMON ignoring writes, the rest
  * storage). The MTRRs, which QEMU saves and restores when its guest CPU has them, are
- * storage with KVM's validity rules for both. Written with the upstream KVM selftest
- * library so that it runs against kvm_intel and nvmx.
+ * storage with KVM's validity rules for both. MSR_PLATFORM_INFO offers CPUID faulting
+ * after vCPU creation, and MSR_MISC_FEATURES_ENABLES takes it only then (for the VMM too).
+ * Written with the upstream KVM selftest library so that it runs against kvm_intel and
+ * nvmx.
  */
 #include "kvm_util.h"
 #include "processor.h"
@@ -21,10 +23,12 @@
 #define MTRR_FIX64K	0x250
 #define MTRR_PHYSBASE0	0x200
 #define MTRR_PHYSMASK0	0x201
+#define CPUID_FAULT_OFFERED	(1ull << 31)
 
 static void guest_code(void)
 {
 	__u64 v = rdmsr(MSR_IA32_MISC_ENABLE);
+	__u32 eax, ebx, ecx, edx;
 
 	GUEST_ASSERT_EQ(v, FAST_STRINGS);	/* what the VMM wrote */
 	GUEST_ASSERT_EQ(wrmsr_safe(MSR_IA32_MISC_ENABLE, v | BTS_UNAVAIL), GP_VECTOR);
@@ -41,6 +45,17 @@ static void guest_code(void)
 	GUEST_ASSERT_EQ(wrmsr_safe(MTRR_PHYSMASK0, 0xff000800ull), 0);
 	GUEST_ASSERT_EQ(rdmsr(MTRR_PHYSMASK0), 0xff000800ull);
 	GUEST_ASSERT_EQ(wrmsr_safe(0x210, 0), GP_VECTOR);	/* no such MTRR */
+
+	GUEST_ASSERT(rdmsr(MSR_PLATFORM_INFO) & CPUID_FAULT_OFFERED);
+	GUEST_ASSERT_EQ(wrmsr_safe(MSR_PLATFORM_INFO, 0), GP_VECTOR);	/* the VMM's alone */
+	GUEST_ASSERT_EQ(rdmsr(MSR_MISC_FEATURES_ENABLES), 0);
+	GUEST_ASSERT_EQ(wrmsr_safe(MSR_MISC_FEATURES_ENABLES, 2), GP_VECTOR);
+	GUEST_ASSERT_EQ(wrmsr_safe(MSR_MISC_FEATURES_ENABLES, 1), 0);
+	GUEST_ASSERT_EQ(rdmsr(MSR_MISC_FEATURES_ENABLES), 1);
+	/* Faulting is for CPL > 0: ring 0's CPUID still answers (leaf 0's vendor). */
+	cpuid(0, &eax, &ebx, &ecx, &edx);
+	GUEST_ASSERT_EQ(ebx, 0x756e6547);	/* "Genu" */
+	wrmsr(MSR_MISC_FEATURES_ENABLES, 0);
 	GUEST_DONE();
 }
 
@@ -63,6 +78,14 @@ int main(void)
 	TEST_ASSERT_EQ(_vcpu_set_msr(vcpu, MTRR_PHYSBASE0, 0x80000106ull), 0);	/* bits 11:8 */
 	TEST_ASSERT_EQ(vcpu_get_msr(vcpu, MTRR_PHYSBASE0), 0x80000006ull);
 	pr_info("MTRRs through KVM_GET/SET_MSRS passed\n");
+
+	TEST_ASSERT_EQ(vcpu_get_msr(vcpu, MSR_PLATFORM_INFO), CPUID_FAULT_OFFERED);
+	vcpu_set_msr(vcpu, MSR_PLATFORM_INFO, 0);
+	TEST_ASSERT_EQ(_vcpu_set_msr(vcpu, MSR_MISC_FEATURES_ENABLES, 1), 0);	/* not offered */
+	vcpu_set_msr(vcpu, MSR_PLATFORM_INFO, CPUID_FAULT_OFFERED);
+	vcpu_set_msr(vcpu, MSR_MISC_FEATURES_ENABLES, 1);
+	vcpu_set_msr(vcpu, MSR_MISC_FEATURES_ENABLES, 0);
+	pr_info("MSR_PLATFORM_INFO and MSR_MISC_FEATURES_ENABLES through KVM_SET_MSRS passed\n");
 
 	nvmx_run_to_stage(vcpu, 0);
 	pr_info("the guest's IA32_MISC_ENABLE and MTRR rules passed\n");
