@@ -206,7 +206,9 @@ impl Vm {
         if c.cap as usize == cap::MAX_VCPU_ID {
             let n = u32::try_from(c.args[0]).map_err(|_| EINVAL)?;
             let mut st = self.state.lock();
-            if n > MAX_VCPUS || (st.max_vcpu_ids != 0 && st.max_vcpu_ids != n) {
+            // KVM's rules: at most KVM_CAP_MAX_VCPU_ID, not below the BSP's id
+            // (KVM_SET_BOOT_CPU_ID), once (the same value again is accepted).
+            if n > MAX_VCPUS || st.bsp_vcpu_id > n || (st.max_vcpu_ids != 0 && st.max_vcpu_ids != n) {
                 return Err(EINVAL);
             }
             st.max_vcpu_ids = n;

@@ -74,7 +74,7 @@ TEST_F(dev, unimplemented_capabilities_are_zero)
 {
 	/* Not implemented yet; claiming any of these would be a lie. */
 	static const long caps[] = { KVM_CAP_TSC_CONTROL, KVM_CAP_VAPIC,
-				     KVM_CAP_X86_TRIPLE_FAULT_EVENT };
+				     KVM_CAP_X86_USER_SPACE_MSR, KVM_CAP_COALESCED_MMIO };
 
 	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
 		EXPECT_EQ(0, ioctl(self->fd, KVM_CHECK_EXTENSION, caps[i]))
@@ -95,7 +95,9 @@ TEST_F(dev, implemented_capabilities_are_one)
 				     KVM_CAP_IOEVENTFD, KVM_CAP_IOEVENTFD_NO_LENGTH,
 				     KVM_CAP_IOEVENTFD_ANY_LENGTH, KVM_CAP_IRQFD,
 				     KVM_CAP_SET_GUEST_DEBUG, KVM_CAP_X86_ROBUST_SINGLESTEP,
-				     KVM_CAP_TSC_DEADLINE_TIMER, KVM_CAP_EXCEPTION_PAYLOAD };
+				     KVM_CAP_TSC_DEADLINE_TIMER, KVM_CAP_EXCEPTION_PAYLOAD,
+				     KVM_CAP_X86_TRIPLE_FAULT_EVENT, KVM_CAP_SET_BOOT_CPU_ID,
+				     KVM_CAP_MSR_PLATFORM_INFO };
 
 	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
 		EXPECT_EQ(1, ioctl(self->fd, KVM_CHECK_EXTENSION, caps[i]))
@@ -108,6 +110,9 @@ TEST_F(dev, implemented_capabilities_are_one)
 	EXPECT_EQ(128 + 2 * 4096, ioctl(self->fd, KVM_CHECK_EXTENSION, KVM_CAP_NESTED_STATE));
 	/* KVM_GET_XSAVE2's size: struct kvm_xsave holds everything nvmx switches. */
 	EXPECT_EQ(4096, ioctl(self->fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2));
+	/* KVM_SYNC_X86_VALID_FIELDS: registers, sregs and events through kvm_run. */
+	EXPECT_EQ(KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS | KVM_SYNC_X86_EVENTS,
+		  ioctl(self->fd, KVM_CHECK_EXTENSION, KVM_CAP_SYNC_REGS));
 	/* KVM_MAX_MCE_BANKS. */
 	EXPECT_EQ(32, ioctl(self->fd, KVM_CHECK_EXTENSION, KVM_CAP_MCE));
 	/* KVM_GET_CLOCK's flags: real time and host TSC at the instant, never TSC_STABLE. */
