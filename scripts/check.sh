@@ -54,16 +54,16 @@ status="status-not-loaded,status-usable,status-loaded,status-sysfs-facts,status-
 bench="bench-kvm_intel,bench-nvmx"
 # Debian's QEMU booting Linux, once per column on microvm and once on q35 (vm/init's
 # run_qemu and run_qemu_q35), and an L1 hypervisor under QEMU running selftests/l1.list
-# against its kvm_intel and Linux as L2 (run_qemu_l1): the second machine's, but q35 (the
-# first's, to balance their times).
-qemu="qemu-kvm_intel,qemu-l1-kvm_intel,qemu-nvmx,qemu-l1-nvmx"
+# against its kvm_intel and Linux as L2 (run_qemu_l1): the L1 runs in the second machine,
+# microvm and q35 in the first (to balance their times).
+qemu="qemu-l1-kvm_intel,qemu-l1-nvmx"
 # nvmx's own raw-ioctl tests, and what vm/init runs beside them, in check mode (vm/init).
 own="nvmx_module_test,mitigations,nvmx_device_test,nvmx_vm_test,nvmx_run_test,nvmx_apic_test,nvmx_busy_test"
 machines=(
     --machine tree "$res/layers.txt" layers
     --machine tcg-amd "$res/tcg-amd.serial" nvmx_novmx_test,status-amd,kernel-log
     --machine tcg-intel "$res/tcg-intel.serial" nvmx_novmx_test,status-no-vmx,kernel-log
-    --machine bochs "$res/bochs-check.serial" "$own,$status,$bench$upstream,qemu-q35-kvm_intel,qemu-q35-nvmx,kernel-log"
+    --machine bochs "$res/bochs-check.serial" "$own,$status,$bench$upstream,qemu-kvm_intel,qemu-nvmx,qemu-q35-kvm_intel,qemu-q35-nvmx,kernel-log"
     --machine bochs-qemu "$res/bochs-check-qemu.serial" "$qemu,kernel-log"
 )
 if [ -w /dev/kvm ] && grep -qw vmx /proc/cpuinfo; then
