@@ -5,7 +5,7 @@
 use crate::nested_msrs;
 use crate::vcpu_state::{VcpuState, SYSCALL_MSRS};
 use crate::vmx_core::controls::cr0;
-use crate::vmx_core::guest_msr::{self, Msr, WriteContext, Writer};
+use crate::vmx_core::guest_msr::{self, Msr, Writer};
 use crate::vmx_ops;
 
 /// Where the guest's SYSCALL MSRs are while nvmx works on the vCPU's state outside a VMCS
@@ -52,14 +52,7 @@ pub(crate) fn set_msr_between_vmcs(st: &mut VcpuState, index: u32, v: u64, home:
 /// value to keep, or None for #GP — the one set of rules for the exit handler (state in the
 /// VMCS) and for nested switches (state in the vCPU).
 pub(crate) fn check_guest_wrmsr(st: &VcpuState, m: Msr, value: u64, current: u64, cr0: u64) -> Option<u64> {
-    let cx = WriteContext {
-        features: st.features,
-        writer: Writer::Guest,
-        current,
-        paging: cr0 & cr0::PG != 0,
-        platform_info: st.platform_info,
-    };
-    guest_msr::check_write(m, value, &cx)
+    guest_msr::check_write(m, value, &st.msr_write_context(Writer::Guest, current, cr0 & cr0::PG != 0))
 }
 
 /// L2's TSC offset: L0's for L1 plus L1's for L2 when L1 uses TSC offsetting.

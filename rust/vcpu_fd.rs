@@ -27,7 +27,7 @@ use crate::vmx_core::debug_regs::DebugRegs;
 use crate::vmx_core::mce::{self, Mce};
 use crate::vmx_core::mtrr;
 use crate::vmx_core::{vcpu_events, xsave};
-use crate::vmx_core::guest_msr::{self, Msr, WriteContext, Writer};
+use crate::vmx_core::guest_msr::{self, Msr, Writer};
 use crate::HOST;
 
 /// The next vCPU's status key.
@@ -126,23 +126,33 @@ impl Vcpu {
         unsafe { uapi::KvmRunPage::new(shim::page_address(&self.run_page)) }
     }
 
-    /// KVM_GET_VCPU_EVENTS' state.
-    fn vcpu_events(&self) -> uapi::KvmVcpuEvents {
-        let (payload, triple_fault) = self.vm.event_caps();
+    /// KVM_GET_SREGS' state (taken under the lock, copied out after it).
+    fn sregs(&self) -> KvmSregs {
         let st = self.state.lock();
-        let mut s = st.event_state(payload, triple_fault);
+        kvm_state::sregs_to_kvm(&st.arch, st.cr8(), st.apic_base)
+    }
+
+    /// The state the vCPU events describe: `st`'s, the VM's event capabilities (`caps`, from
+    /// Vm::event_caps, taken before `st` was locked) and the mailbox's NMI and INIT.
+    fn event_state(&self, st: &VcpuState, caps: (bool, bool)) -> vcpu_events::EventState {
+        let mut s = st.event_state(caps.0, caps.1);
         s.nmi_pending |= self.mailbox.nmi_posted();
         s.init_pending = self.mailbox.init_pending();
+        s
+    }
+
+    /// KVM_GET_VCPU_EVENTS' state.
+    fn vcpu_events(&self) -> uapi::KvmVcpuEvents {
+        let caps = self.vm.event_caps();
+        let s = self.event_state(&self.state.lock(), caps);
         kvm_state::events_to_kvm(&vcpu_events::get(&s))
     }
 
     /// KVM_SET_VCPU_EVENTS: EINVAL, and nothing changed, for what KVM refuses.
     fn set_vcpu_events(&self, e: &uapi::KvmVcpuEvents) -> Result {
-        let (payload, triple_fault) = self.vm.event_caps();
+        let caps = self.vm.event_caps();
         let mut st = self.state.lock();
-        let mut s = st.event_state(payload, triple_fault);
-        s.nmi_pending |= self.mailbox.nmi_posted();
-        s.init_pending = self.mailbox.init_pending();
+        let s = self.event_state(&st, caps);
         let n = vcpu_events::set(&s, &kvm_state::events_from_kvm(e)).map_err(|_| EINVAL)?;
         self.mailbox.take_nmi();
         self.mailbox.set_init_pending(n.init_pending);
@@ -183,10 +193,7 @@ impl Vcpu {
             run.set_synced_regs(&kvm_state::regs_to_kvm(&self.state.lock().arch));
         }
         if valid & uapi::sync::SREGS != 0 {
-            let st = self.state.lock();
-            let sregs = kvm_state::sregs_to_kvm(&st.arch, st.cr8(), st.apic_base);
-            drop(st);
-            run.set_synced_sregs(&sregs);
+            run.set_synced_sregs(&self.sregs());
         }
         if valid & uapi::sync::EVENTS != 0 {
             run.set_synced_events(&self.vcpu_events());
@@ -237,12 +244,7 @@ impl Vcpu {
                 kvm_state::regs_from_kvm(&mut this.state.lock().arch, &regs);
                 Ok(0)
             }
-            uapi::KVM_GET_SREGS => {
-                let st = this.state.lock();
-                let sregs = kvm_state::sregs_to_kvm(&st.arch, st.cr8(), st.apic_base);
-                drop(st);
-                write_user(arg, &sregs)
-            }
+            uapi::KVM_GET_SREGS => write_user(arg, &this.sregs()),
             uapi::KVM_SET_SREGS => {
                 let sregs: KvmSregs = read_user(arg)?;
                 this.state.lock().set_sregs(&sregs)?;
@@ -572,13 +574,7 @@ fn msr_io(vm: &Vm, st: &mut VcpuState, arg: usize, set: bool) -> Result<isize> {
         }
         let Some(msr) = Msr::from_index(e.index) else { break };
         if set {
-            let cx = WriteContext {
-                features: st.features,
-                writer: Writer::Host,
-                current: st.msr(msr),
-                paging: false,
-                platform_info: st.platform_info,
-            };
+            let cx = st.msr_write_context(Writer::Host, st.msr(msr), false);
             let Some(v) = guest_msr::check_write(msr, e.data, &cx) else { break };
             st.set_msr(msr, v);
         } else {

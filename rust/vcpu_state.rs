@@ -331,6 +331,12 @@ impl VcpuState {
         self.mp_state = mp_state::RUNNABLE;
     }
 
+    /// What a write by `writer` of an MSR whose value is `current` depends on, with guest
+    /// paging on or off (`paging`): the one place the vCPU's side of WriteContext is filled.
+    pub(crate) fn msr_write_context(&self, writer: Writer, current: u64, paging: bool) -> WriteContext {
+        WriteContext { features: self.features, writer, current, paging, platform_info: self.platform_info }
+    }
+
     /// Whether the guest's RDMSR of `msr` is allowed (else #GP(0), as KVM's for
     /// MSR_PLATFORM_INFO with KVM_CAP_MSR_PLATFORM_INFO off).
     pub(crate) fn guest_may_read(&self, msr: Msr) -> bool {
@@ -416,7 +422,7 @@ impl VcpuState {
         if !guest_cr::sregs_valid(f, s.cr0, s.cr4, s.efer, s.cs.l != 0) {
             return Err(EINVAL);
         }
-        let cx = WriteContext { features: *f, writer: Writer::Host, current: self.apic_base, paging: false, platform_info: self.platform_info };
+        let cx = self.msr_write_context(Writer::Host, self.apic_base, false);
         if guest_msr::check_write(Msr::ApicBase, s.apic_base, &cx).is_none() {
             return Err(EINVAL);
         }
